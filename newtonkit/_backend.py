@@ -1,0 +1,217 @@
+"""Array namespace and the few linear-algebra calls the array API standard lacks.
+
+Everything in the core works on arrays through the namespace ``xp`` that
+`array-api-compat` returns for them (NumPy, PyTorch, CuPy, or any other
+standard-conforming library such as array-api-strict).  The functions below are
+the only places where the core branches on the backend; each dispatches on the
+namespace and raises a clear ``TypeError`` for a namespace it does not know.
+
+Nothing here copies device arrays to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat as _compat
+import numpy as np
+
+__all__ = [
+    "array_namespace",
+    "backend_name",
+    "device",
+    "check_real_float",
+    "result_float_dtype",
+    "cholesky",
+    "solve_triangular",
+    "cho_solve",
+    "standard_normal",
+    "smallest_eigenvalue",
+    "to_numpy",
+]
+
+
+def array_namespace(*arrays: Any) -> Any:
+    """The array-API namespace shared by ``arrays`` (``None`` entries and Python scalars ignored)."""
+    arrays = tuple(a for a in arrays if a is not None and not isinstance(a, (int, float)))
+    try:
+        return _compat.array_namespace(*arrays)
+    except TypeError as exc:
+        kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays})
+        raise TypeError(
+            f"newtonkit needs arrays of one array-API backend (NumPy, PyTorch, CuPy, ...); "
+            f"got {', '.join(kinds)}: {exc}"
+        ) from None
+
+
+def backend_name(xp: Any) -> str:
+    """``'numpy'``, ``'torch'``, ``'cupy'``, ``'array_api_strict'`` or the module name."""
+    if _compat.is_numpy_namespace(xp):
+        return "numpy"
+    if _compat.is_torch_namespace(xp):
+        return "torch"
+    if _compat.is_cupy_namespace(xp):
+        return "cupy"
+    if _compat.is_array_api_strict_namespace(xp):
+        return "array_api_strict"
+    return getattr(xp, "__name__", repr(xp))
+
+
+def device(x: Any) -> Any:
+    """The device ``x`` lives on (array-api-compat's portable ``device``)."""
+    return _compat.device(x)
+
+
+def _unsupported(xp: Any, what: str) -> TypeError:
+    return TypeError(
+        f"{what} is not available for the array namespace {backend_name(xp)!r}; newtonkit "
+        f"supports it for numpy, torch, cupy and array_api_strict arrays"
+    )
+
+
+def check_real_float(xp: Any, x: Any, name: str) -> None:
+    """Raise ``TypeError`` unless ``x`` has a real floating dtype (float32 or float64)."""
+    dt = x.dtype
+    if not xp.isdtype(dt, "real floating"):
+        kind = "complex" if xp.isdtype(dt, "complex floating") else "non-floating"
+        raise TypeError(
+            f"{name} has dtype {dt}, a {kind} dtype; newtonkit works on real float32 or "
+            f"float64 arrays (convert with .astype(float64) or .to(torch.float64))"
+        )
+
+
+def result_float_dtype(xp: Any, *dtypes: Any) -> Any:
+    """The promoted real floating dtype of ``dtypes``."""
+    dt = xp.result_type(*dtypes)
+    if not xp.isdtype(dt, "real floating"):
+        raise TypeError(f"dtype {dt} is not a real floating dtype")
+    return dt
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array to a NumPy array on the host (only for tests, benchmarks and reporting)."""
+    xp = array_namespace(x)
+    name = backend_name(xp)
+    if name == "numpy":
+        return np.asarray(x)
+    if name == "torch":
+        return x.detach().cpu().numpy()
+    if name == "cupy":
+        return x.get()
+    return np.asarray(x)
+
+
+# -- linear algebra outside the standard ------------------------------------------------------
+
+
+def cholesky(xp: Any, a: Any) -> tuple[Any, bool]:
+    """Lower Cholesky factor of a symmetric matrix and whether it succeeded.
+
+    Returns ``(L, True)`` with ``a = L Lᵀ`` when ``a`` is numerically positive definite and
+    ``(None, False)`` otherwise; never raises for an indefinite matrix.
+    """
+    name = backend_name(xp)
+    if name == "torch":
+        import torch
+
+        L, info = torch.linalg.cholesky_ex(a)
+        # info is a 0-d tensor; reading it syncs with the device but copies one integer only.
+        ok = bool(info.item() == 0)
+        return (L, True) if ok else (None, False)
+    if name == "numpy":
+        import scipy.linalg
+
+        try:
+            L = scipy.linalg.cholesky(a, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None, False
+        return L, True
+    try:
+        L = xp.linalg.cholesky(a)
+    except Exception:  # backends signal failure with their own error types
+        return None, False
+    if not bool(xp.all(xp.isfinite(L))):  # CuPy may return NaNs instead of raising
+        return None, False
+    return L, True
+
+
+def solve_triangular(xp: Any, L: Any, b: Any, *, lower: bool = True, trans: bool = False) -> Any:
+    """Solve ``L x = b`` (or ``Lᵀ x = b`` with ``trans``) for triangular ``L``; ``b`` 1-D or 2-D."""
+    name = backend_name(xp)
+    vec = b.ndim == 1
+    if name == "numpy":
+        import scipy.linalg
+
+        return scipy.linalg.solve_triangular(
+            L, b, lower=lower, trans=1 if trans else 0, check_finite=False
+        )
+    if name == "torch":
+        import torch
+
+        A = L.mT if trans else L
+        upper = lower if trans else not lower
+        B = b[:, None] if vec else b
+        x = torch.linalg.solve_triangular(A, B, upper=upper)
+        return x[:, 0] if vec else x
+    if name == "cupy":
+        import cupyx.scipy.linalg
+
+        return cupyx.scipy.linalg.solve_triangular(L, b, lower=lower, trans=1 if trans else 0)
+    if name == "array_api_strict":
+        # No triangular solve in the standard: a general solve is exact, only slower.
+        A = xp.matrix_transpose(L) if trans else L
+        B = b[:, None] if vec else b
+        x = xp.linalg.solve(A, B)
+        return x[:, 0] if vec else x
+    raise _unsupported(xp, "a triangular solve")
+
+
+def cho_solve(xp: Any, L: Any, b: Any) -> Any:
+    """Solve ``L Lᵀ x = b`` given the lower Cholesky factor ``L``."""
+    y = solve_triangular(xp, L, b, lower=True)
+    return solve_triangular(xp, L, y, lower=True, trans=True)
+
+
+def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any, seed: int | None) -> Any:
+    """Standard normal samples of ``shape`` and ``dtype`` on the device of ``like``."""
+    name = backend_name(xp)
+    if name == "numpy":
+        return np.random.default_rng(seed).standard_normal(shape).astype(dtype, copy=False)
+    if name == "torch":
+        import torch
+
+        dev = like.device
+        gen = torch.Generator(device=dev)
+        if seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(seed)
+        return torch.randn(shape, generator=gen, dtype=dtype, device=dev)
+    if name == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(like.device):
+            return cupy.random.default_rng(seed).standard_normal(shape, dtype=dtype)
+    if name == "array_api_strict":
+        data = np.random.default_rng(seed).standard_normal(shape)
+        return xp.asarray(data, dtype=dtype, device=device(like))
+    raise _unsupported(xp, "random sampling")
+
+
+def smallest_eigenvalue(xp: Any, a: Any) -> float:
+    """Smallest eigenvalue of the dense symmetric matrix ``a`` (as a Python float).
+
+    NumPy uses ARPACK (``eigsh(k=1, which="SA")``) for large matrices, as the deepwave seed
+    does; other backends use the standard's ``eigvalsh`` on the device.
+    """
+    n = a.shape[0]
+    if backend_name(xp) == "numpy" and n > 64:
+        import scipy.sparse.linalg
+
+        try:
+            w = scipy.sparse.linalg.eigsh(a, k=1, which="SA", return_eigenvectors=False)
+            return float(w[0])
+        except scipy.sparse.linalg.ArpackNoConvergence:
+            pass  # fall through to the dense eigensolver
+    w = xp.linalg.eigvalsh(a)
+    return float(w[0])

@@ -1,0 +1,176 @@
+"""The abstract linear operator.
+
+A :class:`LinearOperator` ``A`` of shape ``(m, n)`` maps vectors of length ``n`` to vectors of
+length ``m`` on one array backend.  Public methods check their inputs and call the private
+``_matvec``/``_rmatvec``/``_matmat``/``_rmatmat`` that subclasses implement (PyLops style), so a
+subclass only computes.  Structure tags (see :mod:`newtonkit.operators._tags`) tell solvers what
+they may assume without checking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _backend as B
+from . import _tags as tags_
+
+
+class LinearOperator:
+    """A real linear map ``A: R^n -> R^m`` on one array backend.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(m, n)``.
+    dtype : dtype
+        Real floating dtype of the operator's action (float32 or float64).
+    xp : namespace
+        The array namespace (from :func:`newtonkit._backend.array_namespace`).
+    device : optional
+        Device of the arrays the operator produces.
+    tags : iterable of str
+        Structure tags: ``"symmetric"``, ``"positive_semidefinite"``, ``"positive_definite"``.
+
+    Notes
+    -----
+    ``A @ B`` composes two operators; ``A @ x`` applies ``A`` to an array (1-D: ``matvec``,
+    2-D: ``matmat``); ``A + B``, ``c * A``, ``-A``, ``A - B`` build sums and scaled operators;
+    ``A.T`` (also ``A.H``; the operators are real) is the adjoint.
+    """
+
+    def __init__(self, shape: tuple[int, int], dtype: Any, xp: Any, device: Any = None,
+                 tags: Any = ()) -> None:
+        m, n = (int(s) for s in shape)
+        if m < 1 or n < 1:
+            raise ValueError(f"an operator needs a non-empty shape, got {(m, n)}")
+        if not xp.isdtype(dtype, "real floating"):
+            raise TypeError(f"operator dtype must be real floating (float32/float64), got {dtype}")
+        self.shape = (m, n)
+        self.dtype = dtype
+        self.xp = xp
+        self.device = device
+        self.tags = tags_.normalize(tags, self.shape)
+
+    # -- subclass interface ------------------------------------------------------------------
+    def _matvec(self, x: Any) -> Any:
+        return self._matmat(x[:, None])[:, 0]
+
+    def _rmatvec(self, y: Any) -> Any:
+        if "symmetric" in self.tags:
+            return self._matvec(y)
+        raise NotImplementedError(f"{type(self).__name__} does not define its adjoint (rmatvec)")
+
+    def _matmat(self, X: Any) -> Any:
+        if type(self)._matvec is LinearOperator._matvec:
+            raise NotImplementedError(f"{type(self).__name__} defines neither _matvec nor _matmat")
+        cols = [self._matvec(X[:, j]) for j in range(X.shape[1])]
+        return self.xp.stack(cols, axis=1)
+
+    def _rmatmat(self, Y: Any) -> Any:
+        cols = [self._rmatvec(Y[:, j]) for j in range(Y.shape[1])]
+        return self.xp.stack(cols, axis=1)
+
+    # -- public, checked ---------------------------------------------------------------------
+    def _check(self, x: Any, length: int, ndim: int, what: str) -> None:
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) != ndim or shape[0] != length:
+            want = f"({length},)" if ndim == 1 else f"({length}, k)"
+            raise ValueError(
+                f"{what} of {type(self).__name__} with shape {self.shape} needs an array of shape "
+                f"{want}, got shape {shape}"
+            )
+
+    def matvec(self, x: Any) -> Any:
+        """``A x`` for ``x`` of shape ``(n,)``."""
+        self._check(x, self.shape[1], 1, "matvec")
+        return self._matvec(x)
+
+    def rmatvec(self, y: Any) -> Any:
+        """``Aᵀ y`` for ``y`` of shape ``(m,)``."""
+        self._check(y, self.shape[0], 1, "rmatvec")
+        return self._rmatvec(y)
+
+    def matmat(self, X: Any) -> Any:
+        """``A X`` for ``X`` of shape ``(n, k)``."""
+        self._check(X, self.shape[1], 2, "matmat")
+        return self._matmat(X)
+
+    def rmatmat(self, Y: Any) -> Any:
+        """``Aᵀ Y`` for ``Y`` of shape ``(m, k)``."""
+        self._check(Y, self.shape[0], 2, "rmatmat")
+        return self._rmatmat(Y)
+
+    def to_dense(self, chunk_size: int | None = None) -> Any:
+        """The ``(m, n)`` matrix, built from ``matmat`` on identity columns, ``chunk_size`` at a time."""
+        xp = self.xp
+        n = self.shape[1]
+        k = n if chunk_size is None else max(1, int(chunk_size))
+        blocks = []
+        for start in range(0, n, k):
+            stop = min(n, start + k)
+            E = xp.eye(n, stop - start, k=-start, dtype=self.dtype, device=self.device)
+            blocks.append(self._matmat(E))
+        return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=1)
+
+    # -- algebra -----------------------------------------------------------------------------
+    @property
+    def T(self) -> LinearOperator:
+        """The adjoint (transpose) operator."""
+        from ._kinds import AdjointOperator
+
+        return AdjointOperator(self)
+
+    H = T
+
+    def __matmul__(self, other: Any) -> Any:
+        if isinstance(other, LinearOperator):
+            from ._kinds import ProductOperator
+
+            return ProductOperator(self, other)
+        ndim = getattr(other, "ndim", None)
+        if ndim == 1:
+            return self.matvec(other)
+        if ndim == 2:
+            return self.matmat(other)
+        return NotImplemented
+
+    def __add__(self, other: Any) -> LinearOperator:
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        from ._kinds import SumOperator
+
+        return SumOperator(self, other)
+
+    def __mul__(self, c: Any) -> LinearOperator:
+        if not isinstance(c, (int, float)):
+            return NotImplemented
+        from ._kinds import ScaledOperator
+
+        return ScaledOperator(self, float(c))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> LinearOperator:
+        return self * -1.0
+
+    def __sub__(self, other: Any) -> LinearOperator:
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        return self + (-other)
+
+    def to_scipy(self) -> Any:
+        """This operator as a ``scipy.sparse.linalg.LinearOperator`` (NumPy backend only)."""
+        if B.backend_name(self.xp) != "numpy":
+            raise TypeError(
+                f"scipy operators act on NumPy arrays; this operator is on "
+                f"{B.backend_name(self.xp)!r} (no silent host copies)"
+            )
+        import scipy.sparse.linalg as spla
+
+        return spla.LinearOperator(self.shape, matvec=self._matvec, rmatvec=self._rmatvec,
+                                   matmat=self._matmat, rmatmat=self._rmatmat, dtype=self.dtype)
+
+    def __repr__(self) -> str:
+        tag = f", tags={sorted(self.tags)}" if self.tags else ""
+        return (f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} "
+                f"{B.backend_name(self.xp)}:{self.dtype}{tag}>")

@@ -1,0 +1,49 @@
+"""The dot-product (adjoint) test, shipped for users' own operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _backend as B
+from ._base import LinearOperator
+from ._kinds import aslinearoperator
+
+
+def dottest(A: Any, *, rtol: float | None = None, seed: int = 0,
+            raise_error: bool = True) -> tuple[float, float]:
+    """Check ``⟨A x, y⟩ = ⟨x, Aᵀ y⟩`` for random ``x``, ``y``.
+
+    Parameters
+    ----------
+    A : LinearOperator or array
+    rtol : float, optional
+        Allowed relative difference ``|⟨Ax,y⟩ − ⟨x,Aᵀy⟩| / max(|⟨Ax,y⟩|, ‖Ax‖‖y‖·eps)``;
+        default ``1e-4`` for float32, ``1e-10`` for float64 (rounding in ``m·n`` products).
+    seed : int
+        Seed of the random vectors.
+    raise_error : bool
+        Raise ``AssertionError`` when the test fails (else only return the two values).
+
+    Returns
+    -------
+    (yᵀAx, xᵀAᵀy) : tuple of float
+    """
+    A = aslinearoperator(A)
+    xp = A.xp
+    m, n = A.shape
+    x = B.standard_normal(xp, (n,), A.dtype, _like(A), seed)
+    y = B.standard_normal(xp, (m,), A.dtype, _like(A), seed + 1)
+    lhs = float(xp.vecdot(A.matvec(x), y))
+    rhs = float(xp.vecdot(x, A.rmatvec(y)))
+    if rtol is None:
+        rtol = 1e-4 if A.dtype == xp.float32 else 1e-10
+    scale = max(abs(lhs), abs(rhs), 1e-30)
+    if raise_error and abs(lhs - rhs) > rtol * scale:
+        raise AssertionError(f"dot-product test failed for {A!r}: <Ax,y> = {lhs:.10g}, "
+                             f"<x,A^T y> = {rhs:.10g}, relative difference "
+                             f"{abs(lhs - rhs) / scale:.3g} > rtol {rtol:g}")
+    return lhs, rhs
+
+
+def _like(A: LinearOperator) -> Any:
+    return A.xp.zeros((1,), dtype=A.dtype, device=A.device)

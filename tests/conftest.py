@@ -1,0 +1,20 @@
+"""Shared test configuration: hypothesis profiles and backend fixtures.
+
+Profiles (select with NEWTONKIT_HYPOTHESIS_PROFILE):
+- ``ci`` (default): 100 examples per property, derandomized, no deadline (CI machines are slow
+  and shared, so timing-based flakiness is ruled out), no example database writes.
+- ``dev``: 25 examples, for quick local iteration.
+- ``soak``: 5,000 examples per property, random seeds, for long runs.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                    HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None,
+                          print_blob=True, **_COMMON)
+settings.register_profile("dev", max_examples=25, **_COMMON)
+settings.register_profile("soak", max_examples=5000, **_COMMON)
+settings.load_profile(os.environ.get("NEWTONKIT_HYPOTHESIS_PROFILE", "ci"))
