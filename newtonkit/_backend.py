@@ -32,7 +32,7 @@ __all__ = [
 
 
 def array_namespace(*arrays: Any) -> Any:
-    """The array-API namespace shared by ``arrays`` (``None`` entries and Python scalars ignored)."""
+    """The array-API namespace shared by ``arrays`` (``None`` and Python scalars ignored)."""
     arrays = tuple(a for a in arrays if a is not None and not isinstance(a, (int, float)))
     try:
         return _compat.array_namespace(*arrays)
@@ -172,7 +172,8 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
     return solve_triangular(xp, L, y, lower=True, trans=True)
 
 
-def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any, seed: int | None) -> Any:
+def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any,
+                    seed: int | None) -> Any:
     """Standard normal samples of ``shape`` and ``dtype`` on the device of ``like``."""
     name = backend_name(xp)
     if name == "numpy":

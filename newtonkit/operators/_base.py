@@ -101,7 +101,7 @@ class LinearOperator:
         return self._rmatmat(Y)
 
     def to_dense(self, chunk_size: int | None = None) -> Any:
-        """The ``(m, n)`` matrix, built from ``matmat`` on identity columns, ``chunk_size`` at a time."""
+        """The ``(m, n)`` matrix from ``matmat`` on identity columns, ``chunk_size`` at a time."""
         xp = self.xp
         n = self.shape[1]
         k = n if chunk_size is None else max(1, int(chunk_size))

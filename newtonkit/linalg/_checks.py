@@ -1,0 +1,82 @@
+"""Input checks shared by the solvers: public functions check, private code computes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _backend as B
+from ..operators import LinearOperator, aslinearoperator
+
+
+class LinAlgError(np.linalg.LinAlgError):
+    """A factorisation failed (for example Cholesky of a matrix that is not positive definite)."""
+
+
+def matrix_or_operator(A: Any, name: str, square: bool = False) -> tuple[Any, Any, bool]:
+    """Return ``(A, xp, is_dense)`` after checking shape, dtype and (for arrays) finiteness.
+
+    Dense arrays stay arrays; anything else becomes a :class:`LinearOperator`.
+    """
+    if isinstance(A, LinearOperator) or not hasattr(A, "ndim"):
+        op = aslinearoperator(A)
+        if square and op.shape[0] != op.shape[1]:
+            raise ValueError(f"{name} must be square, got shape {op.shape}")
+        return op, op.xp, False
+    xp = B.array_namespace(A)
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(A.shape)}")
+    if A.shape[0] == 0 or A.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(A.shape)})")
+    if square and A.shape[0] != A.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {tuple(A.shape)}")
+    B.check_real_float(xp, A, name)
+    if not bool(xp.all(xp.isfinite(A))):
+        raise ValueError(f"{name} has non-finite entries (nan or inf)")
+    return A, xp, True
+
+
+def vector(xp: Any, v: Any, length: int, name: str, dtype: Any) -> Any:
+    """Check that ``v`` is a finite real vector of ``length`` on the namespace ``xp``."""
+    if getattr(v, "ndim", None) != 1 or v.shape[0] != length:
+        raise ValueError(f"{name} must have shape ({length},), got "
+                         f"{tuple(getattr(v, 'shape', ()))}")
+    if B.backend_name(B.array_namespace(v)) != B.backend_name(xp):
+        raise TypeError(f"{name} is a {type(v).__module__} array but the matrix is on "
+                        f"{B.backend_name(xp)!r}; pass arrays of one backend")
+    B.check_real_float(xp, v, name)
+    if not bool(xp.all(xp.isfinite(v))):
+        raise ValueError(f"{name} has non-finite entries (nan or inf)")
+    return xp.astype(v, dtype) if v.dtype != dtype else v
+
+
+def real(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False) -> float:
+    """A finite real number within ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (v <= low if low_open else v < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {v:g}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {v:g}")
+    return v
+
+
+def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in options:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
+    return value.lower()
+
+
+def dense(A: Any, chunk_size: int | None = None) -> Any:
+    """The dense matrix of an array or operator (operators materialised in column chunks)."""
+    return A.to_dense(chunk_size) if isinstance(A, LinearOperator) else A
+
+
+def eye_like(xp: Any, n: int, A: Any) -> Any:
+    return xp.eye(n, dtype=A.dtype, device=B.device(A))

@@ -1,0 +1,160 @@
+r"""Regularised Cholesky solve for Newton steps.
+
+Solve :math:`(H + \tau I) h = -g` for a symmetric, possibly indefinite ``H``.  The shift
+:math:`\tau \ge 0` makes :math:`H + \tau I` positive definite, so ``h`` is a descent direction:
+:math:`g^T h = -g^T (H + \tau I)^{-1} g < 0`.
+
+Shift rules
+-----------
+``"eigen"``
+    :math:`\tau = \max(-c\,\lambda_{\min}(H), 0)` with ``c = factor`` (1.5 as in the deepwave
+    Hessian example), so the smallest eigenvalue of :math:`H + \tau I` is
+    :math:`(1 - c)\lambda_{\min} > 0` when :math:`\lambda_{\min} < 0`.  Should the factorisation
+    still fail (a singular positive semi-definite ``H`` gives :math:`\tau = 0`), τ grows as in
+    ``"retry"``.
+``"retry"``
+    Try :math:`\tau = 0`, then :math:`\tau_0, \tau_0 \gamma, \tau_0\gamma^2, \dots` until the
+    Cholesky factorisation succeeds (Nocedal & Wright, Alg. 3.3).
+``"fixed"``
+    A given :math:`\tau`; a failed factorisation raises :class:`LinAlgError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _backend as B
+from . import _checks as C
+from .lanczos import lanczos
+
+SHIFTS = ("eigen", "retry", "fixed")
+
+
+@dataclass(frozen=True)
+class CholeskyInfo:
+    """What a regularised Cholesky solve did.
+
+    Attributes
+    ----------
+    tau : float
+        The shift used.
+    lambda_min : float or None
+        The smallest-eigenvalue estimate (``None`` when the rule did not compute one).
+    n_factorizations : int
+        Cholesky factorisations attempted (failed ones included).
+    shift : str
+        The shift rule.
+    """
+
+    tau: float
+    lambda_min: float | None
+    n_factorizations: int
+    shift: str
+
+
+def regularized_cholesky_solve(
+    H: Any,
+    g: Any,
+    *,
+    shift: str = "eigen",
+    factor: float = 1.5,
+    tau: float | None = None,
+    tau0: float | None = None,
+    growth: float = 10.0,
+    max_factorizations: int = 40,
+    eigensolver: str = "dense",
+    chunk_size: int | None = None,
+) -> tuple[Any, CholeskyInfo]:
+    r"""Solve :math:`(H + \tau I) h = -g` with a shift that makes the matrix positive definite.
+
+    Parameters
+    ----------
+    H : array (n, n) or LinearOperator
+        Symmetric matrix (only its lower triangle is read by the factorisation).  A matrix-free
+        operator is materialised with ``to_dense(chunk_size)``.
+    g : array (n,)
+        Right-hand side (the gradient).
+    shift : {"eigen", "retry", "fixed"}
+        Shift rule (module docstring).
+    factor : float
+        ``c`` in the eigen rule, ``> 1`` for a positive definite result.
+    tau : float
+        The shift for ``shift="fixed"``.
+    tau0 : float, optional
+        First shift of the retry sequence (default 0).  After a failure the shift becomes
+        ``max(γ·τ, 1e-3·mean|diag H|)`` and then grows by ``γ`` per retry.
+    growth : float
+        Factor ``γ > 1`` between retries.
+    max_factorizations : int
+        Give up (``LinAlgError``) after this many failed factorisations.
+    eigensolver : {"dense", "lanczos"}
+        How the eigen rule finds :math:`\lambda_{\min}`: a dense symmetric eigensolver
+        (ARPACK ``eigsh`` for NumPy) or Lanczos on ``H``'s action.
+    chunk_size : int, optional
+        Column chunk for materialising an operator.
+
+    Returns
+    -------
+    h : array (n,)
+        The step :math:`-(H + \tau I)^{-1} g`, same backend, dtype and device as ``H``.
+    info : CholeskyInfo
+    """
+    H, xp, _ = C.matrix_or_operator(H, "H", square=True)
+    n = H.shape[0]
+    shift = C.choice(shift, "shift rule", SHIFTS)
+    eigensolver = C.choice(eigensolver, "eigensolver", ("dense", "lanczos"))
+    factor = C.real(factor, "factor", low=0.0, low_open=True)
+    growth = C.real(growth, "growth", low=1.0, low_open=True)
+    if int(max_factorizations) < 1:
+        raise ValueError(f"max_factorizations must be >= 1, got {max_factorizations}")
+    if shift == "fixed":
+        if tau is None:
+            raise ValueError("shift='fixed' needs tau=")
+        tau = C.real(tau, "tau", low=0.0)
+    elif tau is not None:
+        raise ValueError(f"tau= is only used with shift='fixed' (shift is {shift!r})")
+    g = C.vector(xp, g, n, "g", H.dtype)
+
+    lam = None
+    if shift == "eigen" and eigensolver == "lanczos":
+        lam = lanczos(H)[0]
+    Hd = C.dense(H, chunk_size)
+    if not bool(xp.all(xp.isfinite(Hd))):
+        raise ValueError("H has non-finite entries (nan or inf)")
+    if shift == "eigen" and lam is None:
+        lam = B.smallest_eigenvalue(xp, Hd)
+
+    if shift == "fixed":
+        taus = iter([tau])
+    else:
+        scale = float(xp.mean(xp.abs(xp.linalg.diagonal(Hd))))
+        tiny = float(xp.finfo(Hd.dtype).eps) * max(scale, float(xp.max(xp.abs(Hd))), 1e-300)
+        t_min = max(1e-3 * scale, tiny)
+        if shift == "eigen":
+            first = max(-factor * lam, 0.0)
+        else:
+            first = 0.0 if tau0 is None else C.real(tau0, "tau0", low=0.0)
+        taus = _shift_sequence(first, t_min, growth)
+
+    eye = C.eye_like(xp, n, Hd)
+    for k in range(1, int(max_factorizations) + 1):
+        t = next(taus, None)
+        if t is None:
+            break
+        L, ok = B.cholesky(xp, Hd + t * eye if t else Hd)
+        if ok:
+            h = -B.cho_solve(xp, L, g)
+            return h, CholeskyInfo(float(t), lam, k, shift)
+    raise C.LinAlgError(
+        f"Cholesky of H + tau*I failed {k} times (last tau={t!r}, shift rule {shift!r}); "
+        f"H may have non-finite or huge entries, or use a larger tau/tau0"
+    )
+
+
+def _shift_sequence(first: float, t_min: float, growth: float):
+    yield first
+    t = max(first * growth, t_min)
+    while True:
+        yield t
+        t *= growth

@@ -1,0 +1,156 @@
+r"""The Gauss-Newton / Levenberg–Marquardt linear step.
+
+.. math:: (J^TJ + \mu D)\, d = -J^T r,
+
+the minimiser of :math:`\|J d + r\|^2 + \mu\, d^T D d` for a diagonal :math:`D > 0` (``D = I``
+by default; Marquardt's scaling takes ``D = diag(JᵀJ)``).  With :math:`\mu = 0` it is the
+Gauss-Newton step, the least-squares solution of :math:`J d \approx -r` (the minimum-norm one
+when ``J`` is rank deficient).
+
+Methods
+-------
+``"qr"``
+    Householder QR of the stacked matrix :math:`[J;\ \sqrt{\mu D}]`: backward stable, error
+    :math:`\sim \epsilon\,\kappa(J)`.  Falls back to ``"lstsq"`` when the triangular factor is
+    numerically singular (rank-deficient ``J`` with :math:`\mu = 0`, or fewer rows than columns).
+``"lstsq"``
+    SVD of :math:`J D^{-1/2}`: :math:`d = -D^{-1/2} V \mathrm{diag}(\sigma/(\sigma^2+\mu))
+    U^T r`, singular values below :math:`\max(m,n)\,\epsilon\,\sigma_{\max}` dropped when
+    :math:`\mu = 0` (the minimum-norm solution, as ``numpy.linalg.lstsq``).
+``"cholesky"``
+    Cholesky of the ``n × n`` normal matrix: fastest, error :math:`\sim \epsilon\,\kappa(J)^2`.
+``"cgls"``
+    Matrix-free CGLS on :math:`J D^{-1/2}` (:func:`newtonkit.linalg.cgls`), for operators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _backend as B
+from ..operators import DiagonalOperator, aslinearoperator
+from . import _checks as C
+from .krylov import cgls
+
+METHODS = ("auto", "qr", "lstsq", "cholesky", "cgls")
+
+
+@dataclass(frozen=True)
+class GaussNewtonInfo:
+    """Which method solved the step, with what damping, and (CGLS) iterations and convergence."""
+
+    method: str
+    damping: float
+    iterations: int | None = None
+    converged: bool = True
+
+
+def gauss_newton_step(
+    J: Any,
+    r: Any,
+    damping: float = 0.0,
+    *,
+    diag: Any = None,
+    method: str = "auto",
+    rtol: float = 1e-10,
+    maxiter: int | None = None,
+    chunk_size: int | None = None,
+) -> tuple[Any, GaussNewtonInfo]:
+    r"""Solve :math:`(J^TJ + \mu D) d = -J^T r` for the Gauss-Newton / LM step ``d``.
+
+    Parameters
+    ----------
+    J : array (m, n) or LinearOperator
+        Jacobian of the residual.
+    r : array (m,)
+        Residual.
+    damping : float
+        :math:`\mu \ge 0`.
+    diag : array (n,), optional
+        The diagonal of ``D`` (positive); default ones.
+    method : {"auto", "qr", "lstsq", "cholesky", "cgls"}
+        See the module docstring.  ``"auto"``: ``"cgls"`` for an operator, ``"qr"`` for a
+        dense ``J``.
+    rtol, maxiter : float, int
+        CGLS tolerance on the normal-equation residual and iteration cap.
+    chunk_size : int, optional
+        Column chunk for materialising an operator for the dense methods.
+
+    Returns
+    -------
+    d : array (n,)
+    info : GaussNewtonInfo
+    """
+    J, xp, is_dense = C.matrix_or_operator(J, "J")
+    m, n = J.shape
+    mu = C.real(damping, "damping", low=0.0)
+    method = C.choice(method, "method", METHODS)
+    r = C.vector(xp, r, m, "r", J.dtype)
+    if diag is not None:
+        diag = C.vector(xp, diag, n, "diag", J.dtype)
+        if not bool(xp.all(diag > 0)):
+            raise ValueError("diag (the scaling D) must be strictly positive")
+    if method == "auto":
+        method = "qr" if is_dense else "cgls"
+
+    if method == "cgls":
+        A = aslinearoperator(J)
+        s = None if diag is None else 1.0 / xp.sqrt(diag)
+        if s is not None:
+            A = A @ DiagonalOperator(s)
+        y, kinfo = cgls(A, -r, mu, rtol=rtol, maxiter=maxiter)
+        d = y if s is None else s * y
+        return d, GaussNewtonInfo("cgls", mu, kinfo.iterations, kinfo.converged)
+
+    Jd = C.dense(J, chunk_size)
+    if method == "cholesky":
+        Jt = xp.matrix_transpose(Jd)
+        G = Jt @ Jd
+        if mu:
+            dvec = diag if diag is not None else xp.ones((n,), dtype=Jd.dtype,
+                                                          device=B.device(Jd))
+            G = G + mu * (C.eye_like(xp, n, Jd) * dvec[None, :])
+        L, ok = B.cholesky(xp, G)
+        if not ok:
+            raise C.LinAlgError("the normal matrix JᵀJ + μD is singular to working precision; "
+                                "use damping > 0 or method='lstsq'/'qr'")
+        return -B.cho_solve(xp, L, Jt @ r), GaussNewtonInfo("cholesky", mu)
+    if method == "qr":
+        d = _qr(xp, Jd, r, mu, diag)
+        if d is not None:
+            return d, GaussNewtonInfo("qr", mu)
+    return _lstsq(xp, Jd, r, mu, diag), GaussNewtonInfo("lstsq", mu)
+
+
+def _qr(xp, J, r, mu, diag):
+    m, n = J.shape
+    if mu:
+        sq = xp.sqrt(mu * diag) if diag is not None else \
+            mu ** 0.5 * xp.ones((n,), dtype=J.dtype, device=B.device(J))
+        A = xp.concat([J, C.eye_like(xp, n, J) * sq[None, :]], axis=0)
+        rhs = xp.concat([r, xp.zeros((n,), dtype=J.dtype, device=B.device(J))])
+    else:
+        A, rhs = J, r
+    if A.shape[0] < n:
+        return None
+    Q, R = xp.linalg.qr(A)
+    dR = xp.abs(xp.linalg.diagonal(R))
+    if float(xp.min(dR)) <= max(A.shape) * float(xp.finfo(J.dtype).eps) * float(xp.max(dR)):
+        return None  # numerically rank deficient: the minimum-norm solution needs the SVD
+    return -B.solve_triangular(xp, R, xp.matrix_transpose(Q) @ rhs, lower=False)
+
+
+def _lstsq(xp, J, r, mu, diag):
+    m, n = J.shape
+    s = 1.0 / xp.sqrt(diag) if (diag is not None and mu) else None
+    A = J * s[None, :] if s is not None else J
+    U, sv, Vt = xp.linalg.svd(A, full_matrices=False)
+    if mu:
+        f = sv / (sv * sv + mu)
+    else:
+        cut = max(m, n) * float(xp.finfo(J.dtype).eps) * float(sv[0])
+        keep = sv > cut
+        f = xp.where(keep, 1.0 / xp.where(keep, sv, xp.ones_like(sv)), xp.zeros_like(sv))
+    y = -(xp.matrix_transpose(Vt) @ (f * (xp.matrix_transpose(U) @ r)))
+    return y * s if s is not None else y
