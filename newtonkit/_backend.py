@@ -202,15 +202,22 @@ def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any,
 def smallest_eigenvalue(xp: Any, a: Any) -> float:
     """Smallest eigenvalue of the dense symmetric matrix ``a`` (as a Python float).
 
-    NumPy uses ARPACK (``eigsh(k=1, which="SA")``) for large matrices, as the deepwave seed
-    does; other backends use the standard's ``eigvalsh`` on the device.
+    NumPy arrays and CPU tensors (through a zero-copy view) use ARPACK (``eigsh(k=1,
+    which="SA")``) for large matrices, as the deepwave seed does; other backends and devices use
+    the standard's ``eigvalsh`` on the device.
     """
     n = a.shape[0]
-    if backend_name(xp) == "numpy" and n > 64:
+    name = backend_name(xp)
+    host = None
+    if name == "numpy":
+        host = a
+    elif name == "torch" and a.device.type == "cpu":
+        host = a.detach().numpy()  # a view of the same memory, not a copy
+    if host is not None and n > 64:
         import scipy.sparse.linalg
 
         try:
-            w = scipy.sparse.linalg.eigsh(a, k=1, which="SA", return_eigenvectors=False)
+            w = scipy.sparse.linalg.eigsh(host, k=1, which="SA", return_eigenvectors=False)
             return float(w[0])
         except scipy.sparse.linalg.ArpackNoConvergence:
             pass  # fall through to the dense eigensolver
