@@ -31,11 +31,12 @@ from newtonkit.linalg import half_inverse, regularized_cholesky_solve
 OUT = Path(__file__).parent / "output"
 
 
-def timeit(fn, repeats):
+def timeit(fn, repeats, *args, **kwargs):
+    """Median wall time of ``fn(*args, **kwargs)`` over ``repeats`` calls, and its last result."""
     times, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args, **kwargs)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
 
@@ -86,21 +87,21 @@ def bench_hig(sizes, repeats, rows):
         big = m * n > 5e7
         reps = 1 if big else repeats
         # The peer gets its fastest SVD: each variant timed once, the winner timed again.
-        trial = {name: timeit(lambda f=f: authors_direction(J, g, svd=f), 1)[0]
-                 for name, f in SVDS.items()}
+        trial = {name: timeit(authors_direction, 1, J, g, svd=f)[0] for name, f in SVDS.items()}
         best = min(trial, key=trial.get)
-        t_auth, d_auth = timeit(lambda: authors_direction(J, g, svd=SVDS[best]), reps)
-        t_nk, (d_nk, info) = timeit(lambda: half_inverse(J, g, -0.5, 1e-6), reps)
+        t_auth, d_auth = timeit(authors_direction, reps, J, g, svd=SVDS[best])
+        t_nk, (d_nk, info) = timeit(half_inverse, reps, J, g, -0.5, 1e-6)
         if big:
             ref, ref_name = d_auth.astype(np.float64), "authors (float32 SVD)"
         else:
             ref, ref_name = reference_direction(J, g), "float64 SVD"
-        err = lambda d: float(np.linalg.norm(d - ref) / np.linalg.norm(ref))  # noqa: E731
+        e_nk, e_auth = (float(np.linalg.norm(d - ref) / np.linalg.norm(ref))
+                        for d in (d_nk, d_auth))
+        tried = ", ".join(f"{k} {v:.3g} s" for k, v in trial.items())
         rows.append(dict(case=f"HIG direction {m}×{n} float32", peer=t_auth, ours=t_nk,
-                         note=f"peer SVD: {best} (tried: "
-                              + ", ".join(f"{k} {v:.3g} s" for k, v in trial.items())
-                              + f"); route {info.route}, rank {info.rank}; rel. error vs {ref_name}: "
-                              f"newtonkit {err(d_nk):.1e}, authors {err(d_auth):.1e}"))
+                         note=f"peer SVD: {best} (tried: {tried}); route {info.route}, rank "
+                              f"{info.rank}; rel. error vs {ref_name}: newtonkit {e_nk:.1e}, "
+                              f"authors {e_auth:.1e}"))
         print(rows[-1], flush=True)
 
 
@@ -137,8 +138,8 @@ def bench_cholesky(repeats, rows):
              ("NumPy float64", H64, g64, seed_path_numpy)]
     for label, H, g, seed_fn in cases:
         seed_fn(H, g), regularized_cholesky_solve(H, g)  # warm up
-        t_seed, h_seed = timeit(lambda: seed_fn(H, g), repeats)
-        t_nk, (h_nk, info) = timeit(lambda: regularized_cholesky_solve(H, g), repeats)
+        t_seed, h_seed = timeit(seed_fn, repeats, H, g)
+        t_nk, (h_nk, info) = timeit(regularized_cholesky_solve, repeats, H, g)
         h_seed, h_nk = np.asarray(h_seed, dtype=np.float64), np.asarray(h_nk, dtype=np.float64)
         diff = np.linalg.norm(h_nk - h_seed) / np.linalg.norm(h_seed)
         rows.append(dict(case=f"Newton step 600×600 indefinite, {label}", peer=t_seed, ours=t_nk,
