@@ -1,0 +1,332 @@
+"""``newtonkit.minimize``: dispatch, the one iteration loop, and the result.
+
+The loop owns every concern that is not a method's own: the iteration and evaluation budgets
+(``maxiter``, ``maxfev``), the non-finite check on accepted iterates, callbacks (SciPy ≥ 1.11
+``callback(intermediate_result)`` and old-style ``callback(x)``; ``StopIteration`` ends the run
+with status 99), ``disp`` and the progress bar, ``KeyboardInterrupt`` (the last accepted iterate
+is returned with status 98), and building the :class:`OptimizeResult`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+
+from . import _backend as B
+from ._status import Status
+from .methods import lookup
+from .methods._base import State, boolean, optional_nonneg_float, optional_positive_int
+from .problems import Composite, FiniteDifferenceWarning, OutputProblem, ScalarProblem
+
+__all__ = ["minimize", "OptimizeResult"]
+
+#: Options every method understands (the driver's).
+COMMON_OPTIONS = ("maxiter", "maxfev", "gtol", "ftol", "xtol", "disp", "progress")
+_EPS64 = float(np.finfo(np.float64).eps)
+#: A run shows a progress bar (with ``disp >= 1`` and ``progress=None``) once it has taken
+#: this many seconds.
+PROGRESS_AFTER_S = 2.0
+
+
+class OptimizeResult(scipy.optimize.OptimizeResult):
+    """The result of :func:`newtonkit.minimize` (a ``scipy.optimize.OptimizeResult``).
+
+    Attributes
+    ----------
+    x : array
+        The solution (last accepted iterate), shape, backend, dtype and device of ``x0``.
+    fun : float
+        Objective value at ``x`` (``½‖r‖²`` for a residual, ``L(F(x))`` for a Composite).
+    jac : array or None
+        Gradient of the objective at ``x``, shaped like ``x0``.
+    nit, nfev, njev, nhev : int
+        Accepted iterations; calls of ``fun`` (finite-difference calls included); Jacobian
+        or gradient evaluations; Hessian evaluations (Hessian-vector products for ``hessp``).
+    status, success, message :
+        SciPy's codes (see :class:`newtonkit._status.Status`): 0 converged, 1 budget
+        exhausted, 2 no progress, 3 non-finite values, 4 saddle point (Newton), 98
+        interrupted, 99 ``StopIteration`` from the callback.
+    termination : str
+        The :class:`~newtonkit._status.Status` name (``"GTOL"``, ``"MAXITER"``, ...).
+    method : str
+        The method that ran.
+
+    Method extras: ``taus``, ``lambda_min``, ``step_lengths`` (Newton); ``damping``,
+    ``gain_ratios``, ``trust_radius`` (LM); ``ranks``, ``singular_values``, ``thresholds``
+    (HIG); ``residual`` (a residual problem) or ``outputs`` (a Composite).
+    """
+
+
+def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
+             hess: Any = None, hessp: Callable | None = None, args: tuple = (),
+             tol: float | None = None, callback: Callable | None = None,
+             options: Mapping | None = None) -> OptimizeResult:
+    r"""Minimise a scalar objective or a sum of squares with a second-order method.
+
+    Parameters
+    ----------
+    fun : callable or Composite
+        ``"newton"``: scalar objective ``fun(x, *args)``.  ``"gauss-newton"``/``"gn"``,
+        ``"lm"``, ``"hig"``: residual ``fun(x, *args) -> r`` (objective :math:`\tfrac12\|r\|^2`)
+        or a :class:`~newtonkit.Composite` ``(model, loss)`` (objective :math:`L(F(x))`).
+    x0 : array
+        Start point, any shape, NumPy / PyTorch / CuPy / array-API array (lists become
+        float64 NumPy arrays).  Never modified; ``fun`` sees ``x`` of this shape.
+    method : str, optional
+        ``"newton"``, ``"gauss-newton"`` (``"gn"``), ``"lm"``, ``"hig"`` (case-insensitive).
+        Default: ``"lm"`` for a Composite, else ``"newton"``.
+    jac : callable, bool, str, array or LinearOperator, optional
+        Newton: gradient ``jac(x, *args)``, or ``True`` when ``fun`` returns ``(f, g)``, or
+        ``"2-point"``/``"3-point"``.  Least squares: Jacobian of the residual ``jac(x, *args)``
+        (an array ``(m, n)`` or a LinearOperator), a constant matrix/operator, or
+        ``"2-point"``/``"3-point"``.  Omitted: the backend's autodiff provider, else finite
+        differences with a :class:`~newtonkit.problems.FiniteDifferenceWarning`.
+    hess, hessp : callable, optional
+        Newton only: Hessian ``hess(x, *args)`` (array or LinearOperator) or ``"2-point"``,
+        or Hessian-vector product ``hessp(x, p, *args)`` (matrix-free, truncated CG).
+    args : tuple
+        Extra arguments of ``fun``, ``jac``, ``hess``, ``hessp``.
+    tol : float, optional
+        Sets ``gtol``, ``ftol`` and ``xtol`` (options given explicitly win).
+    callback : callable, optional
+        ``callback(intermediate_result)`` (an :class:`OptimizeResult` with ``x``, ``fun``,
+        ``jac``, ``nit``, ...) or ``callback(x)``; called after every accepted iteration.
+        Raising ``StopIteration`` ends the run (status 99).
+    options : dict, optional
+        ``maxiter``, ``maxfev``, ``gtol``, ``ftol``, ``xtol``, ``disp`` (0, 1: final
+        message, 2: a row per iteration), ``progress`` (``None``: a tqdm bar once a run with
+        ``disp >= 1`` takes over 2 s; ``True``/``False``), and the method's own options (see
+        the method modules and ``docs/readme/minimize.md``).  Copied, never modified.
+
+    Returns
+    -------
+    OptimizeResult
+    """
+    opts = _copy_options(options)
+    if method is None:
+        method = "lm" if isinstance(fun, Composite) else "newton"
+    cls = lookup(method)
+    cls = cls.select(opts)
+    known = set(COMMON_OPTIONS) | set(cls.options)
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for method {cls.name!r}; known options: "
+                         f"{sorted(known)}")
+    if not callable(fun):
+        raise TypeError(f"fun must be callable (or a newtonkit.Composite), got "
+                        f"{type(fun).__name__}")
+    if not isinstance(args, tuple):
+        args = (args,)
+
+    if args and isinstance(fun, Composite):
+        warnings.warn("args are ignored with a Composite: the model is called as model(x); "
+                      "bind extra data into the model object", RuntimeWarning, stacklevel=2)
+    xp, x, shape = _start_point(x0)
+    n = x.shape[0]
+    common = _common_options(opts, cls, x.dtype, xp, n, tol)
+    method_opts = {k: opt.check(k, opts.get(k, opt.default)) if k in opts else opt.default
+                   for k, opt in cls.options.items()}
+
+    if cls.problem_kind == "objective":
+        problem = ScalarProblem(fun, x, shape, args, jac, hess, hessp)
+    else:
+        for name, value in (("hess", hess), ("hessp", hessp)):
+            if value is not None:
+                warnings.warn(f"{name} is ignored by method {cls.name!r} (it uses the Jacobian "
+                              f"of the residual, not the Hessian)", RuntimeWarning, stacklevel=2)
+        problem = OutputProblem(fun, x, shape, args, jac)
+    for note in problem.notes:
+        warnings.warn(note, FiniteDifferenceWarning, stacklevel=2)
+    solver = cls(problem, method_opts, common)
+
+    state = solver.init(x)
+    if not math.isfinite(state.f) or (state.g is not None and not solver.finite(state.g)):
+        what = "gradient" if math.isfinite(state.f) else f"objective ({state.f})"
+        raise ValueError(f"the {what} is not finite at x0; start from a point where fun and its "
+                         f"derivatives are finite")
+    return _run(solver, problem, state, shape, common, callback)
+
+
+def _copy_options(options: Mapping | None) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    bad = [k for k in options if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"option names must be strings, got {bad}")
+    return dict(options)
+
+
+def _start_point(x0: Any) -> tuple[Any, Any, tuple[int, ...]]:
+    if not hasattr(x0, "shape") or not hasattr(x0, "dtype") or isinstance(x0, np.generic):
+        x0 = np.asarray(x0, dtype=np.float64)
+    xp = B.array_namespace(x0)
+    if not xp.isdtype(x0.dtype, ("real floating", "complex floating")):
+        x0 = xp.astype(x0, xp.float64)  # integers and booleans, as scipy.optimize does
+    B.check_real_float(xp, x0, "x0")
+    shape = tuple(x0.shape)
+    x = xp.reshape(xp.asarray(x0, copy=True), (-1,))
+    if x.shape[0] == 0:
+        raise ValueError("x0 is empty; there is nothing to optimise")
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError("x0 has non-finite entries (nan or inf)")
+    return xp, x, shape
+
+
+def _common_options(opts: dict, cls: type, dtype: Any, xp: Any, n: int,
+                    tol: float | None) -> dict:
+    scale = math.sqrt(float(xp.finfo(dtype).eps) / _EPS64)
+    out: dict = {}
+    if tol is not None:
+        tol = optional_nonneg_float("tol", tol)
+    for key in ("gtol", "ftol", "xtol"):
+        if key in opts:
+            out[key] = optional_nonneg_float(key, opts[key])
+        if out.get(key) is None:
+            out[key] = tol if tol is not None else cls.default_tol[key] * scale
+    out["maxiter"] = (optional_positive_int("maxiter", opts["maxiter"]) if "maxiter" in opts
+                      else cls.default_maxiter(n))
+    out["maxfev"] = (optional_positive_int("maxfev", opts["maxfev"]) if "maxfev" in opts
+                     else cls.default_maxfev(n))
+    disp = opts.get("disp", 0)
+    if isinstance(disp, bool):
+        disp = int(disp)
+    if disp not in (0, 1, 2):
+        raise ValueError(f"option 'disp' must be 0, 1 or 2 (or a bool), got {disp!r}")
+    out["disp"] = disp
+    progress = opts.get("progress")
+    out["progress"] = None if progress is None else boolean("progress", progress)
+    return out
+
+
+def _wrap_callback(callback: Callable | None, xp: Any, shape: tuple) -> Callable | None:
+    if callback is None:
+        return None
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    try:
+        params = set(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):
+        params = set()
+    if params == {"intermediate_result"}:
+        return lambda res: callback(intermediate_result=res)
+    return lambda res: callback(xp.asarray(res.x, copy=True))
+
+
+class _Progress:
+    """The iteration table (``disp=2``) and the tqdm bar."""
+
+    def __init__(self, common: dict, name: str) -> None:
+        self.disp, self.progress, self.name = common["disp"], common["progress"], name
+        self.total = common["maxiter"]
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.header = False
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line)
+
+    def update(self, nit: int, nfev: int, state: State, gnorm: float | None) -> None:
+        want = self.progress if self.progress is not None else (
+            self.disp >= 1 and time.perf_counter() - self.t0 > PROGRESS_AFTER_S)
+        if want and self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=nit - 1, desc=f"newtonkit {self.name}",
+                            leave=False)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(f=f"{state.f:.3e}", refresh=False)
+        if self.disp >= 2:
+            if not self.header:
+                self._write(f"{'iter':>6} {'nfev':>7} {'f':>14} {'|grad|inf':>11}  info")
+                self.header = True
+            g = "" if gnorm is None else f"{gnorm:11.3e}"
+            info = " ".join(f"{k}={_fmt(v)}" for k, v in state.info.items()
+                            if k not in ("f_prev",) and v is not None)
+            self._write(f"{nit:6d} {nfev:7d} {state.f:14.6e} {g:>11}  {info}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
+         callback: Callable | None) -> OptimizeResult:
+    xp = solver.xp
+    cb = _wrap_callback(callback, xp, shape)
+    progress = _Progress(common, solver.name)
+    maxiter, maxfev = common["maxiter"], common["maxfev"]
+    nit = 0
+    status: Status | None = None
+    try:
+        status = solver.terminate(state)
+        while status is None:
+            if maxiter is not None and nit >= maxiter:
+                status = Status.MAXITER
+                break
+            if maxfev is not None and problem.nfev >= maxfev:
+                status = Status.MAXFEV
+                break
+            new = solver.step(state)
+            if new.accepted and not (math.isfinite(new.f) and solver.finite(new.x)):
+                status = Status.NONFINITE
+                break
+            state = new
+            if new.accepted:
+                nit += 1
+                gnorm = None if new.g is None else solver.inf_norm(new.g)
+                progress.update(nit, problem.nfev, new, gnorm)
+                if cb is not None:
+                    try:
+                        cb(_result(solver, problem, state, shape, nit, None, extras=False))
+                    except StopIteration:
+                        status = Status.CALLBACK
+                        break
+            status = solver.terminate(state)
+    except KeyboardInterrupt:
+        status = Status.INTERRUPTED
+    finally:
+        progress.close()
+    res = _result(solver, problem, state, shape, nit, status)
+    if common["disp"] >= 1:
+        print(f"{res.message}\n         Current function value: {res.fun:.6e}\n"
+              f"         Iterations: {res.nit}\n         Function evaluations: {res.nfev}\n"
+              f"         Jacobian evaluations: {res.njev}\n"
+              f"         Hessian evaluations: {res.nhev}")
+    return res
+
+
+def _result(solver: Any, problem: Any, state: State, shape: tuple, nit: int,
+            status: Status | None, extras: bool = True) -> OptimizeResult:
+    xp = solver.xp
+    res = OptimizeResult(x=xp.reshape(xp.asarray(state.x, copy=True), shape), fun=state.f,
+                         nit=nit, nfev=problem.nfev, njev=problem.njev, nhev=problem.nhev,
+                         method=solver.name)
+    more = solver.finish(state) if extras else {"jac": state.g, **state.info}
+    jac = more.pop("jac", None)
+    res["jac"] = None if jac is None else xp.reshape(jac, shape)
+    y = more.pop("y", None)
+    if y is not None:
+        res["outputs" if getattr(problem, "loss", None) is not None else "residual"] = (
+            xp.reshape(y, problem.y_shape) if problem.y_shape is not None else y)
+    res.update(more)
+    if status is not None:
+        res["status"], res["success"] = status.code, status.success
+        res["message"], res["termination"] = status.message(**state.details), status.name
+    return res

@@ -1,0 +1,9 @@
+"""Optimisation methods, one per file, registered by name (see :mod:`._base`)."""
+
+from ._base import METHODS, Method, State, lookup
+from .gauss_newton import GaussNewton, LevenbergMarquardt
+from .hig import HIG
+from .newton import Newton
+
+__all__ = ["METHODS", "Method", "State", "lookup", "Newton", "GaussNewton",
+           "LevenbergMarquardt", "HIG"]

@@ -1,0 +1,183 @@
+"""What a method is: a registry entry with declared needs, options, and init/step/terminate.
+
+A method never loops over iterations itself: :func:`newtonkit.minimize` owns the loop, the
+budgets, non-finite checks, callbacks and progress.  ``init`` evaluates the start point and
+returns a state; ``step`` returns the next state (``accepted`` says whether ``x`` moved; a
+rejected trial, as in Levenberg-Marquardt, keeps ``x``); ``terminate`` reads the state and
+returns a :class:`~newtonkit._status.Status` or ``None``.  States are explicit objects passed in
+and out; a method instance keeps only settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .._status import Status
+
+__all__ = ["Method", "State", "Option", "METHODS", "register", "lookup"]
+
+
+@dataclass
+class State:
+    """The iterate and what the driver reads from it.
+
+    ``x`` flat iterate; ``f`` objective value (float); ``g`` gradient at ``x`` (flat, or
+    ``None`` when not yet computed there); ``accepted`` whether the last step moved ``x``;
+    ``stop`` a status set by the method (read by ``terminate``); ``info`` method extras for
+    the iteration table and callbacks; ``data`` method-private working data.
+    """
+
+    x: Any
+    f: float
+    g: Any = None
+    accepted: bool = False
+    stop: Status | None = None
+    details: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A method option: default and a validator that returns the clean value or raises."""
+
+    default: Any
+    check: Callable[[str, Any], Any]
+    doc: str = ""
+
+
+def positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) and not (
+            isinstance(v, float) and v.is_integer()) or int(v) < 1:
+        raise ValueError(f"option {name!r} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def optional_positive_int(name: str, v: Any) -> int | None:
+    return None if v is None else positive_int(name, v)
+
+
+def nonneg_float(name: str, v: Any) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        x = math.nan
+    if isinstance(v, bool) or not (x >= 0 and math.isfinite(x)):
+        raise ValueError(f"option {name!r} must be a finite number >= 0, got {v!r}")
+    return x
+
+
+def positive_float(name: str, v: Any) -> float:
+    x = nonneg_float(name, v)
+    if x == 0:
+        raise ValueError(f"option {name!r} must be > 0, got {v!r}")
+    return x
+
+
+def optional_nonneg_float(name: str, v: Any) -> float | None:
+    return None if v is None else nonneg_float(name, v)
+
+
+def unit_interval(name: str, v: Any) -> float:
+    x = nonneg_float(name, v)
+    if not 0 < x < 1:
+        raise ValueError(f"option {name!r} must lie strictly between 0 and 1, got {v!r}")
+    return x
+
+
+def boolean(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"option {name!r} must be True or False, got {v!r}")
+    return v
+
+
+def choice(*allowed: Any) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        key = v.lower() if isinstance(v, str) else v
+        if key not in allowed:
+            raise ValueError(f"option {name!r} must be one of {list(allowed)}, got {v!r}")
+        return key
+    return check
+
+
+class Method:
+    """Base class of the methods.
+
+    Class attributes declare what the method needs: ``problem_kind`` (``"objective"`` for a
+    scalar ``fun``, ``"outputs"`` for a residual or a Composite), ``uses_hessian``,
+    ``uses_jacobian``, ``matrix_free`` (works with operator derivatives), and ``options``
+    (its own knobs with defaults and validators).
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    problem_kind: ClassVar[str] = "objective"
+    uses_hessian: ClassVar[bool] = False
+    uses_jacobian: ClassVar[bool] = False
+    matrix_free: ClassVar[bool] = False
+    options: ClassVar[dict[str, Option]] = {}
+    #: Defaults of the common options that differ by method (``maxiter``, ``maxfev``) as
+    #: functions of the dimension ``n``.
+    default_maxiter: ClassVar[Callable[[int], int | None]] = staticmethod(lambda n: 200 * n)
+    default_maxfev: ClassVar[Callable[[int], int | None]] = staticmethod(lambda n: None)
+    #: Default tolerances in float64; other dtypes scale them by sqrt(eps / eps_float64).
+    default_tol: ClassVar[dict[str, float]] = {"gtol": 1e-8, "ftol": 1e-8, "xtol": 1e-8}
+
+    @classmethod
+    def select(cls, opts: dict) -> type:
+        """The class that handles ``opts`` (Gauss-Newton with ``damping`` is LM)."""
+        return cls
+
+    def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
+        self.problem, self.opts, self.tol = problem, opts, tol
+        self.xp = problem.xp
+
+    def init(self, x0: Any) -> State:
+        raise NotImplementedError
+
+    def step(self, state: State) -> State:
+        raise NotImplementedError
+
+    def terminate(self, state: State) -> Status | None:
+        return state.stop
+
+    def finish(self, state: State) -> dict:
+        """Result fields beyond the common ones (``jac`` and method extras)."""
+        return {}
+
+    # -- helpers shared by the methods ---------------------------------------------------------
+    def norm(self, v: Any) -> float:
+        return _norm(self.xp, v)
+
+    def inf_norm(self, v: Any) -> float:
+        return float(self.xp.max(self.xp.abs(v))) if v.shape[0] else 0.0
+
+    def finite(self, v: Any) -> bool:
+        return bool(self.xp.all(self.xp.isfinite(v)))
+
+
+def _norm(xp: Any, v: Any) -> float:
+    """‖v‖₂ as a float: √(v·v) (cheap), or the overflow-safe norm when that is not finite."""
+    sq = float(xp.vecdot(v, v))
+    return math.sqrt(sq) if sq < math.inf else float(xp.linalg.vector_norm(v))
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add ``cls`` to the name → method registry (name and aliases)."""
+    for key in (cls.name, *cls.aliases):
+        METHODS[key.lower()] = cls
+    return cls
+
+
+def lookup(name: Any) -> type[Method]:
+    """The method class registered under ``name`` (case-insensitive)."""
+    if not isinstance(name, str) or name.lower() not in METHODS:
+        known = ", ".join(repr(k) for k in sorted(METHODS))
+        raise ValueError(f"unknown method {name!r}; known methods: {known}")
+    return METHODS[name.lower()]

@@ -1,0 +1,63 @@
+"""Shared pieces of the least-squares methods: linearisation and the scaled gradient test."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..operators import LinearOperator
+from ._base import Method
+
+
+@dataclass
+class Linearization:
+    """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
+    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``)."""
+
+    r: Any
+    J: Any
+    g: Any
+    colnorms: Any
+    rnorm: float
+
+    @property
+    def dense(self) -> bool:
+        return not isinstance(self.J, LinearOperator)
+
+
+class LeastSquaresMethod(Method):
+    """Base of Gauss-Newton, Levenberg-Marquardt and HIG: problems on model outputs."""
+
+    problem_kind = "outputs"
+    uses_jacobian = True
+    matrix_free = True
+
+    def linearize(self, ev: Any, *, densify: bool = False) -> Linearization:
+        xp, p = self.xp, self.problem
+        J = p.jacobian(ev.x)
+        r, Jt = p.gauss_newton_form(ev, J)
+        if densify and isinstance(Jt, LinearOperator):
+            Jt = Jt.to_dense()
+        if isinstance(Jt, LinearOperator):
+            g, cn = Jt.rmatvec(r), None
+        else:
+            g = r @ Jt
+            cn = xp.linalg.vector_norm(Jt, axis=0)
+        return Linearization(r, Jt, g, cn, self.norm(r))
+
+    def gradient_measure(self, lin: Linearization) -> float:
+        r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
+        \|\tilde r\|)` (the largest cosine between ``r̃`` and a column of ``J̃``); for an
+        operator Jacobian :math:`\|\tilde J^T \tilde r\|_\infty / \|\tilde r\|`."""
+        xp = self.xp
+        if lin.rnorm == 0.0:
+            return 0.0
+        if lin.colnorms is None:
+            return self.inf_norm(lin.g) / lin.rnorm
+        cn = lin.colnorms
+        nz = cn > 0
+        ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, xp.ones_like(cn)),
+                          xp.zeros_like(cn))
+        val = float(xp.max(ratios)) / lin.rnorm
+        return val if math.isfinite(val) else math.inf

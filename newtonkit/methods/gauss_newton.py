@@ -1,0 +1,388 @@
+r"""Gauss-Newton and Levenberg-Marquardt for :math:`\min_x \tfrac12\|r(x)\|^2` and
+:math:`\min_x L(F(x))` (generalised Gauss-Newton).
+
+With the Gauss-Newton residual :math:`\tilde r` and Jacobian :math:`\tilde J` at :math:`x_k`
+(:math:`\tilde r = r, \tilde J = J` for plain least squares; see
+:mod:`newtonkit.problems._outputs` for losses) the quadratic model is
+:math:`m(p) = f + \tilde r^T \tilde J p + \tfrac12 \|\tilde J p\|^2`.
+
+``"gauss-newton"`` (``"gn"``)
+    :math:`p = \arg\min \|\tilde J p + \tilde r\|` (:func:`newtonkit.linalg.gauss_newton_step`,
+    the minimum-norm solution when rank deficient), then Armijo backtracking on ``f``
+    (``line_search=False``: unit steps).  A linear least-squares problem is solved in one step.
+
+``"lm"``, ``update="trust-region"`` (the default for a dense Jacobian)
+    Moré's (1978) trust-region Levenberg-Marquardt, as MINPACK's ``lmder``: the step solves
+    :math:`(\tilde J^T\tilde J + \lambda D^2) p = -\tilde J^T \tilde r` with λ chosen so that
+    :math:`\|Dp\| \approx \Delta` (within 10 %; λ = 0 when the Gauss-Newton step fits), found
+    from one SVD of :math:`\tilde J D^{-1}` per Jacobian by the Moré-Hebden iteration.  The
+    gain ratio :math:`\rho = \mathrm{ared}/\mathrm{pred}` updates Δ; a step is accepted when
+    :math:`\rho \ge 10^{-4}` and the Jacobian is re-evaluated only after an accepted step.
+    ``scaling=True`` takes :math:`D = \mathrm{diag}(\max_{i\le k} \|\tilde J_j^{(i)}\|)`
+    (Marquardt/Moré; SciPy's ``x_scale='jac'``), else :math:`D = I`.
+
+``"lm"``, ``update="nielsen"`` (the default for operator Jacobians, or when ``damping`` is given)
+    :math:`(\tilde J^T\tilde J + \mu D^2) p = -\tilde J^T\tilde r` (CGLS when matrix-free),
+    :math:`\rho = (f - f(x+p)) / (m(0) - m(p))`; accepted (ρ > 10⁻⁴):
+    :math:`\mu \leftarrow \mu\max(1/3, 1 - (2\rho-1)^3)`, ν = 2; rejected:
+    :math:`\mu \leftarrow \nu\mu`, :math:`\nu \leftarrow 2\nu` (Nielsen 1999).  The initial
+    μ is ``damping`` times :math:`\max_j (D^{-2}\tilde J^T \tilde J)_{jj}` (its Lanczos bound
+    for an operator).
+
+Termination (MINPACK's tests; ``ftol``, ``xtol``, ``gtol`` from the driver):
+``gtol``: the scaled gradient (:meth:`LeastSquaresMethod.gradient_measure`) ≤ gtol;
+``ftol``: :math:`|\mathrm{ared}| \le \mathrm{ftol}` and :math:`\mathrm{pred} \le
+\mathrm{ftol}` (both relative to ``f``) and :math:`\rho \le 2`; ``xtol``:
+:math:`\Delta \le \mathrm{xtol}\,\|Dx\|` (trust region) or :math:`\|p\| \le
+\mathrm{xtol}(\mathrm{xtol} + \|x\|)`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import linalg
+from .._status import Status
+from ..operators import GramOperator, LinearOperator
+from ._base import (
+    Option,
+    State,
+    boolean,
+    choice,
+    optional_nonneg_float,
+    optional_positive_int,
+    positive_float,
+    positive_int,
+    register,
+    unit_interval,
+)
+from ._linesearch import backtrack
+from ._lmpar import TrustRegionSubproblem
+from ._lsq import LeastSquaresMethod
+
+__all__ = ["GaussNewton", "LevenbergMarquardt"]
+
+_SOLVERS = ("auto", "qr", "lstsq", "cholesky", "cgls")
+
+
+@register
+class GaussNewton(LeastSquaresMethod):
+    """Gauss-Newton with a line search (``method="gauss-newton"`` or ``"gn"``)."""
+
+    name = "gauss-newton"
+    aliases = ("gn",)
+    options = {
+        "linear_solver": Option("auto", choice(*_SOLVERS), "step solver"),
+        "line_search": Option(True, boolean, "Armijo backtracking (False: unit steps)"),
+        "c1": Option(1e-4, unit_interval, "Armijo constant"),
+        "max_backtracks": Option(30, positive_int, "trial points per line search"),
+        "cg_rtol": Option(1e-10, positive_float, "CGLS tolerance"),
+        "cg_maxiter": Option(None, optional_positive_int, "CGLS iterations"),
+        "damping": Option(None, optional_nonneg_float, "given: Levenberg-Marquardt"),
+    }
+    default_maxiter = staticmethod(lambda n: 100 * n)
+
+    @classmethod
+    def select(cls, opts: dict) -> type:
+        """``damping`` turns Gauss-Newton into Levenberg-Marquardt (DESIGN §2)."""
+        return LevenbergMarquardt if opts.get("damping") is not None else cls
+
+    def init(self, x0: Any) -> State:
+        ev = self.problem.evaluate(x0)
+        state = State(x0, ev.f, data={"ev": ev, "linear_solves": []})
+        if math.isfinite(ev.f):
+            lin = self.linearize(ev)
+            state.g, state.data["lin"] = lin.g, lin
+        return state
+
+    def step(self, state: State) -> State:
+        xp, o, p = self.xp, self.opts, self.problem
+        lin = state.data["lin"]
+        try:
+            d, info = linalg.gauss_newton_step(lin.J, lin.r, 0.0, method=o["linear_solver"],
+                                               rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
+        except linalg.LinAlgError:
+            return _stop(state, Status.NONFINITE)
+        if not self.finite(d):
+            return _stop(state, Status.NONFINITE)
+        state.data["linear_solves"].append(info)
+        if self.norm(d) <= self.tol["xtol"] * (self.tol["xtol"] + self.norm(state.x)):
+            return _stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+        slope = float(xp.vecdot(state.g, d))
+        if not slope < 0:
+            return _stop(state, Status.NO_PROGRESS)
+        keep: dict = {}
+
+        def value(t: float) -> tuple[float, Any]:
+            ev = p.evaluate(state.x + t * d)
+            keep["ev"] = ev
+            return ev.f, ev
+
+        def finish(ev: Any) -> bool:
+            keep["lin"] = self.linearize(ev)
+            return self.finite(keep["lin"].g)
+
+        res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
+                        max_steps=o["max_backtracks"], armijo=o["line_search"])
+        if res.t is None:
+            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+        ev, lin = res.point, keep["lin"]
+        info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f}
+        data = dict(state.data, ev=ev, lin=lin)
+        return State(ev.x, ev.f, lin.g, accepted=True, info=info, data=data)
+
+    def terminate(self, state: State) -> Status | None:
+        if state.stop is not None:
+            return state.stop
+        if state.f == 0.0:
+            return Status.ZERO
+        tol = self.tol
+        if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
+            return Status.GTOL
+        if state.accepted:
+            i = state.info
+            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * i["f_prev"]
+            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            if small_f or small_x:
+                return (Status.FTOL_XTOL if small_f and small_x else
+                        Status.FTOL if small_f else Status.XTOL)
+        return None
+
+    def finish(self, state: State) -> dict:
+        lin = state.data.get("lin")
+        return {"jac": None if lin is None else lin.g,
+                "y": state.data["ev"].y}
+
+
+@register
+class LevenbergMarquardt(LeastSquaresMethod):
+    """Levenberg-Marquardt (``method="lm"``; module docstring)."""
+
+    name = "lm"
+    aliases = ("levenberg-marquardt",)
+    options = {
+        "update": Option("auto", choice("auto", "trust-region", "nielsen"), "damping rule"),
+        "damping": Option(None, optional_nonneg_float, "initial relative damping (Nielsen)"),
+        "scaling": Option(True, boolean, "Marquardt/Moré diagonal scaling D"),
+        "factor": Option(100.0, positive_float, "initial trust radius factor"),
+        "linear_solver": Option("auto", choice("auto", "svd", *_SOLVERS[1:]), "step solver"),
+        "cg_rtol": Option(1e-10, positive_float, "CGLS tolerance"),
+        "cg_maxiter": Option(None, optional_positive_int, "CGLS iterations"),
+    }
+    default_maxiter = staticmethod(lambda n: None)
+    default_maxfev = staticmethod(lambda n: 100 * n)
+
+    def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
+        super().__init__(problem, opts, tol)
+        upd, solver = opts["update"], opts["linear_solver"]
+        if upd == "trust-region" and opts["damping"] is not None:
+            raise ValueError("option 'damping' (initial μ) belongs to update='nielsen'; the "
+                             "trust-region update starts from the radius factor·‖D x0‖ (option "
+                             "'factor')")
+        if upd == "trust-region" and solver not in ("auto", "svd"):
+            raise ValueError(f"update='trust-region' solves its steps by SVD; linear_solver="
+                             f"{solver!r} needs update='nielsen'")
+        if upd == "nielsen" and solver == "svd":
+            raise ValueError("linear_solver='svd' belongs to update='trust-region'; use 'qr', "
+                             "'lstsq', 'cholesky' or 'cgls'")
+        self.eps = float(self.xp.finfo(problem.dtype).eps)
+
+    def init(self, x0: Any) -> State:
+        ev = self.problem.evaluate(x0)
+        o = self.opts
+        upd = o["update"]
+        if upd == "auto":
+            upd = "nielsen" if o["damping"] is not None or o["linear_solver"] not in (
+                "auto", "svd") else None
+        data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None,
+                "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0}
+        return State(x0, ev.f, data=data)
+
+    # -- one trial ---------------------------------------------------------------------------
+    def step(self, state: State) -> State:
+        d = state.data
+        if d["lin"] is None:
+            lin = self.linearize(d["ev"], densify=d["update"] == "trust-region")
+            if d["update"] is None:
+                d["update"] = "trust-region" if lin.dense else "nielsen"
+            if not self.finite(lin.g):
+                return _stop(state, Status.NONFINITE)
+            self._set_scaling(d, lin)
+            d["gnorm"] = self.gradient_measure(lin)
+            state = State(state.x, state.f, lin.g, accepted=False,
+                          data=dict(d, lin=lin, svd=None), info=state.info)
+            d = state.data
+            if state.f == 0.0:
+                return _stop(state, Status.ZERO)
+            if d["gnorm"] <= self.tol["gtol"]:
+                return _stop(state, Status.GTOL)
+        if d["update"] == "trust-region":
+            return self._trust_region_trial(state)
+        return self._nielsen_trial(state)
+
+    def _set_scaling(self, d: dict, lin: Any) -> None:
+        xp = self.xp
+        n = self.problem.n
+        ones = xp.ones((n,), dtype=self.problem.dtype, device=_dev(lin.g))
+        if not self.opts["scaling"] or lin.colnorms is None:
+            d["D"] = ones
+            return
+        cn = lin.colnorms
+        if d["D"] is None:
+            d["D"] = xp.where(cn > 0, cn, ones)
+        else:
+            d["D"] = xp.maximum(d["D"], cn)
+
+    def _trust_region_trial(self, state: State) -> State:
+        xp, p, d, tol = self.xp, self.problem, state.data, self.tol
+        lin, D = d["lin"], d["D"]
+        x = state.x
+        if d["svd"] is None:
+            d["svd"] = TrustRegionSubproblem(lin.J / D[None, :], lin.r)
+            if d["first"]:
+                d["xnorm"] = self.norm(D * x)
+                d["delta"] = self.opts["factor"] * (d["xnorm"] or 1.0)
+        fact = d["svd"]
+        delta = d["delta"]
+        ph, par, pnorm = fact.solve(delta, d["par"])
+        step = ph / D
+        if d["first"]:
+            delta = min(delta, pnorm)
+        ev = p.evaluate(x + step)
+        f, f1 = state.f, ev.f
+        actred = 1.0 - f1 / f if (math.isfinite(f1) and f1 < 100.0 * f) else -1.0
+        Aph = fact.A @ ph
+        jp2 = float(xp.vecdot(Aph, Aph))  # ‖J̃ p‖²
+        prered = (jp2 + 2.0 * par * pnorm ** 2) / (2.0 * f)
+        dirder = -(jp2 + par * pnorm ** 2) / (2.0 * f)
+        ratio = actred / prered if prered != 0 else 0.0
+        if ratio <= 0.25:
+            if actred >= 0:
+                temp = 0.5
+            else:
+                temp = 0.5 * dirder / (dirder + 0.5 * actred)
+            if not math.isfinite(f1) or f1 >= 100.0 * f or not temp >= 0.1:
+                temp = 0.1
+            delta = temp * min(delta, pnorm / 0.1)
+            par = par / temp
+        elif par == 0.0 or ratio >= 0.75:
+            delta = pnorm / 0.5
+            par = 0.5 * par
+        d["damping"].append(par)
+        d["radius"].append(delta)
+        d["ratio"].append(ratio)
+        new = dict(d, delta=delta, par=par)
+        accepted = ratio >= 1e-4
+        if accepted:
+            new.update(ev=ev, lin=None, svd=None, first=False, xnorm=self.norm(D * ev.x))
+            out = State(ev.x, f1, None, accepted=True,
+                        info={"damping": par, "radius": delta, "ratio": ratio}, data=new)
+        else:
+            out = State(x, f, state.g, accepted=False, info=state.info, data=new)
+        new["nonfinite_run"] = 0 if math.isfinite(f1) else d.get("nonfinite_run", 0) + 1
+        xnorm = new["xnorm"]
+        eps = self.eps
+        small_f = abs(actred) <= tol["ftol"] and prered <= tol["ftol"] and 0.5 * ratio <= 1
+        small_x = delta <= tol["xtol"] * xnorm
+        if small_f or small_x:
+            out.stop = (Status.FTOL_XTOL if small_f and small_x else
+                        Status.FTOL if small_f else Status.XTOL)
+        elif (abs(actred) <= eps and prered <= eps and 0.5 * ratio <= 1
+              or delta <= eps * xnorm or d["gnorm"] <= eps):
+            out.stop = Status.NO_PROGRESS
+        return _nonfinite_guard(out, new["nonfinite_run"])
+
+    def _nielsen_trial(self, state: State) -> State:
+        xp, p, d, o, tol = self.xp, self.problem, state.data, self.opts, self.tol
+        lin, D = d["lin"], d["D"]
+        D2 = D * D
+        if d["mu"] is None:
+            tau = 1e-3 if o["damping"] is None else o["damping"]
+            if lin.dense:
+                diag = lin.colnorms ** 2 / D2
+                d["mu"] = tau * max(float(xp.max(diag)), self.eps)
+            else:
+                d["mu"] = tau * max(linalg.lanczos(GramOperator(lin.J), 20)[1], self.eps)
+        mu = d["mu"]
+        solver = o["linear_solver"]
+        try:
+            step, _ = linalg.gauss_newton_step(lin.J, lin.r, mu, diag=D2,
+                                               method="auto" if solver == "auto" else solver,
+                                               rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
+        except linalg.LinAlgError:
+            return _stop(state, Status.NONFINITE)
+        if not self.finite(step):
+            return _stop(state, Status.NONFINITE)
+        ev = p.evaluate(state.x + step)
+        Jp = lin.J @ step if not isinstance(lin.J, LinearOperator) else lin.J.matvec(step)
+        f, f1 = state.f, ev.f
+        pred = -(float(xp.vecdot(lin.g, step)) + 0.5 * float(xp.vecdot(Jp, Jp)))
+        ared = f - f1 if math.isfinite(f1) else -math.inf
+        ratio = ared / pred if pred > 0 else -1.0
+        accepted = ratio > 1e-4
+        nu = d["nu"]
+        if accepted:
+            mu, nu = mu * max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3), 2.0
+        else:
+            mu, nu = mu * nu, 2.0 * nu
+        d["damping"].append(mu)
+        d["ratio"].append(ratio)
+        new = dict(d, mu=mu, nu=nu)
+        step_norm = self.norm(step)
+        if accepted:
+            new.update(ev=ev, lin=None, first=False)
+            out = State(ev.x, f1, None, accepted=True, info={"damping": mu, "ratio": ratio},
+                        data=new)
+        else:
+            out = State(state.x, f, state.g, accepted=False, info=state.info, data=new)
+        small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
+        small_x = step_norm <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        if small_f or small_x:
+            out.stop = (Status.FTOL_XTOL if small_f and small_x else
+                        Status.FTOL if small_f else Status.XTOL)
+        elif not math.isfinite(mu) or mu > 1e300:
+            out.stop = Status.NO_PROGRESS
+        new["nonfinite_run"] = 0 if math.isfinite(f1) else d.get("nonfinite_run", 0) + 1
+        return _nonfinite_guard(out, new["nonfinite_run"])
+
+    def terminate(self, state: State) -> Status | None:
+        return state.stop
+
+    def finish(self, state: State) -> dict:
+        d = state.data
+        out = {"y": d["ev"].y, "damping": list(d["damping"]),
+               "gain_ratios": list(d["ratio"]), "damping_update": d["update"]}
+        if d["update"] == "trust-region":
+            out["trust_radius"] = list(d["radius"])
+        lin = d["lin"]
+        if lin is None and math.isfinite(state.f):
+            # The gradient at a point accepted by the ftol/xtol test: like SciPy's
+            # least_squares, this Jacobian is not counted in njev (the iteration did not use it).
+            njev = self.problem.njev
+            lin = self.linearize(d["ev"])
+            self.problem.njev = njev
+        out["jac"] = None if lin is None else lin.g
+        return out
+
+
+#: Consecutive non-finite trial points after which LM gives up.
+MAX_NONFINITE_TRIALS = 20
+
+
+def _nonfinite_guard(out: State, run: int) -> State:
+    """A stop reached by shrinking the step away from non-finite values is not convergence."""
+    if run and (out.stop is not None or run >= MAX_NONFINITE_TRIALS):
+        out.stop = Status.NONFINITE
+    return out
+
+
+def _dev(a: Any) -> Any:
+    from .._backend import device
+
+    return device(a)
+
+
+def _stop(state: State, status: Status) -> State:
+    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
+                 data=state.data)

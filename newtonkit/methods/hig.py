@@ -1,0 +1,170 @@
+r"""Half-Inverse Gradients (Schnell, Holl & Thuerey, ICLR 2022), full batch.
+
+With the Jacobian :math:`J = \partial y/\partial x = U\Sigma V^T` of the model outputs and
+:math:`g_y = \partial L/\partial y` the update is
+
+.. math:: x_{k+1} = x_k - \eta\, t_k\, V \Sigma^{\kappa} U^T g_y ,
+
+``exponent`` κ = −1/2 (HIG; −1 is the Gauss-Newton pseudo-inverse step, +1 plain gradient
+descent), singular values at or below the truncation threshold (``truncation``·σ_max, or
+absolute with ``relative=False``) discarded, step η (``step``, default 1).  ``t_k = 1`` unless
+``line_search=True`` (Armijo backtracking on ``L``); a non-finite trial point is always halved.
+
+Termination: ``gtol`` on :math:`\max_j |(J^Tg_y)_j|/(\|J_j\|\,\|g_y\|)`; ``ftol`` on
+:math:`|f_k - f_{k+1}| \le \mathrm{ftol}\cdot f_k`; ``xtol`` on
+:math:`\|x_{k+1}-x_k\| \le \mathrm{xtol}(\mathrm{xtol} + \|x_{k+1}\|)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import linalg
+from .._status import Status
+from ..operators import LinearOperator
+from ._base import (
+    Option,
+    State,
+    boolean,
+    choice,
+    nonneg_float,
+    optional_positive_int,
+    positive_float,
+    positive_int,
+    register,
+    unit_interval,
+)
+from ._linesearch import backtrack
+from ._lsq import LeastSquaresMethod, Linearization
+
+__all__ = ["HIG"]
+
+
+def _exponent(name: str, v: Any) -> float:
+    x = nonneg_float(name, abs(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+        else None
+    if x is None or x > 4:
+        raise ValueError(f"option {name!r} must be a number in [-4, 4] (-0.5 for HIG), got {v!r}")
+    return float(v)
+
+
+@register
+class HIG(LeastSquaresMethod):
+    """Half-inverse gradients (``method="hig"``)."""
+
+    name = "hig"
+    aliases = ("half-inverse",)
+    options = {
+        "exponent": Option(-0.5, _exponent, "κ in V Σ^κ Uᵀ"),
+        "truncation": Option(1e-6, nonneg_float, "singular-value cutoff"),
+        "relative": Option(True, boolean, "cutoff relative to σ_max"),
+        "step": Option(1.0, positive_float, "step size η"),
+        "line_search": Option(False, boolean, "Armijo backtracking on the loss"),
+        "c1": Option(1e-4, unit_interval, "Armijo constant"),
+        "max_backtracks": Option(30, positive_int, "trial points per line search"),
+        "route": Option("auto", choice("auto", "svd", "gram", "randomized"), "SVD route"),
+        "rank": Option(None, optional_positive_int, "target rank (randomized route)"),
+        "oversampling": Option(10, positive_int, "randomized route oversampling"),
+        "power_iterations": Option(2, positive_int, "randomized route power iterations"),
+        "seed": Option(0, lambda n, v: v if v is None else positive_int(n, v + 1) - 1,
+                       "randomized route seed"),
+    }
+    default_maxiter = staticmethod(lambda n: 1000)
+    # HIG converges linearly: the f and x tests only catch stagnation by default.
+    default_tol = {"gtol": 1e-8, "ftol": 1e-14, "xtol": 1e-10}
+
+    def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
+        super().__init__(problem, opts, tol)
+        if opts["relative"] and opts["truncation"] >= 1:
+            raise ValueError(f"option 'truncation' is relative to σ_max and must be < 1, got "
+                             f"{opts['truncation']!r} (set relative=False for an absolute one)")
+        if opts["route"] == "randomized" and opts["rank"] is None:
+            raise ValueError("route='randomized' needs a target rank: options={'rank': k}")
+
+    def _linearize(self, ev: Any) -> Linearization:
+        xp = self.xp
+        J = self.problem.jacobian(ev.x)
+        if isinstance(J, LinearOperator):
+            g, cn = J.rmatvec(ev.gy), None
+        else:
+            g, cn = ev.gy @ J, xp.linalg.vector_norm(J, axis=0)
+        return Linearization(ev.gy, J, g, cn, self.norm(ev.gy))
+
+    def init(self, x0: Any) -> State:
+        ev = self.problem.evaluate(x0)
+        state = State(x0, ev.f, data={"ev": ev, "ranks": [], "singular_values": [],
+                                      "thresholds": [], "step_lengths": []})
+        if self.finite(ev.gy):
+            lin = self._linearize(ev)
+            state.g, state.data["lin"] = lin.g, lin
+        return state
+
+    def step(self, state: State) -> State:
+        o, p, lin = self.opts, self.problem, state.data["lin"]
+        try:
+            h, info = linalg.half_inverse(
+                lin.J, lin.r, o["exponent"], o["truncation"], relative=o["relative"],
+                route=o["route"], rank=o["rank"], oversampling=o["oversampling"],
+                power_iterations=o["power_iterations"], seed=o["seed"])
+        except linalg.LinAlgError:
+            return _stop(state, Status.NONFINITE)
+        if not self.finite(h):
+            return _stop(state, Status.NONFINITE)
+        d = -o["step"] * h
+        slope = float(self.xp.vecdot(state.g, d))
+        if o["line_search"] and not slope < 0:
+            return _stop(state, Status.NO_PROGRESS)
+        keep: dict = {}
+
+        def value(t: float) -> tuple[float, Any]:
+            ev = p.evaluate(state.x + t * d)
+            return ev.f, ev
+
+        def finish(ev: Any) -> bool:
+            if not self.finite(ev.gy):
+                return False
+            keep["lin"] = self._linearize(ev)
+            return self.finite(keep["lin"].g)
+
+        res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
+                        max_steps=o["max_backtracks"], armijo=o["line_search"])
+        if res.t is None:
+            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+        data = state.data
+        data["ranks"].append(info.rank)
+        data["singular_values"].append(info.singular_values)
+        data["thresholds"].append(info.threshold)
+        data["step_lengths"].append(res.t)
+        ev = res.point
+        new = dict(data, ev=ev, lin=keep["lin"])
+        i = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
+             "rank": info.rank}
+        return State(ev.x, ev.f, keep["lin"].g, accepted=True, info=i, data=new)
+
+    def terminate(self, state: State) -> Status | None:
+        if state.stop is not None:
+            return state.stop
+        if state.f == 0.0:
+            return Status.ZERO
+        tol = self.tol
+        if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
+            return Status.GTOL
+        if state.accepted:
+            i = state.info
+            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
+            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            if small_f or small_x:
+                return (Status.FTOL_XTOL if small_f and small_x else
+                        Status.FTOL if small_f else Status.XTOL)
+        return None
+
+    def finish(self, state: State) -> dict:
+        d = state.data
+        return {"jac": state.g, "y": d["ev"].y, "ranks": list(d["ranks"]),
+                "singular_values": list(d["singular_values"]),
+                "thresholds": list(d["thresholds"]), "step_lengths": list(d["step_lengths"])}
+
+
+def _stop(state: State, status: Status) -> State:
+    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
+                 data=state.data)

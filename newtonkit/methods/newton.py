@@ -1,0 +1,196 @@
+r"""Newton's method with a regularised Cholesky step or truncated CG, and a line search.
+
+At :math:`x_k` with gradient :math:`g_k` and Hessian :math:`H_k` the direction is
+
+* ``linear_solver="cholesky"``: :math:`d_k = -(H_k + \tau_k I)^{-1} g_k` with the shift
+  :math:`\tau_k` from :func:`newtonkit.linalg.regularized_cholesky_solve` (``"eigen"``:
+  :math:`\tau = \max(-c\,\lambda_{\min}, 0)`, ``c = factor = 1.5``; ``"retry"``; ``"fixed"``),
+  so :math:`d_k` is a descent direction even where :math:`H_k` is indefinite;
+* ``linear_solver="cg"`` (matrix-free; the default for ``hessp``): truncated CG on
+  :math:`H_k d = -g_k`, stopped at negative curvature (:func:`newtonkit.linalg.truncated_cg`).
+
+Then :math:`x_{k+1} = x_k + t_k d_k` with :math:`t_k` from Armijo backtracking
+(``line_search=True``) or :math:`t_k = 1` (``line_search=False``, the seed's plain Newton; only
+non-finite trial points are shortened).
+
+Success is reported only where the Hessian is positive semi-definite to tolerance:
+:math:`\lambda_{\min}(H) \ge -\mathrm{indefinite\_tol}\cdot|\lambda_{\max}(H)|` at the final
+point; otherwise the run ends with status 4 (a saddle point or maximum).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import linalg
+from .._status import Status
+from ..operators import LinearOperator
+from ._base import (
+    Method,
+    Option,
+    State,
+    boolean,
+    choice,
+    optional_nonneg_float,
+    optional_positive_int,
+    positive_float,
+    positive_int,
+    register,
+    unit_interval,
+)
+from ._linesearch import backtrack
+
+__all__ = ["Newton"]
+
+
+@register
+class Newton(Method):
+    """Regularised Newton (``method="newton"``)."""
+
+    name = "newton"
+    aliases = ("newton-cholesky",)
+    problem_kind = "objective"
+    uses_hessian = True
+    matrix_free = True
+    default_tol = {"gtol": 1e-8, "ftol": 1e-14, "xtol": 1e-10}
+    options = {
+        "shift": Option("eigen", choice("eigen", "retry", "fixed"), "shift rule for τ"),
+        "factor": Option(1.5, positive_float, "c in τ = max(-c·λ_min, 0)"),
+        "tau": Option(None, optional_nonneg_float, "τ for shift='fixed'"),
+        "tau0": Option(None, optional_nonneg_float, "first retry shift"),
+        "growth": Option(10.0, positive_float, "retry growth factor (> 1)"),
+        "eigensolver": Option("dense", choice("dense", "lanczos"), "λ_min for the eigen rule"),
+        "linear_solver": Option("auto", choice("auto", "cholesky", "cg"), "step solver"),
+        "line_search": Option(True, boolean, "Armijo backtracking (False: unit steps)"),
+        "c1": Option(1e-4, unit_interval, "Armijo constant"),
+        "max_backtracks": Option(30, positive_int, "trial points per line search"),
+        "cg_rtol": Option(None, optional_nonneg_float, "truncated-CG forcing term"),
+        "cg_maxiter": Option(None, optional_positive_int, "truncated-CG iterations"),
+        "indefinite_tol": Option(None, optional_nonneg_float, "relative λ_min tolerance"),
+    }
+
+    def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
+        super().__init__(problem, opts, tol)
+        if opts["growth"] <= 1:
+            raise ValueError(f"option 'growth' must be > 1, got {opts['growth']!r}")
+        if opts["shift"] == "fixed" and opts["tau"] is None:
+            raise ValueError("shift='fixed' needs the option tau=")
+        if opts["shift"] != "fixed" and opts["tau"] is not None:
+            raise ValueError(f"option tau is only used with shift='fixed' (shift is "
+                             f"{opts['shift']!r})")
+        solver = opts["linear_solver"]
+        if solver == "auto":
+            solver = "cg" if problem.hessian_is_operator else "cholesky"
+        self.solver = solver
+        eps = float(self.xp.finfo(problem.dtype).eps)
+        self.indefinite_tol = (math.sqrt(eps) if opts["indefinite_tol"] is None
+                               else opts["indefinite_tol"])
+
+    def init(self, x0: Any) -> State:
+        f, g = self.problem.value_and_grad(x0)
+        data = {"taus": [], "lambda_min": [], "step_lengths": [], "cg_iterations": [],
+                "negative_curvature": []}
+        return State(x0, f, g, data=data)
+
+    def step(self, state: State) -> State:
+        xp, p, o = self.xp, self.problem, self.opts
+        x, g = state.x, state.g
+        H = p.hessian(x, matrix_free=self.solver == "cg")
+        use_cg = self.solver == "cg" or (self.opts["linear_solver"] == "auto"
+                                         and isinstance(H, LinearOperator))
+        try:
+            if use_cg:
+                d, kinfo = linalg.truncated_cg(H, g, rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
+                state.data["cg_iterations"].append(kinfo.iterations)
+                state.data["negative_curvature"].append(kinfo.negative_curvature)
+            else:
+                if not isinstance(H, LinearOperator) and not self.finite(xp.reshape(H, (-1,))):
+                    return _stop(state, Status.NONFINITE)
+                d, cinfo = linalg.regularized_cholesky_solve(
+                    H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"], tau0=o["tau0"],
+                    growth=o["growth"], eigensolver=o["eigensolver"])
+                state.data["taus"].append(cinfo.tau)
+                state.data["lambda_min"].append(cinfo.lambda_min)
+        except linalg.LinAlgError:
+            return _stop(state, Status.NONFINITE)
+        if not self.finite(d):
+            return _stop(state, Status.NONFINITE)
+        tol = self.tol
+        if self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
+            return _stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+        slope = float(xp.vecdot(g, d))
+        if not slope < 0:  # cannot happen for a positive definite shift; guard against rounding
+            d, slope = -g, -float(xp.vecdot(g, g))
+        grads: dict = {}
+
+        def value(t: float) -> tuple[float, Any]:
+            xt = x + t * d
+            return p.value(xt), xt
+
+        def finish(xt: Any) -> bool:
+            grads["fg"] = p.value_and_grad(xt)
+            return self.finite(grads["fg"][1])
+
+        res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
+                        max_steps=o["max_backtracks"], armijo=o["line_search"])
+        if res.t is None:
+            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+        f_new, g_new = grads["fg"]
+        state.data["step_lengths"].append(res.t)
+        info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
+                "tau": state.data["taus"][-1] if state.data["taus"] else None}
+        return State(res.point, f_new, g_new, accepted=True, info=info, data=state.data)
+
+    def terminate(self, state: State) -> Status | None:
+        if state.stop is not None and not state.stop.success:
+            return state.stop
+        tol = self.tol
+        status = state.stop
+        if status is not None:
+            pass
+        elif self.inf_norm(state.g) <= tol["gtol"]:
+            status = Status.GTOL
+        elif state.accepted and state.info["step_length"] == 1.0:
+            i = state.info
+            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            df = i["f_prev"] - state.f
+            small_f = abs(df) <= tol["ftol"] * max(abs(i["f_prev"]), abs(state.f), 1.0)
+            if small_x or small_f:
+                status = (Status.FTOL_XTOL if small_x and small_f else
+                          Status.XTOL if small_x else Status.FTOL)
+        if status is None:
+            return None
+        lam_min, lam_max = self._extreme_eigenvalues(state.x)
+        state.data["final_eigenvalues"] = (lam_min, lam_max)
+        if not (math.isfinite(lam_min) and math.isfinite(lam_max)):
+            return Status.NONFINITE
+        if lam_min < -self.indefinite_tol * abs(lam_max) or lam_max < 0:
+            state.details["lambda_min"] = lam_min
+            return Status.INDEFINITE
+        return status
+
+    def _extreme_eigenvalues(self, x: Any) -> tuple[float, float]:
+        H = self.problem.hessian(x, matrix_free=self.solver == "cg")
+        if isinstance(H, LinearOperator):
+            return linalg.lanczos(H)
+        w = self.xp.linalg.eigvalsh(H)
+        return float(w[0]), float(w[-1])
+
+    def finish(self, state: State) -> dict:
+        d = state.data
+        out = {"jac": state.g, "step_lengths": list(d["step_lengths"])}
+        if d["cg_iterations"]:
+            out["cg_iterations"] = list(d["cg_iterations"])
+            out["negative_curvature"] = list(d["negative_curvature"])
+        if d["taus"] or not d["cg_iterations"]:
+            out["taus"] = list(d["taus"])
+            out["lambda_min"] = list(d["lambda_min"])
+        if "final_eigenvalues" in d:
+            out["hess_eigenvalue_range"] = d["final_eigenvalues"]
+        return out
+
+
+def _stop(state: State, status: Status) -> State:
+    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
+                 data=state.data)

@@ -1,0 +1,192 @@
+r"""A scalar objective :math:`f(x)` with its gradient and Hessian, on flat vectors.
+
+Derivatives come from, in order: what the user passes (``jac``, ``jac=True``, ``hess``,
+``hessp``, as in ``scipy.optimize.minimize``); the forward model of a :class:`Composite`
+(:math:`\nabla f = J^T \partial L/\partial y` by ``vjp`` or ``jacobian``); the autodiff
+provider registered for the backend; finite differences (with a
+:class:`FiniteDifferenceWarning`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import _backend as B
+from ..operators import HessianOperator, aslinearoperator
+from ._common import FD_SCHEMES, Counters, flat, is_array, scalar
+from ._composite import Composite
+from ._fd import fd_hessian_from_grad, fd_jacobian
+from ._registry import get_autodiff
+
+__all__ = ["ScalarProblem"]
+
+
+class ScalarProblem(Counters):
+    """``f``, ``∇f`` and ``∇²f`` of a user objective at flat points ``x`` of shape ``(n,)``.
+
+    ``notes`` lists the finite-difference fallbacks in use (the driver turns them into
+    warnings).  ``value``/``value_and_grad`` return the value as a Python float.
+    """
+
+    kind = "objective"
+
+    def __init__(self, fun: Callable, x0: Any, shape: tuple[int, ...], args: tuple = (),
+                 jac: Any = None, hess: Any = None, hessp: Callable | None = None) -> None:
+        super().__init__()
+        self.fun, self.args, self.shape = fun, tuple(args), tuple(shape)
+        self.xp = B.array_namespace(x0)
+        self.dtype, self.n = x0.dtype, x0.shape[0]
+        self.notes: list[str] = []
+        self._cache: tuple[Any, float, Any] | None = None
+        if not (jac is None or jac is True or callable(jac) or jac in FD_SCHEMES):
+            raise ValueError(f"jac must be None, True, a callable or one of {FD_SCHEMES}, got "
+                             f"{jac!r}")
+        if not (hess is None or callable(hess) or isinstance(hess, str) and hess in FD_SCHEMES):
+            raise ValueError(f"hess must be None, a callable or one of {FD_SCHEMES}, got {hess!r}")
+        if hessp is not None and not callable(hessp):
+            raise ValueError(f"hessp must be a callable hessp(x, p, *args), got {hessp!r}")
+        if hess is not None and hessp is not None:
+            raise ValueError("pass either hess or hessp, not both")
+        self.jac, self.hess, self.hessp = jac, hess, hessp
+        self._provider = None
+        model_grad = (isinstance(fun, Composite) and jac is None and
+                      (callable(getattr(fun.model, "vjp", None)) or
+                       callable(getattr(fun.model, "jacobian", None))))
+        self._grad_mode = ("true" if jac is True else "callable" if callable(jac) else
+                           "fd" if jac in FD_SCHEMES else "model" if model_grad else None)
+        need_ad = self._grad_mode is None or (hess is None and hessp is None)
+        if need_ad:
+            factory = get_autodiff(self.xp)
+            if factory is not None:
+                self._provider = factory(self._user_fun, self.shape, ())
+        if self._grad_mode is None:
+            if self._provider is not None:
+                self._grad_mode = "autodiff"
+            else:
+                self._grad_mode = "fd"
+                self.jac = "3-point"
+                self.notes.append(
+                    f"no gradient given (jac=None) and no autodiff provider for "
+                    f"{B.backend_name(self.xp)} arrays: using central finite differences "
+                    f"(2·n = {2 * self.n} evaluations of fun per gradient); pass jac= for speed "
+                    f"and accuracy")
+        if hess is not None:
+            self._hess_mode = "callable" if callable(hess) else "fd"
+        elif hessp is not None:
+            self._hess_mode = "hessp"
+        elif self._provider is not None:
+            self._hess_mode = "autodiff"
+        else:
+            self._hess_mode = "fd"
+            self.notes.append(
+                f"no Hessian given (hess=None, hessp=None) and no autodiff provider for "
+                f"{B.backend_name(self.xp)} arrays: using forward differences of the gradient "
+                f"({self.n} gradients per Hessian); pass hess= or hessp=")
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _user_fun(self, xs: Any, *extra: Any) -> Any:
+        return self.fun(xs, *self.args)
+
+    def _shaped(self, x: Any) -> Any:
+        return self.xp.reshape(x, self.shape)
+
+    def _raw(self, x: Any) -> Any:
+        self.nfev += 1
+        return self.fun(self._shaped(x), *self.args)
+
+    def value(self, x: Any) -> float:
+        """:math:`f(x)` (``nan`` or ``inf`` are returned, not raised)."""
+        if self._cache is not None and self._cache[0] is x:
+            return self._cache[1]
+        if self._grad_mode == "true":
+            return self.value_and_grad(x)[0]
+        if self._grad_mode == "autodiff":
+            self.nfev += 1
+            return scalar(self._provider.value(x), "fun")
+        return scalar(self._raw(x), "fun")
+
+    def value_and_grad(self, x: Any) -> tuple[float, Any]:
+        """:math:`(f(x), \\nabla f(x))`, the gradient flat on the backend of ``x``."""
+        if self._cache is not None and self._cache[0] is x and self._cache[2] is not None:
+            return self._cache[1], self._cache[2]
+        xp, mode = self.xp, self._grad_mode
+        if mode == "true":
+            out = self._raw(x)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise ValueError("with jac=True, fun must return (f, grad)")
+            self.njev += 1
+            f, g = scalar(out[0], "fun"), out[1]
+        elif mode == "autodiff":
+            self.nfev += 1
+            self.njev += 1
+            f, g = self._provider.value_and_grad(x)
+            f = scalar(f, "fun")
+        elif mode == "model":
+            model, loss = self.fun.model, self.fun.loss
+            self.nfev += 1
+            xs = self._shaped(x)
+            y = model(xs)
+            f = scalar(loss.value(y), "the loss")
+            gy = loss.grad(y)
+            self.njev += 1
+            if callable(getattr(model, "vjp", None)):
+                g = model.vjp(xs, gy)
+            else:
+                J = xp.reshape(model.jacobian(xs), (-1, self.n))
+                g = xp.reshape(gy, (-1,)) @ J
+        else:
+            f = self.value(x)
+            if mode == "callable":
+                self.njev += 1
+                g = self.jac(self._shaped(x), *self.args)
+            else:
+                g = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"),
+                                                      dtype=self.dtype),
+                                x, xp.asarray(f, dtype=self.dtype), scheme=self.jac)
+        g = flat(xp, g, self.dtype, "the gradient", self.n)
+        self._cache = (x, f, g)
+        return f, g
+
+    def grad(self, x: Any) -> Any:
+        """:math:`\\nabla f(x)`."""
+        return self.value_and_grad(x)[1]
+
+    @property
+    def hessian_is_operator(self) -> bool:
+        """Whether :meth:`hessian` returns a matrix-free operator (``hessp`` given)."""
+        return self._hess_mode == "hessp"
+
+    def hessian(self, x: Any, *, matrix_free: bool = False) -> Any:
+        """:math:`\\nabla^2 f(x)`: a dense ``(n, n)`` array or a :class:`LinearOperator`.
+
+        ``matrix_free`` asks for an operator from Hessian-vector products where the source
+        provides them (``hessp`` or autodiff); other sources give what they have.
+        """
+        xp, n, mode = self.xp, self.n, self._hess_mode
+        if mode == "hessp" or (mode == "autodiff" and matrix_free):
+            xs = self._shaped(x)
+
+            def hvp(v: Any) -> Any:
+                self.nhev += 1
+                if mode == "hessp":
+                    out = self.hessp(xs, xp.reshape(v, self.shape), *self.args)
+                else:
+                    out = self._provider.hvp(x, v)
+                return flat(xp, out, self.dtype, "hessp(x, p)", n)
+
+            return HessianOperator(hvp, n, like=x)
+        self.nhev += 1
+        if mode == "callable":
+            H = self.hess(self._shaped(x), *self.args)
+            if not is_array(H):
+                return aslinearoperator(H, tags=("symmetric",))
+        elif mode == "autodiff":
+            H = self._provider.hessian(x)
+        else:
+            g0 = self.grad(x)
+            H = fd_hessian_from_grad(lambda z: self.value_and_grad(z)[1], x, g0)
+        H = xp.reshape(H, (n, n))
+        if H.dtype != self.dtype:
+            H = xp.astype(H, self.dtype)
+        return H

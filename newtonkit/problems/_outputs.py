@@ -1,0 +1,206 @@
+r"""Problems on model outputs: residuals :math:`r(x)` and composites :math:`L(F(x))`.
+
+Gauss-Newton, Levenberg-Marquardt and HIG see a map :math:`y = F(x)` (``(n,) -> (m,)`` flat)
+with Jacobian :math:`J`, a loss :math:`L(y)` and :math:`g_y = \partial L/\partial y`.  A residual
+callable is the case :math:`F = r`, :math:`L = \tfrac12\|y\|^2`, :math:`g_y = y`.
+
+For (generalised) Gauss-Newton the loss Hessian :math:`H_L = S S^T` turns the model into least
+squares in :math:`\tilde r = S^{-1} g_y`, :math:`\tilde J = S^T J`:
+:math:`\tilde J^T \tilde r = J^T g_y` and :math:`\tilde J^T \tilde J = J^T H_L J`.  For the L2
+loss :math:`S = \mathrm{diag}(\sqrt w)` and :math:`\tfrac12\|\tilde r\|^2 = L` exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _backend as B
+from ..operators import (
+    DiagonalOperator,
+    HessianOperator,
+    JacobianOperator,
+    LinearOperator,
+    MatrixOperator,
+    aslinearoperator,
+)
+from ._common import FD_SCHEMES, Counters, flat, is_array, scalar
+from ._composite import Composite
+from ._fd import fd_jacobian
+from ._registry import get_autodiff
+
+__all__ = ["OutputProblem", "Evaluation"]
+
+# Above this many Jacobian entries an autodiff Jacobian is kept matrix-free (jvp/vjp).
+_DENSE_LIMIT = 4_000_000
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Outputs ``y`` (flat), loss value ``f`` (float) and ``gy = ∂L/∂y`` (flat) at ``x``."""
+
+    x: Any
+    y: Any
+    f: float
+    gy: Any
+
+
+class OutputProblem(Counters):
+    """Outputs, loss and Jacobian of a residual callable or a :class:`Composite`."""
+
+    kind = "outputs"
+
+    def __init__(self, fun: Callable, x0: Any, shape: tuple[int, ...], args: tuple = (),
+                 jac: Any = None) -> None:
+        super().__init__()
+        self.xp = B.array_namespace(x0)
+        self.dtype, self.n, self.shape, self.args = x0.dtype, x0.shape[0], tuple(shape), args
+        self.notes: list[str] = []
+        self.m: int | None = None
+        self.y_shape: tuple[int, ...] | None = None
+        if isinstance(fun, Composite):
+            if jac is not None:
+                raise ValueError("with a Composite, give the forward model's derivatives as its "
+                                 "jacobian/jvp/vjp methods, not jac=")
+            self.model, self.loss = fun.model, fun.loss
+            self._model_args: tuple = ()
+        else:
+            self.model, self.loss, self._model_args = fun, None, tuple(args)
+        self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
+
+    def _jacobian_source(self, jac: Any) -> tuple[str, Any, Any]:
+        if jac is not None:
+            if callable(jac) and not isinstance(jac, LinearOperator):
+                return "callable", jac, None
+            if isinstance(jac, str):
+                if jac not in FD_SCHEMES:
+                    raise ValueError(f"jac must be None, a callable, a matrix, an operator or one "
+                                     f"of {FD_SCHEMES}, got {jac!r}")
+                return "fd", jac, None
+            return "constant", aslinearoperator(jac), None
+        model = self.model
+        if callable(getattr(model, "jacobian", None)):
+            return "model-dense", None, None
+        if callable(getattr(model, "jvp", None)) and callable(getattr(model, "vjp", None)):
+            return "model-operator", None, None
+        factory = get_autodiff(self.xp)
+        if factory is not None:
+            return "autodiff", None, factory(self._call_model, self.shape, ())
+        self.notes.append(
+            f"no Jacobian given and no autodiff provider for {B.backend_name(self.xp)} arrays: "
+            f"using forward finite differences ({self.n} evaluations per Jacobian); pass jac= "
+            f"(or give the model jacobian/jvp/vjp) for speed and accuracy")
+        return "fd", "2-point", None
+
+    def _call_model(self, xs: Any, *extra: Any) -> Any:
+        return self.model(xs, *self._model_args)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def outputs(self, x: Any) -> Any:
+        """:math:`F(x)` flat (counts one function evaluation)."""
+        self.nfev += 1
+        y = self._call_model(self.xp.reshape(x, self.shape))
+        if not hasattr(y, "shape"):
+            y = self.xp.asarray(y, dtype=self.dtype)
+        if self.y_shape is None:
+            self.y_shape = tuple(y.shape)
+            self.m = int(self.xp.reshape(y, (-1,)).shape[0])
+        return flat(self.xp, y, self.dtype, "the model output", self.m)
+
+    def evaluate(self, x: Any) -> Evaluation:
+        """Outputs, loss value and :math:`\\partial L/\\partial y` at ``x``."""
+        xp = self.xp
+        y = self.outputs(x)
+        if self.loss is None:
+            f = 0.5 * float(xp.vecdot(y, y))
+            gy = y
+        else:
+            ys = xp.reshape(y, self.y_shape)
+            f = scalar(self.loss.value(ys), "loss.value")
+            gy = flat(xp, self.loss.grad(ys), self.dtype, "loss.grad(y)", self.m)
+        return Evaluation(x, y, f, gy)
+
+    def jacobian(self, x: Any) -> Any:
+        """:math:`J = \\partial F/\\partial x` at ``x``: dense ``(m, n)`` or a LinearOperator."""
+        xp, mode, n = self.xp, self._jac_mode, self.n
+        xs = xp.reshape(x, self.shape)
+        self.njev += 1
+        if mode == "constant":
+            J = self._jac
+        elif mode == "callable":
+            J = self._jac(xs, *self.args)
+            if not is_array(J):
+                J = aslinearoperator(J)
+        elif mode == "model-dense":
+            J = self.model.jacobian(xs)
+        elif mode == "model-operator":
+            return JacobianOperator(self.model, xs)
+        elif mode == "autodiff":
+            m = self.m if self.m is not None else 1
+            if m * n > _DENSE_LIMIT:
+                p = self._provider
+                return _ProviderJacobian(p, x, m)
+            J = self._provider.jacobian(x)
+        else:
+            J = fd_jacobian(self.outputs, x, None, scheme=self._jac)
+        if isinstance(J, LinearOperator):
+            if self.m is not None and J.shape != (self.m, n):
+                raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
+                                 f"{(self.m, n)}")
+            return J
+        J = xp.reshape(J, (-1, n))
+        if J.dtype != self.dtype:
+            J = xp.astype(J, self.dtype)
+        return J
+
+    # -- Gauss-Newton form ---------------------------------------------------------------------
+    def gauss_newton_form(self, ev: Evaluation, J: Any) -> tuple[Any, Any]:
+        r"""``(r̃, J̃)`` with :math:`\tilde J^T\tilde r = J^T g_y`, :math:`\tilde J^T\tilde J =
+        J^T H_L J` (module docstring)."""
+        xp, loss = self.xp, self.loss
+        if loss is None:
+            return ev.gy, J
+        ys = xp.reshape(ev.y, self.y_shape)
+        if callable(getattr(loss, "hessian_diag", None)):
+            w = flat(xp, loss.hessian_diag(ys), self.dtype, "loss.hessian_diag(y)", self.m)
+            pos = w > 0
+            sw = xp.sqrt(xp.where(pos, w, xp.zeros_like(w)))
+            safe = xp.where(pos, sw, xp.ones_like(sw))
+            r = xp.where(pos, ev.gy / safe, xp.zeros_like(sw))
+            Jt = sw[:, None] * J if not isinstance(J, LinearOperator) else DiagonalOperator(sw) @ J
+            return r, Jt
+        if callable(getattr(loss, "hessian", None)):
+            H = xp.reshape(loss.hessian(ys), (self.m, self.m))
+        elif callable(getattr(loss, "hvp", None)):
+            H = HessianOperator(lambda v: flat(xp, loss.hvp(ys, xp.reshape(v, self.y_shape)),
+                                               self.dtype, "loss.hvp", self.m),
+                                self.m, like=ev.y).to_dense()
+        else:
+            raise ValueError(f"Gauss-Newton with the loss {type(loss).__name__} needs its Hessian "
+                             f"in y: give it hessian_diag(y), hessian(y) or hvp(y, v) (or use "
+                             f"method='hig', which needs only grad)")
+        L, ok = B.cholesky(xp, H)
+        if not ok:
+            raise ValueError("the loss Hessian in y is not positive definite, so the "
+                             "generalised Gauss-Newton model is not convex; use a convex loss "
+                             "or method='newton'")
+        r = B.solve_triangular(xp, L, ev.gy, lower=True)
+        Lt = xp.matrix_transpose(L)
+        Jt = Lt @ J if not isinstance(J, LinearOperator) else MatrixOperator(Lt) @ J
+        return r, Jt
+
+
+class _ProviderJacobian(LinearOperator):
+    """The Jacobian at ``x`` as jvp/vjp products of an autodiff provider."""
+
+    def __init__(self, provider: Any, x: Any, m: int) -> None:
+        xp = B.array_namespace(x)
+        super().__init__((m, x.shape[0]), x.dtype, xp, B.device(x))
+        self.p, self.x = provider, x
+
+    def _matvec(self, v):
+        return self.xp.reshape(self.p.jvp(self.x, v), (-1,))
+
+    def _rmatvec(self, w):
+        return self.xp.reshape(self.p.vjp(self.x, w), (-1,))

@@ -1,0 +1,207 @@
+"""Per-sample Jacobians of a network composed with a physics function.
+
+For a network ``f_θ`` (an ``nn.Module``), a batch of inputs ``x_1 … x_B`` and a differentiable
+physics function ``P`` the stacked Jacobian that HIG and Gauss-Newton invert is
+
+    J = [ ∂P(f_θ(x_1), x_1)/∂θ ; … ; ∂P(f_θ(x_B), x_B)/∂θ ]      (B·m × n),
+
+rows ordered sample-major (sample ``i`` owns rows ``i·m … i·m + m − 1``), columns the selected
+parameters flattened in order.  It is computed in one call as
+``vmap(jacrev(θ ↦ P(f_θ(x_i), x_i)))`` over the batch with :func:`torch.func.functional_call`,
+i.e. ``B·m`` reverse products of *single-sample* graphs batched together, instead of ``B·m``
+backward passes through the whole batch.
+
+``physics(output, input) -> y`` receives **one sample** (no batch dimension): the network output
+``f_θ(x_i)`` and the input ``x_i``; ``y`` may have any shape (it is flattened to ``m`` values).
+``physics=None`` means ``y = f_θ(x_i)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev, vmap
+
+from newtonkit.operators import FunctionOperator, MatrixOperator
+
+from .autograd import _load_forward_ad
+
+__all__ = [
+    "select_parameters", "flat_parameters", "per_sample_jacobian",
+    "per_sample_jacobian_operator", "batched_outputs",
+]
+
+Physics = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def select_parameters(model: nn.Module, params: Iterable[Any] | None = None) -> list[str]:
+    """Names of the parameters of ``model`` to differentiate with respect to.
+
+    ``params`` is ``None`` (every parameter with ``requires_grad``), or an iterable of names or
+    of ``nn.Parameter`` objects of ``model`` (matched by identity); the returned order is the
+    order given (the column order of the Jacobian).
+    """
+    named = dict(model.named_parameters())
+    if params is None:
+        return [k for k, p in named.items() if p.requires_grad]
+    by_id = {id(p): k for k, p in named.items()}
+    names = []
+    for p in params:
+        if isinstance(p, str):
+            if p not in named:
+                raise ValueError(f"{type(model).__name__} has no parameter {p!r}; it has "
+                                 f"{sorted(named)}")
+            names.append(p)
+        elif isinstance(p, torch.Tensor) and id(p) in by_id:
+            names.append(by_id[id(p)])
+        else:
+            raise ValueError("params must name parameters of the model or be its nn.Parameter "
+                             "objects")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a parameter is selected twice: {names}")
+    return names
+
+
+def flat_parameters(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The tensors flattened and concatenated: ``θ = [vec(p_1); vec(p_2); …]`` (detached)."""
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def _single_sample_fn(model: nn.Module, names: list[str], physics: Physics | None,
+                      ) -> tuple[Callable, dict[str, torch.Tensor]]:
+    """``fn(selected, x_i) -> (y_i flat, y_i flat)`` and the frozen tensors it closes over."""
+    frozen = {k: v.detach() for k, v in model.named_parameters() if k not in names}
+    frozen.update({k: v.detach() for k, v in model.named_buffers()})
+
+    def fn(selected: dict[str, torch.Tensor], x: torch.Tensor):
+        out = functional_call(model, {**frozen, **selected}, (x.unsqueeze(0),))[0]
+        y = out if physics is None else physics(out, x)
+        y = y.reshape(-1)
+        return y, y
+
+    return fn, frozen
+
+
+def per_sample_jacobian(model: nn.Module, inputs: torch.Tensor, physics: Physics | None = None,
+                        *, params: Iterable[Any] | None = None, method: str = "vmap",
+                        chunk_size: int | None = None, return_outputs: bool = False,
+                        as_operator: bool = False) -> Any:
+    """The stacked per-sample Jacobian ``J = ∂P(f_θ(x_i), x_i)/∂θ`` over a batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network ``f_θ``; it is called on ``x_i.unsqueeze(0)`` (a batch of one).
+    inputs : Tensor
+        The batch, shape ``(B, ...)``.
+    physics : callable, optional
+        ``physics(output, input) -> y`` for one sample; ``None`` for ``y = f_θ(x_i)``.
+    params : iterable, optional
+        Names or ``nn.Parameter`` objects selecting the columns (default: all trainable).
+    method : {"vmap", "loop"}
+        ``"vmap"``: one ``vmap(jacrev)`` call; ``"loop"``: a Python loop over samples and output
+        components (one backward pass each), the reference and the fallback.
+    chunk_size : int, optional
+        Samples per vectorised call (bounds the memory of ``"vmap"``).
+    return_outputs : bool
+        Also return the physics outputs ``Y`` (shape ``(B, m)``).
+    as_operator : bool
+        Return a :class:`newtonkit.operators.MatrixOperator` around ``J`` instead of the tensor.
+
+    Returns
+    -------
+    J : Tensor or MatrixOperator
+        Shape ``(B·m, n)``, sample-major rows, on the device and in the dtype of the model.
+    Y : Tensor
+        Only with ``return_outputs``: ``(B, m)`` physics outputs at the current parameters.
+    """
+    names = select_parameters(model, params)
+    if not names:
+        raise ValueError("no parameters selected (none of the model's parameters requires grad)")
+    named = dict(model.named_parameters())
+    fn, _ = _single_sample_fn(model, names, physics)
+    B = inputs.shape[0]
+    if method == "vmap":
+        selected = {k: named[k].detach() for k in names}
+        jac, Y = vmap(jacrev(fn, has_aux=True), in_dims=(None, 0), chunk_size=chunk_size)(
+            selected, inputs)
+        m = Y.shape[1]
+        J = torch.cat([jac[k].reshape(B, m, -1) for k in names], dim=2).reshape(B * m, -1)
+    elif method == "loop":
+        leaves = {k: named[k].detach().requires_grad_(True) for k in names}
+        rows, ys = [], []
+        with torch.enable_grad():
+            for i in range(B):
+                y, _ = fn(leaves, inputs[i])
+                ys.append(y.detach())
+                for c in range(y.numel()):
+                    grads = torch.autograd.grad(y[c], list(leaves.values()), retain_graph=True,
+                                                allow_unused=True)
+                    rows.append(torch.cat([
+                        torch.zeros_like(leaves[k]).reshape(-1) if g is None else g.reshape(-1)
+                        for k, g in zip(names, grads, strict=True)]))
+        J, Y = torch.stack(rows), torch.stack(ys)
+    else:
+        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
+    out = MatrixOperator(J) if as_operator else J
+    return (out, Y) if return_outputs else out
+
+
+def batched_outputs(model: nn.Module, inputs: torch.Tensor,
+                    physics: Physics | None = None) -> torch.Tensor:
+    """The physics outputs ``Y`` (``(B, m)``) of a batch, differentiable w.r.t. the parameters.
+
+    Uses the model on the whole batch and ``vmap(physics)`` over samples.
+    """
+    out = model(inputs)
+    y = out if physics is None else vmap(physics)(out, inputs)
+    return y.reshape(inputs.shape[0], -1)
+
+
+def per_sample_jacobian_operator(model: nn.Module, inputs: torch.Tensor,
+                                 physics: Physics | None = None, *,
+                                 params: Iterable[Any] | None = None) -> FunctionOperator:
+    """The stacked per-sample Jacobian as a matrix-free operator (``J v`` and ``Jᵀ w``).
+
+    ``matvec`` is one forward-mode pass ``torch.func.jvp`` and ``rmatvec`` one reverse pass
+    ``torch.func.vjp`` of ``θ ↦ [P(f_θ(x_i), x_i)]_i`` at the current parameters; ``J`` is never
+    formed.  Parameters as in :func:`per_sample_jacobian`.
+    """
+    _load_forward_ad()
+    names = select_parameters(model, params)
+    named = dict(model.named_parameters())
+    fn, _ = _single_sample_fn(model, names, physics)
+    shapes = [named[k].shape for k in names]
+    sizes = [math.prod(s) for s in shapes]
+    theta = flat_parameters(named[k] for k in names)
+
+    def unflatten(t: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = torch.split(t, sizes)
+        return {k: p.reshape(s) for k, p, s in zip(names, parts, shapes, strict=True)}
+
+    def F(t: torch.Tensor) -> torch.Tensor:
+        return vmap(lambda x: fn(unflatten(t), x)[0])(inputs).reshape(-1)
+
+    with torch.no_grad():
+        m_total = F(theta).numel()
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(F, (theta,), (v.to(theta.dtype),))[1]
+
+    def rmatvec(w: torch.Tensor) -> torch.Tensor:
+        _, pull = torch.func.vjp(F, theta)
+        return pull(w.to(theta.dtype))[0]
+
+    def matmat(V: torch.Tensor) -> torch.Tensor:
+        return vmap(matvec, in_dims=1, out_dims=1)(V)
+
+    def rmatmat(W: torch.Tensor) -> torch.Tensor:
+        _, pull = torch.func.vjp(F, theta)
+        return vmap(lambda w: pull(w)[0], in_dims=1, out_dims=1)(W.to(theta.dtype))
+
+    return FunctionOperator((m_total, theta.numel()), matvec, rmatvec, like=theta,
+                            matmat=matmat, rmatmat=rmatmat)

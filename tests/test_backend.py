@@ -1,0 +1,160 @@
+"""The backend dispatch layer (newtonkit._backend) on NumPy, PyTorch and array-api-strict.
+
+Tolerances: triangular solves and Cholesky are backward stable, so residuals are compared at
+``50·n·ε`` relative to ``‖|L|‖·‖x‖`` (or ``‖A‖``); generated matrices are well conditioned
+(diagonally dominant factors, eigenvalues in [0.1, 10]) so forward errors stay at that level too.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import strategies as S
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newtonkit import _backend as B
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_namespace_and_name(backend):
+    x = S.to_backend(np.ones(3), backend, "float32")
+    xp = B.array_namespace(x, None, 2.0)  # None and Python scalars are ignored
+    assert B.backend_name(xp) == backend
+    assert B.device(x) is not None
+    np.testing.assert_array_equal(B.to_numpy(x), np.ones(3, dtype=np.float32))
+
+
+def test_mixed_backends_raise_naming_both():
+    with pytest.raises(TypeError, match=r"one array-API backend.*(numpy|torch)"):
+        B.array_namespace(np.ones(2), torch.ones(2))
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("dtype,ok", [("float32", True), ("float64", True), ("int64", False),
+                                      ("complex128", False), ("bool", False)])
+def test_check_real_float(backend, dtype, ok):
+    xp = S.namespace(backend)
+    x = S.to_backend(np.ones(2), backend, dtype)
+    if ok:
+        B.check_real_float(xp, x, "x")
+    else:
+        kind = "complex" if "complex" in dtype else "non-floating"
+        with pytest.raises(TypeError, match=rf"x has dtype .*{kind}"):
+            B.check_real_float(xp, x, "x")
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_result_float_dtype(backend):
+    xp = S.namespace(backend)
+    assert B.result_float_dtype(xp, xp.float32, xp.float64) == xp.float64
+    assert B.result_float_dtype(xp, xp.float32) == xp.float32
+    with pytest.raises(TypeError, match="not a real floating dtype"):
+        B.result_float_dtype(xp, xp.int32)
+
+
+@st.composite
+def spd(draw, backend=None):
+    backend = draw(S.backends) if backend is None else backend
+    dtype = draw(S.dtypes)
+    n = draw(st.integers(1, 30))
+    rng = np.random.default_rng(draw(S.seeds))
+    Q = S.random_orthogonal(rng, n, n)
+    A = S.rounded((Q * rng.uniform(0.1, 10.0, n)) @ Q.T, dtype)
+    A = np.tril(A) + np.tril(A, -1).T
+    return backend, dtype, A, rng
+
+
+@given(spd())
+def test_cholesky_of_positive_definite(args):
+    backend, dtype, A, _ = args
+    xp = S.namespace(backend)
+    L, ok = B.cholesky(xp, S.to_backend(A, backend, dtype))
+    assert ok
+    assert S.backend_of(L) == backend and S.dtype_name(L) == dtype
+    L64 = S.to_np(L)
+    assert np.allclose(np.triu(L64, 1), 0.0)
+    n = A.shape[0]
+    assert S.rel_err(L64 @ L64.T, A, np.linalg.norm(A)) <= 50 * n * S.eps(dtype)
+
+
+@given(spd(), st.floats(0.2, 5.0))
+def test_cholesky_reports_failure_without_raising(args, shift):
+    # A − (λ_min + shift)·I is indefinite (λ_min ≥ 0.1 and shift ≥ 0.2 ≫ n·ε·10).
+    backend, dtype, A, _ = args
+    lam = np.linalg.eigvalsh(A)[0]
+    Ab = S.to_backend(A - (lam + shift) * np.eye(A.shape[0]), backend, dtype)
+    L, ok = B.cholesky(S.namespace(backend), Ab)
+    assert not ok and L is None
+
+
+@given(spd(), st.booleans(), st.booleans(), st.integers(0, 3))
+def test_solve_triangular_and_cho_solve(args, lower, trans, ncols):
+    # Triangular solves with lower/upper, plain/transposed, 1-D/2-D right-hand sides, against
+    # float64 SciPy; cho_solve solves A x = b from the Cholesky factor.
+    import scipy.linalg
+
+    backend, dtype, A, rng = args
+    xp = S.namespace(backend)
+    n = A.shape[0]
+    L64 = S.rounded(np.linalg.cholesky(A), dtype)
+    T64 = L64 if lower else L64.T
+    b = S.rounded(rng.standard_normal((n, ncols)) if ncols else rng.standard_normal(n), dtype)
+    x = B.solve_triangular(xp, S.to_backend(T64, backend, dtype), S.to_backend(b, backend, dtype),
+                           lower=lower, trans=trans)
+    assert S.backend_of(x) == backend and S.dtype_name(x) == dtype
+    assert tuple(x.shape) == b.shape
+    want = scipy.linalg.solve_triangular(T64, b, lower=lower, trans=1 if trans else 0)
+    cond = np.linalg.cond(T64)
+    assert S.rel_err(x, want) <= 50 * n * S.eps(dtype) * cond
+    y = B.cho_solve(xp, S.to_backend(L64, backend, dtype), S.to_backend(b, backend, dtype))
+    want = np.linalg.solve(L64 @ L64.T, b)
+    assert S.rel_err(y, want) <= 50 * n * S.eps(dtype) * cond**2
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("dtype", S.DTYPES)
+def test_standard_normal(backend, dtype):
+    xp = S.namespace(backend)
+    like = S.to_backend(np.zeros(1), backend, dtype)
+    a = B.standard_normal(xp, (200, 3), getattr(xp, dtype), like, 7)
+    b = B.standard_normal(xp, (200, 3), getattr(xp, dtype), like, 7)
+    c = B.standard_normal(xp, (200, 3), getattr(xp, dtype), like, 8)
+    assert S.backend_of(a) == backend and S.dtype_name(a) == dtype and tuple(a.shape) == (200, 3)
+    np.testing.assert_array_equal(S.to_np(a), S.to_np(b))  # reproducible
+    assert not np.array_equal(S.to_np(a), S.to_np(c))
+    v = S.to_np(a)
+    assert abs(v.mean()) < 0.2 and 0.8 < v.std() < 1.2  # 600 samples: 5 standard errors
+
+
+@given(S.symmetric_cases(kinds=("definite", "indefinite", "negative")))
+def test_smallest_eigenvalue(case):
+    # Dense symmetric eigenvalues: absolute error ≲ n·ε·‖H‖ (Weyl), constant 20.
+    lam = B.smallest_eigenvalue(S.namespace(case.backend), case.H)
+    assert isinstance(lam, float)
+    assert abs(lam - case.lam[0]) <= 20 * case.n * S.eps(case.dtype) * np.abs(case.lam).max()
+
+
+def test_smallest_eigenvalue_arpack_path():
+    # NumPy above 64: ARPACK eigsh(k=1, which="SA").
+    rng = np.random.default_rng(1)
+    n = 100
+    Q = S.random_orthogonal(rng, n, n)
+    lam = np.concatenate([[-2.0], rng.uniform(-1, 3, n - 1)])
+    H = (Q * lam) @ Q.T
+    H = 0.5 * (H + H.T)
+    assert B.smallest_eigenvalue(np, H) == pytest.approx(np.linalg.eigvalsh(H)[0], abs=1e-10)
+
+
+def test_unknown_namespace_raises_clear_error():
+    # A namespace outside numpy/torch/cupy/array_api_strict: the functions outside the standard
+    # raise TypeError naming what is missing and the namespace.
+    fake = types.ModuleType("fakearray")
+    assert B.backend_name(fake) == "fakearray"
+    with pytest.raises(TypeError, match=r"triangular solve.*'fakearray'"):
+        B.solve_triangular(fake, np.eye(2), np.ones(2))
+    with pytest.raises(TypeError, match=r"random sampling.*'fakearray'"):
+        B.standard_normal(fake, (2,), np.float64, np.zeros(1), 0)

@@ -1,0 +1,332 @@
+"""Properties of the truncated matrix power ``J^κ g = V_k Σ_k^κ U_kᵀ g`` (``half_inverse``).
+
+References come from the float64 SVD of the very values the code was given (see strategies.py).
+Tolerances: :func:`strategies.hig_rtol` (ε·cond_k for the SVD route, ε·cond_k² for a Gram in the
+working dtype), measured relative to ``‖J^κ‖·‖g‖``; every generated spectrum has a gap of 10×
+on each side of the threshold, so kept rank and kept subspace are well resolved in both dtypes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import strategies as S
+from hypothesis import given, note
+
+from newtonkit.linalg import half_inverse
+from newtonkit.operators import FunctionOperator, MatrixOperator
+
+ROUTES = ("auto", "svd", "gram")
+
+
+def _pnorm(case: S.SVDCase, kappa: float) -> float:
+    """‖V_k Σ_k^κ U_kᵀ‖₂."""
+    return float(max(case.s[0] ** kappa, case.s[case.k - 1] ** kappa))
+
+
+def _apply(case: S.SVDCase, g64: np.ndarray, kappa: float, route: str = "auto", **kw):
+    d, info = half_inverse(case.J, case.vec(g64), kappa, case.truncation, route=route, **kw)
+    note(f"case {case.shape} {case.backend} {case.dtype} k={case.k} r={case.r} "
+         f"t={case.truncation:.3g} cond_k={case.cond_k:.3g} route={info.route}")
+    return d, info
+
+
+def _matrix(case: S.SVDCase, kappa: float, route: str) -> tuple[np.ndarray, str]:
+    """The n × m matrix J^κ built by applying the direction to identity columns."""
+    m = case.shape[0]
+    cols, routes = [], set()
+    for j in range(m):
+        d, info = _apply(case, np.eye(m)[:, j], kappa, route)
+        cols.append(S.to_np(d))
+        routes.add(info.route)
+    assert len(routes) == 1, routes
+    return np.stack(cols, axis=1), routes.pop()
+
+
+@given(S.svd_cases(max_small=12, max_large=20))
+def test_kappa_minus_one_is_moore_penrose(case):
+    route = S.pick(case.seed, ROUTES)
+    # X = J^{-1} built column by column is the Moore–Penrose inverse of the truncated J_k: the
+    # four Penrose identities with J (X kills the discarded left singular vectors, so X J = X J_k
+    # and J X = J_k X).  Perturbation: ‖ΔX‖ ≤ rtol·‖X‖ gives each identity an error of at most
+    # about 3·rtol·cond_k relative to its natural scale (‖J‖ or ‖X‖); ε·dim covers the float64
+    # products of the check itself.
+    X, used = _matrix(case, -1.0, route)
+    J, k = case.J64, case.k
+    Jk = case.U[:, :k] @ (case.s[:k, None] * case.Vt[:k])
+    tol = 3 * case.cond_k * S.hig_rtol(case, used) + 1e-13
+    nJ, nX = case.s[0], 1.0 / case.s[k - 1]
+    assert np.linalg.norm(J @ X @ J - Jk, 2) <= tol * nJ
+    assert np.linalg.norm(X @ J @ X - X, 2) <= tol * nX
+    JX, XJ = J @ X, X @ J
+    assert np.linalg.norm(JX - JX.T, 2) <= tol
+    assert np.linalg.norm(XJ - XJ.T, 2) <= tol
+    if case.r == case.k:  # nothing nonzero discarded: J X J = J itself (up to rounding noise)
+        assert np.linalg.norm(J @ X @ J - J, 2) <= tol * nJ + 10 * S.eps(case.dtype) * nJ
+
+
+@given(S.svd_cases())
+def test_kappa_minus_one_matches_numpy_pinv(case):
+    route = S.pick(case.seed, ROUTES)
+    # numpy.linalg.pinv keeps σ > rtol·σ_max, the same cutoff rule; tolerance hig_rtol.
+    d, info = _apply(case, case.g64, -1.0, route)
+    want = np.linalg.pinv(case.J64, rtol=case.truncation) @ case.g64
+    err = S.rel_err(d, want, _pnorm(case, -1.0) * np.linalg.norm(case.g64))
+    assert err <= S.hig_rtol(case, info.route), err
+    assert info.rank == case.k
+
+
+@given(S.svd_cases())
+def test_half_power_identities(case):
+    route = S.pick(case.seed, ROUTES)
+    # κ = −1/2 with J = U Σ Vᵀ:
+    #   J·J^κ g     = U_k Σ_k^{1/2} U_kᵀ g = (JJᵀ)^{1/4} g on the kept subspace,
+    #   J^κ·(J v)   = V_k Σ_k^{1/2} V_kᵀ v = (JᵀJ)^{1/4} v on the kept subspace,
+    #   J^κ·J·J^κ g = V_k U_kᵀ g.
+    # An error δ = rtol·‖J^κ‖‖g‖ in d becomes at most ‖J‖·δ after multiplying by J; the last
+    # identity applies J^κ twice (2·rtol·cond_k relative to ‖g‖).
+    k, U, s, V = case.k, case.U, case.s, case.Vt.T
+    g = case.g64
+    kap = -0.5
+    P = _pnorm(case, kap)
+    d, info = _apply(case, g, kap, route)
+    rtol = S.hig_rtol(case, info.route)
+    d64 = S.to_np(d)
+    want = U[:, :k] @ (np.sqrt(s[:k]) * (U[:, :k].T @ g))
+    assert S.rel_err(case.J64 @ d64, want, s[0] * P * np.linalg.norm(g)) <= rtol
+
+    v = np.random.default_rng(case.seed + 1).standard_normal(case.shape[1])
+    Jv = S.rounded(case.J64 @ v, case.dtype)
+    d2, info2 = _apply(case, Jv, kap, route)
+    want2 = V[:, :k] @ (np.sqrt(s[:k]) * (V[:, :k].T @ v))
+    # the rounding of Jv to the working dtype is an input perturbation of ε·‖Jv‖
+    assert S.rel_err(d2, want2, P * np.linalg.norm(Jv)) <= rtol + 2 * S.eps(case.dtype) * \
+        case.cond_k ** 0.5
+
+    Jd = S.rounded(case.J64 @ d64, case.dtype)
+    d3, _ = _apply(case, Jd, kap, route)
+    want3 = V[:, :k] @ (U[:, :k].T @ g)
+    assert S.rel_err(d3, want3, np.linalg.norm(g)) <= 2 * case.cond_k * rtol + \
+        4 * S.eps(case.dtype) * case.cond_k
+
+
+@given(S.svd_cases())
+def test_kappa_plus_one_is_transpose_on_kept_subspace(case):
+    route = S.pick(case.seed, ROUTES)
+    # κ = +1: d = V_k Σ_k U_kᵀ g = J_kᵀ g; with no nonzero discarded values this is Jᵀ g.
+    k = case.k
+    d, info = _apply(case, case.g64, 1.0, route)
+    Jk = case.U[:, :k] @ (case.s[:k, None] * case.Vt[:k])
+    scale = case.s[0] * np.linalg.norm(case.g64)
+    rtol = S.hig_rtol(case, info.route)
+    assert S.rel_err(d, Jk.T @ case.g64, scale) <= rtol
+    if case.r == case.k:
+        assert S.rel_err(d, case.J64.T @ case.g64, scale) <= rtol
+
+
+@given(S.svd_cases())
+def test_matches_reference_power(case):
+    route = S.pick(case.seed, ROUTES)
+    kappa = S.pick(case.seed, (-1.0, -0.5, 0.0, 0.5, 1.0), 1)
+    # Direct comparison with V_k Σ_k^κ U_kᵀ g; dtype and backend of the result preserved.
+    d, info = _apply(case, case.g64, kappa, route)
+    assert S.backend_of(d) == case.backend and S.dtype_name(d) == case.dtype
+    assert tuple(d.shape) == (case.shape[1],)
+    err = S.rel_err(d, case.power(kappa) @ case.g64, _pnorm(case, kappa) *
+                    np.linalg.norm(case.g64))
+    assert err <= S.hig_rtol(case, info.route), err
+
+
+@given(S.svd_cases())
+def test_truncation_discards(case):
+    route = S.pick(case.seed, ROUTES)
+    kappa = S.pick(case.seed, (-1.0, -0.5, 1.0), 1)
+    # (a) d is orthogonal to every discarded right singular vector (null space included);
+    # (b) adding to g any combination of discarded left singular vectors (10× the size of g)
+    #     leaves d unchanged; (c) nothing is clamped: the reported rank is k, the kept values
+    #     are the k largest singular values, all strictly above the reported threshold, which is
+    #     truncation·σ_max.  A clamped value σ → threshold would put a component of size
+    #     threshold^κ·|u_iᵀg| along v_i, far outside these tolerances.
+    k = case.k
+    g = case.g64
+    d, info = _apply(case, g, kappa, route)
+    rtol = S.hig_rtol(case, info.route)
+    scale = _pnorm(case, kappa) * np.linalg.norm(g)
+    d64 = S.to_np(d)
+    assert np.linalg.norm(case.Vt[k:] @ d64) <= rtol * scale
+
+    m = case.shape[0]
+    if k < m:
+        c = np.random.default_rng(case.seed + 2).standard_normal(m - k)
+        g2 = g + 10 * np.linalg.norm(g) * case.U[:, k:] @ (c / np.linalg.norm(c))
+        g2 = S.rounded(g2, case.dtype)
+        d2, _ = _apply(case, g2, kappa, route)
+        scale2 = _pnorm(case, kappa) * np.linalg.norm(g2)
+        assert S.rel_err(d2, d64, scale2) <= 2 * rtol
+
+    assert info.rank == k
+    sv = S.to_np(info.singular_values)
+    assert sv.shape == (k,)
+    assert np.all(sv > info.threshold)
+    # singular values: absolute error ε·σ_max (SVD) or ε·σ_max·cond_k (Gram: ε·σ_max² / σ)
+    sv_tol = S.hig_rtol(case, info.route) / case.cond_k * case.s[0]
+    assert np.max(np.abs(sv - case.s[:k])) <= sv_tol
+    assert abs(info.threshold - case.truncation * case.s[0]) <= sv_tol * case.truncation + \
+        1e-12 * case.s[0]
+
+
+def test_values_at_the_threshold_are_discarded():
+    # σ = 2, 1 and a relative truncation 0.5: the threshold is exactly 1, and σ ≤ threshold is
+    # discarded (HIG code keeps σ > c strictly).  Diagonal input: the SVD is exact.
+    J = np.diag([2.0, 1.0])
+    for route in ("svd", "gram"):
+        d, info = half_inverse(J, np.ones(2), -1.0, 0.5, route=route)
+        assert info.rank == 1, route
+        np.testing.assert_allclose(d, [0.5, 0.0], atol=1e-15)
+
+
+@given(S.svd_cases())
+def test_scaling(case):
+    route = S.pick(case.seed, ROUTES)
+    j = S.pick(case.seed, [i for i in range(-6, 7) if i], 1)
+    # J → cJ (c = 2^j, exact in floating point) scales the κ = −1/2 direction by c^(−1/2); the
+    # relative threshold keeps the same singular values.  Both directions carry hig_rtol.
+    c = 2.0**j
+    d1, info = _apply(case, case.g64, -0.5, route)
+    d2, _ = half_inverse(case.J * c, case.g, -0.5, case.truncation, route=route)
+    scale = _pnorm(case, -0.5) * np.linalg.norm(case.g64)
+    assert S.rel_err(c**0.5 * S.to_np(d2), S.to_np(d1), scale) <= 2 * S.hig_rtol(case, info.route)
+
+
+@given(S.svd_cases())
+def test_linear_in_g(case):
+    route = S.pick(case.seed, ROUTES)
+    # d(αg + βh) = α d(g) + β d(h): the direction is linear in the output-space vector.
+    rng = np.random.default_rng(case.seed + 3)
+    h = S.rounded(rng.standard_normal(case.shape[0]), case.dtype)
+    a, b = 0.75, -1.5  # exact in binary
+    gh = S.rounded(a * case.g64 + b * h, case.dtype)
+    d1, info = _apply(case, case.g64, -0.5, route)
+    d2, _ = _apply(case, h, -0.5, route)
+    d3, _ = _apply(case, gh, -0.5, route)
+    scale = _pnorm(case, -0.5) * (np.linalg.norm(case.g64) + 2 * np.linalg.norm(h))
+    want = a * S.to_np(d1) + b * S.to_np(d2)
+    assert S.rel_err(d3, want, scale) <= 3 * S.hig_rtol(case, info.route)
+
+
+@given(S.svd_cases())
+def test_all_routes_agree(case):
+    kappa = S.pick(case.seed, (-1.0, -0.5, 1.0))
+    # SVD, Gram (the smaller side: JJᵀ for wide, JᵀJ for tall), randomized at full target rank
+    # (dense and as a matrix-free operator) and the automatic choice all match the reference,
+    # each to its own hig_rtol, hence one another to the sum of two.
+    want = case.power(kappa) @ case.g64
+    scale = _pnorm(case, kappa) * np.linalg.norm(case.g64)
+    p = min(case.shape)
+    xp = S.namespace(case.backend)
+    J = case.J
+    op = FunctionOperator(case.shape, lambda x: J @ x, lambda y: xp.matrix_transpose(J) @ y,
+                          like=J)
+    runs = {
+        "svd": half_inverse(J, case.g, kappa, case.truncation, route="svd"),
+        "gram": half_inverse(J, case.g, kappa, case.truncation, route="gram"),
+        "auto": half_inverse(J, case.g, kappa, case.truncation),
+        "randomized": half_inverse(J, case.g, kappa, case.truncation, route="randomized",
+                                   rank=p),
+        "randomized-op": half_inverse(op, case.g, kappa, case.truncation, rank=p),
+        "operator-dense": half_inverse(MatrixOperator(J), case.g, kappa, case.truncation),
+    }
+    for name, (d, info) in runs.items():
+        err = S.rel_err(d, want, scale)
+        # the randomized range finder at full rank carries the SVD's error model; its
+        # power iterations with QR re-orthogonalisation add a small constant (factor 3)
+        factor = 3.0 if name.startswith("randomized") else 1.0
+        assert err <= S.hig_rtol(case, info.route, factor), (name, info.route, err)
+        assert info.rank == case.k, (name, info.rank)
+        assert S.dtype_name(d) == case.dtype
+    assert runs["svd"][1].route == "svd"
+    assert runs["gram"][1].route in ("gram", "gram-float64")
+    assert runs["randomized-op"][1].route == "randomized"
+
+
+@given(S.svd_cases(deficient=True, discarded=False))
+def test_randomized_recovers_exact_low_rank(case):
+    kappa = S.pick(case.seed, (-1.0, -0.5))
+    # For J of exact rank r and target rank r, the range finder (r + 10 samples, 2 power
+    # iterations) captures range(J) up to rounding: same result as the SVD, same error model.
+    d, info = half_inverse(case.J, case.g, kappa, case.truncation, route="randomized",
+                           rank=case.r)
+    err = S.rel_err(d, case.power(kappa) @ case.g64,
+                    _pnorm(case, kappa) * np.linalg.norm(case.g64))
+    assert err <= S.hig_rtol(case, "svd", 3.0), err
+    assert info.rank == case.k
+
+
+@given(S.svd_cases(dtype="float32", min_truncation=1e-6, max_truncation=3e-3,
+                   kinds=("tall", "wide")))
+def test_gram_precision_rule_float32(case):
+    # REFERENCE.md: through JJᵀ float32 loses singular values below ~3e-4·σ_max.  With a
+    # relative threshold below GRAM_SAFETY·sqrt(eps32) = 3.5e-3 the Gram route must upcast to
+    # float64, so the error follows eps64·cond_k² + eps32·cond_k (never eps32·cond_k², which is
+    # up to 1e3 here).
+    d, info = half_inverse(case.J, case.g, -0.5, case.truncation, route="gram")
+    assert info.route == "gram-float64"
+    assert S.dtype_name(d) == "float32"
+    err = S.rel_err(d, case.power(-0.5) @ case.g64,
+                    _pnorm(case, -0.5) * np.linalg.norm(case.g64))
+    assert err <= S.hig_rtol(case, "gram-float64"), err
+    assert info.rank == case.k
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_threshold_below_gram_resolution_takes_svd(backend, dtype):
+    # A relative threshold below 10·sqrt(eps64) = 1.5e-7 cannot be resolved by any Gram: the
+    # Gram route must fall back to the SVD (REFERENCE.md precision rule).
+    rng = np.random.default_rng(0)
+    J = (S.random_orthogonal(rng, 30, 12) * np.logspace(0, -2, 12)) @ \
+        S.random_orthogonal(rng, 12, 12).T
+    _, info = half_inverse(S.to_backend(J, backend, dtype),
+                           S.to_backend(rng.standard_normal(30), backend, dtype), -0.5, 1e-8,
+                           route="gram")
+    assert info.route == "svd"
+
+
+@given(S.svd_cases())
+def test_absolute_threshold(case):
+    route = S.pick(case.seed, ROUTES)
+    # relative=False with the absolute value truncation·σ_max gives the relative result;
+    # info.threshold is that absolute value.
+    thr = case.truncation * case.s[0]
+    d1, info1 = _apply(case, case.g64, -0.5, route)
+    d2, info2 = half_inverse(case.J, case.g, -0.5, thr, relative=False, route=route)
+    assert info2.threshold == pytest.approx(thr, rel=1e-12)
+    assert info2.rank == case.k
+    scale = _pnorm(case, -0.5) * np.linalg.norm(case.g64)
+    assert S.rel_err(d2, S.to_np(d1), scale) <= 2 * S.hig_rtol(case, info2.route)
+
+
+@given(S.svd_cases(backend="numpy"))
+def test_numpy_and_torch_agree(case):
+    route = S.pick(case.seed, ROUTES)
+    kappa = S.pick(case.seed, (-1.0, -0.5, 1.0), 1)
+    # The same float values on NumPy and PyTorch give the same direction, each within hig_rtol
+    # of the reference, hence of each other to twice that.
+    d_np, info = _apply(case, case.g64, kappa, route)
+    Jt = S.to_backend(case.J64, "torch", case.dtype)
+    gt = S.to_backend(case.g64, "torch", case.dtype)
+    d_t, info_t = half_inverse(Jt, gt, kappa, case.truncation, route=route)
+    assert S.backend_of(d_t) == "torch" and S.dtype_name(d_t) == case.dtype
+    assert info_t.rank == info.rank and info_t.route == info.route
+    scale = _pnorm(case, kappa) * np.linalg.norm(case.g64)
+    assert S.rel_err(d_t, S.to_np(d_np), scale) <= 2 * S.hig_rtol(case, info.route)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("route", ["svd", "gram"])
+def test_zero_matrix_gives_zero_direction(backend, route):
+    # σ_max = 0: nothing is strictly above the threshold 0, so d = 0 and rank 0 (no 0^κ).
+    J = S.to_backend(np.zeros((4, 3)), backend, "float64")
+    d, info = half_inverse(J, S.to_backend(np.ones(4), backend, "float64"), -0.5, route=route)
+    assert info.rank == 0
+    np.testing.assert_array_equal(S.to_np(d), np.zeros(3))

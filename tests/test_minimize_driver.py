@@ -1,0 +1,551 @@
+"""The driver: dispatch, options, callbacks, interrupts, non-finite values, backends."""
+
+import copy
+import warnings
+
+import array_api_compat
+import numpy as np
+import pytest
+import scipy.optimize as so
+from scipy.optimize import rosen, rosen_der, rosen_hess
+
+import newtonkit as nk
+from newtonkit._status import Status
+from newtonkit.methods import METHODS
+
+torch = pytest.importorskip("torch")
+
+A = np.array([[2.0, 1.0], [1.0, 3.0], [0.5, -1.0]])
+B = np.array([1.0, 2.0, 0.5])
+
+
+def lin_res(x):
+    return A @ x - B
+
+
+def _newton(**kw):
+    return nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=rosen_der,
+                       hess=rosen_hess, **kw)
+
+
+# -- dispatch and options -----------------------------------------------------------------
+
+
+def test_unknown_method_lists_known():
+    with pytest.raises(ValueError, match="unknown method 'bfgs'.*'gauss-newton'.*'hig'.*'lm'"):
+        nk.minimize(rosen, np.zeros(2), method="bfgs")
+
+
+@pytest.mark.parametrize("name,expected", [("Newton", "newton"), ("GN", "gauss-newton"),
+                                           ("Gauss-Newton", "gauss-newton"), ("LM", "lm"),
+                                           ("HIG", "hig")])
+def test_method_names_case_insensitive(name, expected):
+    if expected == "newton":
+        res = nk.minimize(rosen, np.zeros(2), method=name, jac=rosen_der, hess=rosen_hess)
+    else:
+        res = nk.minimize(lin_res, np.zeros(2), method=name, jac=A)
+    assert res.method == expected and res.success
+
+
+def test_unknown_option_lists_known():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['dampin'\].*'damping'"):
+        nk.minimize(lin_res, np.zeros(2), method="lm", jac=A, options={"dampin": 1.0})
+    with pytest.raises(ValueError, match="'exponent'"):
+        nk.minimize(lin_res, np.zeros(2), method="lm", jac=A, options={"exponent": -0.5})
+
+
+COMMON_BAD = [("maxiter", 0), ("maxiter", 2.5), ("maxiter", True), ("maxfev", -1),
+              ("gtol", -1.0), ("ftol", "x"), ("xtol", float("nan")), ("disp", 3),
+              ("progress", "yes")]
+
+
+@pytest.mark.parametrize("method", ["newton", "gn", "lm", "hig"])
+@pytest.mark.parametrize("name,value", COMMON_BAD)
+def test_common_options_validated(method, name, value):
+    fun = rosen if method == "newton" else lin_res
+    jac = rosen_der if method == "newton" else A
+    with pytest.raises(ValueError, match=repr(name)):
+        nk.minimize(fun, np.zeros(2), method=method, jac=jac, options={name: value})
+
+
+BAD = {
+    "newton": [("shift", "cholesky"), ("factor", 0.0), ("tau", -1.0), ("tau0", -1.0),
+               ("growth", 1.0), ("eigensolver", "arpack"), ("linear_solver", "lu"),
+               ("line_search", 1), ("c1", 1.0), ("max_backtracks", 0), ("cg_rtol", -1.0),
+               ("cg_maxiter", 0), ("indefinite_tol", -1.0)],
+    "gn": [("linear_solver", "svd"), ("line_search", "no"), ("c1", 0.0),
+           ("max_backtracks", 0.5), ("cg_rtol", 0.0), ("cg_maxiter", -2), ("damping", -1.0)],
+    "lm": [("update", "marquardt"), ("damping", -1.0), ("scaling", None), ("factor", 0.0),
+           ("linear_solver", "lu"), ("cg_rtol", -1.0), ("cg_maxiter", 0)],
+    "hig": [("exponent", 5.0), ("exponent", "half"), ("truncation", -1.0), ("truncation", 1.0),
+            ("relative", 0), ("step", 0.0), ("line_search", None), ("c1", 2.0),
+            ("max_backtracks", 0), ("route", "qr"), ("rank", 0), ("oversampling", 0),
+            ("power_iterations", 0), ("seed", -5)],
+}
+
+
+@pytest.mark.parametrize("method,name,value",
+                         [(m, n, v) for m, bad in BAD.items() for n, v in bad])
+def test_method_options_validated(method, name, value):
+    fun = rosen if method == "newton" else lin_res
+    jac = rosen_der if method == "newton" else A
+    hess = rosen_hess if method == "newton" else None
+    with pytest.raises(ValueError, match=repr(name)):
+        nk.minimize(fun, np.zeros(2), method=method, jac=jac, hess=hess,
+                    options={name: value})
+
+
+def test_every_method_option_is_covered_by_validation_tests():
+    for method, bad in BAD.items():
+        cls = METHODS[method]
+        assert {n for n, _ in bad} == set(cls.options), method
+
+
+def test_inconsistent_option_combinations():
+    with pytest.raises(ValueError, match="tau="):
+        _newton(options={"shift": "fixed"})
+    with pytest.raises(ValueError, match="only used with shift='fixed'"):
+        _newton(options={"tau": 1.0})
+    with pytest.raises(ValueError, match="update='nielsen'"):
+        nk.minimize(lin_res, np.zeros(2), method="lm", jac=A,
+                    options={"update": "trust-region", "damping": 1.0})
+    with pytest.raises(ValueError, match="needs update='nielsen'"):
+        nk.minimize(lin_res, np.zeros(2), method="lm", jac=A,
+                    options={"update": "trust-region", "linear_solver": "qr"})
+    with pytest.raises(ValueError, match="route='randomized' needs"):
+        nk.minimize(lin_res, np.zeros(2), method="hig", jac=A, options={"route": "randomized"})
+
+
+@pytest.mark.parametrize("method,opts", [
+    ("newton", {"factor": 2.0, "c1": 1e-3, "max_backtracks": 10, "indefinite_tol": 1e-6,
+                "growth": 4.0, "tau0": 1e-3, "shift": "retry"}),
+    ("newton", {"linear_solver": "cg", "cg_rtol": 1e-3, "cg_maxiter": 5}),
+    ("lm", {"update": "nielsen", "damping": 1.0, "linear_solver": "cgls", "cg_rtol": 1e-12,
+            "cg_maxiter": 10}),
+    ("lm", {"update": "trust-region", "linear_solver": "svd", "factor": 1.0,
+            "scaling": False}),
+    ("hig", {"exponent": -1.0, "truncation": 1e-3, "relative": False, "step": 1.0,
+             "line_search": True, "c1": 1e-4, "max_backtracks": 5, "route": "randomized",
+             "rank": 2, "oversampling": 2, "power_iterations": 1, "seed": 3}),
+])
+def test_valid_options_run(method, opts):
+    if method == "newton":
+        res = nk.minimize(rosen, np.array([-1.2, 1.0]), method=method, jac=rosen_der,
+                          hess=rosen_hess, options=dict(opts, maxiter=400))
+        assert res.success and np.allclose(res.x, 1.0, atol=1e-5)
+    else:
+        res = nk.minimize(lin_res, np.zeros(2), method=method, jac=A, options=opts)
+        assert res.success, res.message
+        np.testing.assert_allclose(res.x, np.linalg.lstsq(A, B, rcond=None)[0], rtol=1e-6)
+
+
+def test_ignored_arguments_warn_at_the_caller():
+    with pytest.warns(RuntimeWarning, match="hess is ignored") as rec:
+        nk.minimize(lin_res, np.zeros(2), method="lm", jac=A, hess=lambda x: np.eye(2))
+    assert rec[0].filename == __file__
+
+
+def test_composite_ignores_args_with_a_warning():
+    class Shift:
+        def __call__(self, x):
+            return x - 1.0
+
+        def jacobian(self, x):
+            return np.eye(2)
+
+    with pytest.warns(RuntimeWarning, match="args are ignored") as rec:
+        res = nk.minimize(nk.Composite(Shift(), nk.L2Loss()), np.zeros(2), method="gn",
+                          args=(3,))
+    assert res.success and rec[0].filename == __file__
+
+
+def test_composite_rejects_jac():
+    comp = nk.Composite(lambda x: x, nk.L2Loss())
+    with pytest.raises(ValueError, match="forward model's derivatives"):
+        nk.minimize(comp, np.zeros(2), method="lm", jac=np.eye(2))
+
+
+def test_tol_sets_all_tolerances_and_options_win():
+    loose = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=rosen_der,
+                        hess=rosen_hess, tol=1e-2)
+    tight = _newton()
+    assert loose.nit < tight.nit
+    again = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=rosen_der,
+                        hess=rosen_hess, tol=1e-2, options={"gtol": 1e-10, "xtol": 1e-14,
+                                                            "ftol": 0.0})
+    assert again.nit >= tight.nit
+
+
+def test_budgets():
+    res = _newton(options={"maxiter": 3})
+    assert res.status == 1 and not res.success and res.nit == 3
+    assert res.termination == "MAXITER"
+    res = nk.minimize(lambda x: np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]]),
+                      np.array([-1.2, 1.0]), method="lm",
+                      jac=lambda x: np.array([[-20 * x[0], 10.0], [-1.0, 0.0]]),
+                      options={"maxfev": 4})
+    assert res.status == 1 and res.termination == "MAXFEV" and res.nfev == 4
+
+
+def test_status_codes_follow_scipy():
+    assert {s.name: s.code for s in Status} == {
+        "GTOL": 0, "FTOL": 0, "XTOL": 0, "FTOL_XTOL": 0, "ZERO": 0, "MAXITER": 1,
+        "MAXFEV": 1, "NO_PROGRESS": 2, "LINE_SEARCH": 2, "NONFINITE": 3, "INDEFINITE": 4,
+        "INTERRUPTED": 98, "CALLBACK": 99}
+    assert all(s.success == (s.code == 0) for s in Status)
+
+
+# -- never touching the caller's objects -----------------------------------------------------
+
+
+def test_x0_and_options_are_not_modified():
+    x0 = np.array([-1.2, 1.0])
+    x0_copy = x0.copy()
+    opts = {"maxiter": 50, "line_search": True}
+    opts_copy = copy.deepcopy(opts)
+    res = nk.minimize(rosen, x0, method="newton", jac=rosen_der, hess=rosen_hess, options=opts)
+    np.testing.assert_array_equal(x0, x0_copy)
+    assert opts == opts_copy
+    assert not np.shares_memory(res.x, x0)
+    res.x[:] = 7.0
+    np.testing.assert_array_equal(x0, x0_copy)
+
+
+def test_result_x_is_not_x0_even_without_steps():
+    x0 = np.ones(2)
+    res = nk.minimize(rosen, x0, method="newton", jac=rosen_der, hess=rosen_hess)
+    assert res.nit == 0 and res.success and not np.shares_memory(res.x, x0)
+
+
+def test_torch_x0_not_modified_and_result_on_torch():
+    x0 = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    before = x0.clone()
+    res = nk.minimize(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, x0,
+                      method="newton", jac=lambda x: torch.from_numpy(rosen_der(x.numpy())),
+                      hess=lambda x: torch.from_numpy(rosen_hess(x.numpy())))
+    assert torch.equal(x0, before)
+    assert isinstance(res.x, torch.Tensor) and res.x.dtype == torch.float64
+    assert isinstance(res.jac, torch.Tensor) and res.x.data_ptr() != x0.data_ptr()
+    assert res.success
+
+
+def test_any_x0_shape():
+    target = np.arange(6.0).reshape(2, 3)
+    seen = []
+
+    def f(X):
+        seen.append(X.shape)
+        return 0.5 * np.sum((X - target) ** 2)
+
+    res = nk.minimize(f, np.zeros((2, 3)), method="newton", jac=lambda X: X - target,
+                      hess=lambda X: np.eye(6))
+    assert res.x.shape == (2, 3) and res.jac.shape == (2, 3)
+    assert set(seen) == {(2, 3)}
+    np.testing.assert_allclose(res.x, target)
+    res = nk.minimize(lambda X: (X - target).ravel(), np.zeros((2, 3)), method="lm",
+                      jac=lambda X: np.eye(6))
+    assert res.x.shape == (2, 3) and res.residual.shape == (6,)
+    np.testing.assert_allclose(res.x, target)
+
+
+def test_lists_and_integers_become_float64():
+    res = nk.minimize(lin_res, [0, 0], method="gn", jac=A)
+    assert res.x.dtype == np.float64 and res.success
+    res = nk.minimize(lin_res, np.zeros(2, dtype=np.int64), method="gn", jac=A)
+    assert res.x.dtype == np.float64
+
+
+def test_bad_x0():
+    with pytest.raises(TypeError, match="complex"):
+        nk.minimize(lin_res, np.zeros(2, dtype=complex), method="gn", jac=A)
+    with pytest.raises(ValueError, match="empty"):
+        nk.minimize(lin_res, np.zeros(0), method="gn", jac=A)
+    with pytest.raises(ValueError, match="non-finite"):
+        nk.minimize(lin_res, np.array([np.nan, 0.0]), method="gn", jac=A)
+    with pytest.raises(TypeError, match="options must be a dict"):
+        nk.minimize(lin_res, np.zeros(2), method="gn", jac=A, options=[("maxiter", 3)])
+
+
+# -- callbacks, interrupts ----------------------------------------------------------------
+
+
+def test_new_style_callback_gets_intermediate_result():
+    seen = []
+
+    def callback(intermediate_result):
+        assert isinstance(intermediate_result, so.OptimizeResult)
+        seen.append((intermediate_result.nit, intermediate_result.fun,
+                     intermediate_result.x.copy()))
+
+    res = _newton(callback=callback)
+    assert [s[0] for s in seen] == list(range(1, res.nit + 1))
+    assert seen[-1][1] == res.fun
+    np.testing.assert_array_equal(seen[-1][2], res.x)
+    assert all(a[1] >= b[1] for a, b in zip(seen, seen[1:], strict=False))  # monotone
+
+
+def test_old_style_callback_gets_a_copy_of_x():
+    seen = []
+
+    def callback(xk):
+        seen.append(xk)
+        xk[:] = 1e6  # mutating it must not disturb the run
+
+    res = _newton(callback=callback)
+    assert res.success and len(seen) == res.nit and np.allclose(res.x, 1.0)
+
+
+def test_stop_iteration_ends_cleanly_with_status_99():
+    seen = []
+
+    def callback(intermediate_result):
+        seen.append(intermediate_result.x.copy())
+        if intermediate_result.nit == 3:
+            raise StopIteration
+
+    res = _newton(callback=callback)
+    assert res.status == 99 and not res.success and res.nit == 3
+    assert res.message == "`callback` raised `StopIteration`."
+    np.testing.assert_array_equal(res.x, seen[-1])
+
+
+def test_keyboard_interrupt_from_callback_returns_last_iterate():
+    seen = []
+
+    def callback(x):
+        seen.append(x.copy())
+        if len(seen) == 4:
+            raise KeyboardInterrupt
+
+    res = _newton(callback=callback)
+    assert res.status == 98 and not res.success and "KeyboardInterrupt" in res.message
+    assert res.nit == 4
+    np.testing.assert_array_equal(res.x, seen[-1])
+
+
+@pytest.mark.parametrize("method", ["newton", "lm", "hig"])
+def test_keyboard_interrupt_from_fun_returns_last_accepted_iterate(method):
+    calls = {"n": 0}
+    seen = []
+
+    def fun(x):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return rosen(x) if method == "newton" else lin_res(x)
+
+    kw = dict(jac=rosen_der, hess=rosen_hess) if method == "newton" else dict(jac=A)
+    res = nk.minimize(fun, np.array([-1.2, 1.0]), method=method,
+                      callback=lambda x: seen.append(x.copy()),
+                      options={"xtol": 0.0, "ftol": 0.0, "gtol": 0.0, "maxiter": 100}, **kw)
+    assert res.status == 98 and res.termination == "INTERRUPTED"
+    if seen:
+        np.testing.assert_array_equal(res.x, seen[-1])
+    ref = rosen(res.x) if method == "newton" else 0.5 * np.sum(lin_res(res.x) ** 2)
+    assert res.fun == pytest.approx(ref, rel=1e-14)
+
+
+def test_keyboard_interrupt_before_the_first_evaluation_propagates():
+    def fun(x):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nk.minimize(fun, np.zeros(2), method="newton", jac=rosen_der, hess=rosen_hess)
+
+
+# -- non-finite values --------------------------------------------------------------------
+
+
+def test_non_finite_at_x0_is_a_clear_error():
+    with pytest.raises(ValueError, match="not finite at x0"):
+        nk.minimize(lambda x: np.nan, np.zeros(2), method="newton", jac=rosen_der,
+                    hess=rosen_hess)
+    with pytest.raises(ValueError, match="not finite at x0"):
+        nk.minimize(lambda x: np.array([np.inf, 1.0]), np.zeros(2), method="lm",
+                    jac=np.eye(2))
+
+
+@pytest.mark.parametrize("line_search", [True, False])
+def test_nan_region_is_avoided_by_shortening(line_search):
+    """f = x − log x from x0 = 3: the full Newton step lands at x = −3 (NaN)."""
+    with np.errstate(invalid="ignore"):
+        res = nk.minimize(lambda x: x[0] - np.log(x[0]), np.array([3.0]), method="newton",
+                          jac=lambda x: 1 - 1 / x, hess=lambda x: np.diag(1 / x ** 2),
+                          options={"line_search": line_search})
+    assert res.success and np.allclose(res.x, 1.0)
+    assert min(res.step_lengths) < 1
+
+
+@pytest.mark.parametrize("method", ["newton", "gn", "lm", "hig"])
+def test_nan_injection_mid_run_returns_last_good_iterate(method):
+    calls = {"n": 0}
+    seen = []
+
+    def fun(x):
+        calls["n"] += 1
+        good = rosen(x) if method == "newton" else np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+        return good * np.nan if calls["n"] > 6 else good
+
+    if method == "newton":
+        kw = dict(jac=rosen_der, hess=rosen_hess)
+    else:
+        kw = dict(jac=lambda x: np.array([[-20 * x[0], 10.0], [-1.0, 0.0]]))
+    opts = {"line_search": True} if method in ("hig", "gn") else {}
+    res = nk.minimize(fun, np.array([-1.2, 1.0]), method=method,
+                      callback=lambda x: seen.append(x.copy()), options=opts, **kw)
+    assert not res.success and res.status == 3 and "Non-finite" in res.message
+    assert np.isfinite(res.fun) and np.all(np.isfinite(res.x))
+    np.testing.assert_array_equal(res.x, seen[-1] if seen else [-1.2, 1.0])
+    expect = rosen(res.x) if method == "newton" else 0.5 * (
+        (10 * (res.x[1] - res.x[0] ** 2)) ** 2 + (1 - res.x[0]) ** 2)
+    assert res.fun == pytest.approx(expect, rel=1e-14)
+
+
+def test_nan_gradient_is_treated_like_nan_value():
+    def jac(x):
+        g = rosen_der(x)
+        return g * np.nan if x[0] > 0.5 else g
+
+    res = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=jac, hess=rosen_hess)
+    assert not res.success and res.status in (2, 3)
+    assert res.x[0] <= 0.5 and np.all(np.isfinite(res.jac))
+
+
+# -- display ------------------------------------------------------------------------------
+
+
+def test_disp_levels(capsys):
+    _newton(options={"disp": 0})
+    assert capsys.readouterr().out == ""
+    res = _newton(options={"disp": 1})
+    out = capsys.readouterr().out
+    assert res.message in out and f"Iterations: {res.nit}" in out
+    res = _newton(options={"disp": 2})
+    out = capsys.readouterr().out
+    assert "iter" in out and "tau=" in out and len(out.splitlines()) >= res.nit + 6
+
+
+def test_progress_bar(capsys):
+    _newton(options={"progress": True})
+    assert "newtonkit newton" in capsys.readouterr().err
+
+
+# -- dtypes and backends ------------------------------------------------------------------
+
+
+def _xp_problem(xp):
+    t = xp.linspace(0.0, 3.0, 20, dtype=xp.float64)
+    y = 2.0 * xp.exp(-0.7 * t) + 0.3 * t
+
+    def res(p):
+        return p[0] * xp.exp(-p[1] * t) + p[2] * t - y
+
+    def jac(p):
+        e = xp.exp(-p[1] * t)
+        return xp.stack([e, -p[0] * t * e, t], axis=1)
+
+    def f(p):
+        r = res(p)
+        return 0.5 * xp.sum(r * r)
+
+    def grad(p):
+        return jac(p).T @ res(p)
+
+    def hess(p):
+        J, r = jac(p), res(p)
+        e = xp.exp(-p[1] * t)
+        H = J.T @ J
+        c = xp.sum(r * (-t * e))
+        d = xp.sum(r * (p[0] * t * t * e))
+        corr = xp.zeros((3, 3), dtype=xp.float64)
+        corr[0, 1] = corr[1, 0] = c
+        corr[1, 1] = d
+        return H + corr
+
+    return res, jac, f, grad, hess
+
+
+@pytest.mark.parametrize("method", ["newton", "gn", "lm", "hig"])
+def test_numpy_and_torch_give_the_same_iterates(method):
+    out = {}
+    for name, mod in (("numpy", np), ("torch", torch)):
+        xp = array_api_compat.array_namespace(mod.zeros(1) if name == "numpy"
+                                              else torch.zeros(1))
+        res, jac, f, grad, hess = _xp_problem(xp)
+        x0 = xp.asarray([1.0, 0.3, 0.0], dtype=xp.float64)
+        seen = []
+
+        def cb(xk, seen=seen):
+            seen.append(nk._backend.to_numpy(xk))
+
+        opts = {"line_search": True} if method == "hig" else {}
+        if method == "newton":
+            r = nk.minimize(f, x0, method=method, jac=grad, hess=hess, callback=cb)
+        else:
+            r = nk.minimize(res, x0, method=method, jac=jac, callback=cb, options=opts)
+        assert r.success, (name, r.message)
+        assert type(r.x).__module__.startswith(name)
+        out[name] = (seen, r)
+    a, b = out["numpy"][0], out["torch"][0]
+    assert len(a) == len(b)
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-9, atol=1e-12)
+    assert out["numpy"][1].nfev == out["torch"][1].nfev
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_torch_dtypes(dtype):
+    A_t = torch.tensor(A, dtype=dtype)
+    B_t = torch.tensor(B, dtype=dtype)
+    for method in ("gn", "lm", "hig"):
+        res = nk.minimize(lambda x: A_t @ x - B_t, torch.zeros(2, dtype=dtype), method=method,
+                          jac=lambda x: A_t, options={"line_search": True}
+                          if method == "hig" else None)
+        assert res.x.dtype == dtype and res.success, (method, res.message)
+        ref = np.linalg.lstsq(A, B, rcond=None)[0]
+        np.testing.assert_allclose(res.x.numpy(), ref,
+                                   rtol=1e-3 if dtype == torch.float32 else 1e-6)
+
+
+def test_float32_defaults_are_reachable():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = nk.minimize(lambda x: A.astype(np.float32) @ x - B.astype(np.float32),
+                          np.zeros(2, np.float32), method="lm", jac=A.astype(np.float32))
+    assert res.success and res.x.dtype == np.float32
+
+
+@pytest.mark.parametrize("method", ["newton", "lm", "hig"])
+def test_torch_without_derivatives_uses_the_registered_provider(method, recwarn):
+    pytest.importorskip("newtonkit_torch")
+    t = torch.linspace(0, 3, 20, dtype=torch.float64)
+    y = 2.0 * torch.exp(-0.7 * t)
+    x0 = torch.tensor([1.0, 0.3], dtype=torch.float64)
+    if method == "newton":
+        res = nk.minimize(lambda p: 0.5 * torch.sum((p[0] * torch.exp(-p[1] * t) - y) ** 2), x0,
+                          method=method)
+    else:
+        res = nk.minimize(nk.Composite(lambda p: p[0] * torch.exp(-p[1] * t), nk.L2Loss(y)), x0,
+                          method=method, options={"line_search": True} if method == "hig" else {})
+    assert res.success, res.message
+    assert isinstance(res.x, torch.Tensor)
+    np.testing.assert_allclose(res.x.numpy(), [2.0, 0.7], rtol=1e-6)
+    assert not [w for w in recwarn if issubclass(w.category, nk.FiniteDifferenceWarning)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["newton", "gn", "lm", "hig"])
+def test_results_stay_on_the_gpu(method):
+    dev = torch.device("cuda")
+    A_t = torch.tensor(A, device=dev)
+    B_t = torch.tensor(B, device=dev)
+    x0 = torch.zeros(2, dtype=torch.float64, device=dev)
+    if method == "newton":
+        res = nk.minimize(lambda x: 0.5 * torch.sum((A_t @ x - B_t) ** 2), x0, method=method,
+                          jac=lambda x: A_t.T @ (A_t @ x - B_t), hess=lambda x: A_t.T @ A_t)
+    else:
+        res = nk.minimize(lambda x: A_t @ x - B_t, x0, method=method, jac=A_t,
+                          options={"line_search": True} if method == "hig" else None)
+    assert res.success, res.message
+    assert res.x.device.type == "cuda" and res.jac.device.type == "cuda"
+    np.testing.assert_allclose(res.x.cpu().numpy(), np.linalg.lstsq(A, B, rcond=None)[0],
+                               rtol=1e-6)

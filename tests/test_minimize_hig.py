@@ -1,0 +1,125 @@
+"""Half-inverse gradients: the update rule, convergence on linear and nonlinear models."""
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+from hypothesis import given
+from hypothesis import strategies as st
+
+import newtonkit as nk
+
+
+def _matrix(rng, m, n, svals):
+    U, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    k = min(m, n)
+    return U[:, :k] @ np.diag(svals[:k]) @ V[:, :k].T
+
+
+@given(st.integers(2, 6), st.integers(2, 6), st.integers(0, 2 ** 31 - 1))
+def test_first_step_is_the_half_inverse_update(m, n, seed):
+    """x₁ = x₀ − η V Σ^{-1/2} Uᵀ r(x₀), singular values ≤ truncation·σ_max dropped."""
+    rng = np.random.default_rng(seed)
+    s = np.sort(rng.uniform(0.2, 3.0, min(m, n)))[::-1]
+    s[-1] = 1e-9 * s[0]  # below the truncation: must be discarded, not clamped
+    A = _matrix(rng, m, n, s)
+    b = rng.standard_normal(m)
+    x0 = rng.standard_normal(n)
+    it = []
+    nk.minimize(lambda x: A @ x - b, x0, method="hig", jac=A,
+                callback=lambda intermediate_result: it.append(intermediate_result),
+                options={"step": 0.7, "truncation": 1e-6, "maxiter": 1})
+    U, S, Vt = np.linalg.svd(A, full_matrices=False)
+    keep = S > 1e-6 * S[0]
+    d = Vt[keep].T @ ((U[:, keep].T @ (A @ x0 - b)) / np.sqrt(S[keep]))
+    np.testing.assert_allclose(it[0].x, x0 - 0.7 * d, rtol=1e-8, atol=1e-10)
+    assert it[0].rank == int(keep.sum())
+
+
+def test_linear_model_converges():
+    rng = np.random.default_rng(0)
+    A = _matrix(rng, 20, 5, np.array([1.5, 1.2, 1.0, 0.7, 0.5]))
+    b = rng.standard_normal(20)
+    res = nk.minimize(lambda x: A @ x - b, np.zeros(5), method="hig", jac=A)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-6)
+    assert res.ranks == [5] * res.nit and len(res.singular_values) == res.nit
+    np.testing.assert_allclose(res.singular_values[0], [1.5, 1.2, 1.0, 0.7, 0.5], rtol=1e-10)
+
+
+def test_exponent_minus_one_is_gauss_newton():
+    t = np.linspace(0, 2, 15)
+    y = 1.7 * np.exp(-0.8 * t)
+    res_fun = lambda p: p[0] * np.exp(-p[1] * t) - y  # noqa: E731
+    jac = lambda p: np.stack([np.exp(-p[1] * t), -p[0] * t * np.exp(-p[1] * t)], 1)  # noqa
+    a = nk.minimize(res_fun, np.array([1.0, 0.5]), method="hig", jac=jac,
+                    options={"exponent": -1.0, "maxiter": 3})
+    b = nk.minimize(res_fun, np.array([1.0, 0.5]), method="gn", jac=jac,
+                    options={"line_search": False, "maxiter": 3})
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-10)
+
+
+def test_nonlinear_model_converges_with_line_search():
+    t = np.linspace(0, 3, 40)
+    y = 2.0 * np.exp(-0.7 * t) + 0.5 * np.sin(1.3 * t)
+
+    def r(p):
+        return p[0] * np.exp(-p[1] * t) + p[2] * np.sin(p[3] * t) - y
+
+    def jac(p):
+        e = np.exp(-p[1] * t)
+        return np.stack([e, -p[0] * t * e, np.sin(p[3] * t), p[2] * t * np.cos(p[3] * t)], 1)
+
+    x0 = np.array([1.5, 0.5, 0.3, 1.2])
+    ref = so.least_squares(r, x0, jac=jac, method="lm")
+    res = nk.minimize(r, x0, method="hig", jac=jac,
+                      options={"line_search": True, "maxiter": 2000})
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, ref.x, rtol=1e-4)
+
+
+def test_composite_uses_model_jacobian_and_loss_gradient():
+    """HIG on Composite(F, L2Loss(t, w)) uses J = ∂F/∂x and ∂L/∂y = w (y − t)."""
+    rng = np.random.default_rng(5)
+    A = _matrix(rng, 8, 3, np.array([1.4, 1.0, 0.6]))
+    t = rng.standard_normal(8)
+    w = rng.uniform(0.5, 1.5, 8)
+
+    class Linear:
+        def __call__(self, x):
+            return A @ x
+
+        def jacobian(self, x):
+            return A
+
+    x0 = np.zeros(3)
+    it = []
+    nk.minimize(nk.Composite(Linear(), nk.L2Loss(t, w)), x0, method="hig",
+                callback=lambda intermediate_result: it.append(intermediate_result.x),
+                options={"maxiter": 1})
+    U, S, Vt = np.linalg.svd(A, full_matrices=False)
+    expected = x0 - Vt.T @ ((U.T @ (w * (A @ x0 - t))) / np.sqrt(S))
+    np.testing.assert_allclose(it[0], expected, rtol=1e-10)
+
+
+def test_divergent_fixed_step_is_reported_not_hidden():
+    """σ = 9: the HIG fixed-point map multiplies the error by (1 − √9) = −2 each step."""
+    A = np.diag([9.0, 1.0])
+    res = nk.minimize(lambda x: A @ x - 1.0, np.zeros(2), method="hig", jac=A,
+                      options={"maxiter": 20})
+    assert not res.success and res.status == 1
+    fixed = nk.minimize(lambda x: A @ x - 1.0, np.zeros(2), method="hig", jac=A,
+                        options={"line_search": True})
+    assert fixed.success
+    np.testing.assert_allclose(fixed.x, [1 / 9, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("route", ["svd", "gram"])
+def test_routes_agree(route):
+    rng = np.random.default_rng(2)
+    A = _matrix(rng, 30, 4, np.array([1.3, 1.0, 0.8, 0.5]))
+    b = rng.standard_normal(30)
+    res = nk.minimize(lambda x: A @ x - b, np.zeros(4), method="hig", jac=A,
+                      options={"route": route, "truncation": 1e-3})
+    assert res.success
+    np.testing.assert_allclose(res.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-6)

@@ -1,0 +1,283 @@
+"""Gauss-Newton and Levenberg-Marquardt against scipy.optimize.least_squares."""
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+from hypothesis import given
+from hypothesis import strategies as st
+
+import newtonkit as nk
+
+T = np.linspace(0.0, 4.0, 30)
+Y_EXP = 2.5 * np.exp(-1.3 * T) + 0.02 * np.sin(7 * T)
+
+
+def exp_res(p):
+    return p[0] * np.exp(-p[1] * T) - Y_EXP
+
+
+def exp_jac(p):
+    e = np.exp(-p[1] * T)
+    return np.stack([e, -p[0] * T * e], axis=1)
+
+
+# Rational fit y = (a + b t) / (1 + c t) (MGH-style data).
+TR = np.linspace(0.0, 3.0, 25)
+Y_RAT = (1.0 + 2.0 * TR) / (1.0 + 0.5 * TR) + 0.01 * np.cos(5 * TR)
+
+
+def rat_res(p):
+    return (p[0] + p[1] * TR) / (1 + p[2] * TR) - Y_RAT
+
+
+def rat_jac(p):
+    d = 1 + p[2] * TR
+    return np.stack([1 / d, TR / d, -(p[0] + p[1] * TR) * TR / d ** 2], axis=1)
+
+
+def rosen_res(x):
+    return np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+
+
+def rosen_jac(x):
+    return np.array([[-20 * x[0], 10.0], [-1.0, 0.0]])
+
+
+# Meyer's thermistor problem (MGH 10): badly scaled, 3 parameters.
+Y_MEYER = np.array([34780, 28610, 23650, 19630, 16370, 13720, 11540, 9744, 8261, 7030, 6005,
+                    5147, 4427, 3820, 3307, 2872.0])
+T_MEYER = 45 + 5 * np.arange(1, 17.0)
+
+
+def meyer_res(x):
+    return x[0] * np.exp(x[1] / (T_MEYER + x[2])) - Y_MEYER
+
+
+def meyer_jac(x):
+    e = np.exp(x[1] / (T_MEYER + x[2]))
+    return np.stack([e, x[0] * e / (T_MEYER + x[2]),
+                     -x[0] * e * x[1] / (T_MEYER + x[2]) ** 2], axis=1)
+
+
+# Brown almost-linear (MGH 27), n = 10.
+def bal_res(x):
+    return np.concatenate([x[:-1] + x.sum() - (x.size + 1), [np.prod(x) - 1]])
+
+
+def bal_jac(x):
+    n = x.size
+    J = np.ones((n, n)) + np.eye(n)
+    J[-1] = np.prod(x) / x
+    return J
+
+
+PROBLEMS = [
+    ("exponential", exp_res, exp_jac, np.array([1.0, 0.5])),
+    ("rational", rat_res, rat_jac, np.array([0.5, 1.0, 0.1])),
+    ("rosenbrock", rosen_res, rosen_jac, np.array([-1.2, 1.0])),
+    ("meyer", meyer_res, meyer_jac, np.array([0.02, 4000.0, 250.0])),
+    ("brown-almost-linear", bal_res, bal_jac, np.full(10, 0.5)),
+]
+
+
+@pytest.mark.parametrize("name,res,jac,x0", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+def test_lm_reaches_least_squares_optimum(name, res, jac, x0):
+    ref = so.least_squares(res, x0, jac=jac, method="lm")
+    out = nk.minimize(res, x0, method="lm", jac=jac)
+    assert out.success, out.message
+    cost = 0.5 * np.sum(ref.fun ** 2)
+    assert out.fun <= cost * (1 + 1e-6) + 1e-20
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(out.residual, res(out.x), rtol=1e-12)
+    # economical in Jacobians: no more than MINPACK needs
+    assert out.njev <= ref.njev
+    assert len(out.damping) == len(out.gain_ratios) == len(out.trust_radius) > 0
+
+
+@pytest.mark.parametrize("name,res,jac,x0", PROBLEMS[:3], ids=[p[0] for p in PROBLEMS[:3]])
+def test_gauss_newton_reaches_least_squares_optimum(name, res, jac, x0):
+    ref = so.least_squares(res, x0, jac=jac, method="lm")
+    out = nk.minimize(res, x0, method="gn", jac=jac)
+    assert out.success, out.message
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name,res,jac,x0", PROBLEMS[:3], ids=[p[0] for p in PROBLEMS[:3]])
+def test_nielsen_lm_reaches_least_squares_optimum(name, res, jac, x0):
+    ref = so.least_squares(res, x0, jac=jac, method="lm")
+    out = nk.minimize(res, x0, method="lm", jac=jac, options={"update": "nielsen"})
+    assert out.success, out.message
+    assert out.damping_update == "nielsen"
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-5, atol=1e-8)
+
+
+def test_gn_with_damping_is_lm():
+    out = nk.minimize(exp_res, np.array([1.0, 0.5]), method="gauss-newton", jac=exp_jac,
+                      options={"damping": 1e-2})
+    assert out.method == "lm" and out.damping_update == "nielsen" and out.success
+    assert out.damping[0] < 1e-2 * 1e3  # relative to max diag(JᵀJ)/D²
+
+
+@given(st.integers(1, 6), st.integers(0, 6), st.integers(0, 2 ** 31 - 1))
+def test_gauss_newton_solves_linear_least_squares_in_one_step(n, extra, seed):
+    rng = np.random.default_rng(seed)
+    m = n + extra
+    A = rng.standard_normal((m, n)) + 3 * np.eye(m, n)
+    b = rng.standard_normal(m)
+    iterates = []
+    out = nk.minimize(lambda x: A @ x - b, np.zeros(n), method="gn", jac=A,
+                      callback=lambda intermediate_result: iterates.append(intermediate_result))
+    x_ls = np.linalg.lstsq(A, b, rcond=None)[0]
+    assert out.success and out.nit <= 2  # a zero residual needs the xtol test on a 2nd step
+    np.testing.assert_allclose(iterates[0].x, x_ls, rtol=1e-8, atol=1e-10)
+    assert iterates[0].step_length == 1.0
+    if extra > 0:  # non-zero residual: the gradient test holds after one step
+        assert out.nit == 1 and out.njev == 2
+
+
+@pytest.mark.parametrize("solver", ["qr", "lstsq", "cholesky", "cgls"])
+def test_gn_linear_solvers(solver):
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((12, 4))
+    b = rng.standard_normal(12)
+    out = nk.minimize(lambda x: A @ x - b, np.zeros(4), method="gn", jac=lambda x: A,
+                      options={"linear_solver": solver})
+    assert out.success
+    np.testing.assert_allclose(out.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-7)
+
+
+def test_matrix_free_jacobian_operator_uses_nielsen_cgls():
+    def jac(p):
+        Jd = exp_jac(p)
+        return nk.FunctionOperator(Jd.shape, lambda v: Jd @ v, lambda w: Jd.T @ w, like=p)
+
+    ref = so.least_squares(exp_res, [1.0, 0.5], jac=exp_jac, method="lm")
+    out = nk.minimize(exp_res, np.array([1.0, 0.5]), method="lm", jac=jac)
+    assert out.success and out.damping_update == "nielsen"
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-6)
+    gn = nk.minimize(exp_res, np.array([1.0, 0.5]), method="gn", jac=jac)
+    assert gn.success
+    np.testing.assert_allclose(gn.x, ref.x, rtol=1e-6)
+
+
+def test_scipy_operator_jacobian():
+    import scipy.sparse.linalg as spla
+
+    def jac(p):
+        return spla.aslinearoperator(exp_jac(p))
+
+    out = nk.minimize(exp_res, np.array([1.0, 0.5]), method="gn", jac=jac)
+    assert out.success
+
+
+def test_lm_without_scaling():
+    ref = so.least_squares(exp_res, [1.0, 0.5], jac=exp_jac, method="lm")
+    out = nk.minimize(exp_res, np.array([1.0, 0.5]), method="lm", jac=exp_jac,
+                      options={"scaling": False, "factor": 10.0})
+    assert out.success
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-6)
+
+
+def test_finite_difference_jacobian_warns_and_matches():
+    ref = so.least_squares(rat_res, [0.5, 1.0, 0.1], method="lm")
+    with pytest.warns(nk.FiniteDifferenceWarning, match="finite differences"):
+        out = nk.minimize(rat_res, np.array([0.5, 1.0, 0.1]), method="lm")
+    assert out.success
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-5)
+
+
+def test_weighted_composite_matches_weighted_least_squares():
+    w = np.linspace(0.5, 2.0, T.size)
+
+    class ExpModel:
+        def __call__(self, p):
+            return p[0] * np.exp(-p[1] * T)
+
+        def jacobian(self, p):
+            return exp_jac(p)
+
+    comp = nk.Composite(ExpModel(), nk.L2Loss(Y_EXP, weights=w))
+    out = nk.minimize(comp, np.array([1.0, 0.5]), method="lm")
+    ref = so.least_squares(lambda p: np.sqrt(w) * exp_res(p), [1.0, 0.5],
+                           jac=lambda p: np.sqrt(w)[:, None] * exp_jac(p), method="lm")
+    assert out.success
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-6)
+    assert out.fun == pytest.approx(0.5 * np.sum(ref.fun ** 2), rel=1e-8)
+    assert out.outputs.shape == T.shape
+
+
+def test_custom_loss_generalised_gauss_newton():
+    """A user loss with a dense Hessian in y: L = ½ (y - t)ᵀ W (y - t), W SPD."""
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((T.size, T.size))
+    W = M @ M.T / T.size + np.eye(T.size)
+
+    class QuadLoss:
+        def value(self, y):
+            d = y - Y_EXP
+            return 0.5 * d @ W @ d
+
+        def grad(self, y):
+            return W @ (y - Y_EXP)
+
+        def hessian(self, y):
+            return W
+
+    class ExpModel:
+        def __call__(self, p):
+            return p[0] * np.exp(-p[1] * T)
+
+        def jvp(self, p, v):
+            return exp_jac(p) @ v
+
+        def vjp(self, p, w):
+            return exp_jac(p).T @ w
+
+    L = np.linalg.cholesky(W)
+    ref = so.least_squares(lambda p: L.T @ exp_res(p), [1.0, 0.5],
+                           jac=lambda p: L.T @ exp_jac(p), method="lm")
+    for method in ("lm", "gn"):
+        out = nk.minimize(nk.Composite(ExpModel(), QuadLoss()), np.array([1.0, 0.5]),
+                          method=method)
+        assert out.success, out.message
+        np.testing.assert_allclose(out.x, ref.x, rtol=1e-6)
+
+
+def test_loss_without_hessian_needs_hig():
+    class GradOnly:
+        def value(self, y):
+            return 0.5 * np.sum(y ** 2)
+
+        def grad(self, y):
+            return y
+
+    class Shift:
+        def __call__(self, p):
+            return p - 1.0
+
+        def jacobian(self, p):
+            return np.eye(p.size)
+
+    comp = nk.Composite(Shift(), GradOnly())
+    with pytest.raises(ValueError, match="hessian_diag"):
+        nk.minimize(comp, np.zeros(2), method="lm")
+    assert nk.minimize(comp, np.zeros(2), method="hig").success
+
+
+def test_zero_residual_stops_exactly():
+    out = nk.minimize(lambda x: x - 3.0, np.zeros(3), method="lm", jac=lambda x: np.eye(3))
+    assert out.success and out.termination in ("ZERO", "GTOL", "XTOL", "FTOL", "FTOL_XTOL")
+    np.testing.assert_allclose(out.x, 3.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lm_dtypes(dtype):
+    x0 = np.array([1.0, 0.5], dtype=dtype)
+    t = T.astype(dtype)
+    y = Y_EXP.astype(dtype)
+    out = nk.minimize(lambda p: p[0] * np.exp(-p[1] * t) - y, x0, method="lm",
+                      jac=lambda p: np.stack([np.exp(-p[1] * t),
+                                              -p[0] * t * np.exp(-p[1] * t)], axis=1))
+    assert out.x.dtype == dtype and out.success, out.message
+    ref = so.least_squares(exp_res, [1.0, 0.5], jac=exp_jac, method="lm")
+    np.testing.assert_allclose(out.x, ref.x, rtol=1e-3 if dtype == np.float32 else 1e-7)

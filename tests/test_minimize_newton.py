@@ -1,0 +1,169 @@
+"""Newton: Rosenbrock against SciPy trust-exact, matrix-free variant, shifts, saddle points."""
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+from scipy.optimize import rosen, rosen_der, rosen_hess, rosen_hess_prod
+
+import newtonkit as nk
+
+
+def _x0(n):
+    return np.array([-1.2, 1.0]) if n == 2 else np.linspace(-1.0, 1.5, n)
+
+
+@pytest.mark.parametrize("n", [2, 10, 100])
+def test_rosenbrock_reaches_trust_exact_solution(n):
+    x0 = _x0(n)
+    ref = so.minimize(rosen, x0, method="trust-exact", jac=rosen_der, hess=rosen_hess)
+    res = nk.minimize(rosen, x0, method="newton", jac=rosen_der, hess=rosen_hess)
+    assert isinstance(res, so.OptimizeResult) and isinstance(res, nk.OptimizeResult)
+    assert res.success and res.status == 0, res.message
+    assert np.max(np.abs(res.x - ref.x)) < 1e-5
+    assert np.max(np.abs(res.x - 1.0)) < 1e-7
+    assert res.fun < 1e-14 and np.max(np.abs(res.jac)) <= 1e-6
+    assert res.nhev >= res.nit and res.njev >= res.nit + 1
+    assert len(res.taus) == res.nit and all(t >= 0 for t in res.taus)
+    assert len(res.lambda_min) == res.nit
+    # Rosenbrock's Hessian is indefinite at some of these iterates: τ > 0 was needed.
+    if n > 2:
+        assert max(res.taus) > 0 and min(res.lambda_min) < 0
+
+
+@pytest.mark.parametrize("n", [2, 10])
+def test_matrix_free_newton_cg_with_hessp(n):
+    x0 = _x0(n)
+    res = nk.minimize(rosen, x0, method="newton", jac=rosen_der, hessp=rosen_hess_prod)
+    assert res.success, res.message
+    assert np.max(np.abs(res.x - 1.0)) < 1e-6
+    assert len(res.cg_iterations) == res.nit and "taus" not in res
+    assert res.nhev > 0  # counts Hessian-vector products
+
+
+def test_hessian_as_operator_is_matrix_free():
+    def hess(x):
+        return nk.HessianOperator(lambda v: rosen_hess_prod(x, v), 2, like=x)
+
+    res = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=rosen_der, hess=hess)
+    assert res.success and np.allclose(res.x, 1.0, atol=1e-6)
+    assert len(res.cg_iterations) == res.nit and "taus" not in res
+    dense = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=rosen_der, hess=hess,
+                        options={"linear_solver": "cholesky"})
+    assert dense.success and len(dense.taus) == dense.nit
+
+
+@pytest.mark.parametrize("shift", ["eigen", "retry"])
+def test_shift_rules(shift):
+    res = nk.minimize(rosen, _x0(10), method="newton", jac=rosen_der, hess=rosen_hess,
+                      options={"shift": shift})
+    assert res.success and np.allclose(res.x, 1.0, atol=1e-7)
+
+
+def test_fixed_shift_and_lanczos_eigensolver():
+    res = nk.minimize(rosen, _x0(2), method="newton", jac=rosen_der, hess=rosen_hess,
+                      options={"shift": "fixed", "tau": 1.0, "maxiter": 500})
+    assert res.success and all(t == 1.0 for t in res.taus)
+    res = nk.minimize(rosen, _x0(10), method="newton", jac=rosen_der, hess=rosen_hess,
+                      options={"eigensolver": "lanczos"})
+    assert res.success and np.allclose(res.x, 1.0, atol=1e-7)
+
+
+def test_unit_steps_follow_the_seed_rule():
+    """line_search=False: x_{k+1} = x_k - (H + τI)^{-1} g with τ = max(-1.5 λ_min, 0)."""
+    def f(x):
+        return np.sum(x ** 4) / 4 + 0.5 * x @ x
+
+    x0 = np.array([1.0, -2.0, 0.5])
+    jac = lambda x: x ** 3 + x  # noqa: E731
+    hess = lambda x: np.diag(3 * x ** 2 + 1)  # noqa: E731
+    seen = []
+    res = nk.minimize(f, x0, method="newton", jac=jac, hess=hess,
+                      callback=lambda x: seen.append(x.copy()),
+                      options={"line_search": False})
+    x = x0.copy()
+    for xk in seen:
+        x = x - np.linalg.solve(hess(x), jac(x))
+        np.testing.assert_allclose(xk, x, rtol=1e-12, atol=1e-15)
+    assert res.success and res.step_lengths == [1.0] * res.nit
+
+
+def test_saddle_point_is_not_success():
+    """f = x² - y² from (1, 0): the iterates reach the saddle (0, 0) where g = 0."""
+    f = lambda x: x[0] ** 2 - x[1] ** 2  # noqa: E731
+    jac = lambda x: np.array([2 * x[0], -2 * x[1]])  # noqa: E731
+    hess = lambda x: np.diag([2.0, -2.0])  # noqa: E731
+    res = nk.minimize(f, np.array([1.0, 0.0]), method="newton", jac=jac, hess=hess)
+    assert not res.success and res.status == 4 and res.termination == "INDEFINITE"
+    assert "saddle" in res.message and "-2" in res.message
+    assert np.max(np.abs(res.x)) <= 1e-6
+
+
+def test_saddle_detected_matrix_free():
+    f = lambda x: x[0] ** 2 - x[1] ** 2 + x[2] ** 2  # noqa: E731
+    jac = lambda x: np.array([2 * x[0], -2 * x[1], 2 * x[2]])  # noqa: E731
+    hessp = lambda x, p: np.array([2, -2, 2.0]) * p  # noqa: E731
+    res = nk.minimize(f, np.array([1.0, 0.0, 1.0]), method="newton", jac=jac, hessp=hessp)
+    assert not res.success and res.status == 4
+
+
+def test_jac_true_and_args():
+    def fg(x, a):
+        return np.sum((x - a) ** 2), 2 * (x - a)
+
+    res = nk.minimize(fg, np.zeros(3), method="newton", jac=True,
+                      hess=lambda x, a: 2 * np.eye(3), args=(np.array([1.0, 2, 3]),))
+    assert res.success and np.allclose(res.x, [1, 2, 3]) and res.nit == 1
+
+
+def test_finite_differences_warn_and_converge():
+    with pytest.warns(nk.FiniteDifferenceWarning) as rec:
+        res = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton")
+    messages = " ".join(str(w.message) for w in rec)
+    assert "finite differences" in messages and "Hessian" in messages
+    assert rec[0].filename == __file__  # stacklevel points at the caller
+    assert res.success and np.allclose(res.x, 1.0, atol=1e-5)
+
+
+def test_explicit_fd_schemes_do_not_warn(recwarn):
+    res = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=rosen_der,
+                      hess="2-point")
+    assert res.success and np.allclose(res.x, 1.0, atol=1e-6)
+    assert not [w for w in recwarn if issubclass(w.category, nk.FiniteDifferenceWarning)]
+
+
+def test_composite_as_scalar_objective_for_newton():
+    A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]])
+    t = np.array([1.0, 0.0, 2.0])
+
+    class Model:
+        def __call__(self, x):
+            return A @ x
+
+        def vjp(self, x, w):
+            return A.T @ w
+
+    comp = nk.Composite(Model(), nk.L2Loss(t))
+    res = nk.minimize(comp, np.zeros(2), method="newton", hess=lambda x: A.T @ A)
+    assert res.success
+    np.testing.assert_allclose(res.x, np.linalg.lstsq(A, t, rcond=None)[0], rtol=1e-10)
+
+
+def test_residual_to_newton_says_what_to_do():
+    with pytest.raises(ValueError, match="method='gn', 'lm' or 'hig'"):
+        nk.minimize(lambda x: x - 1, np.zeros(3), method="newton", jac=lambda x: np.eye(3),
+                    hess=lambda x: np.eye(3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    x0 = np.array([-1.2, 1.0], dtype=dtype)
+
+    def f(x):
+        return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+
+    res = nk.minimize(f, x0, method="newton", jac=lambda x: rosen_der(x).astype(x.dtype),
+                      hess=lambda x: rosen_hess(x).astype(x.dtype))
+    assert res.x.dtype == dtype and res.jac.dtype == dtype
+    assert res.success, res.message
+    tol = 1e-3 if dtype == np.float32 else 1e-8
+    assert np.allclose(res.x, 1.0, atol=tol)

@@ -1,0 +1,188 @@
+"""The torch derivative provider against float64 dense autograd references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from newtonkit_torch.autograd import TorchAutodiff, torch_autodiff
+
+A = torch.tensor([[1.0, -2.0, 0.5], [0.3, 0.7, -1.1], [2.0, 0.1, 0.4], [-0.6, 1.5, 0.9]],
+                 dtype=torch.float64)
+
+
+def scalar_fun(x, a=1.0):
+    return a * (torch.sin(x @ A.T.to(x.dtype)) ** 2).sum() + (x ** 4).sum() + x[0] * x[1] ** 3
+
+
+def matrix_scalar_fun(X):  # x of shape (2, 3)
+    return (torch.tanh(X) @ X.T).trace() + (X ** 3).sum()
+
+
+def residual(x):
+    return torch.cat([torch.sin(x @ A.T.to(x.dtype)), x[:2] * x[2]])  # m = 6
+
+
+class Cube(torch.autograd.Function):
+    """x³ with a backward only: no forward-mode rule, no torch.func support."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x ** 2 * g
+
+
+def custom_fun(x):
+    return Cube.apply(x).sum() + (torch.sin(x) * x[0]).sum()
+
+
+def custom_residual(x):
+    return Cube.apply(x) + x.flip(0)
+
+
+def ref_hessian(f, x):
+    return torch.autograd.functional.hessian(f, x.double())
+
+
+def ref_jacobian(f, x):
+    return torch.autograd.functional.jacobian(f, x.double())
+
+
+X0 = torch.tensor([0.3, -0.8, 1.2], dtype=torch.float64)
+OPTIONS = [dict(), dict(chunk_size=1), dict(chunk_size=2), dict(max_memory=1),
+           dict(vectorize=False)]
+
+
+@pytest.mark.parametrize("opts", OPTIONS)
+def test_scalar_derivatives_match_float64_reference(opts):
+    p = TorchAutodiff(scalar_fun, (3,), (2.0,), **opts)
+    f = lambda z: scalar_fun(z, 2.0)  # noqa: E731
+    H = ref_hessian(f, X0)
+    g = torch.autograd.functional.jacobian(f, X0)
+    v = torch.tensor([1.0, -0.5, 0.25], dtype=torch.float64)
+    val, grad = p.value_and_grad(X0)
+    torch.testing.assert_close(val, f(X0), rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, g, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(p.value(X0), f(X0))
+    torch.testing.assert_close(p.hvp(X0, v), H @ v, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(p.hessian(X0), H, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("opts", OPTIONS)
+def test_residual_derivatives_match_float64_reference(opts):
+    p = torch_autodiff(residual, (3,), **opts)
+    J = ref_jacobian(residual, X0)
+    v = torch.tensor([0.2, 1.0, -1.0], dtype=torch.float64)
+    w = torch.arange(6, dtype=torch.float64) - 2.5
+    assert p.value(X0).shape == (6,)
+    torch.testing.assert_close(p.jacobian(X0), J, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(p.jvp(X0, v), J @ v, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(p.vjp(X0, w), J.T @ w, rtol=1e-12, atol=1e-14)
+
+
+def test_wide_jacobian_uses_forward_mode_and_matches():
+    B = torch.randn(2, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    f = lambda x: torch.tanh(B @ x) * x[:2]  # noqa: E731 (m = 2 < n = 7: reverse rows)
+    g = lambda x: torch.tanh(B.T @ x[:2]) * x  # noqa: E731 (m = 7 > n... shapes below)
+    x = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    torch.testing.assert_close(TorchAutodiff(f, (7,), chunk_size=1).jacobian(x),
+                               ref_jacobian(f, x))
+    x2 = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    tall = lambda z: torch.cat([g(z), z[:3] ** 2])  # noqa: E731 (m = 10 > n = 7: forward)
+    torch.testing.assert_close(TorchAutodiff(tall, (7,), chunk_size=3).jacobian(x2),
+                               ref_jacobian(tall, x2))
+
+
+def test_shaped_input_and_flat_results():
+    X = torch.tensor([[0.1, -0.4, 0.9], [1.1, 0.2, -0.3]], dtype=torch.float64)
+    p = TorchAutodiff(matrix_scalar_fun, (2, 3))
+    flat = X.reshape(-1)
+    H = ref_hessian(lambda z: matrix_scalar_fun(z.reshape(2, 3)), flat)
+    f, g = p.value_and_grad(flat)
+    assert g.shape == (6,)
+    torch.testing.assert_close(p.hessian(flat), H)
+    with pytest.raises(ValueError, match="6 elements"):
+        p.grad(torch.zeros(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_custom_function_falls_back_to_double_backward(dtype):
+    x = X0.to(dtype)
+    p = TorchAutodiff(custom_fun, (3,))
+    H = ref_hessian(custom_fun, X0)
+    v = torch.tensor([1.0, 2.0, -1.0], dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    hv = p.hvp(x, v)
+    assert not p.forward_mode_ok  # the forward-mode attempt failed and was remembered
+    assert hv.dtype == dtype
+    torch.testing.assert_close(hv.double(), H @ v.double(), **tol)
+    torch.testing.assert_close(p.hessian(x).double(), H, **tol)
+    r = TorchAutodiff(custom_residual, (3,))
+    J = ref_jacobian(custom_residual, X0)
+    torch.testing.assert_close(r.jvp(x, v).double(), J @ v.double(), **tol)
+    torch.testing.assert_close(r.jacobian(x).double(), J, **tol)
+
+
+def test_float32_results_stay_float32():
+    p = TorchAutodiff(scalar_fun, (3,))
+    x = X0.float()
+    f, g = p.value_and_grad(x)
+    assert f.dtype == g.dtype == p.hessian(x).dtype == torch.float32
+    torch.testing.assert_close(p.hessian(x).double(), ref_hessian(scalar_fun, X0), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_chunks_bound_the_batch():
+    n = 50
+    p = TorchAutodiff(lambda x: (x ** 3).sum(), (n,), max_memory=8 * 8 * 2 * n)
+    assert p._chunk(n, 0, 8) == 2
+    x = torch.linspace(-1, 1, n, dtype=torch.float64)
+    torch.testing.assert_close(p.hessian(x), torch.diag(6 * x))
+    assert TorchAutodiff(lambda x: x, (n,), chunk_size=7)._chunk(n, n, 8) == 7
+
+
+def test_bad_options_and_non_scalar_gradient():
+    with pytest.raises(ValueError, match="chunk_size"):
+        TorchAutodiff(scalar_fun, (3,), chunk_size=0)
+    with pytest.raises(ValueError, match="max_memory"):
+        TorchAutodiff(scalar_fun, (3,), max_memory=0)
+    with pytest.raises(ValueError, match="scalar objective"):
+        TorchAutodiff(residual, (3,)).grad(X0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        TorchAutodiff(residual, (3,)).jacobian([0.0, 1.0, 2.0])
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 2**16),
+       chunk=st.integers(1, 4))
+def test_jacobian_property(n, m, seed, chunk):
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(m, n, dtype=torch.float64, generator=gen)
+    x = torch.randn(n, dtype=torch.float64, generator=gen)
+    f = lambda z: torch.tanh(W @ z) + (W @ z) ** 2  # noqa: E731
+    p = TorchAutodiff(f, (n,), chunk_size=chunk)
+    torch.testing.assert_close(p.jacobian(x), ref_jacobian(f, x))
+    s = lambda z: (f(z) ** 2).sum()  # noqa: E731
+    torch.testing.assert_close(TorchAutodiff(s, (n,), chunk_size=chunk).hessian(x),
+                               ref_hessian(s, x))
+
+
+def test_registered_with_the_core():
+    problems = pytest.importorskip("newtonkit.problems")
+    if not hasattr(problems, "get_autodiff"):
+        pytest.skip("newtonkit.problems does not export the registry yet")
+    import array_api_compat
+
+    import newtonkit_torch  # noqa: F401  (registers on import)
+
+    factory = problems.get_autodiff(array_api_compat.array_namespace(X0))
+    assert factory is torch_autodiff
+    p = factory(scalar_fun, (3,), args=(2.0,))
+    torch.testing.assert_close(p.grad(X0), TorchAutodiff(scalar_fun, (3,), (2.0,)).grad(X0))
