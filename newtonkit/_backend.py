@@ -217,7 +217,10 @@ def smallest_eigenvalue(xp: Any, a: Any) -> float:
         import scipy.sparse.linalg
 
         try:
-            w = scipy.sparse.linalg.eigsh(host, k=1, which="SA", return_eigenvectors=False)
+            # A fixed start vector makes λ_min (and so Newton's path) reproducible run to run.
+            v0 = np.random.default_rng(0).standard_normal(n).astype(host.dtype)
+            w = scipy.sparse.linalg.eigsh(host, k=1, which="SA", v0=v0,
+                                          return_eigenvectors=False)
             return float(w[0])
         except scipy.sparse.linalg.ArpackNoConvergence:
             pass  # fall through to the dense eigensolver
