@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import strategies as S
 from hypothesis import given, note
-from hypothesis import strategies as st
 
 from newtonkit.linalg import lanczos, regularized_cholesky_solve, truncated_cg
 from newtonkit.operators import HessianOperator

@@ -65,6 +65,21 @@ def _ls_tol(case: S.SVDCase, method: str, A: np.ndarray, b: np.ndarray, d_ref: n
     return C * model
 
 
+def _step(case: S.SVDCase, r: np.ndarray, damping: float = 0.0, A: np.ndarray | None = None,
+          **kw):
+    """``gauss_newton_step``, or ``None`` where the Gram–Cholesky method legitimately reports
+    a normal matrix singular to working precision: cond(AᵀA) ≥ 1e-3/ε (A = [J; sqrt(μD)])."""
+    try:
+        return gauss_newton_step(case.J, case.vec(r), damping, **kw)
+    except LinAlgError:
+        if kw.get("method") != "cholesky":
+            raise
+        A = case.J64 if A is None else A
+        s = np.linalg.svd(A, compute_uv=False)
+        assert s[-1] == 0 or (s[0] / s[-1]) ** 2 * S.eps(case.dtype) >= 1e-3, s
+        return None
+
+
 def _methods(case: S.SVDCase, damping: float) -> list[str]:
     m, n = case.shape
     out = ["auto", "qr", "lstsq"]
@@ -80,7 +95,10 @@ def test_full_rank_equals_least_squares(case):
     r = residuals(case)
     want = -np.linalg.lstsq(case.J64, r, rcond=None)[0]
     for method in _methods(case, 0.0):
-        d, info = gauss_newton_step(case.J, case.vec(r), method=method)
+        out = _step(case, r, method=method)
+        if out is None:
+            continue
+        d, info = out
         note(f"{method} -> {info}")
         assert S.backend_of(d) == case.backend and S.dtype_name(d) == case.dtype
         tol = _ls_tol(case, info.method, case.J64, r, -want)
@@ -119,7 +137,8 @@ def test_large_damping_tends_to_scaled_gradient(case):
     r = residuals(case)
     n = case.shape[1]
     mu = 1e6 * case.s[0] ** 2
-    d, info = gauss_newton_step(case.J, case.vec(r), mu, method=method)
+    with np.errstate(over="ignore", invalid="ignore"):  # report a NaN result, not the warning
+        d, info = gauss_newton_step(case.J, case.vec(r), mu, method=method)
     want = -case.J64.T @ r
     err = S.rel_err(mu * S.to_np(d), want)
     A = np.vstack([case.J64, np.sqrt(mu) * np.eye(n)])
@@ -141,10 +160,13 @@ def test_damped_step_solves_normal_equations(case):
     rng = np.random.default_rng(case.seed + 4)
     D = S.rounded(10.0 ** rng.uniform(-1, 1, n), case.dtype) if scaled else np.ones(n)
     kw = {"diag": case.vec(D)} if scaled else {}
-    d, info = gauss_newton_step(case.J, case.vec(r), mu, method=method, **kw)
-    assert info.damping == mu
     A = np.vstack([case.J64, np.diag(np.sqrt(mu * D))])
     b = np.concatenate([r, np.zeros(n)])
+    out = _step(case, r, mu, A, method=method, **kw)
+    if out is None:
+        return
+    d, info = out
+    assert info.damping == mu
     want = np.linalg.lstsq(A, -b, rcond=None)[0]
     # μ is rounded to the working dtype inside the solvers: a relative input change of ε
     assert S.rel_err(d, want) <= _ls_tol(case, info.method, A, b, -want), info

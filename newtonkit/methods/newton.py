@@ -105,7 +105,9 @@ class Newton(Method):
                 state.data["cg_iterations"].append(kinfo.iterations)
                 state.data["negative_curvature"].append(kinfo.negative_curvature)
             else:
-                if not isinstance(H, LinearOperator) and not self.finite(xp.reshape(H, (-1,))):
+                if isinstance(H, LinearOperator):
+                    H = H.to_dense()
+                if not self.finite(xp.reshape(H, (-1,))):
                     return _stop(state, Status.NONFINITE)
                 d, cinfo = linalg.regularized_cholesky_solve(
                     H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"], tau0=o["tau0"],
