@@ -10,7 +10,8 @@
 4. Equal wall-clock training, ``--budget`` seconds each (default 300): HIG's loss per data point
    must end below Adam's.
 
-Timings are medians in one run (ratios are what to compare across machines).
+Timings are medians in one run (ratios are what to compare across machines); the two
+directions are timed alternately, round by round, so that a change in machine load hits both.
 
     python benchmarks/bench_oscillators.py                 # 300 s per method
     python benchmarks/bench_oscillators.py --budget 60     # shorter training comparison
@@ -50,6 +51,18 @@ def timeit(fn, repeats: int, warmup: int = 1):
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
+
+
+def timeit_interleaved(fns, repeats: int):
+    """Medians of ``fns`` timed in turn each round (so a change in machine load hits all)."""
+    outs = [fn() for fn in fns]
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return [(statistics.median(t), o) for t, o in zip(times, outs, strict=True)]
 
 
 def authors_direction(J: torch.Tensor, g: torch.Tensor, rcond: float = 1e-6) -> torch.Tensor:
@@ -92,9 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     y = osc.physics(net(xb), xb).detach().requires_grad_(True)
     (g,) = torch.autograd.grad(osc.loss_fn(y, xb), y)
     g = g.reshape(-1)
-    t_ours, (d, info) = timeit(lambda: half_inverse(J, g, -0.5, 1e-6), args.repeats)
-    t_svd, (d_svd, _) = timeit(lambda: half_inverse(J, g, -0.5, 1e-6, route="svd"), args.repeats)
-    t_auth, d_auth = timeit(lambda: authors_direction(J, g), args.repeats)
+    (t_ours, (d, info)), (t_auth, d_auth), (t_svd, (d_svd, _)) = timeit_interleaved(
+        [lambda: half_inverse(J, g, -0.5, 1e-6), lambda: authors_direction(J, g),
+         lambda: half_inverse(J, g, -0.5, 1e-6, route="svd")], 2 * args.repeats - 1)
     J64, g64 = J.double(), g.double()
     d_ref, info_ref = half_inverse(J64, g64, -0.5, 1e-6, route="svd")
     rel = lambda a: float((a.double() - d_ref).norm() / d_ref.norm())  # noqa: E731

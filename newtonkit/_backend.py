@@ -11,6 +11,7 @@ Nothing here copies device arrays to the host.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import array_api_compat as _compat
@@ -25,6 +26,9 @@ __all__ = [
     "cholesky",
     "solve_triangular",
     "cho_solve",
+    "qr",
+    "svd",
+    "solve_upper",
     "standard_normal",
     "smallest_eigenvalue",
     "to_numpy",
@@ -170,6 +174,81 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
     """Solve ``L Lᵀ x = b`` given the lower Cholesky factor ``L``."""
     y = solve_triangular(xp, L, b, lower=True)
     return solve_triangular(xp, L, y, lower=True, trans=True)
+
+
+# NumPy's own linalg wrappers and SciPy's validating ones cost more than the LAPACK call itself
+# for the tiny matrices of small least-squares problems; these call LAPACK directly (the same
+# routines with the same workspace and, like NumPy, C-ordered results, so the same results).
+
+
+def _lapack_float64(xp: Any, a: Any) -> bool:
+    # NumPy's linalg computes float32 in float64; only float64 calls LAPACK directly.
+    return backend_name(xp) == "numpy" and a.dtype == np.float64 and a.size > 0
+
+
+@functools.cache
+def _lapack(name: str, dtype: Any) -> Any:
+    import scipy.linalg.lapack
+
+    return scipy.linalg.lapack.get_lapack_funcs(name, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _lwork(name: str, dtype: Any, m: int, n: int) -> int:
+    """The optimal LAPACK workspace for an ``(m, n)`` matrix (a workspace query, cached)."""
+    a = np.zeros((m, n), dtype=dtype, order="F")
+    if name == "gesdd":
+        work, _ = _lapack("gesdd_lwork", a.dtype)(m, n, compute_uv=1, full_matrices=0)
+    elif name == "orgqr":
+        work = _lapack(name, a.dtype)(a, np.zeros(n, dtype=dtype), lwork=-1)[1]
+    else:
+        work = _lapack(name, a.dtype)(a, lwork=-1)[2]
+    return max(1, int(np.asarray(work).ravel()[0].real))
+
+
+def qr(xp: Any, a: Any) -> tuple[Any, Any]:
+    """Reduced QR ``a = Q R`` of an ``(m, n)`` matrix with ``m >= n`` (``xp.linalg.qr``)."""
+    if not _lapack_float64(xp, a):
+        return xp.linalg.qr(a)
+    m, n = a.shape
+    geqrf, orgqr = _lapack("geqrf", a.dtype), _lapack("orgqr", a.dtype)
+    f, tau, _, info = geqrf(a, lwork=_lwork("geqrf", a.dtype, m, n))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"QR factorisation failed (geqrf info {info})")
+    R = f[:n].copy()
+    for i in range(1, n):
+        R[i, :i] = 0.0
+    Q, _, info = orgqr(f, tau, lwork=_lwork("orgqr", a.dtype, m, n))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"QR factorisation failed (orgqr info {info})")
+    return np.ascontiguousarray(Q), R
+
+
+def svd(xp: Any, a: Any) -> tuple[Any, Any, Any]:
+    """Reduced SVD ``(U, s, Vᵀ)`` (``xp.linalg.svd(a, full_matrices=False)``)."""
+    if not _lapack_float64(xp, a):
+        return tuple(xp.linalg.svd(a, full_matrices=False))
+    m, n = a.shape
+    gesdd = _lapack("gesdd", a.dtype)
+    U, s, Vt, info = gesdd(a, compute_uv=1, full_matrices=0,
+                           lwork=_lwork("gesdd", a.dtype, m, n))
+    if info != 0:
+        raise np.linalg.LinAlgError("SVD did not converge")
+    return np.ascontiguousarray(U), s, np.ascontiguousarray(Vt)
+
+
+def solve_upper(xp: Any, R: Any, b: Any) -> Any:
+    """Solve ``R x = b`` for a nonsingular upper-triangular ``R`` and a vector ``b``."""
+    if not (_lapack_float64(xp, R) and b.dtype == np.float64):
+        return solve_triangular(xp, R, b, lower=False)
+    trtrs = _lapack("trtrs", R.dtype)
+    if R.flags.f_contiguous:
+        x, info = trtrs(R, b, lower=0)
+    else:  # as scipy.linalg.solve_triangular: the transposed system, without a copy
+        x, info = trtrs(R.T, b, lower=1, trans=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular matrix: resolution failed at diagonal {info - 1}")
+    return x
 
 
 def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any,

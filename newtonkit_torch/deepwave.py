@@ -69,6 +69,10 @@ _BORN_ARGS = frozenset(inspect.signature(deepwave.scalar_born).parameters)
 _BORN_RENAME = {"receiver_locations": "sc_receiver_locations", "receiver_mask": "sc_receiver_mask"}
 # Stored-wavefield factor per model copy: forward history (1), first backward (2), Born (4).
 _STORE = {"born": 0, "vjp": 1, "gn": 1, "hvp": 4}
+# On a CPU a product costs the same batched or not, and big batches lose cache locality (seed
+# grid, 2 cores: a 600-column Hessian takes 19 s with 8 copies per call, 29 s with 50), so
+# CPU batches stop at these sizes; on a GPU only the memory bound applies.
+_CPU_COPIES = {"born": 64, "vjp": 8, "gn": 8, "hvp": 8}
 
 
 class ScalarWave:
@@ -255,8 +259,9 @@ class ScalarWave:
         """Model copies per batched call for products of ``kind`` under the memory bound.
 
         ``kind``: ``"born"`` (no stored history), ``"vjp"``/``"gn"`` (forward history),
-        ``"hvp"`` (forward, adjoint and Born histories).  ``n_total`` caps the result and evens
-        out the chunks.
+        ``"hvp"`` (forward, adjoint and Born histories).  The estimate per copy is the stored
+        wavefield histories plus fields and data; on a CPU the batch is also capped (see
+        ``_CPU_COPIES``).  ``n_total`` caps the result and evens out the chunks.
         """
         if self.batch_size is not None or not self._batchable:
             k = self.batch_size if self._batchable and self.batch_size else 1
@@ -274,6 +279,8 @@ class ScalarWave:
                                               + 4 * math.prod(self.data_shape()[1:])
                                               * setup["step_ratio"]) + 4 * self.n * item
             k = max(1, int(self.max_memory // per_copy))
+            if self.source_amplitudes.device.type == "cpu":
+                k = min(k, _CPU_COPIES[kind])
         if n_total is not None:
             k = min(k, n_total)
             k = math.ceil(n_total / math.ceil(n_total / k))
@@ -458,18 +465,32 @@ class MSEMisfit:
     def hvp_batch(self, v: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
         """``∇²L(v) p_j`` for the rows of ``P`` (``(k, n)`` or ``(k, *model_shape)``)."""
         V = self.model._shaped(v).detach()
-        P = P.reshape(-1, *V.shape).to(V.dtype)
+        return self._hvp_rows(V, P.reshape(-1, *V.shape).to(V.dtype)).reshape(P.shape)
+
+    def _hvp_rows(self, V: torch.Tensor, P: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
         kb = self.model.batch("hvp", P.shape[0])
-        graph, out = _HvpGraph(self, V, kb), []
-        for s in range(0, P.shape[0], kb):
-            out.append(graph.apply(P[s:s + kb]))
-        return torch.cat(out).reshape(P.shape[0], *P.shape[1:])
+        graph = _HvpGraph(self, V, kb, weights)
+        return torch.cat([graph.apply(P[s:s + kb]) for s in range(0, P.shape[0], kb)])
 
     def hessian(self, v: torch.Tensor) -> torch.Tensor:
-        """Dense ``∇²L(v)``, ``(n, n)``, symmetrised: batched double backward of unit vectors."""
+        """Dense ``∇²L(v)``, ``(n, n)``, symmetrised.
+
+        ``H = (2/M) JᵀJ + S`` with ``S = Σᵢ wᵢ ∇²Fᵢ``, ``w = (2/M)(F(v) − d)`` held fixed: ``J``
+        from batched Born products and ``S`` from batched double backward of ``⟨F(v), w⟩``,
+        which skips the second adjoint pass a full Hessian-vector product makes (about a third
+        of its cost).  When the dense ``J`` would exceed ``max_memory`` the columns are full
+        Hessian-vector products instead.
+        """
         V = self.model._shaped(v).detach()
         n = V.numel()
-        H = self.hvp_batch(V, torch.eye(n, dtype=V.dtype, device=V.device)).reshape(n, n)
+        eye = torch.eye(n, dtype=V.dtype, device=V.device).reshape(n, *V.shape)
+        if self.m * n * V.element_size() <= self.model.max_memory:
+            J = self.model.jacobian(V)
+            w = (2.0 / self.m) * self.residual(V)
+            H = self._hvp_rows(V, eye, w).reshape(n, n) + (2.0 / self.m) * (J.T @ J)
+        else:
+            H = self._hvp_rows(V, eye).reshape(n, n)
         return 0.5 * (H + H.T)
 
     def hessian_operator(self, v: torch.Tensor) -> HessianOperator:
@@ -526,13 +547,21 @@ class MSEMisfit:
 
 
 class _HvpGraph:
-    """First-order graph of ``k`` copies kept for repeated double backward (``retain_graph``)."""
+    """First-order graph of ``k`` copies kept for repeated double backward (``retain_graph``).
 
-    def __init__(self, misfit: MSEMisfit, v: torch.Tensor, k: int) -> None:
+    Without ``weights`` the graph is the gradient of the misfit (full Hessian products); with
+    ``weights`` ``w`` it is the gradient of ``⟨F(v), w⟩`` (products with ``Σᵢ wᵢ ∇²Fᵢ``).
+    """
+
+    def __init__(self, misfit: MSEMisfit, v: torch.Tensor, k: int,
+                 weights: torch.Tensor | None = None) -> None:
         self.k = k
         self.V = v.expand(k, *v.shape).clone().requires_grad_(True)
         with torch.enable_grad():
-            loss = misfit._batched_loss(self.V, k)
+            if weights is None:
+                loss = misfit._batched_loss(self.V, k)
+            else:
+                loss = (misfit.model._propagate(self.V, k) * weights).sum()
             (self.G,) = torch.autograd.grad(loss, self.V, create_graph=True)
 
     def apply(self, P: torch.Tensor) -> torch.Tensor:

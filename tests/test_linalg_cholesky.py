@@ -68,6 +68,10 @@ def test_tau_zero_for_positive_definite(case):
     h, info = regularized_cholesky_solve(case.H, case.g, shift=shift)
     assert info.tau == 0.0
     assert info.n_factorizations == 1
+    # a given first retry shift τ0 is used as is when it already works
+    tau0 = float(case.lam[0])
+    _, info0 = regularized_cholesky_solve(case.H, case.g, shift="retry", tau0=tau0)
+    assert info0.tau == tau0 and info0.n_factorizations == 1
     want = -np.linalg.solve(case.H64, case.g64)
     cond = case.lam[-1] / case.lam[0]
     assert S.rel_err(h, want) <= 50 * case.n * S.eps(case.dtype) * cond
@@ -140,6 +144,20 @@ def test_operator_input_matches_dense(case):
         assert S.rel_err(h, S.to_np(h0)) <= 50 * case.n * S.eps(case.dtype) * w.max() / w.min()
 
 
+def _lanczos_tol(case: S.SymCase) -> float:
+    return 3 * np.sqrt(S.eps(case.dtype)) * _norm2(case.H64) + _eig_tol(case)
+
+
+def _bottom_cluster(case: S.SymCase, top: bool = False) -> float:
+    """The far end of the cluster of eigenvalues within 10·sqrt(ε)·‖H‖ of λ_min (of λ_max with
+    ``top``): Lanczos stopped at a sqrt(ε) residual cannot tell them apart, so its Ritz value
+    may sit near any of them (a 700-example run found a definite float64 H whose Ritz value
+    was 3.2·sqrt(ε)·‖H‖ above λ_min, next to the second-smallest eigenvalue)."""
+    w = 10 * np.sqrt(S.eps(case.dtype)) * _norm2(case.H64)
+    lam = case.lam
+    return float(lam[lam >= lam[-1] - w].min()) if top else float(lam[lam <= lam[0] + w].max())
+
+
 @given(S.symmetric_cases(kinds=("definite", "indefinite", "negative")))
 def test_lanczos_eigensolver_for_the_eigen_rule(case):
     # eigensolver="lanczos": with n ≤ 30 ≤ 80 steps Lanczos (full re-orthogonalisation) either
@@ -147,9 +165,8 @@ def test_lanczos_eigensolver_for_the_eigen_rule(case):
     # sqrt(ε)·‖T‖, bounding the eigenvalue error by sqrt(ε)·‖H‖.  A Ritz value is never below
     # the true λ_min (minus rounding).
     h, info = regularized_cholesky_solve(case.H, case.g, eigensolver="lanczos")
-    tol = 3 * np.sqrt(S.eps(case.dtype)) * _norm2(case.H64) + _eig_tol(case)
     assert info.lambda_min >= case.lam[0] - _eig_tol(case)
-    assert info.lambda_min <= case.lam[0] + tol
+    assert info.lambda_min <= _bottom_cluster(case) + _lanczos_tol(case)
     assert info.tau == max(-1.5 * info.lambda_min, 0.0)
     _residual_ok(case, h, info.tau)
 
@@ -200,9 +217,9 @@ def test_lanczos_brackets_the_spectrum(case):
     # Ritz values lie inside [λ_min, λ_max] (to rounding) and, for n ≤ 30 with the default
     # min(n, 80) steps, within sqrt(ε)·‖H‖ of the extremes (early stop rule, see above).
     lo, hi = lanczos(case.H)
-    tol = 3 * np.sqrt(S.eps(case.dtype)) * _norm2(case.H64) + _eig_tol(case)
-    assert case.lam[0] - _eig_tol(case) <= lo <= case.lam[0] + tol
-    assert case.lam[-1] - tol <= hi <= case.lam[-1] + _eig_tol(case)
+    tol = _lanczos_tol(case)
+    assert case.lam[0] - _eig_tol(case) <= lo <= _bottom_cluster(case) + tol
+    assert _bottom_cluster(case, top=True) - tol <= hi <= case.lam[-1] + _eig_tol(case)
 
 
 @given(S.symmetric_cases())

@@ -372,3 +372,16 @@ def test_every_kind_every_backend(kind, backend, dtype):
         assert S.rel_err(case.op.to_dense(chunk_size=3), case.ref, scale) <= _tol(case)
         P = case.op @ MatrixOperator(case.vec(np.eye(nn, 2)))
         assert S.rel_err(P.T.to_dense(), (case.ref @ np.eye(nn, 2)).T, scale) <= _tol(case)
+
+
+@pytest.mark.parametrize("dtype", S.DTYPES)
+def test_dottest_accepts_exact_adjoint_when_inner_product_is_small(dtype):
+    # An exact adjoint must pass whatever ⟨Ax, y⟩ happens to be: rounding in ⟨Ax, y⟩ is about
+    # ε·‖Ax‖·‖y‖, so the relative difference has to be scaled by ‖Ax‖‖y‖ (as dottest's docstring
+    # says), not by |⟨Ax, y⟩|, which is ~0 here.  A is built so that Ax ⟂ y for dottest's own
+    # x (seed 0) and y (seed 1).
+    x = np.random.default_rng(0).standard_normal(3)
+    y = np.random.default_rng(1).standard_normal(14)
+    A = np.random.default_rng(5).standard_normal((14, 3))
+    A -= np.outer(y, x) * (y @ A @ x) / ((y @ y) * (x @ x))
+    dottest(MatrixOperator(A.astype(dtype)))

@@ -18,7 +18,7 @@ the trust region is active.  Built once per Jacobian, then solved for any (Δ, �
 
 from __future__ import annotations
 
-from functools import partial
+import math
 from typing import Any
 
 from .. import _backend as B
@@ -28,60 +28,67 @@ __all__ = ["TrustRegionSubproblem"]
 
 
 class TrustRegionSubproblem:
-    """Factorisations of one scaled Jacobian ``A`` and residual ``r``; :meth:`solve` per Δ."""
+    """Factorisations of one scaled Jacobian ``A`` and residual ``r``; :meth:`solve` per Δ.
 
-    def __init__(self, A: Any, r: Any) -> None:
-        xp = B.array_namespace(A)
-        self.xp, self.A, self.r = xp, A, r
-        self.eps = float(xp.finfo(A.dtype).eps)
+    ``eps`` and ``tiny`` are the dtype's machine epsilon and smallest normal number.
+    """
+
+    def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float) -> None:
+        self.xp, self.A, self.r, self.tiny = xp, A, r, tiny
         m, n = A.shape
-        self.R = self.qtr = self.gn = self._svd = None
+        self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
+        self.R = self.qtr = self.gn = self._sv = None
         if m >= n:
-            Q, R = xp.linalg.qr(A)
-            self.R, self.qtr = R, xp.matrix_transpose(Q) @ r
+            Q, R = B.qr(xp, A)
+            self.R, self.qtr = R, Q.T @ r
             dR = xp.abs(xp.linalg.diagonal(R))
             big = float(xp.max(dR))
-            if big > 0 and float(xp.min(dR)) > self.eps * max(m, n) * big:
-                ph0 = -B.solve_triangular(xp, R, self.qtr, lower=False)
-                if bool(xp.all(xp.isfinite(ph0))):
-                    self.gn = (ph0, _norm(xp, ph0))
+            if big > 0 and float(xp.min(dR)) > self.rcond * big:
+                ph0 = -B.solve_upper(xp, R, self.qtr)
+                n0 = _norm(xp, ph0)
+                if math.isfinite(n0):  # non-finite exactly when ph0 is (or ‖ph0‖ overflows)
+                    self.gn = (ph0, n0)
 
-    def svd(self) -> tuple[Any, Any, Any]:
-        """``(s, Vᵀ, q = Uᵀr)`` of ``A`` (computed once, on first use)."""
-        xp = self.xp
-        if self._svd is None:
+    def _svd_terms(self) -> dict:
+        """What :meth:`solve` needs from ``A = U diag(s) Vᵀ`` (computed once, on first use)."""
+        if self._sv is None:
+            xp = self.xp
+            n = self.A.shape[1]
             if self.R is not None:
-                U, s, Vt = xp.linalg.svd(self.R)
-                q = xp.matrix_transpose(U) @ self.qtr
+                U, s, Vt = B.svd(xp, self.R)
+                q = U.T @ self.qtr
             else:
-                U, s, Vt = xp.linalg.svd(self.A, full_matrices=False)
-                q = xp.matrix_transpose(U) @ self.r
-            self._svd = (s, Vt, q)
-        return self._svd
+                U, s, Vt = B.svd(xp, self.A)
+                q = U.T @ self.r
+            smax = float(s[0]) if s.shape[0] else 0.0
+            keep = s > self.rcond * smax
+            s_safe = xp.where(keep, s, xp.ones_like(s))
+            c0 = xp.where(keep, q / s_safe, xp.zeros_like(s))
+            sq = s * q
+            full = s.shape[0] == n and bool(xp.all(keep))
+            self._sv = {
+                "Vt": Vt, "s2": s * s, "sq": sq, "c0": c0, "n0": _norm(xp, c0),
+                "gnorm": _norm(xp, sq),  # ‖Aᵀ r‖
+                # Σ c0²/s² for φ'(0) when A has full column rank (else the lower bound is 0)
+                "sum0": float(xp.sum(c0 ** 2 / s_safe ** 2)) if full else None,
+            }
+        return self._sv
 
     def solve(self, delta: float, par0: float) -> tuple[Any, float, float]:
         """``(p̂, λ, ‖p̂‖)`` for the radius ``delta``, starting the λ iteration from ``par0``."""
         xp = self.xp
-        norm = partial(_norm, xp)
-        m, n = self.A.shape
         if self.gn is not None:
             ph0, n0 = self.gn
             if n0 - delta <= 0.1 * delta:
                 return ph0, 0.0, n0
-        s, Vt, q = self.svd()
-        smax = float(s[0]) if s.shape[0] else 0.0
-        keep = s > self.eps * max(m, n) * smax
-        s_safe = xp.where(keep, s, xp.ones_like(s))
-        c0 = xp.where(keep, q / s_safe, xp.zeros_like(s))
-        n0 = norm(c0)
+        sv = self._svd_terms()
+        Vt, s2, sq, n0, gnorm = sv["Vt"], sv["s2"], sv["sq"], sv["n0"], sv["gnorm"]
         if n0 - delta <= 0.1 * delta:
-            return -(c0 @ Vt), 0.0, n0
-        sq = s * q
-        gnorm = norm(sq)  # ‖Aᵀ r‖
-        tiny = float(xp.finfo(s.dtype).tiny)
+            return -(sv["c0"] @ Vt), 0.0, n0
+        tiny = self.tiny
         upper = gnorm / delta if gnorm > 0 else tiny / min(delta, 0.1)
-        if s.shape[0] == n and bool(xp.all(keep)):
-            dphi0 = -float(xp.sum(c0 ** 2 / s_safe ** 2)) / n0
+        if sv["sum0"] is not None:
+            dphi0 = -sv["sum0"] / n0
             lower = -(n0 / delta) * (n0 - delta) / dphi0  # Moré-Hebden step from λ = 0
         else:
             lower = 0.0
@@ -92,9 +99,9 @@ class TrustRegionSubproblem:
         for it in range(1, 11):
             if alpha == 0.0:
                 alpha = max(tiny, 0.001 * upper)
-            den = s * s + alpha
+            den = s2 + alpha
             c = sq / den
-            nrm = norm(c)
+            nrm = _norm(xp, c)
             prev, fp = fp, nrm - delta
             if abs(fp) <= 0.1 * delta or (lower == 0.0 and fp <= prev < 0) or it == 10:
                 break

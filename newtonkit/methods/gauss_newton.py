@@ -186,7 +186,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if upd == "nielsen" and solver == "svd":
             raise ValueError("linear_solver='svd' belongs to update='trust-region'; use 'qr', "
                              "'lstsq', 'cholesky' or 'cgls'")
-        self.eps = float(self.xp.finfo(problem.dtype).eps)
+        fi = self.xp.finfo(problem.dtype)
+        self.eps, self.tiny = float(fi.eps), float(fi.smallest_normal)
 
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
@@ -239,7 +240,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         lin, D = d["lin"], d["D"]
         x = state.x
         if d["svd"] is None:
-            d["svd"] = TrustRegionSubproblem(lin.J / D[None, :], lin.r)
+            d["svd"] = TrustRegionSubproblem(xp, lin.J / D[None, :], lin.r, self.eps, self.tiny)
             if d["first"]:
                 d["xnorm"] = self.norm(D * x)
                 d["delta"] = self.opts["factor"] * (d["xnorm"] or 1.0)
