@@ -74,10 +74,11 @@ def _unsupported(xp: Any, what: str) -> TypeError:
 
 
 def check_real_float(xp: Any, x: Any, name: str) -> None:
-    """Raise ``TypeError`` unless ``x`` has a real floating dtype (float32 or float64)."""
+    """Raise ``TypeError`` unless ``x`` is float32 or float64 (the dtypes LAPACK solvers take)."""
     dt = x.dtype
-    if not xp.isdtype(dt, "real floating"):
-        kind = "complex" if xp.isdtype(dt, "complex floating") else "non-floating"
+    if not (dt == xp.float32 or dt == xp.float64):
+        kind = "complex" if xp.isdtype(dt, "complex floating") else (
+            "low-precision" if xp.isdtype(dt, "real floating") else "non-floating")
         raise TypeError(
             f"{name} has dtype {dt}, a {kind} dtype; newtonkit works on real float32 or "
             f"float64 arrays (convert with .astype(float64) or .to(torch.float64))"

@@ -73,9 +73,18 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return value.lower()
 
 
-def dense(A: Any, chunk_size: int | None = None) -> Any:
-    """The dense matrix of an array or operator (operators materialised in column chunks)."""
-    return A.to_dense(chunk_size) if isinstance(A, LinearOperator) else A
+def dense(A: Any, chunk_size: int | None = None, name: str = "the operator") -> Any:
+    """The dense matrix of an array or operator (operators materialised in column chunks).
+
+    A materialised operator is checked for non-finite entries (arrays were checked on entry).
+    """
+    if not isinstance(A, LinearOperator):
+        return A
+    D = A.to_dense(chunk_size)
+    xp = A.xp
+    if not bool(xp.all(xp.isfinite(D))):
+        raise ValueError(f"{name} has non-finite entries: its products gave nan or inf")
+    return D
 
 
 def eye_like(xp: Any, n: int, A: Any) -> Any:

@@ -11,8 +11,9 @@ Methods
 -------
 ``"qr"``
     Householder QR of the stacked matrix :math:`[J;\ \sqrt{\mu D}]`: backward stable, error
-    :math:`\sim \epsilon\,\kappa(J)`.  Falls back to ``"lstsq"`` when the triangular factor is
-    numerically singular (rank-deficient ``J`` with :math:`\mu = 0`, or fewer rows than columns).
+    :math:`\sim \epsilon\,\kappa(J)`.  Falls back to ``"lstsq"`` when a pivot of the triangular
+    factor is below :math:`\sqrt{\epsilon}` of the largest (rank-deficient or nearly so
+    ``J`` with :math:`\mu = 0`), or when there are fewer rows than columns.
 ``"lstsq"``
     SVD of :math:`J D^{-1/2}`: :math:`d = -D^{-1/2} V \mathrm{diag}(\sigma/(\sigma^2+\mu))
     U^T r`, singular values below :math:`\max(m,n)\,\epsilon\,\sigma_{\max}` dropped when
@@ -103,7 +104,7 @@ def gauss_newton_step(
         d = y if s is None else s * y
         return d, GaussNewtonInfo("cgls", mu, kinfo.iterations, kinfo.converged)
 
-    Jd = C.dense(J, chunk_size)
+    Jd = C.dense(J, chunk_size, "J")
     if method == "cholesky":
         Jt = xp.matrix_transpose(Jd)
         G = Jt @ Jd
@@ -136,8 +137,10 @@ def _qr(xp, J, r, mu, diag):
         return None
     Q, R = xp.linalg.qr(A)
     dR = xp.abs(xp.linalg.diagonal(R))
-    if float(xp.min(dR)) <= max(A.shape) * float(xp.finfo(J.dtype).eps) * float(xp.max(dR)):
-        return None  # numerically rank deficient: the minimum-norm solution needs the SVD
+    # R's diagonal is not strictly rank revealing without pivoting: rounding leaves pivots of a
+    # rank-deficient J at ~1e-15 relative, not 0.  Below sqrt(eps) the SVD decides the rank.
+    if float(xp.min(dR)) <= float(xp.finfo(J.dtype).eps) ** 0.5 * float(xp.max(dR)):
+        return None
     return -B.solve_triangular(xp, R, xp.matrix_transpose(Q) @ rhs, lower=False)
 
 

@@ -138,7 +138,7 @@ def half_inverse(
     if route == "randomized":
         return _randomized(J, xp, g, exponent, truncation, relative, rank,
                            int(oversampling), int(power_iterations), seed)
-    A = C.dense(J, chunk_size)
+    A = C.dense(J, chunk_size, "J")
     if route == "dense-auto":
         aspect = max(m, n) / min(m, n)
         route = "gram" if aspect >= GRAM_ASPECT and _gram_resolves(truncation, relative) \

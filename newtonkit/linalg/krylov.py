@@ -37,7 +37,9 @@ def cgls(J: Any, b: Any, damping: float = 0.0, *, rtol: float = 1e-10,
     damping : float
         :math:`\mu \ge 0`.
     rtol : float
-        Stop when :math:`\|J^T(b - Jx) - \mu x\| \le \mathrm{rtol}\,\|J^T b\|`.
+        Stop when :math:`\|J^T(b - Jx) - \mu x\| \le \max(\mathrm{rtol}, \epsilon)\,\|J^T b\|`
+        (ε of the dtype).  Without convergence the iterate with the smallest such residual is
+        returned.
     maxiter : int, optional
         Default ``max(2·n, 100)``.
 
@@ -58,14 +60,18 @@ def cgls(J: Any, b: Any, damping: float = 0.0, *, rtol: float = 1e-10,
     s = A.rmatvec(r)
     p = s
     gamma = float(xp.vecdot(s, s))
-    stop = rtol ** 2 * gamma
+    if not gamma < float("inf"):
+        raise ValueError("J has non-finite entries: Jᵀb gave nan or inf")
+    # Below the dtype's ε the recurrence only accumulates rounding (and can then diverge).
+    stop = max(rtol, float(xp.finfo(A.dtype).eps)) ** 2 * gamma
     if gamma == 0.0:
         return x, KrylovInfo(0, True)
+    best, best_gamma = x, gamma
     for k in range(1, maxiter + 1):
         q = A.matvec(p)
         delta = float(xp.vecdot(q, q)) + mu * float(xp.vecdot(p, p))
-        if delta <= 0.0:
-            return x, KrylovInfo(k - 1, False)
+        if not 0.0 < delta < float("inf"):
+            return best, KrylovInfo(k - 1, False)
         alpha = gamma / delta
         x = x + alpha * p
         r = r - alpha * q
@@ -73,9 +79,13 @@ def cgls(J: Any, b: Any, damping: float = 0.0, *, rtol: float = 1e-10,
         gamma_new = float(xp.vecdot(s, s))
         if gamma_new <= stop:
             return x, KrylovInfo(k, True)
+        if not gamma_new < float("inf"):
+            return best, KrylovInfo(k, False)
+        if gamma_new < best_gamma:
+            best, best_gamma = x, gamma_new
         p = s + (gamma_new / gamma) * p
         gamma = gamma_new
-    return x, KrylovInfo(maxiter, False)
+    return best, KrylovInfo(maxiter, False)
 
 
 def truncated_cg(H: Any, g: Any, *, rtol: float | None = None,

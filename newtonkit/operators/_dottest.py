@@ -17,8 +17,8 @@ def dottest(A: Any, *, rtol: float | None = None, seed: int = 0,
     ----------
     A : LinearOperator or array
     rtol : float, optional
-        Allowed relative difference ``|⟨Ax,y⟩ − ⟨x,Aᵀy⟩| / max(|⟨Ax,y⟩|, ‖Ax‖‖y‖·eps)``;
-        default ``1e-4`` for float32, ``1e-10`` for float64 (rounding in ``m·n`` products).
+        Allowed ``|⟨Ax,y⟩ − ⟨x,Aᵀy⟩| / max(‖Ax‖‖y‖, ‖x‖‖Aᵀy‖)`` (the scale of the rounding
+        in either inner product); default ``1e-4`` for float32, ``1e-10`` for float64.
     seed : int
         Seed of the random vectors.
     raise_error : bool
@@ -33,11 +33,14 @@ def dottest(A: Any, *, rtol: float | None = None, seed: int = 0,
     m, n = A.shape
     x = B.standard_normal(xp, (n,), A.dtype, _like(A), seed)
     y = B.standard_normal(xp, (m,), A.dtype, _like(A), seed + 1)
-    lhs = float(xp.vecdot(A.matvec(x), y))
-    rhs = float(xp.vecdot(x, A.rmatvec(y)))
+    Ax, Aty = A.matvec(x), A.rmatvec(y)
+    lhs = float(xp.vecdot(Ax, y))
+    rhs = float(xp.vecdot(x, Aty))
     if rtol is None:
         rtol = 1e-4 if A.dtype == xp.float32 else 1e-10
-    scale = max(abs(lhs), abs(rhs), 1e-30)
+    # Rounding in <Ax, y> is relative to ‖Ax‖‖y‖, not to |<Ax, y>| (which may be ~0).
+    norm = lambda v: float(xp.linalg.vector_norm(v))  # noqa: E731
+    scale = max(abs(lhs), abs(rhs), norm(Ax) * norm(y), norm(x) * norm(Aty), 1e-300)
     if raise_error and abs(lhs - rhs) > rtol * scale:
         raise AssertionError(f"dot-product test failed for {A!r}: <Ax,y> = {lhs:.10g}, "
                              f"<x,A^T y> = {rhs:.10g}, relative difference "
