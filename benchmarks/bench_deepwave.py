@@ -45,10 +45,6 @@ import newtonkit as nk  # noqa: E402
 OUT = Path(__file__).parent / "output"
 
 
-class _Reached(Exception):
-    pass
-
-
 def seed_wrap(p: dict):
     """The seed's ``wrap(v)`` with REFERENCE.md's resampling workaround (deepwave only)."""
     s = dict(p["survey"])
@@ -81,7 +77,7 @@ def seed_path(p: dict, wrap, iterations: int = 3) -> tuple[torch.Tensor, list, f
     """The seed's loop; returns the final model, losses, total time, Hessian times."""
     v = p["v_init"].clone().requires_grad_()
     n, shape = v.numel(), v.shape
-    losses, hess_times = [float(wrap(v))], []
+    losses, hess_times = [float(wrap(v).detach())], []
     t0 = time.perf_counter()
     for _ in range(iterations):
         t = time.perf_counter()
@@ -95,7 +91,7 @@ def seed_path(p: dict, wrap, iterations: int = 3) -> tuple[torch.Tensor, list, f
                                                                        device=v.device))
         h = torch.cholesky_solve(grad.reshape(-1, 1).neg(), L).reshape(shape)
         v = (v.detach() + h).requires_grad_()
-        losses.append(float(wrap(v)))
+        losses.append(float(wrap(v).detach()))
     return v.detach(), losses, time.perf_counter() - t0, hess_times
 
 

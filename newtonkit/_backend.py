@@ -207,6 +207,11 @@ def _lwork(name: str, dtype: Any, m: int, n: int) -> int:
     return max(1, int(np.asarray(work).ravel()[0].real))
 
 
+@functools.lru_cache(maxsize=8)
+def _strictly_lower(n: int) -> np.ndarray:
+    return np.tri(n, n, -1, dtype=bool)
+
+
 def qr(xp: Any, a: Any) -> tuple[Any, Any]:
     """Reduced QR ``a = Q R`` of an ``(m, n)`` matrix with ``m >= n`` (``xp.linalg.qr``)."""
     if not _lapack_float64(xp, a):
@@ -217,8 +222,7 @@ def qr(xp: Any, a: Any) -> tuple[Any, Any]:
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (geqrf info {info})")
     R = f[:n].copy()
-    for i in range(1, n):
-        R[i, :i] = 0.0
+    R[_strictly_lower(n)] = 0.0  # geqrf leaves its reflectors there
     Q, _, info = orgqr(f, tau, lwork=_lwork("orgqr", a.dtype, m, n))
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (orgqr info {info})")

@@ -290,7 +290,9 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
             state = new
             if new.accepted:
                 nit += 1
-                gnorm = None if new.g is None else solver.inf_norm(new.g)
+                # ‖g‖∞ is shown only in the iteration table
+                gnorm = (solver.inf_norm(new.g) if new.g is not None and common["disp"] >= 2
+                         else None)
                 progress.update(nit, problem.nfev, new, gnorm)
                 if cb is not None:
                     try:

@@ -43,6 +43,14 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1)
 
 
+def unit_rows(start: int, stop: int, n: int, dtype: torch.dtype,
+              device: torch.device) -> torch.Tensor:
+    """Rows ``start … stop−1`` of the ``n × n`` identity, shape ``(stop − start, n)``."""
+    E = torch.zeros(stop - start, n, dtype=dtype, device=device)
+    E[:, start:stop] = torch.eye(stop - start, dtype=dtype, device=device)
+    return E
+
+
 @cache
 def _load_forward_ad() -> None:
     """Import torch's forward-mode decompositions once, hiding their ``torch.jit`` deprecation.
@@ -215,8 +223,7 @@ class TorchAutodiff:
         vectorize = self.vectorize
         for start in range(0, n_basis, k):
             stop = min(n_basis, start + k)
-            E = torch.zeros(stop - start, n_basis, dtype=like.dtype, device=like.device)
-            E[torch.arange(stop - start), torch.arange(start, stop)] = 1
+            E = unit_rows(start, stop, n_basis, like.dtype, like.device)
             if vectorize:
                 try:
                     out.append(torch.func.vmap(apply_one)(E))
@@ -271,8 +278,7 @@ class TorchAutodiff:
         blocks = []
         for start in range(0, self.n, k):
             stop = min(self.n, start + k)
-            E = torch.zeros(stop - start, self.n, dtype=x.dtype, device=x.device)
-            E[torch.arange(stop - start), torch.arange(start, stop)] = 1
+            E = unit_rows(start, stop, self.n, x.dtype, x.device)
             blocks.append(self._hvp_double_backward(x, E))
         H = torch.cat(blocks, dim=0)
         return 0.5 * (H + H.mT)

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .autograd import unit_rows
 from .jacobians import Physics, _single_sample_fn, select_parameters
 
 __all__ = ["HIG", "GaussNewton", "JacobianOptimizer"]
@@ -56,8 +57,7 @@ def _jacobian_by_rows(y: torch.Tensor, params: list[torch.Tensor],
     blocks = []
     for start in range(0, m, k):
         stop = min(m, start + k)
-        E = torch.zeros(stop - start, m, dtype=y.dtype, device=y.device)
-        E[torch.arange(stop - start), torch.arange(start, stop)] = 1
+        E = unit_rows(start, stop, m, y.dtype, y.device)
         try:
             gs = torch.autograd.grad(y, params, E, retain_graph=True, is_grads_batched=True,
                                      allow_unused=True)

@@ -84,6 +84,9 @@ CASES = [
     ("hig-operator-nan", lambda: half_inverse(
         FunctionOperator((4, 3), lambda x: NAN_J @ x, lambda y: NAN_J.T @ y, like=J), g4),
      ValueError, r"non-finite"),
+    ("hig-operator-nan-randomized", lambda: half_inverse(
+        FunctionOperator((4, 3), lambda x: NAN_J @ x, lambda y: NAN_J.T @ y, like=J), g4,
+        rank=2), ValueError, r"non-finite"),
     # -- regularized_cholesky_solve --------------------------------------------------------
     ("chol-not-square", lambda: rcs(J, g4), ValueError, r"H must be square"),
     ("chol-g-length", lambda: rcs(H, g4), ValueError, r"g must have shape \(3,\)"),

@@ -250,3 +250,19 @@ def test_truncated_cg_converges_on_definite(case):
     if info.converged:
         res = np.linalg.norm(case.H64 @ S.to_np(h) + case.g64)
         assert res <= (rtol + 100 * case.n * S.eps("float64") * cond) * np.linalg.norm(case.g64)
+
+
+def test_lanczos_does_not_stop_on_an_interior_ritz_value():
+    # Regression example from the property above: float32 H (29×29, ‖H‖ = 8) with λ_min = −1.32
+    # separated by 0.1 (1.2 % of ‖H‖, far above sqrt(ε32)·‖H‖ = 3e-3) from λ_2 = −1.22.  The
+    # default early stop (both extreme Ritz residuals ≤ sqrt(ε)·‖T‖) must not end on the Ritz
+    # value next to λ_2: the eigen rule would then use τ = 1.5·1.22 instead of 1.5·1.32.
+    rng = np.random.default_rng(1)
+    for _ in range(167):  # the 167th matrix of this family is the failing one
+        Q = np.linalg.qr(rng.standard_normal((29, 29)))[0]
+        lam = np.concatenate([[8.0, -1.32, -1.22], rng.uniform(-1.1, 8.0, 26)])
+    H = ((Q * lam) @ Q.T).astype(np.float32)
+    H = np.tril(H) + np.tril(H, -1).T
+    true = np.linalg.eigvalsh(H.astype(np.float64))[0]
+    lo, _ = lanczos(H)
+    assert abs(lo - true) <= 3 * np.sqrt(S.eps("float32")) * 8.0, (lo, true)

@@ -156,7 +156,10 @@ class Method:
         return float(self.xp.max(self.xp.abs(v))) if v.shape[0] else 0.0
 
     def finite(self, v: Any) -> bool:
-        return bool(self.xp.all(self.xp.isfinite(v)))
+        # v·v is finite only when every entry is: one cheap product settles the usual case,
+        # and the entrywise test runs only when it is not finite (or overflows).
+        xp = self.xp
+        return math.isfinite(float(xp.vecdot(v, v))) or bool(xp.all(xp.isfinite(v)))
 
 
 def _norm(xp: Any, v: Any) -> float:

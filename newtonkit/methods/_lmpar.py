@@ -41,9 +41,9 @@ class TrustRegionSubproblem:
         if m >= n:
             Q, R = B.qr(xp, A)
             self.R, self.qtr = R, Q.T @ r
-            dR = xp.abs(xp.linalg.diagonal(R))
-            big = float(xp.max(dR))
-            if big > 0 and float(xp.min(dR)) > self.rcond * big:
+            dR = xp.sort(xp.abs(xp.linalg.diagonal(R)))  # one call for the min and max
+            big = float(dR[-1])
+            if big > 0 and float(dR[0]) > self.rcond * big:
                 ph0 = -B.solve_upper(xp, R, self.qtr)
                 n0 = _norm(xp, ph0)
                 if math.isfinite(n0):  # non-finite exactly when ph0 is (or ‖ph0‖ overflows)
@@ -60,17 +60,20 @@ class TrustRegionSubproblem:
             else:
                 U, s, Vt = B.svd(xp, self.A)
                 q = U.T @ self.r
-            smax = float(s[0]) if s.shape[0] else 0.0
-            keep = s > self.rcond * smax
-            s_safe = xp.where(keep, s, xp.ones_like(s))
-            c0 = xp.where(keep, q / s_safe, xp.zeros_like(s))
+            # s is sorted in decreasing order: s[-1] decides whether every s is kept
+            smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
+            full = s.shape[0] == n and smin > self.rcond * smax
+            if full:
+                c0 = q / s
+            else:
+                keep = s > self.rcond * smax
+                s_safe = xp.where(keep, s, 1.0)
+                c0 = xp.where(keep, q / s_safe, 0.0)
             sq = s * q
-            full = s.shape[0] == n and bool(xp.all(keep))
             self._sv = {
                 "Vt": Vt, "s2": s * s, "sq": sq, "c0": c0, "n0": _norm(xp, c0),
                 "gnorm": _norm(xp, sq),  # ‖Aᵀ r‖
-                # Σ c0²/s² for φ'(0) when A has full column rank (else the lower bound is 0)
-                "sum0": float(xp.sum(c0 ** 2 / s_safe ** 2)) if full else None,
+                "s": s, "full": full,  # full column rank: λ has a lower bound
             }
         return self._sv
 
@@ -87,7 +90,9 @@ class TrustRegionSubproblem:
             return -(sv["c0"] @ Vt), 0.0, n0
         tiny = self.tiny
         upper = gnorm / delta if gnorm > 0 else tiny / min(delta, 0.1)
-        if sv["sum0"] is not None:
+        if sv["full"]:
+            if "sum0" not in sv:
+                sv["sum0"] = float(xp.sum(sv["c0"] ** 2 / sv["s"] ** 2))
             dphi0 = -sv["sum0"] / n0
             lower = -(n0 / delta) * (n0 - delta) / dphi0  # Moré-Hebden step from λ = 0
         else:

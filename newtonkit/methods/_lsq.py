@@ -57,7 +57,6 @@ class LeastSquaresMethod(Method):
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
         nz = cn > 0
-        ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, xp.ones_like(cn)),
-                          xp.zeros_like(cn))
+        ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
         val = float(xp.max(ratios)) / lin.rnorm
         return val if math.isfinite(val) else math.inf

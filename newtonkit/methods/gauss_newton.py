@@ -196,7 +196,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if upd == "auto":
             upd = "nielsen" if o["damping"] is not None or o["linear_solver"] not in (
                 "auto", "svd") else None
-        data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None,
+        ones = self.xp.ones((self.problem.n,), dtype=self.problem.dtype, device=_dev(x0))
+        data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None, "ones": ones,
                 "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0}
         return State(x0, ev.f, data=data)
 
@@ -223,17 +224,13 @@ class LevenbergMarquardt(LeastSquaresMethod):
         return self._nielsen_trial(state)
 
     def _set_scaling(self, d: dict, lin: Any) -> None:
-        xp = self.xp
-        n = self.problem.n
-        ones = xp.ones((n,), dtype=self.problem.dtype, device=_dev(lin.g))
-        if not self.opts["scaling"] or lin.colnorms is None:
-            d["D"] = ones
-            return
         cn = lin.colnorms
-        if d["D"] is None:
-            d["D"] = xp.where(cn > 0, cn, ones)
+        if not self.opts["scaling"] or cn is None:
+            d["D"] = d["ones"]
+        elif d["D"] is None:
+            d["D"] = self.xp.where(cn > 0, cn, d["ones"])
         else:
-            d["D"] = xp.maximum(d["D"], cn)
+            d["D"] = self.xp.maximum(d["D"], cn)
 
     def _trust_region_trial(self, state: State) -> State:
         xp, p, d, tol = self.xp, self.problem, state.data, self.tol

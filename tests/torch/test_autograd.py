@@ -146,6 +146,10 @@ def test_chunks_bound_the_batch():
     x = torch.linspace(-1, 1, n, dtype=torch.float64)
     torch.testing.assert_close(p.hessian(x), torch.diag(6 * x))
     assert TorchAutodiff(lambda x: x, (n,), chunk_size=7)._chunk(n, n, 8) == 7
+    # A 10k-parameter float64 Hessian is built in slices that each stay within max_memory.
+    big = TorchAutodiff(lambda x: (x ** 3).sum(), (10_000,))
+    k = big._chunk(10_000, 0, 8)
+    assert 1 <= k < 10_000 and k * 8 * 8 * 10_000 <= big.max_memory
 
 
 def test_bad_options_and_non_scalar_gradient():
@@ -186,3 +190,23 @@ def test_registered_with_the_core():
     assert factory is torch_autodiff
     p = factory(scalar_fun, (3,), args=(2.0,))
     torch.testing.assert_close(p.grad(X0), TorchAutodiff(scalar_fun, (3,), (2.0,)).grad(X0))
+
+
+@pytest.mark.parametrize("method, fun", [
+    ("newton", lambda x: (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()),
+    ("gauss-newton", lambda x: torch.stack([10 * (x[1] - x[0] ** 2), 1 - x[0]])),
+    ("lm", lambda x: torch.stack([10 * (x[1] - x[0] ** 2), 1 - x[0]])),
+])
+def test_minimize_needs_no_derivatives_for_torch(method, fun):
+    import warnings
+
+    import newtonkit as nk
+
+    x0 = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no finite-difference fallback warning
+        res = nk.minimize(fun, x0, method=method, options={"maxiter": 200})
+    assert res.success, res.message
+    assert isinstance(res.x, torch.Tensor) and res.x.dtype == torch.float64
+    torch.testing.assert_close(res.x, torch.ones(2, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(x0, torch.tensor([-1.2, 1.0], dtype=torch.float64))
