@@ -17,6 +17,8 @@ import scipy.linalg
 from .. import _backend as B
 from ..operators import aslinearoperator
 
+MIN_STEPS = 30
+
 
 def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
             seed: int = 0) -> tuple[float, float]:
@@ -29,8 +31,9 @@ def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
     maxiter : int, optional
         Lanczos steps ``m`` (default ``min(n, 80)``); ``n`` steps give the exact eigenvalues.
     tol : float, optional
-        Stop early once both extreme Ritz pairs have residual :math:`|\beta_{m} s_{m}| \le
-        \mathrm{tol} \cdot \|T_m\|` (default ``eps**0.5`` of the dtype).
+        Stop early (after at least ``min(n, 30)`` steps) once both extreme Ritz pairs have
+        residual :math:`|\beta_{m} s_{m}| \le \mathrm{tol} \cdot \|T_m\|` (default
+        ``eps**0.5`` of the dtype).
     seed : int
         Seed of the random start vector.
 
@@ -69,7 +72,10 @@ def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
         anorm = max(abs(theta[0]), abs(theta[-1]), 1e-300)
         if b <= eps * anorm * n or j == m - 1:
             break
-        if j >= 4 and abs(b * s[-1, 0]) <= tol * anorm and abs(b * s[-1, -1]) <= tol * anorm:
+        # Small Ritz residuals cannot reveal an eigenvalue the Krylov space has not reached yet
+        # (a start vector nearly orthogonal to it), so never stop before MIN_STEPS.
+        if j + 1 >= min(n, MIN_STEPS) and abs(b * s[-1, 0]) <= tol * anorm \
+                and abs(b * s[-1, -1]) <= tol * anorm:
             break
         betas.append(b)
         Q.append(w / b)
