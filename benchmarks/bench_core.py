@@ -9,7 +9,8 @@
    seed's path (``eigsh(k=1, which="SA")`` on a host copy, τ = max(-1.5 λ_min, 0), Cholesky,
    ``cholesky_solve``), in float32 torch (the seed) and float64 NumPy.
 
-Timings are medians of repeats in one run, reported as ratios (peer / newtonkit).
+Timings are medians of repeats in one run (the Newton steps timed alternately with the peer),
+reported as ratios (peer / newtonkit).
 
     python benchmarks/bench_core.py            # all sizes (the 4096 × 24896 case takes minutes)
     python benchmarks/bench_core.py --quick    # skip the 4096 × 24896 case
@@ -39,6 +40,20 @@ def timeit(fn, repeats, *args, **kwargs):
         out = fn(*args, **kwargs)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
+
+
+def timeit_pair(fa, fb, repeats, *args):
+    """Median wall times of ``fa(*args)`` and ``fb(*args)`` timed alternately, so that load from
+    other jobs on the machine falls on both alike; and their last results."""
+    ta, tb, out_a, out_b = [], [], None, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out_a = fa(*args)
+        t1 = time.perf_counter()
+        out_b = fb(*args)
+        ta.append(t1 - t0)
+        tb.append(time.perf_counter() - t1)
+    return statistics.median(ta), statistics.median(tb), out_a, out_b
 
 
 def jacobian_like(m, n, rng, dtype=np.float32):
@@ -138,8 +153,8 @@ def bench_cholesky(repeats, rows):
              ("NumPy float64", H64, g64, seed_path_numpy)]
     for label, H, g, seed_fn in cases:
         seed_fn(H, g), regularized_cholesky_solve(H, g)  # warm up
-        t_seed, h_seed = timeit(seed_fn, repeats, H, g)
-        t_nk, (h_nk, info) = timeit(regularized_cholesky_solve, repeats, H, g)
+        t_seed, t_nk, h_seed, (h_nk, info) = timeit_pair(seed_fn, regularized_cholesky_solve,
+                                                         repeats, H, g)
         h_seed, h_nk = np.asarray(h_seed, dtype=np.float64), np.asarray(h_nk, dtype=np.float64)
         diff = np.linalg.norm(h_nk - h_seed) / np.linalg.norm(h_seed)
         rows.append(dict(case=f"Newton step 600×600 indefinite, {label}", peer=t_seed, ours=t_nk,

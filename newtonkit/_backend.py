@@ -283,12 +283,19 @@ def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any,
     raise _unsupported(xp, "random sampling")
 
 
+_BISECTION_MAX_N = 4096
+
+
 def smallest_eigenvalue(xp: Any, a: Any) -> float:
     """Smallest eigenvalue of the dense symmetric matrix ``a`` (as a Python float).
 
-    NumPy arrays and CPU tensors (through a zero-copy view) use ARPACK (``eigsh(k=1,
-    which="SA")``) for large matrices, as the deepwave seed does; other backends and devices use
-    the standard's ``eigvalsh`` on the device.
+    NumPy arrays and CPU tensors (through a zero-copy view) use LAPACK's bisection for the one
+    eigenvalue (``scipy.linalg.eigh(subset_by_index=[0, 0], driver="evx")``) up to n = 4096 and
+    ARPACK (``eigsh(k=1, which="SA")``, as the deepwave seed) above. Bisection costs a fixed
+    O(n³) tridiagonalisation, within a small factor of the Cholesky that follows; ARPACK needs
+    hundreds of products when λ_min sits in a cluster, as in the seed's Hessian (measured:
+    0.04 s against 0.075 s at n = 600, 0.96 s against 9.4 s at n = 3000). Other backends and
+    devices use the standard's ``eigvalsh`` on the device.
     """
     n = a.shape[0]
     name = backend_name(xp)
@@ -297,7 +304,13 @@ def smallest_eigenvalue(xp: Any, a: Any) -> float:
         host = a
     elif name == "torch" and a.device.type == "cpu":
         host = a.detach().numpy()  # a view of the same memory, not a copy
-    if host is not None and n > 64:
+    if host is not None and 64 < n <= _BISECTION_MAX_N:
+        import scipy.linalg
+
+        w = scipy.linalg.eigh(host, eigvals_only=True, subset_by_index=[0, 0], driver="evx",
+                              check_finite=False)
+        return float(w[0])
+    if host is not None and n > _BISECTION_MAX_N:
         import scipy.sparse.linalg
 
         try:

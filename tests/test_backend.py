@@ -143,8 +143,11 @@ def test_smallest_eigenvalue(case):
     assert abs(lam - case.lam[0]) <= 20 * case.n * S.eps(case.dtype) * np.abs(case.lam).max()
 
 
-def test_smallest_eigenvalue_arpack_path():
-    # NumPy above 64: ARPACK eigsh(k=1, which="SA").
+@pytest.mark.parametrize("bisection_max_n", [4096, 64])
+def test_smallest_eigenvalue_host_paths(monkeypatch, bisection_max_n):
+    # NumPy above 64: LAPACK bisection up to _BISECTION_MAX_N, ARPACK eigsh(k=1, which="SA")
+    # above it (forced here by lowering the limit); both to about machine precision.
+    monkeypatch.setattr(B, "_BISECTION_MAX_N", bisection_max_n)
     rng = np.random.default_rng(1)
     n = 100
     Q = S.random_orthogonal(rng, n, n)

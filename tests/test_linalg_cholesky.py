@@ -196,9 +196,9 @@ def test_numpy_and_torch_agree(case):
 
 
 @pytest.mark.parametrize("n", [65, 90])
-def test_arpack_path_for_large_numpy_matrices(n):
-    # NumPy matrices above 64 use ARPACK eigsh(k=1, which="SA") as the deepwave seed does;
-    # its default tolerance is machine precision.
+def test_host_eigensolver_path_for_large_numpy_matrices(n):
+    # NumPy matrices above 64 use LAPACK bisection for λ_min (ARPACK above 4096), both to
+    # machine precision, so τ is the eigen rule's to rounding.
     rng = np.random.default_rng(n)
     Q = S.random_orthogonal(rng, n, n)
     lam = np.concatenate([[-0.3], rng.uniform(-0.2, 1.0, n - 1)])

@@ -90,7 +90,8 @@ def regularized_cholesky_solve(
         Give up (``LinAlgError``) after this many failed factorisations.
     eigensolver : {"dense", "lanczos"}
         How the eigen rule finds :math:`\lambda_{\min}`: a dense symmetric eigensolver
-        (ARPACK ``eigsh`` for NumPy) or Lanczos on ``H``'s action.
+        (LAPACK bisection for NumPy, ARPACK ``eigsh`` above n = 4096) or Lanczos on ``H``'s
+        action.
     chunk_size : int, optional
         Column chunk for materialising an operator.
 
