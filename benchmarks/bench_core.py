@@ -19,15 +19,25 @@ reported as ratios (peer / newtonkit).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from pathlib import Path
+import os
+import sys
 
-import numpy as np
-import scipy.sparse.linalg as spla
-import torch
+# BLAS threads are fixed before NumPy loads (default 1, ``--threads N``): on a 2-core machine
+# shared with other jobs, threaded LAPACK kernels with many synchronisation points (the
+# tridiagonalisation behind eigh) swing by 100× from run to run; one thread gives stable ratios.
+_THREADS = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), "1")
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, _THREADS)
 
-from newtonkit.linalg import half_inverse, regularized_cholesky_solve
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse.linalg as spla  # noqa: E402
+import torch  # noqa: E402
+
+from newtonkit.linalg import half_inverse, regularized_cholesky_solve  # noqa: E402
 
 OUT = Path(__file__).parent / "output"
 
@@ -167,7 +177,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 4096×24896 case")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", default=_THREADS,
+                    help="BLAS and torch threads, as --threads=N (default 1)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(int(args.threads))
     sizes = [(512, 2956), (8192, 256), (256, 8192)] + ([] if args.quick else [(4096, 24896)])
     rows = []
     bench_cholesky(max(args.repeats, 20), rows)
@@ -176,6 +189,9 @@ def main(argv=None):
     for r in rows:
         lines.append(f"| {r['case']} | {r['peer']:.4g} | {r['ours']:.4g} | "
                      f"{r['peer'] / r['ours']:.2f}× | {r['note']} |")
+    lines.append(f"\nBLAS and torch threads: {args.threads}; NumPy {np.__version__}, torch "
+                 f"{torch.__version__}; medians of {args.repeats} (HIG) and "
+                 f"{max(args.repeats, 20)} (Newton) repeats.")
     table = "\n".join(lines)
     print(table)
     OUT.mkdir(exist_ok=True)

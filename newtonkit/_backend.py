@@ -15,6 +15,7 @@ import functools
 from typing import Any
 
 import array_api_compat as _compat
+import array_api_compat.numpy as _compat_numpy
 import numpy as np
 
 __all__ = [
@@ -26,6 +27,11 @@ __all__ = [
     "cholesky",
     "solve_triangular",
     "cho_solve",
+    "column_norms",
+    "diagonal",
+    "float_sum",
+    "float_max",
+    "float_min",
     "qr",
     "svd",
     "solve_upper",
@@ -184,7 +190,7 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
 
 def _lapack_float64(xp: Any, a: Any) -> bool:
     # NumPy's linalg computes float32 in float64; only float64 calls LAPACK directly.
-    return backend_name(xp) == "numpy" and a.dtype == np.float64 and a.size > 0
+    return _is_numpy(xp) and a.dtype == np.float64 and a.size > 0
 
 
 @functools.cache
@@ -210,6 +216,41 @@ def _lwork(name: str, dtype: Any, m: int, n: int) -> int:
 @functools.lru_cache(maxsize=8)
 def _strictly_lower(n: int) -> np.ndarray:
     return np.tri(n, n, -1, dtype=bool)
+
+
+# NumPy fast paths of a few standard calls that the iteration loops make on small arrays: the
+# same ufunc reductions NumPy's Python-level wrappers end in, without the wrappers.
+
+
+def _is_numpy(xp: Any) -> bool:
+    return xp is _compat_numpy or backend_name(xp) == "numpy"
+
+
+def column_norms(xp: Any, a: Any) -> Any:
+    """The Euclidean norms of the columns of a real 2-D ``a`` (``vector_norm(a, axis=0)``)."""
+    if _is_numpy(xp):
+        return np.sqrt(np.add.reduce(a * a, axis=0))  # what np.linalg.norm computes
+    return xp.linalg.vector_norm(a, axis=0)
+
+
+def diagonal(xp: Any, a: Any) -> Any:
+    """The main diagonal of a 2-D ``a`` (``xp.linalg.diagonal``)."""
+    return a.diagonal() if _is_numpy(xp) else xp.linalg.diagonal(a)
+
+
+def float_sum(xp: Any, v: Any) -> float:
+    """``float(xp.sum(v))`` for a real 1-D ``v``."""
+    return float(np.add.reduce(v) if _is_numpy(xp) else xp.sum(v))
+
+
+def float_max(xp: Any, v: Any) -> float:
+    """``float(xp.max(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one)."""
+    return float(np.maximum.reduce(v) if _is_numpy(xp) else xp.max(v))
+
+
+def float_min(xp: Any, v: Any) -> float:
+    """``float(xp.min(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one)."""
+    return float(np.minimum.reduce(v) if _is_numpy(xp) else xp.min(v))
 
 
 def qr(xp: Any, a: Any) -> tuple[Any, Any]:
@@ -289,13 +330,15 @@ _BISECTION_MAX_N = 4096
 def smallest_eigenvalue(xp: Any, a: Any) -> float:
     """Smallest eigenvalue of the dense symmetric matrix ``a`` (as a Python float).
 
-    NumPy arrays and CPU tensors (through a zero-copy view) use LAPACK's bisection for the one
-    eigenvalue (``scipy.linalg.eigh(subset_by_index=[0, 0], driver="evx")``) up to n = 4096 and
-    ARPACK (``eigsh(k=1, which="SA")``, as the deepwave seed) above. Bisection costs a fixed
-    O(n³) tridiagonalisation, within a small factor of the Cholesky that follows; ARPACK needs
-    hundreds of products when λ_min sits in a cluster, as in the seed's Hessian (measured:
-    0.04 s against 0.075 s at n = 600, 0.96 s against 9.4 s at n = 3000). Other backends and
-    devices use the standard's ``eigvalsh`` on the device.
+    NumPy arrays and CPU tensors (through a zero-copy view) above n = 64 use ARPACK
+    (``eigsh(k=1, which="SA")``, as the deepwave seed does), except float64 matrices up to
+    n = 4096, which use LAPACK's bisection for the one eigenvalue (``scipy.linalg.eigh(
+    subset_by_index=[0, 0], driver="evx")``). ARPACK iterates to the dtype's ε, and when λ_min
+    sits in a cluster, as in the seed's Hessian, that takes hundreds of products in float64;
+    bisection costs a fixed O(n³) tridiagonalisation, within a small factor of the Cholesky that
+    follows. Measured on the seed-like 600 × 600 spectrum, one thread: float64 ARPACK 80 ms,
+    bisection 23 ms; float32 ARPACK 8 ms, bisection 15 ms. Other backends and devices use the
+    standard's ``eigvalsh`` on the device.
     """
     n = a.shape[0]
     name = backend_name(xp)
@@ -304,13 +347,14 @@ def smallest_eigenvalue(xp: Any, a: Any) -> float:
         host = a
     elif name == "torch" and a.device.type == "cpu":
         host = a.detach().numpy()  # a view of the same memory, not a copy
-    if host is not None and 64 < n <= _BISECTION_MAX_N:
+    bisect = host is not None and host.dtype == np.float64 and 64 < n <= _BISECTION_MAX_N
+    if bisect:
         import scipy.linalg
 
         w = scipy.linalg.eigh(host, eigvals_only=True, subset_by_index=[0, 0], driver="evx",
                               check_finite=False)
         return float(w[0])
-    if host is not None and n > _BISECTION_MAX_N:
+    if host is not None and n > 64:
         import scipy.sparse.linalg
 
         try:

@@ -145,8 +145,8 @@ def test_smallest_eigenvalue(case):
 
 @pytest.mark.parametrize("bisection_max_n", [4096, 64])
 def test_smallest_eigenvalue_host_paths(monkeypatch, bisection_max_n):
-    # NumPy above 64: LAPACK bisection up to _BISECTION_MAX_N, ARPACK eigsh(k=1, which="SA")
-    # above it (forced here by lowering the limit); both to about machine precision.
+    # float64 NumPy above 64: LAPACK bisection up to _BISECTION_MAX_N, ARPACK eigsh(k=1,
+    # which="SA") above it (forced here by lowering the limit); both to machine precision.
     monkeypatch.setattr(B, "_BISECTION_MAX_N", bisection_max_n)
     rng = np.random.default_rng(1)
     n = 100

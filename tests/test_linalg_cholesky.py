@@ -197,8 +197,8 @@ def test_numpy_and_torch_agree(case):
 
 @pytest.mark.parametrize("n", [65, 90])
 def test_host_eigensolver_path_for_large_numpy_matrices(n):
-    # NumPy matrices above 64 use LAPACK bisection for λ_min (ARPACK above 4096), both to
-    # machine precision, so τ is the eigen rule's to rounding.
+    # float64 NumPy matrices above 64 use LAPACK bisection for λ_min (ARPACK above 4096, and
+    # for float32), both to machine precision, so τ is the eigen rule's to rounding.
     rng = np.random.default_rng(n)
     Q = S.random_orthogonal(rng, n, n)
     lam = np.concatenate([[-0.3], rng.uniform(-0.2, 1.0, n - 1)])

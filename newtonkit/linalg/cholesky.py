@@ -90,8 +90,8 @@ def regularized_cholesky_solve(
         Give up (``LinAlgError``) after this many failed factorisations.
     eigensolver : {"dense", "lanczos"}
         How the eigen rule finds :math:`\lambda_{\min}`: a dense symmetric eigensolver
-        (LAPACK bisection for NumPy, ARPACK ``eigsh`` above n = 4096) or Lanczos on ``H``'s
-        action.
+        (ARPACK ``eigsh`` on the host, LAPACK bisection for float64 up to n = 4096; the
+        backend's ``eigvalsh`` on a device) or Lanczos on ``H``'s action.
     chunk_size : int, optional
         Column chunk for materialising an operator.
 
@@ -127,14 +127,11 @@ def regularized_cholesky_solve(
     if shift == "fixed":
         taus = iter([tau])
     else:
-        scale = float(xp.mean(xp.abs(xp.linalg.diagonal(Hd))))
-        tiny = float(xp.finfo(Hd.dtype).eps) * max(scale, float(xp.max(xp.abs(Hd))), 1e-300)
-        t_min = max(1e-3 * scale, tiny)
         if shift == "eigen":
             first = max(-factor * lam, 0.0)
         else:
             first = 0.0 if tau0 is None else C.real(tau0, "tau0", low=0.0)
-        taus = _shift_sequence(first, t_min, growth)
+        taus = _shift_sequence(first, lambda: _smallest_retry_shift(xp, Hd), growth)
 
     eye = C.eye_like(xp, n, Hd)
     for k in range(1, int(max_factorizations) + 1):
@@ -151,9 +148,17 @@ def regularized_cholesky_solve(
     )
 
 
-def _shift_sequence(first: float, t_min: float, growth: float):
+def _smallest_retry_shift(xp: Any, Hd: Any) -> float:
+    """The first nonzero retry shift: 1e-3 of the mean |diagonal|, at least ε·max|H|."""
+    scale = float(xp.mean(xp.abs(xp.linalg.diagonal(Hd))))
+    tiny = float(xp.finfo(Hd.dtype).eps) * max(scale, float(xp.max(xp.abs(Hd))), 1e-300)
+    return max(1e-3 * scale, tiny)
+
+
+def _shift_sequence(first: float, t_min, growth: float):
+    # t_min is a callable: its O(n²) reductions are only paid when a factorisation fails.
     yield first
-    t = max(first * growth, t_min)
+    t = max(first * growth, t_min())
     while True:
         yield t
         t *= growth
