@@ -39,6 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from newtonkit._backend import all_finite
+
 from .autograd import unit_rows
 from .jacobians import Physics, _single_sample_fn, select_parameters
 
@@ -156,7 +158,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
             if J is None:
                 J = _jacobian_by_rows(y, params, self.jacobian_chunk_size)
         g = gy.reshape(-1).to(J.dtype)
-        if not (bool(torch.isfinite(g).all()) and bool(torch.isfinite(J).all())):
+        if not (all_finite(torch, g) and all_finite(torch, J)):
             raise FloatingPointError(
                 f"{type(self).__name__}: the loss gradient or the Jacobian at the current "
                 f"parameters is not finite (loss {float(loss):.4g}); the model has diverged, "
@@ -181,7 +183,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
             Jg = J if idx.numel() == n_total else J[:, idx]
             d, info = self._direction(Jg, g, groups[0])
             infos.append(info)
-            if not bool(torch.isfinite(d).all()):
+            if not all_finite(torch, d):
                 warnings.warn(f"{type(self).__name__}: the step has non-finite entries; the "
                               f"parameters are left unchanged", RuntimeWarning, stacklevel=2)
                 continue

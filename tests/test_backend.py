@@ -166,3 +166,15 @@ def test_unknown_namespace_raises_clear_error():
         B.solve_triangular(fake, np.eye(2), np.ones(2))
     with pytest.raises(TypeError, match=r"random sampling.*'fakearray'"):
         B.standard_normal(fake, (2,), np.float64, np.zeros(1), 0)
+
+
+@given(S.backends, st.sampled_from(["float32", "float64"]),
+       st.lists(st.sampled_from([0.0, 1.0, -2.5, 1e30, 3e38, -3e38, 1.7e308, float("nan"),
+                                 float("inf"), float("-inf")]), min_size=1, max_size=40))
+def test_all_finite_matches_elementwise_test(backend, dtype, values):
+    # The sum shortcut must agree with the elementwise test, huge finite entries whose sum
+    # overflows included (3e38 in float32, 1.7e308 in float64).
+    with np.errstate(over="ignore"):
+        a64 = np.asarray(values, dtype=dtype)
+    a = S.to_backend(a64, backend, dtype)
+    assert B.all_finite(S.namespace(backend), a) == bool(np.isfinite(a64).all())

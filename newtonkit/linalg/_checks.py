@@ -33,7 +33,7 @@ def matrix_or_operator(A: Any, name: str, square: bool = False) -> tuple[Any, An
     if square and A.shape[0] != A.shape[1]:
         raise ValueError(f"{name} must be square, got shape {tuple(A.shape)}")
     B.check_real_float(xp, A, name)
-    if not bool(xp.all(xp.isfinite(A))):
+    if not B.all_finite(xp, A):
         raise ValueError(f"{name} has non-finite entries (nan or inf)")
     return A, xp, True
 
@@ -47,7 +47,7 @@ def vector(xp: Any, v: Any, length: int, name: str, dtype: Any) -> Any:
         raise TypeError(f"{name} is a {type(v).__module__} array but the matrix is on "
                         f"{B.backend_name(xp)!r}; pass arrays of one backend")
     B.check_real_float(xp, v, name)
-    if not bool(xp.all(xp.isfinite(v))):
+    if not B.all_finite(xp, v):
         raise ValueError(f"{name} has non-finite entries (nan or inf)")
     return xp.astype(v, dtype) if v.dtype != dtype else v
 
@@ -82,7 +82,7 @@ def dense(A: Any, chunk_size: int | None = None, name: str = "the operator") -> 
         return A
     D = A.to_dense(chunk_size)
     xp = A.xp
-    if not bool(xp.all(xp.isfinite(D))):
+    if not B.all_finite(xp, D):
         raise ValueError(f"{name} has non-finite entries: its products gave nan or inf")
     return D
 

@@ -217,7 +217,7 @@ def _randomized(J, xp, g, exponent, truncation, relative, rank, oversampling, q,
     like = xp.zeros((1,), dtype=J.dtype, device=op.device if op is not None else B.device(J))
     Omega = B.standard_normal(xp, (n, ell), J.dtype, like, seed)
     Y = mm(Omega)
-    if not bool(xp.all(xp.isfinite(Y))):
+    if not B.all_finite(xp, Y):
         raise ValueError("J has non-finite entries: its products gave nan or inf")
     Y, _ = xp.linalg.qr(Y)
     for _ in range(max(0, q)):
