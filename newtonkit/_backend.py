@@ -44,6 +44,8 @@ __all__ = [
 
 def array_namespace(*arrays: Any) -> Any:
     """The array-API namespace shared by ``arrays`` (``None`` and Python scalars ignored)."""
+    if len(arrays) == 1 and type(arrays[0]) is np.ndarray:
+        return _compat_numpy  # what array-api-compat returns for it, without the lookup
     arrays = tuple(a for a in arrays if a is not None and not isinstance(a, (int, float)))
     try:
         return _compat.array_namespace(*arrays)
@@ -231,11 +233,6 @@ def _lwork(name: str, dtype: Any, m: int, n: int) -> int:
     return max(1, int(np.asarray(work).ravel()[0].real))
 
 
-@functools.lru_cache(maxsize=8)
-def _strictly_lower(n: int) -> np.ndarray:
-    return np.tri(n, n, -1, dtype=bool)
-
-
 # NumPy fast paths of a few standard calls that the iteration loops make on small arrays: the
 # same ufunc reductions NumPy's Python-level wrappers end in, without the wrappers.
 
@@ -271,18 +268,32 @@ def float_min(xp: Any, v: Any) -> float:
     return float(np.minimum.reduce(v) if _is_numpy(xp) else xp.min(v))
 
 
+# The float64 routines with their workspaces, per shape: one cache lookup per call.
+@functools.lru_cache(maxsize=64)
+def _qr64(m: int, n: int) -> tuple[Any, int, Any, int, np.ndarray]:
+    f8 = np.dtype(np.float64)
+    return (_lapack("geqrf", f8), _lwork("geqrf", f8, m, n), _lapack("orgqr", f8),
+            _lwork("orgqr", f8, m, n), np.tri(n, n, -1, dtype=bool))
+
+
+@functools.lru_cache(maxsize=64)
+def _svd64(m: int, n: int) -> tuple[Any, int]:
+    f8 = np.dtype(np.float64)
+    return _lapack("gesdd", f8), _lwork("gesdd", f8, m, n)
+
+
 def qr(xp: Any, a: Any) -> tuple[Any, Any]:
     """Reduced QR ``a = Q R`` of an ``(m, n)`` matrix with ``m >= n`` (``xp.linalg.qr``)."""
     if not _lapack_float64(xp, a):
         return xp.linalg.qr(a)
     m, n = a.shape
-    geqrf, orgqr = _lapack("geqrf", a.dtype), _lapack("orgqr", a.dtype)
-    f, tau, _, info = geqrf(a, lwork=_lwork("geqrf", a.dtype, m, n))
+    geqrf, lwork_geqrf, orgqr, lwork_orgqr, strictly_lower = _qr64(m, n)
+    f, tau, _, info = geqrf(a, lwork=lwork_geqrf)
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (geqrf info {info})")
     R = f[:n].copy()
-    R[_strictly_lower(n)] = 0.0  # geqrf leaves its reflectors there
-    Q, _, info = orgqr(f, tau, lwork=_lwork("orgqr", a.dtype, m, n))
+    R[strictly_lower] = 0.0  # geqrf leaves its reflectors there
+    Q, _, info = orgqr(f, tau, lwork=lwork_orgqr)
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (orgqr info {info})")
     return np.ascontiguousarray(Q), R
@@ -292,10 +303,8 @@ def svd(xp: Any, a: Any) -> tuple[Any, Any, Any]:
     """Reduced SVD ``(U, s, Vᵀ)`` (``xp.linalg.svd(a, full_matrices=False)``)."""
     if not _lapack_float64(xp, a):
         return tuple(xp.linalg.svd(a, full_matrices=False))
-    m, n = a.shape
-    gesdd = _lapack("gesdd", a.dtype)
-    U, s, Vt, info = gesdd(a, compute_uv=1, full_matrices=0,
-                           lwork=_lwork("gesdd", a.dtype, m, n))
+    gesdd, lwork = _svd64(*a.shape)
+    U, s, Vt, info = gesdd(a, compute_uv=1, full_matrices=0, lwork=lwork)
     if info != 0:
         raise np.linalg.LinAlgError("SVD did not converge")
     return np.ascontiguousarray(U), s, np.ascontiguousarray(Vt)

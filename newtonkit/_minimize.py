@@ -141,7 +141,7 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
             if value is not None:
                 warnings.warn(f"{name} is ignored by method {cls.name!r} (it uses the Jacobian "
                               f"of the residual, not the Hessian)", RuntimeWarning, stacklevel=2)
-        problem = OutputProblem(fun, x, shape, args, jac)
+        problem = OutputProblem(fun, x, shape, args, jac, xp=xp)
     for note in problem.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=2)
     solver = cls(problem, method_opts, common)
@@ -230,6 +230,8 @@ class _Progress:
         self.t0 = time.perf_counter()
         self.bar = None
         self.header = False
+        # Silent (disp=0) without a forced bar, update has nothing to do: the loop skips it.
+        self.active = self.disp >= 1 or self.progress is True
 
     def _write(self, line: str) -> None:
         if self.bar is not None:
@@ -290,10 +292,11 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
             state = new
             if new.accepted:
                 nit += 1
-                # ‖g‖∞ is shown only in the iteration table
-                gnorm = (solver.inf_norm(new.g) if new.g is not None and common["disp"] >= 2
-                         else None)
-                progress.update(nit, problem.nfev, new, gnorm)
+                if progress.active:
+                    # ‖g‖∞ is shown only in the iteration table
+                    gnorm = (solver.inf_norm(new.g) if new.g is not None and common["disp"] >= 2
+                             else None)
+                    progress.update(nit, problem.nfev, new, gnorm)
                 if cb is not None:
                     try:
                         cb(_result(solver, problem, state, shape, nit, None, extras=False))

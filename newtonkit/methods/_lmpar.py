@@ -37,63 +37,62 @@ class TrustRegionSubproblem:
         self.xp, self.A, self.r, self.tiny = xp, A, r, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
-        self.R = self.qtr = self.gn = self._sv = None
+        self.R = self.qtr = self.gn = None
+        self._svd_done = False
         if m >= n:
             Q, R = B.qr(xp, A)
             self.R, self.qtr = R, Q.T @ r
-            dR = xp.sort(xp.abs(xp.linalg.diagonal(R)))  # one call for the min and max
-            big = float(dR[-1])
-            if big > 0 and float(dR[0]) > self.rcond * big:
+            dR = xp.abs(B.diagonal(xp, R))
+            big = B.float_max(xp, dR)
+            if big > 0 and B.float_min(xp, dR) > self.rcond * big:
                 ph0 = -B.solve_upper(xp, R, self.qtr)
                 n0 = _norm(xp, ph0)
                 if math.isfinite(n0):  # non-finite exactly when ph0 is (or ‖ph0‖ overflows)
                     self.gn = (ph0, n0)
 
-    def _svd_terms(self) -> dict:
+    def _svd_terms(self) -> None:
         """What :meth:`solve` needs from ``A = U diag(s) Vᵀ`` (computed once, on first use)."""
-        if self._sv is None:
-            xp = self.xp
-            n = self.A.shape[1]
-            if self.R is not None:
-                U, s, Vt = B.svd(xp, self.R)
-                q = U.T @ self.qtr
-            else:
-                U, s, Vt = B.svd(xp, self.A)
-                q = U.T @ self.r
-            # s is sorted in decreasing order: s[-1] decides whether every s is kept
-            smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
-            full = s.shape[0] == n and smin > self.rcond * smax
-            if full:
-                c0 = q / s
-            else:
-                keep = s > self.rcond * smax
-                s_safe = xp.where(keep, s, 1.0)
-                c0 = xp.where(keep, q / s_safe, 0.0)
-            sq = s * q
-            self._sv = {
-                "Vt": Vt, "s2": s * s, "sq": sq, "c0": c0, "n0": _norm(xp, c0),
-                "gnorm": _norm(xp, sq),  # ‖Aᵀ r‖
-                "s": s, "full": full,  # full column rank: λ has a lower bound
-            }
-        return self._sv
+        xp = self.xp
+        n = self.A.shape[1]
+        if self.R is not None:
+            U, s, Vt = B.svd(xp, self.R)
+            q = U.T @ self.qtr
+        else:
+            U, s, Vt = B.svd(xp, self.A)
+            q = U.T @ self.r
+        # s is sorted in decreasing order: s[-1] decides whether every s is kept
+        smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
+        # full column rank: λ has a lower bound
+        self.full = full = s.shape[0] == n and smin > self.rcond * smax
+        if full:
+            c0 = q / s
+        else:
+            keep = s > self.rcond * smax
+            s_safe = xp.where(keep, s, 1.0)
+            c0 = xp.where(keep, q / s_safe, 0.0)
+        self.Vt, self.s2, self.sq, self.c0 = Vt, s * s, s * q, c0
+        self.n0 = _norm(xp, c0)
+        self.gnorm = _norm(xp, self.sq)  # ‖Aᵀ r‖
+        self.sum0: float | None = None  # Σ c0² / s², on first use
+        self._svd_done = True
 
     def solve(self, delta: float, par0: float) -> tuple[Any, float, float]:
         """``(p̂, λ, ‖p̂‖)`` for the radius ``delta``, starting the λ iteration from ``par0``."""
-        xp = self.xp
         if self.gn is not None:
             ph0, n0 = self.gn
             if n0 - delta <= 0.1 * delta:
                 return ph0, 0.0, n0
-        sv = self._svd_terms()
-        Vt, s2, sq, n0, gnorm = sv["Vt"], sv["s2"], sv["sq"], sv["n0"], sv["gnorm"]
+        if not self._svd_done:
+            self._svd_terms()
+        xp, Vt, s2, sq, n0, gnorm = self.xp, self.Vt, self.s2, self.sq, self.n0, self.gnorm
         if n0 - delta <= 0.1 * delta:
-            return -(sv["c0"] @ Vt), 0.0, n0
+            return -(self.c0 @ Vt), 0.0, n0
         tiny = self.tiny
         upper = gnorm / delta if gnorm > 0 else tiny / min(delta, 0.1)
-        if sv["full"]:
-            if "sum0" not in sv:
-                sv["sum0"] = float(xp.sum(sv["c0"] ** 2 / sv["s"] ** 2))
-            dphi0 = -sv["sum0"] / n0
+        if self.full:
+            if self.sum0 is None:
+                self.sum0 = B.float_sum(xp, self.c0 * self.c0 / s2)
+            dphi0 = -self.sum0 / n0
             lower = -(n0 / delta) * (n0 - delta) / dphi0  # Moré-Hebden step from λ = 0
         else:
             lower = 0.0
@@ -110,7 +109,7 @@ class TrustRegionSubproblem:
             prev, fp = fp, nrm - delta
             if abs(fp) <= 0.1 * delta or (lower == 0.0 and fp <= prev < 0) or it == 10:
                 break
-            dphi = -float(xp.sum(c * c / den)) / nrm
+            dphi = -B.float_sum(xp, c * c / den) / nrm
             correction = -(nrm / delta) * fp / dphi
             if fp > 0:
                 lower = max(lower, alpha)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _backend as B
 from ..operators import LinearOperator
 from ._base import Method
+
+_MIN_NORMAL = sys.float_info.min
 
 
 @dataclass
@@ -43,8 +47,12 @@ class LeastSquaresMethod(Method):
             g, cn = Jt.rmatvec(r), None
         else:
             g = r @ Jt
-            cn = xp.linalg.vector_norm(Jt, axis=0)
-        return Linearization(r, Jt, g, cn, self.norm(r))
+            cn = B.column_norms(xp, Jt)
+        if p.loss is None and ev.f >= _MIN_NORMAL:
+            rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
+        else:
+            rnorm = self.norm(r)
+        return Linearization(r, Jt, g, cn, rnorm)
 
     def gradient_measure(self, lin: Linearization) -> float:
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
@@ -56,7 +64,10 @@ class LeastSquaresMethod(Method):
         if lin.colnorms is None:
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
-        nz = cn > 0
-        ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
-        val = float(xp.max(ratios)) / lin.rnorm
+        if B.float_min(xp, cn) > 0:  # no zero column (the usual case): no masking needed
+            val = B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
+        else:
+            nz = cn > 0
+            ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
+            val = B.float_max(xp, ratios) / lin.rnorm
         return val if math.isfinite(val) else math.inf

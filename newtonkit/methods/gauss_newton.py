@@ -196,7 +196,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if upd == "auto":
             upd = "nielsen" if o["damping"] is not None or o["linear_solver"] not in (
                 "auto", "svd") else None
-        ones = self.xp.ones((self.problem.n,), dtype=self.problem.dtype, device=_dev(x0))
+        ones = self.xp.ones_like(x0)  # x0 is flat, of the problem's dtype and device
         data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None, "ones": ones,
                 "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0}
         return State(x0, ev.f, data=data)
@@ -233,34 +233,35 @@ class LevenbergMarquardt(LeastSquaresMethod):
             d["D"] = self.xp.maximum(d["D"], cn)
 
     def _trust_region_trial(self, state: State) -> State:
-        xp, p, d, tol = self.xp, self.problem, state.data, self.tol
-        lin, D = d["lin"], d["D"]
-        x = state.x
-        if d["svd"] is None:
-            d["svd"] = TrustRegionSubproblem(xp, lin.J / D[None, :], lin.r, self.eps, self.tiny)
+        d, tol = state.data, self.tol
+        D, fact = d["D"], d["svd"]
+        x, f = state.x, state.f
+        if fact is None:
+            lin = d["lin"]
+            d["svd"] = fact = TrustRegionSubproblem(self.xp, lin.J / D, lin.r, self.eps,
+                                                    self.tiny)
             if d["first"]:
                 d["xnorm"] = self.norm(D * x)
                 d["delta"] = self.opts["factor"] * (d["xnorm"] or 1.0)
-        fact = d["svd"]
-        delta = d["delta"]
+        delta, first = d["delta"], d["first"]
         ph, par, pnorm = fact.solve(delta, d["par"])
-        step = ph / D
-        if d["first"]:
+        if first:
             delta = min(delta, pnorm)
-        ev = p.evaluate(x + step)
-        f, f1 = state.f, ev.f
-        actred = 1.0 - f1 / f if (math.isfinite(f1) and f1 < 100.0 * f) else -1.0
+        ev = self.problem.evaluate(x + ph / D)
+        f1 = ev.f
+        finite = math.isfinite(f1)
+        actred = 1.0 - f1 / f if (finite and f1 < 100.0 * f) else -1.0
         Aph = fact.A @ ph
-        jp2 = float(xp.vecdot(Aph, Aph))  # ‖J̃ p‖²
+        jp2 = float(self.xp.vecdot(Aph, Aph))  # ‖J̃ p‖²
         prered = (jp2 + 2.0 * par * pnorm ** 2) / (2.0 * f)
-        dirder = -(jp2 + par * pnorm ** 2) / (2.0 * f)
         ratio = actred / prered if prered != 0 else 0.0
         if ratio <= 0.25:
             if actred >= 0:
                 temp = 0.5
             else:
+                dirder = -(jp2 + par * pnorm ** 2) / (2.0 * f)
                 temp = 0.5 * dirder / (dirder + 0.5 * actred)
-            if not math.isfinite(f1) or f1 >= 100.0 * f or not temp >= 0.1:
+            if not finite or f1 >= 100.0 * f or not temp >= 0.1:
                 temp = 0.1
             delta = temp * min(delta, pnorm / 0.1)
             par = par / temp
@@ -270,16 +271,16 @@ class LevenbergMarquardt(LeastSquaresMethod):
         d["damping"].append(par)
         d["radius"].append(delta)
         d["ratio"].append(ratio)
-        new = dict(d, delta=delta, par=par)
-        accepted = ratio >= 1e-4
-        if accepted:
-            new.update(ev=ev, lin=None, svd=None, first=False, xnorm=self.norm(D * ev.x))
+        new = dict(d, delta=delta, par=par,
+                   nonfinite_run=0 if finite else d.get("nonfinite_run", 0) + 1)
+        if ratio >= 1e-4:  # accepted
+            xnorm = self.norm(D * ev.x)
+            new.update(ev=ev, lin=None, svd=None, first=False, xnorm=xnorm)
             out = State(ev.x, f1, None, accepted=True,
                         info={"damping": par, "radius": delta, "ratio": ratio}, data=new)
         else:
+            xnorm = new["xnorm"]
             out = State(x, f, state.g, accepted=False, info=state.info, data=new)
-        new["nonfinite_run"] = 0 if math.isfinite(f1) else d.get("nonfinite_run", 0) + 1
-        xnorm = new["xnorm"]
         eps = self.eps
         small_f = abs(actred) <= tol["ftol"] and prered <= tol["ftol"] and 0.5 * ratio <= 1
         small_x = delta <= tol["xtol"] * xnorm
@@ -373,12 +374,6 @@ def _nonfinite_guard(out: State, run: int) -> State:
     if run and (out.stop is not None or run >= MAX_NONFINITE_TRIALS):
         out.stop = Status.NONFINITE
     return out
-
-
-def _dev(a: Any) -> Any:
-    from .._backend import device
-
-    return device(a)
 
 
 def _stop(state: State, status: Status) -> State:

@@ -52,10 +52,12 @@ class OutputProblem(Counters):
     kind = "outputs"
 
     def __init__(self, fun: Callable, x0: Any, shape: tuple[int, ...], args: tuple = (),
-                 jac: Any = None) -> None:
+                 jac: Any = None, *, xp: Any = None) -> None:
         super().__init__()
-        self.xp = B.array_namespace(x0)
+        self.xp = B.array_namespace(x0) if xp is None else xp  # the driver passes its own
         self.dtype, self.n, self.shape, self.args = x0.dtype, x0.shape[0], tuple(shape), args
+        # x is handed to the model as is when it already has the user's shape (no reshape view)
+        self._flat = self.shape == (self.n,)
         self.notes: list[str] = []
         self.m: int | None = None
         self.y_shape: tuple[int, ...] | None = None
@@ -97,15 +99,20 @@ class OutputProblem(Counters):
         return self.model(xs, *self._model_args)
 
     # -- evaluation ----------------------------------------------------------------------------
+    def _shaped(self, x: Any) -> Any:
+        return x if self._flat else self.xp.reshape(x, self.shape)
+
     def outputs(self, x: Any) -> Any:
         """:math:`F(x)` flat (counts one function evaluation)."""
         self.nfev += 1
-        y = self._call_model(self.xp.reshape(x, self.shape))
+        y = self.model(self._shaped(x), *self._model_args)
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
             self.y_shape = tuple(y.shape)
             self.m = int(self.xp.reshape(y, (-1,)).shape[0])
+        elif y.ndim == 1 and y.dtype == self.dtype and y.shape[0] == self.m:
+            return y  # already flat, of the right dtype and length (the usual case)
         return flat(self.xp, y, self.dtype, "the model output", self.m)
 
     def evaluate(self, x: Any) -> Evaluation:
@@ -124,7 +131,7 @@ class OutputProblem(Counters):
     def jacobian(self, x: Any) -> Any:
         """:math:`J = \\partial F/\\partial x` at ``x``: dense ``(m, n)`` or a LinearOperator."""
         xp, mode, n = self.xp, self._jac_mode, self.n
-        xs = xp.reshape(x, self.shape)
+        xs = self._shaped(x)
         self.njev += 1
         if mode == "constant":
             J = self._jac
@@ -149,7 +156,8 @@ class OutputProblem(Counters):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
                                  f"{(self.m, n)}")
             return J
-        J = xp.reshape(J, (-1, n))
+        if J.ndim != 2 or J.shape[1] != n:
+            J = xp.reshape(J, (-1, n))
         if J.dtype != self.dtype:
             J = xp.astype(J, self.dtype)
         return J
