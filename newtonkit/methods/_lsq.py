@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _backend as B
+from .._status import Status
 from ..operators import LinearOperator
-from ._base import Method
+from ._base import Method, State
 
 _MIN_NORMAL = sys.float_info.min
 
@@ -71,3 +72,29 @@ class LeastSquaresMethod(Method):
             ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
             val = B.float_max(xp, ratios) / lin.rnorm
         return val if math.isfinite(val) else math.inf
+
+    def terminate(self, state: State) -> Status | None:
+        """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
+        ≤ gtol; after an accepted step, |f_k − f_{k+1}| ≤ ftol·|f_k| and/or
+        ‖Δx‖ ≤ xtol·(xtol + ‖x‖). ``state.info`` carries ``f_prev`` and ``step_norm``."""
+        if state.stop is not None:
+            return state.stop
+        if state.f == 0.0:
+            return Status.ZERO
+        tol = self.tol
+        if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
+            return Status.GTOL
+        if state.accepted:
+            i = state.info
+            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
+            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            if small_f or small_x:
+                return (Status.FTOL_XTOL if small_f and small_x else
+                        Status.FTOL if small_f else Status.XTOL)
+        return None
+
+
+def stop(state: State, status: Status) -> State:
+    """``state`` unchanged, ended with ``status``."""
+    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
+                 data=state.data)

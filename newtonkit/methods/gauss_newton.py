@@ -59,7 +59,7 @@ from ._base import (
 )
 from ._linesearch import backtrack
 from ._lmpar import TrustRegionSubproblem
-from ._lsq import LeastSquaresMethod
+from ._lsq import LeastSquaresMethod, stop
 
 __all__ = ["GaussNewton", "LevenbergMarquardt"]
 
@@ -103,15 +103,15 @@ class GaussNewton(LeastSquaresMethod):
             d, info = linalg.gauss_newton_step(lin.J, lin.r, 0.0, method=o["linear_solver"],
                                                rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         if not self.finite(d):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         state.data["linear_solves"].append(info)
         if self.norm(d) <= self.tol["xtol"] * (self.tol["xtol"] + self.norm(state.x)):
-            return _stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+            return stop(state, Status.XTOL)  # the full step predicts convergence within xtol
         slope = float(xp.vecdot(state.g, d))
         if not slope < 0:
-            return _stop(state, Status.NO_PROGRESS)
+            return stop(state, Status.NO_PROGRESS)
         keep: dict = {}
 
         def value(t: float) -> tuple[float, Any]:
@@ -126,28 +126,11 @@ class GaussNewton(LeastSquaresMethod):
         res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
                         max_steps=o["max_backtracks"], armijo=o["line_search"])
         if res.t is None:
-            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+            return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         ev, lin = res.point, keep["lin"]
         info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f}
         data = dict(state.data, ev=ev, lin=lin)
         return State(ev.x, ev.f, lin.g, accepted=True, info=info, data=data)
-
-    def terminate(self, state: State) -> Status | None:
-        if state.stop is not None:
-            return state.stop
-        if state.f == 0.0:
-            return Status.ZERO
-        tol = self.tol
-        if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
-            return Status.GTOL
-        if state.accepted:
-            i = state.info
-            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * i["f_prev"]
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            if small_f or small_x:
-                return (Status.FTOL_XTOL if small_f and small_x else
-                        Status.FTOL if small_f else Status.XTOL)
-        return None
 
     def finish(self, state: State) -> dict:
         lin = state.data.get("lin")
@@ -209,16 +192,16 @@ class LevenbergMarquardt(LeastSquaresMethod):
             if d["update"] is None:
                 d["update"] = "trust-region" if lin.dense else "nielsen"
             if not self.finite(lin.g):
-                return _stop(state, Status.NONFINITE)
+                return stop(state, Status.NONFINITE)
             self._set_scaling(d, lin)
             d["gnorm"] = self.gradient_measure(lin)
             state = State(state.x, state.f, lin.g, accepted=False,
                           data=dict(d, lin=lin, svd=None), info=state.info)
             d = state.data
             if state.f == 0.0:
-                return _stop(state, Status.ZERO)
+                return stop(state, Status.ZERO)
             if d["gnorm"] <= self.tol["gtol"]:
-                return _stop(state, Status.GTOL)
+                return stop(state, Status.GTOL)
         if d["update"] == "trust-region":
             return self._trust_region_trial(state)
         return self._nielsen_trial(state)
@@ -310,9 +293,9 @@ class LevenbergMarquardt(LeastSquaresMethod):
                                                method="auto" if solver == "auto" else solver,
                                                rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         if not self.finite(step):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         ev = p.evaluate(state.x + step)
         Jp = lin.J @ step if not isinstance(lin.J, LinearOperator) else lin.J.matvec(step)
         f, f1 = state.f, ev.f
@@ -375,7 +358,3 @@ def _nonfinite_guard(out: State, run: int) -> State:
         out.stop = Status.NONFINITE
     return out
 
-
-def _stop(state: State, status: Status) -> State:
-    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data)

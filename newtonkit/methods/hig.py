@@ -35,7 +35,7 @@ from ._base import (
     unit_interval,
 )
 from ._linesearch import backtrack
-from ._lsq import LeastSquaresMethod, Linearization
+from ._lsq import LeastSquaresMethod, Linearization, stop
 
 __all__ = ["HIG"]
 
@@ -107,13 +107,13 @@ class HIG(LeastSquaresMethod):
                 route=o["route"], rank=o["rank"], oversampling=o["oversampling"],
                 power_iterations=o["power_iterations"], seed=o["seed"])
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         if not self.finite(h):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         d = -o["step"] * h
         slope = float(self.xp.vecdot(state.g, d))
         if o["line_search"] and not slope < 0:
-            return _stop(state, Status.NO_PROGRESS)
+            return stop(state, Status.NO_PROGRESS)
         keep: dict = {}
 
         def value(t: float) -> tuple[float, Any]:
@@ -129,7 +129,7 @@ class HIG(LeastSquaresMethod):
         res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
                         max_steps=o["max_backtracks"], armijo=o["line_search"])
         if res.t is None:
-            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+            return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         data = state.data
         data["ranks"].append(info.rank)
         data["singular_values"].append(info.singular_values)
@@ -141,30 +141,9 @@ class HIG(LeastSquaresMethod):
              "rank": info.rank}
         return State(ev.x, ev.f, keep["lin"].g, accepted=True, info=i, data=new)
 
-    def terminate(self, state: State) -> Status | None:
-        if state.stop is not None:
-            return state.stop
-        if state.f == 0.0:
-            return Status.ZERO
-        tol = self.tol
-        if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
-            return Status.GTOL
-        if state.accepted:
-            i = state.info
-            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            if small_f or small_x:
-                return (Status.FTOL_XTOL if small_f and small_x else
-                        Status.FTOL if small_f else Status.XTOL)
-        return None
-
     def finish(self, state: State) -> dict:
         d = state.data
         return {"jac": state.g, "y": d["ev"].y, "ranks": list(d["ranks"]),
                 "singular_values": list(d["singular_values"]),
                 "thresholds": list(d["thresholds"]), "step_lengths": list(d["step_lengths"])}
 
-
-def _stop(state: State, status: Status) -> State:
-    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data)
