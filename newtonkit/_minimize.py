@@ -103,7 +103,7 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         ``maxiter``, ``maxfev``, ``gtol``, ``ftol``, ``xtol``, ``disp`` (0, 1: final
         message, 2: a row per iteration), ``progress`` (``None``: a tqdm bar once a run with
         ``disp >= 1`` takes over 2 s; ``True``/``False``), and the method's own options (see
-        the method modules and ``docs/readme/minimize.md``).  Copied, never modified.
+        the method modules and the README).  Copied, never modified.
 
     Returns
     -------
