@@ -365,6 +365,78 @@ def test_non_finite_at_x0_is_a_clear_error():
                     jac=np.eye(2))
 
 
+@pytest.mark.parametrize("method", ["gn", "lm", "hig"])
+def test_non_finite_jacobian_at_x0_is_a_clear_error(method):
+    with pytest.raises(ValueError, match="gradient is not finite at x0"):
+        nk.minimize(lin_res, np.zeros(2), method=method, jac=np.full((3, 2), np.nan))
+
+
+def _edge_residual(x):
+    # Minimum at x = (3, 0), but the residual is NaN for x[0] > 2: the runs can only creep up to
+    # the edge x[0] = 2 with ever shorter steps, which must not be reported as convergence.
+    if x[0] > 2:
+        return np.full(2, np.nan)
+    return np.array([x[0] - 3.0, 0.5 * x[1]])
+
+
+@pytest.mark.parametrize("method,opts", [
+    ("lm", {}), ("lm", {"update": "nielsen"}), ("gn", {}), ("gn", {"line_search": False}),
+    ("hig", {}), ("hig", {"line_search": False}),
+    ("newton", {}), ("newton", {"line_search": False}),
+])
+def test_edge_of_a_non_finite_region_is_not_success(method, opts):
+    if method == "newton":
+        kw = dict(fun=lambda x: 0.5 * float(_edge_residual(x) @ _edge_residual(x)),
+                  jac=lambda x: np.array([x[0] - 3.0, 0.25 * x[1]]),
+                  hess=lambda x: np.diag([1.0, 0.25]))
+    else:
+        kw = dict(fun=_edge_residual, jac=lambda x: np.diag([1.0, 0.5]))
+    res = nk.minimize(x0=np.array([0.0, 1.0]), method=method, options=opts, **kw)
+    assert not res.success and res.status == 3, (res.status, res.message)
+    assert res.x[0] <= 2 and np.all(np.isfinite(res.x)) and np.isfinite(res.fun)
+
+
+# -- user derivatives: shapes and backends are checked ------------------------------------
+
+
+@pytest.mark.parametrize("method", ["gn", "lm", "hig"])
+@pytest.mark.parametrize("bad", [lambda x: A.reshape(2, 3), lambda x: np.eye(2),
+                                 lambda x: A.T], ids=["reshaped", "too-few-rows", "transposed"])
+def test_wrong_jacobian_shape_is_a_clear_error(method, bad):
+    with pytest.raises(ValueError, match=r"Jacobian has shape \(\d, \d\), expected \(3, 2\)"):
+        nk.minimize(lin_res, np.zeros(2), method=method, jac=bad)
+
+
+@pytest.mark.parametrize("bad", [lambda x: rosen_hess(x).reshape(1, 4), lambda x: np.eye(3)])
+def test_wrong_hessian_shape_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match=r"Hessian has shape .*, expected \(2, 2\)"):
+        nk.minimize(rosen, np.zeros(2), method="newton", jac=rosen_der, hess=bad)
+
+
+@pytest.mark.parametrize("what,kw", [
+    ("the output of fun", dict(fun=lambda x: torch.tensor(lin_res(x)), jac=lambda x: A,
+                               method="lm")),
+    ("the Jacobian", dict(fun=lin_res, jac=lambda x: torch.tensor(A), method="gn")),
+    ("the gradient", dict(fun=rosen, jac=lambda x: torch.tensor(rosen_der(x)),
+                          hess=rosen_hess, method="newton")),
+])
+def test_derivatives_on_another_backend_are_a_clear_error(what, kw):
+    with pytest.raises(TypeError, match=f"{what} is a torch array, but x0 is a numpy array"):
+        nk.minimize(x0=np.zeros(2), **kw)
+
+
+def test_derivatives_in_the_users_own_shapes_are_accepted():
+    # y of shape (3, 1), x of shape (2, 1): a Jacobian of shape y.shape + x.shape is the same
+    # matrix as the (3, 2) one, and so is a Hessian of shape x.shape + x.shape.
+    res = nk.minimize(lambda X: lin_res(X[:, 0])[:, None], np.zeros((2, 1)), method="lm",
+                      jac=lambda X: A.reshape(3, 1, 2, 1))
+    np.testing.assert_allclose(res.x[:, 0], np.linalg.lstsq(A, B, rcond=None)[0], rtol=1e-10)
+    res = nk.minimize(lambda X: rosen(X[:, 0]), np.zeros((2, 1)), method="newton",
+                      jac=lambda X: rosen_der(X[:, 0])[:, None],
+                      hess=lambda X: rosen_hess(X[:, 0]).reshape(2, 1, 2, 1))
+    assert res.success and np.allclose(res.x, 1.0)
+
+
 @pytest.mark.parametrize("line_search", [True, False])
 def test_nan_region_is_avoided_by_shortening(line_search):
     """f = x − log x from x0 = 3: the full Newton step lands at x = −3 (NaN)."""

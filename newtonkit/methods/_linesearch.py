@@ -48,7 +48,7 @@ def backtrack(value: Callable[[float], tuple[float, Any]], f0: float, slope: flo
         ok = math.isfinite(f)
         if ok and (not armijo or f <= f0 + c1 * t * slope):
             if finish is None or finish(point):
-                return SearchResult(t, point, k, False)
+                return SearchResult(t, point, k, any_nonfinite)
             ok = False
         if ok:
             denom = 2.0 * (f - f0 - slope * t)

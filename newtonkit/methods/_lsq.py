@@ -76,7 +76,9 @@ class LeastSquaresMethod(Method):
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
         ≤ gtol; after an accepted step, |f_k − f_{k+1}| ≤ ftol·|f_k| and/or
-        ‖Δx‖ ≤ xtol·(xtol + ‖x‖). ``state.info`` carries ``f_prev`` and ``step_norm``."""
+        ‖Δx‖ ≤ xtol·(xtol + ‖x‖), except after a step the line search had to shorten away from
+        non-finite values (a small step there is the edge of that region, not convergence).
+        ``state.info`` carries ``f_prev``, ``step_norm`` and ``nonfinite``."""
         if state.stop is not None:
             return state.stop
         if state.f == 0.0:
@@ -84,7 +86,7 @@ class LeastSquaresMethod(Method):
         tol = self.tol
         if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
             return Status.GTOL
-        if state.accepted:
+        if state.accepted and not state.info.get("nonfinite", False):
             i = state.info
             small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))

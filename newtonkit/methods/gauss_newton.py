@@ -128,7 +128,8 @@ class GaussNewton(LeastSquaresMethod):
         if res.t is None:
             return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         ev, lin = res.point, keep["lin"]
-        info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f}
+        info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
+                "nonfinite": res.nonfinite}
         data = dict(state.data, ev=ev, lin=lin)
         return State(ev.x, ev.f, lin.g, accepted=True, info=info, data=data)
 
@@ -182,13 +183,18 @@ class LevenbergMarquardt(LeastSquaresMethod):
         ones = self.xp.ones_like(x0)  # x0 is flat, of the problem's dtype and device
         data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None, "ones": ones,
                 "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0}
-        return State(x0, ev.f, data=data)
+        state = State(x0, ev.f, data=data)
+        if math.isfinite(ev.f):  # the driver checks the gradient at x0 before the first step
+            data["lin_x0"] = lin = self.linearize(ev, densify=upd == "trust-region")
+            state.g = lin.g
+        return state
 
     # -- one trial ---------------------------------------------------------------------------
     def step(self, state: State) -> State:
         d = state.data
         if d["lin"] is None:
-            lin = self.linearize(d["ev"], densify=d["update"] == "trust-region")
+            lin = d.pop("lin_x0", None) or self.linearize(d["ev"],
+                                                          densify=d["update"] == "trust-region")
             if d["update"] is None:
                 d["update"] = "trust-region" if lin.dense else "nielsen"
             if not self.finite(lin.g):
@@ -254,8 +260,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
         d["damping"].append(par)
         d["radius"].append(delta)
         d["ratio"].append(ratio)
-        new = dict(d, delta=delta, par=par,
-                   nonfinite_run=0 if finite else d.get("nonfinite_run", 0) + 1)
+        new = dict(d, delta=delta, par=par)
+        _track_nonfinite(d, new, finite)
         if ratio >= 1e-4:  # accepted
             xnorm = self.norm(D * ev.x)
             new.update(ev=ev, lin=None, svd=None, first=False, xnorm=xnorm)
@@ -273,7 +279,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         elif (abs(actred) <= eps and prered <= eps and 0.5 * ratio <= 1
               or delta <= eps * xnorm or d["gnorm"] <= eps):
             out.stop = Status.NO_PROGRESS
-        return _nonfinite_guard(out, new["nonfinite_run"])
+        return _nonfinite_guard(out, new)
 
     def _nielsen_trial(self, state: State) -> State:
         xp, p, d, o, tol = self.xp, self.problem, state.data, self.opts, self.tol
@@ -325,8 +331,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
                         Status.FTOL if small_f else Status.XTOL)
         elif not math.isfinite(mu) or mu > 1e300:
             out.stop = Status.NO_PROGRESS
-        new["nonfinite_run"] = 0 if math.isfinite(f1) else d.get("nonfinite_run", 0) + 1
-        return _nonfinite_guard(out, new["nonfinite_run"])
+        _track_nonfinite(d, new, math.isfinite(f1))
+        return _nonfinite_guard(out, new)
 
     def terminate(self, state: State) -> Status | None:
         return state.stop
@@ -350,11 +356,30 @@ class LevenbergMarquardt(LeastSquaresMethod):
 
 #: Consecutive non-finite trial points after which LM gives up.
 MAX_NONFINITE_TRIALS = 20
+#: A stop on the ftol/xtol test this few trials after a non-finite one is not convergence.
+RECENT_NONFINITE = 10
 
 
-def _nonfinite_guard(out: State, run: int) -> State:
-    """A stop reached by shrinking the step away from non-finite values is not convergence."""
+def _track_nonfinite(d: dict, new: dict, finite: bool) -> None:
+    """Count consecutive non-finite trials (``nonfinite_run``) and trials since the last one
+    (``since_nonfinite``, ``None`` while there has been none)."""
+    since = d.get("since_nonfinite")
+    new["nonfinite_run"] = 0 if finite else d.get("nonfinite_run", 0) + 1
+    new["since_nonfinite"] = 0 if not finite else (None if since is None else since + 1)
+
+
+def _nonfinite_guard(out: State, data: dict) -> State:
+    """A stop reached by shrinking the step away from non-finite values is not convergence.
+
+    That is: a stop right after a non-finite trial, ``MAX_NONFINITE_TRIALS`` of them in a row,
+    or a small-step / small-reduction stop within ``RECENT_NONFINITE`` trials of one (the steps
+    were held small by the edge of a region where the residual is not finite).
+    """
+    run, since = data["nonfinite_run"], data["since_nonfinite"]
     if run and (out.stop is not None or run >= MAX_NONFINITE_TRIALS):
+        out.stop = Status.NONFINITE
+    elif (out.stop in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL) and since is not None
+          and since < RECENT_NONFINITE):
         out.stop = Status.NONFINITE
     return out
 

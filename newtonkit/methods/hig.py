@@ -138,7 +138,7 @@ class HIG(LeastSquaresMethod):
         ev = res.point
         new = dict(data, ev=ev, lin=keep["lin"])
         i = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
-             "rank": info.rank}
+             "rank": info.rank, "nonfinite": res.nonfinite}
         return State(ev.x, ev.f, keep["lin"].g, accepted=True, info=i, data=new)
 
     def finish(self, state: State) -> dict:

@@ -24,12 +24,43 @@ def flat(xp: Any, a: Any, dtype: Any, what: str, size: int | None = None) -> Any
     """``a`` as a 1-D array of ``dtype`` on the backend ``xp`` (checked length ``size``)."""
     if not hasattr(a, "shape"):
         a = xp.asarray(a, dtype=dtype)
-    a = xp.reshape(a, (-1,))
-    if a.dtype != dtype:
+    elif a.dtype != dtype:  # another dtype, or another backend (whose dtypes never compare equal)
+        same_backend(xp, a, what)
         a = xp.astype(a, dtype)
+    a = xp.reshape(a, (-1,))
     if size is not None and a.shape[0] != size:
         raise ValueError(f"{what} has {a.shape[0]} entries, expected {size}")
     return a
+
+
+def same_backend(xp: Any, a: Any, what: str) -> None:
+    """Raise ``TypeError`` when the array ``a`` is not on the backend ``xp`` of ``x0``."""
+    name, other = B.backend_name(xp), B.backend_name(B.array_namespace(a))
+    if other != name:
+        raise TypeError(f"{what} is a {other} array, but x0 is a {name} array; return arrays "
+                        f"of x0's backend (convert inside your function)")
+
+
+def matrix(xp: Any, a: Any, dtype: Any, what: str, rows: int | None, cols: int,
+           shapes: tuple[tuple[int, ...], ...]) -> Any:
+    """A user's dense derivative ``a`` as a ``(rows, cols)`` array of ``dtype``.
+
+    ``a`` must be on ``xp``'s backend and have the shape ``(rows, cols)`` or one of ``shapes``
+    (the same entries in the user's own output and input shapes, such as ``y.shape +
+    x.shape``); anything else is an error that names ``what``, never a silent reshape.
+    ``rows=None`` (not known yet) accepts any row count.
+    """
+    same_backend(xp, a, what)
+    shape = tuple(a.shape)
+    if rows is None and a.ndim == 2 and shape[1] == cols:
+        rows = shape[0]
+    want = (rows, cols)
+    if shape != want:
+        if shape not in shapes:
+            options = " or ".join(str(t) for t in dict.fromkeys((want, *shapes)))
+            raise ValueError(f"{what} has shape {shape}, expected {options}")
+        a = xp.reshape(a, want)
+    return a if a.dtype == dtype else xp.astype(a, dtype)
 
 
 def scalar(value: Any, what: str) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import _backend as B
 from ..operators import HessianOperator, aslinearoperator
-from ._common import FD_SCHEMES, Counters, flat, is_array, scalar
+from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, scalar
 from ._composite import Composite
 from ._fd import fd_hessian_from_grad, fd_jacobian
 from ._registry import get_autodiff
@@ -186,7 +186,6 @@ class ScalarProblem(Counters):
         else:
             g0 = self.grad(x)
             H = fd_hessian_from_grad(lambda z: self.value_and_grad(z)[1], x, g0)
-        H = xp.reshape(H, (n, n))
-        if H.dtype != self.dtype:
-            H = xp.astype(H, self.dtype)
-        return H
+        if H.ndim == 2 and H.shape == (n, n) and H.dtype == self.dtype:
+            return H
+        return matrix(xp, H, self.dtype, "the Hessian", n, n, (self.shape + self.shape,))

@@ -25,7 +25,7 @@ from ..operators import (
     MatrixOperator,
     aslinearoperator,
 )
-from ._common import FD_SCHEMES, Counters, flat, is_array, scalar
+from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, same_backend, scalar
 from ._composite import Composite
 from ._fd import fd_jacobian
 from ._registry import get_autodiff
@@ -109,6 +109,7 @@ class OutputProblem(Counters):
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
+            same_backend(self.xp, y, "the output of fun")
             self.y_shape = tuple(y.shape)
             self.m = int(self.xp.reshape(y, (-1,)).shape[0])
         elif y.ndim == 1 and y.dtype == self.dtype and y.shape[0] == self.m:
@@ -156,11 +157,11 @@ class OutputProblem(Counters):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
                                  f"{(self.m, n)}")
             return J
-        if J.ndim != 2 or J.shape[1] != n:
-            J = xp.reshape(J, (-1, n))
-        if J.dtype != self.dtype:
-            J = xp.astype(J, self.dtype)
-        return J
+        if J.ndim == 2 and J.shape == (self.m, n) and J.dtype == self.dtype:
+            return J  # the usual case: nothing to check or convert
+        ys, xs = self.y_shape or (), self.shape
+        return matrix(xp, J, self.dtype, "the Jacobian", self.m, n,
+                      (ys + xs, ys + (n,), (self.m,) + xs))
 
     # -- Gauss-Newton form ---------------------------------------------------------------------
     def gauss_newton_form(self, ev: Evaluation, J: Any) -> tuple[Any, Any]:
