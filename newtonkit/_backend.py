@@ -82,6 +82,14 @@ def _unsupported(xp: Any, what: str) -> TypeError:
     )
 
 
+def _linalg(xp: Any, fn: str, what: str) -> Any:
+    """``xp.linalg.<fn>``; the ``TypeError`` of :func:`_unsupported` when ``xp`` lacks it."""
+    f = getattr(getattr(xp, "linalg", None), fn, None)
+    if f is None:
+        raise _unsupported(xp, what)
+    return f
+
+
 def check_real_float(xp: Any, x: Any, name: str) -> None:
     """Raise ``TypeError`` unless ``x`` is float32 or float64 (the dtypes LAPACK solvers take)."""
     dt = x.dtype
@@ -157,9 +165,12 @@ def cholesky(xp: Any, a: Any) -> tuple[Any, bool]:
         except np.linalg.LinAlgError:
             return None, False
         return L, True
+    factor = _linalg(xp, "cholesky", "a Cholesky factorisation")
+    # array-api-strict raises NumPy's LinAlgError; a namespace may define its own
+    failed = (np.linalg.LinAlgError, getattr(xp.linalg, "LinAlgError", np.linalg.LinAlgError))
     try:
-        L = xp.linalg.cholesky(a)
-    except Exception:  # backends signal failure with their own error types
+        L = factor(a)
+    except failed:
         return None, False
     if not all_finite(xp, L):  # CuPy may return NaNs instead of raising
         return None, False
@@ -392,5 +403,5 @@ def smallest_eigenvalue(xp: Any, a: Any) -> float:
             return float(w[0])
         except scipy.sparse.linalg.ArpackNoConvergence:
             pass  # fall through to the dense eigensolver
-    w = xp.linalg.eigvalsh(a)
+    w = _linalg(xp, "eigvalsh", "a symmetric eigensolver")(a)
     return float(w[0])
