@@ -147,7 +147,9 @@ def cholesky(xp: Any, a: Any) -> tuple[Any, bool]:
     """Lower Cholesky factor of a symmetric matrix and whether it succeeded.
 
     Returns ``(L, True)`` with ``a = L Lᵀ`` when ``a`` is numerically positive definite and
-    ``(None, False)`` otherwise; never raises for an indefinite matrix.
+    ``(None, False)`` otherwise; never raises for an indefinite matrix.  Other namespaces use
+    their ``linalg.cholesky`` (``TypeError`` when they lack it); only a ``LinAlgError`` (NumPy's
+    or the namespace's) or a non-finite factor counts as failure, any other error propagates.
     """
     name = backend_name(xp)
     if name == "torch":

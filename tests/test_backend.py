@@ -157,15 +157,57 @@ def test_smallest_eigenvalue_host_paths(monkeypatch, bisection_max_n):
     assert B.smallest_eigenvalue(np, H) == pytest.approx(np.linalg.eigvalsh(H)[0], abs=1e-10)
 
 
-def test_unknown_namespace_raises_clear_error():
+@pytest.mark.parametrize("linalg", [None, (), ("eigvalsh",), ("cholesky",)],
+                         ids=["no-linalg", "empty-linalg", "eigvalsh-only", "cholesky-only"])
+def test_unknown_namespace_raises_clear_error(linalg):
     # A namespace outside numpy/torch/cupy/array_api_strict: the functions outside the standard
-    # raise TypeError naming what is missing and the namespace.
+    # raise TypeError naming what is missing and the namespace (the generic Cholesky and
+    # eigensolver paths too, for a namespace without linalg or with a linalg lacking the call).
     fake = types.ModuleType("fakearray")
+    if linalg is not None:
+        fake.linalg = types.SimpleNamespace(**{f: getattr(np.linalg, f) for f in linalg})
     assert B.backend_name(fake) == "fakearray"
-    with pytest.raises(TypeError, match=r"triangular solve.*'fakearray'"):
-        B.solve_triangular(fake, np.eye(2), np.ones(2))
-    with pytest.raises(TypeError, match=r"random sampling.*'fakearray'"):
-        B.standard_normal(fake, (2,), np.float64, np.zeros(1), 0)
+    A, b = np.eye(2), np.ones(2)
+    calls = [
+        ("Cholesky factorisation", "cholesky", lambda: B.cholesky(fake, A)),
+        ("triangular solve", None, lambda: B.solve_triangular(fake, A, b)),
+        ("triangular solve", None, lambda: B.cho_solve(fake, A, b)),
+        ("symmetric eigensolver", "eigvalsh", lambda: B.smallest_eigenvalue(fake, A)),
+        ("random sampling", None, lambda: B.standard_normal(fake, (2,), np.float64, A, 0)),
+    ]
+    for what, fn, call in calls:
+        if fn in (linalg or ()):
+            continue  # the namespace has it: the generic path runs
+        with pytest.raises(TypeError, match=rf"{what} is not available .*'fakearray'"):
+            call()
+
+
+def test_generic_cholesky_reports_only_factorisation_failures():
+    # The generic path (a namespace without a branch of its own) maps NumPy's or the
+    # namespace's LinAlgError to (None, False) and lets any other error through.
+    class FactorError(Exception):
+        pass
+
+    def raising(exc):
+        def cholesky(a):
+            raise exc
+        return cholesky
+
+    fake = types.ModuleType("fakearray")
+    fake.sum, fake.all, fake.isfinite = np.sum, np.all, np.isfinite  # for all_finite
+    fake.linalg = types.SimpleNamespace(cholesky=raising(np.linalg.LinAlgError("not PD")))
+    assert B.cholesky(fake, np.eye(2)) == (None, False)
+    fake.linalg = types.SimpleNamespace(cholesky=raising(FactorError("not PD")),
+                                        LinAlgError=FactorError)
+    assert B.cholesky(fake, np.eye(2)) == (None, False)
+    fake.linalg = types.SimpleNamespace(cholesky=raising(RuntimeError("device lost")))
+    with pytest.raises(RuntimeError, match="device lost"):
+        B.cholesky(fake, np.eye(2))
+    fake.linalg = types.SimpleNamespace(cholesky=lambda a: np.full_like(a, np.nan))
+    assert B.cholesky(fake, np.eye(2)) == (None, False)  # NaNs instead of an error (CuPy)
+    fake.linalg = types.SimpleNamespace(cholesky=np.linalg.cholesky)
+    L, ok = B.cholesky(fake, 4.0 * np.eye(2))
+    assert ok and np.array_equal(L, 2.0 * np.eye(2))
 
 
 @given(S.backends, st.sampled_from(["float32", "float64"]),

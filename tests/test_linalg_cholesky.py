@@ -266,3 +266,28 @@ def test_lanczos_does_not_stop_on_an_interior_ritz_value():
     true = np.linalg.eigvalsh(H.astype(np.float64))[0]
     lo, _ = lanczos(H)
     assert abs(lo - true) <= 3 * np.sqrt(S.eps("float32")) * 8.0, (lo, true)
+
+
+_H_ARG = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: regularized_cholesky_solve(_H_ARG, np.ones(3), chunk_size=0),
+     r"chunk_size must be >= 1, got 0"),
+    (lambda: regularized_cholesky_solve(_H_ARG, np.ones(3), chunk_size=2.5),
+     r"chunk_size must be an integer, got 2.5"),
+    (lambda: regularized_cholesky_solve(_H_ARG, np.ones(3), max_factorizations=0),
+     r"max_factorizations must be >= 1, got 0"),
+    (lambda: truncated_cg(_H_ARG, np.ones(3), maxiter=0), r"maxiter must be >= 1, got 0"),
+    (lambda: truncated_cg(_H_ARG, np.ones(3), rtol=-1e-3), r"rtol must be >= 0, got -0.001"),
+    (lambda: truncated_cg(_H_ARG, np.ones(3), rtol=float("nan")), r"rtol must be finite, got nan"),
+    (lambda: lanczos(_H_ARG, 0), r"maxiter must be >= 1, got 0"),
+    (lambda: lanczos(_H_ARG, 2.5), r"maxiter must be an integer, got 2.5"),
+    (lambda: lanczos(_H_ARG, tol=-1.0), r"tol must be >= 0, got -1"),
+    (lambda: lanczos(_H_ARG, tol=float("inf")), r"tol must be finite, got inf"),
+], ids=["chol-chunk_size", "chol-chunk_size-float", "chol-max_factorizations", "tcg-maxiter",
+        "tcg-rtol-negative", "tcg-rtol-nan", "lanczos-maxiter", "lanczos-maxiter-float",
+        "lanczos-tol-negative", "lanczos-tol-inf"])
+def test_bad_numeric_arguments_raise_naming_them(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -288,3 +288,33 @@ def test_cgls_float32_default_tolerance_stays_finite(damping):
         d, info = gauss_newton_step(J, r, damping, method="cgls")
     assert np.all(np.isfinite(d)), info
     np.testing.assert_allclose(d, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+
+
+_J_ARG, _R_ARG = np.arange(12.0).reshape(4, 3) % 5 + np.eye(4, 3), np.ones(4)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: gauss_newton_step(_J_ARG, _R_ARG, method="cgls", maxiter=0),
+     r"maxiter must be >= 1, got 0"),
+    (lambda: gauss_newton_step(MatrixOperator(_J_ARG), _R_ARG, maxiter=-3),
+     r"maxiter must be >= 1, got -3"),
+    (lambda: gauss_newton_step(_J_ARG, _R_ARG, method="qr", maxiter=0),
+     r"maxiter must be >= 1, got 0"),
+    (lambda: gauss_newton_step(_J_ARG, _R_ARG, method="cgls", rtol=0.0),
+     r"rtol must be > 0, got 0"),
+    (lambda: gauss_newton_step(_J_ARG, _R_ARG, method="cgls", rtol=-1e-8),
+     r"rtol must be > 0, got -1e-08"),
+    (lambda: gauss_newton_step(_J_ARG, _R_ARG, method="cgls", rtol=float("inf")),
+     r"rtol must be finite, got inf"),
+    (lambda: gauss_newton_step(MatrixOperator(_J_ARG), _R_ARG, method="qr", chunk_size=0),
+     r"chunk_size must be >= 1, got 0"),
+    (lambda: cgls(_J_ARG, _R_ARG, maxiter=0), r"maxiter must be >= 1, got 0"),
+    (lambda: cgls(_J_ARG, _R_ARG, maxiter=2.5), r"maxiter must be an integer, got 2.5"),
+    (lambda: cgls(_J_ARG, _R_ARG, rtol=0.0), r"rtol must be > 0, got 0"),
+    (lambda: cgls(_J_ARG, _R_ARG, rtol=float("nan")), r"rtol must be finite, got nan"),
+], ids=["gn-cgls-maxiter", "gn-operator-maxiter", "gn-qr-maxiter", "gn-rtol-zero",
+        "gn-rtol-negative", "gn-rtol-inf", "gn-chunk_size", "cgls-maxiter", "cgls-maxiter-float",
+        "cgls-rtol-zero", "cgls-rtol-nan"])
+def test_bad_numeric_arguments_raise_naming_them(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

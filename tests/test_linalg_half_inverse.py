@@ -333,3 +333,23 @@ def test_zero_matrix_gives_zero_direction(backend, route):
     d, info = half_inverse(J, S.to_backend(np.ones(4), backend, "float64"), -0.5, route=route)
     assert info.rank == 0
     np.testing.assert_array_equal(S.to_np(d), np.zeros(3))
+
+
+_J_ARG, _G_ARG = np.arange(12.0).reshape(4, 3) % 5 + np.eye(4, 3), np.ones(4)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(route="randomized", rank=2, oversampling=-1), r"oversampling must be >= 0, got -1"),
+    (dict(route="randomized", rank=2, power_iterations=-1),
+     r"power_iterations must be >= 0, got -1"),
+    (dict(route="randomized", rank=2, power_iterations=1.5),
+     r"power_iterations must be an integer, got 1.5"),
+    (dict(route="svd", chunk_size=0), r"chunk_size must be >= 1, got 0"),
+], ids=["oversampling", "power_iterations", "power_iterations-float", "chunk_size"])
+def test_bad_integer_arguments_raise_naming_them(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        half_inverse(_J_ARG, _G_ARG, **kwargs)
+    with pytest.raises(ValueError, match=match):  # the same for a matrix-free operator
+        half_inverse(MatrixOperator(_J_ARG), _G_ARG, **kwargs)
+    with pytest.raises(TypeError, match=rf"{match.split()[0]} must be an integer, got str"):
+        half_inverse(_J_ARG, _G_ARG, **{**kwargs, match.split()[0]: "2"})

@@ -368,6 +368,8 @@ def test_non_finite_at_x0_is_a_clear_error():
 @pytest.mark.parametrize("method", ["gn", "lm", "hig"])
 def test_non_finite_jacobian_at_x0_is_a_clear_error(method):
     with pytest.raises(ValueError, match="gradient is not finite at x0"):
+        nk.minimize(lin_res, np.zeros(2), method=method, jac=lambda x: np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match="jac: .*finite entries"):
         nk.minimize(lin_res, np.zeros(2), method=method, jac=np.full((3, 2), np.nan))
 
 

@@ -225,12 +225,92 @@ def _check_apply(case: OpCase, got, want_ref: np.ndarray, absref: np.ndarray, x:
     assert S.rel_err(got, want_ref @ x, scale) <= _tol(case), case.kind
 
 
+DOTTEST_RTOL = {"float32": 1e-4, "float64": 1e-10}  # dottest's documented default rtol
+
+
+def _dot_gap(op: LinearOperator, x, y) -> float:
+    """dottest's relative difference of ``⟨Ax, y⟩`` and ``⟨x, Aᵀy⟩`` (its scale
+    ``max(‖Ax‖‖y‖, ‖x‖‖Aᵀy‖)``), from ``op``'s products, inner products in float64."""
+    x, y, Ax, Aty = (S.to_np(v) for v in (x, y, op.matvec(x), op.rmatvec(y)))
+    lhs, rhs = Ax @ y, x @ Aty
+    nrm = np.linalg.norm
+    scale = max(abs(lhs), abs(rhs), nrm(Ax) * nrm(y), nrm(x) * nrm(Aty), 1e-300)
+    return float(abs(lhs - rhs) / scale)
+
+
+def _random_matrix(seed: int) -> tuple[np.random.Generator, str, str, np.ndarray]:
+    """A generator, backend, dtype and a random matrix (float64 copy of the rounded values)."""
+    rng = np.random.default_rng(seed)
+    backend, dtype = str(rng.choice(S.BACKENDS)), str(rng.choice(S.DTYPES))
+    m, n = S.random_shape(rng, max_small=16, max_large=24)
+    return rng, backend, dtype, S.rounded(rng.standard_normal((m, n)), dtype)
+
+
 @given(op_cases())
 def test_dot_product_test(case):
+    # ⟨Ax, y⟩ = ⟨x, Aᵀy⟩ to dottest's documented tolerance: dottest raises beyond it, and the
+    # test checks it again on vectors of its own.
     event(case.kind)
     note(repr(case.op))
-    lhs, rhs = dottest(case.op)
-    assert np.isfinite(lhs) and np.isfinite(rhs)
+    dottest(case.op)
+    rng = np.random.default_rng(case.seed + 2)
+    m, n = case.op.shape
+    x = case.vec(S.rounded(rng.standard_normal(n), case.dtype))
+    y = case.vec(S.rounded(rng.standard_normal(m), case.dtype))
+    assert _dot_gap(case.op, x, y) <= DOTTEST_RTOL[case.dtype]
+
+
+@given(S.seeds)
+def test_dottest_passes_exact_adjoint(seed):
+    # An exact adjoint passes, and dottest returns the two inner products on its own vectors
+    # (recorded as the operator sees them), which agree within its documented tolerance.
+    _, backend, dtype, A64 = _random_matrix(seed)
+    A, At = S.to_backend(A64, backend, dtype), S.to_backend(A64.T, backend, dtype)
+    seen = {}
+
+    def matvec(x):
+        seen["x"] = x
+        return A @ x
+
+    def rmatvec(y):
+        seen["y"] = y
+        return At @ y
+
+    op = FunctionOperator(A64.shape, matvec, rmatvec, like=A)
+    lhs, rhs = dottest(op)
+    x, y = S.to_np(seen["x"]), S.to_np(seen["y"])
+    rounding = 50 * max(A64.shape) * S.eps(dtype) * np.linalg.norm(np.abs(A64)) \
+        * np.linalg.norm(x) * np.linalg.norm(y)
+    assert abs(lhs - y @ A64 @ x) <= rounding and abs(rhs - y @ A64 @ x) <= rounding
+    assert _dot_gap(op, seen["x"], seen["y"]) <= DOTTEST_RTOL[dtype]
+
+
+@given(S.seeds)
+def test_dottest_catches_wrong_adjoint(seed):
+    # rmatvec is Aᵀ plus a rank-one term δ‖A‖₂ u vᵀ (δ ∈ [1e-2, 1]), or A reshaped instead of
+    # transposed.  One random pair (x, y) misses an error E when xᵀEy happens to be tiny: with
+    # float32's rtol of 1e-4 a quarter of single pairs miss δ = 1e-2 at 24 × 24 (see the dottest
+    # docstring), so the test allows twelve seeds; in 60,000 float32 cases no more than four
+    # missed in a row.
+    rng, backend, dtype, A64 = _random_matrix(seed)
+    m, n = A64.shape
+    kind = S.pick(seed, ("rank_one", "reshaped") if min(m, n) > 1 else ("rank_one",))
+    event(kind)
+    if kind == "reshaped":
+        W = A64.reshape(n, m)
+    else:
+        u, v = rng.standard_normal(n), rng.standard_normal(m)
+        delta = 10.0 ** rng.uniform(-2.0, 0.0)
+        W = A64.T + delta * np.linalg.norm(A64, 2) * np.outer(u / np.linalg.norm(u),
+                                                             v / np.linalg.norm(v))
+    A, Wb = S.to_backend(A64, backend, dtype), S.to_backend(W, backend, dtype)
+    op = FunctionOperator((m, n), lambda x: A @ x, lambda y: Wb @ y, like=A)
+    with pytest.raises(AssertionError, match="dot-product test failed"):
+        for s in range(0, 24, 2):  # dottest draws x from seed s and y from s + 1
+            dottest(op, seed=s)
+    # without raise_error the same two sides come back, as far apart as the raise said
+    lhs, rhs = dottest(op, seed=s, raise_error=False)
+    assert abs(lhs - rhs) > DOTTEST_RTOL[dtype] * max(abs(lhs), abs(rhs))
 
 
 @given(op_cases())
@@ -372,6 +452,23 @@ def test_every_kind_every_backend(kind, backend, dtype):
         assert S.rel_err(case.op.to_dense(chunk_size=3), case.ref, scale) <= _tol(case)
         P = case.op @ MatrixOperator(case.vec(np.eye(nn, 2)))
         assert S.rel_err(P.T.to_dense(), (case.ref @ np.eye(nn, 2)).T, scale) <= _tol(case)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_matrix_and_diagonal_operators_reject_non_finite_entries(backend, bad):
+    A = np.eye(3)
+    A[1, 2] = bad
+    with pytest.raises(ValueError, match="matrix operator needs finite entries.*nan or inf"):
+        MatrixOperator(S.to_backend(A, backend, "float64"))
+    with pytest.raises(ValueError, match="matrix operator needs finite entries"):
+        aslinearoperator(S.to_backend(A, backend, "float32"))
+    d = np.array([1.0, bad, 2.0])
+    with pytest.raises(ValueError, match="diagonal operator needs finite entries.*nan or inf"):
+        DiagonalOperator(S.to_backend(d, backend, "float64"))
+    # huge finite entries are fine (their sum overflows; all_finite then tests elementwise)
+    MatrixOperator(S.to_backend(np.full((2, 2), 1.7e308), backend, "float64"))
+    DiagonalOperator(S.to_backend(np.full(3, 3e38), backend, "float32"))
 
 
 @pytest.mark.parametrize("dtype", S.DTYPES)

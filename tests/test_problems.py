@@ -123,7 +123,7 @@ def test_output_problem_jacobian_kinds():
     J = p.jacobian(x)
     assert isinstance(J, nk.LinearOperator)
     np.testing.assert_allclose(J.to_dense(), np.diag(2 * x))
-    assert nk.dottest(J)
+    nk.dottest(J)  # raises AssertionError unless ⟨Jv, w⟩ = ⟨v, Jᵀw⟩ to its rtol
     with pytest.raises(ValueError, match="jac must be"):
         OutputProblem(lambda z: z, x, (2,), jac="cs")
 

@@ -67,6 +67,20 @@ def real(value: Any, name: str, *, low: float | None = None, high: float | None 
     return v
 
 
+def integer(value: Any, name: str, *, low: int | None = None, optional: bool = False) -> Any:
+    """An integer ``>= low`` (an integral float is accepted); ``None`` passes with ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return v
+
+
 def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.lower() not in options:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")

@@ -93,7 +93,7 @@ def regularized_cholesky_solve(
         (ARPACK ``eigsh`` on the host, LAPACK bisection for float64 up to n = 4096; the
         backend's ``eigvalsh`` on a device) or Lanczos on ``H``'s action.
     chunk_size : int, optional
-        Column chunk for materialising an operator.
+        Column chunk (``>= 1``) for materialising an operator.
 
     Returns
     -------
@@ -107,8 +107,8 @@ def regularized_cholesky_solve(
     eigensolver = C.choice(eigensolver, "eigensolver", ("dense", "lanczos"))
     factor = C.real(factor, "factor", low=0.0, low_open=True)
     growth = C.real(growth, "growth", low=1.0, low_open=True)
-    if int(max_factorizations) < 1:
-        raise ValueError(f"max_factorizations must be >= 1, got {max_factorizations}")
+    max_factorizations = C.integer(max_factorizations, "max_factorizations", low=1)
+    chunk_size = C.integer(chunk_size, "chunk_size", low=1, optional=True)
     if shift == "fixed":
         if tau is None:
             raise ValueError("shift='fixed' needs tau=")
@@ -134,7 +134,7 @@ def regularized_cholesky_solve(
         taus = _shift_sequence(first, lambda: _smallest_retry_shift(xp, Hd), growth)
 
     eye = C.eye_like(xp, n, Hd)
-    for k in range(1, int(max_factorizations) + 1):
+    for k in range(1, max_factorizations + 1):
         t = next(taus, None)
         if t is None:
             break

@@ -74,9 +74,10 @@ def gauss_newton_step(
         See the module docstring.  ``"auto"``: ``"cgls"`` for an operator, ``"qr"`` for a
         dense ``J``.
     rtol, maxiter : float, int
-        CGLS tolerance on the normal-equation residual and iteration cap.
+        CGLS tolerance (``> 0``) on the normal-equation residual and iteration cap (``>= 1``);
+        checked whatever the method.
     chunk_size : int, optional
-        Column chunk for materialising an operator for the dense methods.
+        Column chunk (``>= 1``) for materialising an operator for the dense methods.
 
     Returns
     -------
@@ -87,6 +88,9 @@ def gauss_newton_step(
     m, n = J.shape
     mu = C.real(damping, "damping", low=0.0)
     method = C.choice(method, "method", METHODS)
+    rtol = C.real(rtol, "rtol", low=0.0, low_open=True)
+    maxiter = C.integer(maxiter, "maxiter", low=1, optional=True)
+    chunk_size = C.integer(chunk_size, "chunk_size", low=1, optional=True)
     r = C.vector(xp, r, m, "r", J.dtype)
     if diag is not None:
         diag = C.vector(xp, diag, n, "diag", J.dtype)

@@ -104,11 +104,11 @@ def half_inverse(
     rank : int, optional
         Target rank for the randomized route (at most ``min(m, n)``).
     oversampling, power_iterations : int
-        Randomized route: extra sample columns and power (subspace) iterations.
+        Randomized route: extra sample columns and power (subspace) iterations (``>= 0``).
     seed : int, optional
         Seed of the randomized route's test matrix.
     chunk_size : int, optional
-        Column chunk for materialising an operator.
+        Column chunk (``>= 1``) for materialising an operator.
 
     Returns
     -------
@@ -131,13 +131,16 @@ def half_inverse(
         rank = int(rank)
     if route == "randomized" and rank is None:
         raise ValueError("route='randomized' needs a target rank=")
+    oversampling = C.integer(oversampling, "oversampling", low=0)
+    power_iterations = C.integer(power_iterations, "power_iterations", low=0)
+    chunk_size = C.integer(chunk_size, "chunk_size", low=1, optional=True)
     g = C.vector(xp, g, m, "g", J.dtype)
 
     if route == "auto":
         route = "randomized" if (not is_dense and rank is not None) else "dense-auto"
     if route == "randomized":
         return _randomized(J, xp, g, exponent, truncation, relative, rank,
-                           int(oversampling), int(power_iterations), seed)
+                           oversampling, power_iterations, seed)
     A = C.dense(J, chunk_size, "J")
     if route == "dense-auto":
         aspect = max(m, n) / min(m, n)
@@ -213,14 +216,14 @@ def _randomized(J, xp, g, exponent, truncation, relative, rank, oversampling, q,
     rmm = (lambda Y: op.rmatmat(Y)) if op is not None else \
         (lambda Y: xp.matrix_transpose(J) @ Y)
     m, n = J.shape
-    ell = min(m, n, rank + max(0, oversampling))
+    ell = min(m, n, rank + oversampling)
     like = xp.zeros((1,), dtype=J.dtype, device=op.device if op is not None else B.device(J))
     Omega = B.standard_normal(xp, (n, ell), J.dtype, like, seed)
     Y = mm(Omega)
     if not B.all_finite(xp, Y):
         raise ValueError("J has non-finite entries: its products gave nan or inf")
     Y, _ = xp.linalg.qr(Y)
-    for _ in range(max(0, q)):
+    for _ in range(q):
         Z, _ = xp.linalg.qr(rmm(Y))
         Y, _ = xp.linalg.qr(mm(Z))
     Bt = rmm(Y)  # (n, ell) = (Yᵀ J)ᵀ

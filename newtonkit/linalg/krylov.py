@@ -38,10 +38,10 @@ def cgls(J: Any, b: Any, damping: float = 0.0, *, rtol: float = 1e-10,
         :math:`\mu \ge 0`.
     rtol : float
         Stop when :math:`\|J^T(b - Jx) - \mu x\| \le \max(\mathrm{rtol}, \epsilon)\,\|J^T b\|`
-        (ε of the dtype).  Without convergence the iterate with the smallest such residual is
-        returned.
+        (ε of the dtype; ``rtol > 0``).  Without convergence the iterate with the smallest such
+        residual is returned.
     maxiter : int, optional
-        Default ``max(2·n, 100)``.
+        At least 1; default ``max(2·n, 100)``.
 
     Returns
     -------
@@ -51,10 +51,11 @@ def cgls(J: Any, b: Any, damping: float = 0.0, *, rtol: float = 1e-10,
     A = aslinearoperator(J)
     xp = A.xp
     mu = C.real(damping, "damping", low=0.0)
-    rtol = C.real(rtol, "rtol", low=0.0)
+    rtol = C.real(rtol, "rtol", low=0.0, low_open=True)
+    maxiter = C.integer(maxiter, "maxiter", low=1, optional=True)
     b = C.vector(xp, b, A.shape[0], "b", A.dtype)
     n = A.shape[1]
-    maxiter = max(2 * n, 100) if maxiter is None else int(maxiter)
+    maxiter = max(2 * n, 100) if maxiter is None else maxiter
     x = xp.zeros((n,), dtype=A.dtype, device=A.device)
     r = b
     s = A.rmatvec(r)
@@ -103,9 +104,10 @@ def truncated_cg(H: Any, g: Any, *, rtol: float | None = None,
         Symmetric.
     g : array (n,)
     rtol : float, optional
-        Stop when :math:`\|Hh + g\| \le \mathrm{rtol}\,\|g\|`.
+        Stop when :math:`\|Hh + g\| \le \mathrm{rtol}\,\|g\|` (``rtol >= 0``; 0 turns this
+        stop off).
     maxiter : int, optional
-        Default ``n``.
+        At least 1; default ``n``.
 
     Returns
     -------
@@ -118,10 +120,12 @@ def truncated_cg(H: Any, g: Any, *, rtol: float | None = None,
     n = A.shape[0]
     if A.shape[1] != n:
         raise ValueError(f"H must be square, got shape {A.shape}")
+    rtol = None if rtol is None else C.real(rtol, "rtol", low=0.0)
+    maxiter = C.integer(maxiter, "maxiter", low=1, optional=True)
     g = C.vector(xp, g, n, "g", A.dtype)
     gnorm = float(xp.linalg.vector_norm(g))
-    rtol = min(0.5, gnorm ** 0.5) if rtol is None else C.real(rtol, "rtol", low=0.0)
-    maxiter = n if maxiter is None else int(maxiter)
+    rtol = min(0.5, gnorm ** 0.5) if rtol is None else rtol
+    maxiter = n if maxiter is None else maxiter
     h = xp.zeros((n,), dtype=A.dtype, device=A.device)
     if gnorm == 0.0:
         return h, KrylovInfo(0, True)

@@ -16,6 +16,7 @@ import scipy.linalg
 
 from .. import _backend as B
 from ..operators import aslinearoperator
+from . import _checks as C
 
 MIN_STEPS = 30
 
@@ -29,11 +30,12 @@ def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
     H : array (n, n) or LinearOperator
         Symmetric; only its action is used.
     maxiter : int, optional
-        Lanczos steps ``m`` (default ``min(n, 80)``); ``n`` steps give the exact eigenvalues.
+        Lanczos steps ``m >= 1`` (default ``min(n, 80)``; at most ``n``, which gives the exact
+        eigenvalues).
     tol : float, optional
         Stop early (after at least ``min(n, 30)`` steps) once both extreme Ritz pairs have
         residual :math:`|\beta_{m} s_{m}| \le \mathrm{tol} \cdot \|T_m\|` (default
-        ``eps**0.5`` of the dtype).
+        ``eps**0.5`` of the dtype; ``tol >= 0``, 0 turns the early stop off).
     seed : int
         Seed of the random start vector.
 
@@ -48,11 +50,11 @@ def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
     if op.shape[1] != n:
         raise ValueError(f"Lanczos needs a square operator, got shape {op.shape}")
     xp = op.xp
-    m = min(n, 80 if maxiter is None else int(maxiter))
-    if m < 1:
-        raise ValueError(f"maxiter must be >= 1, got {maxiter}")
+    maxiter = C.integer(maxiter, "maxiter", low=1, optional=True)
+    tol = None if tol is None else C.real(tol, "tol", low=0.0)
+    m = min(n, 80 if maxiter is None else maxiter)
     eps = float(xp.finfo(op.dtype).eps)
-    tol = eps ** 0.5 if tol is None else float(tol)
+    tol = eps ** 0.5 if tol is None else tol
 
     q = B.standard_normal(xp, (n,), op.dtype, xp.zeros((1,), dtype=op.dtype,
                                                        device=op.device), seed)

@@ -27,6 +27,13 @@ def dottest(A: Any, *, rtol: float | None = None, seed: int = 0,
     Returns
     -------
     (yᵀAx, xᵀAᵀy) : tuple of float
+
+    Notes
+    -----
+    One random pair sees an error ``E`` in the adjoint only through ``xᵀEy``, which may happen
+    to be tiny: in float32 (rtol 1e-4) about a quarter of the pairs miss a rank-one error of
+    relative size 1e-2 in a 24 × 24 operator, and 0.5 % one of size 1 (in float64, rtol 1e-10,
+    none of 3,000 missed either).  Repeat with a few seeds for confidence.
     """
     A = aslinearoperator(A)
     xp = A.xp

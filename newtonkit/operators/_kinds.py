@@ -11,13 +11,15 @@ from ._base import LinearOperator
 
 
 class MatrixOperator(LinearOperator):
-    """A dense ``(m, n)`` matrix ``A`` as an operator."""
+    """A dense ``(m, n)`` matrix ``A`` (real floating, finite entries) as an operator."""
 
     def __init__(self, A: Any, tags: Any = ()) -> None:
         xp = B.array_namespace(A)
         if getattr(A, "ndim", None) != 2:
             raise ValueError(f"a matrix operator needs a 2-D array, got shape {tuple(A.shape)}")
         B.check_real_float(xp, A, "the matrix")
+        if not B.all_finite(xp, A):
+            raise ValueError("a matrix operator needs finite entries; the matrix has nan or inf")
         super().__init__(tuple(A.shape), A.dtype, xp, B.device(A), tags)
         self.A = A
 
@@ -85,13 +87,16 @@ class IdentityOperator(LinearOperator):
 
 
 class DiagonalOperator(LinearOperator):
-    """``diag(d)`` for a 1-D array ``d``."""
+    """``diag(d)`` for a 1-D array ``d`` (real floating, finite entries)."""
 
     def __init__(self, d: Any) -> None:
         xp = B.array_namespace(d)
         if getattr(d, "ndim", None) != 1:
             raise ValueError(f"a diagonal needs a 1-D array, got shape {tuple(d.shape)}")
         B.check_real_float(xp, d, "the diagonal")
+        if not B.all_finite(xp, d):
+            raise ValueError("a diagonal operator needs finite entries; the diagonal has nan or "
+                             "inf")
         n = d.shape[0]
         if bool(xp.all(d > 0)):
             tags = (T.PD,)

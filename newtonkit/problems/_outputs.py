@@ -80,7 +80,10 @@ class OutputProblem(Counters):
                     raise ValueError(f"jac must be None, a callable, a matrix, an operator or one "
                                      f"of {FD_SCHEMES}, got {jac!r}")
                 return "fd", jac, None
-            return "constant", aslinearoperator(jac), None
+            try:
+                return "constant", aslinearoperator(jac), None
+            except ValueError as e:  # non-finite entries, a bad shape: say it is about jac
+                raise ValueError(f"jac: {e}") from None
         model = self.model
         if callable(getattr(model, "jacobian", None)):
             return "model-dense", None, None
