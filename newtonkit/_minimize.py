@@ -176,7 +176,7 @@ def _start_point(x0: Any) -> tuple[Any, Any, tuple[int, ...]]:
     x = xp.reshape(xp.asarray(x0, copy=True), (-1,))
     if x.shape[0] == 0:
         raise ValueError("x0 is empty; there is nothing to optimise")
-    if not bool(xp.all(xp.isfinite(x))):
+    if not B.all_finite(xp, x):
         raise ValueError("x0 has non-finite entries (nan or inf)")
     return xp, x, shape
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .. import _backend as B
 from .._status import Status
 
 __all__ = ["Method", "State", "Option", "METHODS", "register", "lookup"]
@@ -156,10 +157,7 @@ class Method:
         return float(self.xp.max(self.xp.abs(v))) if v.shape[0] else 0.0
 
     def finite(self, v: Any) -> bool:
-        # v·v is finite only when every entry is: one cheap product settles the usual case,
-        # and the entrywise test runs only when it is not finite (or overflows).
-        xp = self.xp
-        return math.isfinite(float(xp.vecdot(v, v))) or bool(xp.all(xp.isfinite(v)))
+        return B.all_finite(self.xp, v)
 
 
 def _norm(xp: Any, v: Any) -> float:

@@ -86,7 +86,7 @@ class LeastSquaresMethod(Method):
         tol = self.tol
         if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
             return Status.GTOL
-        if state.accepted and not state.info.get("nonfinite", False):
+        if state.accepted and not state.info["nonfinite"]:
             i = state.info
             small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))

@@ -193,8 +193,9 @@ class LevenbergMarquardt(LeastSquaresMethod):
     def step(self, state: State) -> State:
         d = state.data
         if d["lin"] is None:
-            lin = d.pop("lin_x0", None) or self.linearize(d["ev"],
-                                                          densify=d["update"] == "trust-region")
+            lin = d.pop("lin_x0", None)  # computed by init at x0
+            if lin is None:
+                lin = self.linearize(d["ev"], densify=d["update"] == "trust-region")
             if d["update"] is None:
                 d["update"] = "trust-region" if lin.dense else "nielsen"
             if not self.finite(lin.g):

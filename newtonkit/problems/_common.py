@@ -22,6 +22,8 @@ class FiniteDifferenceWarning(UserWarning):
 
 def flat(xp: Any, a: Any, dtype: Any, what: str, size: int | None = None) -> Any:
     """``a`` as a 1-D array of ``dtype`` on the backend ``xp`` (checked length ``size``)."""
+    if getattr(a, "ndim", None) == 1 and a.dtype == dtype and (size is None or a.shape[0] == size):
+        return a  # the usual case: already flat, of the dtype (so of the backend) and length
     if not hasattr(a, "shape"):
         a = xp.asarray(a, dtype=dtype)
     elif a.dtype != dtype:  # another dtype, or another backend (whose dtypes never compare equal)
@@ -41,20 +43,19 @@ def same_backend(xp: Any, a: Any, what: str) -> None:
                         f"of x0's backend (convert inside your function)")
 
 
-def matrix(xp: Any, a: Any, dtype: Any, what: str, rows: int | None, cols: int,
+def matrix(xp: Any, a: Any, dtype: Any, what: str, rows: int, cols: int,
            shapes: tuple[tuple[int, ...], ...]) -> Any:
     """A user's dense derivative ``a`` as a ``(rows, cols)`` array of ``dtype``.
 
     ``a`` must be on ``xp``'s backend and have the shape ``(rows, cols)`` or one of ``shapes``
     (the same entries in the user's own output and input shapes, such as ``y.shape +
     x.shape``); anything else is an error that names ``what``, never a silent reshape.
-    ``rows=None`` (not known yet) accepts any row count.
     """
+    want = (rows, cols)
+    if a.dtype == dtype and tuple(a.shape) == want:
+        return a  # the usual case: nothing to check (the dtype fixes the backend) or convert
     same_backend(xp, a, what)
     shape = tuple(a.shape)
-    if rows is None and a.ndim == 2 and shape[1] == cols:
-        rows = shape[0]
-    want = (rows, cols)
     if shape != want:
         if shape not in shapes:
             options = " or ".join(str(t) for t in dict.fromkeys((want, *shapes)))

@@ -186,6 +186,4 @@ class ScalarProblem(Counters):
         else:
             g0 = self.grad(x)
             H = fd_hessian_from_grad(lambda z: self.value_and_grad(z)[1], x, g0)
-        if H.ndim == 2 and H.shape == (n, n) and H.dtype == self.dtype:
-            return H
         return matrix(xp, H, self.dtype, "the Hessian", n, n, (self.shape + self.shape,))

@@ -115,8 +115,6 @@ class OutputProblem(Counters):
             same_backend(self.xp, y, "the output of fun")
             self.y_shape = tuple(y.shape)
             self.m = int(self.xp.reshape(y, (-1,)).shape[0])
-        elif y.ndim == 1 and y.dtype == self.dtype and y.shape[0] == self.m:
-            return y  # already flat, of the right dtype and length (the usual case)
         return flat(self.xp, y, self.dtype, "the model output", self.m)
 
     def evaluate(self, x: Any) -> Evaluation:
@@ -160,9 +158,7 @@ class OutputProblem(Counters):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
                                  f"{(self.m, n)}")
             return J
-        if J.ndim == 2 and J.shape == (self.m, n) and J.dtype == self.dtype:
-            return J  # the usual case: nothing to check or convert
-        ys, xs = self.y_shape or (), self.shape
+        ys, xs = self.y_shape, self.shape
         return matrix(xp, J, self.dtype, "the Jacobian", self.m, n,
                       (ys + xs, ys + (n,), (self.m,) + xs))
 
