@@ -9,11 +9,14 @@ Both take one mini-batch step from the stacked per-sample Jacobian ``J = ∂y/�
   (:func:`newtonkit.linalg.half_inverse`);
 - Gauss-Newton: the truncated pseudo-inverse ``θ ← θ − η · J⁺ g`` (``κ = −1``, same truncation),
   or with ``damping = μ > 0`` Levenberg-Marquardt ``θ ← θ − η (JᵀJ + μI)⁻¹ Jᵀ g``
-  (:func:`newtonkit.linalg.gauss_newton_step`).
+  (:func:`newtonkit.linalg.gauss_newton_step`), or with ``adaptive=True`` Levenberg-Marquardt
+  whose damping follows Marquardt's rule (a step that does not lower the batch loss is undone
+  and retried with more damping; the closure is called again for every trial).
 
 The closure
 -----------
-``step(closure)`` calls ``closure()`` once with gradients enabled.  It returns either
+``step(closure)`` calls ``closure()`` once with gradients enabled (``GaussNewton(adaptive=True)``
+once more per trial step, on the same mini-batch).  It returns either
 
 ``(y, loss)``
     ``y``: the per-sample physics outputs, shape ``(B, ...)`` (flattened to ``B·m``), computed
@@ -139,9 +142,13 @@ class JacobianOptimizer(torch.optim.Optimizer):
 
         return closure
 
-    @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
-        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring)."""
+    def _linearize(self, closure: Closure | None) -> tuple[torch.Tensor, torch.Tensor,
+                                                          torch.Tensor, list]:
+        """Call the closure; return ``(loss, J, g, solves)``.
+
+        ``solves`` lists ``(groups, Jg)``: the parameter groups solved jointly and their
+        columns of ``J``.
+        """
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure returning (y, loss) or "
                              f"(y, loss, J): the Jacobian of the physics outputs y is required")
@@ -172,31 +179,49 @@ class JacobianOptimizer(torch.optim.Optimizer):
         for p in params:
             offsets[id(p)] = (start, start + p.numel())
             start += p.numel()
-        solves: dict[tuple, list[dict[str, Any]]] = {}
+        keyed: dict[tuple, list[dict[str, Any]]] = {}
         for group in self.param_groups:
             if group["params"]:
-                solves.setdefault(self._solve_key(group), []).append(group)
-        infos = []
-        for groups in solves.values():
+                keyed.setdefault(self._solve_key(group), []).append(group)
+        solves = []
+        for groups in keyed.values():
             ps = [p for grp in groups for p in grp["params"]]
             idx = torch.cat([torch.arange(*offsets[id(p)], device=J.device) for p in ps])
-            Jg = J if idx.numel() == n_total else J[:, idx]
+            solves.append((groups, J if idx.numel() == n_total else J[:, idx]))
+        return loss.detach(), J, g, solves
+
+    @staticmethod
+    def _add(groups: list[dict[str, Any]], d: torch.Tensor, sign: float = -1.0) -> None:
+        """``θ ← θ + sign · lr · d`` over the parameters of ``groups`` (``d`` in their order)."""
+        pos = 0
+        for grp in groups:
+            for p in grp["params"]:
+                k = p.numel()
+                p.add_(d[pos:pos + k].reshape(p.shape).to(p.dtype), alpha=sign * grp["lr"])
+                pos += k
+
+    def _count_step(self, groups: list[dict[str, Any]]) -> None:
+        for grp in groups:
+            for p in grp["params"]:
+                st = self.state[p]
+                st["step"] = st.get("step", 0) + 1
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring)."""
+        loss, J, g, solves = self._linearize(closure)
+        infos = []
+        for groups, Jg in solves:
             d, info = self._direction(Jg, g, groups[0])
             infos.append(info)
             if not all_finite(torch, d):
                 warnings.warn(f"{type(self).__name__}: the step has non-finite entries; the "
                               f"parameters are left unchanged", RuntimeWarning, stacklevel=2)
                 continue
-            pos = 0
-            for grp in groups:
-                for p in grp["params"]:
-                    k = p.numel()
-                    p.add_(d[pos:pos + k].reshape(p.shape).to(p.dtype), alpha=-grp["lr"])
-                    pos += k
-                    st = self.state[p]
-                    st["step"] = st.get("step", 0) + 1
-        self.last_info = {"loss": loss.detach(), "solves": infos}
-        return loss.detach()
+            self._add(groups, d)
+            self._count_step(groups)
+        self.last_info = {"loss": loss, "solves": infos}
+        return loss
 
 
 class HIG(JacobianOptimizer):
@@ -250,9 +275,19 @@ class HIG(JacobianOptimizer):
 class GaussNewton(JacobianOptimizer):
     r"""Gauss-Newton on the physics Jacobian: ``θ ← θ − lr · J⁺ (∂L/∂y)ᵀ``.
 
-    With ``damping = 0`` the pseudo-inverse is truncated as in :class:`HIG` (exponent −1, same
-    ``truncation``), so HIG and Gauss-Newton differ only in ``κ``.  With ``damping = μ > 0`` it
-    is Levenberg-Marquardt: ``θ ← θ − lr · (JᵀJ + μI)⁻¹ Jᵀ (∂L/∂y)ᵀ``.
+    Three forms of the step ``d`` (``J = U Σ Vᵀ``, ``g = (∂L/∂y)ᵀ``):
+
+    - ``damping = 0``, ``adaptive=False`` (default): the truncated pseudo-inverse
+      ``d = V Σ⁻¹ Uᵀ g`` over ``σ > truncation · σ_max``, i.e. :class:`HIG` with ``κ = −1``;
+    - ``damping = μ > 0``: Levenberg-Marquardt with a fixed absolute ``μ``,
+      ``d = (JᵀJ + μI)⁻¹ Jᵀ g`` (:func:`newtonkit.linalg.gauss_newton_step`);
+    - ``adaptive=True``: Levenberg-Marquardt with Marquardt's (1963) damping rule on the
+      truncated SVD, ``d = V diag(σ/(σ² + τ σ_max²)) Uᵀ g`` over the kept ``σ``.  The closure
+      is evaluated again at the trial parameters (same mini-batch): if the loss decreased the
+      step is kept and ``τ ← τ / damping_factor``; otherwise the parameters are restored,
+      ``τ ← τ · damping_factor`` and the step is retried (the SVD is reused), at most
+      ``max_trials`` times.  ``damping`` is the initial ``τ`` (default ``1e-3``); the current
+      ``τ`` is kept in the optimizer state, so it survives ``state_dict``.
 
     Parameters
     ----------
@@ -261,28 +296,56 @@ class GaussNewton(JacobianOptimizer):
     lr : float
         The step ``η``.
     truncation : float
-        Relative (or absolute, ``relative=False``) singular-value cutoff when ``damping == 0``.
-    damping : float
-        ``μ ≥ 0``.
+        Relative (or absolute, ``relative=False``) singular-value cutoff, for the truncated
+        pseudo-inverse and the adaptive form.
+    damping : float, optional
+        Fixed ``μ ≥ 0`` (default 0); with ``adaptive=True`` the initial relative ``τ > 0``
+        (default ``1e-3``).
+    adaptive : bool
+        Marquardt's damping rule (above); each retry costs one more closure call.
+    damping_factor : float
+        ``> 1``: the factor ``τ`` is divided by after a kept step, multiplied by after a
+        rejected one.
+    max_trials : int
+        Trial steps per ``step`` call with ``adaptive=True``; if none lowers the loss the
+        parameters are left unchanged.
     relative : bool
         Threshold relative to ``σ_max``.
     jacobian_chunk_size : int, optional
         Rows per batched reverse call when the closure does not return ``J``.
+
+    Notes
+    -----
+    ``last_info["solves"]`` holds each solve's info; with ``adaptive=True`` it is a dict with
+    ``damping`` (the ``τ`` of the kept step, or the last one tried), ``trials``, ``accepted``
+    and ``rank``.
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1.0, truncation: float = 1e-6,
-                 damping: float = 0.0, *, relative: bool = True,
+                 damping: float | None = None, *, adaptive: bool = False,
+                 damping_factor: float = 3.0, max_trials: int = 10, relative: bool = True,
                  jacobian_chunk_size: int | None = None) -> None:
         if not truncation >= 0:
             raise ValueError(f"truncation must be >= 0, got {truncation!r}")
-        if not damping >= 0:
-            raise ValueError(f"damping must be >= 0, got {damping!r}")
+        if damping is None:
+            damping = 1e-3 if adaptive else 0.0
+        if not (damping > 0 if adaptive else damping >= 0):
+            raise ValueError(f"damping must be {'> 0 with adaptive=True' if adaptive else '>= 0'}"
+                             f", got {damping!r}")
+        if not damping_factor > 1:
+            raise ValueError(f"damping_factor must be > 1, got {damping_factor!r}")
+        if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+            raise ValueError(f"max_trials must be an integer >= 1, got {max_trials!r}")
         defaults = dict(lr=lr, truncation=float(truncation), damping=float(damping),
-                        relative=bool(relative))
+                        adaptive=bool(adaptive), damping_factor=float(damping_factor),
+                        max_trials=max_trials, relative=bool(relative))
         super().__init__(params, defaults, jacobian_chunk_size)
 
     def _solve_key(self, group):
-        return (group["truncation"], group["damping"], group["relative"])
+        key = (group["truncation"], group["damping"], group["relative"], group["adaptive"])
+        if group["adaptive"]:
+            key += (group["damping_factor"], group["max_trials"])
+        return key
 
     def _direction(self, J, g, group):
         if group["damping"] > 0:
@@ -294,3 +357,46 @@ class GaussNewton(JacobianOptimizer):
 
         return half_inverse(J, g, exponent=-1.0, truncation=group["truncation"],
                             relative=group["relative"])
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring)."""
+        if not any(grp.get("adaptive") for grp in self.param_groups):
+            return super().step(closure)
+        if len({self._solve_key(grp) for grp in self.param_groups if grp["params"]}) != 1:
+            raise ValueError("GaussNewton(adaptive=True) needs one joint solve: every parameter "
+                             "group must have the same truncation, damping and adaptive settings")
+        loss, J, g, [(groups, Jg)] = self._linearize(closure)
+        group = groups[0]
+        # J = U Σ Vᵀ once; every trial only re-filters  d(τ) = V σ/(σ² + τσ²_max) Uᵀ g.
+        U, s, Vh = torch.linalg.svd(Jg, full_matrices=False)
+        s_max = float(s[0]) if s.numel() else 0.0
+        cut = group["truncation"] * (s_max if group["relative"] else 1.0)
+        keep = s > cut
+        s, sq, Vh = s[keep], s[keep] * (U[:, keep].T @ g), Vh[keep]
+        params = [p for grp in groups for p in grp["params"]]
+        st = self.state[params[0]]
+        tau = st.get("damping", group["damping"])
+        saved = [p.detach().clone() for p in params]
+        accepted, trials = False, 0
+        while trials < group["max_trials"] and s.numel():
+            trials += 1
+            d = Vh.T @ (sq / (s * s + tau * s_max ** 2))
+            if all_finite(torch, d):
+                self._add(groups, d)
+                with torch.enable_grad():
+                    trial = closure()[1].detach()
+                if bool(torch.isfinite(trial)) and bool(trial < loss):
+                    accepted = True
+                    break
+                for p, p0 in zip(params, saved, strict=True):
+                    p.copy_(p0)
+            tau *= group["damping_factor"]
+        info = {"damping": tau, "trials": trials, "accepted": accepted, "rank": int(s.numel())}
+        if accepted:
+            self._count_step(groups)
+            tau /= group["damping_factor"]
+        for p in params:
+            self.state[p]["damping"] = tau
+        self.last_info = {"loss": loss, "solves": [info]}
+        return loss

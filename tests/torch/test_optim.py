@@ -150,6 +150,7 @@ def test_state_dict_round_trip():
     (lambda p: HIG(p), 100, 3e-4),
     (lambda p: GaussNewton(p, truncation=1e-4), 100, 3e-4),
     (lambda p: GaussNewton(p, damping=1e-3), 100, 3e-4),
+    (lambda p: GaussNewton(p, adaptive=True), 100, 3e-4),
 ])
 def test_small_regression_is_trained(make_opt, steps, tol):
     torch.manual_seed(1)
@@ -193,3 +194,86 @@ def test_errors():
     with pytest.raises(FloatingPointError, match="not finite"):
         opt.step(bad)
     torch.testing.assert_close(flat_parameters(net.parameters()), theta)
+
+
+def _jacobian_and_gradient(net):
+    J, Y = per_sample_jacobian(net, X, physics, return_outputs=True)
+    y = Y.requires_grad_(True)
+    (g,) = torch.autograd.grad(loss_fn(y, X), y)
+    return J, g.reshape(-1)
+
+
+def test_adaptive_damping_step_is_lm_with_relative_mu_and_lowers_tau():
+    """A kept adaptive step is θ − lr (JᵀJ + τσ²_max I)⁻¹ Jᵀg (truncation 0: nothing dropped)."""
+    net = make_net()
+    J, g = _jacobian_and_gradient(net)
+    s_max = torch.linalg.svdvals(J)[0]
+    step, _ = gauss_newton_step(J, g, damping=float(1e-2 * s_max ** 2))
+    expected = flat_parameters(net.parameters()) + 0.5 * step
+    opt = GaussNewton(net.parameters(), lr=0.5, truncation=0.0, damping=1e-2, adaptive=True)
+    loss0 = opt.step(opt.physics_closure(net, X, physics, loss_fn))
+    info = opt.last_info["solves"][0]
+    assert info["accepted"] and info["trials"] == 1 and info["damping"] == 1e-2
+    torch.testing.assert_close(flat_parameters(net.parameters()), expected, rtol=1e-9,
+                               atol=1e-11)
+    with torch.no_grad():
+        assert float(loss_fn(torch.func.vmap(physics)(net(X), X), X)) < float(loss0)
+    assert all(opt.state[p]["damping"] == pytest.approx(1e-2 / 3) for p in net.parameters())
+    assert all(opt.state[p]["step"] == 1 for p in net.parameters())
+
+
+def test_adaptive_damping_rejects_steps_that_raise_the_loss():
+    """Every trial raises the loss: parameters restored bit for bit, τ raised per trial."""
+    net = make_net()
+    theta = flat_parameters(net.parameters()).clone()
+    opt = GaussNewton(net.parameters(), damping=1e-3, adaptive=True, damping_factor=2.0,
+                      max_trials=4)
+    inner = opt.physics_closure(net, X, physics, loss_fn)
+    calls = []
+
+    def closure():  # the trial points (every call after the first) look worse
+        y, loss, J = inner()
+        calls.append(1)
+        return y, loss + (1e6 if len(calls) > 1 else 0.0), J
+
+    opt.step(closure)
+    info = opt.last_info["solves"][0]
+    assert len(calls) == 5 and info == {"damping": 1e-3 * 2 ** 4, "trials": 4,
+                                        "accepted": False, "rank": info["rank"]}
+    assert torch.equal(flat_parameters(net.parameters()), theta)
+    assert all(opt.state[p]["damping"] == 1e-3 * 2 ** 4 for p in net.parameters())
+    assert all("step" not in opt.state[p] for p in net.parameters())
+
+
+def test_adaptive_damping_survives_state_dict():
+    net = make_net()
+    opt = GaussNewton(net.parameters(), adaptive=True)
+    for _ in range(3):
+        opt.step(opt.physics_closure(net, X, physics, loss_fn))
+    net2 = copy.deepcopy(net)
+    opt2 = GaussNewton(net2.parameters(), adaptive=True, damping=0.5)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert [opt2.state[p]["damping"] for p in net2.parameters()] == \
+        [opt.state[p]["damping"] for p in net.parameters()]
+    opt.step(opt.physics_closure(net, X, physics, loss_fn))
+    opt2.step(opt2.physics_closure(net2, X, physics, loss_fn))
+    assert torch.equal(flat_parameters(net2.parameters()), flat_parameters(net.parameters()))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(adaptive=True, damping=0.0), "damping must be > 0"),
+    (dict(adaptive=True, damping_factor=1.0), "damping_factor"),
+    (dict(adaptive=True, max_trials=0), "max_trials"),
+    (dict(adaptive=True, max_trials=2.5), "max_trials"),
+])
+def test_adaptive_damping_options_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GaussNewton(make_net().parameters(), **kwargs)
+
+
+def test_adaptive_damping_needs_one_joint_solve():
+    net = make_net()
+    opt = GaussNewton([{"params": net[0].parameters()},
+                       {"params": net[2].parameters(), "truncation": 1e-3}], adaptive=True)
+    with pytest.raises(ValueError, match="one joint solve"):
+        opt.step(opt.physics_closure(net, X, physics, loss_fn))
