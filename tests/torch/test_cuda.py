@@ -9,7 +9,7 @@ from torch import nn
 from newtonkit.linalg import half_inverse
 from newtonkit_torch.autograd import TorchAutodiff
 from newtonkit_torch.jacobians import flat_parameters, per_sample_jacobian
-from newtonkit_torch.optim import HIG
+from newtonkit_torch.optim import HIG, GaussNewton
 
 pytestmark = [
     pytest.mark.gpu,
@@ -62,3 +62,27 @@ def test_per_sample_jacobian_and_hig_step_on_cuda():
     theta = flat_parameters(net.parameters())
     assert theta.device.type == "cuda"
     torch.testing.assert_close(theta, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adaptive_gauss_newton_on_cuda_matches_cpu(dtype):
+    def physics(out, x):
+        return out * torch.stack([torch.ones_like(x[0]), 0.1 * x[0]])
+
+    def loss_fn(y, x):
+        return 0.5 * ((y - torch.sin(3 * x)) ** 2).sum(-1).mean()
+
+    thetas = []
+    for device in ("cuda", "cpu"):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 2)).to(device, dtype)
+        X = (torch.rand(8, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device,
+                                                                                      dtype)
+        opt = GaussNewton(net.parameters(), adaptive=True)
+        for _ in range(3):
+            opt.step(opt.physics_closure(net, X, physics, loss_fn))
+        theta = flat_parameters(net.parameters())
+        assert theta.device.type == device and theta.dtype == dtype
+        thetas.append(theta)
+    tol = dict(rtol=1e-3, atol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(thetas[0].cpu(), thetas[1], **tol)
