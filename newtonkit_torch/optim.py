@@ -384,13 +384,16 @@ class GaussNewton(JacobianOptimizer):
             d = Vh.T @ (sq / (s * s + tau * s_max ** 2))
             if all_finite(torch, d):
                 self._add(groups, d)
-                with torch.enable_grad():
-                    trial = closure()[1].detach()
-                if bool(torch.isfinite(trial)) and bool(trial < loss):
-                    accepted = True
+                try:
+                    with torch.enable_grad():
+                        trial = closure()[1].detach()
+                    accepted = bool(torch.isfinite(trial)) and bool(trial < loss)
+                finally:  # a rejected trial, or one the closure raised on, is undone
+                    if not accepted:
+                        for p, p0 in zip(params, saved, strict=True):
+                            p.copy_(p0)
+                if accepted:
                     break
-                for p, p0 in zip(params, saved, strict=True):
-                    p.copy_(p0)
             tau *= group["damping_factor"]
         info = {"damping": tau, "trials": trials, "accepted": accepted, "rank": int(s.numel())}
         if accepted:

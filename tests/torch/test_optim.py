@@ -277,3 +277,21 @@ def test_adaptive_damping_needs_one_joint_solve():
                        {"params": net[2].parameters(), "truncation": 1e-3}], adaptive=True)
     with pytest.raises(ValueError, match="one joint solve"):
         opt.step(opt.physics_closure(net, X, physics, loss_fn))
+
+
+def test_adaptive_damping_restores_parameters_when_the_trial_closure_raises():
+    net = make_net()
+    theta = flat_parameters(net.parameters()).clone()
+    opt = GaussNewton(net.parameters(), adaptive=True)
+    inner = opt.physics_closure(net, X, physics, loss_fn)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return inner()
+
+    with pytest.raises(KeyboardInterrupt):
+        opt.step(closure)
+    assert torch.equal(flat_parameters(net.parameters()), theta)
