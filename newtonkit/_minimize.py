@@ -169,11 +169,12 @@ def _start_point(x0: Any) -> tuple[Any, Any, tuple[int, ...]]:
     if not hasattr(x0, "shape") or not hasattr(x0, "dtype") or isinstance(x0, np.generic):
         x0 = np.asarray(x0, dtype=np.float64)
     xp = B.array_namespace(x0)
-    if not xp.isdtype(x0.dtype, ("real floating", "complex floating")):
+    if x0.dtype != xp.float64 and not xp.isdtype(x0.dtype, ("real floating",
+                                                             "complex floating")):
         x0 = xp.astype(x0, xp.float64)  # integers and booleans, as scipy.optimize does
     B.check_real_float(xp, x0, "x0")
     shape = tuple(x0.shape)
-    x = xp.reshape(xp.asarray(x0, copy=True), (-1,))
+    x = B.reshape(xp, B.copy(xp, x0), (-1,))
     if x.shape[0] == 0:
         raise ValueError("x0 is empty; there is nothing to optimise")
     if not B.all_finite(xp, x):
@@ -286,7 +287,8 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
                 status = Status.MAXFEV
                 break
             new = solver.step(state)
-            if new.accepted and not (math.isfinite(new.f) and solver.finite(new.x)):
+            if new.accepted and not (math.isfinite(new.f)
+                                     and (new.x_finite or solver.finite(new.x))):
                 status = Status.NONFINITE
                 break
             state = new
@@ -320,16 +322,16 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
 def _result(solver: Any, problem: Any, state: State, shape: tuple, nit: int,
             status: Status | None, extras: bool = True) -> OptimizeResult:
     xp = solver.xp
-    res = OptimizeResult(x=xp.reshape(xp.asarray(state.x, copy=True), shape), fun=state.f,
+    res = OptimizeResult(x=B.reshape(xp, B.copy(xp, state.x), shape), fun=state.f,
                          nit=nit, nfev=problem.nfev, njev=problem.njev, nhev=problem.nhev,
                          method=solver.name)
     more = solver.finish(state) if extras else {"jac": state.g, **state.info}
     jac = more.pop("jac", None)
-    res["jac"] = None if jac is None else xp.reshape(jac, shape)
+    res["jac"] = None if jac is None else B.reshape(xp, jac, shape)
     y = more.pop("y", None)
     if y is not None:
         res["outputs" if getattr(problem, "loss", None) is not None else "residual"] = (
-            xp.reshape(y, problem.y_shape) if problem.y_shape is not None else y)
+            B.reshape(xp, y, problem.y_shape) if problem.y_shape is not None else y)
     res.update(more)
     if status is not None:
         res["status"], res["success"] = status.code, status.success

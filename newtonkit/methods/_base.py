@@ -21,14 +21,16 @@ from .._status import Status
 __all__ = ["Method", "State", "Option", "METHODS", "register", "lookup"]
 
 
-@dataclass
+@dataclass(slots=True)
 class State:
     """The iterate and what the driver reads from it.
 
     ``x`` flat iterate; ``f`` objective value (float); ``g`` gradient at ``x`` (flat, or
     ``None`` when not yet computed there); ``accepted`` whether the last step moved ``x``;
     ``stop`` a status set by the method (read by ``terminate``); ``info`` method extras for
-    the iteration table and callbacks; ``data`` method-private working data.
+    the iteration table and callbacks; ``data`` method-private working data; ``x_finite``
+    ``True`` when the method has already established that every entry of ``x`` is finite
+    (the driver then skips its own check of an accepted iterate).
     """
 
     x: Any
@@ -39,6 +41,7 @@ class State:
     details: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    x_finite: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class Method:
 
     # -- helpers shared by the methods ---------------------------------------------------------
     def norm(self, v: Any) -> float:
-        return _norm(self.xp, v)
+        return B.norm(self.xp, v)
 
     def inf_norm(self, v: Any) -> float:
         return float(self.xp.max(self.xp.abs(v))) if v.shape[0] else 0.0
@@ -160,10 +163,8 @@ class Method:
         return B.all_finite(self.xp, v)
 
 
-def _norm(xp: Any, v: Any) -> float:
-    """‖v‖₂ as a float: √(v·v) (cheap), or the overflow-safe norm when that is not finite."""
-    sq = float(xp.vecdot(v, v))
-    return math.sqrt(sq) if sq < math.inf else float(xp.linalg.vector_norm(v))
+#: ‖v‖₂ as a float (:func:`newtonkit._backend.norm`).
+_norm = B.norm
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -7,13 +7,34 @@ find the scaled step :math:`\hat p = D p` and :math:`\lambda \ge 0` with
           \lambda = 0 \text{ if } \|\hat p(0)\| \le 1.1\Delta, \text{ else }
           \bigl|\|\hat p(\lambda)\| - \Delta\bigr| \le 0.1\Delta .
 
-With :math:`A = U\,\mathrm{diag}(s)\,V^T` and :math:`q = U^T\tilde r`,
-:math:`\hat p(\lambda) = -V\,\mathrm{diag}(s/(s^2+\lambda))\,q`, and λ follows the Moré-Hebden
-iteration :math:`\lambda \leftarrow \lambda - \frac{\|\hat p\|}{\Delta}\frac{\phi}{\phi'}` on
-:math:`\phi(\lambda) = \|\hat p(\lambda)\| - \Delta`, safeguarded by the bounds of Moré (1978).
-QR of ``A`` gives the Gauss-Newton step (λ = 0) cheaply; the SVD (of ``R``, or of ``A`` when it is
-wide or ``R`` is numerically singular, which gives the minimum-norm step) is computed only when
-the trust region is active.  Built once per Jacobian, then solved for any (Δ, λ₀).
+λ follows the Moré-Hebden iteration :math:`\lambda \leftarrow \lambda - \frac{\|\hat p\|}{\Delta}
+\frac{\phi}{\phi'}` on :math:`\phi(\lambda) = \|\hat p(\lambda)\| - \Delta`, with
+:math:`\phi'(\lambda) = -\hat p^T (A^TA + \lambda I)^{-1} \hat p / \|\hat p\|`, safeguarded by the
+bounds of Moré (1978).  Two ways to evaluate :math:`\hat p(\lambda)` and :math:`\phi'(\lambda)`:
+
+SVD (small ``n``, wide ``A``, or ``R`` with a zero on its diagonal)
+    With :math:`A = U\,\mathrm{diag}(s)\,V^T` and :math:`q = U^T\tilde r`,
+    :math:`\hat p(\lambda) = -V c`, :math:`c = s q / (s^2+\lambda)`, and
+    :math:`\phi'(\lambda) = -\sum c^2/(s^2+\lambda) / \|c\|`: one factorisation, then O(n) per λ.
+    Singular values below ``rcond·s_max`` are dropped, which gives the minimum-norm step.  For
+    ``n <= SVD_MAX_N`` the SVD of ``A`` itself is computed at once unless the last step was a
+    Gauss-Newton step (``gn_first``): at this size every NumPy or LAPACK call costs about a
+    microsecond whatever it does, and one SVD gives the Gauss-Newton step and every λ.
+
+QR (pivoted, as MINPACK), then Cholesky per λ (``n > SVD_MAX_N``)
+    :math:`A P = QR` gives :math:`\hat p(0) = -P R^{-1}Q^T\tilde r` (``Q`` is never formed);
+    as in MINPACK's ``lmpar``, ``R`` is used unless a diagonal entry is exactly zero.  When the
+    trust region is active, every trial λ factors :math:`R^TR + \lambda I = LL^T` (O(n³/3)
+    instead of an SVD's O(n³) with a much larger constant), :math:`\hat p = -P L^{-T}L^{-1}
+    R^TQ^T\tilde r` and :math:`\phi' = -\|L^{-1}P^T\hat p\|^2/\|\hat p\|`.  Forming
+    :math:`R^TR` squares the condition number, so this route takes only λ with
+    :math:`\kappa(R^TR + \lambda I) \le (\|R\|_F^2 + \lambda)/\lambda \le` ``CHOL_MAX_COND``
+    (relative error of :math:`\hat p` below ~n·ε·``CHOL_MAX_COND``); a smaller λ or a failed
+    factorisation switches this Jacobian to the SVD of ``R`` (for ``n <= SVD_MAX_N``, a step that
+    does not fit after a QR goes there directly).  Namespaces without a pivoted QR use
+    ``P = I``.
+
+Built once per Jacobian, then solved for any (Δ, λ₀).
 """
 
 from __future__ import annotations
@@ -24,42 +45,75 @@ from typing import Any
 from .. import _backend as B
 from ._base import _norm
 
-__all__ = ["TrustRegionSubproblem"]
+__all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "CHOL_MAX_COND"]
+
+#: Up to this many unknowns the subproblem uses the SVD of ``A`` (module docstring).
+SVD_MAX_N = 16
+#: Bound on the condition number of ``RᵀR + λI`` for the Cholesky route (module docstring).
+CHOL_MAX_COND = 1e8
+
+
+class _UseSVD(Exception):
+    """The Cholesky route cannot evaluate this λ accurately: switch to the SVD."""
 
 
 class TrustRegionSubproblem:
     """Factorisations of one scaled Jacobian ``A`` and residual ``r``; :meth:`solve` per Δ.
 
     ``eps`` and ``tiny`` are the dtype's machine epsilon and smallest normal number.
+    ``gn_first`` says that the Gauss-Newton step will probably fit (the last step was one):
+    for ``n <= SVD_MAX_N`` it selects a QR first (cheaper than the SVD when it is all that is
+    needed), else the SVD of ``A`` at once.  Either way the result is the same up to rounding.
     """
 
-    def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float) -> None:
+    def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float,
+                 gn_first: bool = True) -> None:
         self.xp, self.A, self.r, self.tiny = xp, A, r, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
-        self.R = self.qtr = self.gn = None
+        self.R = self.qtr = self.gn = self.chol = self.perm = None
         self._svd_done = False
-        if m >= n:
-            Q, R = B.qr(xp, A)
-            self.R, self.qtr = R, Q.T @ r
-            dR = xp.abs(B.diagonal(xp, R))
-            big = B.float_max(xp, dR)
-            if big > 0 and B.float_min(xp, dR) > self.rcond * big:
-                ph0 = -B.solve_upper(xp, R, self.qtr)
-                n0 = _norm(xp, ph0)
-                if math.isfinite(n0):  # non-finite exactly when ph0 is (or ‖ph0‖ overflows)
-                    self.gn = (ph0, n0)
+        if m < n or (n <= SVD_MAX_N and not gn_first):
+            self._svd_terms()
+            return
+        # A[:, perm] = Q R with column pivoting where the backend has it (as MINPACK)
+        R, self.qtr, self.perm = B.qr_r(xp, A, r, pivoting=True)
+        self._Rq = R  # R in its upper triangle only
+        # As MINPACK's lmpar, the Gauss-Newton step solves with R unless a diagonal entry is
+        # exactly zero: truncating at rcond instead stalls the end game of problems that are
+        # singular at the solution (ext_powell_singular_200: 171 trials instead of 56).
+        if self.perm is not None:  # pivoted: |R_jj| decreases along the diagonal
+            small = abs(float(R[n - 1, n - 1]))
+        else:
+            small = B.float_min(xp, xp.abs(B.diagonal(xp, R)))
+        if small > 0:
+            y0 = B.solve_upper(xp, R, self.qtr)  # R y0 = Qᵀr: -p̂(0) in pivoted order
+            n0 = _norm(xp, y0)
+            if math.isfinite(n0):  # non-finite exactly when y0 is (or ‖y0‖ overflows)
+                self._y0 = y0
+                # ‖A p̂(0)‖² = ‖Qᵀr‖²
+                self.gn = (B.unpermute(xp, y0, self.perm), n0, B.vdot(xp, self.qtr, self.qtr))
+                self.chol = n > SVD_MAX_N  # full rank: the Cholesky route applies
 
+    def _clean_R(self) -> Any:
+        """``R`` with zeros below the diagonal (built on first use)."""
+        if self.R is None:
+            self.R = B.triu(self.xp, self._Rq)
+        return self.R
+
+    # -- SVD route -------------------------------------------------------------------------------
     def _svd_terms(self) -> None:
-        """What :meth:`solve` needs from ``A = U diag(s) Vᵀ`` (computed once, on first use)."""
+        """What the SVD route needs from ``A = U diag(s) Vᵀ`` (or ``R``'s; computed once)."""
         xp = self.xp
         n = self.A.shape[1]
-        if self.R is not None:
-            U, s, Vt = B.svd(xp, self.R)
-            q = U.T @ self.qtr
+        driver = "gesvd" if n <= SVD_MAX_N else "gesdd"  # the faster one at this size
+        if self.qtr is not None:  # A[:, perm] = Q R = (Q U) diag(s) Wᵀ
+            U, s, Wt = B.svd(xp, self._clean_R(), contiguous=False, driver=driver)
+            q = B.dot(xp, self.qtr, U)
+            Vt = B.unpermute(xp, Wt, self.perm, axis=1)
         else:
-            U, s, Vt = B.svd(xp, self.A)
-            q = U.T @ self.r
+            U, s, Vt = B.svd(xp, self.A, contiguous=False, driver=driver)
+            q = B.dot(xp, self.r, U)
         # s is sorted in decreasing order: s[-1] decides whether every s is kept
         smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
         # full column rank: λ has a lower bound
@@ -70,32 +124,93 @@ class TrustRegionSubproblem:
             keep = s > self.rcond * smax
             s_safe = xp.where(keep, s, 1.0)
             c0 = xp.where(keep, q / s_safe, 0.0)
-        self.Vt, self.s2, self.sq, self.c0 = Vt, s * s, s * q, c0
+        self.s, self.Vt, self.s2, self.sq, self.c0 = s, Vt, s * s, s * q, c0
         self.n0 = _norm(xp, c0)
-        self.gnorm = _norm(xp, self.sq)  # ‖Aᵀ r‖
-        self.sum0: float | None = None  # Σ c0² / s², on first use
         self._svd_done = True
+        self._bounds: tuple[float | None, float] | None = None  # (φ'(0), ‖Aᵀr‖), on first use
 
-    def solve(self, delta: float, par0: float) -> tuple[Any, float, float]:
-        """``(p̂, λ, ‖p̂‖)`` for the radius ``delta``, starting the λ iteration from ``par0``."""
+    # -- Cholesky route --------------------------------------------------------------------------
+    # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
+    def _chol_terms(self) -> None:
+        xp, R = self.xp, self._clean_R()
+        Rt = xp.matrix_transpose(R)
+        self._M = B.dot(xp, Rt, R)  # RᵀR = AᵀA
+        self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
+        self._eye = xp.eye(R.shape[0], dtype=R.dtype, device=B.device(R))
+        self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
+            CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
+        self.chol = "ready"
+
+    def _chol_at(self, alpha: float) -> float:
+        xp = self.xp
+        if not alpha >= self._alpha_min:
+            raise _UseSVD
+        L, ok = B.cholesky(xp, self._M + alpha * self._eye)
+        if not ok:
+            raise _UseSVD
+        v = B.cho_solve(xp, L, self._g)  # (RᵀR + αI)⁻¹ Rᵀ Qᵀr = -p̂(α), pivoted
+        nrm = _norm(xp, v)
+        if not math.isfinite(nrm):
+            raise _UseSVD
+        self._L, self._v = L, v
+        return nrm
+
+    def _chol_dphi(self, nrm: float) -> float:
+        w = B.solve_triangular(self.xp, self._L, self._v, lower=True)
+        return -B.vdot(self.xp, w, w) / nrm
+
+    def _chol_step(self, nrm: float) -> tuple[Any, float]:
+        Rv = B.dot(self.xp, self.R, self._v)
+        return B.unpermute(self.xp, self._v, self.perm), B.vdot(self.xp, Rv, Rv)
+
+    # -- the λ iteration -------------------------------------------------------------------------
+    def solve(self, delta: float, par0: float) -> tuple[Any, float, float, float]:
+        """``(v, λ, ‖p̂‖, ‖A p̂‖²)`` for the radius ``delta``, the λ iteration started at
+        ``par0``; the scaled step is ``p̂ = -v``."""
         if self.gn is not None:
-            ph0, n0 = self.gn
+            v0, n0, jp2 = self.gn
             if n0 - delta <= 0.1 * delta:
-                return ph0, 0.0, n0
+                return v0, 0.0, n0, jp2
+            if self.chol:
+                try:
+                    return self._chol_solve(delta, par0, n0)
+                except _UseSVD:
+                    self.chol = None
         if not self._svd_done:
             self._svd_terms()
-        xp, Vt, s2, sq, n0, gnorm = self.xp, self.Vt, self.s2, self.sq, self.n0, self.gnorm
+        xp, n0 = self.xp, self.n0
         if n0 - delta <= 0.1 * delta:
-            return -(self.c0 @ Vt), 0.0, n0
-        tiny = self.tiny
+            c0 = self.c0
+            return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
+        if self._bounds is None:  # once per factorisation (rejected trials reuse it)
+            gnorm = _norm(xp, self.sq)  # ‖Aᵀ r‖
+            if self.full:
+                t = self.c0 / self.s
+                dphi0 = -B.vdot(xp, t, t) / n0  # Σ c0²/s² = ‖A⁻ᵀ p̂(0)‖²
+            else:
+                dphi0 = None
+            self._bounds = (dphi0, gnorm)
+        return self._iterate(delta, par0, n0, *self._bounds, svd=True)
+
+    def _chol_solve(self, delta: float, par0: float, n0: float) -> tuple:
+        xp = self.xp
+        if self.chol is True:
+            self._chol_terms()
+            w = B.solve_triangular(xp, self.R, self._y0, lower=False, trans=True)  # R⁻ᵀ p̂(0)
+            self._chol_bounds = (-B.vdot(xp, w, w) / n0, _norm(xp, self._g))  # φ'(0), ‖Aᵀr‖
+        return self._iterate(delta, par0, n0, *self._chol_bounds, svd=False)
+
+    def _iterate(self, delta: float, par0: float, n0: float, dphi0: float | None,
+                 gnorm: float, svd: bool) -> tuple:
+        """MINPACK's λ iteration on the SVD route (``svd``, evaluated inline: this loop runs
+        for most trials of a small problem) or the Cholesky route (``_chol_at``,
+        ``_chol_dphi``, ``_chol_step``).  ``dphi0`` is φ'(0), ``None`` when ``A`` is
+        rank-deficient (then λ has no positive lower bound)."""
+        xp, tiny = self.xp, self.tiny
+        if svd:
+            s2, sq = self.s2, self.sq
         upper = gnorm / delta if gnorm > 0 else tiny / min(delta, 0.1)
-        if self.full:
-            if self.sum0 is None:
-                self.sum0 = B.float_sum(xp, self.c0 * self.c0 / s2)
-            dphi0 = -self.sum0 / n0
-            lower = -(n0 / delta) * (n0 - delta) / dphi0  # Moré-Hebden step from λ = 0
-        else:
-            lower = 0.0
+        lower = 0.0 if dphi0 is None else -(n0 / delta) * (n0 - delta) / dphi0
         alpha = min(max(par0, lower), upper)
         if alpha == 0.0:
             alpha = gnorm / n0
@@ -103,17 +218,27 @@ class TrustRegionSubproblem:
         for it in range(1, 11):
             if alpha == 0.0:
                 alpha = max(tiny, 0.001 * upper)
-            den = s2 + alpha
-            c = sq / den
-            nrm = _norm(xp, c)
+            if svd:  # c = s q / (s² + α), p̂(α) = -V c
+                den = s2 + alpha
+                c = sq / den
+                nrm = B.norm(xp, c)
+            else:
+                nrm = self._chol_at(alpha)
             prev, fp = fp, nrm - delta
             if abs(fp) <= 0.1 * delta or (lower == 0.0 and fp <= prev < 0) or it == 10:
                 break
-            dphi = -B.float_sum(xp, c * c / den) / nrm
+            # φ'(α) = -Σ c²/(s² + α) / ‖c‖
+            dphi = -B.vdot(xp, c / den, c) / nrm if svd else self._chol_dphi(nrm)
             correction = -(nrm / delta) * fp / dphi
             if fp > 0:
                 lower = max(lower, alpha)
             elif fp < 0:
                 upper = min(upper, alpha)
             alpha = max(lower, alpha + correction)
-        return -(c @ Vt), alpha, nrm
+        if not svd:
+            v, jp2 = self._chol_step(nrm)
+            return v, alpha, nrm, jp2
+        # ‖A p̂‖² = Σ s²c² = Σ c (sq − α c) = sq·c − α‖c‖²: each term is ≥ 0 and the rounding
+        # is ε relative to ‖A p̂‖² + α‖p̂‖², the scale of the predicted reduction it enters.
+        jp2 = max(B.vdot(xp, sq, c) - alpha * nrm * nrm, 0.0)
+        return B.dot(xp, c, self.Vt), alpha, nrm, jp2

@@ -41,13 +41,13 @@ class LeastSquaresMethod(Method):
     def linearize(self, ev: Any, *, densify: bool = False) -> Linearization:
         xp, p = self.xp, self.problem
         J = p.jacobian(ev.x)
-        r, Jt = p.gauss_newton_form(ev, J)
+        r, Jt = (ev.gy, J) if p.loss is None else p.gauss_newton_form(ev, J)
         if densify and isinstance(Jt, LinearOperator):
             Jt = Jt.to_dense()
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
         else:
-            g = r @ Jt
+            g = B.dot(xp, r, Jt)
             cn = B.column_norms(xp, Jt)
         if p.loss is None and ev.f >= _MIN_NORMAL:
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
@@ -58,20 +58,31 @@ class LeastSquaresMethod(Method):
     def gradient_measure(self, lin: Linearization) -> float:
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
         \|\tilde r\|)` (the largest cosine between ``r̃`` and a column of ``J̃``); for an
-        operator Jacobian :math:`\|\tilde J^T \tilde r\|_\infty / \|\tilde r\|`."""
+        operator Jacobian :math:`\|\tilde J^T \tilde r\|_\infty / \|\tilde r\|`.  ``inf``
+        when the gradient is not finite."""
+        val = self.scaled_gradient(lin)
+        return val if math.isfinite(val) else math.inf
+
+    def scaled_gradient(self, lin: Linearization) -> float:
+        """:meth:`gradient_measure`, but not finite exactly when the gradient ``g`` is not.
+
+        So one test replaces a separate finiteness check of ``g``: with ``r̃`` finite and no
+        zero column, ``|g_j| ≤ ‖r̃‖ ‖J̃_j‖`` keeps every ratio ≤ 1 (+ rounding) when ``g`` is
+        finite, and a NaN or ±inf in ``g`` makes the maximum NaN or inf.
+        """
         xp = self.xp
         if lin.rnorm == 0.0:
-            return 0.0
+            return 0.0 if self.finite(lin.g) else math.nan
         if lin.colnorms is None:
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
-        if B.float_min(xp, cn) > 0:  # no zero column (the usual case): no masking needed
-            val = B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
-        else:
-            nz = cn > 0
-            ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
-            val = B.float_max(xp, ratios) / lin.rnorm
-        return val if math.isfinite(val) else math.inf
+        if B.float_min(xp, cn) > 0:  # no zero (or NaN) column, the usual case: no masking
+            return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
+        if not self.finite(lin.g):  # masking could hide a non-finite entry
+            return math.nan
+        nz = cn > 0
+        ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
+        return B.float_max(xp, ratios) / lin.rnorm
 
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient

@@ -15,7 +15,8 @@ With the Gauss-Newton residual :math:`\tilde r` and Jacobian :math:`\tilde J` at
     Moré's (1978) trust-region Levenberg-Marquardt, as MINPACK's ``lmder``: the step solves
     :math:`(\tilde J^T\tilde J + \lambda D^2) p = -\tilde J^T \tilde r` with λ chosen so that
     :math:`\|Dp\| \approx \Delta` (within 10 %; λ = 0 when the Gauss-Newton step fits), found
-    from one SVD of :math:`\tilde J D^{-1}` per Jacobian by the Moré-Hebden iteration.  The
+    by the Moré-Hebden iteration from one SVD of :math:`\tilde J D^{-1}` per Jacobian (small
+    n) or from its pivoted QR and a Cholesky factor per trial λ (:mod:`._lmpar`).  The
     gain ratio :math:`\rho = \mathrm{ared}/\mathrm{pred}` updates Δ; a step is accepted when
     :math:`\rho \ge 10^{-4}` and the Jacobian is re-evaluated only after an accepted step.
     ``scaling=True`` takes :math:`D = \mathrm{diag}(\max_{i\le k} \|\tilde J_j^{(i)}\|)`
@@ -42,6 +43,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _backend as B
 from .. import linalg
 from .._status import Status
 from ..operators import GramOperator, LinearOperator
@@ -180,7 +182,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if upd == "auto":
             upd = "nielsen" if o["damping"] is not None or o["linear_solver"] not in (
                 "auto", "svd") else None
-        ones = self.xp.ones_like(x0)  # x0 is flat, of the problem's dtype and device
+        ones = B.ones_like(self.xp, x0)  # x0 is flat, of the problem's dtype and device
         data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None, "ones": ones,
                 "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0}
         state = State(x0, ev.f, data=data)
@@ -198,19 +200,21 @@ class LevenbergMarquardt(LeastSquaresMethod):
                 lin = self.linearize(d["ev"], densify=d["update"] == "trust-region")
             if d["update"] is None:
                 d["update"] = "trust-region" if lin.dense else "nielsen"
-            if not self.finite(lin.g):
+            gnorm = self.scaled_gradient(lin)
+            if not math.isfinite(gnorm):  # exactly when the gradient is not finite
                 return stop(state, Status.NONFINITE)
             self._set_scaling(d, lin)
-            d["gnorm"] = self.gradient_measure(lin)
-            state = State(state.x, state.f, lin.g, accepted=False,
-                          data=dict(d, lin=lin, svd=None), info=state.info)
-            d = state.data
-            if state.f == 0.0:
-                return stop(state, Status.ZERO)
-            if d["gnorm"] <= self.tol["gtol"]:
-                return stop(state, Status.GTOL)
+            d.update(lin=lin, svd=None, gnorm=gnorm)  # d is this trial's (a fresh dict)
+            if state.f == 0.0 or gnorm <= self.tol["gtol"]:
+                state = State(state.x, state.f, lin.g, accepted=False, data=d, info=state.info)
+                return stop(state, Status.ZERO if state.f == 0.0 else Status.GTOL)
+            g = lin.g
+        else:
+            g = state.g
         if d["update"] == "trust-region":
-            return self._trust_region_trial(state)
+            return self._trust_region_trial(state, d, g)
+        if d is not state.data:
+            state = State(state.x, state.f, g, accepted=False, data=d, info=state.info)
         return self._nielsen_trial(state)
 
     def _set_scaling(self, d: dict, lin: Any) -> None:
@@ -222,27 +226,28 @@ class LevenbergMarquardt(LeastSquaresMethod):
         else:
             d["D"] = self.xp.maximum(d["D"], cn)
 
-    def _trust_region_trial(self, state: State) -> State:
-        d, tol = state.data, self.tol
+    def _trust_region_trial(self, state: State, d: dict, g: Any) -> State:
+        """One trial from ``state.x``; ``d`` and ``g`` are the data and gradient there (those
+        of ``state`` unless the Jacobian was just evaluated)."""
+        tol = self.tol
         D, fact = d["D"], d["svd"]
         x, f = state.x, state.f
         if fact is None:
             lin = d["lin"]
+            # the last step a Gauss-Newton step (λ = 0): this one probably is too
             d["svd"] = fact = TrustRegionSubproblem(self.xp, lin.J / D, lin.r, self.eps,
-                                                    self.tiny)
+                                                    self.tiny, gn_first=d["par"] == 0.0)
             if d["first"]:
                 d["xnorm"] = self.norm(D * x)
                 d["delta"] = self.opts["factor"] * (d["xnorm"] or 1.0)
         delta, first = d["delta"], d["first"]
-        ph, par, pnorm = fact.solve(delta, d["par"])
+        v, par, pnorm, jp2 = fact.solve(delta, d["par"])  # scaled step -v, jp2 = ‖J̃ p‖²
         if first:
             delta = min(delta, pnorm)
-        ev = self.problem.evaluate(x + ph / D)
+        ev = self.problem.evaluate(x - v / D)
         f1 = ev.f
         finite = math.isfinite(f1)
         actred = 1.0 - f1 / f if (finite and f1 < 100.0 * f) else -1.0
-        Aph = fact.A @ ph
-        jp2 = float(self.xp.vecdot(Aph, Aph))  # ‖J̃ p‖²
         prered = (jp2 + 2.0 * par * pnorm ** 2) / (2.0 * f)
         ratio = actred / prered if prered != 0 else 0.0
         if ratio <= 0.25:
@@ -262,15 +267,22 @@ class LevenbergMarquardt(LeastSquaresMethod):
         d["radius"].append(delta)
         d["ratio"].append(ratio)
         new = dict(d, delta=delta, par=par)
-        _track_nonfinite(d, new, finite)
+        # the usual case, a finite trial and none before: nothing for the guard to do
+        calm = finite and d.get("since_nonfinite") is None
+        if calm:
+            new["nonfinite_run"] = 0
+        else:
+            _track_nonfinite(d, new, finite)
         if ratio >= 1e-4:  # accepted
             xnorm = self.norm(D * ev.x)
             new.update(ev=ev, lin=None, svd=None, first=False, xnorm=xnorm)
+            # ‖D x‖ finite with D > 0 finite: every entry of x is finite
             out = State(ev.x, f1, None, accepted=True,
-                        info={"damping": par, "radius": delta, "ratio": ratio}, data=new)
+                        info={"damping": par, "radius": delta, "ratio": ratio}, data=new,
+                        x_finite=math.isfinite(xnorm))
         else:
             xnorm = new["xnorm"]
-            out = State(x, f, state.g, accepted=False, info=state.info, data=new)
+            out = State(x, f, g, accepted=False, info=state.info, data=new)
         eps = self.eps
         small_f = abs(actred) <= tol["ftol"] and prered <= tol["ftol"] and 0.5 * ratio <= 1
         small_x = delta <= tol["xtol"] * xnorm
@@ -280,7 +292,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         elif (abs(actred) <= eps and prered <= eps and 0.5 * ratio <= 1
               or delta <= eps * xnorm or d["gnorm"] <= eps):
             out.stop = Status.NO_PROGRESS
-        return _nonfinite_guard(out, new)
+        return out if calm else _nonfinite_guard(out, new)
 
     def _nielsen_trial(self, state: State) -> State:
         xp, p, d, o, tol = self.xp, self.problem, state.data, self.opts, self.tol

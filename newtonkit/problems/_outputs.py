@@ -36,9 +36,10 @@ __all__ = ["OutputProblem", "Evaluation"]
 _DENSE_LIMIT = 4_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that makes construction 4x slower (one per trial)
 class Evaluation:
-    """Outputs ``y`` (flat), loss value ``f`` (float) and ``gy = ∂L/∂y`` (flat) at ``x``."""
+    """Outputs ``y`` (flat), loss value ``f`` (float) and ``gy = ∂L/∂y`` (flat) at ``x``
+    (treated as immutable)."""
 
     x: Any
     y: Any
@@ -108,13 +109,13 @@ class OutputProblem(Counters):
     def outputs(self, x: Any) -> Any:
         """:math:`F(x)` flat (counts one function evaluation)."""
         self.nfev += 1
-        y = self.model(self._shaped(x), *self._model_args)
+        y = self.model(x if self._flat else self._shaped(x), *self._model_args)
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
             same_backend(self.xp, y, "the output of fun")
             self.y_shape = tuple(y.shape)
-            self.m = int(self.xp.reshape(y, (-1,)).shape[0])
+            self.m = int(B.reshape(self.xp, y, (-1,)).shape[0])
         return flat(self.xp, y, self.dtype, "the model output", self.m)
 
     def evaluate(self, x: Any) -> Evaluation:
@@ -122,7 +123,7 @@ class OutputProblem(Counters):
         xp = self.xp
         y = self.outputs(x)
         if self.loss is None:
-            f = 0.5 * float(xp.vecdot(y, y))
+            f = 0.5 * B.vdot(xp, y, y)
             gy = y
         else:
             ys = xp.reshape(y, self.y_shape)
@@ -133,14 +134,14 @@ class OutputProblem(Counters):
     def jacobian(self, x: Any) -> Any:
         """:math:`J = \\partial F/\\partial x` at ``x``: dense ``(m, n)`` or a LinearOperator."""
         xp, mode, n = self.xp, self._jac_mode, self.n
-        xs = self._shaped(x)
+        xs = x if self._flat else self._shaped(x)
         self.njev += 1
-        if mode == "constant":
-            J = self._jac
-        elif mode == "callable":
+        if mode == "callable":  # the usual case first
             J = self._jac(xs, *self.args)
             if not is_array(J):
                 J = aslinearoperator(J)
+        elif mode == "constant":
+            J = self._jac
         elif mode == "model-dense":
             J = self.model.jacobian(xs)
         elif mode == "model-operator":
@@ -158,6 +159,8 @@ class OutputProblem(Counters):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
                                  f"{(self.m, n)}")
             return J
+        if J.dtype == self.dtype and J.shape == (self.m, n):
+            return J  # the usual case (what matrix() returns at once), without its arguments
         ys, xs = self.y_shape, self.shape
         return matrix(xp, J, self.dtype, "the Jacobian", self.m, n,
                       (ys + xs, ys + (n,), (self.m,) + xs))

@@ -1,0 +1,212 @@
+"""The LM trust-region subproblem (newtonkit.methods._lmpar) and the backend helpers it uses.
+
+Every route (SVD of A, QR + SVD of R, QR + Cholesky per λ, with and without column pivoting)
+must return a step that solves ``(AᵀA + λI) p̂ = -Aᵀr`` with ``λ = 0`` when the Gauss-Newton step
+fits in ``1.1Δ`` and ``|‖p̂‖ − Δ| ≤ 0.1Δ`` otherwise, and ``‖A p̂‖²`` alongside it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+import strategies as S
+
+import newtonkit as nk
+from newtonkit import _backend as B
+from newtonkit.methods._lmpar import SVD_MAX_N, TrustRegionSubproblem
+
+EPS, TINY = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
+
+
+def _case(m, n, seed, cond=1e3):
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    s = np.geomspace(1.0, 1.0 / cond, n)
+    return (U * s) @ V.T, rng.standard_normal(m)
+
+
+def _check(A, r, delta, out):
+    v, lam, pnorm, jp2 = out
+    p = -np.asarray(v)
+    assert lam >= 0
+    np.testing.assert_allclose(np.linalg.norm(p), pnorm, rtol=1e-12)
+    np.testing.assert_allclose(np.sum((A @ p) ** 2), jp2, rtol=1e-8, atol=1e-14)
+    lhs = A.T @ (A @ p) + lam * p
+    np.testing.assert_allclose(lhs, -A.T @ r, rtol=1e-7, atol=1e-9 * np.linalg.norm(A.T @ r))
+    if lam == 0.0:
+        assert pnorm <= 1.1 * delta
+    else:
+        assert abs(pnorm - delta) <= 0.1 * delta
+
+
+@pytest.mark.parametrize("m, n", [(3, 2), (12, 10), (40, 25), (25, 25)])
+@pytest.mark.parametrize("gn_first", [True, False])
+@pytest.mark.parametrize("shrink", [2.0, 0.5, 0.1, 1e-3])
+def test_every_route_solves_the_subproblem(m, n, gn_first, shrink):
+    A, r = _case(m, n, seed=m * n)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=gn_first)
+    n_gn = np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
+    delta = shrink * n_gn
+    out = fact.solve(delta, 0.0)
+    _check(A, r, delta, out)
+    _check(A, r, delta, fact.solve(delta, out[1]))  # again from the λ found (a rejected trial)
+    if n > SVD_MAX_N and shrink < 1:
+        assert fact.chol, "a well-conditioned large problem stays on the Cholesky route"
+
+
+@pytest.mark.parametrize("m, n", [(12, 10), (40, 25)])
+def test_routes_agree(m, n):
+    A, r = _case(m, n, seed=7)
+    delta = 0.3 * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
+    a = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=True)
+    b = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False)
+    b.chol = None  # force the SVD route
+    va, la, *_ = a.solve(delta, 0.0)
+    vb, lb, *_ = b.solve(delta, 0.0)
+    np.testing.assert_allclose(la, lb, rtol=1e-8)
+    np.testing.assert_allclose(va, vb, rtol=1e-8, atol=1e-12 * np.linalg.norm(vb))
+
+
+def test_cholesky_falls_back_to_the_svd_for_tiny_lambda():
+    # κ(A) = 1e7: a λ just above the smallest s² needs κ(AᵀA + λI) far beyond CHOL_MAX_COND
+    A, r = _case(60, 30, seed=3, cond=1e7)
+    V = np.linalg.svd(A)[2]
+    r = r + A @ (1e3 * V[-1])  # make the Gauss-Newton step long along the weakest direction
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY)
+    n0 = fact.gn[1]
+    delta = 0.5 * n0
+    out = fact.solve(delta, 0.0)
+    assert out[1] < 1e-10 and fact.chol is None  # the SVD route took over
+    _check(A, r, delta, out)
+
+
+def test_exactly_singular_r_uses_the_minimum_norm_svd_step():
+    A, r = _case(30, 20, seed=5)
+    A[:, 4] = 0.0  # a zero column: R has an exactly zero diagonal entry
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY)
+    assert fact.gn is None
+    v, lam, pnorm, _ = fact.solve(1e6, 0.0)
+    assert lam == 0.0
+    np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("pivoting", [False, True])
+@pytest.mark.parametrize("m, n", [(5, 3), (9, 9), (40, 17)])
+def test_qr_r_and_unpermute(backend, pivoting, m, n):
+    xp = S.namespace(backend)
+    rng = np.random.default_rng(m + n)
+    a_np, b_np = rng.standard_normal((m, n)), rng.standard_normal(m)
+    a, b = S.to_backend(a_np, backend, "float64"), S.to_backend(b_np, backend, "float64")
+    R, qtb, perm = B.qr_r(xp, a, b, pivoting=pivoting)
+    R = B.to_numpy(B.triu(xp, R))
+    perm_np = np.arange(n) if perm is None else B.to_numpy(perm)
+    assert sorted(perm_np) == list(range(n))
+    Q = np.linalg.lstsq(R.T, a_np[:, perm_np].T, rcond=None)[0].T  # a[:, perm] = Q R
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), atol=1e-12)
+    np.testing.assert_allclose(B.to_numpy(qtb), Q.T @ b_np, atol=1e-12)
+    if pivoting and backend == "numpy":
+        d = np.abs(np.diag(R))
+        assert np.all(d[:-1] >= d[1:] * (1 - 1e-12))
+    y = S.to_backend(rng.standard_normal(n), backend, "float64")
+    x = B.to_numpy(B.unpermute(xp, y, perm))
+    np.testing.assert_array_equal(x[perm_np], B.to_numpy(y))
+    Y = S.to_backend(rng.standard_normal((2, n)), backend, "float64")
+    X = B.to_numpy(B.unpermute(xp, Y, perm, axis=1))
+    np.testing.assert_array_equal(X[:, perm_np], B.to_numpy(Y))
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_small_helpers_match_the_standard_calls(backend):
+    xp = S.namespace(backend)
+    rng = np.random.default_rng(1)
+    a = S.to_backend(rng.standard_normal((4, 4)), backend, "float64")
+    v = S.to_backend(rng.standard_normal(4), backend, "float64")
+    same = np.testing.assert_array_equal
+    same(B.to_numpy(B.triu(xp, a)), B.to_numpy(xp.triu(a)))
+    same(B.to_numpy(B.dot(xp, v, a)), B.to_numpy(v @ a))
+    np.testing.assert_allclose(B.vdot(xp, v, v), float(xp.vecdot(v, v)), rtol=1e-15)
+    np.testing.assert_allclose(B.norm(xp, v), float(xp.linalg.vector_norm(v)), rtol=1e-15)
+    same(B.to_numpy(B.reshape(xp, B.copy(xp, a), (16,))), B.to_numpy(xp.reshape(a, (16,))))
+    same(B.to_numpy(B.ones_like(xp, v)), np.ones(4))
+    for driver in ("gesdd", "gesvd"):
+        U, s, Vt = B.svd(xp, a, contiguous=False, driver=driver)
+        np.testing.assert_allclose(B.to_numpy((U * s) @ Vt), B.to_numpy(a), atol=1e-13)
+
+
+# -- LM end to end ---------------------------------------------------------------------------
+
+_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "nls_problems.py"
+_spec = importlib.util.spec_from_file_location("nls_problems", _PATH)
+nls = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("nls_problems", nls)
+_spec.loader.exec_module(nls)
+_BY_NAME = {p.name: p for p in nls.all_problems()}
+
+
+def _lm(p, **opts):
+    return nk.minimize(p.residual, p.x0.copy(), method="lm", jac=p.jacobian,
+                       options={"xtol": 1e-10, "ftol": 1e-10, "gtol": 1e-10,
+                                "maxfev": 100 * (p.n + 1), **opts})
+
+
+@pytest.mark.parametrize("name, max_nfev", [("powell_singular", 45),
+                                            ("ext_powell_singular_200", 70)])
+def test_singular_at_the_solution_ends_like_minpack(name, max_nfev):
+    """Pivoted QR and MINPACK's rank rule (R is used unless a diagonal entry is exactly zero)
+    keep the end game of problems singular at x* short (SciPy: 38 and 89 evaluations)."""
+    p = _BY_NAME[name]
+    res = _lm(p)
+    assert res.success and p.status(res.fun) == "global"
+    assert res.nfev <= max_nfev
+
+
+def test_large_problem_uses_the_cholesky_route(monkeypatch):
+    calls = {"chol": 0, "svd": 0}
+    chol_at, svd_terms = TrustRegionSubproblem._chol_at, TrustRegionSubproblem._svd_terms
+
+    def count_chol(self, alpha):
+        calls["chol"] += 1
+        return chol_at(self, alpha)
+
+    def count_svd(self):
+        calls["svd"] += 1
+        return svd_terms(self)
+
+    monkeypatch.setattr(TrustRegionSubproblem, "_chol_at", count_chol)
+    monkeypatch.setattr(TrustRegionSubproblem, "_svd_terms", count_svd)
+    p = _BY_NAME["ext_rosenbrock_200"]
+    res = _lm(p)
+    assert res.success and p.status(res.fun) == "global"
+    assert calls["chol"] > 0 and calls["svd"] == 0
+
+
+@pytest.mark.parametrize("n", [4, SVD_MAX_N + 4])
+def test_array_api_strict_follows_numpy(n):
+    """The generic branches (no pivoting, no LAPACK fast paths; for n > SVD_MAX_N the QR +
+    Cholesky route) reach the same solution as NumPy's."""
+    out = {}
+    for backend in ("numpy", "array_api_strict"):
+        xp = S.namespace(backend)
+        t = S.to_backend(np.linspace(0.1, 1.0, 3 * n), backend, "float64")
+        k = S.to_backend(np.arange(1.0, n + 1.0), backend, "float64")
+        E = xp.exp(-0.1 * t[:, None] * k[None, :])
+
+        def res(x, xp=xp, t=t, E=E):
+            return E @ x - xp.sin(t) - xp.vecdot(x, x) * t
+
+        def jac(x, t=t, E=E):
+            return E - 2.0 * t[:, None] * x[None, :]
+
+        x0 = S.to_backend(np.full(n, 0.1), backend, "float64")
+        r = nk.minimize(res, x0, method="lm", jac=jac)
+        assert r.success, (backend, r.message)
+        out[backend] = (B.to_numpy(r.x), r.fun)
+    np.testing.assert_allclose(out["array_api_strict"][0], out["numpy"][0], rtol=1e-6,
+                               atol=1e-8)
+    assert out["array_api_strict"][1] == pytest.approx(out["numpy"][1], rel=1e-8, abs=1e-20)
