@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 import strategies as S
+from hypothesis import given
+from hypothesis import strategies as st
 
 import newtonkit as nk
 from newtonkit import _backend as B
@@ -210,3 +212,44 @@ def test_array_api_strict_follows_numpy(n):
     np.testing.assert_allclose(out["array_api_strict"][0], out["numpy"][0], rtol=1e-6,
                                atol=1e-8)
     assert out["array_api_strict"][1] == pytest.approx(out["numpy"][1], rel=1e-8, abs=1e-20)
+
+
+@given(data=st.data())
+def test_subproblem_property_over_shapes_conditioning_and_radii(data):
+    """Over generated shapes (both sides of SVD_MAX_N), condition numbers up to 1e6, radii and
+    start values λ₀: the step solves (AᵀA + λI)p̂ = −Aᵀr, λ = 0 exactly when the Gauss-Newton
+    step fits, and otherwise ‖p̂‖ is within 10 % of Δ (MINPACK's acceptance band)."""
+    n = data.draw(st.integers(1, 2 * SVD_MAX_N), label="n")
+    m = data.draw(st.integers(n, 2 * n + 3), label="m")
+    cond = 10.0 ** data.draw(st.floats(0.0, 6.0), label="log10 cond")
+    seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
+    A, r = _case(m, n, seed, cond=cond)
+    shrink = 10.0 ** data.draw(st.floats(-4.0, 0.5), label="log10 Δ/‖p̂(0)‖")
+    par0 = data.draw(st.sampled_from([0.0, 1e-6, 1.0, 1e3]), label="λ₀")
+    gn_first = data.draw(st.booleans(), label="gn_first")
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=gn_first)
+    delta = shrink * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
+    out = fact.solve(delta, par0)
+    _check(A, r, delta, out)
+    if abs(1.1 * shrink - 1.0) > 1e-6:  # away from the boundary, where rounding decides
+        assert (out[1] == 0.0) == (1.1 * shrink > 1.0)
+
+
+@given(data=st.data())
+def test_subproblem_property_rank_deficient(data):
+    """Exactly rank-deficient A (k of n singular values zero): the same identities, with p̂(0)
+    the minimum-norm least-squares step."""
+    n = data.draw(st.integers(2, 2 * SVD_MAX_N), label="n")
+    m = data.draw(st.integers(n, 2 * n + 3), label="m")
+    k = data.draw(st.integers(1, n - 1), label="zero singular values")
+    seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    s = np.geomspace(1.0, 1e-3, n)
+    s[n - k:] = 0.0
+    A, r = (U * s) @ V.T, rng.standard_normal(m)
+    shrink = 10.0 ** data.draw(st.floats(-4.0, 0.5), label="log10 Δ/‖p̂(0)‖")
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=data.draw(st.booleans()))
+    delta = shrink * np.linalg.norm(np.linalg.lstsq(A, r, rcond=1e-10)[0])
+    _check(A, r, delta, fact.solve(delta, 0.0))
