@@ -167,3 +167,24 @@ def test_dtype_is_kept(dtype):
     assert res.success, res.message
     tol = 1e-3 if dtype == np.float32 else 1e-8
     assert np.allclose(res.x, 1.0, atol=tol)
+
+
+def test_nonfinite_dense_hessian_at_x0_is_an_error_and_x0_is_untouched():
+    x0 = np.array([-1.2, 1.0])
+    keep = x0.copy()
+
+    def hess(x):
+        H = rosen_hess(x)
+        if np.array_equal(x, keep):
+            H[0, 1] = H[1, 0] = np.nan
+        return H
+
+    with pytest.raises(ValueError, match="Hessian is not finite at x0"):
+        nk.minimize(rosen, x0, method="newton", jac=rosen_der, hess=hess)
+    assert np.array_equal(x0, keep)
+    # the Hessian checked at x0 is the one the first step uses: one evaluation per iteration,
+    # plus the final curvature check
+    calls = []
+    res = nk.minimize(rosen, x0, method="newton", jac=rosen_der,
+                      hess=lambda x: calls.append(1) or rosen_hess(x))
+    assert res.success and res.nhev == len(calls) == res.nit + 1

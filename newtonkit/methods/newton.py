@@ -91,12 +91,23 @@ class Newton(Method):
         f, g = self.problem.value_and_grad(x0)
         data = {"taus": [], "lambda_min": [], "step_lengths": [], "cg_iterations": [],
                 "negative_curvature": []}
+        if self.solver == "cholesky" and math.isfinite(f) and self.finite(g):
+            # The first step needs the Hessian at x0 anyway: a dense one is checked here, so
+            # that a non-finite one is a clear error like a non-finite f or g (the driver
+            # reports those).  A Hessian operator is only probed by the steps.
+            H = self.problem.hessian(x0, matrix_free=False)
+            if not isinstance(H, LinearOperator) and not self.finite(self.xp.reshape(H, (-1,))):
+                raise ValueError("the Hessian is not finite at x0; start from a point where "
+                                 "fun and its derivatives are finite")
+            data["H0"] = H
         return State(x0, f, g, data=data)
 
     def step(self, state: State) -> State:
         xp, p, o = self.xp, self.problem, self.opts
         x, g = state.x, state.g
-        H = p.hessian(x, matrix_free=self.solver == "cg")
+        H = state.data.pop("H0", None)  # from init, at x0
+        if H is None:
+            H = p.hessian(x, matrix_free=self.solver == "cg")
         use_cg = self.solver == "cg" or (self.opts["linear_solver"] == "auto"
                                          and isinstance(H, LinearOperator))
         try:
