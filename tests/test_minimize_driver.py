@@ -623,3 +623,31 @@ def test_results_stay_on_the_gpu(method):
     assert res.x.device.type == "cuda" and res.jac.device.type == "cuda"
     np.testing.assert_allclose(res.x.cpu().numpy(), np.linalg.lstsq(A, B, rcond=None)[0],
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lm", "gn", "hig"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("zero_column", [False, True])
+def test_nonfinite_jacobian_mid_run_stops_at_the_last_good_iterate(method, bad, zero_column):
+    """A Jacobian entry turning nan/inf mid-run (with or without a zero column, which LM's
+    scaled-gradient test masks) ends the run with status 3 at the last accepted iterate."""
+    calls = {"n": 0}
+    seen = []
+
+    def fun(x):
+        return np.array([10 * (x[1] - x[0] ** 2), 1 - x[0], 0.0 * x[2]])
+
+    def jac(x):
+        calls["n"] += 1
+        J = np.array([[-20 * x[0], 10.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        if not zero_column:
+            J[2, 2] = 1.0
+        if calls["n"] > 3:
+            J[0, 1] = bad
+        return J
+
+    res = nk.minimize(fun, np.array([-1.2, 1.0, 0.0]), method=method, jac=jac,
+                      callback=lambda x: seen.append(x.copy()))
+    assert not res.success and res.status == 3
+    assert np.all(np.isfinite(res.x)) and np.isfinite(res.fun)
+    np.testing.assert_array_equal(res.x, seen[-1])

@@ -76,7 +76,9 @@ class LeastSquaresMethod(Method):
         if lin.colnorms is None:
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
-        if B.float_min(xp, cn) > 0:  # no zero (or NaN) column, the usual case: no masking
+        # the usual case, no zero, NaN or infinite column norm: no masking (an infinite one
+        # would make inf/inf below, with NumPy's RuntimeWarning)
+        if B.float_min(xp, cn) > 0 and B.float_max(xp, cn) < math.inf:
             return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
             return math.nan
