@@ -311,10 +311,10 @@ def float_min(xp: Any, v: Any) -> float:
 
 # The float64 routines with their workspaces, per shape: one cache lookup per call.
 @functools.lru_cache(maxsize=64)
-def _qr64(m: int, n: int) -> tuple[Any, int, Any, int, np.ndarray]:
+def _qr64(m: int, n: int) -> tuple[Any, int, Any, int]:
     f8 = np.dtype(np.float64)
     return (_lapack("geqrf", f8), _lwork("geqrf", f8, m, n), _lapack("orgqr", f8),
-            _lwork("orgqr", f8, m, n), np.tri(n, n, -1, dtype=bool))
+            _lwork("orgqr", f8, m, n))
 
 
 _SVD64: dict[tuple[int, int, str], tuple[Any, int]] = {}
@@ -342,12 +342,11 @@ def qr(xp: Any, a: Any) -> tuple[Any, Any]:
     if not _lapack_float64(xp, a):
         return xp.linalg.qr(a)
     m, n = a.shape
-    geqrf, lwork_geqrf, orgqr, lwork_orgqr, strictly_lower = _qr64(m, n)
+    geqrf, lwork_geqrf, orgqr, lwork_orgqr = _qr64(m, n)
     f, tau, _, info = geqrf(a, lwork=lwork_geqrf)
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (geqrf info {info})")
-    R = f[:n].copy()
-    R[strictly_lower] = 0.0  # geqrf leaves its reflectors there
+    R = triu(xp, f[:n])  # geqrf leaves its reflectors below the diagonal
     Q, _, info = orgqr(f, tau, lwork=lwork_orgqr)
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (orgqr info {info})")
@@ -440,7 +439,7 @@ def svd(xp: Any, a: Any, *, contiguous: bool = True,
     ``np.linalg.svd`` calls) or ``"gesvd"`` (QR iteration: 5–15 % faster below ~20 columns,
     several times slower on large matrices).  Other namespaces use their own.
     """
-    if not (xp is _compat_numpy or _is_numpy(xp)) or a.dtype != np.float64 or a.size == 0:
+    if not _lapack_float64(xp, a):
         return tuple(xp.linalg.svd(a, full_matrices=False))
     m, n = a.shape
     routine, lwork = _svd64(m, n, driver)

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from newtonkit._backend import all_finite
+from newtonkit.linalg import _checks as C
 
 from .autograd import unit_rows
 from .jacobians import Physics, _single_sample_fn, select_parameters
@@ -87,8 +88,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any],
                  jacobian_chunk_size: int | None = None) -> None:
-        if not defaults["lr"] > 0:
-            raise ValueError(f"lr must be positive, got {defaults['lr']!r}")
+        defaults["lr"] = C.real(defaults["lr"], "lr", low=0.0, low_open=True)
         super().__init__(params, defaults)
         self.jacobian_chunk_size = jacobian_chunk_size
         #: Diagnostics of the last step: loss, and for every joint solve its info object.
@@ -256,9 +256,8 @@ class HIG(JacobianOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1.0, exponent: float = -0.5,
                  truncation: float = 1e-6, *, relative: bool = True, route: str = "auto",
                  jacobian_chunk_size: int | None = None) -> None:
-        if not truncation >= 0:
-            raise ValueError(f"truncation must be >= 0, got {truncation!r}")
-        defaults = dict(lr=lr, exponent=float(exponent), truncation=float(truncation),
+        truncation = C.real(truncation, "truncation", low=0.0)
+        defaults = dict(lr=lr, exponent=float(exponent), truncation=truncation,
                         relative=bool(relative), route=route)
         super().__init__(params, defaults, jacobian_chunk_size)
 
@@ -325,20 +324,16 @@ class GaussNewton(JacobianOptimizer):
                  damping: float | None = None, *, adaptive: bool = False,
                  damping_factor: float = 3.0, max_trials: int = 10, relative: bool = True,
                  jacobian_chunk_size: int | None = None) -> None:
-        if not truncation >= 0:
-            raise ValueError(f"truncation must be >= 0, got {truncation!r}")
+        truncation = C.real(truncation, "truncation", low=0.0)
         if damping is None:
             damping = 1e-3 if adaptive else 0.0
-        if not (damping > 0 if adaptive else damping >= 0):
-            raise ValueError(f"damping must be {'> 0 with adaptive=True' if adaptive else '>= 0'}"
-                             f", got {damping!r}")
-        if not damping_factor > 1:
-            raise ValueError(f"damping_factor must be > 1, got {damping_factor!r}")
-        if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-            raise ValueError(f"max_trials must be an integer >= 1, got {max_trials!r}")
-        defaults = dict(lr=lr, truncation=float(truncation), damping=float(damping),
-                        adaptive=bool(adaptive), damping_factor=float(damping_factor),
-                        max_trials=max_trials, relative=bool(relative))
+        # adaptive: the initial relative τ, which must be > 0 for τ·factor to ever grow
+        damping = C.real(damping, "damping", low=0.0, low_open=adaptive)
+        damping_factor = C.real(damping_factor, "damping_factor", low=1.0, low_open=True)
+        max_trials = C.integer(max_trials, "max_trials", low=1)
+        defaults = dict(lr=lr, truncation=truncation, damping=damping, adaptive=bool(adaptive),
+                        damping_factor=damping_factor, max_trials=max_trials,
+                        relative=bool(relative))
         super().__init__(params, defaults, jacobian_chunk_size)
 
     def _solve_key(self, group):

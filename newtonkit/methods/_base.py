@@ -163,10 +163,6 @@ class Method:
         return B.all_finite(self.xp, v)
 
 
-#: ‖v‖₂ as a float (:func:`newtonkit._backend.norm`).
-_norm = B.norm
-
-
 METHODS: dict[str, type[Method]] = {}
 
 

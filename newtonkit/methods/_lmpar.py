@@ -43,7 +43,6 @@ import math
 from typing import Any
 
 from .. import _backend as B
-from ._base import _norm
 
 __all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "CHOL_MAX_COND"]
 
@@ -88,7 +87,7 @@ class TrustRegionSubproblem:
             small = B.float_min(xp, xp.abs(B.diagonal(xp, R)))
         if small > 0:
             y0 = B.solve_upper(xp, R, self.qtr)  # R y0 = Qᵀr: -p̂(0) in pivoted order
-            n0 = _norm(xp, y0)
+            n0 = B.norm(xp, y0)
             if math.isfinite(n0):  # non-finite exactly when y0 is (or ‖y0‖ overflows)
                 self._y0 = y0
                 # ‖A p̂(0)‖² = ‖Qᵀr‖²
@@ -125,7 +124,7 @@ class TrustRegionSubproblem:
             s_safe = xp.where(keep, s, 1.0)
             c0 = xp.where(keep, q / s_safe, 0.0)
         self.s, self.Vt, self.s2, self.sq, self.c0 = s, Vt, s * s, s * q, c0
-        self.n0 = _norm(xp, c0)
+        self.n0 = B.norm(xp, c0)
         self._svd_done = True
         self._bounds: tuple[float | None, float] | None = None  # (φ'(0), ‖Aᵀr‖), on first use
 
@@ -149,7 +148,7 @@ class TrustRegionSubproblem:
         if not ok:
             raise _UseSVD
         v = B.cho_solve(xp, L, self._g)  # (RᵀR + αI)⁻¹ Rᵀ Qᵀr = -p̂(α), pivoted
-        nrm = _norm(xp, v)
+        nrm = B.norm(xp, v)
         if not math.isfinite(nrm):
             raise _UseSVD
         self._L, self._v = L, v
@@ -183,7 +182,7 @@ class TrustRegionSubproblem:
             c0 = self.c0
             return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
         if self._bounds is None:  # once per factorisation (rejected trials reuse it)
-            gnorm = _norm(xp, self.sq)  # ‖Aᵀ r‖
+            gnorm = B.norm(xp, self.sq)  # ‖Aᵀ r‖
             if self.full:
                 t = self.c0 / self.s
                 dphi0 = -B.vdot(xp, t, t) / n0  # Σ c0²/s² = ‖A⁻ᵀ p̂(0)‖²
@@ -197,7 +196,7 @@ class TrustRegionSubproblem:
         if self.chol is True:
             self._chol_terms()
             w = B.solve_triangular(xp, self.R, self._y0, lower=False, trans=True)  # R⁻ᵀ p̂(0)
-            self._chol_bounds = (-B.vdot(xp, w, w) / n0, _norm(xp, self._g))  # φ'(0), ‖Aᵀr‖
+            self._chol_bounds = (-B.vdot(xp, w, w) / n0, B.norm(xp, self._g))  # φ'(0), ‖Aᵀr‖
         return self._iterate(delta, par0, n0, *self._chol_bounds, svd=False)
 
     def _iterate(self, delta: float, par0: float, n0: float, dphi0: float | None,

@@ -62,6 +62,7 @@ class OutputProblem(Counters):
         self.notes: list[str] = []
         self.m: int | None = None
         self.y_shape: tuple[int, ...] | None = None
+        self._jac_shapes: tuple[tuple[int, ...], ...] = ()  # set with y_shape: see outputs
         if isinstance(fun, Composite):
             if jac is not None:
                 raise ValueError("with a Composite, give the forward model's derivatives as its "
@@ -109,13 +110,16 @@ class OutputProblem(Counters):
     def outputs(self, x: Any) -> Any:
         """:math:`F(x)` flat (counts one function evaluation)."""
         self.nfev += 1
-        y = self.model(x if self._flat else self._shaped(x), *self._model_args)
+        y = self.model(self._shaped(x), *self._model_args)
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
             same_backend(self.xp, y, "the output of fun")
             self.y_shape = tuple(y.shape)
-            self.m = int(B.reshape(self.xp, y, (-1,)).shape[0])
+            self.m = m = int(B.reshape(self.xp, y, (-1,)).shape[0])
+            # the user's own shapes a dense Jacobian may come in (besides (m, n))
+            ys, xs = self.y_shape, self.shape
+            self._jac_shapes = (ys + xs, ys + (self.n,), (m,) + xs)
         return flat(self.xp, y, self.dtype, "the model output", self.m)
 
     def evaluate(self, x: Any) -> Evaluation:
@@ -134,7 +138,7 @@ class OutputProblem(Counters):
     def jacobian(self, x: Any) -> Any:
         """:math:`J = \\partial F/\\partial x` at ``x``: dense ``(m, n)`` or a LinearOperator."""
         xp, mode, n = self.xp, self._jac_mode, self.n
-        xs = x if self._flat else self._shaped(x)
+        xs = self._shaped(x)
         self.njev += 1
         if mode == "callable":  # the usual case first
             J = self._jac(xs, *self.args)
@@ -159,11 +163,7 @@ class OutputProblem(Counters):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
                                  f"{(self.m, n)}")
             return J
-        if J.dtype == self.dtype and J.shape == (self.m, n):
-            return J  # the usual case (what matrix() returns at once), without its arguments
-        ys, xs = self.y_shape, self.shape
-        return matrix(xp, J, self.dtype, "the Jacobian", self.m, n,
-                      (ys + xs, ys + (n,), (self.m,) + xs))
+        return matrix(xp, J, self.dtype, "the Jacobian", self.m, n, self._jac_shapes)
 
     # -- Gauss-Newton form ---------------------------------------------------------------------
     def gauss_newton_form(self, ev: Evaluation, J: Any) -> tuple[Any, Any]:
