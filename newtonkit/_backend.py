@@ -304,6 +304,13 @@ def float_max(xp: Any, v: Any) -> float:
     return float(np.maximum.reduce(v) if xp is _compat_numpy or _is_numpy(xp) else xp.max(v))
 
 
+def count_nonzero(xp: Any, v: Any) -> int:
+    """``int(xp.count_nonzero(v))`` (NumPy: ``np.count_nonzero``, a fraction of a ufunc
+    reduction's ~0.8 µs on a small array)."""
+    return int(np.count_nonzero(v) if xp is _compat_numpy or _is_numpy(xp)
+               else xp.count_nonzero(v))
+
+
 def float_min(xp: Any, v: Any) -> float:
     """``float(xp.min(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one)."""
     return float(np.minimum.reduce(v) if xp is _compat_numpy or _is_numpy(xp) else xp.min(v))

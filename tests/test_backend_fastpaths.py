@@ -44,3 +44,4 @@ def test_reductions_match_the_standard_calls(backend, seed):
             for fast, ref in ((B.float_sum, xp.sum), (B.float_max, xp.max),
                               (B.float_min, xp.min)):
                 same(fast(xp, v), float(ref(v)))
+            assert B.count_nonzero(xp, v) == int(xp.count_nonzero(v))
