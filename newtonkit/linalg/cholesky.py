@@ -133,12 +133,11 @@ def regularized_cholesky_solve(
             first = 0.0 if tau0 is None else C.real(tau0, "tau0", low=0.0)
         taus = _shift_sequence(first, lambda: _smallest_retry_shift(xp, Hd), growth)
 
-    eye = C.eye_like(xp, n, Hd)
     for k in range(1, max_factorizations + 1):
         t = next(taus, None)
         if t is None:
             break
-        L, ok = B.cholesky(xp, Hd + t * eye if t else Hd)
+        L, ok = B.cholesky(xp, Hd, shift=t)
         if ok:
             h = -B.cho_solve(xp, L, g)
             return h, CholeskyInfo(float(t), lam, k, shift)

@@ -135,7 +135,6 @@ class TrustRegionSubproblem:
         Rt = xp.matrix_transpose(R)
         self._M = B.dot(xp, Rt, R)  # RᵀR = AᵀA
         self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
-        self._eye = xp.eye(R.shape[0], dtype=R.dtype, device=B.device(R))
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
         self.chol = "ready"
@@ -144,7 +143,7 @@ class TrustRegionSubproblem:
         xp = self.xp
         if not alpha >= self._alpha_min:
             raise _UseSVD
-        L, ok = B.cholesky(xp, self._M + alpha * self._eye)
+        L, ok = B.cholesky(xp, self._M, shift=alpha)
         if not ok:
             raise _UseSVD
         v = B.cho_solve(xp, L, self._g)  # (RᵀR + αI)⁻¹ Rᵀ Qᵀr = -p̂(α), pivoted
