@@ -163,6 +163,7 @@ def cholesky(xp: Any, a: Any, shift: float = 0.0) -> tuple[Any, bool]:
     ``a`` with the shift added to its diagonal in place (what SciPy's ``cholesky`` computes, in
     one pass over memory instead of three: no ``shift·I`` temporary, no sum, no second copy).
     """
+    shift = float(shift)  # a NumPy scalar would not combine with every namespace's arrays
     if _lapack_float64(xp, a):
         n = a.shape[0]
         f = np.array(a, order="F")  # potrf factors in place

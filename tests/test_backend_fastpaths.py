@@ -45,3 +45,43 @@ def test_reductions_match_the_standard_calls(backend, seed):
                               (B.float_min, xp.min)):
                 same(fast(xp, v), float(ref(v)))
             assert B.count_nonzero(xp, v) == int(xp.count_nonzero(v))
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("n", [1, 3, 12, 70])
+@pytest.mark.parametrize("shift", [0.0, 0.3])
+def test_shifted_cholesky_and_its_solves(backend, n, shift):
+    """``cholesky(a, shift)`` factors ``a + shift·I`` (NumPy float64: bit for bit what SciPy's
+    cholesky of the shifted matrix gives); ``cho_solve`` and ``solve_triangular`` solve with the
+    factor; an indefinite matrix is reported, not raised."""
+    import scipy.linalg
+
+    xp = S.namespace(backend)
+    rng = np.random.default_rng(n)
+    G = rng.standard_normal((n + 2, n))
+    a_np = G.T @ G
+    a = S.to_backend(a_np, backend, "float64")
+    L, ok = B.cholesky(xp, a, shift=shift)
+    assert ok
+    L_np = B.to_numpy(L)
+    want = scipy.linalg.cholesky(a_np + shift * np.eye(n), lower=True)
+    if backend == "numpy":
+        np.testing.assert_array_equal(L_np, want)
+    np.testing.assert_allclose(L_np, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    b_np = rng.standard_normal(n)
+    b = S.to_backend(b_np, backend, "float64")
+    x = B.to_numpy(B.cho_solve(xp, L, b))
+    np.testing.assert_allclose((a_np + shift * np.eye(n)) @ x, b_np, rtol=1e-9, atol=1e-9)
+    for lower in (True, False):
+        for trans in (False, True):
+            T = want if lower else want.T.copy()
+            for T_b in (T, np.asfortranarray(T)):
+                got = B.to_numpy(B.solve_triangular(xp, S.to_backend(T_b, backend, "float64"),
+                                                    b, lower=lower, trans=trans))
+                ref = scipy.linalg.solve_triangular(T_b, b_np, lower=lower, trans=int(trans))
+                if backend == "numpy":
+                    np.testing.assert_array_equal(got, ref)
+                np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    if n > 1:  # indefinite: a − (λ_max + 1)·I
+        bad = -(np.linalg.eigvalsh(a_np)[-1] + 1.0)
+        assert B.cholesky(xp, a, shift=bad) == (None, False)
