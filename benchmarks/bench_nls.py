@@ -143,26 +143,34 @@ def counted_run(solver, p, tol):
                 time=float("nan"), message=str(message), reported=reported)
 
 
-def _sample(solver, p, tol, number):
+def _sample(solver, p, tol, number, nfevs):
+    """Seconds per run over ``number`` back-to-back runs; adds each run's nfev to ``nfevs``."""
+    counters = [Counted(p) for _ in range(number)]
     t0 = time.perf_counter()
-    for _ in range(number):
-        _call(SOLVERS[solver], Counted(p), p, tol)
-    return (time.perf_counter() - t0) / number
+    for c in counters:
+        _call(SOLVERS[solver], c, p, tol)
+    elapsed = (time.perf_counter() - t0) / number
+    nfevs.update(c.nfev for c in counters)
+    return elapsed
 
 
 def time_runs(solvers, p, tol, repeats, min_sample=0.02):
-    """Median wall time of one run per solver.  Each sample is a batch of back-to-back runs
-    lasting at least ``min_sample`` seconds; samples are interleaved (A B C A B C ...) so that
-    load changes on a shared machine hit every solver alike."""
-    number = {}
+    """Median wall time of one run per solver, and the set of nfev the timed runs took.
+
+    Each sample is a batch of back-to-back runs lasting at least ``min_sample`` seconds;
+    samples are interleaved (A B C A B C ...) so that load changes on a shared machine hit every
+    solver alike.  A deterministic solver takes the same nfev in every run; more than one value
+    means its runs differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable
+    reference."""
+    number, nfevs = {}, {s: set() for s in solvers}
     for s in solvers:
-        t1 = _sample(s, p, tol, 1)
+        t1 = _sample(s, p, tol, 1, nfevs[s])
         number[s] = max(1, math.ceil(min_sample / max(t1, 1e-9)))
     times = {s: [] for s in solvers}
     for _ in range(repeats):
         for s in solvers:
-            times[s].append(_sample(s, p, tol, number[s]))
-    return {s: statistics.median(v) for s, v in times.items()}
+            times[s].append(_sample(s, p, tol, number[s], nfevs[s]))
+    return {s: (statistics.median(v), sorted(nfevs[s])) for s, v in times.items()}
 
 
 def _repeats_for(p, base):
@@ -178,8 +186,13 @@ def _fmt_t(t):
 _MARK = {"global": "✓", "local": "local", "failed": "✗", "error": "error", "n/a": "n/a"}
 
 
+def _reproducible(r):
+    return len(r.get("timed_nfev", [r["nfev"]])) <= 1
+
+
 def _cell(r, extra=""):
-    return f"{_MARK[r['status']]} | {r['nfev']} | {r['njev']}{extra} | {_fmt_t(r['time'])}"
+    flag = "" if _reproducible(r) else " ‡"
+    return f"{_MARK[r['status']]}{flag} | {r['nfev']} | {r['njev']}{extra} | {_fmt_t(r['time'])}"
 
 
 def markdown(rows, meta):
@@ -200,7 +213,8 @@ def markdown(rows, meta):
     lines.append("✓ = reached the literature minimum f*; local = reached another minimum that "
                  "MGH report; ✗ = neither. nfev/njev: residual/Jacobian calls; trust-exact's "
                  "njev counts every Jacobian call, (hess) = Hessians, each 2n+1 Jacobians. "
-                 "ms: median wall time.")
+                 "ms: median wall time. ‡ = the solver's runs differ from one identical call to "
+                 "the next (nfev taken: see the notes below); its time is no reference.")
     lines.append("")
     lines.append(f"Settings: {meta['settings']}")
     lines.append(f"Machine: {meta['machine']}")
@@ -247,6 +261,8 @@ def summary(rows):
     for label, sel, bound in (("n <= 10", lambda n: n <= 10, 2.0),
                               ("n >= 200", lambda n: n >= 200, 1.0)):
         grp = [r for r in rows if sel(r["problem"]["n"])]
+        unstable = [r for r in grp if not _reproducible(r["scipy_lm"])]
+        grp = [r for r in grp if _reproducible(r["scipy_lm"])]
         if not grp:
             continue
         ratios = [r["newtonkit_lm"]["time"] / r["scipy_lm"]["time"] for r in grp]
@@ -264,6 +280,11 @@ def summary(rows):
                    + (f" — over: {', '.join(over)}" if over else ""))
         out.append(f"    extra time of newtonkit per residual evaluation (trial step) over SciPy "
                    f"lm, median over {label}: {per_trial * 1e6:.0f} µs")
+        for r in unstable:
+            q = r["newtonkit_lm"]["time"] / r["scipy_lm"]["time"]
+            out.append(f"    not timed against SciPy: {r['problem']['name']} — identical SciPy lm "
+                       f"calls took nfev {r['scipy_lm']['timed_nfev']} (the ratio would read "
+                       f"{q:.2f})")
     return out, verdicts
 
 
@@ -291,8 +312,10 @@ def main(argv=None):
                 continue
             row[s] = counted_run(s, p, args.tol)
         ok = [s for s in SOLVERS if row[s]["status"] not in ("n/a", "error")]
-        for s, t in time_runs(ok, p, args.tol, reps).items():
+        for s, (t, nfevs) in time_runs(ok, p, args.tol, reps).items():
             row[s]["time"] = t
+            # the counted run's nfev too: a solver that repeats itself took one value throughout
+            row[s]["timed_nfev"] = sorted(set(nfevs) | {row[s]["nfev"]})
         rows.append(row)
         print(f"{p.name:26s} n={p.n:3d} "
               + "  ".join(f"{s}: {row[s]['status']:6s} f={row[s]['f']:.4g} "
