@@ -79,7 +79,7 @@ class LeastSquaresMethod(Method):
         # The usual case, no zero, NaN or infinite column norm: no masking (an infinite one
         # would make inf/inf below, with NumPy's RuntimeWarning).  cn·cn = ‖J̃‖_F² is finite
         # exactly when every norm is (or it overflows: then the masked path, also right); two
-        # cheap tests instead of min/max reductions, which cost ~5 % of a small LM run.
+        # cheap tests instead of min/max reductions, which cost 2–5 % of a small LM run.
         if B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf:
             return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
