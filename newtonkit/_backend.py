@@ -317,8 +317,17 @@ def ones_like(xp: Any, a: Any) -> Any:
     return xp.ones_like(a)
 
 
-def column_norms(xp: Any, a: Any) -> Any:
-    """The Euclidean norms of the columns of a real 2-D ``a`` (``vector_norm(a, axis=0)``)."""
+def column_norms(xp: Any, a: Any, *, safe: bool = False) -> Any:
+    """The Euclidean norms of the columns of a real 2-D ``a`` (``vector_norm(a, axis=0)``).
+
+    That sums squares, which overflow for entries above ~1.3e154 (NumPy's own norm does the
+    same).  ``safe=True`` scales each column by its largest magnitude first,
+    ``s_j ‖a_j / s_j‖`` (as MINPACK's ``enorm``), finite for every finite ``a``.
+    """
+    if safe:
+        s = xp.max(xp.abs(a), axis=0)
+        s1 = xp.where(s > 0, s, xp.ones_like(s))
+        return s * column_norms(xp, a / s1)
     if xp is _compat_numpy or _is_numpy(xp):
         return np.sqrt(np.add.reduce(a * a, axis=0))  # what np.linalg.norm computes
     return xp.linalg.vector_norm(a, axis=0)

@@ -85,3 +85,18 @@ def test_shifted_cholesky_and_its_solves(backend, n, shift):
     if n > 1:  # indefinite: a − (λ_max + 1)·I
         bad = -(np.linalg.eigvalsh(a_np)[-1] + 1.0)
         assert B.cholesky(xp, a, shift=bad) == (None, False)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_safe_column_norms_do_not_overflow(backend):
+    """``column_norms(safe=True)`` agrees with the plain norms where those are finite and stays
+    finite (and right) for entries whose squares overflow."""
+    xp = S.namespace(backend)
+    rng = np.random.default_rng(7)
+    a_np = rng.standard_normal((9, 4))
+    a_np[:, 2] = 0.0  # a zero column stays zero
+    for scale in (1.0, 1e-200, 1e200):
+        a = S.to_backend(a_np * scale, backend, "float64")
+        got = B.to_numpy(B.column_norms(xp, a, safe=True))
+        want = np.linalg.norm(a_np, axis=0) * scale
+        np.testing.assert_allclose(got, want, rtol=1e-14)

@@ -652,3 +652,19 @@ def test_nonfinite_jacobian_mid_run_stops_at_the_last_good_iterate(method, bad, 
     assert not res.success and res.status == 3
     assert np.all(np.isfinite(res.x)) and np.isfinite(res.fun)
     np.testing.assert_array_equal(res.x, seen[-1])
+
+
+@pytest.mark.parametrize("method", ["lm", "gn", "hig"])
+def test_huge_jacobian_is_no_zero_gradient(method):
+    """Column norms of a Jacobian with entries ~1e160 overflow when squared; that must not read
+    as a zero scaled gradient (a false gtol stop at x0).  LM, whose tests are scaled by D,
+    then solves the problem; the others may stop on their unscaled tests, but not on gtol."""
+    x0 = np.array([3e-160, -2e-160])
+    c = np.array([0.5, 0.25])
+    with np.errstate(over="ignore"):
+        res = nk.minimize(lambda x: 1e160 * x + c, x0, method=method,
+                          jac=lambda x: 1e160 * np.eye(2))
+    assert res.termination != "GTOL"
+    if method == "lm":
+        assert res.success and res.fun == 0.0
+        np.testing.assert_allclose(res.x, -c * 1e-160, rtol=1e-12)
