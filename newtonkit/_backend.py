@@ -512,10 +512,21 @@ def dot(xp: Any, a: Any, b: Any) -> Any:
 
 
 def norm(xp: Any, v: Any) -> float:
-    """``‖v‖₂`` of a real 1-D ``v`` as a float: √(v·v) (cheap), or the overflow-safe
-    ``xp.linalg.vector_norm`` when that is not finite."""
-    sq = float(v.dot(v) if xp is _compat_numpy or _is_numpy(xp) else xp.vecdot(v, v))
-    return math.sqrt(sq) if sq < math.inf else float(xp.linalg.vector_norm(v))
+    """``‖v‖₂`` of a real 1-D ``v`` as a float: √(v·v) (cheap), or, when v·v overflows or
+    falls below the normal range, ``s ‖v / s‖`` with ``s = max |vᵢ|`` (NumPy's and torch's
+    ``vector_norm`` overflow too); NaN when ``v`` has a NaN."""
+    numpy = xp is _compat_numpy or _is_numpy(xp)
+    sq = float(v.dot(v) if numpy else xp.vecdot(v, v))
+    if _MIN_NORMAL64 <= sq < math.inf:
+        return math.sqrt(sq)
+    s = float(np.maximum.reduce(np.abs(v)) if numpy else xp.max(xp.abs(v)))
+    if not 0.0 < s < math.inf:  # v = 0, an infinite entry, or NaN
+        return s
+    w = v / s
+    return s * math.sqrt(float(w.dot(w) if numpy else xp.vecdot(w, w)))
+
+
+_MIN_NORMAL64 = float(np.finfo(np.float64).smallest_normal)
 
 
 def vdot(xp: Any, a: Any, b: Any) -> float:

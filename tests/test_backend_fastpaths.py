@@ -100,3 +100,19 @@ def test_safe_column_norms_do_not_overflow(backend):
         got = B.to_numpy(B.column_norms(xp, a, safe=True))
         want = np.linalg.norm(a_np, axis=0) * scale
         np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_norm_does_not_overflow(backend):
+    """``B.norm`` is √(v·v) where that is finite and ``s‖v/s‖`` where the squares overflow;
+    an infinite entry gives inf and a NaN gives NaN."""
+    xp = S.namespace(backend)
+    v_np = np.array([3.0, -4.0, 0.0, 12.0])
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # the cheap first try
+        for scale in (1.0, 1e200, 1e-200):
+            v = S.to_backend(v_np * scale, backend, "float64")
+            np.testing.assert_allclose(B.norm(xp, v), 13.0 * scale, rtol=1e-15)
+        assert B.norm(xp, S.to_backend(np.zeros(3), backend, "float64")) == 0.0
+        for bad, want in ((np.inf, np.inf), (np.nan, np.nan)):
+            v = S.to_backend(np.array([1e200, bad, 1.0]), backend, "float64")
+            np.testing.assert_equal(B.norm(xp, v), want)

@@ -84,10 +84,10 @@ class LeastSquaresMethod(Method):
             return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
             return math.nan
-        if not B.float_max(xp, cn) < math.inf:
-            # g finite means J̃ finite: an infinite norm is an overflow of the squares, which
-            # would read as a zero gradient (a false gtol stop) and an infinite scaling D
-            lin.colnorms = cn = B.column_norms(xp, lin.J, safe=True)
+        # g finite means J̃ finite: an infinite norm is an overflow of the squares and a zero
+        # one may be an underflow; either would read as a zero gradient (a false gtol stop)
+        # and a wrong scaling D, so this rare path takes the norms scaled per column
+        lin.colnorms = cn = B.column_norms(xp, lin.J, safe=True)
         nz = cn > 0
         ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
         return B.float_max(xp, ratios) / lin.rnorm
