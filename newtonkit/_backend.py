@@ -44,7 +44,6 @@ __all__ = [
     "dot",
     "vdot",
     "norm",
-    "solve_upper",
     "standard_normal",
     "smallest_eigenvalue",
     "to_numpy",
@@ -423,12 +422,13 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
     ``m >= n``.
 
     Only the upper triangle of the ``(n, n)`` array ``R`` is meaningful: below the diagonal
-    NumPy leaves LAPACK's Householder vectors (``xp.triu(R)`` is the factor; :func:`solve_upper`
-    reads the upper triangle only).  ``Q`` is not formed: NumPy float64 applies the reflectors
-    to ``b`` (LAPACK ``geqrf``, or ``geqp3`` with ``pivoting``, then ``ormqr``: O(mn) for
-    ``Qᵀb`` instead of the O(mn²) of forming ``Q``).  ``pivoting`` asks for column pivoting
-    (``|R₀₀| ≥ |R₁₁| ≥ ...``, as MINPACK), an integer ``perm``; namespaces without a pivoted QR
-    (the array API has none) factor ``a`` as it is and return ``perm = None``, the identity.
+    NumPy leaves LAPACK's Householder vectors (``xp.triu(R)`` is the factor;
+    :func:`solve_triangular` with ``lower=False`` reads the upper triangle only).  ``Q`` is not
+    formed: NumPy float64 applies the reflectors to ``b`` (LAPACK ``geqrf``, or ``geqp3`` with
+    ``pivoting``, then ``ormqr``: O(mn) for ``Qᵀb`` instead of the O(mn²) of forming ``Q``).
+    ``pivoting`` asks for column pivoting (``|R₀₀| ≥ |R₁₁| ≥ ...``, as MINPACK), an integer
+    ``perm``; namespaces without a pivoted QR (the array API has none) factor ``a`` as it is and
+    return ``perm = None``, the identity.
     Those compute ``xp.linalg.qr(a)`` and ``b @ Q``.
     """
     if not (_lapack_float64(xp, a) and b.dtype == np.float64):
@@ -532,11 +532,6 @@ _MIN_NORMAL64 = float(np.finfo(np.float64).smallest_normal)
 def vdot(xp: Any, a: Any, b: Any) -> float:
     """``float(xp.vecdot(a, b))`` for real 1-D ``a`` and ``b`` (NumPy: ``ndarray.dot``)."""
     return float(a.dot(b) if xp is _compat_numpy or _is_numpy(xp) else xp.vecdot(a, b))
-
-
-def solve_upper(xp: Any, R: Any, b: Any) -> Any:
-    """Solve ``R x = b`` for a nonsingular upper-triangular ``R`` and a vector ``b``."""
-    return solve_triangular(xp, R, b, lower=False)
 
 
 def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any,

@@ -44,7 +44,7 @@ def test_reductions_match_the_standard_calls(backend, seed):
             for fast, ref in ((B.float_sum, xp.sum), (B.float_max, xp.max),
                               (B.float_min, xp.min)):
                 same(fast(xp, v), float(ref(v)))
-            assert B.count_nonzero(xp, v) == int(xp.count_nonzero(v))
+            assert B.count_nonzero(xp, v) == int(np.sum(B.to_numpy(v) != 0))  # NaN counts
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)
@@ -82,6 +82,11 @@ def test_shifted_cholesky_and_its_solves(backend, n, shift):
                 if backend == "numpy":
                     np.testing.assert_array_equal(got, ref)
                 np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    if backend == "numpy":  # a zero on the diagonal: LinAlgError, as SciPy
+        singular = want.copy()
+        singular[n // 2, n // 2] = 0.0
+        with pytest.raises(np.linalg.LinAlgError, match="singular"):
+            B.solve_triangular(xp, singular, b, lower=True)
     if n > 1:  # indefinite: a − (λ_max + 1)·I
         bad = -(np.linalg.eigvalsh(a_np)[-1] + 1.0)
         assert B.cholesky(xp, a, shift=bad) == (None, False)

@@ -86,7 +86,7 @@ class TrustRegionSubproblem:
         else:
             small = B.float_min(xp, xp.abs(B.diagonal(xp, R)))
         if small > 0:
-            y0 = B.solve_upper(xp, R, self.qtr)  # R y0 = Qᵀr: -p̂(0) in pivoted order
+            y0 = B.solve_triangular(xp, R, self.qtr, lower=False)  # R y0 = Qᵀr: -p̂(0), pivoted
             n0 = B.norm(xp, y0)
             if math.isfinite(n0):  # non-finite exactly when y0 is (or ‖y0‖ overflows)
                 self._y0 = y0

@@ -18,7 +18,9 @@ _MIN_NORMAL = sys.float_info.min
 @dataclass(slots=True)
 class Linearization:
     """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
-    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``)."""
+    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``;
+    :meth:`LeastSquaresMethod.scaled_gradient` replaces them by norms scaled per column when
+    their squares over- or underflow)."""
 
     r: Any
     J: Any
