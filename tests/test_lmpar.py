@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import newtonkit as nk
 from newtonkit import _backend as B
-from newtonkit.methods._lmpar import SVD_MAX_N, TrustRegionSubproblem
+from newtonkit.methods._lmpar import GRAM_MAX_ERR, SVD_MAX_N, TrustRegionSubproblem
 
 EPS, TINY = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
 
@@ -95,6 +95,93 @@ def test_exactly_singular_r_uses_the_minimum_norm_svd_step():
     v, lam, pnorm, _ = fact.solve(1e6, 0.0)
     assert lam == 0.0
     np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-8, atol=1e-12)
+
+
+def _spy(monkeypatch):
+    """Count the SVDs and symmetric eigendecompositions the subproblem asks for."""
+    calls = {"svd": 0, "eigh": 0}
+    for name in calls:
+        real = getattr(B, name)
+
+        def counted(*args, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(B, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("cond, gram", [(1.0, True), (1e3, True), (9e3, True), (1.2e4, False),
+                                        (1e6, False)])
+def test_gram_form_only_for_a_well_conditioned_a(monkeypatch, cond, gram):
+    """κ(A) < 1e4 in float64 (ε·κ(AᵀA) < GRAM_MAX_ERR): one eigendecomposition of AᵀA and no SVD;
+    above it the eigendecomposition is discarded for the SVD, and ``gram_ok`` says so."""
+    calls = _spy(monkeypatch)
+    A, r = _case(12, 10, seed=11, cond=cond)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False)
+    delta = 0.3 * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
+    _check(A, r, delta, fact.solve(delta, 0.0))
+    assert fact.gram_ok is gram
+    assert calls == {"eigh": 1, "svd": 0 if gram else 1}
+
+
+def test_gram_form_not_tried_when_told_or_in_float32(monkeypatch):
+    calls = _spy(monkeypatch)
+    A, r = _case(12, 10, seed=11, cond=10.0)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False, gram=False)
+    fact.solve(1e-3, 0.0)
+    assert calls == {"eigh": 0, "svd": 1} and fact.gram_ok is True  # it would have qualified
+    eps32, tiny32 = float(np.finfo(np.float32).eps), float(np.finfo(np.float32).tiny)
+    assert eps32 > GRAM_MAX_ERR  # so ε·κ(AᵀA) ≥ ε never passes in float32
+    A32, r32 = A.astype(np.float32), r.astype(np.float32)
+    fact = TrustRegionSubproblem(np, A32, r32, eps32, tiny32, gn_first=False)
+    fact.solve(1e-3, 0.0)
+    assert fact.gram_ok is False and calls["svd"] == 2
+
+
+@given(data=st.data())
+def test_gram_form_matches_the_svd_within_its_error_bound(data):
+    """Over generated shapes (n ≤ SVD_MAX_N), κ(A) up to 1e4, scales and λ ≥ 0: the step
+    p̂(λ) = −V c from the eigendecomposition of AᵀA is within the module docstring's bound of the
+    SVD's, ‖δp̂‖ ≤ c ε (κ(AᵀA + λI) ‖p̂‖ + ‖A‖‖r‖ / (s²_min + λ)); c = 16 is the worst of 30 000
+    random cases, the test allows 50.  (The second term is the rounding of Aᵀr, which the SVD
+    route's Uᵀr shares: it dominates when r is nearly orthogonal to A's range.)"""
+    n = data.draw(st.integers(1, SVD_MAX_N), label="n")
+    m = data.draw(st.integers(n, 2 * n + 3), label="m")
+    cond = 10.0 ** data.draw(st.floats(0.0, 3.99), label="log10 κ(A)")
+    seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
+    A, r = _case(m, n, seed, cond=cond)
+    A = A * 10.0 ** data.draw(st.floats(-3.0, 3.0), label="log10 scale")
+    gram = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False)
+    exact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False, gram=False)
+    for fact in (gram, exact):
+        fact._svd_terms()
+    assert gram.gram_ok and exact.gram_ok
+    s2 = np.sort(exact.s2)
+    lam = data.draw(st.sampled_from([0.0, 1e-3, 1.0, 1e3]), label="λ / s²_min") * s2[0]
+
+    def step(f):
+        return (f.sq / (f.s2 + lam)) @ f.Vt
+
+    ref = step(exact)
+    kappa = (s2[-1] + lam) / (s2[0] + lam)
+    bound = 50 * EPS * (kappa * np.linalg.norm(ref)
+                        + np.sqrt(s2[-1]) * np.linalg.norm(r) / (s2[0] + lam))
+    assert np.linalg.norm(step(gram) - ref) <= bound
+
+
+def test_lm_hint_skips_the_gram_form_after_a_badly_conditioned_jacobian(monkeypatch):
+    """penalty2_10's scaled Jacobians have κ(AᵀA) ≈ 4e8–2e9: once one SVD has shown that, no
+    eigendecomposition is tried (its first Jacobian takes the QR, then the SVD of R).
+    penalty1_10's (κ(AᵀA) ≈ 2e5–1e6) all use it and none needs an SVD."""
+    calls = _spy(monkeypatch)
+    res = _lm(_BY_NAME["penalty2_10"])
+    assert _BY_NAME["penalty2_10"].status(res.fun) == "global"
+    assert calls["eigh"] <= 1 and calls["svd"] > 30
+    calls.update(eigh=0, svd=0)
+    res = _lm(_BY_NAME["penalty1_10"])
+    assert _BY_NAME["penalty1_10"].status(res.fun) == "global"
+    assert calls["eigh"] > 30 and calls["svd"] <= 1
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)

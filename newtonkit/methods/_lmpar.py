@@ -20,6 +20,16 @@ SVD (small ``n``, wide ``A``, or ``R`` with a zero on its diagonal)
     ``n <= SVD_MAX_N`` the SVD of ``A`` itself is computed at once unless the last step was a
     Gauss-Newton step (``gn_first``): at this size every NumPy or LAPACK call costs about a
     microsecond whatever it does, and one SVD gives the Gauss-Newton step and every λ.
+    Only ``s²``, ``V`` and ``sq = Vᵀ Aᵀ r`` enter, so for a well-conditioned ``A`` they come
+    from the eigendecomposition :math:`A^TA = V\,\mathrm{diag}(s^2)\,V^T` instead (6 µs
+    instead of the SVD's 11 µs at 11 × 10, a tenth of a small LM run).  Forming
+    :math:`A^TA` squares the condition number: the computed :math:`\hat p(\lambda)` differs
+    from the SVD's by :math:`\le c\,\varepsilon\,(\kappa(A^TA+\lambda I)\|\hat p\| +
+    \|A\|\|r\|/(s_{\min}^2+\lambda))`, the second term being the rounding of
+    :math:`A^Tr` that the SVD's :math:`U^Tr` shares (c ≤ 16 in 30 000 generated cases).  So
+    this form is taken only when ε·κ(AᵀA) < ``GRAM_MAX_ERR`` (2·10⁻⁸, a relative error below
+    about 10⁻⁶: ample for a λ iteration that stops within 10 % and for a step of an approximate
+    model); otherwise, and always after a QR, the SVD.
 
 QR (pivoted, as MINPACK), then Cholesky per λ (``n > SVD_MAX_N``)
     :math:`A P = QR` gives :math:`\hat p(0) = -P R^{-1}Q^T\tilde r` (``Q`` is never formed);
@@ -44,12 +54,15 @@ from typing import Any
 
 from .. import _backend as B
 
-__all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "CHOL_MAX_COND"]
+__all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "CHOL_MAX_COND", "GRAM_MAX_ERR"]
 
 #: Up to this many unknowns the subproblem uses the SVD of ``A`` (module docstring).
 SVD_MAX_N = 16
 #: Bound on the condition number of ``RᵀR + λI`` for the Cholesky route (module docstring).
 CHOL_MAX_COND = 1e8
+#: Bound on ε·κ(AᵀA) for the Gram form of the SVD route (module docstring): in float64 that
+#: is κ(AᵀA) < 1e8, κ(A) < 1e4; float32 never qualifies.
+GRAM_MAX_ERR = 1e8 * 2.0 ** -52
 
 
 class _UseSVD(Exception):
@@ -63,14 +76,19 @@ class TrustRegionSubproblem:
     ``gn_first`` says that the Gauss-Newton step will probably fit (the last step was one):
     for ``n <= SVD_MAX_N`` it selects a QR first (cheaper than the SVD when it is all that is
     needed), else the SVD of ``A`` at once.  Either way the result is the same up to rounding.
+    ``gram`` says that the Gram form of the SVD route may qualify (it did for the previous
+    Jacobian): when it is ``False`` the eigendecomposition, which would probably be wasted, is
+    not tried.  ``gram_ok`` tells the caller afterwards: whether ``A`` qualified (``None`` when
+    the SVD route was not needed).
     """
 
     def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float,
-                 gn_first: bool = True) -> None:
-        self.xp, self.A, self.r, self.tiny = xp, A, r, tiny
+                 gn_first: bool = True, gram: bool = True) -> None:
+        self.xp, self.A, self.r, self.eps, self.tiny = xp, A, r, eps, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
-        self.R = self.qtr = self.gn = self.chol = self.perm = None
+        self.R = self.qtr = self.gn = self.chol = self.perm = self.gram_ok = None
+        self._gram = gram
         self._svd_done = False
         if m < n or (n <= SVD_MAX_N and not gn_first):
             self._svd_terms()
@@ -102,9 +120,34 @@ class TrustRegionSubproblem:
 
     # -- SVD route -------------------------------------------------------------------------------
     def _svd_terms(self) -> None:
-        """What the SVD route needs from ``A = U diag(s) Vᵀ`` (or ``R``'s; computed once)."""
+        """What the SVD route needs from ``A = U diag(s) Vᵀ`` (or ``R``'s; computed once):
+        ``s²``, ``Vᵀ``, ``sq = s·Uᵀr`` and ``c0 = Uᵀr / s``, from the eigendecomposition of
+        ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`)."""
         xp = self.xp
-        n = self.A.shape[1]
+        m, n = self.A.shape
+        if not (self._gram and self.qtr is None and m >= n and self._gram_terms()):
+            self._svd_of_a_or_r(n)
+        self.n0 = B.norm(xp, self.c0)
+        self._svd_done = True
+        self._bounds: tuple[float | None, float] | None = None  # (φ'(0), ‖Aᵀr‖), on first use
+
+    def _gram_terms(self) -> bool:
+        """The terms from ``AᵀA = V diag(s²) Vᵀ`` and ``sq = Vᵀ Aᵀ r``, when
+        ``ε κ(AᵀA) < GRAM_MAX_ERR`` (then ``True``; else ``False`` and nothing is set)."""
+        xp, A = self.xp, self.A
+        s2, V = B.eigh(xp, B.gram(xp, A))  # ascending
+        lo, hi = float(s2[0]), float(s2[-1])
+        if not self.eps * hi < GRAM_MAX_ERR * lo:  # also False for NaN, inf or a zero A
+            return False
+        sq = B.dot(xp, B.dot(xp, self.r, A), V)
+        self.full, self.Vt, self.s2, self.sq, self.c0 = True, B.transpose(xp, V), s2, sq, sq / s2
+        self.gram_ok = True
+        return True
+
+    def _svd_of_a_or_r(self, n: int) -> None:
+        """The terms from the SVD of ``A``, or of ``R`` after a QR; ``gram_ok`` from its
+        singular values."""
+        xp = self.xp
         driver = "gesvd" if n <= SVD_MAX_N else "gesdd"  # the faster one at this size
         if self.qtr is not None:  # A[:, perm] = Q R = (Q U) diag(s) Wᵀ
             U, s, Wt = B.svd(xp, self._clean_R(), contiguous=False, driver=driver)
@@ -117,16 +160,14 @@ class TrustRegionSubproblem:
         smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
         # full column rank: λ has a lower bound
         self.full = full = s.shape[0] == n and smin > self.rcond * smax
+        self.gram_ok = full and self.eps * smax * smax < GRAM_MAX_ERR * smin * smin
         if full:
             c0 = q / s
         else:
             keep = s > self.rcond * smax
             s_safe = xp.where(keep, s, 1.0)
             c0 = xp.where(keep, q / s_safe, 0.0)
-        self.s, self.Vt, self.s2, self.sq, self.c0 = s, Vt, s * s, s * q, c0
-        self.n0 = B.norm(xp, c0)
-        self._svd_done = True
-        self._bounds: tuple[float | None, float] | None = None  # (φ'(0), ‖Aᵀr‖), on first use
+        self.Vt, self.s2, self.sq, self.c0 = Vt, s * s, s * q, c0
 
     # -- Cholesky route --------------------------------------------------------------------------
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
@@ -183,8 +224,7 @@ class TrustRegionSubproblem:
         if self._bounds is None:  # once per factorisation (rejected trials reuse it)
             gnorm = B.norm(xp, self.sq)  # ‖Aᵀ r‖
             if self.full:
-                t = self.c0 / self.s
-                dphi0 = -B.vdot(xp, t, t) / n0  # Σ c0²/s² = ‖A⁻ᵀ p̂(0)‖²
+                dphi0 = -B.vdot(xp, self.c0 / self.s2, self.c0) / n0  # Σ c0²/s² = ‖A⁻ᵀp̂(0)‖²
             else:
                 dphi0 = None
             self._bounds = (dphi0, gnorm)

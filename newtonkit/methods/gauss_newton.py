@@ -184,7 +184,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
                 "auto", "svd") else None
         ones = B.ones_like(self.xp, x0)  # x0 is flat, of the problem's dtype and device
         data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None, "ones": ones,
-                "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0}
+                "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0,
+                "gram": True}
         state = State(x0, ev.f, data=data)
         if math.isfinite(ev.f):  # the driver checks the gradient at x0 before the first step
             data["lin_x0"] = lin = self.linearize(ev, densify=upd == "trust-region")
@@ -236,7 +237,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
             lin = d["lin"]
             # the last step a Gauss-Newton step (λ = 0): this one probably is too
             d["svd"] = fact = TrustRegionSubproblem(self.xp, lin.J / D, lin.r, self.eps,
-                                                    self.tiny, gn_first=d["par"] == 0.0)
+                                                    self.tiny, gn_first=d["par"] == 0.0,
+                                                    gram=d["gram"])
             if d["first"]:
                 d["xnorm"] = self.norm(D * x)
                 d["delta"] = self.opts["factor"] * (d["xnorm"] or 1.0)
@@ -275,7 +277,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
             _track_nonfinite(d, new, finite)
         if ratio >= 1e-4:  # accepted
             xnorm = self.norm(D * ev.x)
-            new.update(ev=ev, lin=None, svd=None, first=False, xnorm=xnorm)
+            new.update(ev=ev, lin=None, svd=None, first=False, xnorm=xnorm,
+                       gram=d["gram"] if fact.gram_ok is None else fact.gram_ok)
             # ‖D x‖ finite with D > 0 finite: every entry of x is finite
             out = State(ev.x, f1, None, accepted=True,
                         info={"damping": par, "radius": delta, "ratio": ratio}, data=new,
