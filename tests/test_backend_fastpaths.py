@@ -121,3 +121,29 @@ def test_norm_does_not_overflow(backend):
         for bad, want in ((np.inf, np.inf), (np.nan, np.nan)):
             v = S.to_backend(np.array([1e200, bad, 1.0]), backend, "float64")
             np.testing.assert_equal(B.norm(xp, v), want)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("m, n", [(1, 1), (4, 3), (11, 10), (20, 16)])
+def test_eigh_gram_and_transpose(backend, m, n):
+    """``eigh`` gives ascending eigenvalues and orthonormal eigenvectors with ``a V = V diag(w)``
+    (NumPy float64: bit for bit SciPy's ``syev``, which ``scipy.linalg.eigh(driver="ev")``
+    calls); ``gram`` and ``transpose`` are exactly ``aᵀa`` and ``aᵀ``."""
+    import scipy.linalg
+
+    xp = S.namespace(backend)
+    rng = np.random.default_rng(m * n)
+    a_np = rng.standard_normal((m, n))
+    a = S.to_backend(a_np, backend, "float64")
+    np.testing.assert_array_equal(B.to_numpy(B.transpose(xp, a)), a_np.T)
+    g = B.gram(xp, a)
+    g_np = B.to_numpy(g)
+    np.testing.assert_allclose(g_np, a_np.T @ a_np, rtol=1e-14, atol=1e-14 * n)
+    w, V = (B.to_numpy(t) for t in B.eigh(xp, g))
+    assert np.all(np.diff(w) >= 0)
+    np.testing.assert_allclose(V.T @ V, np.eye(n), atol=1e-13)
+    np.testing.assert_allclose(g_np @ V, V * w, atol=1e-13 * np.abs(w).max())
+    if backend == "numpy":
+        w_ref, V_ref = scipy.linalg.eigh(g_np, driver="ev", lower=False)
+        np.testing.assert_array_equal(w, w_ref)
+        np.testing.assert_array_equal(V, V_ref)
