@@ -509,7 +509,7 @@ def eigh(xp: Any, a: Any) -> tuple[Any, Any]:
     if not _lapack_float64(xp, a):
         w, V = xp.linalg.eigh(a)
         return w, V
-    w, V, info = _lapack("syev", np.dtype(np.float64))(a)
+    w, V, info = _syev64()(a)
     if info != 0:
         raise np.linalg.LinAlgError("the symmetric eigensolver did not converge")
     return w, V
@@ -521,9 +521,14 @@ def transpose(xp: Any, a: Any) -> Any:
     return a.T if xp is _compat_numpy or _is_numpy(xp) else xp.matrix_transpose(a)
 
 
+@functools.cache
+def _syev64() -> Any:
+    return _lapack("syev", np.dtype(np.float64))
+
+
 def gram(xp: Any, a: Any) -> Any:
     """``aᵀa`` of a 2-D ``a``."""
-    return dot(xp, transpose(xp, a), a)
+    return a.T.dot(a) if xp is _compat_numpy or _is_numpy(xp) else xp.matrix_transpose(a) @ a
 
 
 def dot(xp: Any, a: Any, b: Any) -> Any:

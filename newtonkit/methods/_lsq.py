@@ -44,13 +44,12 @@ class LeastSquaresMethod(Method):
         xp, p = self.xp, self.problem
         J = p.jacobian(ev.x)
         r, Jt = (ev.gy, J) if p.loss is None else p.gauss_newton_form(ev, J)
-        if densify and isinstance(Jt, LinearOperator):
+        if isinstance(Jt, LinearOperator) and densify:
             Jt = Jt.to_dense()
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
         else:
-            g = B.dot(xp, r, Jt)
-            cn = B.column_norms(xp, Jt)
+            g, cn = B.dot(xp, r, Jt), B.column_norms(xp, Jt)
         if p.loss is None and ev.f >= _MIN_NORMAL:
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
         else:

@@ -185,7 +185,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         ones = B.ones_like(self.xp, x0)  # x0 is flat, of the problem's dtype and device
         data = {"ev": ev, "lin": None, "first": True, "update": upd, "D": None, "ones": ones,
                 "damping": [], "radius": [], "ratio": [], "par": 0.0, "mu": None, "nu": 2.0,
-                "gram": True}
+                "gram": True, "svd": None}
         state = State(x0, ev.f, data=data)
         if math.isfinite(ev.f):  # the driver checks the gradient at x0 before the first step
             data["lin_x0"] = lin = self.linearize(ev, densify=upd == "trust-region")
@@ -205,7 +205,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
             if not math.isfinite(gnorm):  # exactly when the gradient is not finite
                 return stop(state, Status.NONFINITE)
             self._set_scaling(d, lin)
-            d.update(lin=lin, svd=None, gnorm=gnorm)  # d is this trial's (a fresh dict)
+            d["lin"], d["gnorm"] = lin, gnorm  # d is this trial's (a fresh dict)
             if state.f == 0.0 or gnorm <= self.tol["gtol"]:
                 state = State(state.x, state.f, lin.g, accepted=False, data=d, info=state.info)
                 return stop(state, Status.ZERO if state.f == 0.0 else Status.GTOL)
@@ -268,24 +268,22 @@ class LevenbergMarquardt(LeastSquaresMethod):
         d["damping"].append(par)
         d["radius"].append(delta)
         d["ratio"].append(ratio)
-        new = dict(d, delta=delta, par=par)
-        # the usual case, a finite trial and none before: nothing for the guard to do
-        calm = finite and d.get("since_nonfinite") is None
-        if calm:
-            new["nonfinite_run"] = 0
-        else:
-            _track_nonfinite(d, new, finite)
         if ratio >= 1e-4:  # accepted
-            xnorm = self.norm(D * ev.x)
-            new.update(ev=ev, lin=None, svd=None, first=False, xnorm=xnorm,
-                       gram=d["gram"] if fact.gram_ok is None else fact.gram_ok)
+            xnorm = B.norm(self.xp, D * ev.x)
+            new = dict(d, delta=delta, par=par, ev=ev, lin=None, svd=None, first=False,
+                       xnorm=xnorm, gram=d["gram"] if fact.gram_ok is None else fact.gram_ok)
             # ‖D x‖ finite with D > 0 finite: every entry of x is finite
             out = State(ev.x, f1, None, accepted=True,
                         info={"damping": par, "radius": delta, "ratio": ratio}, data=new,
                         x_finite=math.isfinite(xnorm))
         else:
-            xnorm = new["xnorm"]
+            xnorm = d["xnorm"]
+            new = dict(d, delta=delta, par=par)
             out = State(x, f, g, accepted=False, info=state.info, data=new)
+        # the usual case, a finite trial and none before: nothing for the guard to do
+        calm = finite and d.get("since_nonfinite") is None
+        if not calm:
+            _track_nonfinite(d, new, finite)
         eps = self.eps
         small_f = abs(actred) <= tol["ftol"] and prered <= tol["ftol"] and 0.5 * ratio <= 1
         small_x = delta <= tol["xtol"] * xnorm

@@ -142,8 +142,9 @@ class OutputProblem(Counters):
         self.njev += 1
         if mode == "callable":  # the usual case first
             J = self._jac(xs, *self.args)
-            if not is_array(J):
-                J = aslinearoperator(J)
+            if is_array(J):
+                return matrix(xp, J, self.dtype, "the Jacobian", self.m, n, self._jac_shapes)
+            J = aslinearoperator(J)
         elif mode == "constant":
             J = self._jac
         elif mode == "model-dense":
