@@ -343,8 +343,12 @@ def float_sum(xp: Any, v: Any) -> float:
 
 
 def float_max(xp: Any, v: Any) -> float:
-    """``float(xp.max(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one)."""
-    return float(np.maximum.reduce(v) if xp is _compat_numpy or _is_numpy(xp) else xp.max(v))
+    """``float(xp.max(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one).  NumPy reads
+    the entry at ``argmax`` (the first NaN if any): 0.25 µs instead of a ufunc reduction's
+    0.8 µs on a small array (of two zeros of either sign it may return the other one)."""
+    if xp is _compat_numpy or _is_numpy(xp):
+        return v.item(v.argmax())
+    return float(xp.max(v))
 
 
 def count_nonzero(xp: Any, v: Any) -> int:
@@ -355,8 +359,11 @@ def count_nonzero(xp: Any, v: Any) -> int:
 
 
 def float_min(xp: Any, v: Any) -> float:
-    """``float(xp.min(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one)."""
-    return float(np.minimum.reduce(v) if xp is _compat_numpy or _is_numpy(xp) else xp.min(v))
+    """``float(xp.min(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one; NumPy: the
+    entry at ``argmin``, as :func:`float_max`)."""
+    if xp is _compat_numpy or _is_numpy(xp):
+        return v.item(v.argmin())
+    return float(xp.min(v))
 
 
 # The float64 routines with their workspaces, per shape: one cache lookup per call.
