@@ -345,7 +345,7 @@ def float_sum(xp: Any, v: Any) -> float:
 def float_max(xp: Any, v: Any) -> float:
     """``float(xp.max(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one).  NumPy reads
     the entry at ``argmax`` (the first NaN if any): 0.25 µs instead of a ufunc reduction's
-    0.8 µs on a small array (of two zeros of either sign it may return the other one)."""
+    0.8 µs on a small array (a maximum of ±0 may come back with the other sign)."""
     if xp is _compat_numpy or _is_numpy(xp):
         return v.item(v.argmax())
     return float(xp.max(v))
@@ -509,6 +509,11 @@ def svd(xp: Any, a: Any, *, contiguous: bool = True,
     return np.ascontiguousarray(U), s, np.ascontiguousarray(Vt)
 
 
+@functools.cache
+def _syev64() -> Any:
+    return _lapack("syev", np.dtype(np.float64))
+
+
 def eigh(xp: Any, a: Any) -> tuple[Any, Any]:
     """Eigenvalues (ascending) and orthonormal eigenvectors (columns) of a real symmetric
     ``a`` (``xp.linalg.eigh``; NumPy float64: LAPACK ``syev``, which reads the upper triangle:
@@ -526,11 +531,6 @@ def transpose(xp: Any, a: Any) -> Any:
     """``aᵀ`` of a 2-D ``a`` (``xp.matrix_transpose``; NumPy: ``a.T``, 0.05 µs instead of the
     compat layer's 0.6 µs)."""
     return a.T if xp is _compat_numpy or _is_numpy(xp) else xp.matrix_transpose(a)
-
-
-@functools.cache
-def _syev64() -> Any:
-    return _lapack("syev", np.dtype(np.float64))
 
 
 def gram(xp: Any, a: Any) -> Any:

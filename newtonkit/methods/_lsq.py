@@ -44,7 +44,7 @@ class LeastSquaresMethod(Method):
         xp, p = self.xp, self.problem
         J = p.jacobian(ev.x)
         r, Jt = (ev.gy, J) if p.loss is None else p.gauss_newton_form(ev, J)
-        if isinstance(Jt, LinearOperator) and densify:
+        if densify and isinstance(Jt, LinearOperator):
             Jt = Jt.to_dense()
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
