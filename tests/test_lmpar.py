@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import newtonkit as nk
 from newtonkit import _backend as B
-from newtonkit.methods._lmpar import GRAM_MAX_ERR, SVD_MAX_N, TrustRegionSubproblem
+from newtonkit.methods._lmpar import GRAM_MAX_ERR, QR_MIN_N, SVD_MAX_N, TrustRegionSubproblem
 
 EPS, TINY = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
 
@@ -97,9 +97,10 @@ def test_exactly_singular_r_uses_the_minimum_norm_svd_step():
     np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-8, atol=1e-12)
 
 
-def _spy(monkeypatch):
-    """Count the SVDs and symmetric eigendecompositions the subproblem asks for."""
-    calls = {"svd": 0, "eigh": 0}
+def _spy(monkeypatch, *extra):
+    """Count the SVDs and symmetric eigendecompositions (and ``extra`` helpers) the subproblem
+    asks for."""
+    calls = {"svd": 0, "eigh": 0, **dict.fromkeys(extra, 0)}
     for name in calls:
         real = getattr(B, name)
 
@@ -123,6 +124,22 @@ def test_gram_form_only_for_a_well_conditioned_a(monkeypatch, cond, gram):
     _check(A, r, delta, fact.solve(delta, 0.0))
     assert fact.gram_ok is gram
     assert calls == {"eigh": 1, "svd": 0 if gram else 1}
+
+
+@pytest.mark.parametrize("n", [1, 2, QR_MIN_N - 1, QR_MIN_N, 10])
+def test_gauss_newton_first_takes_the_qr_from_qr_min_n(monkeypatch, n):
+    """After a Gauss-Newton step (gn_first) the QR comes first from QR_MIN_N unknowns; below,
+    one SVD (cheaper than the QR's three LAPACK calls there) and never the Gram form, whose
+    accuracy an expected Gauss-Newton step does not get."""
+    calls = _spy(monkeypatch, "qr_r")
+    A, r = _case(n + 3, n, seed=n, cond=10.0)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=True)
+    big = 10 * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
+    v, lam, *_ = fact.solve(big, 0.0)
+    assert lam == 0.0
+    np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-12)
+    qr = n >= QR_MIN_N
+    assert calls == {"qr_r": int(qr), "svd": int(not qr), "eigh": 0}
 
 
 def test_gram_form_not_tried_when_told_or_in_float32(monkeypatch):
