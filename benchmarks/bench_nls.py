@@ -14,9 +14,11 @@ budget of ``100 (n + 1)`` residuals (MINPACK's default); trust-exact gets ``gtol
 ``maxiter = 500``.  Solved = the final ``0.5 ||r||^2`` reaches the literature minimum
 (``NLSProblem.status``: ``f <= f*(1 + 1e-5) + 1e-12``).  ``nfev``/``njev`` are the residual and
 Jacobian calls counted by wrappers around the problem's callables (what each solver really
-asked for).  Wall time per run is the median of ``--repeats`` (7) samples, interleaved across
-the solvers after the counted run; a sample times a batch of back-to-back runs lasting at least
-20 ms (one run for the slow cases) and divides by the batch size.  The nfev of every timed run
+asked for).  Wall time per run is the median of ``--repeats`` (15) samples, interleaved across
+the solvers in a shuffled order per round after the counted run; a sample times a batch of
+back-to-back runs lasting at least 20 ms (one run for the slow cases) and divides by the batch
+size.  The verdicts use the medians; the ratio of each solver's fastest sample is printed
+beside them.  The nfev of every timed run
 is kept: a solver whose identical calls take different paths is marked ‡, and a problem where
 SciPy lm does is left out of the time and Jacobian-count verdicts.  Times include the problem's
 own evaluations.  The machine is shared: run under ``nice`` and read the times as ratios within
@@ -38,6 +40,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import pathlib  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -157,22 +160,28 @@ def _sample(solver, p, tol, number, nfevs):
 
 
 def time_runs(solvers, p, tol, repeats, min_sample=0.02):
-    """Median wall time of one run per solver, and the set of nfev the timed runs took.
+    """Median and fastest wall time of one run per solver, and the set of nfev the timed runs
+    took.
 
     Each sample is a batch of back-to-back runs lasting at least ``min_sample`` seconds;
-    samples are interleaved (A B C A B C ...) so that load changes on a shared machine hit every
-    solver alike.  A deterministic solver takes the same nfev in every run; more than one value
-    means its runs differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable
-    reference."""
+    samples are interleaved, one per solver per round in an order shuffled every round (seeded),
+    so that load changes on a shared machine hit every solver alike, and a load that comes and
+    goes in step with the rounds cannot fall on one solver's samples only (with 7 samples in
+    the fixed order A B C A B C, single problems read 15–50 % slow for newtonkit alone in 6 of
+    16 runs of one session).  A deterministic solver takes the same nfev in every run; more
+    than one value means its runs differ (SciPy 1.17's lm does on biggs_exp6) and its time is
+    not a stable reference.  Returns ``{solver: (median, fastest sample, nfevs)}``."""
     number, nfevs = {}, {s: set() for s in solvers}
     for s in solvers:
         t1 = _sample(s, p, tol, 1, nfevs[s])
         number[s] = max(1, math.ceil(min_sample / max(t1, 1e-9)))
     times = {s: [] for s in solvers}
+    order, rng = list(solvers), random.Random(0)
     for _ in range(repeats):
-        for s in solvers:
+        rng.shuffle(order)
+        for s in order:
             times[s].append(_sample(s, p, tol, number[s], nfevs[s]))
-    return {s: (statistics.median(v), nfevs[s]) for s, v in times.items()}
+    return {s: (statistics.median(v), min(v), nfevs[s]) for s, v in times.items()}
 
 
 def _repeats_for(p, base):
@@ -288,6 +297,10 @@ def summary(rows):
                    + (f" — over: {', '.join(over)}" if over else ""))
         out.append(f"    extra time of newtonkit per residual evaluation (trial step) over SciPy "
                    f"lm, median over {label}: {per_trial * 1e6:.0f} µs")
+        fastest = [r["newtonkit_lm"]["time_min"] / r["scipy_lm"]["time_min"] for r in grp]
+        out.append(f"    by each solver's fastest sample instead of the median (less exposed to "
+                   f"the machine's slow spells): median ratio {statistics.median(fastest):.2f}, "
+                   f"max {max(fastest):.2f}")
         for r in unstable:
             q = r["newtonkit_lm"]["time"] / r["scipy_lm"]["time"]
             out.append(f"    not timed against SciPy: {r['problem']['name']} — identical SciPy lm "
@@ -299,7 +312,7 @@ def summary(rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tol", type=float, default=1e-10)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--only", nargs="*", help="problem names")
     ap.add_argument("--no-newtonkit", action="store_true")
     ap.add_argument("--out", type=pathlib.Path, default=OUT)
@@ -320,8 +333,8 @@ def main(argv=None):
                 continue
             row[s] = counted_run(s, p, args.tol)
         ok = [s for s in SOLVERS if row[s]["status"] not in ("n/a", "error")]
-        for s, (t, nfevs) in time_runs(ok, p, args.tol, reps).items():
-            row[s]["time"] = t
+        for s, (t, t_min, nfevs) in time_runs(ok, p, args.tol, reps).items():
+            row[s]["time"], row[s]["time_min"] = t, t_min
             # the counted run's nfev too: a solver that repeats itself took one value throughout
             row[s]["timed_nfev"] = sorted(nfevs | {row[s]["nfev"]})
         rows.append(row)
@@ -335,7 +348,8 @@ def main(argv=None):
     meta = dict(
         settings=(f"xtol = ftol = gtol = {args.tol:g} for both LM solvers, max_nfev/maxfev = "
                   f"100(n+1); trust-exact gtol = {args.tol:g}, maxiter = 500; median of "
-                  f"{args.repeats} samples (batches of >= 20 ms), interleaved across solvers, "
+                  f"{args.repeats} samples (batches of >= 20 ms), interleaved across solvers in a "
+                  f"shuffled order, "
                   f"after one counted run; BLAS threads "
                   f"{os.environ.get('OPENBLAS_NUM_THREADS')}."),
         machine=(f"{platform.machine()}, {os.cpu_count()} cores, Python "
