@@ -14,13 +14,14 @@ budget of ``100 (n + 1)`` residuals (MINPACK's default); trust-exact gets ``gtol
 ``maxiter = 500``.  Solved = the final ``0.5 ||r||^2`` reaches the literature minimum
 (``NLSProblem.status``: ``f <= f*(1 + 1e-5) + 1e-12``).  ``nfev``/``njev`` are the residual and
 Jacobian calls counted by wrappers around the problem's callables (what each solver really
-asked for).  Wall time per run is the median of ``--repeats`` (15) samples, interleaved across
-the solvers in a shuffled order per round after the counted run; a sample times a batch of
-back-to-back runs lasting at least 20 ms (one run for the slow cases) and divides by the batch
-size.  The verdicts use the medians; the ratio of each solver's fastest sample is printed
-beside them.  The nfev of every timed run
-is kept: a solver whose identical calls take different paths is marked ‡, and a problem where
-SciPy lm does is left out of the time and Jacobian-count verdicts.  Times include the problem's
+asked for).  Wall time per run is the median of ``--repeats`` (15) samples, taken after the
+counted runs in rounds over all the problems (one sample per solver per problem per round, the
+solvers in a shuffled order), so that each problem's samples spread over the whole run; a sample
+times a batch of back-to-back runs lasting at least 20 ms (one run for the slow cases) and
+divides by the batch size.  The verdicts use the medians; the ratio of each solver's fastest
+sample is printed beside them.  The nfev of every timed run is kept: a solver whose identical
+calls take different paths is marked ‡, and a problem where SciPy lm does is left out of the
+time and Jacobian-count verdicts.  Times include the problem's
 own evaluations.  The machine is shared: run under ``nice`` and read the times as ratios within
 one run (BLAS is pinned to one thread unless the environment says otherwise).
 
@@ -159,33 +160,37 @@ def _sample(solver, p, tol, number, nfevs):
     return elapsed
 
 
-def time_runs(solvers, p, tol, repeats, min_sample=0.02):
-    """Median and fastest wall time of one run per solver, and the set of nfev the timed runs
-    took.
+def time_runs(jobs, tol, repeats, min_sample=0.02):
+    """Median and fastest wall time of one run per (problem, solver), and the set of nfev the
+    timed runs took.  ``jobs`` is a list of ``(problem, solvers)``; returns, per job,
+    ``{solver: (median, fastest sample, nfevs)}``.
 
-    Each sample is a batch of back-to-back runs lasting at least ``min_sample`` seconds;
-    samples are interleaved, one per solver per round in an order shuffled every round (seeded),
-    so that load changes on a shared machine hit every solver alike, and a load that comes and
-    goes in step with the rounds cannot fall on one solver's samples only (with 7 samples in
-    the fixed order A B C A B C, single problems read 15–50 % slow for newtonkit alone in 6 of
-    16 runs of one session).  A deterministic solver takes the same nfev in every run; more
-    than one value means its runs differ (SciPy 1.17's lm does on biggs_exp6) and its time is
-    not a stable reference.  Returns ``{solver: (median, fastest sample, nfevs)}``."""
-    number, nfevs = {}, {s: set() for s in solvers}
-    for s in solvers:
-        t1 = _sample(s, p, tol, 1, nfevs[s])
-        number[s] = max(1, math.ceil(min_sample / max(t1, 1e-9)))
-    times = {s: [] for s in solvers}
-    order, rng = list(solvers), random.Random(0)
+    Each sample is a batch of back-to-back runs lasting at least ``min_sample`` seconds.  The
+    samples are taken in ``repeats`` rounds over *all* the jobs, one sample per solver per
+    problem per round, the solvers in an order shuffled every time (seeded), so that each
+    problem's samples spread over the whole run: the machine has slow spells of seconds (same
+    code, same process: penalty1_10 at 5.0 ms for 16 batches, then 3.5 ms), in which
+    Python-heavy code slows more than SciPy's compiled loop.  With all of a problem's samples
+    taken back to back, a spell could cover them all (single problems read 15–50 % slow for
+    newtonkit alone in a third of the runs); spread out, it costs a problem one or two of its
+    samples.  A deterministic solver takes the same nfev in every run; more than one value
+    means its runs differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable
+    reference."""
+    number, nfevs, times = {}, {}, {}
+    for j, (p, solvers) in enumerate(jobs):
+        for s in solvers:
+            nfevs[j, s], times[j, s] = set(), []
+            t1 = _sample(s, p, tol, 1, nfevs[j, s])
+            number[j, s] = max(1, math.ceil(min_sample / max(t1, 1e-9)))
+    rng = random.Random(0)
     for _ in range(repeats):
-        rng.shuffle(order)
-        for s in order:
-            times[s].append(_sample(s, p, tol, number[s], nfevs[s]))
-    return {s: (statistics.median(v), min(v), nfevs[s]) for s, v in times.items()}
-
-
-def _repeats_for(p, base):
-    return base
+        for j, (p, solvers) in enumerate(jobs):
+            order = list(solvers)
+            rng.shuffle(order)
+            for s in order:
+                times[j, s].append(_sample(s, p, tol, number[j, s], nfevs[j, s]))
+    return [{s: (statistics.median(times[j, s]), min(times[j, s]), nfevs[j, s])
+             for s in solvers} for j, (_, solvers) in enumerate(jobs)]
 
 
 def _fmt_t(t):
@@ -322,34 +327,37 @@ def main(argv=None):
     if args.only:
         probs = [p for p in probs if p.name in args.only]
     use_nk = newtonkit_available() and not args.no_newtonkit
-    rows = []
+    rows, jobs = [], []
     for p in probs:
-        reps = _repeats_for(p, args.repeats)
         row = {"problem": dict(name=p.name, n=p.n, m=p.m, f_star=p.f_star, source=p.source)}
         for s in SOLVERS:
             if s == "newtonkit_lm" and not use_nk:
                 row[s] = dict(status="n/a", f=np.nan, nfev=0, njev=0, nhev=0, time=np.nan,
-                              message="", reported={})
+                              time_min=np.nan, message="", reported={})
                 continue
             row[s] = counted_run(s, p, args.tol)
-        ok = [s for s in SOLVERS if row[s]["status"] not in ("n/a", "error")]
-        for s, (t, t_min, nfevs) in time_runs(ok, p, args.tol, reps).items():
+        rows.append(row)
+        jobs.append((p, [s for s in SOLVERS if row[s]["status"] not in ("n/a", "error")]))
+        print(f"{p.name:26s} n={p.n:3d} "
+              + "  ".join(f"{s}: {row[s]['status']:6s} f={row[s]['f']:.4g} "
+                          f"nfev={row[s]['nfev']} njev={row[s]['njev']}" for s in SOLVERS),
+              flush=True)
+    print(f"timing: {args.repeats} rounds over the {len(jobs)} problems ...", flush=True)
+    for row, timed in zip(rows, time_runs(jobs, args.tol, args.repeats), strict=True):
+        for s, (t, t_min, nfevs) in timed.items():
             row[s]["time"], row[s]["time_min"] = t, t_min
             # the counted run's nfev too: a solver that repeats itself took one value throughout
             row[s]["timed_nfev"] = sorted(nfevs | {row[s]["nfev"]})
-        rows.append(row)
-        print(f"{p.name:26s} n={p.n:3d} "
-              + "  ".join(f"{s}: {row[s]['status']:6s} f={row[s]['f']:.4g} "
-                          f"nfev={row[s]['nfev']} njev={row[s]['njev']} "
-                          f"t={_fmt_t(row[s]['time'])}ms" for s in SOLVERS), flush=True)
+        print(f"{row['problem']['name']:26s} "
+              + "  ".join(f"{s}: t={_fmt_t(row[s]['time'])}ms" for s in SOLVERS), flush=True)
 
     import newtonkit
 
     meta = dict(
         settings=(f"xtol = ftol = gtol = {args.tol:g} for both LM solvers, max_nfev/maxfev = "
                   f"100(n+1); trust-exact gtol = {args.tol:g}, maxiter = 500; median of "
-                  f"{args.repeats} samples (batches of >= 20 ms), interleaved across solvers in a "
-                  f"shuffled order, "
+                  f"{args.repeats} samples (batches of >= 20 ms) in rounds over all problems, "
+                  f"solvers shuffled, "
                   f"after one counted run; BLAS threads "
                   f"{os.environ.get('OPENBLAS_NUM_THREADS')}."),
         machine=(f"{platform.machine()}, {os.cpu_count()} cores, Python "

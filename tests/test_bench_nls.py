@@ -50,20 +50,25 @@ def test_a_reproducible_slow_run_still_misses():
     assert "fastest sample" in text and "max 1.50" in text
 
 
-def test_samples_are_interleaved_in_shuffled_rounds(monkeypatch):
-    """Every round times each solver once, in an order that changes from round to round; the
-    result is each solver's median and fastest sample."""
+def test_samples_are_taken_in_rounds_over_all_problems(monkeypatch):
+    """After one calibration sample each, every round times each (problem, solver) once, the
+    problems in turn and the solvers in an order that changes; the result is each pair's
+    median and fastest sample."""
     calls = []
-    fake = {"a": [5.0, 1.0, 3.0, 4.0, 2.0], "b": [10.0, 30.0, 20.0, 40.0, 50.0]}
+    fake = {("p", "a"): [5.0, 1.0, 3.0, 4.0, 2.0], ("p", "b"): [10.0, 30.0, 20.0, 40.0, 50.0],
+            ("q", "a"): [7.0] * 5}
 
     def sample(solver, p, tol, number, nfevs):
-        calls.append(solver)
+        calls.append((p, solver))
         nfevs.add(7)
-        k = sum(c == solver for c in calls) - 2  # the first call calibrates the batch size
-        return fake[solver][k] if k >= 0 else 1e-3
+        k = sum(c == (p, solver) for c in calls) - 2  # the first call calibrates the batch
+        return fake[p, solver][k] if k >= 0 else 1e-3
 
     monkeypatch.setattr(bench, "_sample", sample)
-    out = bench.time_runs(["a", "b"], None, 1e-10, 5)
-    rounds = [tuple(calls[2 + 2 * i: 4 + 2 * i]) for i in range(5)]
-    assert all(sorted(r) == ["a", "b"] for r in rounds) and len(set(rounds)) == 2
-    assert out["a"] == (3.0, 1.0, {7}) and out["b"] == (30.0, 10.0, {7})
+    out = bench.time_runs([("p", ["a", "b"]), ("q", ["a"])], 1e-10, 5)
+    assert calls[:3] == [("p", "a"), ("p", "b"), ("q", "a")]  # calibration
+    rounds = [calls[3 + 3 * i: 6 + 3 * i] for i in range(5)]
+    assert all(sorted(r) == [("p", "a"), ("p", "b"), ("q", "a")] and r[2] == ("q", "a")
+               for r in rounds)
+    assert len({tuple(r) for r in rounds}) == 2  # both orders of p's solvers occur
+    assert out == [{"a": (3.0, 1.0, {7}), "b": (30.0, 10.0, {7})}, {"a": (7.0, 7.0, {7})}]
