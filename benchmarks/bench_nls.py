@@ -172,10 +172,11 @@ def time_runs(jobs, tol, repeats, min_sample=0.02):
     code, same process: penalty1_10 at 5.0 ms for 16 batches, then 3.5 ms), in which
     Python-heavy code slows more than SciPy's compiled loop.  With all of a problem's samples
     taken back to back, a spell could cover them all (single problems read 15–50 % slow for
-    newtonkit alone in a third of the runs); spread out, it costs a problem one or two of its
-    samples.  A deterministic solver takes the same nfev in every run; more than one value
-    means its runs differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable
-    reference."""
+    newtonkit alone in a third of the runs); spread out, a spell costs each problem only the
+    samples that fall in it, though a machine that is slow for most of a run still moves the
+    medians (2 of 7 runs in that session put one or two problems 5–15 % high).  A
+    deterministic solver takes the same nfev in every run; more than one value means its runs
+    differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable reference."""
     number, nfevs, times = {}, {}, {}
     for j, (p, solvers) in enumerate(jobs):
         for s in solvers:
