@@ -81,8 +81,9 @@ class TrustRegionSubproblem:
 
     ``eps`` and ``tiny`` are the dtype's machine epsilon and smallest normal number.
     ``gn_first`` says that the Gauss-Newton step will probably fit (the last step was one):
-    for ``n <= SVD_MAX_N`` it selects a QR first (cheaper than the SVD when it is all that is
-    needed), else the SVD of ``A`` at once.  Either way the result is the same up to rounding.
+    for ``QR_MIN_N <= n <= SVD_MAX_N`` it selects a QR first (cheaper than the SVD when it is
+    all that is needed), else the SVD of ``A`` at once.  Either way the result is the same up
+    to rounding.
     ``gram`` says that the Gram form of the SVD route may qualify (it did for the previous
     Jacobian): when it is ``False`` (or ``gn_first``) the eigendecomposition, which would
     probably be wasted, is not tried.  ``gram_ok`` tells the caller afterwards: whether ``A``
