@@ -143,10 +143,12 @@ def counted_run(solver, p, tol):
         x, message, reported = _call(SOLVERS[solver], c, p, tol)
     except Exception as exc:  # a crash is a failure to report, not a reason to stop
         return dict(status="error", f=float("nan"), nfev=c.nfev, njev=c.njev, nhev=c.nhev,
-                    time=float("nan"), message=f"{type(exc).__name__}: {exc}", reported={})
+                    time=float("nan"), time_min=float("nan"),
+                    message=f"{type(exc).__name__}: {exc}", reported={})
     f = p.cost(x)
     return dict(status=p.status(f), f=f, nfev=c.nfev, njev=c.njev, nhev=c.nhev,
-                time=float("nan"), message=str(message), reported=reported)
+                time=float("nan"), time_min=float("nan"), message=str(message),
+                reported=reported)
 
 
 def _sample(solver, p, tol, number, nfevs):
@@ -174,7 +176,8 @@ def time_runs(jobs, tol, repeats, min_sample=0.02):
     taken back to back, a spell could cover them all (single problems read 15–50 % slow for
     newtonkit alone in a third of the runs); spread out, a spell costs each problem only the
     samples that fall in it, though a machine that is slow for most of a run still moves the
-    medians (2 of 7 runs in that session put one or two problems 5–15 % high).  A
+    medians (4 of 10 runs in that session put one or two problems up to 5 % over the n ≤ 10
+    bound).  A
     deterministic solver takes the same nfev in every run; more than one value means its runs
     differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable reference."""
     number, nfevs, times = {}, {}, {}

@@ -535,7 +535,7 @@ def transpose(xp: Any, a: Any) -> Any:
 
 def gram(xp: Any, a: Any) -> Any:
     """``aᵀa`` of a 2-D ``a``."""
-    return a.T.dot(a) if xp is _compat_numpy or _is_numpy(xp) else xp.matrix_transpose(a) @ a
+    return dot(xp, transpose(xp, a), a)
 
 
 def dot(xp: Any, a: Any, b: Any) -> Any:
@@ -555,7 +555,7 @@ def norm(xp: Any, v: Any) -> float:
     sq = float(v.dot(v) if numpy else xp.vecdot(v, v))
     if _MIN_NORMAL64 <= sq < math.inf:
         return math.sqrt(sq)
-    s = float(np.maximum.reduce(np.abs(v)) if numpy else xp.max(xp.abs(v)))
+    s = float_max(xp, xp.abs(v))
     if not 0.0 < s < math.inf:  # v = 0, an infinite entry, or NaN
         return s
     w = v / s

@@ -72,3 +72,19 @@ def test_samples_are_taken_in_rounds_over_all_problems(monkeypatch):
                for r in rounds)
     assert len({tuple(r) for r in rounds}) == 2  # both orders of p's solvers occur
     assert out == [{"a": (3.0, 1.0, {7}), "b": (30.0, 10.0, {7})}, {"a": (7.0, 7.0, {7})}]
+
+
+def test_a_solver_that_crashed_is_reported_not_fatal(monkeypatch):
+    """counted_run turns an exception into status "error" with NaN times, and the summary
+    still renders (the problem counts as over the bound, not as a crash of the bench)."""
+    def boom(c, p, tol):
+        raise RuntimeError("no")
+
+    monkeypatch.setitem(bench.SOLVERS, "newtonkit_lm", boom)
+    r = bench.counted_run("newtonkit_lm", None, 1e-10)
+    assert r["status"] == "error" and "RuntimeError: no" in r["message"]
+    assert r["time"] != r["time"] and r["time_min"] != r["time_min"]  # NaN
+    rows = [_row("crashed", 4, _result(20, 10, 1.0), dict(r, timed_nfev=[0])),
+            _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
+    lines, verdicts = bench.summary(rows)
+    assert not verdicts["n <= 10"] and "over: crashed" in "\n".join(lines)

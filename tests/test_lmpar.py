@@ -140,6 +140,8 @@ def test_gauss_newton_first_takes_the_qr_from_qr_min_n(monkeypatch, n):
     np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-12)
     qr = n >= QR_MIN_N
     assert calls == {"qr_r": int(qr), "svd": int(not qr), "eigh": 0}
+    # gram_ok: None when no spectral decomposition was needed (the QR alone), else the SVD's
+    assert fact.gram_ok is (None if qr else True)
 
 
 def test_gram_form_not_tried_when_told_or_in_float32(monkeypatch):

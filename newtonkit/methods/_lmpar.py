@@ -133,7 +133,8 @@ class TrustRegionSubproblem:
         ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`)."""
         xp = self.xp
         m, n = self.A.shape
-        if not (self._gram and self.qtr is None and m >= n and self._gram_terms()):
+        # (after a QR, gn_first has already ruled the Gram form out)
+        if not (self._gram and m >= n and self._gram_terms()):
             self._svd_of_a_or_r(n)
         self.n0 = B.norm(xp, self.c0)
         self._svd_done = True
@@ -144,13 +145,17 @@ class TrustRegionSubproblem:
         ``ε κ(AᵀA) < GRAM_MAX_ERR`` (then ``True``; else ``False`` and nothing is set)."""
         xp, A = self.xp, self.A
         s2, V = B.eigh(xp, B.gram(xp, A))  # ascending
-        lo, hi = float(s2[0]), float(s2[-1])
-        if not self.eps * hi < GRAM_MAX_ERR * lo:  # also False for NaN, inf or a zero A
+        if not self._gram_qualifies(float(s2[0]), float(s2[-1])):
             return False
         sq = B.dot(xp, B.dot(xp, self.r, A), V)
         self.full, self.Vt, self.s2, self.sq, self.c0 = True, B.transpose(xp, V), s2, sq, sq / s2
         self.gram_ok = True
         return True
+
+    def _gram_qualifies(self, s2_min: float, s2_max: float) -> bool:
+        """ε·κ(AᵀA) < GRAM_MAX_ERR from the extreme eigenvalues of AᵀA (``False`` for NaN, inf
+        or a zero ``A``)."""
+        return self.eps * s2_max < GRAM_MAX_ERR * s2_min
 
     def _svd_of_a_or_r(self, n: int) -> None:
         """The terms from the SVD of ``A``, or of ``R`` after a QR; ``gram_ok`` from its
@@ -168,7 +173,7 @@ class TrustRegionSubproblem:
         smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
         # full column rank: λ has a lower bound
         self.full = full = s.shape[0] == n and smin > self.rcond * smax
-        self.gram_ok = full and self.eps * smax * smax < GRAM_MAX_ERR * smin * smin
+        self.gram_ok = full and self._gram_qualifies(smin * smin, smax * smax)
         if full:
             c0 = q / s
         else:
@@ -181,8 +186,7 @@ class TrustRegionSubproblem:
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
     def _chol_terms(self) -> None:
         xp, R = self.xp, self._clean_R()
-        Rt = xp.matrix_transpose(R)
-        self._M = B.dot(xp, Rt, R)  # RᵀR = AᵀA
+        self._M = B.gram(xp, R)  # RᵀR = AᵀA
         self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
