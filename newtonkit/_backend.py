@@ -168,7 +168,7 @@ def cholesky(xp: Any, a: Any, shift: float = 0.0) -> tuple[Any, bool]:
         f = np.array(a, order="F")  # potrf factors in place
         if shift:
             f.ravel(order="K")[:: n + 1] += shift  # the diagonal, in memory order
-        L, info = _lapack("potrf", f.dtype)(f, lower=1, overwrite_a=1, clean=1)
+        L, info = (_POTRF64 or _f64_routines()[2])(f, 1, 1, 1)  # lower, clean, overwrite_a
         if info < 0:
             raise ValueError(f"potrf: illegal argument {-info}")
         return (L, True) if info == 0 else (None, False)
@@ -208,12 +208,13 @@ def solve_triangular(xp: Any, L: Any, b: Any, *, lower: bool = True, trans: bool
     A singular ``L`` (a zero on its diagonal) raises ``LinAlgError`` on NumPy float64, which
     calls LAPACK ``trtrs`` as SciPy's ``solve_triangular`` does, without its checks.
     """
-    if _lapack_float64(xp, L) and b.dtype == np.float64:
-        trtrs = _lapack("trtrs", L.dtype)
+    if b.dtype == np.float64 and _lapack_float64(xp, L):
+        trtrs = _TRTRS64 or _f64_routines()[0]
+        # positional arguments: f2py parses keywords at ~0.1 µs each
         if L.flags.f_contiguous:
-            x, info = trtrs(L, b, lower=int(lower), trans=int(trans))
+            x, info = trtrs(L, b, lower, trans)
         else:  # as SciPy: the transposed system (on C-ordered data, without a copy)
-            x, info = trtrs(L.T, b, lower=int(not lower), trans=int(not trans))
+            x, info = trtrs(L.T, b, not lower, not trans)
         if info != 0:
             raise np.linalg.LinAlgError(
                 f"singular matrix: resolution failed at diagonal {info - 1}")
@@ -251,7 +252,7 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
     """Solve ``L Lᵀ x = b`` given the lower Cholesky factor ``L`` (NumPy float64: LAPACK
     ``potrs``, the same two triangular solves in one call)."""
     if _lapack_float64(xp, L) and b.dtype == np.float64 and L.flags.f_contiguous:
-        x, info = _lapack("potrs", L.dtype)(L, b, lower=1)
+        x, info = (_POTRS64 or _f64_routines()[1])(L, b, 1)  # lower
         if info != 0:
             raise ValueError(f"potrs: illegal argument {-info}")
         return x
@@ -274,6 +275,18 @@ def _lapack(name: str, dtype: Any) -> Any:
     import scipy.linalg.lapack
 
     return scipy.linalg.lapack.get_lapack_funcs(name, dtype=dtype)
+
+
+# The float64 routines of the per-trial paths, looked up once (a module global costs less than
+# a cached call at ~1 µs a LAPACK call on small matrices).
+_TRTRS64 = _POTRS64 = _POTRF64 = None
+
+
+def _f64_routines() -> tuple[Any, Any, Any]:
+    global _TRTRS64, _POTRS64, _POTRF64
+    f8 = np.dtype(np.float64)
+    _TRTRS64, _POTRS64, _POTRF64 = (_lapack(k, f8) for k in ("trtrs", "potrs", "potrf"))
+    return _TRTRS64, _POTRS64, _POTRF64
 
 
 @functools.lru_cache(maxsize=64)
@@ -410,18 +423,26 @@ def qr(xp: Any, a: Any) -> tuple[Any, Any]:
     return np.ascontiguousarray(Q), R
 
 
-@functools.lru_cache(maxsize=64)
-def _qr_r64(m: int, n: int, pivoting: bool) -> tuple[Any, int, Any, int]:
-    f8 = np.dtype(np.float64)
-    a = np.zeros((m, n), order="F")
-    if pivoting:
-        factor = _lapack("geqp3", f8)
-        lwork_factor = max(1, int(factor(a, lwork=-1)[3][0]))
-    else:
-        factor, lwork_factor = _lapack("geqrf", f8), _lwork("geqrf", f8, m, n)
-    # Qᵀb for one column: the minimal workspace selects LAPACK's unblocked loop, which is 7x
-    # faster at n = 200 than the blocked one the workspace query asks for (and never slower)
-    return factor, lwork_factor, _lapack("ormqr", f8), 1
+_QR_R64: dict[tuple[int, int, bool], tuple[Any, int, Any]] = {}
+
+
+def _qr_r64(m: int, n: int, pivoting: bool) -> tuple[Any, int, Any]:
+    """The float64 factorisation with its workspace for ``(m, n)``, and ``ormqr`` (cached in a
+    dict, as :func:`_svd64`)."""
+    key = (m, n, pivoting)
+    hit = _QR_R64.get(key)
+    if hit is None:
+        f8 = np.dtype(np.float64)
+        a = np.zeros((m, n), order="F")
+        if pivoting:
+            factor = _lapack("geqp3", f8)
+            lwork_factor = max(1, int(factor(a, lwork=-1)[3][0]))
+        else:
+            factor, lwork_factor = _lapack("geqrf", f8), _lwork("geqrf", f8, m, n)
+        hit = factor, lwork_factor, _lapack("ormqr", f8)
+        if len(_QR_R64) < 256:
+            _QR_R64[key] = hit
+    return hit
 
 
 def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, Any]:
@@ -442,16 +463,18 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
         Q, R = xp.linalg.qr(a)
         return R, b @ Q, None
     m, n = a.shape
-    factor, lwork_factor, ormqr, lwork_ormqr = _qr_r64(m, n, pivoting)
+    factor, lwork_factor, ormqr = _qr_r64(m, n, pivoting)
     if pivoting:
-        f, jpvt, tau, _, info = factor(a, lwork=lwork_factor)
+        f, jpvt, tau, _, info = factor(a, lwork_factor)
         perm = jpvt - 1  # LAPACK counts from 1
     else:
-        f, tau, _, info = factor(a, lwork=lwork_factor)
+        f, tau, _, info = factor(a, lwork_factor)
         perm = None
     if info != 0:
         raise np.linalg.LinAlgError(f"QR factorisation failed (info {info})")
-    qtb, _, info = ormqr("L", "T", f, tau, b[:, None], lwork=lwork_ormqr)
+    # Qᵀb for one column: the minimal workspace (1) selects LAPACK's unblocked loop, which is
+    # 7x faster at n = 200 than the blocked one the workspace query asks for (and never slower)
+    qtb, _, info = ormqr("L", "T", f, tau, b[:, None], 1)
     if info != 0:
         raise np.linalg.LinAlgError(f"applying Qᵀ failed (ormqr info {info})")
     return f[:n], qtb[:n, 0], perm
