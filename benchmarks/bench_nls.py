@@ -163,9 +163,10 @@ def _sample(solver, p, tol, number, nfevs):
 
 
 def time_runs(jobs, tol, repeats, min_sample=0.02):
-    """Median and fastest wall time of one run per (problem, solver), and the set of nfev the
-    timed runs took.  ``jobs`` is a list of ``(problem, solvers)``; returns, per job,
-    ``{solver: (median, fastest sample, nfevs)}``.
+    """Median and fastest wall time of one run per (problem, solver), the set of nfev the
+    timed runs took, and the samples in round order.  ``jobs`` is a list of
+    ``(problem, solvers)``; returns, per job, ``{solver: (median, fastest sample, nfevs,
+    samples)}``.
 
     Each sample is a batch of back-to-back runs lasting at least ``min_sample`` seconds.  The
     samples are taken in ``repeats`` rounds over *all* the jobs, one sample per solver per
@@ -193,7 +194,7 @@ def time_runs(jobs, tol, repeats, min_sample=0.02):
             rng.shuffle(order)
             for s in order:
                 times[j, s].append(_sample(s, p, tol, number[j, s], nfevs[j, s]))
-    return [{s: (statistics.median(times[j, s]), min(times[j, s]), nfevs[j, s])
+    return [{s: (statistics.median(times[j, s]), min(times[j, s]), nfevs[j, s], times[j, s])
              for s in solvers} for j, (_, solvers) in enumerate(jobs)]
 
 
@@ -348,8 +349,11 @@ def main(argv=None):
               flush=True)
     print(f"timing: {args.repeats} rounds over the {len(jobs)} problems ...", flush=True)
     for row, timed in zip(rows, time_runs(jobs, args.tol, args.repeats), strict=True):
-        for s, (t, t_min, nfevs) in timed.items():
+        for s, (t, t_min, nfevs, samples) in timed.items():
             row[s]["time"], row[s]["time_min"] = t, t_min
+            # round k's samples of a problem's solvers were taken back to back: nls.json keeps
+            # them so that paired (same-round) ratios can be read off afterwards
+            row[s]["time_samples"] = samples
             # the counted run's nfev too: a solver that repeats itself took one value throughout
             row[s]["timed_nfev"] = sorted(nfevs | {row[s]["nfev"]})
         print(f"{row['problem']['name']:26s} "

@@ -53,7 +53,7 @@ def test_a_reproducible_slow_run_still_misses():
 def test_samples_are_taken_in_rounds_over_all_problems(monkeypatch):
     """After one calibration sample each, every round times each (problem, solver) once, the
     problems in turn and the solvers in an order that changes; the result is each pair's
-    median and fastest sample."""
+    median and fastest sample, and its samples in round order."""
     calls = []
     fake = {("p", "a"): [5.0, 1.0, 3.0, 4.0, 2.0], ("p", "b"): [10.0, 30.0, 20.0, 40.0, 50.0],
             ("q", "a"): [7.0] * 5}
@@ -71,7 +71,8 @@ def test_samples_are_taken_in_rounds_over_all_problems(monkeypatch):
     assert all(sorted(r) == [("p", "a"), ("p", "b"), ("q", "a")] and r[2] == ("q", "a")
                for r in rounds)
     assert len({tuple(r) for r in rounds}) == 2  # both orders of p's solvers occur
-    assert out == [{"a": (3.0, 1.0, {7}), "b": (30.0, 10.0, {7})}, {"a": (7.0, 7.0, {7})}]
+    assert out == [{"a": (3.0, 1.0, {7}, fake["p", "a"]), "b": (30.0, 10.0, {7}, fake["p", "b"])},
+                   {"a": (7.0, 7.0, {7}, fake["q", "a"])}]
 
 
 def test_a_solver_that_crashed_is_reported_not_fatal(monkeypatch):
