@@ -14,10 +14,11 @@ sys.modules.setdefault("bench_nls", bench)
 _spec.loader.exec_module(bench)
 
 
-def _result(nfev, njev, time, timed_nfev=None, status="global", time_min=None):
+def _result(nfev, njev, time, timed_nfev=None, status="global", time_min=None, samples=None):
     return dict(status=status, f=0.0, nfev=nfev, njev=njev, nhev=0, time=time,
                 time_min=time if time_min is None else time_min, message="",
-                reported={"njev": njev}, timed_nfev=timed_nfev or [nfev])
+                reported={"njev": njev}, timed_nfev=timed_nfev or [nfev],
+                time_samples=[time] * 3 if samples is None else samples)
 
 
 def _row(name, n, lm, nk):
@@ -41,13 +42,36 @@ def test_an_unreproducible_peer_is_left_out_of_the_verdicts():
 
 
 def test_a_reproducible_slow_run_still_misses():
-    rows = [_row("slow", 4, _result(20, 10, 1.0), _result(20, 10, 2.5, time_min=1.5)),
+    rows = [_row("slow", 4, _result(20, 10, 1.0, samples=[1.0, 1.0, 1.0]),
+                 _result(20, 10, 2.5, time_min=1.5, samples=[2.5, 1.5, 2.5])),
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
     lines, verdicts = bench.summary(rows)
     text = "\n".join(lines)
-    # the verdict is by medians; the fastest samples' ratio (1.5) is only reported
+    # the verdict is the median of same-round ratios; the fastest samples' (1.5) is only reported
     assert not verdicts["n <= 10"] and "over: slow (2.50)" in text
-    assert "fastest sample" in text and "max 1.50" in text
+    assert "fastest sample: median ratio 1.50, max 1.50 (slow), 1/1 within" in text
+
+
+def test_the_time_verdict_pairs_samples_of_the_same_round():
+    """The machine in its fast state in rounds 1-3 and its slow one (2x) in rounds 4-5, except
+    that newtonkit's round-3 sample fell in the slow state: each solver's own median lands in a
+    different state (3.0 / 1.0), while four rounds of five read 1.5."""
+    lm = _result(20, 10, 1.0, samples=[1.0, 1.0, 1.0, 2.0, 2.0])
+    nk = _result(20, 10, 3.0, samples=[1.5, 1.5, 3.0, 3.0, 3.0])
+    rows = [_row("bimodal", 4, lm, nk),
+            _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
+    assert bench.paired_ratio(nk, lm) == 1.5
+    lines, verdicts = bench.summary(rows)
+    text = "\n".join(lines)
+    assert verdicts["n <= 10"], text
+    assert "ratio of the medians (the verdict before 2026-12-02): median ratio 3.00" in text
+    assert "| 1.50 |" in bench.markdown(rows, dict(settings="", machine=""))
+
+
+def test_paired_ratio_is_nan_without_samples():
+    """A solver that crashed has no samples: its ratio is NaN, which the verdict counts as over."""
+    q = bench.paired_ratio(_result(1, 1, 1.0, samples=[]), _result(1, 1, 1.0))
+    assert q != q
 
 
 def test_samples_are_taken_in_rounds_over_all_problems(monkeypatch):
