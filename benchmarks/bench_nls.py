@@ -175,17 +175,12 @@ def time_runs(jobs, tol, repeats, min_sample=0.02):
 
     Each sample is a batch of back-to-back runs lasting at least ``min_sample`` seconds.  The
     samples are taken in ``repeats`` rounds over *all* the jobs, one sample per solver per
-    problem per round, the solvers in an order shuffled every time (seeded), so that each
-    problem's samples spread over the whole run: the machine has slow spells of seconds (same
-    code, same process: penalty1_10 at 5.0 ms for 16 batches, then 3.5 ms), in which
-    Python-heavy code slows more than SciPy's compiled loop.  With all of a problem's samples
-    taken back to back, a spell could cover them all (single problems read 15–50 % slow for
-    newtonkit alone in a third of the runs); spread out, a spell costs each problem only the
-    samples that fall in it, though a machine that is slow for most of a run still moves the
-    medians (4 of 10 runs in that session put one or two problems up to 5 % over the n ≤ 10
-    bound).  A
-    deterministic solver takes the same nfev in every run; more than one value means its runs
-    differ (SciPy 1.17's lm does on biggs_exp6) and its time is not a stable reference."""
+    problem per round, the solvers in an order shuffled every time (seeded): each problem's
+    samples spread over the whole run (with them back to back, one slow spell of the machine
+    could cover them all), and the samples of one round, back to back, pair up for the verdicts'
+    same-round ratios (:func:`paired_ratio`).  A deterministic solver takes the same nfev in
+    every run; more than one value means its runs differ (SciPy 1.17's lm does on biggs_exp6)
+    and its time is not a stable reference."""
     number, nfevs, times = {}, {}, {}
     for j, (p, solvers) in enumerate(jobs):
         for s in solvers:

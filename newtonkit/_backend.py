@@ -279,14 +279,15 @@ def _lapack(name: str, dtype: Any) -> Any:
 
 # The float64 routines of the per-trial paths, looked up once (a module global costs less than
 # a cached call at ~1 µs a LAPACK call on small matrices).
-_TRTRS64 = _POTRS64 = _POTRF64 = None
+_TRTRS64 = _POTRS64 = _POTRF64 = _SYEV64 = None
 
 
-def _f64_routines() -> tuple[Any, Any, Any]:
-    global _TRTRS64, _POTRS64, _POTRF64
+def _f64_routines() -> tuple[Any, Any, Any, Any]:
+    global _TRTRS64, _POTRS64, _POTRF64, _SYEV64
     f8 = np.dtype(np.float64)
-    _TRTRS64, _POTRS64, _POTRF64 = (_lapack(k, f8) for k in ("trtrs", "potrs", "potrf"))
-    return _TRTRS64, _POTRS64, _POTRF64
+    _TRTRS64, _POTRS64, _POTRF64, _SYEV64 = (_lapack(k, f8)
+                                             for k in ("trtrs", "potrs", "potrf", "syev"))
+    return _TRTRS64, _POTRS64, _POTRF64, _SYEV64
 
 
 @functools.lru_cache(maxsize=64)
@@ -532,11 +533,6 @@ def svd(xp: Any, a: Any, *, contiguous: bool = True,
     return np.ascontiguousarray(U), s, np.ascontiguousarray(Vt)
 
 
-@functools.cache
-def _syev64() -> Any:
-    return _lapack("syev", np.dtype(np.float64))
-
-
 def eigh(xp: Any, a: Any) -> tuple[Any, Any]:
     """Eigenvalues (ascending) and orthonormal eigenvectors (columns) of a real symmetric
     ``a`` (``xp.linalg.eigh``; NumPy float64: LAPACK ``syev``, which reads the upper triangle:
@@ -544,7 +540,7 @@ def eigh(xp: Any, a: Any) -> tuple[Any, Any]:
     if not _lapack_float64(xp, a):
         w, V = xp.linalg.eigh(a)
         return w, V
-    w, V, info = _syev64()(a)
+    w, V, info = (_SYEV64 or _f64_routines()[3])(a)
     if info != 0:
         raise np.linalg.LinAlgError("the symmetric eigensolver did not converge")
     return w, V
