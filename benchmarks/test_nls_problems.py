@@ -1,19 +1,13 @@
 """The nonlinear least-squares benchmark problems (benchmarks/nls_problems.py): shapes, analytic
-Jacobians against central finite differences, and the literature minima of the linear problems."""
+Jacobians against central finite differences, and the literature minima of the linear problems.
 
-import importlib.util
-import pathlib
-import sys
+A light test of the benchmarks' own data, run by ``.ci/run`` beside ``make test``."""
+
 import zlib
 
+import nls_problems as nls  # benchmarks/ is on sys.path: pytest puts a test file's folder there
 import numpy as np
 import pytest
-
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "nls_problems.py"
-_spec = importlib.util.spec_from_file_location("nls_problems", _PATH)
-nls = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("nls_problems", nls)
-_spec.loader.exec_module(nls)
 
 PROBLEMS = nls.all_problems()
 IDS = [p.name for p in PROBLEMS]
