@@ -161,9 +161,10 @@ class JacobianOptimizer(torch.optim.Optimizer):
         """A closure ``() -> (y, loss, J)`` with per-sample Jacobians by ``vmap``.
 
         ``J`` has the columns of the parameters that require grad when the closure is called.
-        A batch norm layer in train mode (or any norm layer without running statistics that
-        couples samples) is refused with a ``ValueError`` naming it: call ``model.eval()``, or
-        use a ``(y, loss)`` closure (module docstring).
+        A norm layer the per-sample Jacobian cannot represent (batch norm in train mode or with
+        ``track_running_stats=False``, any norm layer in train mode that tracks running
+        statistics) is refused with a ``ValueError`` naming it: call ``model.eval()``, or use a
+        ``(y, loss)`` closure (module docstring).
 
         Parameters
         ----------
@@ -442,10 +443,12 @@ class GaussNewton(JacobianOptimizer):
         keep = s > cut
         s, sq, Vh = s[keep], s[keep] * (U[:, keep].T @ g), Vh[keep]
         params = self._trainable(groups)
-        st = self.state[params[0]]
+        # the τ in the state of any trainable parameter (all hold the same one)
+        tau = next((self.state[p]["damping"] for p in params if "damping" in self.state[p]),
+                   group["damping"])
         eps = torch.finfo(Jg.dtype).eps
         tau_min, tau_max = eps, eps ** -0.5
-        tau = min(max(st.get("damping", group["damping"]), tau_min), tau_max)
+        tau = min(max(tau, tau_min), tau_max)
         saved = [p.detach().clone() for p in params]
         accepted, trials = False, 0
         while trials < group["max_trials"] and s.numel():

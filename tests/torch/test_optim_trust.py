@@ -100,14 +100,20 @@ def test_frozen_parameters_stay_untouched_and_get_no_column(kind, make_opt, core
 @pytest.mark.parametrize("kind", ["physics", "generic"])
 def test_frozen_parameters_stay_untouched_with_adaptive_damping(kind):
     net = make_net()
-    net[2].weight.requires_grad_(False)
+    net[0].weight.requires_grad_(False)
     before = snapshot(net)
     opt = GaussNewton(net.parameters(), adaptive=True)
     for _ in range(3):
         opt.step(make_closure(kind, opt, net))
     assert opt.last_info["solves"][0]["accepted"]
-    assert torch.equal(net[2].weight, before["2.weight"])
-    assert not torch.equal(net[0].weight, before["0.weight"])
+    assert torch.equal(net[0].weight, before["0.weight"])
+    assert not torch.equal(net[2].weight, before["2.weight"])
+    # unfreezing it (it has no τ in its state) keeps the current τ of the others
+    tau = opt.state[net[0].bias]["damping"]
+    net[0].weight.requires_grad_(True)
+    opt.step(make_closure(kind, opt, net))
+    info = opt.last_info["solves"][0]
+    assert info["damping"] == tau * 3 ** (info["trials"] - info["accepted"])
 
 
 def test_a_parameter_frozen_between_steps_is_left_alone_by_the_same_closure():
@@ -249,7 +255,7 @@ def test_adaptive_damping_has_a_floor_and_recovers_in_few_rejected_trials():
 
 def test_adaptive_damping_has_a_cap_and_recovers_from_it():
     """Trials made to look worse drive τ up by ν per trial; capped at 1/√ε it stays finite
-    (unbounded it overflows to inf after ~31 steps here, and a step with τ = inf is never kept),
+    (unbounded it overflows to inf after 32 steps here, and a step with τ = inf is never kept),
     and at the cap the next honest step is kept (c = 1: any τ lowers the loss, see above)."""
     net, closure = linear_problem()
     opt = GaussNewton(net.parameters(), adaptive=True, damping_factor=10.0)
