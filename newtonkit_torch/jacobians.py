@@ -14,6 +14,11 @@ backward passes through the whole batch.
 ``physics(output, input) -> y`` receives **one sample** (no batch dimension): the network output
 ``f_θ(x_i)`` and the input ``x_i``; ``y`` may have any shape (it is flattened to ``m`` values).
 ``physics=None`` means ``y = f_θ(x_i)``.
+
+A per-sample Jacobian sees a batch of one, so layers that couple the samples or update buffers
+in the forward are refused with a ``ValueError`` naming the layer: batch norm in train mode or
+with ``track_running_stats=False``, and any norm layer in train mode that tracks running
+statistics.  Call ``model.eval()`` first (running statistics are used and stay unchanged).
 """
 
 from __future__ import annotations
@@ -71,9 +76,41 @@ def flat_parameters(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
+def _check_per_sample(model: nn.Module) -> None:
+    """Refuse normalisation layers that a per-sample Jacobian cannot represent.
+
+    A ``_BatchNorm`` layer that normalises with batch statistics (train mode, or
+    ``track_running_stats=False``) couples the samples: ``y_i`` depends on every ``x_j``, while
+    a per-sample Jacobian sees a batch of one.  A norm layer in train mode with
+    ``track_running_stats=True`` also updates its running statistics in place, which ``vmap``
+    cannot do.
+    """
+    for path, m in model.named_modules():
+        if not isinstance(m, nn.modules.batchnorm._NormBase):
+            continue
+        layer = f"{path or type(model).__name__!r} ({type(m).__name__})"
+        whole_batch = "or differentiate the whole batch (an optimizer closure returning (y, loss))"
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats:
+            raise ValueError(
+                f"layer {layer} normalises with batch statistics (track_running_stats=False), "
+                f"which couple the samples of a batch; a per-sample Jacobian cannot represent "
+                f"it: give it track_running_stats=True and call model.eval(), {whole_batch}")
+        if m.training and m.track_running_stats:
+            raise ValueError(
+                f"layer {layer} is in train mode: it updates its running statistics in place "
+                f"(and batch norm normalises with batch statistics), which a per-sample "
+                f"Jacobian (vmap over samples) cannot do: call model.eval() (the running "
+                f"statistics are then used and left unchanged), {whole_batch}")
+
+
 def _single_sample_fn(model: nn.Module, names: list[str], physics: Physics | None,
                       ) -> tuple[Callable, dict[str, torch.Tensor]]:
-    """``fn(selected, x_i) -> (y_i flat, y_i flat)`` and the frozen tensors it closes over."""
+    """``fn(selected, x_i) -> (y_i flat, y_i flat)`` and the frozen tensors it closes over.
+
+    Raises ``ValueError`` for a normalisation layer that couples samples or updates buffers
+    (:func:`_check_per_sample`).
+    """
+    _check_per_sample(model)
     frozen = {k: v.detach() for k, v in model.named_parameters() if k not in names}
     frozen.update({k: v.detach() for k, v in model.named_buffers()})
 

@@ -24,13 +24,30 @@ once more per trial step, on the same mini-batch).  It returns either
     ``y``.  ``J`` is then built by batched reverse mode over the ``B·m`` rows of ``y`` (general,
     but every row costs a backward pass through the whole batch), or
 ``(y, loss, J)``
-    with the Jacobian already formed, columns in the optimizer's parameter order (all
-    groups, each parameter flattened).  :meth:`physics_closure` builds such a closure with
-    ``vmap`` per-sample Jacobians (the fast path): ``closure = opt.physics_closure(model, x,
-    physics, loss_fn)``.
+    with the Jacobian already formed, columns in the optimizer's order of its trainable
+    parameters (all groups, each parameter flattened).  :meth:`physics_closure` builds such a
+    closure with ``vmap`` per-sample Jacobians (the fast path): ``closure =
+    opt.physics_closure(model, x, physics, loss_fn)``.
 
 ``step`` returns the loss (detached).  Parameter groups whose direction settings agree are
 solved jointly on their combined columns; each group's ``lr`` scales its own part of the step.
+
+Frozen parameters, batch norm, autograd, state_dict
+---------------------------------------------------
+- Only parameters with ``requires_grad=True`` at the time of the step are trained, as in
+  ``torch.optim``: ``J`` has columns for them alone, and frozen parameters
+  (``requires_grad=False``) stay untouched, bit for bit, in both closure styles.
+- :meth:`physics_closure` differentiates one sample at a time, so it refuses (``ValueError``
+  naming the layer) batch norm in train mode or without running statistics: call
+  ``model.eval()``, or use a ``(y, loss)`` closure on the whole batch, which differentiates
+  through the batch statistics; its ordinary forward then updates the running statistics once
+  per closure call: once per step, and with ``GaussNewton(adaptive=True)`` once more per trial
+  step, rejected ones included.
+- Parameters are updated in place under ``torch.no_grad``: they stay leaves without history,
+  and the returned loss and ``last_info`` carry no autograd graph.
+- ``state_dict()`` records the optimizer class (key ``"optimizer"``); ``load_state_dict``
+  refuses a state_dict whose parameter groups hold another optimizer's settings (a
+  ``GaussNewton`` state_dict into ``HIG``, ``HIG`` into ``GaussNewton``, ``torch.optim.Adam``'s).
 """
 
 from __future__ import annotations
@@ -102,9 +119,40 @@ class JacobianOptimizer(torch.optim.Optimizer):
                    group: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
+    # -- state_dict ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim.Optimizer.state_dict()`` plus ``"optimizer"``: this class's name."""
+        state = super().state_dict()
+        state["optimizer"] = type(self).__name__
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state_dict whose parameter groups hold exactly this optimizer's settings.
+
+        Raises ``ValueError`` for another optimizer's state_dict (say ``GaussNewton``'s into
+        ``HIG``, or ``torch.optim.Adam``'s), before anything is loaded.
+        """
+        mine = sorted(self.defaults)
+        for saved in state_dict["param_groups"]:
+            theirs = sorted(set(saved) - {"params", "param_names"})
+            if theirs != mine:
+                name = type(self).__name__
+                source = state_dict.get("optimizer")
+                origin = f"a {source} state_dict" if source else "another optimizer's state_dict"
+                raise ValueError(
+                    f"{name}.load_state_dict: this is {origin}, not a {name} one: its parameter "
+                    f"groups have the settings {theirs}, {name} has {mine}; load it into the "
+                    f"optimizer that saved it")
+        super().load_state_dict(state_dict)
+
     # -- the step ------------------------------------------------------------------------------
+    @staticmethod
+    def _trainable(groups: list[dict[str, Any]]) -> list[torch.Tensor]:
+        """The parameters of ``groups`` that require grad, in order (the columns of ``J``)."""
+        return [p for grp in groups for p in grp["params"] if p.requires_grad]
+
     def _params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
+        return self._trainable(self.param_groups)
 
     def physics_closure(self, model: nn.Module, inputs: torch.Tensor,
                         physics: Physics | None,
@@ -112,10 +160,16 @@ class JacobianOptimizer(torch.optim.Optimizer):
                         chunk_size: int | None = None) -> Closure:
         """A closure ``() -> (y, loss, J)`` with per-sample Jacobians by ``vmap``.
 
+        ``J`` has the columns of the parameters that require grad when the closure is called.
+        A norm layer the per-sample Jacobian cannot represent (batch norm in train mode or with
+        ``track_running_stats=False``, any norm layer in train mode that tracks running
+        statistics) is refused with a ``ValueError`` naming it: call ``model.eval()``, or use a
+        ``(y, loss)`` closure (module docstring).
+
         Parameters
         ----------
         model : nn.Module
-            The network; every parameter of this optimizer must belong to it.
+            The network; every trainable parameter of this optimizer must belong to it.
         inputs : Tensor
             The mini-batch ``(B, ...)``.
         physics : callable or None
@@ -125,11 +179,11 @@ class JacobianOptimizer(torch.optim.Optimizer):
         chunk_size : int, optional
             Samples per vectorised Jacobian call.
         """
-        names = select_parameters(model, self._params())
-        fn, _ = _single_sample_fn(model, names, physics)
-        named = dict(model.named_parameters())
-
         def closure() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            # looked up per call: requires_grad and train/eval mode may change between steps
+            names = select_parameters(model, self._params())
+            fn, _ = _single_sample_fn(model, names, physics)
+            named = dict(model.named_parameters())
             selected = {k: named[k].detach() for k in names}
             jac, Y = torch.func.vmap(torch.func.jacrev(fn, has_aux=True), in_dims=(None, 0),
                                      chunk_size=chunk_size)(selected, inputs)
@@ -152,6 +206,10 @@ class JacobianOptimizer(torch.optim.Optimizer):
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure returning (y, loss) or "
                              f"(y, loss, J): the Jacobian of the physics outputs y is required")
+        params = self._params()
+        if not params:
+            raise ValueError(f"{type(self).__name__}: none of its parameters requires grad; "
+                             f"there is nothing to train")
         with torch.enable_grad():
             out = closure()
             if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
@@ -161,7 +219,6 @@ class JacobianOptimizer(torch.optim.Optimizer):
             if loss.numel() != 1:
                 raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
             (gy,) = torch.autograd.grad(loss.reshape(()), y, retain_graph=J is None)
-            params = self._params()
             if J is None:
                 J = _jacobian_by_rows(y, params, self.jacobian_chunk_size)
         g = gy.reshape(-1).to(J.dtype)
@@ -173,7 +230,8 @@ class JacobianOptimizer(torch.optim.Optimizer):
         n_total = sum(p.numel() for p in params)
         if J.shape != (g.numel(), n_total):
             raise ValueError(f"J has shape {tuple(J.shape)}; expected ({g.numel()}, {n_total}) "
-                             f"(rows = outputs of y, columns = this optimizer's parameters)")
+                             f"(rows = outputs of y, columns = this optimizer's parameters "
+                             f"that require grad)")
         # Column offsets of every parameter, and the groups that share one solve.
         offsets, start = {}, 0
         for p in params:
@@ -181,30 +239,31 @@ class JacobianOptimizer(torch.optim.Optimizer):
             start += p.numel()
         keyed: dict[tuple, list[dict[str, Any]]] = {}
         for group in self.param_groups:
-            if group["params"]:
+            if self._trainable([group]):
                 keyed.setdefault(self._solve_key(group), []).append(group)
         solves = []
         for groups in keyed.values():
-            ps = [p for grp in groups for p in grp["params"]]
+            ps = self._trainable(groups)
             idx = torch.cat([torch.arange(*offsets[id(p)], device=J.device) for p in ps])
             solves.append((groups, J if idx.numel() == n_total else J[:, idx]))
         return loss.detach(), J, g, solves
 
     @staticmethod
     def _add(groups: list[dict[str, Any]], d: torch.Tensor, sign: float = -1.0) -> None:
-        """``θ ← θ + sign · lr · d`` over the parameters of ``groups`` (``d`` in their order)."""
+        """``θ ← θ + sign · lr · d`` over the trainable parameters of ``groups`` (in order)."""
         pos = 0
         for grp in groups:
             for p in grp["params"]:
+                if not p.requires_grad:
+                    continue
                 k = p.numel()
                 p.add_(d[pos:pos + k].reshape(p.shape).to(p.dtype), alpha=sign * grp["lr"])
                 pos += k
 
     def _count_step(self, groups: list[dict[str, Any]]) -> None:
-        for grp in groups:
-            for p in grp["params"]:
-                st = self.state[p]
-                st["step"] = st.get("step", 0) + 1
+        for p in self._trainable(groups):
+            st = self.state[p]
+            st["step"] = st.get("step", 0) + 1
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -288,6 +347,19 @@ class GaussNewton(JacobianOptimizer):
       ``max_trials`` times.  ``damping`` is the initial ``τ`` (default ``1e-3``); the current
       ``τ`` is kept in the optimizer state, so it survives ``state_dict``.
 
+      ``τ`` is kept in ``[ε, 1/√ε]`` (``ε`` the machine epsilon of ``J``'s dtype), i.e. the
+      damping ``μ = τ σ_max²`` in ``[ε σ_max², σ_max²/√ε]``, relative to the largest
+      eigenvalue of the current Gram ``JᵀJ``.  Below the floor the damping is rounding noise
+      against ``σ_max²``, yet kept steps alone would drive ``τ`` to 0 (exactly 0 after ~670
+      from ``1e-3``, and ``0·ν`` never grows again).  For a loss ``½c‖y − t‖²`` and ``y``
+      linear in ``θ``, a step with ``τ > (c − 2)/2`` lowers the loss (each kept residual
+      component is multiplied by ``1 − cσ²/(σ² + τσ_max²) ∈ (−1, 1)``); so from the floor a
+      change of the problem is recovered after at most ``⌊log_ν(c/(2ε))⌋ + 1`` rejected trials
+      (``ν = damping_factor``; 37 for ``c = 100``, ``ν = 3`` in float64), and at the cap any
+      ``c < 2/√ε`` is still handled.  The cap keeps ``τ`` finite: a run of rejections can no
+      longer overflow it to ``inf``, after which no step is ever kept.  A loss scaled beyond
+      that stalls (every trial rejected, parameters unchanged): scale the loss.
+
     Parameters
     ----------
     params : iterable
@@ -358,7 +430,8 @@ class GaussNewton(JacobianOptimizer):
         """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring)."""
         if not any(grp.get("adaptive") for grp in self.param_groups):
             return super().step(closure)
-        if len({self._solve_key(grp) for grp in self.param_groups if grp["params"]}) != 1:
+        if len({self._solve_key(grp) for grp in self.param_groups
+                if self._trainable([grp])}) > 1:
             raise ValueError("GaussNewton(adaptive=True) needs one joint solve: every parameter "
                              "group must have the same truncation, damping and adaptive settings")
         loss, J, g, [(groups, Jg)] = self._linearize(closure)
@@ -369,9 +442,13 @@ class GaussNewton(JacobianOptimizer):
         cut = group["truncation"] * (s_max if group["relative"] else 1.0)
         keep = s > cut
         s, sq, Vh = s[keep], s[keep] * (U[:, keep].T @ g), Vh[keep]
-        params = [p for grp in groups for p in grp["params"]]
-        st = self.state[params[0]]
-        tau = st.get("damping", group["damping"])
+        params = self._trainable(groups)
+        # the τ in the state of any trainable parameter (all hold the same one)
+        tau = next((self.state[p]["damping"] for p in params if "damping" in self.state[p]),
+                   group["damping"])
+        eps = torch.finfo(Jg.dtype).eps
+        tau_min, tau_max = eps, eps ** -0.5
+        tau = min(max(tau, tau_min), tau_max)
         saved = [p.detach().clone() for p in params]
         accepted, trials = False, 0
         while trials < group["max_trials"] and s.numel():
@@ -389,11 +466,11 @@ class GaussNewton(JacobianOptimizer):
                             p.copy_(p0)
                 if accepted:
                     break
-            tau *= group["damping_factor"]
+            tau = min(tau * group["damping_factor"], tau_max)
         info = {"damping": tau, "trials": trials, "accepted": accepted, "rank": int(s.numel())}
         if accepted:
             self._count_step(groups)
-            tau /= group["damping_factor"]
+            tau = max(tau / group["damping_factor"], tau_min)
         for p in params:
             self.state[p]["damping"] = tau
         self.last_info = {"loss": loss, "solves": [info]}
