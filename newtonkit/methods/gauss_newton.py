@@ -47,6 +47,7 @@ from .. import _backend as B
 from .. import linalg
 from .._status import Status
 from ..operators import GramOperator, LinearOperator
+from ..problems._common import BudgetExhausted
 from ._base import (
     Option,
     State,
@@ -362,7 +363,10 @@ class LevenbergMarquardt(LeastSquaresMethod):
             # The gradient at a point accepted by the ftol/xtol test: like SciPy's
             # least_squares, this Jacobian is not counted in njev (the iteration did not use it).
             njev = self.problem.njev
-            lin = self.linearize(d["ev"])
+            try:
+                lin = self.linearize(d["ev"])
+            except BudgetExhausted:  # a difference Jacobian would exceed maxfev: no jac
+                lin = None
             self.problem.njev = njev
         out["jac"] = None if lin is None else lin.g
         return out
