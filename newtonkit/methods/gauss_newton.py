@@ -207,9 +207,12 @@ class LevenbergMarquardt(LeastSquaresMethod):
                 return stop(state, Status.NONFINITE)
             self._set_scaling(d, lin)
             d["lin"], d["gnorm"] = lin, gnorm  # d is this trial's (a fresh dict)
-            if state.f == 0.0 or gnorm <= self.tol["gtol"]:
+            details: dict = {}
+            status = (Status.ZERO if state.f == 0.0 else
+                      self.gradient_status(lin, gnorm, details))
+            if status is not None:
                 state = State(state.x, state.f, lin.g, accepted=False, data=d, info=state.info)
-                return stop(state, Status.ZERO if state.f == 0.0 else Status.GTOL)
+                return stop(state, status, details)
             g = lin.g
         else:
             g = state.g
