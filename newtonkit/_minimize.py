@@ -48,7 +48,8 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
     jac : array or None
         Gradient of the objective at ``x``, shaped like ``x0``.
     nit, nfev, njev, nhev : int
-        Accepted iterations; calls of ``fun`` (finite-difference calls included); Jacobian
+        Accepted iterations; calls of ``fun`` (every one: finite-difference, line-search and
+        autodiff calls included; never more than ``maxfev``); Jacobian
         or gradient evaluations; Hessian evaluations (Hessian-vector products for ``hessp``).
     status, success, message :
         SciPy's codes (see :class:`newtonkit._status.Status`): 0 converged, 1 budget

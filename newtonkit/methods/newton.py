@@ -21,8 +21,8 @@ check is by Lanczos on Hessian-vector products: no dense Hessian is formed.
 The gradient test is :math:`|g_j| \le \mathrm{gtol}`; when :math:`g` is a finite difference,
 :math:`|g_j| \le \mathrm{gtol} + e_j` with :math:`e_j` the bound on the difference's error
 (:func:`newtonkit.problems._fd.gradient_error_bound`; the curvature in it is the diagonal of
-the last dense Hessian, or on the CG route, once the line search fails, Lanczos' bound on
-:math:`\|H\|_2`): a forward difference is off by :math:`h_j |H_{jj}|/2 \approx
+the last dense Hessian, or on the CG route, once the line search fails, Lanczos' estimate
+of :math:`\|H\|_2 \ge |H_{jj}|`): a forward difference is off by :math:`h_j |H_{jj}|/2 \approx
 \sqrt{\epsilon}` even at the minimiser, so a plain ``gtol = 1e-8`` could never be met.
 
 The Cholesky route needs the dense ``n × n`` Hessian: one larger than
@@ -196,11 +196,9 @@ class Newton(Method):
                 status = Status.GTOL
         if status is not None and not status.success:
             return status
-        if status is not None:
-            pass
-        elif self._gradient_test(state):
+        if status is None and self._gradient_test(state):
             status = Status.GTOL
-        elif state.accepted and state.info["step_length"] == 1.0:
+        elif status is None and state.accepted and state.info["step_length"] == 1.0:
             i = state.info
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
             df = i["f_prev"] - state.f
