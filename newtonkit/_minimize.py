@@ -24,6 +24,7 @@ from ._status import Status
 from .methods import lookup
 from .methods._base import State, boolean, optional_nonneg_float, optional_positive_int
 from .problems import Composite, FiniteDifferenceWarning, OutputProblem, ScalarProblem
+from .problems._common import BudgetExhausted
 
 __all__ = ["minimize", "OptimizeResult"]
 
@@ -47,7 +48,8 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
     jac : array or None
         Gradient of the objective at ``x``, shaped like ``x0``.
     nit, nfev, njev, nhev : int
-        Accepted iterations; calls of ``fun`` (finite-difference calls included); Jacobian
+        Accepted iterations; calls of ``fun`` (every one: finite-difference, line-search and
+        autodiff calls included; never more than ``maxfev``); Jacobian
         or gradient evaluations; Hessian evaluations (Hessian-vector products for ``hessp``).
     status, success, message :
         SciPy's codes (see :class:`newtonkit._status.Status`): 0 converged, 1 budget
@@ -146,7 +148,12 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=2)
     solver = cls(problem, method_opts, common)
 
-    state = solver.init(x)
+    problem.maxfev = common["maxfev"]  # the problem refuses calls of fun beyond it
+    try:
+        state = solver.init(x)
+    except BudgetExhausted:
+        raise ValueError(f"maxfev={common['maxfev']} is too small to evaluate fun and its "
+                         f"derivatives at x0") from None
     if not math.isfinite(state.f) or (state.g is not None and not solver.finite(state.g)):
         what = "gradient" if math.isfinite(state.f) else f"objective ({state.f})"
         raise ValueError(f"the {what} is not finite at x0; start from a point where fun and its "
@@ -308,6 +315,8 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
             status = solver.terminate(state)
     except KeyboardInterrupt:
         status = Status.INTERRUPTED
+    except BudgetExhausted:  # a step needed more calls of fun than maxfev leaves
+        status = Status.MAXFEV
     finally:
         progress.close()
     res = _result(solver, problem, state, shape, nit, status)
@@ -322,10 +331,11 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
 def _result(solver: Any, problem: Any, state: State, shape: tuple, nit: int,
             status: Status | None, extras: bool = True) -> OptimizeResult:
     xp = solver.xp
+    more = solver.finish(state) if extras else {"jac": state.g, **state.info}
+    # the counts after finish, which may evaluate (the final gradient of LM)
     res = OptimizeResult(x=B.reshape(xp, B.copy(xp, state.x), shape), fun=state.f,
                          nit=nit, nfev=problem.nfev, njev=problem.njev, nhev=problem.nhev,
                          method=solver.name)
-    more = solver.finish(state) if extras else {"jac": state.g, **state.info}
     jac = more.pop("jac", None)
     res["jac"] = None if jac is None else B.reshape(xp, jac, shape)
     y = more.pop("y", None)

@@ -31,6 +31,11 @@ class Status(enum.Enum):
                              "step reduces the objective further.")
     LINE_SEARCH = (2, False, "Desired error not necessarily achieved: the line search found no "
                              "point with sufficient decrease.")
+    FD_ZERO_COLUMN = (2, False, "The gradient test is met only through finite-difference "
+                                "Jacobian column(s) {columns} that are exactly zero: fun did not "
+                                "change when those parameters moved by the difference step (a "
+                                "change below the rounding of fun, or parameters fun ignores), "
+                                "so x may not be stationary; pass jac= or rescale the problem.")
     NONFINITE = (3, False, "Non-finite value (NaN or inf) encountered and shortening the step "
                            "did not avoid it; x is the last iterate with finite values.")
     INDEFINITE = (4, False, "The gradient test is met but the Hessian is indefinite beyond "

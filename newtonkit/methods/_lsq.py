@@ -93,6 +93,23 @@ class LeastSquaresMethod(Method):
         ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
         return B.float_max(xp, ratios) / lin.rnorm
 
+    def gradient_status(self, lin: Linearization, measure: float,
+                        details: dict) -> Status | None:
+        """``GTOL`` when ``measure`` (the scaled gradient of ``lin``) ≤ gtol, else ``None``;
+        but ``FD_ZERO_COLUMN`` (column indices put in ``details``) when the Jacobian is a
+        finite difference with an exactly zero column: there ``fun`` did not change at all, its
+        scaled gradient entry reads 0 whatever the true derivative is, and the test proves
+        nothing."""
+        if not measure <= self.tol["gtol"]:
+            return None
+        if self.problem.jacobian_is_fd and lin.colnorms is not None:
+            zero = B.count_nonzero(self.xp, lin.colnorms) < lin.colnorms.shape[0]
+            if zero:
+                # the indices, for the message (a rare path: a few scalars to the host)
+                details["columns"] = [int(j) for j in self.xp.nonzero(lin.colnorms == 0)[0]]
+                return Status.FD_ZERO_COLUMN
+        return Status.GTOL
+
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
         ≤ gtol; after an accepted step, |f_k − f_{k+1}| ≤ ftol·|f_k| and/or
@@ -104,8 +121,10 @@ class LeastSquaresMethod(Method):
         if state.f == 0.0:
             return Status.ZERO
         tol = self.tol
-        if self.gradient_measure(state.data["lin"]) <= tol["gtol"]:
-            return Status.GTOL
+        lin = state.data["lin"]
+        status = self.gradient_status(lin, self.gradient_measure(lin), state.details)
+        if status is not None:
+            return status
         if state.accepted and not state.info["nonfinite"]:
             i = state.info
             small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
@@ -116,7 +135,7 @@ class LeastSquaresMethod(Method):
         return None
 
 
-def stop(state: State, status: Status) -> State:
-    """``state`` unchanged, ended with ``status``."""
+def stop(state: State, status: Status, details: dict | None = None) -> State:
+    """``state`` unchanged, ended with ``status`` (``details`` fill its message)."""
     return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data)
+                 data=state.data, details=state.details if details is None else details)

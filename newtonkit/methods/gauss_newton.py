@@ -47,6 +47,7 @@ from .. import _backend as B
 from .. import linalg
 from .._status import Status
 from ..operators import GramOperator, LinearOperator
+from ..problems._common import BudgetExhausted
 from ._base import (
     Option,
     State,
@@ -206,9 +207,12 @@ class LevenbergMarquardt(LeastSquaresMethod):
                 return stop(state, Status.NONFINITE)
             self._set_scaling(d, lin)
             d["lin"], d["gnorm"] = lin, gnorm  # d is this trial's (a fresh dict)
-            if state.f == 0.0 or gnorm <= self.tol["gtol"]:
+            details: dict = {}
+            status = (Status.ZERO if state.f == 0.0 else
+                      self.gradient_status(lin, gnorm, details))
+            if status is not None:
                 state = State(state.x, state.f, lin.g, accepted=False, data=d, info=state.info)
-                return stop(state, Status.ZERO if state.f == 0.0 else Status.GTOL)
+                return stop(state, status, details)
             g = lin.g
         else:
             g = state.g
@@ -362,7 +366,10 @@ class LevenbergMarquardt(LeastSquaresMethod):
             # The gradient at a point accepted by the ftol/xtol test: like SciPy's
             # least_squares, this Jacobian is not counted in njev (the iteration did not use it).
             njev = self.problem.njev
-            lin = self.linearize(d["ev"])
+            try:
+                lin = self.linearize(d["ev"])
+            except BudgetExhausted:  # a difference Jacobian would exceed maxfev: no jac
+                lin = None
             self.problem.njev = njev
         out["jac"] = None if lin is None else lin.g
         return out

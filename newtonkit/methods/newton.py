@@ -15,7 +15,20 @@ non-finite trial points are shortened).
 
 Success is reported only where the Hessian is positive semi-definite to tolerance:
 :math:`\lambda_{\min}(H) \ge -\mathrm{indefinite\_tol}\cdot|\lambda_{\max}(H)|` at the final
-point; otherwise the run ends with status 4 (a saddle point or maximum).
+point; otherwise the run ends with status 4 (a saddle point or maximum).  On the CG route that
+check is by Lanczos on Hessian-vector products: no dense Hessian is formed.
+
+The gradient test is :math:`|g_j| \le \mathrm{gtol}`; when :math:`g` is a finite difference,
+:math:`|g_j| \le \mathrm{gtol} + e_j` with :math:`e_j` the bound on the difference's error
+(:func:`newtonkit.problems._fd.gradient_error_bound`; the curvature in it is the diagonal of
+the last dense Hessian, or on the CG route, once the line search fails, Lanczos' estimate
+of :math:`\|H\|_2 \ge |H_{jj}|`): a forward difference is off by :math:`h_j |H_{jj}|/2 \approx
+\sqrt{\epsilon}` even at the minimiser, so a plain ``gtol = 1e-8`` could never be met.
+
+The Cholesky route needs the dense ``n × n`` Hessian: one larger than
+:data:`DENSE_HESSIAN_BUDGET` bytes is refused up front (``ValueError``); use
+``linear_solver="cg"`` (Hessian-vector products from ``hessp``, autodiff or differences of
+gradients) or ``hessp=``.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _backend as B
 from .. import linalg
 from .._status import Status
 from ..operators import LinearOperator
@@ -41,7 +55,10 @@ from ._base import (
 )
 from ._linesearch import backtrack
 
-__all__ = ["Newton"]
+__all__ = ["Newton", "DENSE_HESSIAN_BUDGET"]
+
+#: Bytes a dense Hessian may take on the Cholesky route (1 GiB: n = 11585 in float64).
+DENSE_HESSIAN_BUDGET = 2**30
 
 
 @register
@@ -83,6 +100,15 @@ class Newton(Method):
         if solver == "auto":
             solver = "cg" if problem.hessian_is_operator else "cholesky"
         self.solver = solver
+        n = problem.n
+        size = n * n * self.xp.finfo(problem.dtype).bits // 8
+        if solver == "cholesky" and size > DENSE_HESSIAN_BUDGET:
+            raise ValueError(
+                f"the Cholesky route needs the dense {n}x{n} Hessian ({size / 2**30:.3g} GiB), "
+                f"more than newtonkit.methods.newton.DENSE_HESSIAN_BUDGET "
+                f"({DENSE_HESSIAN_BUDGET / 2**30:.3g} GiB); use the matrix-free "
+                f"options={{'linear_solver': 'cg'}} (Hessian-vector products from autodiff or "
+                f"differences of gradients) or pass hessp=")
         eps = float(self.xp.finfo(problem.dtype).eps)
         self.indefinite_tol = (math.sqrt(eps) if opts["indefinite_tol"] is None
                                else opts["indefinite_tol"])
@@ -100,6 +126,8 @@ class Newton(Method):
                 raise ValueError("the Hessian is not finite at x0; start from a point where "
                                  "fun and its derivatives are finite")
             data["H0"] = H
+            if not isinstance(H, LinearOperator):
+                data["curvature"] = self.xp.abs(B.diagonal(self.xp, H))
         return State(x0, f, g, data=data)
 
     def step(self, state: State) -> State:
@@ -125,6 +153,7 @@ class Newton(Method):
                     growth=o["growth"], eigensolver=o["eigensolver"])
                 state.data["taus"].append(cinfo.tau)
                 state.data["lambda_min"].append(cinfo.lambda_min)
+                state.data["curvature"] = xp.abs(B.diagonal(xp, H))  # for the gradient test
         except linalg.LinAlgError:
             return _stop(state, Status.NONFINITE)
         if not self.finite(d):
@@ -156,15 +185,20 @@ class Newton(Method):
         return State(res.point, f_new, g_new, accepted=True, info=info, data=state.data)
 
     def terminate(self, state: State) -> Status | None:
-        if state.stop is not None and not state.stop.success:
-            return state.stop
         tol = self.tol
         status = state.stop
-        if status is not None:
-            pass
-        elif self.inf_norm(state.g) <= tol["gtol"]:
+        if status is Status.LINE_SEARCH and self.problem.grad_scheme is not None:
+            # no descent along a difference gradient: stationary within its error?
+            if state.data.get("curvature") is None:
+                lam_min, lam_max = self._extreme_eigenvalues(state.x)
+                state.data["curvature"] = max(abs(lam_min), abs(lam_max))
+            if self._gradient_test(state):
+                status = Status.GTOL
+        if status is not None and not status.success:
+            return status
+        if status is None and self._gradient_test(state):
             status = Status.GTOL
-        elif state.accepted and state.info["step_length"] == 1.0:
+        elif status is None and state.accepted and state.info["step_length"] == 1.0:
             i = state.info
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
             df = i["f_prev"] - state.f
@@ -182,6 +216,17 @@ class Newton(Method):
             state.details["lambda_min"] = lam_min
             return Status.INDEFINITE
         return status
+
+    def _gradient_test(self, state: State) -> bool:
+        """``|g_j| <= gtol`` (``+ e_j``, the error bound, for a difference gradient)."""
+        gtol = self.tol["gtol"]
+        if self.inf_norm(state.g) <= gtol:
+            return True
+        err = self.problem.gradient_error(state.x, state.f, state.data.get("curvature"))
+        if err is None:
+            return False
+        xp = self.xp
+        return bool(xp.all(xp.abs(state.g) <= gtol + err))
 
     def _extreme_eigenvalues(self, x: Any) -> tuple[float, float]:
         H = self.problem.hessian(x, matrix_free=self.solver == "cg")

@@ -83,10 +83,31 @@ def scalar(value: Any, what: str) -> float:
     return float(value)
 
 
+class BudgetExhausted(Exception):
+    """Raised by :meth:`Counters.count_fev` instead of a call of ``fun`` beyond ``maxfev``.
+
+    Private: the driver catches it and ends the run with status MAXFEV at the last accepted
+    iterate; it never reaches the user.
+    """
+
+
 class Counters:
-    """Evaluation counts reported in the result: ``nfev``, ``njev``, ``nhev``."""
+    """Evaluation counts reported in the result: ``nfev``, ``njev``, ``nhev``.
+
+    ``nfev`` counts every call of the user's ``fun`` (finite-difference, line-search and
+    autodiff-tracing calls included): each goes through :meth:`count_fev`, which also keeps
+    the budget ``maxfev`` (set by the driver; ``None``: none).
+    """
 
     def __init__(self) -> None:
         self.nfev = 0
         self.njev = 0
         self.nhev = 0
+        self.maxfev: int | None = None
+
+    def count_fev(self) -> None:
+        """Count one call of ``fun`` about to be made; :class:`BudgetExhausted` instead when
+        it would exceed ``maxfev``."""
+        if self.maxfev is not None and self.nfev >= self.maxfev:
+            raise BudgetExhausted
+        self.nfev += 1

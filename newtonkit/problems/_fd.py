@@ -1,32 +1,63 @@
 r"""Finite-difference derivatives, the fallback when no derivative is given or registered.
 
-Forward differences use :math:`h_j = \sqrt{\epsilon}\max(1, |x_j|)`, central differences
-:math:`h_j = \epsilon^{1/3}\max(1, |x_j|)` (``ε`` the dtype's machine epsilon); column ``j`` of
-the Jacobian is :math:`(F(x + h_j e_j) - F(x)) / h_j` or :math:`(F(x + h_j e_j) - F(x - h_j
-e_j)) / (2 h_j)`.  Everything stays on the backend of ``x``.
+A function computed to a relative accuracy :math:`\eta` (:math:`\eta = \epsilon`, the dtype's
+machine epsilon, for ``fun`` itself) is differenced with the steps
+
+.. math:: h_j = \eta^{1/2}\max(1, |x_j|) \;\text{(forward, "2-point")}, \qquad
+          h_j = \eta^{1/3}\max(1, |x_j|) \;\text{(central, "3-point")},
+
+which balance the truncation and the rounding errors (SciPy's rule for :math:`\eta =
+\epsilon`).  Column ``j`` of the Jacobian is :math:`(F(x + h_j e_j) - F(x)) / h_j` or
+:math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`, with :math:`h_j` the step actually
+representable in floating point.
+
+A gradient that is itself a difference is only accurate to
+:math:`\eta_g = \epsilon^{1/2}` (forward) or :math:`\epsilon^{2/3}` (central)
+(:func:`gradient_accuracy`); a Hessian differenced from it takes its steps with
+:math:`\eta = \eta_g`.  With :math:`\eta = \epsilon` those steps would be far below the
+gradient's noise: on :math:`\sum (x_i - 2)^2` the forward-over-forward Hessian came out exactly
+zero.  Everything stays on the backend of ``x``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from .. import _backend as B
 
-__all__ = ["fd_jacobian", "fd_hessian_from_grad"]
+__all__ = ["fd_jacobian", "fd_hessian_from_grad", "fd_hvp", "gradient_accuracy",
+           "gradient_error_bound"]
 
 
-def _steps(xp: Any, x: Any, power: float) -> Any:
-    eps = xp.finfo(x.dtype).eps
-    return (eps ** power) * xp.maximum(xp.abs(x), xp.ones_like(x))
+def _power(scheme: str) -> float:
+    return 0.5 if scheme == "2-point" else 1.0 / 3.0
 
 
-def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point") -> Any:
+def _steps(xp: Any, x: Any, scheme: str, accuracy: float | None) -> Any:
+    eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
+    return (eta ** _power(scheme)) * xp.maximum(xp.abs(x), xp.ones_like(x))
+
+
+def gradient_accuracy(eps: float, scheme: str | None) -> float:
+    r"""Relative accuracy :math:`\eta_g` of a gradient: ``eps`` when exact (``scheme=None``),
+    :math:`\epsilon^{1/2}` for forward, :math:`\epsilon^{2/3}` for central differences (the
+    error of :func:`gradient_error_bound` at the balancing step, relative to the scales
+    of ``f`` and ``x``)."""
+    if scheme is None:
+        return eps
+    return math.sqrt(eps) if scheme == "2-point" else eps ** (2.0 / 3.0)
+
+
+def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point",
+                accuracy: float | None = None) -> Any:
     """Finite-difference Jacobian ``(m, n)`` of ``fun: (n,) -> (m,)`` (``(n,)`` if ``fun`` is
-    scalar-valued, the gradient).  ``f0 = fun(x)`` saves one evaluation of the 2-point scheme."""
+    scalar-valued, the gradient).  ``f0 = fun(x)`` saves one evaluation of the 2-point scheme;
+    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε)."""
     xp = B.array_namespace(x)
     n = x.shape[0]
-    h = _steps(xp, x, 0.5 if scheme == "2-point" else 1.0 / 3.0)
+    h = _steps(xp, x, scheme, accuracy)
     E = xp.eye(n, dtype=x.dtype, device=B.device(x))
     if scheme == "2-point" and f0 is None:
         f0 = fun(x)
@@ -34,18 +65,60 @@ def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point
     for j in range(n):
         step = h[j] * E[j, :]
         xj = x + step
-        hj = (xj - x)[j]  # the step actually representable in floating point
         if scheme == "2-point":
-            cols.append((fun(xj) - f0) / hj)
+            cols.append((fun(xj) - f0) / (xj - x)[j])  # the step representable in floating point
         else:
             xm = x - step
             cols.append((fun(xj) - fun(xm)) / (xj - xm)[j])
-    J = xp.stack(cols, axis=-1)
-    return J
+    return xp.stack(cols, axis=-1)
 
 
-def fd_hessian_from_grad(grad: Callable, x: Any, g0: Any) -> Any:
-    """Symmetrised forward-difference Hessian ``(n, n)`` from a gradient ``grad: (n,) -> (n,)``."""
+def fd_hessian_from_grad(grad: Callable, x: Any, g0: Any, *, scheme: str = "2-point",
+                         accuracy: float | None = None) -> Any:
+    """Symmetrised difference Hessian ``(n, n)`` of a gradient ``grad: (n,) -> (n,)``
+    (``g0 = grad(x)``; forward or central by ``scheme``; ``accuracy`` η of ``grad``)."""
     xp = B.array_namespace(x)
-    H = fd_jacobian(grad, x, g0, scheme="2-point")
+    H = fd_jacobian(grad, x, g0, scheme=scheme, accuracy=accuracy)
     return 0.5 * (H + xp.matrix_transpose(H))
+
+
+def fd_hvp(grad: Callable, x: Any, g0: Any, v: Any, *, scheme: str = "2-point",
+           accuracy: float | None = None) -> Any:
+    r"""Hessian-vector product by a difference of gradients along ``v``:
+    :math:`(\nabla f(x + t v) - \nabla f(x))/t` or :math:`(\nabla f(x + t v) - \nabla f(x - t
+    v))/(2t)`, with :math:`t\|v\| = \eta^{1/2}` (or :math:`\eta^{1/3}`)
+    :math:`\cdot\max(1, \|x\|)`, the step rule of the module along the direction ``v``."""
+    xp = B.array_namespace(x)
+    vnorm = B.norm(xp, v)
+    if vnorm == 0.0:
+        return xp.zeros_like(v)
+    eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
+    t = eta ** _power(scheme) * max(1.0, B.norm(xp, x)) / vnorm
+    if scheme == "2-point":
+        return (grad(x + t * v) - g0) / t
+    return (grad(x + t * v) - grad(x - t * v)) / (2.0 * t)
+
+
+def gradient_error_bound(x: Any, f: float, curvature: Any, scheme: str) -> Any:
+    r"""Bound on the error of each entry of a difference gradient of ``f`` at ``x``.
+
+    Taylor's theorem with ``f`` computed to within one rounding (:math:`\epsilon |f|`):
+
+    .. math:: |g^{fd}_j - \partial_j f| \le \tfrac{h_j}{2} M_j + \frac{2\epsilon|f|}{h_j}
+              \;\text{(forward)}, \qquad \le \tfrac{h_j^2}{6} T_j + \frac{\epsilon|f|}{h_j}
+              \;\text{(central)},
+
+    :math:`M_j, T_j` the second and third derivatives along :math:`e_j` near ``x``.
+    ``curvature`` estimates :math:`M_j` (the Hessian's diagonal, or a bound on
+    :math:`\|H\|_2` as a scalar; ``None``: unknown, taken as 0).  The central third-derivative
+    term, :math:`O(\epsilon^{2/3})`, is not estimated.
+    """
+    xp = B.array_namespace(x)
+    eps = float(xp.finfo(x.dtype).eps)
+    h = _steps(xp, x, scheme, None)
+    if scheme == "2-point":
+        err = (2.0 * eps * abs(f)) / h
+        if curvature is not None:
+            err = err + 0.5 * h * curvature
+        return err
+    return (eps * abs(f)) / h

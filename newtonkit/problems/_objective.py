@@ -4,7 +4,9 @@ Derivatives come from, in order: what the user passes (``jac``, ``jac=True``, ``
 ``hessp``, as in ``scipy.optimize.minimize``); the forward model of a :class:`Composite`
 (:math:`\nabla f = J^T \partial L/\partial y` by ``vjp`` or ``jacobian``); the autodiff
 provider registered for the backend; finite differences (with a
-:class:`FiniteDifferenceWarning`).
+:class:`FiniteDifferenceWarning`; :mod:`._fd` for the steps).  A difference Hessian is dense
+``(n, n)``, or, when asked for ``matrix_free``, an operator whose products are differences of
+gradients along the vector (:func:`._fd.fd_hvp`): nothing of size ``n²`` is formed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from .. import _backend as B
 from ..operators import HessianOperator, aslinearoperator
 from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, scalar
 from ._composite import Composite
-from ._fd import fd_hessian_from_grad, fd_jacobian
+from ._fd import (
+    fd_hessian_from_grad,
+    fd_hvp,
+    fd_jacobian,
+    gradient_accuracy,
+    gradient_error_bound,
+)
 from ._registry import get_autodiff
 
 __all__ = ["ScalarProblem"]
@@ -82,17 +90,19 @@ class ScalarProblem(Counters):
             self.notes.append(
                 f"no Hessian given (hess=None, hessp=None) and no autodiff provider for "
                 f"{B.backend_name(self.xp)} arrays: using forward differences of the gradient "
-                f"({self.n} gradients per Hessian); pass hess= or hessp=")
+                f"({self.n} gradients per Hessian, one per product with linear_solver='cg'); "
+                f"pass hess= or hessp=")
 
     # -- evaluation ----------------------------------------------------------------------------
     def _user_fun(self, xs: Any, *extra: Any) -> Any:
+        self.count_fev()  # the autodiff provider's calls of fun
         return self.fun(xs, *self.args)
 
     def _shaped(self, x: Any) -> Any:
         return self.xp.reshape(x, self.shape)
 
     def _raw(self, x: Any) -> Any:
-        self.nfev += 1
+        self.count_fev()
         return self.fun(self._shaped(x), *self.args)
 
     def value(self, x: Any) -> float:
@@ -102,7 +112,6 @@ class ScalarProblem(Counters):
         if self._grad_mode == "true":
             return self.value_and_grad(x)[0]
         if self._grad_mode == "autodiff":
-            self.nfev += 1
             return scalar(self._provider.value(x), "fun")
         return scalar(self._raw(x), "fun")
 
@@ -118,13 +127,12 @@ class ScalarProblem(Counters):
             self.njev += 1
             f, g = scalar(out[0], "fun"), out[1]
         elif mode == "autodiff":
-            self.nfev += 1
             self.njev += 1
             f, g = self._provider.value_and_grad(x)
             f = scalar(f, "fun")
         elif mode == "model":
             model, loss = self.fun.model, self.fun.loss
-            self.nfev += 1
+            self.count_fev()
             xs = self._shaped(x)
             y = model(xs)
             f = scalar(loss.value(y), "the loss")
@@ -153,6 +161,19 @@ class ScalarProblem(Counters):
         return self.value_and_grad(x)[1]
 
     @property
+    def grad_scheme(self) -> str | None:
+        """The difference scheme of the gradient (``"2-point"``/``"3-point"``), ``None`` when
+        the gradient is not a difference."""
+        return self.jac if self._grad_mode == "fd" else None
+
+    def gradient_error(self, x: Any, f: float, curvature: Any) -> Any:
+        """Bound on the error of each entry of the gradient at ``x`` (``f = f(x)``;
+        ``curvature`` estimates the Hessian's diagonal): ``None`` for an exact gradient,
+        else :func:`._fd.gradient_error_bound`."""
+        scheme = self.grad_scheme
+        return None if scheme is None else gradient_error_bound(x, f, curvature, scheme)
+
+    @property
     def hessian_is_operator(self) -> bool:
         """Whether :meth:`hessian` returns a matrix-free operator (``hessp`` given)."""
         return self._hess_mode == "hessp"
@@ -161,9 +182,28 @@ class ScalarProblem(Counters):
         """:math:`\\nabla^2 f(x)`: a dense ``(n, n)`` array or a :class:`LinearOperator`.
 
         ``matrix_free`` asks for an operator from Hessian-vector products where the source
-        provides them (``hessp`` or autodiff); other sources give what they have.
+        provides them (``hessp``, autodiff, or differences of gradients); a ``hess`` callable
+        gives what it returns.
         """
         xp, n, mode = self.xp, self.n, self._hess_mode
+        if mode == "fd":
+            # differences of the gradient, with steps for the gradient's own accuracy (_fd)
+            scheme = self.hess if isinstance(self.hess, str) else "2-point"
+            eta = gradient_accuracy(float(xp.finfo(self.dtype).eps), self.grad_scheme)
+            g0 = self.grad(x)
+
+            def grad(z: Any) -> Any:
+                return self.value_and_grad(z)[1]
+
+            if matrix_free:
+                def fd_product(v: Any) -> Any:
+                    self.nhev += 1
+                    return fd_hvp(grad, x, g0, v, scheme=scheme, accuracy=eta)
+
+                return HessianOperator(fd_product, n, like=x)
+            self.nhev += 1
+            H = fd_hessian_from_grad(grad, x, g0, scheme=scheme, accuracy=eta)
+            return matrix(xp, H, self.dtype, "the Hessian", n, n, ())
         if mode == "hessp" or (mode == "autodiff" and matrix_free):
             xs = self._shaped(x)
 
@@ -181,9 +221,6 @@ class ScalarProblem(Counters):
             H = self.hess(self._shaped(x), *self.args)
             if not is_array(H):
                 return aslinearoperator(H, tags=("symmetric",))
-        elif mode == "autodiff":
-            H = self._provider.hessian(x)
         else:
-            g0 = self.grad(x)
-            H = fd_hessian_from_grad(lambda z: self.value_and_grad(z)[1], x, g0)
+            H = self._provider.hessian(x)
         return matrix(xp, H, self.dtype, "the Hessian", n, n, (self.shape + self.shape,))

@@ -72,6 +72,12 @@ class OutputProblem(Counters):
         else:
             self.model, self.loss, self._model_args = fun, None, tuple(args)
         self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
+        self._last: tuple[Any, Any] | None = None  # (x, F(x)) of the last call, for 2-point
+
+    @property
+    def jacobian_is_fd(self) -> bool:
+        """Whether :meth:`jacobian` is a finite difference."""
+        return self._jac_mode == "fd"
 
     def _jacobian_source(self, jac: Any) -> tuple[str, Any, Any]:
         if jac is not None:
@@ -101,6 +107,7 @@ class OutputProblem(Counters):
         return "fd", "2-point", None
 
     def _call_model(self, xs: Any, *extra: Any) -> Any:
+        self.count_fev()  # the autodiff provider's calls of fun
         return self.model(xs, *self._model_args)
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -109,7 +116,7 @@ class OutputProblem(Counters):
 
     def outputs(self, x: Any) -> Any:
         """:math:`F(x)` flat (counts one function evaluation)."""
-        self.nfev += 1
+        self.count_fev()
         y = self.model(self._shaped(x), *self._model_args)
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
@@ -120,7 +127,9 @@ class OutputProblem(Counters):
             # the user's own shapes a dense Jacobian may come in (besides (m, n))
             ys, xs = self.y_shape, self.shape
             self._jac_shapes = (ys + xs, ys + (self.n,), (m,) + xs)
-        return flat(self.xp, y, self.dtype, "the model output", self.m)
+        y = flat(self.xp, y, self.dtype, "the model output", self.m)
+        self._last = (x, y)
+        return y
 
     def evaluate(self, x: Any) -> Evaluation:
         """Outputs, loss value and :math:`\\partial L/\\partial y` at ``x``."""
@@ -158,7 +167,9 @@ class OutputProblem(Counters):
                 return _ProviderJacobian(p, x, m)
             J = self._provider.jacobian(x)
         else:
-            J = fd_jacobian(self.outputs, x, None, scheme=self._jac)
+            last = self._last  # F(x) is usually the last output computed: 2-point reuses it
+            f0 = last[1] if last is not None and last[0] is x else None
+            J = fd_jacobian(self.outputs, x, f0, scheme=self._jac)
         if isinstance(J, LinearOperator):
             if self.m is not None and J.shape != (self.m, n):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "

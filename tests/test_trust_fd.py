@@ -1,0 +1,232 @@
+"""Finite differences that lie (issue 13, 2c) and memory walls (2h).
+
+The regression models are NIST StRD's BoxBOD and Eckerle4 (published model functions and
+certified parameters); the data are generated from the certified parameters plus a fixed
+deterministic perturbation, so no data files are needed.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import newtonkit as nk
+from newtonkit.methods import newton as newton_module
+from newtonkit.operators import LinearOperator
+from newtonkit.problems import ScalarProblem, _objective
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _data(model, b, x):
+    y0 = model(b, x)
+    return y0 + 0.01 * np.std(y0) * np.sin(1.7 * np.arange(x.size))
+
+
+def _boxbod():
+    x = np.array([1.0, 2.0, 3.0, 5.0, 7.0, 10.0])
+
+    def model(b, x):
+        return b[0] * (1.0 - np.exp(-b[1] * x))
+
+    y = _data(model, np.array([2.1380940889e2, 5.4723748542e-1]), x)
+    return lambda b: model(b, x) - y
+
+
+def _eckerle4():
+    x = np.linspace(400.0, 500.0, 35)
+
+    def model(b, x):
+        return (b[0] / b[1]) * np.exp(-0.5 * ((x - b[2]) / b[1]) ** 2)
+
+    y = _data(model, np.array([1.5543827178, 4.0888321754, 4.5154121844e2]), x)
+    return lambda b: model(b, x) - y
+
+
+def _run(fun, x0, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nk.problems.FiniteDifferenceWarning)
+        return nk.minimize(fun, np.asarray(x0, dtype=np.float64), **kw)
+
+
+# -- exactly-zero difference columns ------------------------------------------------------------
+def test_lm_gradient_test_through_a_zero_difference_column_is_not_success():
+    # BoxBOD from NIST's start 1: b2 grows until 1 - exp(-b2 x) == 1 exactly for every x, so
+    # the difference column of b2 is exactly 0 (the true one is not: its scaled gradient entry
+    # is about 0.76).  This read as "gtol met" at 2e4 times the minimum.
+    res = _run(_boxbod(), [1.0, 1.0], method="lm")
+    assert res.termination == "FD_ZERO_COLUMN", res.message
+    assert not res.success and res.status == 2
+    assert "column(s) [1]" in res.message
+
+
+@pytest.mark.parametrize("method", ["gn", "lm", "hig"])
+def test_vanished_difference_jacobian_is_not_success(method):
+    # Eckerle4 with the peak far from the data: the model is ~1e-100 against data ~1e-3, so
+    # every residual is unchanged by the difference steps and the Jacobian is exactly zero.
+    fun = _eckerle4()
+    x0 = np.array([2.61, 14.023, 741.238])
+    res = _run(fun, x0, method=method)
+    assert res.termination == "FD_ZERO_COLUMN", res.message
+    assert not res.success
+    assert "column(s) [0, 1, 2]" in res.message
+
+
+def test_zero_column_rule_leaves_analytic_jacobians_alone():
+    # The same start with the exact Jacobian (complex step): its columns are tiny but not zero
+    # and the run never reports FD_ZERO_COLUMN.
+    fun = _eckerle4()
+
+    def jac(b):
+        cols = []
+        for j in range(b.size):
+            e = np.zeros(b.size, dtype=complex)
+            e[j] = 1e-30j
+            cols.append(np.imag(fun(b + e)) / 1e-30)
+        return np.stack(cols, axis=1)
+
+    res = _run(fun, [2.61, 14.023, 741.238], method="lm", jac=jac)
+    assert res.termination != "FD_ZERO_COLUMN"
+
+
+# -- Newton on a quadratic with difference derivatives -------------------------------------------
+def _quadratic(x):
+    return float(np.sum((x - 2.0) ** 2))
+
+
+def test_forward_hessian_of_a_forward_gradient_is_not_zero():
+    # The forward-difference Hessian of a forward-difference gradient used the same step
+    # √ε: the gradient's own noise (≈ √ε) swamped the differences and H came out exactly 0.
+    # Now the Hessian steps are η_g^(1/2)·max(1, |x|) with η_g = √ε the gradient's accuracy.
+    n = 3
+    x = np.zeros(n)
+    p = ScalarProblem(_quadratic, x, (n,), (), "2-point", "2-point")
+    H = p.hessian(x)
+    # The gradient differences are exact for a quadratic up to rounding: each gradient entry
+    # carries ≤ 2ε·|f|/h_g (h_g = √ε, |f| ≤ 12 + 1 near x), and H_ij divides a difference of
+    # two of them by h_H = ε^(1/4) (both steps at |x_j| ≤ 1).
+    f_max, h_g, h_H = 13.0, math.sqrt(EPS), EPS ** 0.25
+    bound = 2 * (2 * EPS * f_max / h_g) / h_H
+    assert np.max(np.abs(H - 2.0 * np.eye(n))) <= bound
+
+
+def test_newton_forward_differences_on_a_quadratic_converge():
+    # jac="2-point", hess="2-point" stopped at x0 after 0 iterations with status 3.
+    res = _run(_quadratic, np.zeros(3), method="newton", jac="2-point", hess="2-point")
+    assert res.termination == "GTOL", res.message
+    assert res.nit >= 1
+    # At the end |g_fd_j| ≤ gtol + e_j with e_j = h_j·|H_jj|/2 + 2ε|f|/h_j (h_j = √ε·2 at
+    # x ≈ 2, H_jj = 2), and the true gradient differs from g_fd by at most e_j again:
+    # |x_j − 2| = |∂_j f| / 2 ≤ (gtol + 2 e_j) / 2.
+    h = math.sqrt(EPS) * 2.0
+    e = h * 2.0 / 2 + 2 * EPS * max(res.fun, 1e-300) / h
+    assert np.max(np.abs(res.x - 2.0)) <= (1e-8 + 2 * e) / 2
+
+
+def test_newton_forward_gradient_at_the_minimum_is_success():
+    # A forward-difference gradient is off by h·f''/2 ≈ 3e-8 > gtol even at the minimiser:
+    # the run ended with status 2 (line search) at f = 6e-31.  Met within the derived
+    # error bound, the gradient test is success.
+    res = _run(_quadratic, np.zeros(3), method="newton", jac="2-point",
+               hess=lambda x: 2.0 * np.eye(x.size))
+    assert res.termination == "GTOL", res.message
+    assert res.fun <= 1e-20  # Newton's step on a quadratic with the exact Hessian: ε-level
+
+
+def test_hess_3_point_is_central():
+    # hess="3-point" was silently forward.  With an exact gradient of f = Σ x³ (g = 3x²,
+    # H = diag(6x)), a central difference of g is exact up to rounding (g is quadratic), a
+    # forward one is off by h·g''/2 = 3h ≈ 4.5e-8 at x = 1.
+    n = 4
+    x = np.ones(n)
+    p = ScalarProblem(lambda z: float(np.sum(z ** 3)), x, (n,), (),
+                      lambda z: 3.0 * z ** 2, "3-point")
+    H = p.hessian(x)
+    assert p.njev == 2 * n + 1  # g(x) and g(x ± h e_j) for every j
+    # rounding: each g entry within ε·|g| (|g| ≤ 3(1 + h)² < 4), differenced over 2h with
+    # h = ε^(1/3) (η = ε for an exact gradient)
+    h = EPS ** (1.0 / 3.0)
+    assert np.max(np.abs(H - 6.0 * np.eye(n))) <= 2 * EPS * 4.0 / (2 * h)
+
+
+def test_hess_2_and_3_point_differ_in_counts():
+    counts = {}
+    for scheme in ("2-point", "3-point"):
+        calls = []
+
+        def f(x, calls=calls):
+            calls.append(1)
+            return _quadratic(x)
+
+        res = _run(f, np.zeros(3), method="newton", jac="3-point", hess=scheme)
+        assert res.termination == "GTOL", res.message
+        counts[scheme] = (len(calls), res.nit)
+    # a Hessian per iteration and one for the final eigenvalue check: n gradients (forward) or
+    # 2n (central), each f(z) and 2n calls for its own central differences
+    (c2, it2), (c3, it3) = counts["2-point"], counts["3-point"]
+    n = 3
+    assert it2 == it3 and c3 - c2 == (it2 + 1) * n * (2 * n + 1)
+
+
+# -- memory walls ---------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_dense_hessian_over_the_budget_is_refused_up_front(backend):
+    n = math.isqrt(newton_module.DENSE_HESSIAN_BUDGET // 8) + 1  # float64: just over budget
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        x0 = torch.zeros(n, dtype=torch.float64)
+    else:
+        x0 = np.zeros(n)
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return (x * x).sum()
+
+    with pytest.raises(ValueError, match=r"dense \d+x\d+ Hessian .*GiB.*linear_solver.*cg"
+                                         r".*hessp="):
+        _run(f, x0, method="newton")
+    assert calls == []  # refused before any evaluation (or allocation)
+
+
+def test_newton_cg_without_a_hessian_is_matrix_free(monkeypatch):
+    # linear_solver="cg" with no hess formed the dense difference Hessian (and the final
+    # eigenvalue check did too).  Now both go through difference Hessian-vector products.
+    def refuse(*a, **k):
+        raise AssertionError("a dense Hessian was formed")
+
+    monkeypatch.setattr(_objective, "fd_hessian_from_grad", refuse)
+    monkeypatch.setattr(LinearOperator, "to_dense", refuse)
+    n = 6
+    A = np.diag(np.arange(1.0, n + 1))
+    grads = []
+
+    def jac(x):
+        grads.append(1)
+        return A @ (x - 1.0)
+
+    res = _run(lambda x: 0.5 * float((x - 1.0) @ A @ (x - 1.0)), np.zeros(n),
+               method="newton", jac=jac, options={"linear_solver": "cg"})
+    assert res.termination == "GTOL", res.message
+    assert res.nhev > 0 and len(grads) == res.njev
+    # CG on the difference products of an affine gradient: each product exact up to the
+    # rounding of g (≤ ε‖A‖‖x − 1‖ per entry, over the step t‖v‖ = √ε·max(1, ‖x‖)), so the
+    # run meets gtol = 1e-8 and x is within gtol / λ_min(A) = 1e-8 of the minimiser.
+    assert np.max(np.abs(res.x - 1.0)) <= 1e-8 / 1.0
+
+
+def test_newton_cg_counts_its_hessian_vector_products():
+    n = 5
+    A = np.diag(np.arange(1.0, n + 1))
+    products = []
+
+    def hessp(x, v):
+        products.append(1)
+        return A @ v
+
+    res = _run(lambda x: 0.5 * float((x - 1.0) @ A @ (x - 1.0)), np.zeros(n),
+               method="newton", jac=lambda x: A @ (x - 1.0), hessp=hessp,
+               options={"linear_solver": "cg"})
+    assert res.termination == "GTOL", res.message
+    assert res.nhev == len(products) > 0
