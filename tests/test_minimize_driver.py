@@ -477,12 +477,17 @@ def test_nan_injection_mid_run_returns_last_good_iterate(method):
 
 
 def test_nan_gradient_is_treated_like_nan_value():
+    """The gradient is NaN for x₀ > 0.5, on the way to the minimum (1, 1): the iterates creep up
+    to the edge x₀ = 0.5 with shorter and shorter steps, until every trial the line search may
+    take (t = 1 … 2⁻²⁹) crosses it.  The short trials pass Armijo (d is a descent direction),
+    so the search meets a NaN gradient and ends non-finite (3), not "no sufficient decrease"
+    (2)."""
     def jac(x):
         g = rosen_der(x)
         return g * np.nan if x[0] > 0.5 else g
 
     res = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac=jac, hess=rosen_hess)
-    assert not res.success and res.status in (2, 3)
+    assert res.status == 3 and res.termination == "NONFINITE" and not res.success
     assert res.x[0] <= 0.5 and np.all(np.isfinite(res.jac))
 
 
@@ -667,6 +672,13 @@ def test_huge_or_tiny_jacobian_is_no_zero_gradient(method, scale):
         res = nk.minimize(lambda x: scale * x + c, x0, method=method,
                           jac=lambda x: scale * np.eye(2))
     assert res.termination != "GTOL"
-    if method == "lm":  # f = 0 up to the rounding of scale·x ≈ c (|r| ~ 1e-16)
-        assert res.success and res.fun <= 1e-30
+    if method == "lm" or (method == "gn" and scale < 1):
+        # Solved: x ≈ −c/scale to rounding, so |rᵢ| = |scale·xᵢ + cᵢ| ≤ a few ulp of |cᵢ| ≤ 0.5
+        # and f = ½‖r‖² ≤ 1e-30.  Whether the run ends on ZERO (r exactly 0) or on XTOL/FTOL
+        # (r of rounding size) depends on that rounding, so only the code 0 is certain.
+        assert res.status == 0 and res.success and res.fun <= 1e-30
+    # The other ends are not asserted beyond "not GTOL": gn at scale 1e160 stops at x0 on
+    # xtol's absolute floor (‖d‖ ~ 1e-160 ≤ xtol²), and hig's fixed steps end at or above
+    # f(x0) on XTOL/FTOL_XTOL; their one right status follows from the rules for divergence
+    # and for the xtol test at a step that did not lower f (issue 13, §2a), being reworked.
         np.testing.assert_allclose(res.x, -c / scale, rtol=1e-12)

@@ -1,17 +1,18 @@
-"""The verdict logic of benchmarks/bench_nls.py: a problem where SciPy lm's identical calls take
-different paths is marked and left out of the time and Jacobian-count verdicts."""
+"""Light tests of the benchmark harness bench_nls.py (not of newtonkit): the verdicts' numbers —
+a problem where SciPy lm's identical calls take different paths is left out of the time and
+Jacobian-count verdicts, the time ratio pairs samples of the same round, a crash counts as over
+the bound — and the order in which samples are taken.  The report's wording is not tested.
+
+Run by ``.ci/run`` as its own step: ``python -m pytest -q benchmarks/test_bench_nls.py``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import sys
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_nls.py"
-_spec = importlib.util.spec_from_file_location("bench_nls", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("bench_nls", bench)
-_spec.loader.exec_module(bench)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench_nls as bench  # noqa: E402
 
 
 def _result(nfev, njev, time, timed_nfev=None, status="global", time_min=None, samples=None):
@@ -33,23 +34,20 @@ def test_an_unreproducible_peer_is_left_out_of_the_verdicts():
         _row("flaky", 6, _result(3, 2, 0.1, timed_nfev=[3, 45]), _result(47, 35, 0.5)),
         _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5)),
     ]
-    lines, verdicts = bench.summary(rows)
-    text = "\n".join(lines)
-    assert verdicts["n <= 10"] and verdicts["njev"], text  # would read 5x and 12.5 > 10 with it
-    assert "1/1 problems within" in text and "not timed against SciPy: flaky" in text
-    assert "left out, SciPy not reproducible: flaky" in text
-    assert "‡" in bench._cell(rows[1]["scipy_lm"]) and "‡" not in bench._cell(rows[0]["scipy_lm"])
+    _, verdicts = bench.summary(rows)
+    assert verdicts["n <= 10"] and verdicts["njev"]  # would read 5x and 12.5 > 10 with it
+    assert not bench._reproducible(rows[1]["scipy_lm"])
+    assert bench._reproducible(rows[0]["scipy_lm"])
 
 
 def test_a_reproducible_slow_run_still_misses():
     rows = [_row("slow", 4, _result(20, 10, 1.0, samples=[1.0, 1.0, 1.0]),
                  _result(20, 10, 2.5, time_min=1.5, samples=[2.5, 1.5, 2.5])),
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
-    lines, verdicts = bench.summary(rows)
-    text = "\n".join(lines)
-    # the verdict is the median of same-round ratios; the fastest samples' (1.5) is only reported
-    assert not verdicts["n <= 10"] and "over: slow (2.50)" in text
-    assert "fastest sample: median ratio 1.50, max 1.50 (slow), 1/1 within" in text
+    # the verdict is the median of same-round ratios (2.5 > 2), not the fastest samples' (1.5)
+    assert bench.paired_ratio(rows[0]["newtonkit_lm"], rows[0]["scipy_lm"]) == 2.5
+    _, verdicts = bench.summary(rows)
+    assert not verdicts["n <= 10"]
 
 
 def test_the_time_verdict_pairs_samples_of_the_same_round():
@@ -60,12 +58,9 @@ def test_the_time_verdict_pairs_samples_of_the_same_round():
     nk = _result(20, 10, 3.0, samples=[1.5, 1.5, 3.0, 3.0, 3.0])
     rows = [_row("bimodal", 4, lm, nk),
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
-    assert bench.paired_ratio(nk, lm) == 1.5
-    lines, verdicts = bench.summary(rows)
-    text = "\n".join(lines)
-    assert verdicts["n <= 10"], text
-    assert "ratio of the medians (the verdict before 2026-12-02): median ratio 3.00" in text
-    assert "| 1.50 |" in bench.markdown(rows, dict(settings="", machine=""))
+    assert bench.paired_ratio(nk, lm) == 1.5  # the ratio of the medians would be 3.0 > 2
+    _, verdicts = bench.summary(rows)
+    assert verdicts["n <= 10"]
 
 
 def test_paired_ratio_is_nan_without_samples():
@@ -101,7 +96,7 @@ def test_samples_are_taken_in_rounds_over_all_problems(monkeypatch):
 
 def test_a_solver_that_crashed_is_reported_not_fatal(monkeypatch):
     """counted_run turns an exception into status "error" with NaN times, and the summary
-    still renders (the problem counts as over the bound, not as a crash of the bench)."""
+    counts the problem as over the bound (not as a crash of the bench)."""
     def boom(c, p, tol):
         raise RuntimeError("no")
 
@@ -111,5 +106,5 @@ def test_a_solver_that_crashed_is_reported_not_fatal(monkeypatch):
     assert r["time"] != r["time"] and r["time_min"] != r["time_min"]  # NaN
     rows = [_row("crashed", 4, _result(20, 10, 1.0), dict(r, timed_nfev=[0])),
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
-    lines, verdicts = bench.summary(rows)
-    assert not verdicts["n <= 10"] and "over: crashed" in "\n".join(lines)
+    _, verdicts = bench.summary(rows)
+    assert not verdicts["n <= 10"]
