@@ -1,4 +1,4 @@
-"""Operators check what they return, and dense Hessians are checked for symmetry (issue 13, 2f).
+"""Operators check what they return, and dense Hessians are checked for symmetry.
 
 Operator results: the public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` (and ``to_dense``)
 refuse a result of the wrong shape, of another backend, on another device, or of a non-real
