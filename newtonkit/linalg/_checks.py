@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _backend as B
 from ..operators import LinearOperator, aslinearoperator
+from ..operators._tags import check_symmetric  # noqa: F401  (the solvers' input check)
 
 
 class LinAlgError(np.linalg.LinAlgError):

@@ -72,7 +72,9 @@ def regularized_cholesky_solve(
     ----------
     H : array (n, n) or LinearOperator
         Symmetric matrix (only its lower triangle is read by the factorisation).  A matrix-free
-        operator is materialised with ``to_dense(chunk_size)``.
+        operator is materialised with ``to_dense(chunk_size)``.  A matrix that is not symmetric
+        up to rounding, :math:`\|H - H^T\|_F > 2000\sqrt{n}\,\varepsilon\,\|H\|_F`, raises
+        ``ValueError``.
     g : array (n,)
         Right-hand side (the gradient).
     shift : {"eigen", "retry", "fixed"}
@@ -117,12 +119,11 @@ def regularized_cholesky_solve(
         raise ValueError(f"tau= is only used with shift='fixed' (shift is {shift!r})")
     g = C.vector(xp, g, n, "g", H.dtype)
 
-    lam = None
-    if shift == "eigen" and eigensolver == "lanczos":
-        lam = lanczos(H)[0]
     Hd = C.dense(H, chunk_size, "H")
-    if shift == "eigen" and lam is None:
-        lam = B.smallest_eigenvalue(xp, Hd)
+    C.check_symmetric(xp, Hd, "H")
+    lam = None
+    if shift == "eigen":
+        lam = lanczos(H)[0] if eigensolver == "lanczos" else B.smallest_eigenvalue(xp, Hd)
 
     if shift == "fixed":
         taus = iter([tau])

@@ -33,6 +33,12 @@ class LinearOperator:
 
     Notes
     -----
+    The public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` check the shape of their input and
+    what the computation returns: an array of the operator's backend (``TypeError`` otherwise),
+    of the expected shape (``ValueError``), on the operator's device (``ValueError``), with a real
+    floating dtype (``TypeError`` otherwise), cast to the operator's dtype when it differs.  The
+    checks read shapes and types only, never the data.
+
     ``A @ B`` composes two operators; ``A @ x`` applies ``A`` to an array (1-D: ``matvec``,
     2-D: ``matmat``); ``A + B``, ``c * A``, ``-A``, ``A - B`` build sums and scaled operators;
     ``A.T`` (also ``A.H``; the operators are real) is the adjoint.
@@ -80,25 +86,57 @@ class LinearOperator:
                 f"{want}, got shape {shape}"
             )
 
+    def _result(self, out: Any, shape: tuple[int, ...], what: str) -> Any:
+        """``out`` after checking that it is what ``what`` must return (shape and types only);
+        a real floating dtype other than the operator's is cast to it."""
+        backend = B.backend_name(self.xp)
+        is_array = out is not None and hasattr(out, "shape") and hasattr(out, "dtype")
+
+        def wrong(exc: type) -> Exception:
+            got = f"a {type(out).__module__}.{type(out).__name__}"
+            if is_array:
+                got += (f" of shape {tuple(out.shape)}, dtype {out.dtype}, device "
+                        f"{getattr(out, 'device', None)}")
+            where = "" if self.device is None else f" on device {self.device}"
+            return exc(f"{what} of {type(self).__name__} with shape {self.shape} returned {got}; "
+                       f"expected a {backend} array of shape {shape} and dtype {self.dtype}{where}")
+
+        try:
+            same_backend = is_array and B.backend_name(B.array_namespace(out)) == backend
+        except TypeError:
+            same_backend = False
+        if not same_backend:
+            raise wrong(TypeError)
+        if tuple(out.shape) != shape:
+            raise wrong(ValueError)
+        # NumPy has one device (and reading it costs more than the other checks together)
+        if backend != "numpy" and self.device is not None and B.device(out) != self.device:
+            raise wrong(ValueError)
+        if out.dtype != self.dtype:
+            if not self.xp.isdtype(out.dtype, "real floating"):
+                raise wrong(TypeError)
+            out = self.xp.astype(out, self.dtype)
+        return out
+
     def matvec(self, x: Any) -> Any:
         """``A x`` for ``x`` of shape ``(n,)``."""
         self._check(x, self.shape[1], 1, "matvec")
-        return self._matvec(x)
+        return self._result(self._matvec(x), (self.shape[0],), "matvec")
 
     def rmatvec(self, y: Any) -> Any:
         """``Aᵀ y`` for ``y`` of shape ``(m,)``."""
         self._check(y, self.shape[0], 1, "rmatvec")
-        return self._rmatvec(y)
+        return self._result(self._rmatvec(y), (self.shape[1],), "rmatvec")
 
     def matmat(self, X: Any) -> Any:
         """``A X`` for ``X`` of shape ``(n, k)``."""
         self._check(X, self.shape[1], 2, "matmat")
-        return self._matmat(X)
+        return self._result(self._matmat(X), (self.shape[0], X.shape[1]), "matmat")
 
     def rmatmat(self, Y: Any) -> Any:
         """``Aᵀ Y`` for ``Y`` of shape ``(m, k)``."""
         self._check(Y, self.shape[0], 2, "rmatmat")
-        return self._rmatmat(Y)
+        return self._result(self._rmatmat(Y), (self.shape[1], Y.shape[1]), "rmatmat")
 
     def to_dense(self, chunk_size: int | None = None) -> Any:
         """The ``(m, n)`` matrix from ``matmat`` on identity columns, ``chunk_size`` at a time."""
@@ -109,7 +147,8 @@ class LinearOperator:
         for start in range(0, n, k):
             stop = min(n, start + k)
             E = xp.eye(n, stop - start, k=-start, dtype=self.dtype, device=self.device)
-            blocks.append(self._matmat(E))
+            blocks.append(self._result(self._matmat(E), (self.shape[0], stop - start),
+                                       "to_dense (matmat on identity columns)"))
         return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=1)
 
     # -- algebra -----------------------------------------------------------------------------

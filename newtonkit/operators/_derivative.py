@@ -101,7 +101,9 @@ class HessianOperator(LinearOperator):
     Parameters
     ----------
     hvp : callable or array
-        ``hvp(v)`` for ``v`` of shape ``(n,)``, or the dense symmetric ``(n, n)`` matrix.
+        ``hvp(v)`` for ``v`` of shape ``(n,)``, or the dense symmetric ``(n, n)`` matrix; one
+        that is not symmetric up to rounding (``‖H − Hᵀ‖_F > 2000·√n·ε·‖H‖_F``) raises
+        ``ValueError``.
     n : int, optional
         Dimension (needed with a callable).
     like : array, optional
@@ -125,6 +127,7 @@ class HessianOperator(LinearOperator):
             if hvp.ndim != 2 or hvp.shape[0] != hvp.shape[1]:
                 raise ValueError(f"a dense Hessian must be square, got shape {tuple(hvp.shape)}")
             B.check_real_float(xp, hvp, "the Hessian")
+            T.check_symmetric(xp, hvp, "the dense Hessian")
             super().__init__(tuple(hvp.shape), hvp.dtype, xp, B.device(hvp), tags)
             self._hvp, self._dense = None, hvp
         self._hvp_batch = hvp_batch

@@ -43,7 +43,9 @@ class FunctionOperator(LinearOperator):
     """An operator defined by callables ``matvec(x) -> A x`` and ``rmatvec(y) -> Aᵀ y``.
 
     ``matmat``/``rmatmat`` callables are optional (columns are looped otherwise).  For a
-    ``symmetric`` tag ``rmatvec`` may be omitted.
+    ``symmetric`` tag ``rmatvec`` may be omitted.  What the callables return is checked by the
+    public methods (shape, backend, device; a real floating result is cast to the operator's
+    dtype, any other dtype refused), see :class:`LinearOperator`.
     """
 
     def __init__(self, shape: tuple[int, int], matvec: Callable, rmatvec: Callable | None = None,
