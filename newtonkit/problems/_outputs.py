@@ -74,6 +74,8 @@ class OutputProblem(Counters):
         self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
 
     def _jacobian_source(self, jac: Any) -> tuple[str, Any, Any]:
+        if jac is True:  # fun returns (r, J): outputs keeps the J of its last call
+            return "true", None, None
         if jac is not None:
             if callable(jac) and not isinstance(jac, LinearOperator):
                 return "callable", jac, None
@@ -108,9 +110,21 @@ class OutputProblem(Counters):
         return x if self._flat else self.xp.reshape(x, self.shape)
 
     def outputs(self, x: Any) -> Any:
-        """:math:`F(x)` flat (counts one function evaluation)."""
+        """:math:`F(x)` flat (counts one function evaluation).
+
+        With ``jac=True`` ``fun`` returns ``(r, J)``: ``J`` is kept for :meth:`jacobian` at the
+        same ``x`` (one call of ``fun``, counted once in ``nfev``; ``njev`` counts the
+        Jacobians used)."""
         self.nfev += 1
         y = self.model(self._shaped(x), *self._model_args)
+        if self._jac_mode == "true":
+            if not (isinstance(y, tuple) and len(y) == 2):
+                raise ValueError(f"with jac=True, fun must return a pair (r, J), got "
+                                 f"{_describe(y)}")
+            y, J = y
+            self._jac = (x, J)
+        if self.y_shape is None:
+            self._check_first_output(y)
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
@@ -121,6 +135,18 @@ class OutputProblem(Counters):
             ys, xs = self.y_shape, self.shape
             self._jac_shapes = (ys + xs, ys + (self.n,), (m,) + xs)
         return flat(self.xp, y, self.dtype, "the model output", self.m)
+
+    def _check_first_output(self, y: Any) -> None:
+        """The model's first output: an array or a sequence (a residual of any shape, even one
+        entry); ``None`` or a scalar residual is an error (a scalar one points to Newton)."""
+        if y is None or isinstance(y, (str, bytes, dict)):
+            raise TypeError(f"fun returned {_describe(y)}; it must return the residual "
+                            f"vector r(x) (an array of x0's backend)")
+        if self.loss is None and (getattr(y, "ndim", None) == 0 or isinstance(y, (int, float))):
+            raise ValueError(f"fun returned a scalar ({_describe(y)}), but a residual vector "
+                             f"r(x) is expected: methods 'gauss-newton', 'lm' and 'hig' "
+                             f"minimise ½‖r‖²; for a scalar objective f(x) use "
+                             f"method='newton'")
 
     def evaluate(self, x: Any) -> Evaluation:
         """Outputs, loss value and :math:`\\partial L/\\partial y` at ``x``."""
@@ -140,8 +166,13 @@ class OutputProblem(Counters):
         xp, mode, n = self.xp, self._jac_mode, self.n
         xs = self._shaped(x)
         self.njev += 1
-        if mode == "callable":  # the usual case first
-            J = self._jac(xs, *self.args)
+        if mode in ("callable", "true"):  # the usual case first
+            if mode == "callable":
+                J = self._jac(xs, *self.args)
+            else:  # jac=True: the J that came with r at x (fun is called again elsewhere)
+                if self._jac is None or self._jac[0] is not x:
+                    self.outputs(x)
+                J = self._jac[1]
             if is_array(J):
                 return matrix(xp, J, self.dtype, "the Jacobian", self.m, n, self._jac_shapes)
             J = aslinearoperator(J)
@@ -201,6 +232,18 @@ class OutputProblem(Counters):
         Lt = xp.matrix_transpose(L)
         Jt = Lt @ J if not isinstance(J, LinearOperator) else MatrixOperator(Lt) @ J
         return r, Jt
+
+
+def _describe(obj: Any) -> str:
+    """``obj``'s type for an error message (``None``, ``a float``, ``a tuple of 2``, ...)."""
+    if obj is None:
+        return "None"
+    if isinstance(obj, tuple):
+        return f"a tuple of {len(obj)}"
+    shape = getattr(obj, "shape", None)
+    if shape is not None:
+        return f"a {type(obj).__module__.split('.')[0]} {type(obj).__name__} of shape {tuple(shape)}"
+    return f"a Python {type(obj).__name__}"
 
 
 class _ProviderJacobian(LinearOperator):
