@@ -114,7 +114,7 @@ def test_a_small_step_that_raised_the_objective_is_not_convergence():
     assert res.termination == "MAXITER" and res.status == 1 and not res.success
     assert res.nit == 50
     fs = [f for _, f in seen]
-    assert all(b > a for a, b in zip(fs[1:], fs[2:]))  # every step after the first went up
+    assert all(b > a for a, b in zip(fs[1:-1], fs[2:], strict=True))  # the later steps: up
     assert res.fun < half_sq(fun(x0))  # below f(x0): a budget stop, not divergence
 
 

@@ -242,7 +242,8 @@ def _describe(obj: Any) -> str:
         return f"a tuple of {len(obj)}"
     shape = getattr(obj, "shape", None)
     if shape is not None:
-        return f"a {type(obj).__module__.split('.')[0]} {type(obj).__name__} of shape {tuple(shape)}"
+        library = type(obj).__module__.split(".")[0]
+        return f"a {library} {type(obj).__name__} of shape {tuple(shape)}"
     return f"a Python {type(obj).__name__}"
 
 
