@@ -92,6 +92,30 @@ def test_a_run_ending_above_f0_is_divergence_not_success(method, scale, x0, opts
     _consistent(res, res_fn, jac)
 
 
+def test_a_newton_unit_step_onto_a_plateau_is_divergence():
+    """f = −2 exp(−(x−1)²) − ½ exp(−(x+1)²) from x0 = 1.7 (f0 ≈ −1.23): the unit Newton step
+    (H > 0 there, small) lands at x ≈ −41.5, where f, f′ and f″ are 0 to double precision.
+    Before: GTOL success at f = 0 > f0.  Now: status 5 at the best iterate, x0."""
+    def f(x):
+        return float(-2 * np.exp(-(x[0] - 1) ** 2) - 0.5 * np.exp(-(x[0] + 1) ** 2))
+
+    def g(x):
+        a, b = x[0] - 1, x[0] + 1
+        return np.array([4 * a * np.exp(-a * a) + b * np.exp(-b * b)])
+
+    def h(x):
+        a, b = x[0] - 1, x[0] + 1
+        return np.array([[4 * np.exp(-a * a) * (1 - 2 * a * a)
+                          + np.exp(-b * b) * (1 - 2 * b * b)]])
+
+    x0 = np.array([1.7])
+    res = nk.minimize(f, x0, method="newton", jac=g, hess=h, options={"line_search": False})
+    assert res.termination == "DIVERGED" and not res.success
+    np.testing.assert_array_equal(res.x, x0)
+    assert res.fun == f(x0)
+    np.testing.assert_array_equal(res.jac, g(x0))
+
+
 def _stiff_diagonal():
     """r(x) = J (x − x*), J = diag(1, (2 + δ)²): fixed-step HIG (η = 1, κ = −½) multiplies the
     error along e₁ by 1 − 1 = 0 and along e₂ by 1 − (2 + δ) = −(1 + δ)."""

@@ -72,6 +72,7 @@ class OutputProblem(Counters):
         else:
             self.model, self.loss, self._model_args = fun, None, tuple(args)
         self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
+        self._returned: tuple[Any, Any] | None = None  # jac=True: (x, J) of the last call
 
     def _jacobian_source(self, jac: Any) -> tuple[str, Any, Any]:
         if jac is True:  # fun returns (r, J): outputs keeps the J of its last call
@@ -122,7 +123,7 @@ class OutputProblem(Counters):
                 raise ValueError(f"with jac=True, fun must return a pair (r, J), got "
                                  f"{_describe(y)}")
             y, J = y
-            self._jac = (x, J)
+            self._returned = (x, J)
         if self.y_shape is None:
             self._check_first_output(y)
         if not hasattr(y, "shape"):
@@ -140,8 +141,9 @@ class OutputProblem(Counters):
         """The model's first output: an array or a sequence (a residual of any shape, even one
         entry); ``None`` or a scalar residual is an error (a scalar one points to Newton)."""
         if y is None or isinstance(y, (str, bytes, dict)):
-            raise TypeError(f"fun returned {_describe(y)}; it must return the residual "
-                            f"vector r(x) (an array of x0's backend)")
+            what = "fun" if self.loss is None else "the model"
+            raise TypeError(f"{what} returned {_describe(y)}; it must return an array of x0's "
+                            f"backend (a residual vector r(x) for fun)")
         if self.loss is None and (getattr(y, "ndim", None) == 0 or isinstance(y, (int, float))):
             raise ValueError(f"fun returned a scalar ({_describe(y)}), but a residual vector "
                              f"r(x) is expected: methods 'gauss-newton', 'lm' and 'hig' "
@@ -170,9 +172,9 @@ class OutputProblem(Counters):
             if mode == "callable":
                 J = self._jac(xs, *self.args)
             else:  # jac=True: the J that came with r at x (fun is called again elsewhere)
-                if self._jac is None or self._jac[0] is not x:
+                if self._returned is None or self._returned[0] is not x:
                     self.outputs(x)
-                J = self._jac[1]
+                J = self._returned[1]
             if is_array(J):
                 return matrix(xp, J, self.dtype, "the Jacobian", self.m, n, self._jac_shapes)
             J = aslinearoperator(J)
