@@ -60,7 +60,7 @@ def positive_int(name: str, v: Any) -> int:
     if isinstance(v, float) and v.is_integer():
         i = int(v)
     elif isinstance(v, bool) or "bool" in str(getattr(v, "dtype", "")):
-        i = 0
+        i = 0  # NumPy and torch booleans too (operator.index takes torch.tensor(True) as 1)
     else:
         try:
             i = operator.index(v)
