@@ -5,8 +5,8 @@ to the ``status``/``success``/``message`` fields of the result at the edge.  Cod
 ``scipy.optimize.minimize``: 0 converged, 1 iteration or evaluation budget exhausted, 2 no
 further progress possible (precision loss), 3 non-finite values, 4 converged to a point whose
 Hessian is indefinite, 98 interrupted by the user, 99 the callback raised ``StopIteration``.
-Two codes are newtonkit's own: 5 the run diverged, 97 an exception ended it (the status of the
-result attached to that exception, never of a returned one).
+Codes 4, 5 and 97 are newtonkit's own: 5 the run diverged, 97 an exception ended it (the status
+of the result attached to that exception, never of a returned one).
 
 Two rules hold for every method (the driver applies them, :func:`newtonkit.minimize`):
 
