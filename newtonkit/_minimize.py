@@ -1,10 +1,12 @@
 """``newtonkit.minimize``: dispatch, the one iteration loop, and the result.
 
 The loop owns every concern that is not a method's own: the iteration and evaluation budgets
-(``maxiter``, ``maxfev``), the non-finite check on accepted iterates, callbacks (SciPy ≥ 1.11
+(``maxiter``, ``maxfev``), the non-finite check on accepted iterates, the divergence rules of
+:mod:`newtonkit._status` (no success above ``f(x0)``, no ftol/xtol stop right after a step that
+raised the objective, the best accepted iterate returned on a fault), callbacks (SciPy ≥ 1.11
 ``callback(intermediate_result)`` and old-style ``callback(x)``; ``StopIteration`` ends the run
-with status 99), ``disp`` and the progress bar, ``KeyboardInterrupt`` (the last accepted iterate
-is returned with status 98), and building the :class:`OptimizeResult`.
+with status 99), ``disp`` and the progress bar, ``KeyboardInterrupt`` (status 98), an exception
+(re-raised with the run so far attached), and building the :class:`OptimizeResult`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import scipy.optimize
 
@@ -42,7 +45,9 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
     Attributes
     ----------
     x : array
-        The solution (last accepted iterate), shape, backend, dtype and device of ``x0``.
+        The solution: the last accepted iterate, or on a fault (status 3, 5, 97, 98) the best
+        accepted one (lowest objective); shape, backend, dtype and device of ``x0``, never
+        attached to an autograd graph (every array of the result is detached).
     fun : float
         Objective value at ``x`` (``½‖r‖²`` for a residual, ``L(F(x))`` for a Composite).
     jac : array or None
@@ -53,8 +58,10 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
         or gradient evaluations; Hessian evaluations (Hessian-vector products for ``hessp``).
     status, success, message :
         SciPy's codes (see :class:`newtonkit._status.Status`): 0 converged, 1 budget
-        exhausted, 2 no progress, 3 non-finite values, 4 saddle point (Newton), 98
-        interrupted, 99 ``StopIteration`` from the callback.
+        exhausted, 2 no progress, 3 non-finite values, 4 saddle point (Newton), 5 diverged
+        (the objective ended above its value at ``x0``), 98 interrupted, 99
+        ``StopIteration`` from the callback; 97 (an exception ended the run) only in the
+        result attached to that exception.
     termination : str
         The :class:`~newtonkit._status.Status` name (``"GTOL"``, ``"MAXITER"``, ...).
     method : str
@@ -80,16 +87,19 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         or a :class:`~newtonkit.Composite` ``(model, loss)`` (objective :math:`L(F(x))`).
     x0 : array
         Start point, any shape, NumPy / PyTorch / CuPy / array-API array (lists become
-        float64 NumPy arrays).  Never modified; ``fun`` sees ``x`` of this shape.
+        float64 NumPy arrays; integer and boolean arrays become float64, as in SciPy).  Never
+        modified, never differentiated through; ``fun`` sees ``x`` of this shape.
     method : str, optional
         ``"newton"``, ``"gauss-newton"`` (``"gn"``), ``"lm"``, ``"hig"`` (case-insensitive).
         Default: ``"lm"`` for a Composite, else ``"newton"``.
     jac : callable, bool, str, array or LinearOperator, optional
         Newton: gradient ``jac(x, *args)``, or ``True`` when ``fun`` returns ``(f, g)``, or
         ``"2-point"``/``"3-point"``.  Least squares: Jacobian of the residual ``jac(x, *args)``
-        (an array ``(m, n)`` or a LinearOperator), a constant matrix/operator, or
-        ``"2-point"``/``"3-point"``.  Omitted: the backend's autodiff provider, else finite
-        differences with a :class:`~newtonkit.problems.FiniteDifferenceWarning`.
+        (an array ``(m, n)`` or a LinearOperator), ``True`` when ``fun`` returns ``(r, J)``
+        (one call gives both: ``nfev`` counts the calls, ``njev`` the Jacobians used), a
+        constant matrix/operator, or ``"2-point"``/``"3-point"``.  Omitted: the backend's
+        autodiff provider, else finite differences with a
+        :class:`~newtonkit.problems.FiniteDifferenceWarning`.
     hess, hessp : callable, optional
         Newton only: Hessian ``hess(x, *args)`` (array or LinearOperator) or ``"2-point"``,
         or Hessian-vector product ``hessp(x, p, *args)`` (matrix-free, truncated CG).
@@ -110,6 +120,23 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     Returns
     -------
     OptimizeResult
+        ``success=True`` only at a point whose objective is at most its value at ``x0``, and
+        never from an ftol/xtol test right after an accepted step that raised the objective
+        (that test does not count; the run goes on).  A run that ends above ``f(x0)`` has
+        status 5 (``DIVERGED``).  On a fault (status 3 non-finite values, 5 divergence, 98
+        ``KeyboardInterrupt``) ``x`` is the best accepted iterate (lowest objective, ``x0``
+        included) and ``fun``, ``jac`` and the residual are those at ``x``; otherwise ``x`` is
+        the last accepted iterate.
+
+    Raises
+    ------
+    Exception
+        An exception raised by ``fun``, a derivative or the callback during the run
+        propagates unchanged (as in SciPy), with the run so far attached: ``exc.result`` is
+        an :class:`OptimizeResult` at the best accepted iterate with status 97
+        (``EXCEPTION``) and a message naming the exception, and a note (Python ≥ 3.11) says
+        so.  An exception that already has a ``result`` attribute keeps it.  Exceptions while
+        evaluating ``x0`` propagate without a result.
     """
     opts = _copy_options(options)
     if method is None:
@@ -176,6 +203,7 @@ def _start_point(x0: Any) -> tuple[Any, Any, tuple[int, ...]]:
     if not hasattr(x0, "shape") or not hasattr(x0, "dtype") or isinstance(x0, np.generic):
         x0 = np.asarray(x0, dtype=np.float64)
     xp = B.array_namespace(x0)
+    x0 = _detached(x0)  # the run never differentiates through x0 (nor does res.x)
     if x0.dtype != xp.float64 and not xp.isdtype(x0.dtype, ("real floating",
                                                              "complex floating")):
         x0 = xp.astype(x0, xp.float64)  # integers and booleans, as scipy.optimize does
@@ -209,7 +237,7 @@ def _common_options(opts: dict, cls: type, dtype: Any, xp: Any, n: int,
         disp = int(disp)
     if disp not in (0, 1, 2):
         raise ValueError(f"option 'disp' must be 0, 1 or 2 (or a bool), got {disp!r}")
-    out["disp"] = disp
+    out["disp"] = int(disp)
     progress = opts.get("progress")
     out["progress"] = None if progress is None else boolean("progress", progress)
     return out
@@ -283,6 +311,8 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
     progress = _Progress(common, solver.name)
     maxiter, maxfev = common["maxiter"], common["maxfev"]
     nit = 0
+    f0 = state.f
+    best = state  # the accepted iterate with the lowest objective: the result on a fault
     status: Status | None = None
     try:
         status = solver.terminate(state)
@@ -293,6 +323,7 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
             if maxfev is not None and problem.nfev >= maxfev:
                 status = Status.MAXFEV
                 break
+            f_prev = state.f
             new = solver.step(state)
             if new.accepted and not (math.isfinite(new.f)
                                      and (new.x_finite or solver.finite(new.x))):
@@ -301,6 +332,8 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
             state = new
             if new.accepted:
                 nit += 1
+                if new.f < best.f:
+                    best = new
                 if progress.active:
                     # ‖g‖∞ is shown only in the iteration table
                     gnorm = (solver.inf_norm(new.g) if new.g is not None and common["disp"] >= 2
@@ -313,13 +346,20 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
                         status = Status.CALLBACK
                         break
             status = solver.terminate(state)
+            if status in _SMALL_CHANGE and new.accepted and new.f > f_prev and new.stop is None:
+                status = None  # a small step that raised the objective is not convergence
     except KeyboardInterrupt:
         status = Status.INTERRUPTED
     except BudgetExhausted:  # a step needed more calls of fun than maxfev leaves
         status = Status.MAXFEV
+    except Exception as exc:
+        _attach_result(exc, solver, problem, best, shape, nit)
+        raise
     finally:
         progress.close()
-    res = _result(solver, problem, state, shape, nit, status)
+    if state.f > f0 and status not in _KEPT_ABOVE_F0:
+        status = Status.DIVERGED
+    res = _result(solver, problem, best if status.fault else state, shape, nit, status)
     if common["disp"] >= 1:
         print(f"{res.message}\n         Current function value: {res.fun:.6e}\n"
               f"         Iterations: {res.nit}\n         Function evaluations: {res.nfev}\n"
@@ -328,22 +368,61 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
     return res
 
 
+#: Convergence tests on the change made by the last step (they do not count after a step
+#: that raised the objective).
+_SMALL_CHANGE = frozenset({Status.FTOL, Status.XTOL, Status.FTOL_XTOL})
+#: Statuses that say more than "diverged" about a run ending above f(x0).
+_KEPT_ABOVE_F0 = frozenset({Status.NONFINITE, Status.INDEFINITE, Status.INTERRUPTED,
+                            Status.CALLBACK})
+
+
+def _attach_result(exc: Exception, solver: Any, problem: Any, best: State, shape: tuple,
+                   nit: int) -> None:
+    """Give ``exc`` the run so far: ``exc.result`` (status ``EXCEPTION``, the best accepted
+    iterate) and a note in its message.  An attribute ``result`` the exception already has is
+    left alone."""
+    if hasattr(exc, "result"):
+        return
+    details = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        res = _result(solver, problem, best, shape, nit, Status.EXCEPTION, details=details)
+    except Exception:  # the method's extras call the user's functions again: do without them
+        res = _result(solver, problem, best, shape, nit, Status.EXCEPTION, extras=False,
+                      details=details)
+    try:
+        exc.result = res
+    except (AttributeError, TypeError):  # an exception type that takes no attributes
+        return
+    if hasattr(exc, "add_note"):  # Python >= 3.11
+        exc.add_note(f"newtonkit.minimize: the run so far ({nit} iterations, {res.nfev} "
+                     f"evaluations of fun, best objective {res.fun:.6e}) is in this "
+                     f"exception's .result")
+
+
+def _detached(a: Any) -> Any:
+    """``a`` without an autograd graph (torch tensors; other arrays have none)."""
+    return a.detach() if array_api_compat.is_torch_array(a) else a
+
+
 def _result(solver: Any, problem: Any, state: State, shape: tuple, nit: int,
-            status: Status | None, extras: bool = True) -> OptimizeResult:
+            status: Status | None, extras: bool = True,
+            details: dict | None = None) -> OptimizeResult:
     xp = solver.xp
     more = solver.finish(state) if extras else {"jac": state.g, **state.info}
     # the counts after finish, which may evaluate (the final gradient of LM)
-    res = OptimizeResult(x=B.reshape(xp, B.copy(xp, state.x), shape), fun=state.f,
-                         nit=nit, nfev=problem.nfev, njev=problem.njev, nhev=problem.nhev,
-                         method=solver.name)
+    res = OptimizeResult(x=B.reshape(xp, B.copy(xp, _detached(state.x)), shape),
+                         fun=float(state.f), nit=nit, nfev=problem.nfev, njev=problem.njev,
+                         nhev=problem.nhev, method=solver.name)
     jac = more.pop("jac", None)
-    res["jac"] = None if jac is None else B.reshape(xp, jac, shape)
+    res["jac"] = None if jac is None else B.reshape(xp, _detached(jac), shape)
     y = more.pop("y", None)
     if y is not None:
+        y = _detached(y)
         res["outputs" if getattr(problem, "loss", None) is not None else "residual"] = (
             B.reshape(xp, y, problem.y_shape) if problem.y_shape is not None else y)
     res.update(more)
     if status is not None:
         res["status"], res["success"] = status.code, status.success
-        res["message"], res["termination"] = status.message(**state.details), status.name
+        res["message"] = status.message(**(state.details if details is None else details))
+        res["termination"] = status.name
     return res

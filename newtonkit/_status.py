@@ -5,13 +5,26 @@ to the ``status``/``success``/``message`` fields of the result at the edge.  Cod
 ``scipy.optimize.minimize``: 0 converged, 1 iteration or evaluation budget exhausted, 2 no
 further progress possible (precision loss), 3 non-finite values, 4 converged to a point whose
 Hessian is indefinite, 98 interrupted by the user, 99 the callback raised ``StopIteration``.
+Codes 4, 5 and 97 are newtonkit's own: 5 the run diverged, 97 an exception ended it (the status
+of the result attached to that exception, never of a returned one).
+
+Two rules hold for every method (the driver applies them, :func:`newtonkit.minimize`):
+
+* Success is never reported at a point whose objective is above its value at ``x0``: a run
+  that would end there with a success or a budget status (0, 1, 2) ends with ``DIVERGED``.  An
+  ftol/xtol test met right after an accepted step that raised the objective does not count
+  (the run goes on): a small change there is not convergence.
+* On a fault (:data:`FAULTS`: non-finite values, divergence, an interrupt, an exception) the
+  result is the best accepted iterate, the one with the lowest objective (``x0`` included),
+  with ``fun``, ``jac`` and the residual evaluated there; the counts (``nit``, ``nfev``, ...)
+  are those of the whole run.  Other statuses return the last accepted iterate.
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["Status"]
+__all__ = ["Status", "FAULTS"]
 
 
 class Status(enum.Enum):
@@ -37,11 +50,16 @@ class Status(enum.Enum):
                                 "change below the rounding of fun, or parameters fun ignores), "
                                 "so x may not be stationary; pass jac= or rescale the problem.")
     NONFINITE = (3, False, "Non-finite value (NaN or inf) encountered and shortening the step "
-                           "did not avoid it; x is the last iterate with finite values.")
+                           "did not avoid it; x is the best accepted iterate (lowest objective).")
     INDEFINITE = (4, False, "The gradient test is met but the Hessian is indefinite beyond "
                             "tolerance (smallest eigenvalue {lambda_min:.3g}): x is a saddle "
                             "point or a maximum, not a minimum.")
-    INTERRUPTED = (98, False, "Interrupted by KeyboardInterrupt; x is the last accepted iterate.")
+    DIVERGED = (5, False, "The run diverged: the objective ended above its value at x0; x is "
+                          "the best accepted iterate (lowest objective).")
+    EXCEPTION = (97, False, "Ended by an exception raised during the run ({error}); x is the "
+                            "best accepted iterate (lowest objective).")
+    INTERRUPTED = (98, False, "Interrupted by KeyboardInterrupt; x is the best accepted iterate "
+                              "(lowest objective).")
     CALLBACK = (99, False, "`callback` raised `StopIteration`.")
 
     @property
@@ -58,3 +76,12 @@ class Status(enum.Enum):
         """The message, with ``details`` (for example ``lambda_min``) filled in."""
         text = self.value[2]
         return text.format(**details) if details else text
+
+    @property
+    def fault(self) -> bool:
+        """Whether the run ended on a fault (the result is then the best accepted iterate)."""
+        return self in FAULTS
+
+
+#: The statuses after which the result is the best accepted iterate, not the last one.
+FAULTS = frozenset({Status.NONFINITE, Status.DIVERGED, Status.EXCEPTION, Status.INTERRUPTED})

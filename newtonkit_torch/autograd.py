@@ -51,6 +51,18 @@ def unit_rows(start: int, stop: int, n: int, dtype: torch.dtype,
     return E
 
 
+def _not_a_tensor(out: Any) -> str:
+    """The error message for a ``fun`` that returned something other than a tensor."""
+    if out is None:
+        return ("fun returned None; it must return a torch.Tensor computed from x (did it "
+                "forget a return statement?)")
+    if isinstance(out, (int, float)):
+        return (f"fun returned a Python {type(out).__name__} ({out!r}), not a torch.Tensor: "
+                f"autodiff needs a tensor computed from x, so keep the computation in torch "
+                f"(no .item(), float() or .numpy() in fun)")
+    return f"fun returned a {type(out).__name__}; autodiff needs a torch.Tensor computed from x"
+
+
 @cache
 def _load_forward_ad() -> None:
     """Import torch's forward-mode decompositions once, hiding their ``torch.jit`` deprecation.
@@ -105,7 +117,10 @@ class TorchAutodiff:
 
     # -- helpers -------------------------------------------------------------------------------
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fun(x.reshape(self.x_shape), *self.args)
+        out = self.fun(x.reshape(self.x_shape), *self.args)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(_not_a_tensor(out))
+        return out
 
     def _check(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         if not isinstance(x, torch.Tensor):

@@ -11,6 +11,7 @@ and out; a method instance keeps only settings.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -54,10 +55,20 @@ class Option:
 
 
 def positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) and not (
-            isinstance(v, float) and v.is_integer()) or int(v) < 1:
+    """``v`` as an ``int`` ≥ 1: a Python or NumPy integer, a 0-d integer array or tensor
+    (``operator.index``), or an integral float; never a bool."""
+    if isinstance(v, float) and v.is_integer():
+        i = int(v)
+    elif isinstance(v, bool) or "bool" in str(getattr(v, "dtype", "")):
+        i = 0  # NumPy and torch booleans too (operator.index takes torch.tensor(True) as 1)
+    else:
+        try:
+            i = operator.index(v)
+        except TypeError:
+            i = 0
+    if i < 1:
         raise ValueError(f"option {name!r} must be a positive integer, got {v!r}")
-    return int(v)
+    return i
 
 
 def optional_positive_int(name: str, v: Any) -> int | None:

@@ -17,7 +17,10 @@ Termination: ``gtol`` on :math:`\max_j |(J^Tg_y)_j|/(\|J_j\|\,\|g_y\|)`; ``ftol`
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
+
+import numpy as np
 
 from .. import linalg
 from .._status import Status
@@ -41,8 +44,8 @@ __all__ = ["HIG"]
 
 
 def _exponent(name: str, v: Any) -> float:
-    x = nonneg_float(name, abs(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) \
-        else None
+    real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+    x = nonneg_float(name, abs(v)) if real else None
     if x is None or x > 4:
         raise ValueError(f"option {name!r} must be a number in [-4, 4] (-0.5 for HIG), got {v!r}")
     return float(v)

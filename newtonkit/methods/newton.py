@@ -209,7 +209,7 @@ class Newton(Method):
         if status is None:
             return None
         lam_min, lam_max = self._extreme_eigenvalues(state.x)
-        state.data["final_eigenvalues"] = (lam_min, lam_max)
+        state.data["final_eigenvalues"] = (state.x, lam_min, lam_max)
         if not (math.isfinite(lam_min) and math.isfinite(lam_max)):
             return Status.NONFINITE
         if lam_min < -self.indefinite_tol * abs(lam_max) or lam_max < 0:
@@ -244,8 +244,9 @@ class Newton(Method):
         if d["taus"] or not d["cg_iterations"]:
             out["taus"] = list(d["taus"])
             out["lambda_min"] = list(d["lambda_min"])
-        if "final_eigenvalues" in d:
-            out["hess_eigenvalue_range"] = d["final_eigenvalues"]
+        x_eig, *extremes = d.get("final_eigenvalues", (None,))
+        if x_eig is state.x:  # computed at the point of the result (not an earlier stop test)
+            out["hess_eigenvalue_range"] = tuple(extremes)
         return out
 
 

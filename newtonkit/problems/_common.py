@@ -80,7 +80,12 @@ def scalar(value: Any, what: str) -> float:
     if hasattr(value, "shape") and len(value.shape) > 0:
         xp = B.array_namespace(value)
         value = xp.reshape(value, ())
-    return float(value)
+    try:
+        return float(value)
+    except TypeError:  # None, a tuple (jac=True forgotten?), a string ...
+        kind = "None" if value is None else f"a {type(value).__name__}"
+        raise TypeError(f"{what} returned {kind}; it must return a real scalar (a float or "
+                        f"a 0-d array)") from None
 
 
 class BudgetExhausted(Exception):

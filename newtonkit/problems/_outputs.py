@@ -72,6 +72,7 @@ class OutputProblem(Counters):
         else:
             self.model, self.loss, self._model_args = fun, None, tuple(args)
         self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
+        self._returned: tuple[Any, Any] | None = None  # jac=True: (x, J) of the last call
         self._last: tuple[Any, Any] | None = None  # (x, F(x)) of the last call, for 2-point
 
     @property
@@ -80,6 +81,8 @@ class OutputProblem(Counters):
         return self._jac_mode == "fd"
 
     def _jacobian_source(self, jac: Any) -> tuple[str, Any, Any]:
+        if jac is True:  # fun returns (r, J): outputs keeps the J of its last call
+            return "true", None, None
         if jac is not None:
             if callable(jac) and not isinstance(jac, LinearOperator):
                 return "callable", jac, None
@@ -115,9 +118,21 @@ class OutputProblem(Counters):
         return x if self._flat else self.xp.reshape(x, self.shape)
 
     def outputs(self, x: Any) -> Any:
-        """:math:`F(x)` flat (counts one function evaluation)."""
+        """:math:`F(x)` flat (counts one function evaluation).
+
+        With ``jac=True`` ``fun`` returns ``(r, J)``: ``J`` is kept for :meth:`jacobian` at the
+        same ``x`` (one call of ``fun``, counted once in ``nfev``; ``njev`` counts the
+        Jacobians used)."""
         self.count_fev()
         y = self.model(self._shaped(x), *self._model_args)
+        if self._jac_mode == "true":
+            if not (isinstance(y, tuple) and len(y) == 2):
+                raise ValueError(f"with jac=True, fun must return a pair (r, J), got "
+                                 f"{_describe(y)}")
+            y, J = y
+            self._returned = (x, J)
+        if self.y_shape is None:
+            self._check_first_output(y)
         if not hasattr(y, "shape"):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
@@ -130,6 +145,19 @@ class OutputProblem(Counters):
         y = flat(self.xp, y, self.dtype, "the model output", self.m)
         self._last = (x, y)
         return y
+
+    def _check_first_output(self, y: Any) -> None:
+        """The model's first output: an array or a sequence (a residual of any shape, even one
+        entry); ``None`` or a scalar residual is an error (a scalar one points to Newton)."""
+        if y is None or isinstance(y, (str, bytes, dict)):
+            what = "fun" if self.loss is None else "the model"
+            raise TypeError(f"{what} returned {_describe(y)}; it must return an array of x0's "
+                            f"backend (a residual vector r(x) for fun)")
+        if self.loss is None and (getattr(y, "ndim", None) == 0 or isinstance(y, (int, float))):
+            raise ValueError(f"fun returned a scalar ({_describe(y)}), but a residual vector "
+                             f"r(x) is expected: methods 'gauss-newton', 'lm' and 'hig' "
+                             f"minimise ½‖r‖²; for a scalar objective f(x) use "
+                             f"method='newton'")
 
     def evaluate(self, x: Any) -> Evaluation:
         """Outputs, loss value and :math:`\\partial L/\\partial y` at ``x``."""
@@ -149,8 +177,13 @@ class OutputProblem(Counters):
         xp, mode, n = self.xp, self._jac_mode, self.n
         xs = self._shaped(x)
         self.njev += 1
-        if mode == "callable":  # the usual case first
-            J = self._jac(xs, *self.args)
+        if mode in ("callable", "true"):  # the usual case first
+            if mode == "callable":
+                J = self._jac(xs, *self.args)
+            else:  # jac=True: the J that came with r at x (fun is called again elsewhere)
+                if self._returned is None or self._returned[0] is not x:
+                    self.outputs(x)
+                J = self._returned[1]
             if is_array(J):
                 return matrix(xp, J, self.dtype, "the Jacobian", self.m, n, self._jac_shapes)
             J = aslinearoperator(J)
@@ -212,6 +245,19 @@ class OutputProblem(Counters):
         Lt = xp.matrix_transpose(L)
         Jt = Lt @ J if not isinstance(J, LinearOperator) else MatrixOperator(Lt) @ J
         return r, Jt
+
+
+def _describe(obj: Any) -> str:
+    """``obj``'s type for an error message (``None``, ``a float``, ``a tuple of 2``, ...)."""
+    if obj is None:
+        return "None"
+    if isinstance(obj, tuple):
+        return f"a tuple of {len(obj)}"
+    shape = getattr(obj, "shape", None)
+    if shape is not None:
+        library = type(obj).__module__.split(".")[0]
+        return f"a {library} {type(obj).__name__} of shape {tuple(shape)}"
+    return f"a Python {type(obj).__name__}"
 
 
 class _ProviderJacobian(LinearOperator):
