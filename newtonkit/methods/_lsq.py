@@ -112,10 +112,12 @@ class LeastSquaresMethod(Method):
 
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
-        ≤ gtol; after an accepted step, |f_k − f_{k+1}| ≤ ftol·|f_k| and/or
-        ‖Δx‖ ≤ xtol·(xtol + ‖x‖), except after a step the line search had to shorten away from
-        non-finite values (a small step there is the edge of that region, not convergence).
-        ``state.info`` carries ``f_prev``, ``step_norm`` and ``nonfinite``."""
+        ≤ gtol; after an accepted full step (step length 1), |f_k − f_{k+1}| ≤ ftol·|f_k|
+        and/or ‖Δx‖ ≤ xtol·(xtol + ‖x‖).  A step the line search shortened (for sufficient
+        decrease, or away from non-finite values) is small because the search made it so, not
+        because the iterates converged: after one, only the gradient test can end the run
+        successfully, and a change of f within its last bits (ε·|f_k|) is ``NO_PROGRESS``.
+        ``state.info`` carries ``f_prev``, ``step_norm`` and ``step_length``."""
         if state.stop is not None:
             return state.stop
         if state.f == 0.0:
@@ -125,8 +127,13 @@ class LeastSquaresMethod(Method):
         status = self.gradient_status(lin, self.gradient_measure(lin), state.details)
         if status is not None:
             return status
-        if state.accepted and not state.info["nonfinite"]:
-            i = state.info
+        i = state.info
+        if state.accepted and i["step_length"] < 1.0:
+            # a shortened step that changed f only in its last bits: the line search is stuck
+            eps = float(self.xp.finfo(self.problem.dtype).eps)
+            if abs(i["f_prev"] - state.f) <= eps * abs(i["f_prev"]):
+                return Status.NO_PROGRESS
+        elif state.accepted:
             small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
             if small_f or small_x:
