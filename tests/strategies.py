@@ -20,12 +20,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import array_api_strict
+import importlib
 import numpy as np
-import torch
+import pytest
 from hypothesis import strategies as st
 
-BACKENDS = ("numpy", "torch", "array_api_strict")
+
+def _optional(name: str) -> Any:
+    """The module ``name``, or None where it is not installed (``pip install ".[test]"`` has
+    neither torch nor, before its extra, array_api_strict: their cases skip)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+torch = _optional("torch")
+array_api_strict = _optional("array_api_strict")
+ALL_BACKENDS = ("numpy", "torch", "array_api_strict")
+BACKENDS = tuple(b for b in ALL_BACKENDS if b == "numpy" or _optional(b) is not None)
 DTYPES = ("float32", "float64")
 GAP = 10.0  # factor between the threshold and the nearest kept / discarded singular value
 MAX_COND = 1e8  # condition number of the whole generated matrix (nonzero part), at most
@@ -48,6 +61,7 @@ def namespace(backend: str) -> Any:
 
 def to_backend(a: Any, backend: str, dtype: str) -> Any:
     """A copy of the NumPy array ``a`` on ``backend`` with ``dtype`` ('float32'|'float64'|...)."""
+    require(backend)
     a = np.asarray(a)
     if backend == "numpy":
         return np.array(a, dtype=dtype)
@@ -59,9 +73,15 @@ def to_backend(a: Any, backend: str, dtype: str) -> Any:
     raise ValueError(backend)
 
 
+def require(backend: str) -> None:
+    """Skip the calling test when ``backend`` is not installed."""
+    if backend not in BACKENDS:
+        pytest.skip(f"{backend} is not installed")
+
+
 def to_np(x: Any) -> np.ndarray:
     """A float64 NumPy copy of a backend array (tests only)."""
-    if isinstance(x, torch.Tensor):
+    if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64)
     return np.array(np.asarray(x), dtype=np.float64)
 
@@ -81,7 +101,7 @@ def dtype_name(x: Any) -> str:
 
 
 def backend_of(x: Any) -> str:
-    if isinstance(x, torch.Tensor):
+    if torch is not None and isinstance(x, torch.Tensor):
         return "torch"
     if isinstance(x, np.ndarray):
         return "numpy"

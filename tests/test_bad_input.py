@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 import strategies as S
-import torch
 
 from newtonkit.linalg import cgls, gauss_newton_step, half_inverse, lanczos
 from newtonkit.linalg import regularized_cholesky_solve as rcs
@@ -26,6 +25,11 @@ from newtonkit.operators import (
     VStackOperator,
     aslinearoperator,
 )
+
+torch = S.torch  # None without torch: the cases that use it skip
+NEEDS_TORCH = {"hig-J-float16-torch", "chol-H-float16-torch", "hig-mixed-backends",
+               "op-mixed-backends", "op-to-scipy-torch"}
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 J = np.arange(12.0).reshape(4, 3) / 7.0 + np.eye(4, 3)
 g4, g3 = np.ones(4), np.ones(3)
@@ -187,7 +191,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("call,exc,match", [pytest.param(c, e, m, id=i) for i, c, e, m in CASES])
+@pytest.mark.parametrize("call,exc,match", [
+    pytest.param(c, e, m, id=i, marks=[needs_torch] if i in NEEDS_TORCH else [])
+    for i, c, e, m in CASES])
 def test_bad_input_raises_clear_error(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.optimize
 import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,14 +33,36 @@ def _case(m, n, seed, cond=1e3):
     return (U * s) @ V.T, rng.standard_normal(m)
 
 
+C = 100.0  # constant of the rounding bounds below (they are first-order in ε; c·n·ε each)
+
+
+def _lstsq_bound(A, x, r):
+    """Wedin's bound on the error of a backward-stable least-squares solution ``x`` of
+    ``min ‖A x + r‖`` (rank taken as the number of singular values above n·ε·σ₁):
+    ``‖δx‖ ≤ C·n·ε·(κ·‖x‖ + κ²·‖A x + r‖/σ₁)``."""
+    s = np.linalg.svd(A, compute_uv=False)
+    s = s[s > A.shape[1] * EPS * s[0]]
+    kappa = s[0] / s[-1]
+    res = np.linalg.norm(A @ x + r)
+    return C * A.shape[1] * EPS * (kappa * np.linalg.norm(x) + kappa**2 * res / s[0])
+
+
 def _check(A, r, delta, out):
     v, lam, pnorm, jp2 = out
     p = -np.asarray(v)
+    n, a = A.shape[1], np.linalg.norm(A, 2)
     assert lam >= 0
-    np.testing.assert_allclose(np.linalg.norm(p), pnorm, rtol=1e-12)
-    np.testing.assert_allclose(np.sum((A @ p) ** 2), jp2, rtol=1e-8, atol=1e-14)
+    # ‖p‖ recomputed: n·ε relative (a sum of n squares)
+    assert abs(np.linalg.norm(p) - pnorm) <= C * n * EPS * pnorm
+    # ‖A p‖² from the route's factors as Σ sᵢcᵢ − λ‖p‖² (the normal equations): cancellation
+    # leaves C·(m+n)·ε·(‖A‖‖r‖‖p‖ + λ‖p‖²) absolute
+    jp2_bound = C * sum(A.shape) * EPS * (a * np.linalg.norm(r) * pnorm + lam * pnorm**2)
+    assert abs(np.sum((A @ p) ** 2) - jp2) <= jp2_bound
+    # a backward-stable solve of (AᵀA + λI)p = −Aᵀr leaves a residual of the normal equations
+    # of at most C·n·ε·‖A‖·(‖A‖‖p‖ + ‖r‖) + λ-term C·n·ε·λ‖p‖
     lhs = A.T @ (A @ p) + lam * p
-    np.testing.assert_allclose(lhs, -A.T @ r, rtol=1e-7, atol=1e-9 * np.linalg.norm(A.T @ r))
+    bound = C * n * EPS * (a * (a * pnorm + np.linalg.norm(r)) + lam * pnorm)
+    assert np.linalg.norm(lhs + A.T @ r) <= bound
     if lam == 0.0:
         assert pnorm <= 1.1 * delta
     else:
@@ -70,8 +93,12 @@ def test_routes_agree(m, n):
     b.chol = None  # force the SVD route
     va, la, *_ = a.solve(delta, 0.0)
     vb, lb, *_ = b.solve(delta, 0.0)
-    np.testing.assert_allclose(la, lb, rtol=1e-8)
-    np.testing.assert_allclose(va, vb, rtol=1e-8, atol=1e-12 * np.linalg.norm(vb))
+    # both are backward-stable solutions of one problem (κ(A) = 1e3); λ found to MINPACK's
+    # 10 % band may differ between routes only through rounding, which the secular equation's
+    # Newton iteration amplifies by at most κ²: C·n·ε·κ² relative
+    kappa2 = 1e6
+    assert abs(la - lb) <= C * n * EPS * kappa2 * lb
+    assert np.linalg.norm(va - vb) <= C * n * EPS * kappa2 * np.linalg.norm(vb)
 
 
 def test_cholesky_falls_back_to_the_svd_for_tiny_lambda():
@@ -94,7 +121,12 @@ def test_exactly_singular_r_uses_the_minimum_norm_svd_step():
     assert fact.gn is None
     v, lam, pnorm, _ = fact.solve(1e6, 0.0)
     assert lam == 0.0
-    np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-8, atol=1e-12)
+    # The minimum-norm solution has exactly 0 in entry 4; LAPACK's lstsq reference puts
+    # rounding there (2.9e-12 on one machine, 0 on another), so compare norm-wise within the
+    # least-squares bound of the rank-19 problem, not entry-wise against the noise.
+    ref = np.linalg.lstsq(A, -r, rcond=None)[0]
+    assert np.linalg.norm(-v - ref) <= _lstsq_bound(A, ref, r)
+    assert abs(v[4]) <= _lstsq_bound(A, ref, r)
 
 
 def _spy(monkeypatch, *extra):
@@ -137,7 +169,8 @@ def test_gauss_newton_first_takes_the_qr_from_qr_min_n(monkeypatch, n):
     big = 10 * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
     v, lam, *_ = fact.solve(big, 0.0)
     assert lam == 0.0
-    np.testing.assert_allclose(-v, np.linalg.lstsq(A, -r, rcond=None)[0], rtol=1e-12)
+    ref = np.linalg.lstsq(A, -r, rcond=None)[0]
+    assert np.linalg.norm(-v - ref) <= _lstsq_bound(A, ref, r)
     qr = n >= QR_MIN_N
     assert calls == {"qr_r": int(qr), "svd": int(not qr), "eigh": 0}
     # gram_ok: None when no spectral decomposition was needed (the QR alone), else the SVD's
@@ -216,8 +249,11 @@ def test_qr_r_and_unpermute(backend, pivoting, m, n):
     perm_np = np.arange(n) if perm is None else B.to_numpy(perm)
     assert sorted(perm_np) == list(range(n))
     Q = np.linalg.lstsq(R.T, a_np[:, perm_np].T, rcond=None)[0].T  # a[:, perm] = Q R
-    np.testing.assert_allclose(Q.T @ Q, np.eye(n), atol=1e-12)
-    np.testing.assert_allclose(B.to_numpy(qtb), Q.T @ b_np, atol=1e-12)
+    # Q recovered through R⁻ᵀ: orthonormal to C·n·ε·κ(a) (κ of a Gaussian 40×17 is below 10)
+    kappa = np.linalg.cond(a_np)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), rtol=0, atol=C * n * EPS * kappa)
+    np.testing.assert_allclose(B.to_numpy(qtb), Q.T @ b_np, rtol=0,
+                               atol=C * n * EPS * kappa * np.linalg.norm(b_np))
     if pivoting and backend == "numpy":
         d = np.abs(np.diag(R))
         assert np.all(d[:-1] >= d[1:] * (1 - 1e-12))
@@ -238,13 +274,16 @@ def test_small_helpers_match_the_standard_calls(backend):
     same = np.testing.assert_array_equal
     same(B.to_numpy(B.triu(xp, a)), B.to_numpy(xp.triu(a)))
     same(B.to_numpy(B.dot(xp, v, a)), B.to_numpy(v @ a))
-    np.testing.assert_allclose(B.vdot(xp, v, v), float(xp.vecdot(v, v)), rtol=1e-15)
-    np.testing.assert_allclose(B.norm(xp, v), float(xp.linalg.vector_norm(v)), rtol=1e-15)
+    # sums of 4 squares in another order: 4·ε relative
+    np.testing.assert_allclose(B.vdot(xp, v, v), float(xp.vecdot(v, v)), rtol=4 * EPS)
+    np.testing.assert_allclose(B.norm(xp, v), float(xp.linalg.vector_norm(v)), rtol=4 * EPS)
     same(B.to_numpy(B.reshape(xp, B.copy(xp, a), (16,))), B.to_numpy(xp.reshape(a, (16,))))
     same(B.to_numpy(B.ones_like(xp, v)), np.ones(4))
     for driver in ("gesdd", "gesvd"):
         U, s, Vt = B.svd(xp, a, contiguous=False, driver=driver)
-        np.testing.assert_allclose(B.to_numpy((U * s) @ Vt), B.to_numpy(a), atol=1e-13)
+        # backward stability of the SVD: C·n·ε·‖a‖
+        np.testing.assert_allclose(B.to_numpy((U * s) @ Vt), B.to_numpy(a), rtol=0,
+                                   atol=C * 4 * EPS * np.linalg.norm(B.to_numpy(a), 2))
 
 
 # -- LM end to end ---------------------------------------------------------------------------
@@ -263,15 +302,20 @@ def _lm(p, **opts):
                                 "maxfev": 100 * (p.n + 1), **opts})
 
 
-@pytest.mark.parametrize("name, max_nfev", [("powell_singular", 45),
-                                            ("ext_powell_singular_200", 70)])
-def test_singular_at_the_solution_ends_like_minpack(name, max_nfev):
+@pytest.mark.parametrize("name", ["powell_singular", "ext_powell_singular_200"])
+def test_singular_at_the_solution_ends_like_minpack(name):
     """Pivoted QR and MINPACK's rank rule (R is used unless a diagonal entry is exactly zero)
-    keep the end game of problems singular at x* short (SciPy: 38 and 89 evaluations)."""
+    keep the end game of problems singular at x* within 2× MINPACK's evaluations (SciPy's lm,
+    same run).  Convergence there is linear and the count depends on rounding: 38 on
+    powell_singular under OpenBLAS' Haswell and Prescott kernels, 61 under SkylakeX (SciPy: 38);
+    a rank rule that discards R's small diagonal takes hundreds."""
     p = _BY_NAME[name]
     res = _lm(p)
     assert res.success and p.status(res.fun) == "global"
-    assert res.nfev <= max_nfev
+    ref = scipy.optimize.least_squares(p.residual, p.x0.copy(), jac=p.jacobian, method="lm",
+                                       xtol=1e-10, ftol=1e-10, gtol=1e-10,
+                                       max_nfev=100 * (p.n + 1))
+    assert res.nfev <= 2 * ref.nfev
 
 
 def test_large_problem_uses_the_cholesky_route(monkeypatch):
@@ -315,9 +359,19 @@ def test_array_api_strict_follows_numpy(n):
         r = nk.minimize(res, x0, method="lm", jac=jac)
         assert r.success, (backend, r.message)
         out[backend] = (B.to_numpy(r.x), r.fun)
-    np.testing.assert_allclose(out["array_api_strict"][0], out["numpy"][0], rtol=1e-6,
-                               atol=1e-8)
-    assert out["array_api_strict"][1] == pytest.approx(out["numpy"][1], rel=1e-8, abs=1e-20)
+    # Two converged runs stop at different points near the minimiser x*.  With g = Jᵀr and
+    # ∇²f = JᵀJ − 2(Σᵢ rᵢtᵢ)I ⪰ μI (the residual's curvature is −2tᵢI), each point is within
+    # ‖g‖/μ of x*, so the two are within the sum of those distances.
+    t, k = np.linspace(0.1, 1.0, 3 * n), np.arange(1.0, n + 1.0)
+    E = np.exp(-0.1 * t[:, None] * k[None, :])
+    dist = 0.0
+    for x, _ in out.values():
+        r = E @ x - np.sin(t) - (x @ x) * t
+        J = E - 2.0 * t[:, None] * x[None, :]
+        mu = np.linalg.eigvalsh(J.T @ J - 2 * (r @ t) * np.eye(n))[0]
+        assert mu > 0
+        dist += np.linalg.norm(J.T @ r) / mu
+    assert np.linalg.norm(out["array_api_strict"][0] - out["numpy"][0]) <= dist
 
 
 @given(data=st.data())

@@ -352,7 +352,10 @@ def test_j_jac_true_for_least_squares(method):
     opts = {"line_search": True} if method == "hig" else {}
     ref = nk.minimize(res_fn, x0, method=method, jac=jac, options=opts)
     res = nk.minimize(both, x0, method=method, jac=True, options=opts)
-    assert res.termination == ref.termination and res.success
+    # the same run, whatever its end: HIG's line search on this exact fit ends at f's rounding
+    # floor, with ZERO on some machines and LINE_SEARCH (not a success) on others
+    assert res.termination == ref.termination and res.success == ref.success
+    assert res.success or method == "hig"
     np.testing.assert_array_equal(res.x, ref.x)
     assert res.nfev == calls["n"] == ref.nfev
     assert res.njev == ref.njev <= res.nfev
