@@ -17,10 +17,10 @@ either dtype and the comparisons are made on well-resolved parts only.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
-import importlib
 import numpy as np
 import pytest
 from hypothesis import strategies as st

@@ -64,5 +64,6 @@ def test_a_full_step_still_meets_ftol():
         e = np.exp(-p[1] * t)
         return np.stack([e, -p[0] * t * e], axis=1)
 
-    res = nk.minimize(r, np.array([1.0, 1.0]), method="gn", jac=J, options={"gtol": 0.0, "xtol": 0.0})
+    res = nk.minimize(r, np.array([1.0, 1.0]), method="gn", jac=J,
+                      options={"gtol": 0.0, "xtol": 0.0})
     assert res.termination == "FTOL", res.message
