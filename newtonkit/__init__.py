@@ -6,6 +6,7 @@ conventions (``OptimizeResult``, status codes, callbacks).
 """
 
 from . import linalg, operators
+from ._batch import BatchResult, multistart
 from ._minimize import OptimizeResult, minimize
 from ._status import Status
 from .linalg import (
@@ -46,7 +47,8 @@ from .problems import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "minimize", "OptimizeResult", "Status", "Composite", "L2Loss", "ForwardModel", "Loss",
+    "minimize", "OptimizeResult", "BatchResult", "multistart", "Status", "Composite", "L2Loss",
+    "ForwardModel", "Loss",
     "register_autodiff", "get_autodiff", "FiniteDifferenceWarning", "linalg", "operators",
     "regularized_cholesky_solve", "half_inverse", "gauss_newton_step", "lanczos", "cgls",
     "truncated_cg", "LinearOperator", "MatrixOperator", "FunctionOperator", "IdentityOperator",

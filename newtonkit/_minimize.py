@@ -76,7 +76,8 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
 def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
              hess: Any = None, hessp: Callable | None = None, args: tuple = (),
              tol: float | None = None, callback: Callable | None = None,
-             options: Mapping | None = None) -> OptimizeResult:
+             options: Mapping | None = None, *, batch: bool = False,
+             vectorize: bool = False) -> OptimizeResult:
     r"""Minimise a scalar objective or a sum of squares with a second-order method.
 
     Parameters
@@ -116,6 +117,15 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         message, 2: a row per iteration), ``progress`` (``None``: a tqdm bar once a run with
         ``disp >= 1`` takes over 2 s; ``True``/``False``), and the method's own options (see
         the method modules and the README).  Copied, never modified.
+    batch : bool
+        ``x0`` of shape ``(B, n)`` holds B independent problems of one form, solved at once
+        (:mod:`newtonkit._batch`): ``fun(X, *args)`` returns ``(B, m)`` residuals or ``(B,)``
+        values for any subset of rows, arrays in ``args`` are per-problem (leading dimension
+        B).  Returns a :class:`~newtonkit._batch.BatchResult` (fields as arrays over the
+        problems).  Methods ``"lm"``, ``"gn"``, ``"hig"``, ``"newton"``, dense derivatives.
+    vectorize : bool
+        With ``batch=True`` on torch: ``fun`` is written for one problem (``x`` of shape
+        ``(n,)``) and is lifted with ``torch.func.vmap``.
 
     Returns
     -------
@@ -139,6 +149,23 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         evaluating ``x0`` propagate without a result.
     """
     opts = _copy_options(options)
+    if not isinstance(batch, bool) or not isinstance(vectorize, bool):
+        raise TypeError(f"batch and vectorize must be True or False, got {batch!r}, "
+                        f"{vectorize!r}")
+    if batch:
+        from ._batch import minimize_batch
+
+        if not callable(fun):
+            raise TypeError(f"fun must be callable, got {type(fun).__name__}")
+        if hessp is not None:
+            raise ValueError("hessp is not supported with batch=True; pass hess (B, n, n), "
+                             "'2-point' or nothing")
+        return minimize_batch(fun, x0, method, jac, hess,
+                              args if isinstance(args, tuple) else (args,), tol, callback,
+                              opts, vectorize)
+    if vectorize:
+        raise ValueError("vectorize=True lifts a one-problem fun over a batch; it needs "
+                         "batch=True")
     if method is None:
         method = "lm" if isinstance(fun, Composite) else "newton"
     cls = lookup(method)

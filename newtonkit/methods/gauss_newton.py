@@ -48,6 +48,7 @@ from .. import linalg
 from .._status import Status
 from ..operators import GramOperator, LinearOperator
 from ..problems._common import BudgetExhausted
+from . import _trust
 from ._base import (
     Option,
     State,
@@ -252,27 +253,12 @@ class LevenbergMarquardt(LeastSquaresMethod):
             delta = min(delta, pnorm)
         ev = self.problem.evaluate(x - v / D)
         f1 = ev.f
-        finite = math.isfinite(f1)
-        actred = 1.0 - f1 / f if (finite and f1 < 100.0 * f) else -1.0
-        prered = (jp2 + 2.0 * par * pnorm ** 2) / (2.0 * f)
-        ratio = actred / prered if prered != 0 else 0.0
-        if ratio <= 0.25:
-            if actred >= 0:
-                temp = 0.5
-            else:
-                dirder = -(jp2 + par * pnorm ** 2) / (2.0 * f)
-                temp = 0.5 * dirder / (dirder + 0.5 * actred)
-            if not finite or f1 >= 100.0 * f or not temp >= 0.1:
-                temp = 0.1
-            delta = temp * min(delta, pnorm / 0.1)
-            par = par / temp
-        elif par == 0.0 or ratio >= 0.75:
-            delta = pnorm / 0.5
-            par = 0.5 * par
+        u = _trust.more_update(_trust.SCALAR, f, f1, delta, par, pnorm, jp2)
+        delta, par, ratio = u.delta, u.par, u.ratio
         d["damping"].append(par)
         d["radius"].append(delta)
         d["ratio"].append(ratio)
-        if ratio >= 1e-4:  # accepted
+        if u.accepted:
             xnorm = B.norm(self.xp, D * ev.x)
             new = dict(d, delta=delta, par=par, ev=ev, lin=None, svd=None, first=False,
                        xnorm=xnorm, gram=d["gram"] if fact.gram_ok is None else fact.gram_ok)
@@ -284,20 +270,13 @@ class LevenbergMarquardt(LeastSquaresMethod):
             xnorm = d["xnorm"]
             new = dict(d, delta=delta, par=par)
             out = State(x, f, g, accepted=False, info=state.info, data=new)
-        # the usual case, a finite trial and none before: nothing for the guard to do
-        calm = finite and d.get("since_nonfinite") is None
-        if not calm:
-            _track_nonfinite(d, new, finite)
-        eps = self.eps
-        small_f = abs(actred) <= tol["ftol"] and prered <= tol["ftol"] and 0.5 * ratio <= 1
-        small_x = delta <= tol["xtol"] * xnorm
-        if small_f or small_x:
-            out.stop = (Status.FTOL_XTOL if small_f and small_x else
-                        Status.FTOL if small_f else Status.XTOL)
-        elif (abs(actred) <= eps and prered <= eps and 0.5 * ratio <= 1
-              or delta <= eps * xnorm or d["gnorm"] <= eps):
-            out.stop = Status.NO_PROGRESS
-        return out if calm else _nonfinite_guard(out, new)
+        _track_nonfinite(d, new, u.finite)
+        since = new["since_nonfinite"]
+        code = _trust.more_termination(_trust.SCALAR, u, delta, xnorm, d["gnorm"], self.eps,
+                                       tol["ftol"], tol["xtol"], new["nonfinite_run"],
+                                       -1 if since is None else since)
+        out.stop = _trust.CODES[code]
+        return out
 
     def _nielsen_trial(self, state: State) -> State:
         xp, p, d, o, tol = self.xp, self.problem, state.data, self.opts, self.tol
@@ -375,10 +354,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
         return out
 
 
-#: Consecutive non-finite trial points after which LM gives up.
-MAX_NONFINITE_TRIALS = 20
-#: A stop on the ftol/xtol test this few trials after a non-finite one is not convergence.
-RECENT_NONFINITE = 10
+MAX_NONFINITE_TRIALS = _trust.MAX_NONFINITE_TRIALS
+RECENT_NONFINITE = _trust.RECENT_NONFINITE
 
 
 def _track_nonfinite(d: dict, new: dict, finite: bool) -> None:

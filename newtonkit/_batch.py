@@ -1,0 +1,983 @@
+r"""Many independent problems at once: ``newtonkit.minimize(fun, X0, batch=True)``.
+
+``X0`` of shape ``(B, n)`` holds B problems of one form.  ``fun(X, *args)`` returns residuals
+``(B, m)`` (``"lm"``, ``"gn"``, ``"hig"``) or objective values ``(B,)`` (``"newton"``) for any
+subset of rows, so the functions must treat rows independently; arrays in ``args`` are
+per-problem data with leading dimension B and are sliced with the rows (shared data belongs in a
+closure).  Every problem has its own damping, trust radius, line search, budget and
+termination; the iteration is vectorised over the problems that are still running, and the
+running set is *compacted* (finished rows leave the working arrays), so a batch where most
+problems converge early costs what the rest cost.
+
+The methods are the single-problem methods' algorithms on dense Jacobians (Hessians for
+Newton), each step one batched factorisation:
+
+``"lm"``
+    Moré's trust-region Levenberg-Marquardt (MINPACK's ``lmder``, as
+    :class:`newtonkit.methods.gauss_newton.LevenbergMarquardt` with ``update="trust-region"``):
+    the subproblem from one SVD of :math:`\tilde J D^{-1}` per Jacobian, λ by the Moré-Hebden
+    iteration on all problems at once; the radius and λ updates and the termination tests are
+    :mod:`newtonkit.methods._trust` (the same code the single-problem LM runs).
+``"gn"``, ``"hig"``
+    The minimum-norm Gauss-Newton step :math:`-J^+ r`, or the HIG direction
+    :math:`-\eta V\Sigma^\kappa U^T r` (singular values at or below ``truncation·σ_max``
+    dropped), from one SVD of J; Armijo backtracking per problem (HIG: unit steps unless
+    ``line_search=True``; non-finite trials are halved).
+``"newton"``
+    :math:`d = -(H + \tau I)^{-1} g` with :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the
+    ``"eigen"`` shift of :func:`newtonkit.linalg.regularized_cholesky_solve`) from one
+    symmetric eigendecomposition, Armijo backtracking; success only where
+    :math:`\lambda_{\min}(H) \ge -10^{-8}|\lambda_{\max}|` (else status 4).
+
+Derivatives: ``jac`` callable ``(B, m, n)`` (Newton: gradients ``(B, n)``, ``hess`` ``(B, n,
+n)``), ``"2-point"``/``"3-point"`` (batched differences, SciPy's steps), or omitted: torch
+autodiff (``torch.func``, vectorised with ``vmap``) on torch, else forward differences with a
+:class:`~newtonkit.FiniteDifferenceWarning`.  On torch, ``vectorize=True`` lifts a function
+written for one problem, ``fun(x, *args) -> (m,)``, with ``torch.func.vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from . import _backend as B
+from ._status import Status
+from .methods import _trust
+from .problems import FiniteDifferenceWarning
+
+__all__ = ["minimize_batch", "BatchResult", "multistart"]
+
+_STATUSES = list(Status)
+_RUNNING = -1
+_METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton": "gn",
+            "hig": "hig", "half-inverse": "hig", "newton": "newton"}
+#: Options each batched method understands (beyond maxiter, maxfev, gtol, ftol, xtol, disp,
+#: progress).
+_OPTIONS = {
+    "lm": {"factor": 100.0, "scaling": True},
+    "gn": {"line_search": True, "c1": 1e-4, "max_backtracks": 30},
+    "hig": {"exponent": -0.5, "truncation": 1e-6, "step": 1.0, "line_search": False,
+            "c1": 1e-4, "max_backtracks": 30},
+    "newton": {"line_search": True, "c1": 1e-4, "max_backtracks": 30, "factor": 1.5,
+               "indefinite_tol": 1e-8},
+}
+_DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8, 1e-14, 1e-10),
+                "newton": (1e-8, 1e-8, 1e-8)}
+
+
+class BatchResult(dict):
+    """The result of a batched run: SciPy's fields as arrays over the B problems.
+
+    ``x`` (B, n), ``fun`` (B,), ``jac`` (B, n) the gradient, ``residual`` (B, m) for least
+    squares — on the backend and device of ``X0``; ``status``, ``success``, ``nit``, ``nfev``,
+    ``njev`` (and ``nhev``) NumPy arrays (B,); ``message`` a one-line summary;
+    :meth:`message_of` the message of one problem; ``method``.
+    """
+
+    __getattr__ = dict.__getitem__
+
+    def message_of(self, i: int) -> str:
+        """The SciPy-style message of problem ``i``."""
+        st = _STATUSES[int(self["_status_index"][i])]
+        details = self["_details"].get(int(i), {})
+        try:
+            return st.message(**details)
+        except (KeyError, ValueError):
+            return st.message(columns="?", lambda_min=math.nan, error="?")
+
+    def termination_of(self, i: int) -> str:
+        return _STATUSES[int(self["_status_index"][i])].name
+
+    def __repr__(self) -> str:
+        return f"BatchResult({self['method']!r}, B={len(self['status'])}: {self['message']})"
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+class _Evaluator:
+    """``fun`` and its derivatives on subsets of rows, with per-problem call counts."""
+
+    def __init__(self, fun: Callable, args: tuple, jac: Any, hess: Any, kind: str, xp: Any,
+                 X0: Any, vectorize: bool) -> None:
+        self.xp, self.kind = xp, kind
+        self.Bn = X0.shape[0]
+        self.dtype = X0.dtype
+        self.torch = array_api_compat.is_torch_array(X0)
+        if vectorize:
+            if not self.torch:
+                raise ValueError("vectorize=True lifts a one-problem function with torch.func."
+                                 "vmap and needs torch arrays; with NumPy or CuPy pass a "
+                                 "vectorised fun(X) -> (B, m)")
+            import torch
+
+            single = fun
+            fun = torch.func.vmap(single)
+        self.fun, self.args = fun, tuple(args)
+        for k, a in enumerate(self.args):
+            if not (hasattr(a, "shape") and len(a.shape) >= 1 and a.shape[0] == self.Bn):
+                shape = getattr(a, "shape", type(a).__name__)
+                raise ValueError(f"with batch=True every entry of args is per-problem data with "
+                                 f"leading dimension B={self.Bn}; args[{k}] has shape {shape} "
+                                 f"(bind shared data into fun with a closure)")
+        self.nfev = np.zeros(self.Bn, dtype=np.int64)
+        self.njev = np.zeros(self.Bn, dtype=np.int64)
+        self.nhev = np.zeros(self.Bn, dtype=np.int64)
+        self.jac, self.hess = jac, hess
+        self.notes: list[str] = []
+        self.jac_scheme = self._scheme(jac, "jac")
+        self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
+        self.eps = float(xp.finfo(self.dtype).eps)
+
+    def _scheme(self, d: Any, name: str) -> str:
+        if d is None:
+            if self.torch:
+                return "autodiff"
+            if name == "hess":
+                return "2-point"
+            self.notes.append(f"no {name} given: forward differences (2-point) are used, which "
+                              f"costs n evaluations of fun per {name} and about half the digits")
+            return "2-point"
+        if isinstance(d, str):
+            if d not in ("2-point", "3-point"):
+                raise ValueError(f"{name} must be a callable, '2-point' or '3-point' with "
+                                 f"batch=True, got {d!r}")
+            return d
+        if callable(d):
+            return "callable"
+        raise ValueError(f"{name} must be a callable, '2-point' or '3-point' with batch=True, "
+                         f"got {type(d).__name__}")
+
+    def _args(self, rows: Any) -> tuple:
+        return tuple(self.xp.take(a, rows, axis=0) for a in self.args)
+
+    def values(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
+        """``fun`` on the rows ``rows`` (global indices), checked: (b, m) or (b,)."""
+        out = self.fun(X, *self._args(rows))
+        self.nfev[rows_np] += 1
+        return self._check(out, X, "fun")
+
+    def _check(self, out: Any, X: Any, what: str) -> Any:
+        xp, b = self.xp, X.shape[0]
+        if out is None or not hasattr(out, "shape"):
+            raise TypeError(f"{what} must return an array, got {type(out).__name__}")
+        if self.torch:
+            out = out.detach()
+        want = "(B,)" if self.kind == "objective" else "(B, m)"
+        ndim = 1 if self.kind == "objective" else 2
+        if len(out.shape) != ndim or out.shape[0] != b:
+            raise ValueError(f"with batch=True {what} must return {want} for X of shape "
+                             f"{tuple(X.shape)}; got shape {tuple(out.shape)}")
+        if out.dtype != X.dtype:
+            out = xp.astype(out, X.dtype)
+        return out
+
+    def objective(self, V: Any) -> Any:
+        """½‖r‖² per row (least squares) or the values themselves."""
+        if self.kind == "objective":
+            return V
+        return 0.5 * self.xp.sum(V * V, axis=1)
+
+    # -- first derivatives: (b, m, n) Jacobians, or (b, n) gradients for Newton
+    def first(self, X: Any, V: Any, rows: Any, rows_np: np.ndarray) -> Any:
+        xp, b, n = self.xp, X.shape[0], X.shape[1]
+        scheme = self.jac_scheme
+        if scheme == "callable":
+            D = self.jac(X, *self._args(rows))
+            if self.torch:
+                D = D.detach()
+            want = (b, n) if self.kind == "objective" else (b, V.shape[1], n)
+            if tuple(D.shape) != want:
+                raise ValueError(f"with batch=True jac must return shape {want} for X of shape "
+                                 f"{tuple(X.shape)}; got {tuple(D.shape)}")
+            D = xp.astype(D, X.dtype) if D.dtype != X.dtype else D
+        elif scheme == "autodiff":
+            D = self._autodiff_first(X, rows)
+        else:
+            D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme)
+            if self.kind != "objective":
+                D = xp.permute_dims(D, (0, 2, 1))  # (b, n, m) -> (b, m, n)
+        self.njev[rows_np] += 1
+        return D
+
+    def hessian(self, X: Any, G: Any, rows: Any, rows_np: np.ndarray) -> Any:
+        xp = self.xp
+        if self.hess_scheme == "callable":
+            H = self.hess(X, *self._args(rows))
+            if self.torch:
+                H = H.detach()
+            b, n = X.shape
+            if tuple(H.shape) != (b, n, n):
+                raise ValueError(f"with batch=True hess must return shape {(b, n, n)} for X of "
+                                 f"shape {tuple(X.shape)}; got {tuple(H.shape)}")
+        elif self.hess_scheme == "autodiff":
+            H = self._autodiff_hessian(X, rows)
+        else:
+            H = self._differences(lambda Z: self.first(Z, None, rows, rows_np), X, G,
+                                  self.hess_scheme)
+            self.njev[rows_np] -= H.shape[1] * (2 if self.hess_scheme == "3-point" else 1)
+            H = 0.5 * (H + xp.permute_dims(H, (0, 2, 1)))
+        self.nhev[rows_np] += 1
+        return H
+
+    def _differences(self, f: Callable, X: Any, F0: Any, scheme: str) -> Any:
+        """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with
+        SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point)."""
+        xp = self.xp
+        n = X.shape[1]
+        rel = self.eps ** (0.5 if scheme == "2-point" else 1.0 / 3.0)
+        H = rel * xp.maximum(xp.abs(X), xp.ones_like(X))
+        cols = []
+        for j in range(n):
+            e = xp.astype(xp.arange(n) == j, X.dtype)[None, :]
+            hj = (X + H * e)[:, j] - X[:, j]  # the step actually taken (exact in floating point)
+            if scheme == "2-point":
+                diff = f(X + H * e) - F0
+            else:
+                lo = X - H * e
+                hj = (X + H * e)[:, j] - lo[:, j]
+                diff = f(X + H * e) - f(lo)
+            cols.append(diff / _expand(xp, hj, diff))
+        return xp.stack(cols, axis=1)
+
+    def _autodiff_first(self, X: Any, rows: Any) -> Any:
+        import torch
+
+        args = self._args(rows)
+        fun = self.fun
+
+        def one(x, *a):  # one problem: the batched fun on a batch of one
+            out = fun(x[None], *(ai[None] for ai in a))
+            return out[0]
+
+        op = torch.func.grad if self.kind == "objective" else torch.func.jacrev
+        return torch.func.vmap(op(one))(X, *args).detach()
+
+    def _autodiff_hessian(self, X: Any, rows: Any) -> Any:
+        import torch
+
+        args = self._args(rows)
+        fun = self.fun
+
+        def one(x, *a):
+            return fun(x[None], *(ai[None] for ai in a))[0]
+
+        return torch.func.vmap(torch.func.hessian(one))(X, *args).detach()
+
+
+def _expand(xp: Any, h: Any, like: Any) -> Any:
+    """``h`` (b,) shaped to divide an array like ``like`` (b,) or (b, ...)."""
+    return xp.reshape(h, (h.shape[0],) + (1,) * (len(like.shape) - 1))
+
+
+# -- the batched subproblems ---------------------------------------------------------------------
+
+
+def _svd(xp: Any, A: Any) -> tuple[Any, Any, Any]:
+    return xp.linalg.svd(A, full_matrices=False)
+
+
+def _rows_dot(xp: Any, a: Any, b: Any) -> Any:
+    return xp.sum(a * b, axis=-1)
+
+
+def _matvec(xp: Any, M: Any, v: Any) -> Any:
+    """``M @ v`` per row: (b, p, q) × (b, q) → (b, p)."""
+    return (M @ v[..., None])[..., 0]
+
+
+def _vecmat(xp: Any, v: Any, M: Any) -> Any:
+    """``v @ M`` per row: (b, p) × (b, p, q) → (b, q)."""
+    return (v[:, None, :] @ M)[:, 0, :]
+
+
+def _merge(xp: Any, mask: Any, new: Any, old: Any) -> Any:
+    """Rows of ``new`` where ``mask`` (b,), else rows of ``old``."""
+    return xp.where(_expand(xp, mask, new), new, old)
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: Any,
+                   args: tuple, tol: float | None, callback: Callable | None,
+                   options: dict, vectorize: bool) -> BatchResult:
+    """See :func:`newtonkit.minimize` with ``batch=True`` and this module's docstring."""
+    name = _METHODS.get(str(method).lower() if method is not None else "newton")
+    if name is None:
+        raise ValueError(f"method {method!r} has no batched form; batch=True supports 'lm', "
+                         f"'gn', 'hig' and 'newton'")
+    if not hasattr(X0, "shape") or not hasattr(X0, "dtype") or isinstance(X0, np.generic):
+        X0 = np.asarray(X0, dtype=np.float64)
+    xp = B.array_namespace(X0)
+    if array_api_compat.is_torch_array(X0):
+        X0 = X0.detach()
+    if len(X0.shape) != 2:
+        raise ValueError(f"with batch=True X0 must be 2-D (B problems × n unknowns), got shape "
+                         f"{tuple(X0.shape)}")
+    if not xp.isdtype(X0.dtype, "real floating"):
+        X0 = xp.astype(X0, xp.float64)
+    B.check_real_float(xp, X0, "X0")
+    if X0.shape[1] == 0:
+        raise ValueError("X0 has n = 0 unknowns; there is nothing to optimise")
+    if not B.all_finite(xp, X0):
+        raise ValueError("X0 has non-finite entries (nan or inf)")
+    opts = dict(options or {})
+    common = {"maxiter", "maxfev", "gtol", "ftol", "xtol", "disp", "progress"}
+    known = common | set(_OPTIONS[name])
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for batched method {name!r}; known "
+                         f"options: {sorted(known)}")
+    o = {**_OPTIONS[name], **{k: v for k, v in opts.items() if k in _OPTIONS[name]}}
+    scale = math.sqrt(float(xp.finfo(X0.dtype).eps) / float(np.finfo(np.float64).eps))
+    g0, f0, x0 = (tol,) * 3 if tol is not None else tuple(t * scale for t in _DEFAULT_TOL[name])
+    n = X0.shape[1]
+    o.update(gtol=float(opts.get("gtol", g0)), ftol=float(opts.get("ftol", f0)),
+             xtol=float(opts.get("xtol", x0)),
+             maxiter=int(opts.get("maxiter", 200 * n if name != "hig" else 1000)),
+             maxfev=int(opts.get("maxfev", 100 * n * (n + 1) if name == "lm" else 10**9)),
+             progress=bool(opts.get("progress", False)))
+    for key in ("gtol", "ftol", "xtol"):
+        if not (o[key] >= 0 and math.isfinite(o[key])):
+            raise ValueError(f"option {key!r} must be a finite number >= 0, got {o[key]!r}")
+    kind = "objective" if name == "newton" else "outputs"
+    ev = _Evaluator(fun, args, jac, hess, kind, xp, B.copy(xp, X0), vectorize)
+    for note in ev.notes:
+        warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
+    run = _BatchRun(name, ev, o, xp, callback)
+    return run.solve(B.copy(xp, X0))
+
+
+class _BatchRun:
+    """One batched run: the active rows' state, the loop, and the finished rows."""
+
+    def __init__(self, name: str, ev: _Evaluator, o: dict, xp: Any,
+                 callback: Callable | None) -> None:
+        self.name, self.ev, self.o, self.xp, self.callback = name, ev, o, xp, callback
+        self.eps = ev.eps
+        self.tiny = float(xp.finfo(ev.dtype).smallest_normal)
+        Bn = ev.Bn
+        self.status = np.full(Bn, _RUNNING, dtype=np.int64)
+        self.nit = np.zeros(Bn, dtype=np.int64)
+        self.details: dict[int, dict] = {}
+        self.done: list[tuple] = []  # (rows_np, X, f, G, V) of finished rows
+
+    # -- helpers
+    def _idx(self, rows_np: np.ndarray) -> Any:
+        dev = array_api_compat.device(self.X)
+        return self.xp.asarray(rows_np, device=dev)
+
+    def _host(self, mask: Any) -> np.ndarray:
+        return np.asarray(B.to_numpy(mask), dtype=bool)
+
+    def solve(self, X: Any) -> BatchResult:
+        xp, ev = self.xp, self.ev
+        Bn = X.shape[0]
+        self.rows = np.arange(Bn)
+        self.X = X
+        if Bn == 0:
+            return self._result()
+        rows = self._idx(self.rows)
+        self.V = ev.values(X, rows, self.rows)
+        self.f = ev.objective(self.V)
+        if not self._host(xp.isfinite(self.f)).all():
+            bad = int(np.nonzero(~self._host(xp.isfinite(self.f)))[0][0])
+            raise ValueError(f"the objective is not finite at X0[{bad}]; start every problem "
+                             f"where fun is finite")
+        self.f0 = self.f
+        self.Xbest, self.fbest = X, self.f
+        self.init_method()
+        bar = None
+        if self.o["progress"]:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=Bn, desc=f"newtonkit {self.name} (batch)", leave=False)
+        try:
+            while self.rows.size:
+                self.finish_rows()
+                if not self.rows.size:
+                    break
+                self.step()
+                if bar is not None:
+                    bar.n = int((self.status != _RUNNING).sum())
+                    bar.refresh()
+                if self.callback is not None:
+                    try:
+                        self.callback(self._intermediate())
+                    except StopIteration:
+                        self.mark(np.ones(self.rows.size, bool), Status.CALLBACK)
+                        self.finish_rows()
+        except KeyboardInterrupt:
+            self.mark(np.ones(self.rows.size, bool), Status.INTERRUPTED)
+            self.finish_rows()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._result()
+
+    def _intermediate(self) -> dict:
+        return BatchResult(x=self.X, fun=self.f, rows=self.rows.copy(),
+                           nit=self.nit[self.rows].copy(), method=self.name)
+
+    def mark(self, mask_np: np.ndarray, status: Status, overwrite: bool = False) -> None:
+        """Set the status of the active rows in ``mask_np`` (those still running, unless
+        ``overwrite``)."""
+        g = self.rows[mask_np]
+        if not overwrite:
+            g = g[self.status[g] == _RUNNING]
+        self.status[g] = _STATUSES.index(status)
+
+    def finish_rows(self) -> None:
+        """Budgets, divergence and the best iterate on faults; then compaction: rows with a
+        status leave the working arrays."""
+        o, ev, xp = self.o, self.ev, self.xp
+        running = self.status[self.rows] == _RUNNING
+        self.mark(running & (self.nit[self.rows] >= o["maxiter"]), Status.MAXITER)
+        self.mark(running & (ev.nfev[self.rows] >= o["maxfev"]), Status.MAXFEV)
+        st = self.status[self.rows]
+        ended = st != _RUNNING
+        if not ended.any():
+            return
+        # a run that ends above f(x0) with a converged/budget/no-progress status diverged
+        above = self._host(self.f > self.f0)
+        soft = np.isin(st, [_STATUSES.index(s) for s in Status if s.code in (0, 1, 2)])
+        self.mark(ended & above & soft, Status.DIVERGED, overwrite=True)
+        st = self.status[self.rows]
+        fault = np.isin(st, [_STATUSES.index(s) for s in Status if s.fault])
+        fault_dev = xp.asarray(fault, device=array_api_compat.device(self.X))
+        X = _merge(xp, fault_dev, self.Xbest, self.X)
+        f = xp.where(fault_dev, self.fbest, self.f)
+        keep_np = ~ended
+        e = self._idx(np.nonzero(ended)[0])
+        G = self.gradient_rows(np.nonzero(ended)[0], X, fault)
+        V = xp.take(self.V, e, axis=0) if not fault.any() else self.values_at(X, e, ended)
+        self.done.append((self.rows[ended], xp.take(X, e, axis=0), xp.take(f, e, axis=0), G, V))
+        k = self._idx(np.nonzero(keep_np)[0])
+        self.compact(k)
+        self.rows = self.rows[keep_np]
+
+    def values_at(self, X: Any, e: Any, ended: np.ndarray) -> Any:
+        """The residual or value at the returned points of ended rows (the best iterate of a
+        faulted row is re-evaluated: one more call of fun for it, as the single-problem
+        result's residual)."""
+        xp = self.xp
+        fault = np.isin(self.status[self.rows[ended]],
+                        [_STATUSES.index(s) for s in Status if s.fault])
+        V = xp.take(self.V, e, axis=0)
+        if not fault.any():
+            return V
+        Vb = self.Vbest_rows(e)
+        return _merge(xp, xp.asarray(fault, device=array_api_compat.device(V)), Vb, V)
+
+    def compact(self, k: Any) -> None:
+        """Keep the rows ``k`` of every working array."""
+        xp = self.xp
+        for name in self.state_names():
+            setattr(self, name, xp.take(getattr(self, name), k, axis=0))
+
+    def state_names(self) -> list[str]:
+        return ["X", "V", "f", "f0", "Xbest", "fbest", "Vbest", "G", "Gbest"] + self.method_state
+
+    def _result(self) -> BatchResult:
+        xp, ev, Bn = self.xp, self.ev, self.ev.Bn
+        if Bn == 0:
+            n = self.X.shape[1]
+            empty = xp.zeros((0, n), dtype=self.X.dtype)
+            return BatchResult(x=empty, fun=xp.zeros((0,), dtype=self.X.dtype), jac=empty,
+                               status=np.zeros(0, np.int64), success=np.zeros(0, bool),
+                               nit=self.nit, nfev=ev.nfev, njev=ev.njev, nhev=ev.nhev,
+                               message="0 problems", method=self.name,
+                               _status_index=self.status, _details={})
+        order_np = np.argsort(np.concatenate([d[0] for d in self.done]), kind="stable")
+        order = xp.asarray(order_np, device=array_api_compat.device(self.done[0][1]))
+
+        def cat(k: int) -> Any:
+            return xp.take(xp.concat([d[k] for d in self.done], axis=0), order, axis=0)
+
+        st = [_STATUSES[i] for i in self.status]
+        res = BatchResult(x=cat(1), fun=cat(2), jac=cat(3),
+                          status=np.array([s.code for s in st], dtype=np.int64),
+                          success=np.array([s.success for s in st], dtype=bool),
+                          nit=self.nit, nfev=ev.nfev.copy(), njev=ev.njev.copy(),
+                          method=self.name, _status_index=self.status,
+                          _details=self.details)
+        if ev.kind == "objective":
+            res["nhev"] = ev.nhev.copy()
+        else:
+            res["residual"] = cat(4)
+        counts: dict[str, int] = {}
+        for s in st:
+            counts[s.name] = counts.get(s.name, 0) + 1
+        n_ok = int(res["success"].sum())
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        res["message"] = f"{n_ok} of {Bn} problems converged ({parts})"
+        return res
+
+    # -- method dispatch
+    def init_method(self) -> None:
+        getattr(self, f"_init_{self.name if self.name != 'hig' else 'gn'}")()
+
+    def step(self) -> None:
+        getattr(self, f"_step_{self.name if self.name != 'hig' else 'gn'}")()
+
+    def gradient_rows(self, ended: np.ndarray, X: Any, fault: np.ndarray) -> Any:
+        """The gradient at the returned points of the ended rows."""
+        xp = self.xp
+        e = self._idx(ended)
+        if self.name == "lm":
+            # LM linearises only before its next trial: rows that stopped right after an
+            # accepted step get the gradient there now (not counted in njev, as SciPy and the
+            # single-problem LM do)
+            stale = self._host(self.newJ)[ended]
+            if stale.any():
+                s_np = ended[stale]
+                s = self._idx(s_np)
+                Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+                njev = self.ev.njev.copy()
+                Js = self.ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+                self.ev.njev = njev
+                sel = np.zeros(self.rows.size, bool)
+                sel[s_np] = True
+                put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+                self.G = put(_vecmat(xp, Vs, Js), self.G)
+        G = xp.take(self.G, e, axis=0)
+        if fault[ended].any():
+            Gb = xp.take(self.Gbest, e, axis=0)
+            G = _merge(xp, xp.asarray(fault[ended], device=array_api_compat.device(G)), Gb, G)
+        return G
+
+    def Vbest_rows(self, e: Any) -> Any:
+        return self.xp.take(self.Vbest, e, axis=0)
+
+    def track_best(self, accepted: Any) -> None:
+        xp = self.xp
+        better = accepted & (self.f < self.fbest)
+        self.Xbest = _merge(xp, better, self.X, self.Xbest)
+        self.Vbest = _merge(xp, better, self.V, self.Vbest)
+        self.Gbest = _merge(xp, better, self.G, self.Gbest)
+        self.fbest = xp.where(better, self.f, self.fbest)
+
+    # == Levenberg-Marquardt ======================================================================
+    def _init_lm(self) -> None:
+        xp = self.xp
+        b, n = self.X.shape
+        z = xp.zeros((b,), dtype=self.X.dtype)
+        k = min(self.V.shape[1], n)
+        self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "s2", "sq", "c0",
+                             "Vt", "full", "gscaled", "nonfinite_run", "since"]
+        self.D = xp.ones_like(self.X)
+        self.delta, self.par, self.xnorm = z, z, z
+        self.first = xp.ones((b,), dtype=xp.bool)
+        self.newJ = xp.ones((b,), dtype=xp.bool)
+        self.s2 = self.sq = self.c0 = xp.zeros((b, k), dtype=self.X.dtype)
+        self.Vt = xp.zeros((b, k, n), dtype=self.X.dtype)
+        self.full = xp.zeros((b,), dtype=xp.bool)
+        self.G = self.Gbest = xp.zeros_like(self.X)
+        self.gscaled = z
+        self.Vbest = self.V
+        self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
+        self.since = xp.full((b,), -1, dtype=xp.int64)
+
+    def _linearize_lm(self, sel: np.ndarray) -> None:
+        """A new Jacobian at the rows ``sel`` (bool over the active rows): gradient, the
+        gradient test, scaling D and the SVD of J D⁻¹."""
+        xp, o, ev = self.xp, self.o, self.ev
+        s_np = np.nonzero(sel)[0]
+        if not s_np.size:
+            return
+        s = self._idx(s_np)
+        X, V = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+        J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
+        G = _vecmat(xp, V, J)
+        cn = xp.linalg.vector_norm(J, axis=1)  # (b', n) column norms
+        rn = xp.linalg.vector_norm(V, axis=1)
+        safe_cn = xp.where(cn > 0, cn, xp.ones_like(cn))
+        ratio = xp.where(cn > 0, xp.abs(G) / safe_cn, xp.zeros_like(G))
+        gscaled = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
+                           xp.zeros_like(rn))
+        finite_g = xp.all(xp.isfinite(G), axis=1)
+        gscaled = xp.where(finite_g, gscaled, xp.full_like(gscaled, math.inf))
+        first = xp.take(self.first, s, axis=0)
+        D_old = xp.take(self.D, s, axis=0)
+        if o["scaling"]:
+            D = xp.where(_expand(xp, first, cn), xp.where(cn > 0, cn, xp.ones_like(cn)),
+                         xp.maximum(D_old, cn))
+        else:
+            D = D_old
+        U, sv, Vt = _svd(xp, J / D[:, None, :])
+        q = _vecmat(xp, V, U)
+        m, n = J.shape[1], J.shape[2]
+        rcond = self.eps * max(m, n)
+        keep = sv > rcond * sv[:, :1]
+        c0 = xp.where(keep, q / xp.where(keep, sv, xp.ones_like(sv)), xp.zeros_like(sv))
+        full = xp.all(keep, axis=1) & (sv.shape[1] == n)
+        xn = xp.linalg.vector_norm(D * X, axis=1)
+        delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
+        put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+        self.G = put(G, self.G)
+        self.Gbest = xp.where(_expand(xp, self._dev(sel), self.G) &
+                              _expand(xp, self.fbest == self.f, self.G), self.G, self.Gbest)
+        self.gscaled = put(gscaled, self.gscaled)
+        self.D = put(D, self.D)
+        self.s2, self.sq, self.c0 = put(sv * sv, self.s2), put(sv * q, self.sq), put(c0, self.c0)
+        self.Vt = put(Vt, self.Vt)
+        self.full = put(full, self.full)
+        self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
+        self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
+        # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
+        gs = self._host(put(gscaled, self.gscaled))
+        f_np = B.to_numpy(self.f)
+        self.mark(sel & (f_np == 0.0), Status.ZERO)
+        self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
+        self._gradient_test(sel & (gs <= o["gtol"]), J, s_np, cn)
+
+    def _dev(self, mask_np: np.ndarray) -> Any:
+        return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
+
+    def _gradient_test(self, met: np.ndarray, J: Any, s_np: np.ndarray, cn: Any) -> None:
+        """GTOL for the rows in ``met``, FD_ZERO_COLUMN where a difference Jacobian has an
+        exactly zero column (its gradient entry says nothing)."""
+        if self.ev.jac_scheme in ("2-point", "3-point") and met.any():
+            zero = self._host(self.xp.any(cn == 0, axis=1))
+            zmask = np.zeros_like(met)
+            zmask[s_np[zero]] = True
+            for i in np.nonzero(met & zmask)[0]:
+                k = int(np.nonzero(s_np == i)[0][0])
+                cols = np.nonzero(B.to_numpy(cn[k]) == 0)[0].tolist()
+                self.details[int(self.rows[i])] = {"columns": cols}
+            self.mark(met & zmask, Status.FD_ZERO_COLUMN)
+        self.mark(met, Status.GTOL)
+
+    def _step_lm(self) -> None:
+        xp, o, ev = self.xp, self.o, self.ev
+        self._linearize_lm(self._host(self.newJ) & (self.status[self.rows] == _RUNNING))
+        run = self.status[self.rows] == _RUNNING
+        if not run.all():
+            self.finish_rows()
+            run = self.status[self.rows] == _RUNNING
+            if not self.rows.size:
+                return
+        c, par, pnorm, jp2 = _trust.lm_subproblem(xp, self.s2, self.sq, self.c0, self.full,
+                                                  self.delta, self.par, self.tiny)
+        v = _vecmat(xp, c, self.Vt) / self.D
+        delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
+        X1 = self.X - v
+        V1 = ev.values(X1, self._idx(self.rows), self.rows)
+        f1 = ev.objective(V1)
+        upd = _trust.more_update(xp, self.f, f1, delta, par, pnorm, jp2)
+        acc = upd.accepted
+        self.X = _merge(xp, acc, X1, self.X)
+        self.V = _merge(xp, acc, V1, self.V)
+        self.f = xp.where(acc, f1, self.f)
+        xn1 = xp.linalg.vector_norm(self.D * X1, axis=1)
+        self.xnorm = xp.where(acc, xn1, self.xnorm)
+        self.delta, self.par = upd.delta, upd.par
+        self.first = self.first & ~acc
+        self.newJ = acc
+        acc_np = self._host(acc)
+        self.nit[self.rows[acc_np]] += 1
+        finite = xp.isfinite(f1)
+        self.nonfinite_run = xp.where(finite, xp.zeros_like(self.nonfinite_run),
+                                      self.nonfinite_run + 1)
+        self.since = xp.where(~finite, xp.zeros_like(self.since),
+                              xp.where(self.since < 0, self.since, self.since + 1))
+        code = _trust.more_termination(xp, upd, self.delta, self.xnorm, self.gscaled,
+                                       self.eps, o["ftol"], o["xtol"], self.nonfinite_run,
+                                       self.since)
+        self.fbest = xp.where(acc & (self.f < self.fbest), self.f, self.fbest)
+        self.Xbest = _merge(xp, acc & (self.f <= self.fbest), self.X, self.Xbest)
+        self.Vbest = _merge(xp, acc & (self.f <= self.fbest), self.V, self.Vbest)
+        self._mark_codes(code)
+
+    def _mark_codes(self, code: Any) -> None:
+        code_np = B.to_numpy(code)
+        for k, status in enumerate(_trust.CODES):
+            if status is not None:
+                self.mark(code_np == k, status)
+
+    # == Gauss-Newton and HIG (line search on an SVD direction) ==================================
+    def _init_gn(self) -> None:
+        xp = self.xp
+        self.method_state = ["J"]
+        self.Vbest = self.V
+        self.J = None
+        rows = self.rows
+        J = self.ev.first(self.X, self.V, self._idx(rows), rows)
+        self.J = J
+        self.G = _vecmat(xp, self.V, J)
+        self.Gbest = self.G
+        self._lsq_gradient_test(np.ones(rows.size, bool))
+
+    def _lsq_gradient_test(self, sel: np.ndarray) -> None:
+        xp = self.xp
+        cn = xp.linalg.vector_norm(self.J, axis=1)
+        rn = xp.linalg.vector_norm(self.V, axis=1)
+        ratio = xp.where(cn > 0, xp.abs(self.G) / xp.where(cn > 0, cn, xp.ones_like(cn)),
+                         xp.zeros_like(self.G))
+        gs = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
+                      xp.zeros_like(rn))
+        gs = xp.where(xp.all(xp.isfinite(self.G), axis=1), gs, xp.full_like(gs, math.inf))
+        gs_np = self._host(gs <= self.o["gtol"])
+        f_np = B.to_numpy(self.f)
+        self.mark(sel & (f_np == 0.0), Status.ZERO)
+        self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
+        self._gradient_test(sel & gs_np, self.J, np.arange(self.rows.size), cn)
+
+    def _direction_gn(self) -> Any:
+        """−J⁺r (gn) or −η V Σ^κ Uᵀr (hig), dropping σ ≤ threshold."""
+        xp, o = self.xp, self.o
+        U, s, Vt = _svd(xp, self.J)
+        q = _vecmat(xp, self.V, U)
+        m, n = self.J.shape[1], self.J.shape[2]
+        if self.name == "gn":
+            thr = self.eps * max(m, n) * s[:, :1]
+            power, eta = -1.0, 1.0
+        else:
+            thr = o["truncation"] * s[:, :1]
+            power, eta = o["exponent"], o["step"]
+        keep = s > thr
+        safe = xp.where(keep, s, xp.ones_like(s))
+        coef = xp.where(keep, safe ** power * q, xp.zeros_like(q))
+        return -eta * _vecmat(xp, coef, Vt)
+
+    def _step_gn(self) -> None:
+        xp, o, ev = self.xp, self.o, self.ev
+        d = self._direction_gn()
+        slope = _rows_dot(xp, self.G, d)
+        dnorm = xp.linalg.vector_norm(d, axis=1)
+        xnorm = xp.linalg.vector_norm(self.X, axis=1)
+        armijo = self.name == "gn" and o["line_search"] or self.name == "hig" and o[
+            "line_search"]
+        bad = ~xp.all(xp.isfinite(d), axis=1)
+        self.mark(self._host(bad), Status.NONFINITE)
+        if self.name == "gn":
+            self.mark(self._host(dnorm <= o["xtol"] * (o["xtol"] + xnorm)), Status.XTOL)
+        if armijo:
+            self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
+        t, X1, V1, f1, nonfinite = self._backtrack(d, slope, armijo)
+        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
+        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
+        self.mark(~ok, Status.LINE_SEARCH)
+        acc = self._dev(ok)
+        f_prev = self.f
+        self.X = _merge(xp, acc, X1, self.X)
+        self.V = _merge(xp, acc, V1, self.V)
+        self.f = xp.where(acc, f1, self.f)
+        self.nit[self.rows[ok]] += 1
+        # Jacobians at the accepted points
+        s_np = np.nonzero(ok)[0]
+        if s_np.size:
+            s = self._idx(s_np)
+            Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+            Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+            self.J = put(Js, self.J)
+            self.G = put(_vecmat(xp, Vs, Js), self.G)
+        self._lsq_gradient_test(ok)
+        # after a full step, the change tests; after a shortened one, stagnation
+        full = self._host(t == 1.0) & ok
+        short = ok & ~full
+        small_f = self._host(xp.abs(f_prev - self.f) <= o["ftol"] * xp.abs(f_prev))
+        step_norm = t * dnorm
+        small_x = self._host(step_norm <= o["xtol"] * (o["xtol"] + xp.linalg.vector_norm(
+            self.X, axis=1)))
+        uphill = self._host(self.f > f_prev)
+        conv = full & ~uphill
+        self.mark(conv & small_f & small_x, Status.FTOL_XTOL)
+        self.mark(conv & small_f, Status.FTOL)
+        self.mark(conv & small_x, Status.XTOL)
+        stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
+        self.mark(short & stuck, Status.NO_PROGRESS)
+        self.track_best(acc)
+
+    def _backtrack(self, d: Any, slope: Any, armijo: bool) -> tuple:
+        """Per-row backtracking from t = 1 (the rule of :func:`methods._linesearch.backtrack`):
+        the first t with a finite value (and the Armijo condition when ``armijo``)."""
+        xp, o, ev = self.xp, self.o, self.ev
+        b = self.X.shape[0]
+        t = xp.ones((b,), dtype=self.X.dtype)
+        found = xp.asarray(self.status[self.rows] != _RUNNING,
+                           device=array_api_compat.device(self.X))
+        t_ok = xp.zeros_like(t)
+        X1, V1, f1 = self.X, self.V, self.f
+        nonfinite = xp.zeros((b,), dtype=xp.bool)
+        for _ in range(o["max_backtracks"]):
+            s_np = np.nonzero(~self._host(found))[0]
+            if not s_np.size:
+                break
+            s = self._idx(s_np)
+            ts = xp.take(t, s, axis=0)
+            Xt = xp.take(self.X, s, axis=0) + ts[:, None] * xp.take(d, s, axis=0)
+            Vt = ev.values(Xt, self._idx(self.rows[s_np]), self.rows[s_np])
+            ft = ev.objective(Vt)
+            f0s, sl = xp.take(self.f, s, axis=0), xp.take(slope, s, axis=0)
+            fin = xp.isfinite(ft) & xp.all(xp.isfinite(xp.reshape(Vt, (Vt.shape[0], -1))),
+                                           axis=1)
+            good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
+            sel = np.zeros(b, bool)
+            sel[s_np] = True
+            put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+            good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
+            X1 = _merge(xp, good_full, put(Xt, X1), X1)
+            V1 = _merge(xp, good_full, put(Vt, V1), V1)
+            f1 = xp.where(good_full, put(ft, f1), f1)
+            t_ok = xp.where(good_full, t, t_ok)
+            found = found | good_full
+            nonfinite = nonfinite | (self._dev(sel) & ~put(fin, xp.ones((b,), dtype=xp.bool)))
+            # the next trial: the safeguarded quadratic minimiser, or half on a non-finite value
+            denom = 2.0 * (ft - f0s - sl * ts)
+            quad = xp.where(denom > 0, -sl * ts * ts / xp.where(denom > 0, denom, 1.0),
+                            0.5 * ts)
+            t_new = xp.where(fin, xp.minimum(xp.maximum(quad, 0.1 * ts), 0.5 * ts), 0.5 * ts)
+            t = xp.where(self._dev(sel) & ~found, put(t_new, t), t)
+        return t_ok, X1, V1, f1, nonfinite
+
+    # == Newton ===================================================================================
+    def _init_newton(self) -> None:
+        self.method_state = ["H"]
+        self.Vbest = self.V
+        rows = self.rows
+        self.G = self.ev.first(self.X, self.V, self._idx(rows), rows)
+        self.Gbest = self.G
+        self.H = self.ev.hessian(self.X, self.G, self._idx(rows), rows)
+        self._newton_tests(np.ones(rows.size, bool))
+
+    def _newton_tests(self, sel: np.ndarray) -> None:
+        xp, o = self.xp, self.o
+        finite = self._host(xp.all(xp.isfinite(self.G), axis=1) &
+                            xp.all(xp.isfinite(xp.reshape(self.H, (self.H.shape[0], -1))),
+                                   axis=1))
+        self.mark(sel & ~finite, Status.NONFINITE)
+        met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= o["gtol"])
+        self._curvature_check(met, Status.GTOL)
+
+    def _curvature_check(self, met: np.ndarray, status: Status) -> None:
+        """``status`` where the Hessian is positive semi-definite to tolerance, else
+        INDEFINITE (a saddle point or a maximum)."""
+        if not met.any():
+            return
+        xp = self.xp
+        w = xp.linalg.eigvalsh(self.H)
+        lo, hi = w[:, 0], w[:, -1]
+        indef = self._host((lo < -self.o["indefinite_tol"] * xp.abs(hi)) | (hi < 0))
+        for i in np.nonzero(met & indef)[0]:
+            self.details[int(self.rows[i])] = {"lambda_min": float(B.to_numpy(lo[int(i)]))}
+        self.mark(met & indef, Status.INDEFINITE)
+        self.mark(met, status)
+
+    def _step_newton(self) -> None:
+        xp, o, ev = self.xp, self.o, self.ev
+        lam, Q = xp.linalg.eigh(self.H)
+        tau = xp.maximum(-o["factor"] * lam[:, :1], xp.zeros_like(lam[:, :1]))
+        shifted = lam + tau
+        ok_shift = xp.all(shifted > 0, axis=1)
+        # a singular semi-definite H (τ = 0 and a zero eigenvalue): the smallest positive shift
+        # that makes the solve well defined, ε·max|λ|
+        floor = self.eps * xp.max(xp.abs(lam), axis=1, keepdims=True)
+        shifted = xp.where(shifted > floor, shifted, floor + xp.zeros_like(shifted))
+        qg = _vecmat(xp, self.G, Q)
+        d = -_vecmat(xp, qg / shifted, xp.permute_dims(Q, (0, 2, 1)))
+        del ok_shift
+        bad = ~xp.all(xp.isfinite(d), axis=1)
+        self.mark(self._host(bad), Status.NONFINITE)
+        dnorm = xp.linalg.vector_norm(d, axis=1)
+        xnorm = xp.linalg.vector_norm(self.X, axis=1)
+        self.mark(self._host(dnorm <= o["xtol"] * (o["xtol"] + xnorm)), Status.XTOL)
+        slope = _rows_dot(xp, self.G, d)
+        if o["line_search"]:
+            self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
+        t, X1, V1, f1, nonfinite = self._backtrack(d, slope, o["line_search"])
+        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
+        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
+        self.mark(~ok, Status.LINE_SEARCH)
+        acc = self._dev(ok)
+        f_prev = self.f
+        self.X = _merge(xp, acc, X1, self.X)
+        self.V = _merge(xp, acc, V1, self.V)
+        self.f = xp.where(acc, f1, self.f)
+        self.nit[self.rows[ok]] += 1
+        s_np = np.nonzero(ok)[0]
+        if s_np.size:
+            s = self._idx(s_np)
+            Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+            r = self._idx(self.rows[s_np])
+            Gs = ev.first(Xs, Vs, r, self.rows[s_np])
+            Hs = ev.hessian(Xs, Gs, r, self.rows[s_np])
+            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+            self.G, self.H = put(Gs, self.G), put(Hs, self.H)
+        self._newton_tests(ok)
+        full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
+        small_x = self._host(t * dnorm <= o["xtol"] * (o["xtol"] + xp.linalg.vector_norm(
+            self.X, axis=1)))
+        scale = xp.maximum(xp.maximum(xp.abs(f_prev), xp.abs(self.f)), xp.ones_like(self.f))
+        small_f = self._host(xp.abs(f_prev - self.f) <= o["ftol"] * scale)
+        uphill = self._host(self.f > f_prev)
+        conv = full & ~uphill & (small_x | small_f)
+        both, fx = conv & small_x & small_f, conv & small_x
+        self._curvature_check(both, Status.FTOL_XTOL)
+        self._curvature_check(fx, Status.XTOL)
+        self._curvature_check(conv, Status.FTOL)
+        self.track_best(acc)
+
+
+def _scatter_rows(xp: Any, sel: np.ndarray, pos: Any) -> Callable[[Any, Any], Any]:
+    """A function ``put(new, old)``: ``old`` with the rows where ``sel`` (bool over the active
+    rows) replaced by the rows of ``new`` (one per selected row, in order).  ``pos`` is
+    ``cumsum(sel) − 1`` on the device: the row of ``new`` for each selected row."""
+
+    def put(new: Any, old: Any) -> Any:
+        if new.shape[0] == 0:
+            return old
+        dev = array_api_compat.device(old)
+        idx = xp.clip(pos, 0, new.shape[0] - 1) if hasattr(xp, "clip") else pos
+        gathered = xp.take(new, idx, axis=0)
+        mask = xp.asarray(sel, device=dev)
+        return xp.where(_expand(xp, mask, old), gathered, old)
+
+    return put
+
+
+def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) -> Any:
+    """Solve one problem from K start points as a batch; return the best result.
+
+    Parameters
+    ----------
+    fun : callable
+        As for ``minimize(..., batch=True)``: vectorised over the rows of its input (or, on
+        torch, a one-problem function with ``vectorize=True``).
+    starts : array (K, n)
+        Start points.
+    method, **kwargs
+        Passed to :func:`newtonkit.minimize` with ``batch=True``.
+
+    Returns
+    -------
+    OptimizeResult
+        The successful run with the lowest objective (the lowest overall when none
+        succeeded): ``x``, ``fun``, ``jac``, ``status``, ``success``, ``message``, ``nit``,
+        ``nfev``, ``njev`` of that start, ``start`` its index, and ``batch`` the
+        :class:`BatchResult` of all K starts (to see the distinct minima found).
+    """
+    from ._minimize import OptimizeResult, minimize
+
+    res = minimize(fun, starts, method=method, batch=True, **kwargs)
+    fun_np = np.asarray(B.to_numpy(res["fun"]), dtype=np.float64)
+    if fun_np.size == 0:
+        raise ValueError("multistart needs at least one start point")
+    pool = np.where(res["success"], fun_np, np.inf)
+    if not np.isfinite(pool).any():
+        pool = np.where(np.isfinite(fun_np), fun_np, np.inf)
+    k = int(np.argmin(pool))
+    out = OptimizeResult(x=res["x"][k], fun=float(fun_np[k]), jac=res["jac"][k],
+                         status=int(res["status"][k]), success=bool(res["success"][k]),
+                         message=res.message_of(k), termination=res.termination_of(k),
+                         nit=int(res["nit"][k]), nfev=int(res["nfev"][k]),
+                         njev=int(res["njev"][k]), method=res["method"], start=k, batch=res)
+    return out

@@ -1,0 +1,166 @@
+r"""Moré's trust-region rules for Levenberg-Marquardt, written once for one problem or many.
+
+Every function here takes ``ops``: an array namespace (arrays of shape ``(B,)``, one entry per
+problem: the batched driver, :mod:`newtonkit._batch`) or :data:`SCALAR` (Python floats: the
+single-problem :class:`~newtonkit.methods.gauss_newton.LevenbergMarquardt`).  Only
+elementwise arithmetic, comparisons combined with ``&`` and ``|``, and ``ops.where``,
+``ops.minimum``, ``ops.maximum``, ``ops.isfinite``, ``ops.logical_not`` are used, so both run
+the same lines.
+
+With ``f = ½‖r‖²`` at ``x``, the trial ``f1`` at ``x + p``, the scaled step norm
+``pnorm = ‖Dp‖``, ``jp2 = ‖J̃p‖²`` and λ (``par``):
+
+* ``actred = 1 − f1/f`` (−1 when ``f1`` is not finite or ≥ 100 f), ``prered = (jp2 +
+  2λ‖Dp‖²)/(2f)``, ``ratio = actred/prered``;
+* ratio ≤ ¼: Δ ← temp·min(Δ, ‖Dp‖/0.1), λ ← λ/temp with temp = ½, or MINPACK's
+  interpolation when ``actred < 0``, at least 0.1; ratio ≥ ¾ or λ = 0: Δ ← 2‖Dp‖, λ ← λ/2;
+* accepted when ratio ≥ 10⁻⁴;
+* ``ftol``: |actred| ≤ ftol, prered ≤ ftol and ratio ≤ 2; ``xtol``: Δ ≤ xtol·‖Dx‖; no progress
+  when those hold with ε, or the scaled gradient ≤ ε.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .._status import Status
+
+__all__ = ["SCALAR", "more_update", "more_termination", "lm_subproblem", "CODES",
+           "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
+
+#: Consecutive non-finite trial points after which LM gives up.
+MAX_NONFINITE_TRIALS = 20
+#: A stop on the ftol/xtol test this few trials after a non-finite one is not convergence.
+RECENT_NONFINITE = 10
+#: The statuses :func:`more_termination` returns, by code (0: go on).
+CODES = (None, Status.FTOL, Status.XTOL, Status.FTOL_XTOL, Status.NO_PROGRESS, Status.NONFINITE)
+
+
+class _Scalar:
+    """The three functions the rules need, for Python floats."""
+
+    @staticmethod
+    def where(c: bool, a: Any, b: Any) -> Any:
+        return a if c else b
+
+    minimum = staticmethod(min)
+    maximum = staticmethod(max)
+
+    @staticmethod
+    def isfinite(a: float) -> bool:
+        return math.isfinite(a)
+
+    @staticmethod
+    def logical_not(a: bool) -> bool:
+        return not a
+
+
+SCALAR = _Scalar()
+
+
+@dataclass(frozen=True)
+class Update:
+    """The result of one trial: the new radius and λ, and what the termination tests read."""
+
+    delta: Any
+    par: Any
+    ratio: Any
+    actred: Any
+    prered: Any
+    accepted: Any
+    finite: Any
+
+
+def more_update(ops: Any, f: Any, f1: Any, delta: Any, par: Any, pnorm: Any,
+                jp2: Any) -> Update:
+    """Moré's update of Δ and λ after a trial (module docstring)."""
+    finite = ops.isfinite(f1)
+    not_ = ops.logical_not
+    big = not_(finite) | not_(f1 < 100.0 * f)  # not finite, or grew a hundredfold
+    actred = ops.where(big, -1.0, 1.0 - ops.where(big, 0.0, f1) / f)
+    prered = (jp2 + 2.0 * par * pnorm * pnorm) / (2.0 * f)
+    ratio = ops.where(prered != 0, actred / ops.where(prered != 0, prered, 1.0), 0.0)
+    dirder = -(jp2 + par * pnorm * pnorm) / (2.0 * f)
+    denom = dirder + 0.5 * actred
+    interp = 0.5 * dirder / ops.where(denom != 0, denom, 1.0)
+    temp = ops.where(actred >= 0, 0.5, interp)
+    temp = ops.where(big | not_(temp >= 0.1), 0.1, temp)
+    shrink = ratio <= 0.25
+    grow = not_(shrink) & ((par == 0.0) | (ratio >= 0.75))
+    new_delta = ops.where(shrink, temp * ops.minimum(delta, pnorm / 0.1),
+                          ops.where(grow, pnorm / 0.5, delta))
+    new_par = ops.where(shrink, par / temp, ops.where(grow, 0.5 * par, par))
+    return Update(new_delta, new_par, ratio, actred, prered, ratio >= 1e-4, finite)
+
+
+def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, eps: float,
+                     ftol: float, xtol: float, nonfinite_run: Any, since: Any) -> Any:
+    """The code (index into :data:`CODES`) after a trial: 0 go on, else FTOL, XTOL, both,
+    NO_PROGRESS, or NONFINITE — a stop reached by shrinking away from non-finite values (the
+    trial itself non-finite, ``MAX_NONFINITE_TRIALS`` in a row, or a small-step stop within
+    ``RECENT_NONFINITE`` trials of one: ``since`` counts trials since the last, −1 for none)."""
+    calm = 0.5 * u.ratio <= 1
+    small_f = (abs(u.actred) <= ftol) & (u.prered <= ftol) & calm
+    small_x = delta <= xtol * xnorm
+    stuck = ((abs(u.actred) <= eps) & (u.prered <= eps) & calm) | (delta <= eps * xnorm) | (
+        gnorm <= eps)
+    code = ops.where(small_f & small_x, 3, ops.where(small_f, 1, ops.where(small_x, 2, 0)))
+    code = ops.where(code == 0, ops.where(stuck, 4, 0), code)
+    run = nonfinite_run > 0
+    recent = (since >= 0) & (since < RECENT_NONFINITE) & (code >= 1) & (code <= 3)
+    nonfinite = (run & ((code != 0) | (nonfinite_run >= MAX_NONFINITE_TRIALS))) | recent
+    return ops.where(nonfinite, 5, code)
+
+
+def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,
+                  tiny: float) -> tuple[Any, Any, Any, Any]:
+    r"""MINPACK's λ iteration for B problems at once, from the SVD terms of each scaled
+    Jacobian :math:`A = \tilde J D^{-1} = U\,\mathrm{diag}(s)\,V^T` (as the SVD route of
+    :class:`newtonkit.methods._lmpar.TrustRegionSubproblem`).
+
+    ``s2 = s²``, ``sq = s·Uᵀr``, ``c0 = Uᵀr/s`` (0 where s was dropped), each ``(B, k)``;
+    ``full`` (B,) whether every s was kept; ``delta``, ``par0`` (B,).  Returns ``(c, λ, ‖c‖,
+    ‖A p̂‖²)`` with the scaled step ``p̂ = −Vc``: λ = 0 where the Gauss-Newton step fits in
+    1.1Δ, else ``|‖c‖ − Δ| ≤ 0.1Δ`` after at most 10 safeguarded Newton steps on
+    :math:`\phi(\lambda) = \|c(\lambda)\| - \Delta`, :math:`c = sq/(s^2+\lambda)`.
+    """
+    n0 = xp.linalg.vector_norm(c0, axis=1)
+    gnorm = xp.linalg.vector_norm(sq, axis=1)  # ‖Aᵀr‖
+    safe_n0 = xp.where(n0 > 0, n0, 1.0)
+    dphi0 = -xp.sum(c0 * c0 / xp.where(s2 > 0, s2, 1.0), axis=1) / safe_n0
+    upper = xp.where(gnorm > 0, gnorm / delta, tiny / xp.minimum(delta, 0.1 + 0 * delta))
+    lower = xp.where(full, -(n0 / delta) * (n0 - delta) / xp.where(full, dphi0, -1.0), 0.0)
+    lower = xp.where(full, lower, 0.0 * lower)
+    alpha = xp.minimum(xp.maximum(par0, lower), upper)
+    alpha = xp.where(alpha == 0.0, gnorm / safe_n0, alpha)
+    gn = n0 - delta <= 0.1 * delta
+    active = ~gn
+    c, nrm, out_alpha = c0, n0, xp.zeros_like(alpha)
+    fp = n0 - delta
+    for it in range(1, 11):
+        alpha = xp.where(alpha == 0.0, xp.maximum(tiny + 0 * upper, 0.001 * upper), alpha)
+        den = s2 + alpha[:, None]
+        ct = sq / den
+        nt = xp.linalg.vector_norm(ct, axis=1)
+        prev, fp = fp, nt - delta
+        stop = (xp.abs(fp) <= 0.1 * delta) | ((lower == 0.0) & (fp <= prev) & (prev < 0))
+        if it == 10:
+            stop = xp.ones_like(stop)
+        take = active & stop
+        c = xp.where(take[:, None], ct, c)
+        nrm = xp.where(take, nt, nrm)
+        out_alpha = xp.where(take, alpha, out_alpha)
+        active = active & ~stop
+        if not bool(xp.any(active)):
+            break
+        dphi = -xp.sum(ct / den * ct, axis=1) / xp.where(nt > 0, nt, 1.0)
+        correction = -(nt / delta) * fp / xp.where(dphi != 0, dphi, -1.0)
+        lower = xp.where(active & (fp > 0), xp.maximum(lower, alpha), lower)
+        upper = xp.where(active & (fp < 0), xp.minimum(upper, alpha), upper)
+        alpha = xp.where(active, xp.maximum(lower, alpha + correction), alpha)
+    # ‖A p̂‖² = Σ s²c² = sq·c − λ‖c‖² (each term ≥ 0; the rounding is ε relative to the
+    # predicted reduction it enters)
+    jp2 = xp.maximum(xp.sum(sq * c, axis=1) - out_alpha * nrm * nrm, 0.0 * nrm)
+    return c, out_alpha, nrm, jp2
