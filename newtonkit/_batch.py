@@ -697,7 +697,7 @@ class _BatchRun:
         self._mark_codes(code)
 
     def _mark_codes(self, code: Any) -> None:
-        code_np = B.to_numpy(code)
+        code_np = np.asarray(B.to_numpy(code)).astype(np.int64)
         for k, status in enumerate(_trust.CODES):
             if status is not None:
                 self.mark(code_np == k, status)

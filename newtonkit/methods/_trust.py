@@ -97,7 +97,8 @@ def more_update(ops: Any, f: Any, f1: Any, delta: Any, par: Any, pnorm: Any,
 
 def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, eps: float,
                      ftol: float, xtol: float, nonfinite_run: Any, since: Any) -> Any:
-    """The code (index into :data:`CODES`) after a trial: 0 go on, else FTOL, XTOL, both,
+    """The code (index into :data:`CODES`, a float) after a trial: 0 go on, else FTOL, XTOL,
+    both,
     NO_PROGRESS, or NONFINITE — a stop reached by shrinking away from non-finite values (the
     trial itself non-finite, ``MAX_NONFINITE_TRIALS`` in a row, or a small-step stop within
     ``RECENT_NONFINITE`` trials of one: ``since`` counts trials since the last, −1 for none)."""
@@ -106,12 +107,13 @@ def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, ep
     small_x = delta <= xtol * xnorm
     stuck = ((abs(u.actred) <= eps) & (u.prered <= eps) & calm) | (delta <= eps * xnorm) | (
         gnorm <= eps)
-    code = ops.where(small_f & small_x, 3, ops.where(small_f, 1, ops.where(small_x, 2, 0)))
-    code = ops.where(code == 0, ops.where(stuck, 4, 0), code)
+    zero = 0.0 * delta  # codes as floats of delta's kind (a where needs one array operand)
+    code = ops.where(small_f, 1.0, zero) + ops.where(small_x, 2.0, zero)
+    code = ops.where((code == 0) & stuck, 4.0, code)
     run = nonfinite_run > 0
     recent = (since >= 0) & (since < RECENT_NONFINITE) & (code >= 1) & (code <= 3)
     nonfinite = (run & ((code != 0) | (nonfinite_run >= MAX_NONFINITE_TRIALS))) | recent
-    return ops.where(nonfinite, 5, code)
+    return ops.where(nonfinite, 5.0, code)
 
 
 def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,

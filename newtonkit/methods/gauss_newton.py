@@ -275,7 +275,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         code = _trust.more_termination(_trust.SCALAR, u, delta, xnorm, d["gnorm"], self.eps,
                                        tol["ftol"], tol["xtol"], new["nonfinite_run"],
                                        -1 if since is None else since)
-        out.stop = _trust.CODES[code]
+        out.stop = _trust.CODES[int(code)]
         return out
 
     def _nielsen_trial(self, state: State) -> State:

@@ -1,0 +1,366 @@
+"""Batched solves: ``minimize(..., batch=True)`` and ``multistart``.
+
+A batch of B problems must give each problem the result of its own run (the same iterates:
+the batched code runs the single-problem rules row by row), isolate faults per problem, stop
+evaluating finished problems, and refuse malformed input with errors that name the shapes.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import strategies as S
+from hypothesis import given
+from hypothesis import strategies as st
+
+import newtonkit as nk
+from newtonkit import _backend as B
+
+T = np.linspace(0.0, 4.0, 30)
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _data(B_, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.uniform(1.0, 3.0, B_), rng.uniform(0.1, 0.6, B_)
+    return a[:, None] * np.exp(b[:, None] * T) + 0.05 * rng.standard_normal((B_, T.size))
+
+
+def _model(xp, backend, dtype):
+    t = S.to_backend(T, backend, dtype)
+
+    def fun(X, Y):
+        return X[:, :1] * xp.exp(X[:, 1:] * t) - Y
+
+    def jac(X, Y):
+        e = xp.exp(X[:, 1:] * t)
+        return xp.stack([e, X[:, :1] * t * e], axis=2)
+
+    return fun, jac
+
+
+def _one(fun, jac, Y):
+    """The one-problem functions of row ``Y`` (shape (1, m)) of the batched ones."""
+    return (lambda x: fun(x[None], Y)[0]), (lambda x: jac(x[None], Y)[0])
+
+
+# -- batched = per problem -----------------------------------------------------------------------
+
+
+def _distance_bound(x, Y):
+    """A bound on ‖x − x*‖ at a point x near the minimiser x* of ½‖r‖² for the exponential fit:
+    ‖∇f‖/μ with μ the smallest eigenvalue of ∇²f = JᵀJ + Σ rᵢ∇²rᵢ there (to first order)."""
+    fun, jac = _model(np, "numpy", "float64")
+    r, J = fun(x[None], Y[None])[0], jac(x[None], Y[None])[0]
+    te = T * np.exp(x[1] * T)
+    H = J.T @ J + np.array([[0.0, r @ te], [r @ te, x[0] * (r @ (T * te))]])
+    mu = np.linalg.eigvalsh(H)[0]
+    assert mu > 0
+    return np.linalg.norm(J.T @ r) / mu
+
+
+@given(B_=st.integers(1, 6), seed=st.integers(0, 2**16), backend=st.sampled_from(S.BACKENDS),
+       method=st.sampled_from(["lm", "gn", "hig", "newton"]))
+def test_each_problem_of_a_batch_runs_as_alone(B_, seed, backend, method):
+    """A batch of B gives every problem exactly the run it gets in a batch of one: the same
+    iterates bit for bit (rows never interact), status and counts."""
+    xp = S.namespace(backend)
+    fun, jac = _model(xp, backend, "float64")
+    hess = None
+    if method == "newton":
+        res_fn = fun
+
+        def fun(X, Y):
+            r = res_fn(X, Y)
+            return 0.5 * xp.sum(r * r, axis=1)
+
+        jac = hess = "3-point"
+    Y = S.to_backend(_data(B_, seed), backend, "float64")
+    X0 = S.to_backend(np.tile([1.0, 0.3], (B_, 1)), backend, "float64")
+    opts = {"maxiter": 20, **({"line_search": True} if method == "hig" else {})}
+    res = nk.minimize(fun, X0, method=method, jac=jac, hess=hess, args=(Y,), batch=True,
+                      options=opts)
+    assert res.x.shape == (B_, 2) and res.status.shape == (B_,)
+    for i in range(B_):
+        one = nk.minimize(fun, X0[i:i + 1, :], method=method, jac=jac, hess=hess,
+                          args=(Y[i:i + 1, :],), batch=True, options=opts)
+        assert one.termination_of(0) == res.termination_of(i)
+        assert (one.nfev[0], one.njev[0], one.nit[0]) == (res.nfev[i], res.njev[i], res.nit[i])
+        np.testing.assert_array_equal(S.to_np(one.x[0, :]), S.to_np(res.x[i, :]))
+
+
+@given(B_=st.integers(1, 6), seed=st.integers(0, 2**16), method=st.sampled_from(["lm", "gn"]))
+def test_batched_lm_and_gn_agree_with_single_problem_runs(B_, seed, method):
+    """Against the single-problem path (another factorisation of each J: the rounding differs
+    by ε·κ(J)²): both succeed, both points lie within the first-order distance bound of the
+    minimiser, and the evaluation counts agree up to the end game, where a trial is accepted
+    or rejected on a reduction at the rounding level (at most 2 evaluations apart)."""
+    fun, jac = _model(np, "numpy", "float64")
+    Y = _data(B_, seed)
+    X0 = np.tile([1.0, 0.3], (B_, 1))
+    res = nk.minimize(fun, X0, method=method, jac=jac, args=(Y,), batch=True)
+    for i in range(B_):
+        f1, j1 = _one(fun, jac, Y[i:i + 1])
+        single = nk.minimize(f1, X0[i], method=method, jac=j1)
+        assert res.success[i] and single.success
+        dist = _distance_bound(res.x[i], Y[i]) + _distance_bound(single.x, Y[i])
+        assert np.linalg.norm(res.x[i] - single.x) <= dist
+        assert abs(int(res.nfev[i]) - single.nfev) <= 2
+
+
+@pytest.mark.parametrize("method, opts", [("hig", {"line_search": True, "route": "svd"}),
+                                          ("newton", {})])
+def test_hig_and_newton_iterates_match_the_single_runs(method, opts):
+    """Three iterations (before the end game, where HIG's stalls are decided by rounding):
+    the batched iterates equal the single ones to 1e-10 relative."""
+    Y = _data(4, 1)
+    X0 = np.tile([1.0, 0.3], (4, 1))
+    fun, jac = _model(np, "numpy", "float64")
+    hess = None
+    if method == "newton":  # ½‖r‖² with its exact gradient Jᵀr and Hessian JᵀJ + Σ rᵢ∇²rᵢ
+        res_fn, res_jac = fun, jac
+
+        def fun(X, Y):
+            r = res_fn(X, Y)
+            return 0.5 * np.sum(r * r, axis=1)
+
+        def jac(X, Y):
+            return np.einsum("bmn,bm->bn", res_jac(X, Y), res_fn(X, Y))
+
+        def hess(X, Y):
+            r, Jr = res_fn(X, Y), res_jac(X, Y)
+            te = T * np.exp(X[:, 1:] * T)
+            second = np.stack([np.stack([0 * te, te], 2), np.stack([te, X[:, :1] * T * te],
+                                                                    2)], 2)
+            return np.einsum("bmi,bmj->bij", Jr, Jr) + np.einsum("bm,bmij->bij", r, second)
+
+    batch_opts = {k: v for k, v in opts.items() if k != "route"}
+    res = nk.minimize(fun, X0, method=method, jac=jac, hess=hess, args=(Y,), batch=True,
+                      options={**batch_opts, "maxiter": 3})
+    for i in range(4):
+        Yi = Y[i:i + 1]
+        f1, j1 = _one(fun, jac, Yi)
+        h1 = None if hess is None else (lambda x, Yi=Yi: hess(x[None], Yi)[0])
+        single = nk.minimize(f1, X0[i], method=method, jac=j1, hess=h1,
+                             options={**opts, "maxiter": 3})
+        assert res.nit[i] == single.nit == 3
+        assert np.linalg.norm(res.x[i] - single.x) <= 1e-10 * np.linalg.norm(single.x)
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_float32_batch_equals_batches_of_one(backend):
+    """float32: a batch of 5 equals five batches of one (the same code on the same rounded
+    data), to 10 ε₃₂·κ(J) relative with κ(J) < 1e3 on this fit."""
+    xp = S.namespace(backend)
+    fun, jac = _model(xp, backend, "float32")
+    Y = S.to_backend(_data(5, 3), backend, "float32")
+    X0 = S.to_backend(np.tile([1.0, 0.3], (5, 1)), backend, "float32")
+    res = nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True)
+    assert S.dtype_name(res.x) == "float32"
+    bound = 10 * float(np.finfo(np.float32).eps) * 1e3
+    for i in range(5):
+        one = nk.minimize(fun, X0[i:i + 1, :], method="lm", jac=jac, args=(Y[i:i + 1, :],),
+                          batch=True)
+        assert one.termination_of(0) == res.termination_of(i)
+        xo, xb = S.to_np(one.x[0, :]), S.to_np(res.x[i, :])
+        assert np.linalg.norm(xb - xo) <= bound * np.linalg.norm(xo)
+
+
+# -- faults, compaction, budgets -----------------------------------------------------------------
+
+
+def test_a_problem_that_turns_nan_stops_alone():
+    """Problem 2's residual is NaN everywhere but at its start: it ends with status 3 at x0,
+    and the others end exactly as in a batch without it."""
+    Y = _data(5, 7)
+    X0 = np.tile([1.0, 0.3], (5, 1))
+    fun, jac = _model(np, "numpy", "float64")
+
+    def poisoned(X, Y, flag):
+        r = fun(X, Y)
+        moved = np.any(X != np.array([1.0, 0.3]), axis=1)
+        return np.where((flag > 0) & moved, np.nan, 0.0)[:, None] + r
+
+    flag = np.array([0, 0, 1, 0, 0])
+    res = nk.minimize(poisoned, X0, method="lm", jac=lambda X, Y, f: jac(X, Y),
+                      args=(Y, flag), batch=True)
+    clean = nk.minimize(fun, X0[[0, 1, 3, 4]], method="lm", jac=jac, args=(Y[[0, 1, 3, 4]],),
+                        batch=True)
+    assert res.status[2] == 3 and not res.success[2]
+    np.testing.assert_array_equal(res.x[2], X0[2])  # the best (only) accepted iterate
+    np.testing.assert_array_equal(res.x[[0, 1, 3, 4]], clean.x)
+    np.testing.assert_array_equal(res.nfev[[0, 1, 3, 4]], clean.nfev)
+
+
+def test_finished_problems_are_not_evaluated():
+    """Compaction, not masking: the rows fun sees add up to the problems' own counts."""
+    Y = _data(40, 11)
+    X0 = np.tile([1.0, 0.3], (40, 1))
+    X0[::2] = [2.0, 0.35]  # half start near their solutions and finish early
+    fun, jac = _model(np, "numpy", "float64")
+    rows = []
+
+    def counted(X, Y):
+        rows.append(X.shape[0])
+        return fun(X, Y)
+
+    res = nk.minimize(counted, X0, method="lm", jac=jac, args=(Y,), batch=True)
+    assert res.success.all()
+    assert sum(rows) == int(res.nfev.sum())
+    assert len(set(res.nit.tolist())) > 1  # the problems did end at different iterations
+
+
+def test_maxfev_per_problem():
+    Y = _data(3, 2)
+    fun, jac = _model(np, "numpy", "float64")
+    res = nk.minimize(fun, np.tile([1.0, 0.3], (3, 1)), method="lm", jac=jac, args=(Y,),
+                      batch=True, options={"maxfev": 3})
+    assert (res.nfev <= 3).all() and (res.status == 1).all()
+
+
+def test_callback_sees_the_batch_and_stop_iteration_stops_all():
+    Y = _data(4, 5)
+    fun, jac = _model(np, "numpy", "float64")
+    seen = []
+
+    def cb(intermediate_result):
+        seen.append(intermediate_result.x.shape[0])
+        raise StopIteration
+
+    res = nk.minimize(fun, np.tile([1.0, 0.3], (4, 1)), method="lm", jac=jac, args=(Y,),
+                      batch=True, callback=cb)
+    assert seen == [4]
+    assert (res.status == 99).all() and "4 of 4" not in res.message
+
+
+# -- derivatives ---------------------------------------------------------------------------------
+
+
+def test_differences_and_torch_autodiff_agree_with_the_analytic_jacobian():
+    torch = pytest.importorskip("torch")
+    Y = _data(6, 9)
+    X0 = np.tile([1.0, 0.3], (6, 1))
+    fun, jac = _model(np, "numpy", "float64")
+    ref = nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True)
+    fd = nk.minimize(fun, X0, method="lm", jac="3-point", args=(Y,), batch=True)
+    tfun, _ = _model(torch, "torch", "float64")
+    ad = nk.minimize(tfun, torch.tensor(X0), method="lm", args=(torch.tensor(Y),), batch=True)
+    t = torch.tensor(T)
+
+    def one(x, y):
+        return x[0] * torch.exp(x[1] * t) - y
+
+    vm = nk.minimize(one, torch.tensor(X0), method="lm", args=(torch.tensor(Y),), batch=True,
+                     vectorize=True)
+    assert ref.success.all() and fd.success.all() and ad.success.all() and vm.success.all()
+    # autodiff is exact to rounding: the same runs; central differences are accurate to
+    # ε^(2/3) ≈ 4e-11 relative, which moves the converged point by at most κ(J)·4e-11 ≈ 1e-8
+    for other, tol in ((ad, 1e-10), (vm, 1e-10), (fd, 1e-6)):
+        np.testing.assert_allclose(S.to_np(other.x), ref.x, rtol=tol)
+
+
+# -- multistart ----------------------------------------------------------------------------------
+
+
+def test_multistart_finds_the_global_minimum():
+    """f(x) = ½((x − 2)² + 4 sin²(3x)) has local minima near every multiple of π/3; the global
+    one (found on a fine grid) is the best of 200 starts over [−10, 10]."""
+    def fun(X):
+        return np.concatenate([X - 2.0, 2.0 * np.sin(3.0 * X)], axis=1)
+
+    def jac(X):
+        return np.stack([np.ones_like(X), 6.0 * np.cos(3.0 * X)], axis=1)
+
+    grid = np.linspace(-10, 10, 2_000_001)
+    f_grid = 0.5 * ((grid - 2) ** 2 + 4 * np.sin(3 * grid) ** 2)
+    x_star = grid[np.argmin(f_grid)]
+    starts = np.linspace(-10, 10, 200)[:, None]
+    res = nk.multistart(fun, starts, method="lm", jac=jac)
+    assert res.success
+    # the grid's spacing 1e-5 bounds |x* − x_grid|
+    assert abs(float(res.x[0]) - x_star) <= 1e-5
+    distinct = np.unique(np.round(res.batch.x[res.batch.success, 0], 6))
+    assert distinct.size > 3  # the other minima are kept
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+def _lsq():
+    return _model(np, "numpy", "float64")
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    pytest.param(lambda f, j: nk.minimize(f, np.ones(2), jac=j, method="lm", batch=True,
+                                          args=(np.ones((1, 30)),)),
+                 ValueError, r"X0 must be 2-D .*shape \(2,\)", id="x0-1d"),
+    pytest.param(lambda f, j: nk.minimize(lambda X: np.ones(30), np.ones((3, 2)), method="lm",
+                                          batch=True),
+                 ValueError, r"fun must return \(B, m\) for X of shape \(3, 2\); got shape "
+                             r"\(30,\)", id="fun-1d"),
+    pytest.param(lambda f, j: nk.minimize(lambda X: np.ones((2, 30)), np.ones((3, 2)),
+                                          method="lm", batch=True),
+                 ValueError, r"got shape \(2, 30\)", id="fun-wrong-b"),
+    pytest.param(lambda f, j: nk.minimize(f, np.ones((3, 2)), method="lm", batch=True,
+                                          jac=lambda X, Y: np.ones((3, 2, 30)),
+                                          args=(np.ones((3, 30)),)),
+                 ValueError, r"jac must return shape \(3, 30, 2\)", id="jac-shape"),
+    pytest.param(lambda f, j: nk.minimize(f, np.ones((3, 2)), method="lm", batch=True, jac=j,
+                                          args=(np.ones((4, 30)),)),
+                 ValueError, r"leading dimension B=3; args\[0\] has shape \(4, 30\)",
+                 id="args-length"),
+    pytest.param(lambda f, j: nk.minimize(f, np.ones((3, 2)), method="trust-constr",
+                                          batch=True),
+                 ValueError, r"no batched form", id="method"),
+    pytest.param(lambda f, j: nk.minimize(f, np.ones((3, 2)), method="lm", batch=True,
+                                          vectorize=True, args=(np.ones((3, 30)),)),
+                 ValueError, r"vectorize=True .*torch", id="vectorize-numpy"),
+    pytest.param(lambda f, j: nk.minimize(f, np.ones(2), method="lm", vectorize=True),
+                 ValueError, r"needs batch=True", id="vectorize-no-batch"),
+])
+def test_bad_batched_input_names_the_shapes(call, exc, match):
+    f, j = _lsq()
+    with pytest.raises(exc, match=match):
+        call(f, j)
+
+
+def test_empty_batch_and_x0_untouched():
+    f, j = _lsq()
+    res = nk.minimize(f, np.zeros((0, 2)), method="lm", jac=j, args=(np.zeros((0, 30)),),
+                      batch=True)
+    assert res.x.shape == (0, 2) and res.status.shape == (0,)
+    X0 = np.tile([1.0, 0.3], (3, 1))
+    keep = X0.copy()
+    nk.minimize(f, X0, method="lm", jac=j, args=(_data(3, 0),), batch=True)
+    np.testing.assert_array_equal(X0, keep)
+
+
+def test_memory_stays_a_few_working_arrays():
+    """Peak traced memory of a batched LM run at B = 4,000 is a few (B, m, n) arrays (the
+    Jacobian, its scaled copy and the SVD's factors), not B² or growing with iterations."""
+    B_ = 4000
+    Y = _data(B_, 4)
+    f, j = _lsq()
+    X0 = np.tile([1.0, 0.3], (B_, 1))
+    tracemalloc.start()
+    res = nk.minimize(f, X0, method="lm", jac=j, args=(Y,), batch=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert res.success.all()
+    working = B_ * T.size * 2 * 8  # one (B, m, n) float64 array
+    assert peak <= 12 * working, peak / working
+
+
+def test_result_arrays_and_messages():
+    f, j = _lsq()
+    res = nk.minimize(f, np.tile([1.0, 0.3], (3, 1)), method="lm", jac=j,
+                      args=(_data(3, 0),), batch=True)
+    assert res.message.startswith("3 of 3 problems converged")
+    assert "Optimization terminated successfully" in res.message_of(1)
+    assert res.jac.shape == (3, 2) and res.residual.shape == (3, 30)
+    # jac is the gradient Jᵀr at x (computed there, after the last accepted step)
+    g = np.einsum("bmn,bm->bn", j(res.x, _data(3, 0)), f(res.x, _data(3, 0)))
+    np.testing.assert_allclose(res.jac, g, rtol=0, atol=1e3 * EPS64 * np.abs(g).max() + 1e-12)
+    assert B.to_numpy(res.fun).shape == (3,)
