@@ -36,9 +36,10 @@ _PROVIDED = (("jacobian", "jac"), ("grad", "jac"), ("jvp", "jvp"), ("vjp", "vjp"
              ("hessian", "hess"), ("hvp", "hessp"))
 
 
-def _sources(fun: Any, given: dict[str, Any]) -> tuple[Callable, dict[str, Callable]]:
-    """The function and the derivatives to check: keywords first, then a model's or a
-    provider's methods (``jacobian``/``grad`` → jac, ``hvp`` → hessp, ``hessian`` → hess)."""
+def _sources(fun: Any, given: dict[str, Any]) -> tuple[Callable, dict[str, Callable], set]:
+    """The function, the derivatives to check and which of them the object provided:
+    keywords first, then a model's or a provider's methods (``jacobian``/``grad`` → jac,
+    ``hvp`` → hessp, ``hessian`` → hess)."""
     if callable(fun):
         f = fun
     elif callable(getattr(fun, "value", None)):  # a derivative provider (value, jvp, ...)
@@ -47,14 +48,16 @@ def _sources(fun: Any, given: dict[str, Any]) -> tuple[Callable, dict[str, Calla
         raise TypeError(f"fun must be callable (or a provider with value(x)), got "
                         f"{type(fun).__name__}")
     out = {k: v for k, v in given.items() if v is not None}
+    provided = set()
     for attr, key in _PROVIDED:
         method = getattr(fun, attr, None)
         if key not in out and callable(method) and not isinstance(fun, type):
             out[key] = method
+            provided.add(key)
     for key, v in out.items():
         if not callable(v):
             raise TypeError(f"{key} must be callable, got {type(v).__name__}")
-    return f, out
+    return f, out, provided
 
 
 def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
@@ -129,7 +132,7 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
     >>> check_derivatives(fun, np.array([0.3, -0.2]), jac=jac).ok
     True
     """
-    f, src = _sources(fun, dict(jac=jac, jvp=jvp, vjp=vjp, hess=hess, hessp=hessp))
+    f, src, provided = _sources(fun, dict(jac=jac, jvp=jvp, vjp=vjp, hess=hess, hessp=hessp))
     xp = B.array_namespace(x)
     B.check_real_float(xp, x, "x")
     shape, n = tuple(x.shape), math.prod(x.shape)
@@ -165,6 +168,9 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
                          "checked there")
     m = F0.shape[0]
     scalar = len(y_shape) == 0
+    if not scalar:  # a provider's hvp/hessian apply to scalar functions only
+        for key in provided & {"hess", "hessp"}:
+            del src[key]
     if ("hess" in src or "hessp" in src) and not scalar:
         raise ValueError(f"hess/hessp need a scalar fun; fun(x) has shape {y_shape}")
 
