@@ -92,7 +92,7 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
         confined to a few entries hides from a direction that happens to be small there.
     h_max, h_min : float, optional
         Largest and smallest steps, relative to directions of norm :math:`\max(\|x\|,
-        \sqrt{n})` (defaults :math:`2^{-2}` and :math:`\epsilon^{1/3}/4`; see
+        \sqrt{n})` (defaults :math:`2^{-4}` and :math:`\epsilon^{1/3}/4`; see
         :mod:`newtonkit.testing._taylor`).
     noise : float, optional
         Relative accuracy :math:`\eta` of ``fun``'s (and the gradient's) values, which sets the
@@ -217,7 +217,7 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
         slopes, texts = [], []
         for k, v in enumerate(V):
             w = None if project is None else project[k]
-            r = T.remainders(G, xp, x0, v, derivs[k], hs, noise, norm_D, values[k], w)
+            r = T.remainders(G, xp, x0, v, derivs[k], hs, noise, norm_D, values[k], w, tol)
             s, text = r.describe()
             slopes.append(s)
             texts.append(f"direction {k}: {text}")

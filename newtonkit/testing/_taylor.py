@@ -16,7 +16,7 @@ alongside.
 
 Steps and rounding floor
 ------------------------
-The steps are :math:`h_k = h_{max} 2^{-k}` down to :math:`h_{min}` (defaults :math:`2^{-2}` and
+The steps are :math:`h_k = h_{max} 2^{-k}` down to :math:`h_{min}` (defaults :math:`2^{-4}` and
 :math:`\epsilon^{1/3}/4`, relative to a direction of norm :math:`\max(\|x\|, \sqrt n)`): below
 :math:`\epsilon^{1/3}` no error that the floor lets through is visible.  A remainder counts
 only above the floor
@@ -25,14 +25,18 @@ only above the floor
 
 plus :math:`10\,\sigma\,` (:math:`\|w\|\cdot` for a projected remainder), where :math:`\sigma`
 is the noise of :math:`F` measured along :math:`v` from the fourth difference
-:math:`\|\Delta^4 F\|/\sqrt{70}` at steps :math:`h_{min}/8` (Moré and Wild's estimate of
+the largest of three fourth differences :math:`\|\Delta^4 F\|/\sqrt{70}` at steps
+:math:`h_{min}/8` (Moré and Wild's estimate of
 computational noise, in its simplest form): it catches rounding that is large relative to the
 values, from cancellation inside ``fun`` (:math:`\log\cosh u` near 0 computed as
 :math:`\log(e^u + e^{-u}) - \log 2`).  The first term is
 the rounding of the two values (:math:`\eta = 10\,\epsilon` by default: the values of a
 function with a few dozen operations carry a few ε each; tanh(Ax + b) in float32 measured at
 most 2.6 ε) and of the points :math:`x \pm hv` themselves (:math:`\|J\|` estimated from the
-products).  The slope is the least-squares slope of
+products), plus :math:`h\,\text{rtol}\,\|J\|\|v\|`, the rounding allowed in the computed
+:math:`Jv` itself (the bound of the cross-checks; computed with cancellation, :math:`Jv` carries
+an error of that size, which the remainder shows as a slope-1 term).  The slope is the
+least-squares slope of
 :math:`\log R` on :math:`\log h` over the three smallest steps of the last run of at least three
 consecutive steps above the floor: the asymptotic end, where the :math:`h\|e\|` term of a wrong
 derivative dominates longest.  Slope below 2 fails.  With fewer than three steps above the floor
@@ -59,8 +63,8 @@ SIGMAS = 10.0
 
 
 def steps(eps: float, h_max: float | None = None, h_min: float | None = None) -> list[float]:
-    """``h_max·2^-k`` down to ``h_min`` (defaults ``2^-2`` and ``ε^{1/3}/4``)."""
-    h_max = 0.25 if h_max is None else float(h_max)
+    """``h_max·2^-k`` down to ``h_min`` (defaults ``2^-4`` and ``ε^{1/3}/4``)."""
+    h_max = 2.0**-4 if h_max is None else float(h_max)
     h_min = eps ** (1.0 / 3.0) / 4.0 if h_min is None else float(h_min)
     if not 0.0 < h_min <= h_max:
         raise ValueError(f"steps need 0 < h_min <= h_max, got h_min = {h_min}, h_max = {h_max}")
@@ -97,7 +101,7 @@ class Remainders:
     def slope(self, idx: list[int], one_sided: bool = False) -> float:
         vals = self.R1 if one_sided else self.R
         pts = [(math.log(self.h[k]), math.log(vals[k])) for k in idx if vals[k] > 0]
-        if len(pts) < 2:
+        if len(pts) < 2:  # pragma: no cover - the window has three points
             return math.nan
         mx = sum(p[0] for p in pts) / len(pts)
         my = sum(p[1] for p in pts) / len(pts)
@@ -128,12 +132,14 @@ class Remainders:
 
 
 def remainders(F: Callable[[Any], Any], xp: Any, x: Any, v: Any, jv: Any, hs: list[float],
-               noise: float, norm_J: float, values: dict, w: Any = None) -> Remainders:
+               noise: float, norm_J: float, values: dict, w: Any = None,
+               rtol: float = 0.0) -> Remainders:
     r"""Symmetric and one-sided remainders of ``F`` (flat → flat) at ``x`` along ``v`` for the
     claimed derivative ``jv = J v``, or with ``w`` of :math:`\langle w, F\rangle` for the
     claimed ``jv = ⟨Jᵀw, v⟩`` (a float); the floor of a projected remainder is ``‖w‖`` times
     that of ``F``.  ``values`` caches ``F(x + s v)`` by ``s``, shared between the derivatives
-    checked on the same function and direction."""
+    checked on the same function and direction.  ``rtol·‖J‖·‖v‖`` (times ``‖w‖``) is the
+    rounding allowed in the computed ``jv`` itself: it enters the remainder as ``h`` times it."""
 
     def at(s: float) -> Any:
         if s not in values:
@@ -147,19 +153,22 @@ def remainders(F: Callable[[Any], Any], xp: Any, x: Any, v: Any, jv: Any, hs: li
         return B.norm(xp, a) if w is None else abs(a)
 
     f0 = proj(at(0.0))
-    xnorm = B.norm(xp, x)
+    xnorm, vnorm = B.norm(xp, x), B.norm(xp, v)
     wnorm = 1.0 if w is None else B.norm(xp, w)
-    # measured noise: the 4th difference at tiny steps is noise only (std √70·σ for iid noise)
+    # measured noise: a 4th difference at tiny steps is noise only (std √70·σ for iid noise);
+    # the largest of three (offsets −3…1, −2…2, −1…3) so that one small by chance does not
+    # hide it
     d = hs[-1] / 8.0
-    d4 = at(-2 * d) - 4.0 * at(-d) + 6.0 * at(0.0) - 4.0 * at(d) + at(2 * d)
-    sigma = B.norm(xp, d4) / math.sqrt(70.0)
+    g = [at(j * d) if j else at(0.0) for j in range(-3, 4)]
+    sigma = max(B.norm(xp, g[i] - 4.0 * g[i + 1] + 6.0 * g[i + 2] - 4.0 * g[i + 3] + g[i + 4])
+                for i in range(3)) / math.sqrt(70.0)
     out = Remainders(hs, [], [], [], size(jv))
     for h in hs:
         fp, fm = at(h), at(-h)
         r = size(proj(fp) - proj(fm) - (2.0 * h) * jv) / 2.0
         r1 = size(proj(fp) - f0 - h * jv)
         phi = wnorm * (noise * (max(B.norm(xp, fp), B.norm(xp, fm)) + norm_J * xnorm)
-                       + SIGMAS * sigma)
+                       + SIGMAS * sigma + h * rtol * norm_J * vnorm)
         out.R.append(r if math.isfinite(r) else math.nan)
         out.R1.append(r1 if math.isfinite(r1) else math.nan)
         out.phi.append(phi if math.isfinite(phi) else math.inf)
