@@ -46,6 +46,15 @@ from .problems import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # ``newtonkit.testing`` (the checkers for users' own models) loads on first use only
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(".testing", __name__)
+    raise AttributeError(f"module 'newtonkit' has no attribute {name!r}")
+
 __all__ = [
     "minimize", "OptimizeResult", "BatchResult", "multistart", "Status", "Composite", "L2Loss",
     "ForwardModel", "Loss",
