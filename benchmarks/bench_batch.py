@@ -44,8 +44,9 @@ Targets (verdicts here, never in tests):
 - multi-start >= 20× the SciPy loop, and the same best minimum (costs within 1e-8 relative);
 - batched Newton >= 30× trust-exact's per-problem rate, and a converged fraction >= its.
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/bench_batch.py`` (about 4 minutes on 2 cores;
-writes ``benchmarks/output/batch.{md,json}`` and ``batch_fits_per_s.png``);
+Run: ``nice -n 10 .venv/bin/python benchmarks/bench_batch.py`` (about 3 minutes on 2 cores,
+1.5 of them the B = 1e6 run, which ``--no-big`` skips; writes ``benchmarks/output/batch.{md,json}``
+and ``batch_fits_per_s.png``);
 ``--quick`` runs tiny sizes in seconds (no verdicts worth reading).
 """
 
