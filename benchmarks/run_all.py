@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-JOBS = [["bench_core.py"], ["bench_nls.py"], ["bench_oscillators.py"], ["bench_deepwave.py"]]
+JOBS = [["bench_core.py"], ["bench_nls.py"], ["bench_oscillators.py"], ["bench_deepwave.py"],
+        ["bench_batch.py"]]
 
 if __name__ == "__main__":
     failed = [job[0] for job in JOBS
