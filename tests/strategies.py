@@ -41,12 +41,18 @@ ALL_BACKENDS = ("numpy", "torch", "array_api_strict")
 BACKENDS = tuple(b for b in ALL_BACKENDS if b == "numpy" or _optional(b) is not None)
 DTYPES = ("float32", "float64")
 GAP = 10.0  # factor between the threshold and the nearest kept / discarded singular value
-MAX_COND = 1e8  # condition number of the whole generated matrix (nonzero part), at most
-
-# Smallest relative truncation per dtype for generated half-inverse cases: float32 resolves a
-# kept part of condition number up to ~1e3 (eps32·1e3·1e1 ≈ 1e-5 relative error, still
-# testable); float64 down to 1e-6 (the Gram route's limit is ~1.5e-7, REFERENCE.md).
-MIN_TRUNCATION = {"float32": 1e-3, "float64": 1e-6}
+# Largest condition number cond_k = σ_1/σ_k of the generated kept part, by dtype.  float64: 1e8.
+# float32: 1e3, because the SVD route's error model C·ε₃₂·cond_k with C = 30·sqrt(40) (see
+# hig_rtol) is 2.3e-2 there: at 1e4 the bound would be 0.23 and a result with no correct digit
+# could pass (and through a Gram, ε₃₂·cond_k² reaches 1 at cond_k ≈ 3e3).
+MAX_COND_K = {"float32": 1e3, "float64": 1e8}
+# Smallest relative truncation per dtype for generated half-inverse cases: the kept part spans
+# [GAP·t, 1], so these allow every cond_k up to MAX_COND_K.  (A Gram route cannot resolve
+# t < 10·sqrt(ε64) ≈ 1.5e-7 and falls back to the SVD there, REFERENCE.md.)
+MIN_TRUNCATION = {"float32": 1e-4, "float64": 1e-9}
+# A generated case must leave a property's tolerance at or below this (relative): above it the
+# bound no longer separates a right answer from a wrong one (see cond_limit).
+MEANINGFUL = 2.5e-2
 
 
 # -- backends ---------------------------------------------------------------------------------
@@ -165,13 +171,6 @@ def _spread(rng: np.random.Generator, kind: str, count: int, lo: float, hi: floa
     return np.sort(10.0 ** e)[::-1]
 
 
-def _few(rng: np.random.Generator, lo: int, hi: int) -> int:
-    """An integer in [lo, hi]: uniform with probability 0.3, else in [lo, min(hi, lo + 2)]."""
-    if rng.random() < 0.3:
-        return int(rng.integers(lo, hi + 1))
-    return int(rng.integers(lo, min(hi, lo + 2) + 1))
-
-
 @dataclass
 class SVDCase:
     """A generated ``J = U diag(s) Vᵀ`` and its truncation set-up.
@@ -214,48 +213,75 @@ class SVDCase:
         return self.Vt[:k].T @ (self.s[:k, None] ** kappa * self.U[:, :k].T)
 
 
+def _grid(lo: float, hi: float, step: float = 0.25) -> list[float]:
+    """``hi, hi − step, …`` down to ``lo`` (both ends included): values for ``st.sampled_from``,
+    whose draws are close to uniform under the derandomized ci profile (``st.floats`` and
+    ``st.integers`` put a third of the examples at or next to a bound) and shrink towards the
+    first entry."""
+    count = int(np.floor((hi - lo) / step + 1e-9)) + 1
+    out = [round(hi - i * step, 10) for i in range(max(count, 1))]
+    if out[-1] > lo + 1e-9:
+        out.append(lo)
+    return out
+
+
+def _per_dtype(value, dtype: str):
+    return value[dtype] if isinstance(value, dict) else value
+
+
 @st.composite
 def svd_cases(draw, *, backend=None, dtype=None, deficient: bool | None = None,
-              min_truncation: float | None = None, max_truncation: float = 0.05,
+              min_truncation: float | dict | None = None, max_truncation: float = 0.05,
               max_small: int = 24, max_large: int = 40, discarded: bool = True,
-              kinds=("tall", "wide", "square"), scale: bool = True):
+              kinds=("tall", "wide", "square"), scale: bool = True,
+              max_cond: float | dict | None = None):
     """An :class:`SVDCase` with a gap of ``GAP`` around the relative threshold.
 
     ``deficient``: force exact rank deficiency (True), full rank (False) or either (None).
     ``discarded``: allow nonzero singular values below the threshold (else only exact zeros).
     ``min_truncation``: smallest relative threshold (a float, or a dict by dtype).
+    ``max_cond``: largest condition number ``cond_k`` of the kept part (a float or a dict by
+    dtype; default :data:`MAX_COND_K`), for properties whose bound is meaningful only below it.
+
+    Hypothesis draws every structural parameter (shape, backend, dtype, rank, number of
+    discarded values, log10 cond_k and log10 truncation on a quarter-decade grid, spectrum
+    kind, power-of-two scale), so a failure shrinks to a small, well-conditioned case; the
+    continuous parts (orthogonal factors, interior singular values, g) come from a drawn seed.
     """
-    # Hypothesis draws the shape and a seed; everything continuous (and the backend and dtype)
-    # comes from the seeded generator.  Hypothesis' own float/choice draws are deliberately
-    # biased towards boundary values, which under the derandomized 100-example ci profile left
-    # every kept condition number below 100 and NumPy float64 with 2 of 100 examples.
-    # Shapes too: hypothesis' integers put a third of the examples at min(m, n) ≤ 2.  With the
-    # seed as the only drawn value, examples are distinct seeds (hypothesis de-duplicates).
-    seed = draw(seeds)
-    rng = np.random.default_rng(seed)
-    m, n = random_shape(rng, max_small, max_large, kinds)
-    p = min(m, n)
-    backend = str(rng.choice(BACKENDS)) if backend is None else backend
-    dtype = str(rng.choice(DTYPES)) if dtype is None else dtype
+    kind = draw(st.sampled_from(kinds), label="shape kind")
+    p = draw(st.sampled_from(range(1, max_small + 1)), label="min(m, n)")
+    if kind == "square":
+        m, n = p, p
+    else:
+        q = draw(st.sampled_from(range(p + 1, max(p + 1, max_large) + 1)), label="max(m, n)")
+        m, n = (q, p) if kind == "tall" else (p, q)
+    backend = draw(st.sampled_from(BACKENDS), label="backend") if backend is None else backend
+    dtype = draw(st.sampled_from(DTYPES), label="dtype") if dtype is None else dtype
     if deficient is None:
-        deficient = bool(rng.integers(2)) if p > 1 else False
-    # rank deficiency and the number of discarded nonzero values: a few (up to 3) most of the
-    # time, anything possible otherwise; without discarded values all r nonzero ones are kept
-    r = p - _few(rng, 1, p - 1) if (deficient and p > 1) else p
-    n_disc = _few(rng, 0, r - 1) if discarded else 0
+        deficient = draw(st.booleans(), label="deficient") if p > 1 else False
+    r = p - draw(st.sampled_from(range(1, p)), label="p - rank") if (deficient and p > 1) \
+        else p
+    n_disc = draw(st.sampled_from(range(0, r)), label="discarded") if discarded else 0
     k = r - n_disc
-    lo_t = MIN_TRUNCATION if min_truncation is None else min_truncation
-    lo_t = lo_t[dtype] if isinstance(lo_t, dict) else lo_t
-    # The kept part spans [GAP·t, 1] and the discarded part [1/MAX_COND, t/GAP]: the threshold
-    # must leave room for both.
-    t = 10.0 ** rng.uniform(np.log10(lo_t), np.log10(max_truncation))
-    kind = str(rng.choice(("loguniform", "logspaced", "clustered")))
-    kept = np.concatenate([[1.0], _spread(rng, kind, k - 1, GAP * t, 1.0)])
-    if k >= 2 and rng.random() < 0.5:  # stress: the smallest kept value right at the gap
-        kept[-1] = GAP * t * 10.0 ** rng.uniform(0.0, 0.3)
-    disc = _spread(rng, kind, n_disc, max(1.0 / MAX_COND, t / GAP / 1e3), t / GAP)
+    lo_t = _per_dtype(MIN_TRUNCATION if min_truncation is None else min_truncation, dtype)
+    top = _per_dtype(MAX_COND_K if max_cond is None else max_cond, dtype)
+    # kept part: σ in [1/cond_k, 1], cond_k = 10^L with L ≤ log10 top and 10^-L ≥ GAP·lo_t
+    L_max = max(0.0, min(np.log10(top), -np.log10(GAP * lo_t)))
+    L = draw(st.sampled_from(_grid(0.0, L_max)), label="log10 cond_k") if k > 1 else 0.0
+    # threshold: lo_t ≤ t ≤ min(max_truncation, 10^-L / GAP); the first grid entry puts the
+    # smallest kept value right at the gap
+    hi_t = min(np.log10(max_truncation), -L - np.log10(GAP))
+    log_t = draw(st.sampled_from(_grid(min(np.log10(lo_t), hi_t), hi_t)), label="log10 t")
+    t = 10.0 ** log_t
+    spectrum = draw(st.sampled_from(("loguniform", "logspaced", "clustered")),
+                    label="spectrum")
+    c = 2.0 ** draw(st.sampled_from(range(-8, 9)), label="log2 scale") if scale else 1.0
+    seed = draw(seeds, label="seed")
+    rng = np.random.default_rng(seed)
+    kept = np.concatenate([[1.0], _spread(rng, spectrum, max(k - 2, 0), 10.0 ** -L, 1.0),
+                           [10.0 ** -L]])[:k]
+    disc = _spread(rng, spectrum, n_disc, t / GAP / 1e3, t / GAP)
     s_true = np.concatenate([kept, disc, np.zeros(p - r)])
-    c = 2.0 ** int(rng.integers(-8, 9)) if scale else 1.0  # powers of 2: scaling is exact
     U0 = random_orthogonal(rng, m, p)
     V0 = random_orthogonal(rng, n, p)
     J_exact = c * (U0 * s_true[None, :]) @ V0.T
@@ -267,6 +293,19 @@ def svd_cases(draw, *, backend=None, dtype=None, deficient: bool | None = None,
     g64 = rounded(rng.standard_normal(m), dtype)
     return SVDCase(backend, dtype, J, J64, U, s, Vt, k, r, t, to_backend(g64, backend, dtype),
                    g64, seed)
+
+
+def case_from_matrix(J, truncation: float, g, *, backend: str = "numpy",
+                     dtype: str = "float64", seed: int = 0) -> SVDCase:
+    """An :class:`SVDCase` for a given matrix (regression ``@example``s)."""
+    J = to_backend(np.asarray(J, dtype=np.float64), backend, dtype)
+    J64 = to_np(J)
+    U, s, Vt = np.linalg.svd(J64, full_matrices=True)
+    k = int(np.count_nonzero(s > truncation * s[0]))
+    r = int(np.count_nonzero(s > max(J64.shape) * eps(dtype) * s[0]))
+    g64 = rounded(np.asarray(g, dtype=np.float64), dtype)
+    return SVDCase(backend, dtype, J, J64, U, s, Vt, k, r, truncation,
+                   to_backend(g64, backend, dtype), g64, seed)
 
 
 def hig_rtol(case: SVDCase, route: str, factor: float = 1.0) -> float:
@@ -286,18 +325,45 @@ def hig_rtol(case: SVDCase, route: str, factor: float = 1.0) -> float:
     routes, κ ∈ {−1, −½, 1}, both dtypes (largest observed error / (sqrt(max(m,n))·model): 3.1
     for the float64 Gram, 2.9 randomized, 1.9 SVD float32, 1.0 Gram float32), so a ≥ 10× margin.
     """
-    e = eps(case.dtype)
-    c = case.cond_k
     dim = 30.0 * np.sqrt(max(case.shape))
-    if route in ("svd", "randomized"):
-        model = e * c
-    elif route == "gram":
-        model = e * c * c
-    elif route == "gram-float64":
-        model = eps("float64") * c * c + e * c
-    else:
-        raise ValueError(route)
+    model = _model(route, case.dtype, case.cond_k)
     return factor * dim * model
+
+
+def _model(route: str, dtype: str, c: float) -> float:
+    e = eps(dtype)
+    if route in ("svd", "randomized"):
+        return e * c
+    if route == "gram":
+        return e * c * c
+    if route == "gram-float64":
+        return eps("float64") * c * c + e * c
+    raise ValueError(route)
+
+
+def cond_limit(route: str, factor: float = 1.0, extra: float = 0.0,
+               max_dim: int = 40) -> dict[str, float]:
+    """Largest cond_k, by dtype, for which ``factor·cond_k^extra·hig_rtol(route)`` stays at or
+    below :data:`MEANINGFUL` for matrices up to ``max_dim``: the cases a property with that
+    tolerance can be tested on (pass as ``svd_cases(max_cond=...)``).  ``route`` "auto" and
+    "gram" take the Gram's ε·cond_k² (the route's documented accuracy); cond_k ≥ 1 always."""
+    out = {}
+    for dtype in DTYPES:
+        routes = ("svd",) if route in ("svd", "randomized") else ("gram",)
+
+        def tol(c, dtype=dtype, routes=routes):
+            return max(factor * c ** extra * 30.0 * np.sqrt(max_dim) * _model(r, dtype, c)
+                       for r in routes)
+
+        lo, hi = 0.0, np.log10(MAX_COND_K[dtype])  # bisection on log10 cond_k
+        if tol(10.0 ** hi) <= MEANINGFUL:
+            out[dtype] = 10.0 ** hi
+            continue
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if tol(10.0 ** mid) <= MEANINGFUL else (lo, mid)
+        out[dtype] = max(10.0 ** lo, 1.0)
+    return out
 
 
 @dataclass
@@ -337,28 +403,30 @@ def symmetric_cases(draw, *, kinds=("definite", "indefinite", "semidefinite", "n
     exact zeros, the rest positive.  ``negative``: all eigenvalues negative.  The overall scale
     is a power of two in [2^-10, 2^10].
     """
-    # as in svd_cases: hypothesis draws the size and a seed, the generator the rest
-    seed = draw(seeds)
-    rng = np.random.default_rng(seed)
+    # as in svd_cases: hypothesis draws the structure, a drawn seed the continuous rest
     lo_n = max(min_n, 2)
-    n0 = int(rng.integers(lo_n, max(max_n, 2) + 1)) if rng.random() < 0.8 else \
-        int(rng.integers(lo_n, min(lo_n + 2, max(max_n, 2)) + 1))
-    backend = str(rng.choice(BACKENDS)) if backend is None else backend
-    dtype = str(rng.choice(DTYPES)) if dtype is None else dtype
-    kind = str(rng.choice(kinds))
-    n = n0 if n0 <= max_n else max_n  # (max_n = 1: a 1×1 matrix; indefinite needs n ≥ 2)
+    n = draw(st.sampled_from(range(lo_n, max(max_n, 2) + 1)), label="n")
+    n = min(n, max_n)  # (max_n = 1: a 1×1 matrix; indefinite needs n ≥ 2)
+    backend = draw(st.sampled_from(BACKENDS), label="backend") if backend is None else backend
+    dtype = draw(st.sampled_from(DTYPES), label="dtype") if dtype is None else dtype
+    kind = draw(st.sampled_from(kinds), label="kind")
     lo = MIN_REL_EIG[dtype]
-    u = rng.uniform(np.log10(lo), 0.0)
+    u = draw(st.sampled_from(_grid(np.log10(lo), 0.0)), label="log10 |λ_min|/λ_max")
+    z = draw(st.sampled_from(range(1, n)), label="zeros") if (kind == "semidefinite" and n > 1) \
+        else 1
+    e2 = draw(st.sampled_from(range(-10, 11)), label="log2 scale")
+    seed = draw(seeds, label="seed")
+    rng = np.random.default_rng(seed)
     if kind == "definite":
         lam = np.concatenate([[1.0, 10.0**u], 10.0 ** rng.uniform(u, 0.0, max(n - 2, 0))])[:n]
     elif kind == "indefinite":
         lam = np.concatenate([[1.0, -(10.0**u)], rng.uniform(-(10.0**u), 1.0, max(n - 2, 0))])
     elif kind == "semidefinite":
-        z = int(rng.integers(1, n))
-        lam = np.concatenate([[1.0], 10.0 ** rng.uniform(u, 0.0, n - 1 - z), np.zeros(z)])
+        pos = 10.0 ** rng.uniform(u, 0.0, max(n - 1 - z, 0))
+        lam = np.concatenate([[1.0], pos, np.zeros(z)])[:n]
     else:  # negative
         lam = -np.concatenate([[1.0, 10.0**u], 10.0 ** rng.uniform(u, 0.0, max(n - 2, 0))])[:n]
-    c = 2.0 ** int(rng.integers(-10, 11))
+    c = 2.0 ** e2
     Q = random_orthogonal(rng, n, n)
     H_exact = c * (Q * lam[None, :]) @ Q.T
     H_exact = 0.5 * (H_exact + H_exact.T)
