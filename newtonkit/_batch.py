@@ -611,13 +611,12 @@ class _BatchRun:
                          xp.maximum(D_old, cn))
         else:
             D = D_old
-        U, sv, Vt = _svd(xp, J / D[:, None, :])
-        q = _vecmat(xp, V, U)
-        m, n = J.shape[1], J.shape[2]
-        rcond = self.eps * max(m, n)
-        keep = sv > rcond * sv[:, :1]
-        c0 = xp.where(keep, q / xp.where(keep, sv, xp.ones_like(sv)), xp.zeros_like(sv))
-        full = xp.all(keep, axis=1) & (sv.shape[1] == n)
+        A = J / D[:, None, :]
+        # rows with a non-finite Jacobian end NONFINITE below; zeros keep LAPACK calm
+        ok = xp.all(xp.isfinite(xp.reshape(A, (A.shape[0], -1))), axis=1)
+        if not bool(xp.all(ok)):
+            A, V = _merge(xp, ok, A, xp.zeros_like(A)), _merge(xp, ok, V, xp.zeros_like(V))
+        s2, sq, c0, Vt, full = _trust.lm_terms(xp, A, V, self.eps)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
         put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
@@ -626,7 +625,7 @@ class _BatchRun:
                               _expand(xp, self.fbest == self.f, self.G), self.G, self.Gbest)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
-        self.s2, self.sq, self.c0 = put(sv * sv, self.s2), put(sv * q, self.sq), put(c0, self.c0)
+        self.s2, self.sq, self.c0 = put(s2, self.s2), put(sq, self.sq), put(c0, self.c0)
         self.Vt = put(Vt, self.Vt)
         self.full = put(full, self.full)
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
@@ -932,9 +931,13 @@ def _scatter_rows(xp: Any, sel: np.ndarray, pos: Any) -> Callable[[Any, Any], An
     rows) replaced by the rows of ``new`` (one per selected row, in order).  ``pos`` is
     ``cumsum(sel) − 1`` on the device: the row of ``new`` for each selected row."""
 
+    every = bool(sel.all())
+
     def put(new: Any, old: Any) -> Any:
         if new.shape[0] == 0:
             return old
+        if every:  # all rows replaced
+            return new
         dev = array_api_compat.device(old)
         idx = xp.clip(pos, 0, new.shape[0] - 1) if hasattr(xp, "clip") else pos
         gathered = xp.take(new, idx, axis=0)

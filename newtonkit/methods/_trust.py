@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .._status import Status
 
 __all__ = ["SCALAR", "more_update", "more_termination", "lm_subproblem", "CODES",
@@ -114,6 +116,68 @@ def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, ep
     recent = (since >= 0) & (since < RECENT_NONFINITE) & (code >= 1) & (code <= 3)
     nonfinite = (run & ((code != 0) | (nonfinite_run >= MAX_NONFINITE_TRIALS))) | recent
     return ops.where(nonfinite, 5.0, code)
+
+
+def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, Any]:
+    r"""What :func:`lm_subproblem` needs from each scaled Jacobian of a stack ``A`` (B, m, n)
+    with residuals ``r`` (B, m): ``s2 = s²``, ``sq = s·Uᵀr``, ``c0 = Uᵀr/s`` (0 for
+    :math:`s \le \max(m, n)\,\varepsilon\,s_{\max}`), each (B, k), ``Vt`` (B, k, n) and
+    ``full`` (B,): whether every s was kept.
+
+    As in :class:`newtonkit.methods._lmpar.TrustRegionSubproblem`, the terms come from the
+    eigendecomposition :math:`A^TA = V\,\mathrm{diag}(s^2)\,V^T`, ``sq = Vᵀ Aᵀ r``, for the
+    problems where that is accurate enough, ε·κ(AᵀA) < ``GRAM_MAX_ERR`` (a relative error of
+    the step below about 1e-6; float32 never qualifies), and from the SVD of A for the others
+    (computed for those rows only).  The eigendecomposition of an n × n Gram costs a quarter
+    of the SVD of a 25 × 5 matrix.
+    """
+    from ._lmpar import GRAM_MAX_ERR
+
+    b, m, n = A.shape
+    k = min(m, n)
+    gram = xp.zeros((b,), dtype=xp.bool)
+    if m >= n:
+        w, Q = xp.linalg.eigh(xp.matrix_transpose(A) @ A)  # ascending
+        gram = (w[:, 0] > 0) & (eps * w[:, -1] < GRAM_MAX_ERR * w[:, 0])
+        aTr = (r[:, None, :] @ A)[:, 0, :]
+        sq_g = (aTr[:, None, :] @ Q)[:, 0, :]
+        s2_g, Vt_g = w, xp.matrix_transpose(Q)
+        c0_g = sq_g / xp.where(w > 0, w, 1.0)
+    rest = np.nonzero(~np.asarray(_to_host(xp, gram), dtype=bool))[0]
+    if rest.size == 0:
+        return s2_g, sq_g, c0_g, Vt_g, gram
+    idx = xp.asarray(rest, device=_device(A))
+    U, s, Vt = xp.linalg.svd(xp.take(A, idx, axis=0), full_matrices=False)
+    q = (xp.take(r, idx, axis=0)[:, None, :] @ U)[:, 0, :]
+    keep = s > eps * max(m, n) * s[:, :1]
+    c0 = xp.where(keep, q / xp.where(keep, s, 1.0), 0.0 * s)
+    full = xp.all(keep, axis=1) & (k == n)
+    terms = (s * s, s * q, c0, Vt, full)
+    if rest.size == b:
+        return terms
+    # the SVD rows in among the Gram rows
+    sel = np.zeros(b, dtype=bool)
+    sel[rest] = True
+    pos = xp.asarray(np.clip(np.cumsum(sel) - 1, 0, None), device=_device(A))
+    mask = xp.asarray(sel, device=_device(A))
+    out = []
+    for new, old in zip(terms, (s2_g, sq_g, c0_g, Vt_g, gram), strict=True):
+        g = xp.take(new, pos, axis=0)
+        shape = (b,) + (1,) * (len(old.shape) - 1)
+        out.append(xp.where(xp.reshape(mask, shape), g, old))
+    return tuple(out)
+
+
+def _to_host(xp: Any, a: Any) -> Any:
+    from .. import _backend as B
+
+    return B.to_numpy(a)
+
+
+def _device(a: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(a)
 
 
 def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,
