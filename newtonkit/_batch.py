@@ -339,20 +339,43 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     scale = math.sqrt(float(xp.finfo(X0.dtype).eps) / float(np.finfo(np.float64).eps))
     g0, f0, x0 = (tol,) * 3 if tol is not None else tuple(t * scale for t in _DEFAULT_TOL[name])
     n = X0.shape[1]
-    o.update(gtol=float(opts.get("gtol", g0)), ftol=float(opts.get("ftol", f0)),
-             xtol=float(opts.get("xtol", x0)),
-             maxiter=int(opts.get("maxiter", 200 * n if name != "hig" else 1000)),
-             maxfev=int(opts.get("maxfev", 100 * n * (n + 1) if name == "lm" else 10**9)),
-             progress=bool(opts.get("progress", False)))
-    for key in ("gtol", "ftol", "xtol"):
-        if not (o[key] >= 0 and math.isfinite(o[key])):
-            raise ValueError(f"option {key!r} must be a finite number >= 0, got {o[key]!r}")
+    defaults = {"gtol": g0, "ftol": f0, "xtol": x0,
+                "maxiter": 200 * n if name != "hig" else 1000,
+                "maxfev": 100 * n * (n + 1) if name == "lm" else 10**9}
+    for key, default in defaults.items():
+        o[key] = _per_problem(key, opts.get(key, default), X0.shape[0])
+    o["progress"] = bool(opts.get("progress", False))
     kind = "objective" if name == "newton" else "outputs"
     ev = _Evaluator(fun, args, jac, hess, kind, xp, B.copy(xp, X0), vectorize)
     for note in ev.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)
     return run.solve(B.copy(xp, X0))
+
+
+def _per_problem(key: str, value: Any, B_: int) -> np.ndarray:
+    """A common option as a NumPy array over the B problems: a scalar for all, or an array of
+    length B (one value per problem)."""
+    integer = key in ("maxiter", "maxfev")
+    try:
+        a = np.asarray(B.to_numpy(value) if hasattr(value, "shape") else value,
+                       dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"option {key!r} must be a number or an array of B={B_} numbers, got "
+                         f"{value!r}") from None
+    if a.ndim == 1 and a.shape[0] != B_:
+        raise ValueError(f"option {key!r} has one value per problem: expected an array of "
+                         f"length B={B_}, got shape {a.shape}")
+    if a.ndim > 1:
+        raise ValueError(f"option {key!r} must be a number or an array of shape ({B_},), got "
+                         f"shape {a.shape}")
+    if not (np.all(a >= 0) and np.all(np.isfinite(a))):
+        raise ValueError(f"option {key!r} must be finite and >= 0, got {value!r}")
+    if integer and not (np.all(a == np.round(a)) and np.all(a >= 1)):
+        raise ValueError(f"option {key!r} must be a positive integer (or B of them), got "
+                         f"{value!r}")
+    a = np.broadcast_to(a, (B_,)).copy()
+    return a.astype(np.int64) if integer else a
 
 
 class _BatchRun:
@@ -370,6 +393,11 @@ class _BatchRun:
         self.done: list[tuple] = []  # (rows_np, X, f, G, V) of finished rows
 
     # -- helpers
+    def tol(self, key: str) -> Any:
+        """The tolerance ``key`` of the active rows, on the device (B,)."""
+        return self.xp.asarray(self.o[key][self.rows], dtype=self.X.dtype,
+                               device=array_api_compat.device(self.X))
+
     def _idx(self, rows_np: np.ndarray) -> Any:
         dev = array_api_compat.device(self.X)
         return self.xp.asarray(rows_np, device=dev)
@@ -439,8 +467,8 @@ class _BatchRun:
         status leave the working arrays."""
         o, ev, xp = self.o, self.ev, self.xp
         running = self.status[self.rows] == _RUNNING
-        self.mark(running & (self.nit[self.rows] >= o["maxiter"]), Status.MAXITER)
-        self.mark(running & (ev.nfev[self.rows] >= o["maxfev"]), Status.MAXFEV)
+        self.mark(running & (self.nit[self.rows] >= o["maxiter"][self.rows]), Status.MAXITER)
+        self.mark(running & (ev.nfev[self.rows] >= o["maxfev"][self.rows]), Status.MAXFEV)
         st = self.status[self.rows]
         ended = st != _RUNNING
         if not ended.any():
@@ -635,7 +663,7 @@ class _BatchRun:
         f_np = B.to_numpy(self.f)
         self.mark(sel & (f_np == 0.0), Status.ZERO)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
-        self._gradient_test(sel & (gs <= o["gtol"]), J, s_np, cn)
+        self._gradient_test(sel & (gs <= o["gtol"][self.rows]), J, s_np, cn)
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -655,7 +683,7 @@ class _BatchRun:
         self.mark(met, Status.GTOL)
 
     def _step_lm(self) -> None:
-        xp, o, ev = self.xp, self.o, self.ev
+        xp, ev = self.xp, self.ev
         self._linearize_lm(self._host(self.newJ) & (self.status[self.rows] == _RUNNING))
         run = self.status[self.rows] == _RUNNING
         if not run.all():
@@ -688,7 +716,8 @@ class _BatchRun:
         self.since = xp.where(~finite, xp.zeros_like(self.since),
                               xp.where(self.since < 0, self.since, self.since + 1))
         code = _trust.more_termination(xp, upd, self.delta, self.xnorm, self.gscaled,
-                                       self.eps, o["ftol"], o["xtol"], self.nonfinite_run,
+                                       self.eps, self.tol("ftol"), self.tol("xtol"),
+                                       self.nonfinite_run,
                                        self.since)
         self.fbest = xp.where(acc & (self.f < self.fbest), self.f, self.fbest)
         self.Xbest = _merge(xp, acc & (self.f <= self.fbest), self.X, self.Xbest)
@@ -723,7 +752,7 @@ class _BatchRun:
         gs = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
                       xp.zeros_like(rn))
         gs = xp.where(xp.all(xp.isfinite(self.G), axis=1), gs, xp.full_like(gs, math.inf))
-        gs_np = self._host(gs <= self.o["gtol"])
+        gs_np = self._host(gs <= self.tol("gtol"))
         f_np = B.to_numpy(self.f)
         self.mark(sel & (f_np == 0.0), Status.ZERO)
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
@@ -757,7 +786,8 @@ class _BatchRun:
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
-            self.mark(self._host(dnorm <= o["xtol"] * (o["xtol"] + xnorm)), Status.XTOL)
+            xtol = self.tol("xtol")
+            self.mark(self._host(dnorm <= xtol * (xtol + xnorm)), Status.XTOL)
         if armijo:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, armijo)
@@ -783,10 +813,10 @@ class _BatchRun:
         # after a full step, the change tests; after a shortened one, stagnation
         full = self._host(t == 1.0) & ok
         short = ok & ~full
-        small_f = self._host(xp.abs(f_prev - self.f) <= o["ftol"] * xp.abs(f_prev))
+        small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
         step_norm = t * dnorm
-        small_x = self._host(step_norm <= o["xtol"] * (o["xtol"] + xp.linalg.vector_norm(
-            self.X, axis=1)))
+        xtol = self.tol("xtol")
+        small_x = self._host(step_norm <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill
         self.mark(conv & small_f & small_x, Status.FTOL_XTOL)
@@ -849,12 +879,12 @@ class _BatchRun:
         self._newton_tests(np.ones(rows.size, bool))
 
     def _newton_tests(self, sel: np.ndarray) -> None:
-        xp, o = self.xp, self.o
+        xp = self.xp
         finite = self._host(xp.all(xp.isfinite(self.G), axis=1) &
                             xp.all(xp.isfinite(xp.reshape(self.H, (self.H.shape[0], -1))),
                                    axis=1))
         self.mark(sel & ~finite, Status.NONFINITE)
-        met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= o["gtol"])
+        met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= self.tol("gtol"))
         self._curvature_check(met, Status.GTOL)
 
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:
@@ -888,7 +918,8 @@ class _BatchRun:
         self.mark(self._host(bad), Status.NONFINITE)
         dnorm = xp.linalg.vector_norm(d, axis=1)
         xnorm = xp.linalg.vector_norm(self.X, axis=1)
-        self.mark(self._host(dnorm <= o["xtol"] * (o["xtol"] + xnorm)), Status.XTOL)
+        xtol = self.tol("xtol")
+        self.mark(self._host(dnorm <= xtol * (xtol + xnorm)), Status.XTOL)
         slope = _rows_dot(xp, self.G, d)
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
@@ -913,10 +944,9 @@ class _BatchRun:
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
-        small_x = self._host(t * dnorm <= o["xtol"] * (o["xtol"] + xp.linalg.vector_norm(
-            self.X, axis=1)))
+        small_x = self._host(t * dnorm <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
         scale = xp.maximum(xp.maximum(xp.abs(f_prev), xp.abs(self.f)), xp.ones_like(self.f))
-        small_f = self._host(xp.abs(f_prev - self.f) <= o["ftol"] * scale)
+        small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * scale)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill & (small_x | small_f)
         both, fx = conv & small_x & small_f, conv & small_x

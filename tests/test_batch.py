@@ -220,6 +220,23 @@ def test_maxfev_per_problem():
     assert (res.nfev <= 3).all() and (res.status == 1).all()
 
 
+def test_options_per_problem():
+    """maxfev and gtol given per problem: each problem stops on its own budget and tolerance."""
+    Y = _data(3, 2)
+    fun, jac = _model(np, "numpy", "float64")
+    X0 = np.tile([1.0, 0.3], (3, 1))
+    res = nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True,
+                      options={"maxfev": np.array([2, 3, 1000]), "ftol": 0.0, "xtol": 0.0,
+                               "gtol": np.array([1e-8, 1e-8, 1.0])})
+    assert res.nfev[0] == 2 and res.nfev[1] == 3 and list(res.status[:2]) == [1, 1]
+    # the scaled gradient is a cosine, ≤ 1: gtol = 1 is met at x0
+    assert res.termination_of(2) == "GTOL" and res.nfev[2] == 1
+    with pytest.raises(ValueError, match=r"'maxfev' has one value per problem: expected an "
+                                         r"array of length B=3, got shape \(2,\)"):
+        nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True,
+                    options={"maxfev": np.array([2, 3])})
+
+
 def test_callback_sees_the_batch_and_stop_iteration_stops_all():
     Y = _data(4, 5)
     fun, jac = _model(np, "numpy", "float64")

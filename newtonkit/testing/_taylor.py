@@ -38,7 +38,10 @@ products), plus :math:`h\,\text{rtol}\,\|J\|\|v\|`, the rounding allowed in the 
 an error of that size, which the remainder shows as a slope-1 term).  The slope is the
 least-squares slope of
 :math:`\log R` on :math:`\log h` over the three smallest steps of the last run of at least three
-consecutive steps above the floor: the asymptotic end, where the :math:`h\|e\|` term of a wrong
+consecutive steps above the floor and inside the Taylor regime, :math:`R(h) \le 0.1\,h\,\|J\|
+\|v\|` (beyond it ``F`` may saturate, and :math:`R(h) \approx h\|Jv\|` falls with slope 1 for
+a right derivative; a remainder above that line at every step is a derivative wrong by more than
+10 %, which fails): the asymptotic end, where the :math:`h\|e\|` term of a wrong
 derivative dominates longest.  Slope below 2 fails.  With fewer than three steps above the floor
 the remainder is rounding at every step: the derivative agrees to within the floor and the
 check passes (the report says so and gives the bound on :math:`\|e\|` this implies).
@@ -60,6 +63,11 @@ THRESHOLD = 2.0
 _WINDOW = 3
 #: Multiple of the measured noise σ below which a remainder counts as rounding.
 SIGMAS = 10.0
+#: The window's remainders exceed the floor this many times.
+CLEAR = 1.0
+#: Steps whose remainder exceeds this fraction of ``h·‖J‖‖v‖`` are outside the Taylor regime
+#: (``Remainders.window``).
+TAYLOR = 0.1
 
 
 def steps(eps: float, h_max: float | None = None, h_min: float | None = None) -> list[float]:
@@ -84,12 +92,20 @@ class Remainders:
     R1: list[float]
     phi: list[float]
     jv_norm: float
+    scale: float = math.inf  # ‖J‖·‖v‖ (·‖w‖): the size of the linear term per unit h
+
+    def above(self, k: int) -> bool:
+        return math.isfinite(self.R[k]) and self.R[k] > self.phi[k]
 
     def window(self) -> list[int]:
         """Indices of the three smallest steps in the last run of >= 3 steps above the floor
-        (empty when there is none)."""
+        (``CLEAR`` times) and inside the Taylor regime, ``R(h) <= TAYLOR·h·‖J‖‖v‖`` (empty
+        when there is none).  Beyond it the step is too large for a local test: where ``F``
+        saturates (tanh at a large argument), ``F(x ± hv)`` flattens and ``R(h) ≈ h‖Jv‖``
+        falls with slope 1 although the derivative is right."""
         above = [k for k in range(len(self.h))
-                 if math.isfinite(self.R[k]) and self.R[k] > self.phi[k]]
+                 if math.isfinite(self.R[k]) and self.R[k] > CLEAR * self.phi[k]
+                 and self.R[k] <= TAYLOR * self.h[k] * self.scale]
         run: list[int] = []
         best: list[int] = []
         for k in above:
@@ -116,6 +132,17 @@ class Remainders:
             finite = [k for k in range(len(self.h)) if math.isfinite(self.R[k])]
             if not finite:
                 return math.nan, "fun was not finite at any step x ± h v"
+            if all(self.above(k) for k in finite):
+                # above the floor at every step and never small against the linear term: the
+                # derivative is off by more than TAYLOR·‖J‖‖v‖ (the slope over the smallest
+                # steps shows it, about 1)
+                idx = finite[-_WINDOW:]
+                s = self.slope(idx) if len(idx) >= 2 else 0.0
+                k = idx[-1]
+                err = self.R[k] / self.h[k]
+                return min(s, 1.0), (f"remainder above {TAYLOR:g}·h·‖J‖‖v‖ at every step: "
+                                     f"R(h)/h = {err:.3g} ({err / max(self.jv_norm, 1e-300):.3g}"
+                                     f" of ‖Jv‖) at h = {self.h[k]:.3g}, slope {s:.2f}")
             bound = min((self.R[k] + self.phi[k]) / self.h[k] for k in finite)
             return math.nan, (f"remainder at rounding level at every step: ‖error of Jv‖ <= "
                               f"{bound:.2g} ({bound / max(self.jv_norm, 1e-300):.2g} relative)")
@@ -162,7 +189,7 @@ def remainders(F: Callable[[Any], Any], xp: Any, x: Any, v: Any, jv: Any, hs: li
     g = [at(j * d) if j else at(0.0) for j in range(-3, 4)]
     sigma = max(B.norm(xp, g[i] - 4.0 * g[i + 1] + 6.0 * g[i + 2] - 4.0 * g[i + 3] + g[i + 4])
                 for i in range(3)) / math.sqrt(70.0)
-    out = Remainders(hs, [], [], [], size(jv))
+    out = Remainders(hs, [], [], [], size(jv), wnorm * norm_J * vnorm)
     for h in hs:
         fp, fm = at(h), at(-h)
         r = size(proj(fp) - proj(fm) - (2.0 * h) * jv) / 2.0
