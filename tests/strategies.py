@@ -213,7 +213,7 @@ class SVDCase:
         return self.Vt[:k].T @ (self.s[:k, None] ** kappa * self.U[:, :k].T)
 
 
-def _grid(lo: float, hi: float, step: float = 0.25) -> list[float]:
+def grid(lo: float, hi: float, step: float = 0.25) -> list[float]:
     """``hi, hi − step, …`` down to ``lo`` (both ends included): values for ``st.sampled_from``,
     whose draws are close to uniform under the derandomized ci profile (``st.floats`` and
     ``st.integers`` put a third of the examples at or next to a bound) and shrink towards the
@@ -267,11 +267,11 @@ def svd_cases(draw, *, backend=None, dtype=None, deficient: bool | None = None,
     top = _per_dtype(MAX_COND_K if max_cond is None else max_cond, dtype)
     # kept part: σ in [1/cond_k, 1], cond_k = 10^L with L ≤ log10 top and 10^-L ≥ GAP·lo_t
     L_max = max(0.0, min(np.log10(top), -np.log10(GAP * lo_t)))
-    L = draw(st.sampled_from(_grid(0.0, L_max)), label="log10 cond_k") if k > 1 else 0.0
+    L = draw(st.sampled_from(grid(0.0, L_max)), label="log10 cond_k") if k > 1 else 0.0
     # threshold: lo_t ≤ t ≤ min(max_truncation, 10^-L / GAP); the first grid entry puts the
     # smallest kept value right at the gap
     hi_t = min(np.log10(max_truncation), -L - np.log10(GAP))
-    log_t = draw(st.sampled_from(_grid(min(np.log10(lo_t), hi_t), hi_t)), label="log10 t")
+    log_t = draw(st.sampled_from(grid(min(np.log10(lo_t), hi_t), hi_t)), label="log10 t")
     t = 10.0 ** log_t
     spectrum = draw(st.sampled_from(("loguniform", "logspaced", "clustered")),
                     label="spectrum")
@@ -411,7 +411,7 @@ def symmetric_cases(draw, *, kinds=("definite", "indefinite", "semidefinite", "n
     dtype = draw(st.sampled_from(DTYPES), label="dtype") if dtype is None else dtype
     kind = draw(st.sampled_from(kinds), label="kind")
     lo = MIN_REL_EIG[dtype]
-    u = draw(st.sampled_from(_grid(np.log10(lo), 0.0)), label="log10 |λ_min|/λ_max")
+    u = draw(st.sampled_from(grid(np.log10(lo), 0.0)), label="log10 |λ_min|/λ_max")
     z = draw(st.sampled_from(range(1, n)), label="zeros") if (kind == "semidefinite" and n > 1) \
         else 1
     e2 = draw(st.sampled_from(range(-10, 11)), label="log2 scale")
