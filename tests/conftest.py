@@ -5,11 +5,12 @@ Profiles (select with NEWTONKIT_HYPOTHESIS_PROFILE):
   and shared, so timing-based flakiness is ruled out), no example database writes.
 - ``dev``: 25 examples, for quick local iteration.
 - ``soak``: 5,000 examples per property, random seeds, for long runs.
+- ``mutation``: as ``ci`` without shrinking (tests/mutation_check.py counts failures only).
 """
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                     HealthCheck.data_too_large])
@@ -17,4 +18,6 @@ settings.register_profile("ci", max_examples=100, derandomize=True, database=Non
                           print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=25, **_COMMON)
 settings.register_profile("soak", max_examples=5000, **_COMMON)
+settings.register_profile("mutation", max_examples=100, derandomize=True, database=None,
+                          phases=[Phase.explicit, Phase.generate], **_COMMON)
 settings.load_profile(os.environ.get("NEWTONKIT_HYPOTHESIS_PROFILE", "ci"))

@@ -5,14 +5,26 @@ copy of *the same rounded values* (``to_np(to_backend(a))``), so references are 
 what the code was actually given: float32 rounding of the input is never counted as an error of
 the code.  References use float64 NumPy/LAPACK.
 
-Matrices are built as ``J = U diag(s) Vᵀ`` with random orthogonal ``U``, ``V`` (QR of a Gaussian
-from a drawn seed, so hypothesis shrinks the structural parameters, not thousands of floats).
-Shapes are tall, wide or square with sizes kept small (≤ 40) so 100 examples run fast.  Spectra
-are log-uniform, evenly log-spaced or clustered, with the full matrix's condition number up to
-1e8 (exact zeros for rank-deficient cases).  For truncated inverses the spectrum is built around
-a truncation threshold with a *gap*: kept singular values are at least ``GAP``× above the
-threshold and discarded ones at least ``GAP``× below it, so the kept rank is well defined in
-either dtype and the comparisons are made on well-resolved parts only.
+Matrices are built as ``J = U diag(s) Vᵀ`` with random orthogonal ``U``, ``V``.  Hypothesis
+draws every structural parameter — shape kind and sizes, backend, dtype, rank, number of
+discarded values, log10 of the kept condition number cond_k and of the truncation (quarter-decade
+grids), spectrum kind (log-uniform, evenly log-spaced, clustered), power-of-two scale — with
+``st.sampled_from``, whose draws are close to uniform under the derandomized ci profile (its
+``st.floats``/``st.integers`` put about a third of the examples at a bound) and which shrinks
+towards the first entry, so a failure shrinks to a small, well-conditioned case.  Only the
+continuous parts (orthogonal factors, interior singular values, vectors) come from a drawn seed.
+
+cond_k reaches MAX_COND_K: 1e8 in float64, 1e3 in float32 (the float32 SVD route's bound
+C·ε₃₂·cond_k is 2.3e-2 there; at 1e4 it would pass answers without a correct digit).  Properties
+whose tolerance grows faster (a Gram's ε·cond_k², a Penrose identity's extra cond_k) restrict
+their cases with ``max_cond=cond_limit(...)`` so that every tolerance stays ≤ MEANINGFUL.
+Under the ci profile (100 examples per property) the kept condition numbers of
+test_linalg_half_inverse's 1,300 float64/float32 cases spread over every decade up to the limit.
+
+For truncated inverses the spectrum is built around a truncation threshold with a *gap*: kept
+singular values are at least ``GAP``× above the threshold and discarded ones at least ``GAP``×
+below it, so the kept rank is well defined in either dtype and the comparisons are made on
+well-resolved parts only.
 """
 
 from __future__ import annotations
@@ -213,7 +225,7 @@ class SVDCase:
         return self.Vt[:k].T @ (self.s[:k, None] ** kappa * self.U[:, :k].T)
 
 
-def _grid(lo: float, hi: float, step: float = 0.25) -> list[float]:
+def grid(lo: float, hi: float, step: float = 0.25) -> list[float]:
     """``hi, hi − step, …`` down to ``lo`` (both ends included): values for ``st.sampled_from``,
     whose draws are close to uniform under the derandomized ci profile (``st.floats`` and
     ``st.integers`` put a third of the examples at or next to a bound) and shrink towards the
@@ -267,11 +279,11 @@ def svd_cases(draw, *, backend=None, dtype=None, deficient: bool | None = None,
     top = _per_dtype(MAX_COND_K if max_cond is None else max_cond, dtype)
     # kept part: σ in [1/cond_k, 1], cond_k = 10^L with L ≤ log10 top and 10^-L ≥ GAP·lo_t
     L_max = max(0.0, min(np.log10(top), -np.log10(GAP * lo_t)))
-    L = draw(st.sampled_from(_grid(0.0, L_max)), label="log10 cond_k") if k > 1 else 0.0
+    L = draw(st.sampled_from(grid(0.0, L_max)), label="log10 cond_k") if k > 1 else 0.0
     # threshold: lo_t ≤ t ≤ min(max_truncation, 10^-L / GAP); the first grid entry puts the
     # smallest kept value right at the gap
     hi_t = min(np.log10(max_truncation), -L - np.log10(GAP))
-    log_t = draw(st.sampled_from(_grid(min(np.log10(lo_t), hi_t), hi_t)), label="log10 t")
+    log_t = draw(st.sampled_from(grid(min(np.log10(lo_t), hi_t), hi_t)), label="log10 t")
     t = 10.0 ** log_t
     spectrum = draw(st.sampled_from(("loguniform", "logspaced", "clustered")),
                     label="spectrum")
@@ -411,7 +423,7 @@ def symmetric_cases(draw, *, kinds=("definite", "indefinite", "semidefinite", "n
     dtype = draw(st.sampled_from(DTYPES), label="dtype") if dtype is None else dtype
     kind = draw(st.sampled_from(kinds), label="kind")
     lo = MIN_REL_EIG[dtype]
-    u = draw(st.sampled_from(_grid(np.log10(lo), 0.0)), label="log10 |λ_min|/λ_max")
+    u = draw(st.sampled_from(grid(np.log10(lo), 0.0)), label="log10 |λ_min|/λ_max")
     z = draw(st.sampled_from(range(1, n)), label="zeros") if (kind == "semidefinite" and n > 1) \
         else 1
     e2 = draw(st.sampled_from(range(-10, 11)), label="log2 scale")

@@ -217,7 +217,7 @@ LOG_ALPHA_MIN = {"float64": -8.0, "float32": -2.0}
                                                            "cgls")),
        st.booleans(), st.sampled_from(RHOS), st.data())
 def test_damped_step_solves_normal_equations(case, method, scaled, rho, data):
-    log_alpha = data.draw(st.sampled_from(S._grid(LOG_ALPHA_MIN[case.dtype], 2.0)),
+    log_alpha = data.draw(st.sampled_from(S.grid(LOG_ALPHA_MIN[case.dtype], 2.0)),
                           label="log10 α")
     # μ = α·σ_max² > 0 with D = I or a random positive diagonal in [0.1, 10]: d matches the
     # float64 solution of (JᵀJ + μD) d = −Jᵀr to the LS bound for A = [J; sqrt(μD)].  CGLS
