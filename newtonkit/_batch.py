@@ -420,7 +420,8 @@ class _BatchRun:
             raise ValueError(f"the objective is not finite at X0[{bad}]; start every problem "
                              f"where fun is finite")
         self.f0 = self.f
-        self.Xbest, self.fbest = X, self.f
+        self.tracks_best = self.name != "lm"
+        self.Xbest, self.fbest, self.Vbest = X, self.f, self.V
         self.init_method()
         bar = None
         if self.o["progress"]:
@@ -479,30 +480,21 @@ class _BatchRun:
         self.mark(ended & above & soft, Status.DIVERGED, overwrite=True)
         st = self.status[self.rows]
         fault = np.isin(st, [_STATUSES.index(s) for s in Status if s.fault])
-        fault_dev = xp.asarray(fault, device=array_api_compat.device(self.X))
-        X = _merge(xp, fault_dev, self.Xbest, self.X)
-        f = xp.where(fault_dev, self.fbest, self.f)
-        keep_np = ~ended
+        if self.name == "lm":
+            self._refresh_gradient(ended)
+        X, f, V, G = self.X, self.f, self.V, self.G
+        if fault.any() and self.tracks_best:
+            # a fault returns the best accepted iterate (LM's accepted steps always lower f,
+            # so there the last one is the best)
+            m = self._dev(fault)
+            X, f = _merge(xp, m, self.Xbest, X), xp.where(m, self.fbest, f)
+            V, G = _merge(xp, m, self.Vbest, V), _merge(xp, m, self.Gbest, G)
         e = self._idx(np.nonzero(ended)[0])
-        G = self.gradient_rows(np.nonzero(ended)[0], X, fault)
-        V = xp.take(self.V, e, axis=0) if not fault.any() else self.values_at(X, e, ended)
-        self.done.append((self.rows[ended], xp.take(X, e, axis=0), xp.take(f, e, axis=0), G, V))
-        k = self._idx(np.nonzero(keep_np)[0])
+        self.done.append((self.rows[ended], xp.take(X, e, axis=0), xp.take(f, e, axis=0),
+                          xp.take(G, e, axis=0), xp.take(V, e, axis=0)))
+        k = self._idx(np.nonzero(~ended)[0])
         self.compact(k)
-        self.rows = self.rows[keep_np]
-
-    def values_at(self, X: Any, e: Any, ended: np.ndarray) -> Any:
-        """The residual or value at the returned points of ended rows (the best iterate of a
-        faulted row is re-evaluated: one more call of fun for it, as the single-problem
-        result's residual)."""
-        xp = self.xp
-        fault = np.isin(self.status[self.rows[ended]],
-                        [_STATUSES.index(s) for s in Status if s.fault])
-        V = xp.take(self.V, e, axis=0)
-        if not fault.any():
-            return V
-        Vb = self.Vbest_rows(e)
-        return _merge(xp, xp.asarray(fault, device=array_api_compat.device(V)), Vb, V)
+        self.rows = self.rows[~ended]
 
     def compact(self, k: Any) -> None:
         """Keep the rows ``k`` of every working array."""
@@ -511,7 +503,8 @@ class _BatchRun:
             setattr(self, name, xp.take(getattr(self, name), k, axis=0))
 
     def state_names(self) -> list[str]:
-        return ["X", "V", "f", "f0", "Xbest", "fbest", "Vbest", "G", "Gbest"] + self.method_state
+        best = ["Xbest", "fbest", "Vbest", "Gbest"] if self.tracks_best else []
+        return ["X", "V", "f", "f0", "G"] + best + self.method_state
 
     def _result(self) -> BatchResult:
         xp, ev, Bn = self.xp, self.ev, self.ev.Bn
@@ -555,34 +548,23 @@ class _BatchRun:
     def step(self) -> None:
         getattr(self, f"_step_{self.name if self.name != 'hig' else 'gn'}")()
 
-    def gradient_rows(self, ended: np.ndarray, X: Any, fault: np.ndarray) -> Any:
-        """The gradient at the returned points of the ended rows."""
+    def _refresh_gradient(self, ended: np.ndarray) -> None:
+        """LM linearises only before its next trial: rows that stopped right after an accepted
+        step get the gradient there now (not counted in njev, as SciPy and the single-problem
+        LM do)."""
         xp = self.xp
-        e = self._idx(ended)
-        if self.name == "lm":
-            # LM linearises only before its next trial: rows that stopped right after an
-            # accepted step get the gradient there now (not counted in njev, as SciPy and the
-            # single-problem LM do)
-            stale = self._host(self.newJ)[ended]
-            if stale.any():
-                s_np = ended[stale]
-                s = self._idx(s_np)
-                Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
-                njev = self.ev.njev.copy()
-                Js = self.ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
-                self.ev.njev = njev
-                sel = np.zeros(self.rows.size, bool)
-                sel[s_np] = True
-                put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
-                self.G = put(_vecmat(xp, Vs, Js), self.G)
-        G = xp.take(self.G, e, axis=0)
-        if fault[ended].any():
-            Gb = xp.take(self.Gbest, e, axis=0)
-            G = _merge(xp, xp.asarray(fault[ended], device=array_api_compat.device(G)), Gb, G)
-        return G
-
-    def Vbest_rows(self, e: Any) -> Any:
-        return self.xp.take(self.Vbest, e, axis=0)
+        s_np = np.nonzero(ended & self._host(self.newJ))[0]
+        if not s_np.size:
+            return
+        s = self._idx(s_np)
+        Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+        njev = self.ev.njev.copy()
+        Js = self.ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+        self.ev.njev = njev
+        sel = np.zeros(self.rows.size, bool)
+        sel[s_np] = True
+        put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+        self.G = put(_vecmat(xp, Vs, Js), self.G)
 
     def track_best(self, accepted: Any) -> None:
         xp = self.xp
@@ -607,9 +589,8 @@ class _BatchRun:
         self.s2 = self.sq = self.c0 = xp.zeros((b, k), dtype=self.X.dtype)
         self.Vt = xp.zeros((b, k, n), dtype=self.X.dtype)
         self.full = xp.zeros((b,), dtype=xp.bool)
-        self.G = self.Gbest = xp.zeros_like(self.X)
+        self.G = xp.zeros_like(self.X)
         self.gscaled = z
-        self.Vbest = self.V
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
         self.since = xp.full((b,), -1, dtype=xp.int64)
 
@@ -649,8 +630,6 @@ class _BatchRun:
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
         put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
         self.G = put(G, self.G)
-        self.Gbest = xp.where(_expand(xp, self._dev(sel), self.G) &
-                              _expand(xp, self.fbest == self.f, self.G), self.G, self.Gbest)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
         self.s2, self.sq, self.c0 = put(s2, self.s2), put(sq, self.sq), put(c0, self.c0)
@@ -719,9 +698,6 @@ class _BatchRun:
                                        self.eps, self.tol("ftol"), self.tol("xtol"),
                                        self.nonfinite_run,
                                        self.since)
-        self.fbest = xp.where(acc & (self.f < self.fbest), self.f, self.fbest)
-        self.Xbest = _merge(xp, acc & (self.f <= self.fbest), self.X, self.Xbest)
-        self.Vbest = _merge(xp, acc & (self.f <= self.fbest), self.V, self.Vbest)
         self._mark_codes(code)
 
     def _mark_codes(self, code: Any) -> None:
@@ -734,7 +710,6 @@ class _BatchRun:
     def _init_gn(self) -> None:
         xp = self.xp
         self.method_state = ["J"]
-        self.Vbest = self.V
         self.J = None
         rows = self.rows
         J = self.ev.first(self.X, self.V, self._idx(rows), rows)
@@ -871,7 +846,6 @@ class _BatchRun:
     # == Newton ===================================================================================
     def _init_newton(self) -> None:
         self.method_state = ["H"]
-        self.Vbest = self.V
         rows = self.rows
         self.G = self.ev.first(self.X, self.V, self._idx(rows), rows)
         self.Gbest = self.G

@@ -54,9 +54,9 @@ BACKENDS = tuple(b for b in ALL_BACKENDS if b == "numpy" or _optional(b) is not 
 DTYPES = ("float32", "float64")
 GAP = 10.0  # factor between the threshold and the nearest kept / discarded singular value
 # Largest condition number cond_k = σ_1/σ_k of the generated kept part, by dtype.  float64: 1e8.
-# float32: 1e3, because the SVD route's error model C·ε₃₂·cond_k with C = 30·sqrt(40) (see
-# hig_rtol) is 2.3e-2 there: at 1e4 the bound would be 0.23 and a result with no correct digit
-# could pass (and through a Gram, ε₃₂·cond_k² reaches 1 at cond_k ≈ 3e3).
+# float32: 1e3 generated, of which the half-inverse properties can use up to about 260 on the
+# SVD route (its bound 10·(m+n)·ε₃₂·cond_k, hig_rtol, reaches MEANINGFUL there at m+n = 80)
+# and about 16 through a Gram (ε₃₂·cond_k²); cond_limit restricts each property's cases.
 MAX_COND_K = {"float32": 1e3, "float64": 1e8}
 # Smallest relative truncation per dtype for generated half-inverse cases: the kept part spans
 # [GAP·t, 1], so these allow every cond_k up to MAX_COND_K.  (A Gram route cannot resolve
@@ -333,13 +333,20 @@ def hig_rtol(case: SVDCase, route: str, factor: float = 1.0) -> float:
       absolute error ``ε·σ_max²``, so the kept part is perturbed by ``ε·cond_k²`` (REFERENCE.md).
     - ``gram-float64``: as ``gram`` with ε of float64, plus one rounding of the result to the
       working dtype (``ε_w``) and the float32 products ``ε_w·cond_k``.
-    The constant 30·sqrt(max(m, n)) was set after a 3,000-example calibration run over all
-    routes, κ ∈ {−1, −½, 1}, both dtypes (largest observed error / (sqrt(max(m,n))·model): 3.1
-    for the float64 Gram, 2.9 randomized, 1.9 SVD float32, 1.0 Gram float32), so a ≥ 10× margin.
+    The dimension factor is derived, not calibrated: forming a Gram entry is a dot product of
+    length m (or n), error γ_m·σ₁²; the symmetric eigensolver's and the SVD's backward errors
+    are c·n·ε‖·‖ (LAPACK; c a small constant); the products that apply the factors to ``g``
+    add γ_m + γ_n.  All told ``DIM_C·(m + n)·model`` with ``DIM_C = 10`` for the constant c and
+    the few products of each route.  (It replaced 30·sqrt(max(m, n)), fitted to a calibration
+    run, which the soak profile beat on a 35 × 3 Gram case: 5.3e-14 against 3.9e-14.)
     """
-    dim = 30.0 * np.sqrt(max(case.shape))
+    dim = DIM_C * sum(case.shape)
     model = _model(route, case.dtype, case.cond_k)
     return factor * dim * model
+
+
+#: The constant of the rounding bounds of :func:`hig_rtol` (times m + n).
+DIM_C = 10.0
 
 
 def _model(route: str, dtype: str, c: float) -> float:
@@ -364,7 +371,7 @@ def cond_limit(route: str, factor: float = 1.0, extra: float = 0.0,
         routes = ("svd",) if route in ("svd", "randomized") else ("gram",)
 
         def tol(c, dtype=dtype, routes=routes):
-            return max(factor * c ** extra * 30.0 * np.sqrt(max_dim) * _model(r, dtype, c)
+            return max(factor * c ** extra * DIM_C * 2 * max_dim * _model(r, dtype, c)
                        for r in routes)
 
         lo, hi = 0.0, np.log10(MAX_COND_K[dtype])  # bisection on log10 cond_k

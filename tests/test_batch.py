@@ -194,6 +194,24 @@ def test_a_problem_that_turns_nan_stops_alone():
     np.testing.assert_array_equal(res.nfev[[0, 1, 3, 4]], clean.nfev)
 
 
+def test_divergence_returns_the_best_iterate():
+    """Fixed-step HIG runs uphill on this fit: status 5 per problem, x the best accepted
+    iterate (objective at most f(x0)), with fun, the residual and the gradient at that x."""
+    Y = _data(3, 4)
+    fun, jac = _model(np, "numpy", "float64")
+    X0 = np.tile([1.0, 0.3], (3, 1))
+    res = nk.minimize(fun, X0, method="hig", jac=jac, args=(Y,), batch=True,
+                      options={"maxiter": 50})
+    f0 = 0.5 * np.sum(fun(X0, Y) ** 2, axis=1)
+    assert (res.status == 5).all()
+    assert (res.fun <= f0).all()
+    r = fun(res.x, Y)
+    np.testing.assert_array_equal(res.residual, r)
+    np.testing.assert_array_equal(res.fun, 0.5 * np.sum(r * r, axis=1))
+    np.testing.assert_allclose(res.jac, np.einsum("bmn,bm->bn", jac(res.x, Y), r),
+                               rtol=0, atol=30 * EPS64 * np.abs(res.jac).max())
+
+
 def test_finished_problems_are_not_evaluated():
     """Compaction, not masking: the rows fun sees add up to the problems' own counts."""
     Y = _data(40, 11)
