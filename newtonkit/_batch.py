@@ -74,7 +74,8 @@ _DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8
 class BatchResult(dict):
     """The result of a batched run: SciPy's fields as arrays over the B problems.
 
-    ``x`` (B, n), ``fun`` (B,), ``jac`` (B, n) the gradient, ``residual`` (B, m) for least
+    ``x`` (B, n), ``fun`` (B,), ``jac`` (B, n) the gradient (NaN in a row whose difference
+    Jacobian at the final point would exceed its maxfev), ``residual`` (B, m) for least
     squares — on the backend and device of ``X0``; ``status``, ``success``, ``nit``, ``nfev``,
     ``njev`` (and ``nhev``) NumPy arrays (B,); ``message`` a one-line summary;
     :meth:`message_of` the message of one problem; ``method``.
@@ -134,6 +135,16 @@ class _Evaluator:
         self.jac_scheme = self._scheme(jac, "jac")
         self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
         self.eps = float(xp.finfo(self.dtype).eps)
+
+    def linearization_cost(self, n: int) -> int:
+        """Calls of ``fun`` per row that one linearisation makes: the difference Jacobian or
+        gradient (n or 2n), and for Newton a difference Hessian of it (n or 2n gradients)."""
+        per = {"2-point": n, "3-point": 2 * n}
+        first = per.get(self.jac_scheme, 0)
+        if self.kind != "objective" or self.hess_scheme not in per:
+            return first
+        # each difference of the gradient evaluates it anew (and fun there for a 2-point one)
+        return first + per[self.hess_scheme] * (first + (self.jac_scheme == "2-point"))
 
     def _scheme(self, d: Any, name: str) -> str:
         if d is None:
@@ -219,8 +230,11 @@ class _Evaluator:
         elif self.hess_scheme == "autodiff":
             H = self._autodiff_hessian(X, rows)
         else:
-            H = self._differences(lambda Z: self.first(Z, None, rows, rows_np), X, G,
-                                  self.hess_scheme)
+            def grad(Z: Any) -> Any:
+                V = self.values(Z, rows, rows_np) if self.jac_scheme == "2-point" else None
+                return self.first(Z, V, rows, rows_np)
+
+            H = self._differences(grad, X, G, self.hess_scheme)
             self.njev[rows_np] -= H.shape[1] * (2 if self.hess_scheme == "3-point" else 1)
             H = 0.5 * (H + xp.permute_dims(H, (0, 2, 1)))
         self.nhev[rows_np] += 1
@@ -398,6 +412,17 @@ class _BatchRun:
         return self.xp.asarray(self.o[key][self.rows], dtype=self.X.dtype,
                                device=array_api_compat.device(self.X))
 
+    def budget_left(self) -> np.ndarray:
+        """Calls of ``fun`` each active row may still make (maxfev is never exceeded)."""
+        return self.o["maxfev"][self.rows] - self.ev.nfev[self.rows]
+
+    def reserve(self, sel: np.ndarray, calls: int) -> np.ndarray:
+        """``sel`` less the rows that cannot afford ``calls`` more evaluations: those end
+        with MAXFEV now, at their last accepted point."""
+        short = sel & (self.budget_left() < calls)
+        self.mark(short, Status.MAXFEV)
+        return sel & ~short
+
     def _idx(self, rows_np: np.ndarray) -> Any:
         dev = array_api_compat.device(self.X)
         return self.xp.asarray(rows_np, device=dev)
@@ -413,6 +438,10 @@ class _BatchRun:
         if Bn == 0:
             return self._result()
         rows = self._idx(self.rows)
+        need = 1 + (ev.linearization_cost(X.shape[1]) if self.name != "lm" else 0)
+        if (self.o["maxfev"] < need).any():
+            raise ValueError(f"maxfev={int(self.o['maxfev'].min())} is too small to evaluate fun "
+                             f"and its derivatives at X0 ({need} calls per problem)")
         self.V = ev.values(X, rows, self.rows)
         self.f = ev.objective(self.V)
         if not self._host(xp.isfinite(self.f)).all():
@@ -553,7 +582,13 @@ class _BatchRun:
         step get the gradient there now (not counted in njev, as SciPy and the single-problem
         LM do)."""
         xp = self.xp
-        s_np = np.nonzero(ended & self._host(self.newJ))[0]
+        stale = ended & self._host(self.newJ)
+        # where a difference Jacobian would exceed maxfev the gradient is not computed: NaN
+        cost = self.ev.linearization_cost(self.X.shape[1])
+        short = stale & (self.budget_left() < cost)
+        if short.any():
+            self.G = _merge(xp, self._dev(short), xp.full_like(self.G, math.nan), self.G)
+        s_np = np.nonzero(stale & ~short)[0]
         if not s_np.size:
             return
         s = self._idx(s_np)
@@ -663,7 +698,9 @@ class _BatchRun:
 
     def _step_lm(self) -> None:
         xp, ev = self.xp, self.ev
-        self._linearize_lm(self._host(self.newJ) & (self.status[self.rows] == _RUNNING))
+        n = self.X.shape[1]
+        new = self._host(self.newJ) & (self.status[self.rows] == _RUNNING)
+        self._linearize_lm(self.reserve(new, ev.linearization_cost(n) + 1))
         run = self.status[self.rows] == _RUNNING
         if not run.all():
             self.finish_rows()
@@ -812,8 +849,13 @@ class _BatchRun:
         t_ok = xp.zeros_like(t)
         X1, V1, f1 = self.X, self.V, self.f
         nonfinite = xp.zeros((b,), dtype=xp.bool)
+        cost = ev.linearization_cost(self.X.shape[1])
         for _ in range(o["max_backtracks"]):
-            s_np = np.nonzero(~self._host(found))[0]
+            searching = ~self._host(found)
+            # a trial and the linearisation at the point it may accept must fit in maxfev
+            can = self.reserve(searching, 1 + cost)
+            found = found | self._dev(searching & ~can)
+            s_np = np.nonzero(can)[0]
             if not s_np.size:
                 break
             s = self._idx(s_np)

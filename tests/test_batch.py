@@ -255,6 +255,35 @@ def test_options_per_problem():
                     options={"maxfev": np.array([2, 3])})
 
 
+@pytest.mark.parametrize("method", ["lm", "gn", "hig", "newton"])
+def test_maxfev_is_never_exceeded_with_differences(method):
+    """A difference Jacobian costs n calls per row: the budget is checked before it (and
+    before every line-search trial), so nfev ≤ maxfev per problem, counted by a wrapped fun."""
+    Y = _data(4, 6)
+    fun, _ = _model(np, "numpy", "float64")
+    if method == "newton":
+        res_fn = fun
+
+        def fun(X, Y):
+            r = res_fn(X, Y)
+            return 0.5 * np.sum(r * r, axis=1)
+
+    calls = np.zeros(4, dtype=int)
+
+    def counted(X, Y, idx):
+        np.add.at(calls, idx.astype(int), 1)
+        return fun(X, Y)
+
+    maxfev = np.array([9, 10, 14, 40])
+    res = nk.minimize(counted, np.tile([1.0, 0.3], (4, 1)), method=method, jac="2-point",
+                      hess="2-point" if method == "newton" else None,
+                      args=(Y, np.arange(4.0)), batch=True,
+                      options={"maxfev": maxfev, "line_search": True} if method != "lm"
+                      else {"maxfev": maxfev})
+    np.testing.assert_array_equal(res.nfev, calls)
+    assert (calls <= maxfev).all()
+
+
 def test_callback_sees_the_batch_and_stop_iteration_stops_all():
     Y = _data(4, 5)
     fun, jac = _model(np, "numpy", "float64")
