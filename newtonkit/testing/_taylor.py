@@ -68,6 +68,9 @@ CLEAR = 1.0
 #: Steps whose remainder exceeds this fraction of ``h·‖J‖‖v‖`` are outside the Taylor regime
 #: (``Remainders.window``).
 TAYLOR = 0.1
+#: Steps where the resolved h⁵ term of ``F`` along ``v`` exceeds this fraction of the remainder
+#: are not yet in the asymptotic regime of the symmetric remainder (``Remainders.window``).
+QUINTIC = 0.25
 
 
 def steps(eps: float, h_max: float | None = None, h_min: float | None = None) -> list[float]:
@@ -93,6 +96,9 @@ class Remainders:
     phi: list[float]
     jv_norm: float
     scale: float = math.inf  # ‖J‖·‖v‖ (·‖w‖): the size of the linear term per unit h
+    #: the h⁵ term of the remainder at each step net of its rounding (``inf`` where unknown:
+    #: none at the two smallest steps; see ``remainders``)
+    Q5: list[float] | None = None
 
     def above(self, k: int) -> bool:
         return math.isfinite(self.R[k]) and self.R[k] > self.phi[k]
@@ -105,7 +111,8 @@ class Remainders:
         falls with slope 1 although the derivative is right."""
         above = [k for k in range(len(self.h))
                  if math.isfinite(self.R[k]) and self.R[k] > CLEAR * self.phi[k]
-                 and self.R[k] <= TAYLOR * self.h[k] * self.scale]
+                 and self.R[k] <= TAYLOR * self.h[k] * self.scale
+                 and (self.Q5 is None or not self.Q5[k] > QUINTIC * self.R[k])]
         run: list[int] = []
         best: list[int] = []
         for k in above:
@@ -189,14 +196,25 @@ def remainders(F: Callable[[Any], Any], xp: Any, x: Any, v: Any, jv: Any, hs: li
     g = [at(j * d) if j else at(0.0) for j in range(-3, 4)]
     sigma = max(B.norm(xp, g[i] - 4.0 * g[i + 1] + 6.0 * g[i + 2] - 4.0 * g[i + 3] + g[i + 4])
                 for i in range(3)) / math.sqrt(70.0)
-    out = Remainders(hs, [], [], [], size(jv), wnorm * norm_J * vnorm)
+    out = Remainders(hs, [], [], [], size(jv), wnorm * norm_J * vnorm, [])
+    rho = []
     for h in hs:
         fp, fm = at(h), at(-h)
-        r = size(proj(fp) - proj(fm) - (2.0 * h) * jv) / 2.0
+        rho.append((proj(fp) - proj(fm) - (2.0 * h) * jv) / 2.0)
+        r = size(rho[-1])
         r1 = size(proj(fp) - f0 - h * jv)
         phi = wnorm * (noise * (max(B.norm(xp, fp), B.norm(xp, fm)) + norm_J * xnorm)
                        + SIGMAS * sigma + h * rtol * norm_J * vnorm)
         out.R.append(r if math.isfinite(r) else math.nan)
         out.R1.append(r1 if math.isfinite(r1) else math.nan)
         out.phi.append(phi if math.isfinite(phi) else math.inf)
+    # ρ_k − 10ρ_{k+1} + 16ρ_{k+2} = (45/64)·c₅h_k⁵ exactly for ρ(h) = −e·h + c₃h³ + c₅h⁵:
+    # the linear (derivative error) and cubic terms cancel, so it does not depend on jv
+    for k in range(len(hs)):
+        if k + 2 < len(hs):
+            q = size(rho[k] - 10.0 * rho[k + 1] + 16.0 * rho[k + 2])
+            noise_q = out.phi[k] + 10.0 * out.phi[k + 1] + 16.0 * out.phi[k + 2]
+            out.Q5.append(64.0 / 45.0 * (q - noise_q) if math.isfinite(q) else math.inf)
+        else:
+            out.Q5.append(-math.inf)
     return out
