@@ -17,7 +17,7 @@ _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 settings.register_profile("ci", max_examples=100, derandomize=True, database=None,
                           print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=25, **_COMMON)
-settings.register_profile("soak", max_examples=5000, **_COMMON)
+settings.register_profile("soak", max_examples=5000, print_blob=True, **_COMMON)
 settings.register_profile("mutation", max_examples=100, derandomize=True, database=None,
                           phases=[Phase.explicit, Phase.generate], **_COMMON)
 settings.load_profile(os.environ.get("NEWTONKIT_HYPOTHESIS_PROFILE", "ci"))
