@@ -137,7 +137,9 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     loss : str or callable
         ``'linear'``, ``'soft_l1'``, ``'huber'``, ``'cauchy'``, ``'arctan'`` or ``rho(z) ->
         (ρ, ρ′, ρ″)`` (see :class:`~newtonkit.problems._robust.RobustLoss`).  Unlike SciPy,
-        ``'lm'`` accepts robust losses (the same Triggs model as SciPy's ``'trf'``).
+        ``'lm'`` accepts robust losses (SciPy's Triggs model with a curvature floor, see
+        :class:`~newtonkit.problems._robust.RobustLoss`; the cost and its minimisers are
+        SciPy's).
     f_scale : float
         :math:`C > 0`, the soft margin between inlier and outlier residuals.
     max_nfev : int, optional
@@ -205,7 +207,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     robust = not (isinstance(loss, str) and loss == "linear")
 
     if robust:
-        rloss = RobustLoss(loss, f_scale)
+        rloss = RobustLoss(loss, f_scale)  # newtonkit's curvature floor for the solve
         has_jacobian = jac is not None  # else autodiff on the model
         model = (_ResidualWithJacobian if has_jacobian else _Residual)(
             fun, jac, args, kwargs, scale, xp)
@@ -219,8 +221,9 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     xs = res.x if scale is None else res.x * scale
     J = _final_jacobian(fun, jac, args, kwargs, xs, r, xp)
     if robust:
-        _, (_, p1, _) = rloss.rho(r)
-        sw = xp.sqrt(rloss.hessian_diag(r))
+        scipy_loss = RobustLoss(loss, f_scale, floor=0.0)  # SciPy's J and grad at x
+        _, (_, p1, _) = scipy_loss.rho(r)
+        sw = xp.sqrt(scipy_loss.hessian_diag(r))
         J = DiagonalOperator(sw) @ J if isinstance(J, LinearOperator) else sw[:, None] * J
         gy = p1 * r
         g = J.rmatvec(gy / sw) if isinstance(J, LinearOperator) else (gy / sw) @ J
