@@ -57,7 +57,9 @@ def _linear(xp: Any, z: Any) -> tuple[Any, Any, Any]:
 def _soft_l1(xp: Any, z: Any) -> tuple[Any, Any, Any]:
     t = 1.0 + z
     s = xp.sqrt(t)
-    return 2.0 * (s - 1.0), 1.0 / s, -0.5 / (t * s)
+    # 2(√(1+z) − 1) as 2z/(√(1+z) + 1): no cancellation for small z (SciPy's form loses all
+    # digits below z ≈ ε, so a huge f_scale would give a zero cost there)
+    return 2.0 * z / (s + 1.0), 1.0 / s, -0.5 / (t * s)
 
 
 def _huber(xp: Any, z: Any) -> tuple[Any, Any, Any]:
