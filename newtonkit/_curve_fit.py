@@ -134,7 +134,10 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         y = f(xdata, *[p[i] for i in range(n)])
         if not hasattr(y, "shape"):
             y = xp.asarray(y, dtype=ydata.dtype)
-        d = y - ydata
+        try:
+            d = y - ydata
+        except (ValueError, RuntimeError):  # shapes that do not broadcast
+            d = y
         if tuple(d.shape) != tuple(ydata.shape):
             raise ValueError(f"f(xdata, *p) returned shape {tuple(y.shape)}, which does not "
                              f"match ydata's shape {tuple(ydata.shape)}")

@@ -129,7 +129,9 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         and ``'dogbox'`` raise (they come with the bounded solver).
     ftol, xtol, gtol : float or None
         Termination tolerances (``None``: 0, the test disabled); for ``'lm'`` MINPACK's tests
-        as in SciPy, and every one must be at least machine ε.
+        as in SciPy, and every one must be at least machine ε.  In float32 they are multiplied
+        by :math:`\sqrt{\varepsilon_{32}/\varepsilon_{64}}` (as :func:`newtonkit.minimize`
+        scales its defaults).
     x_scale : None, 'jac' or array_like
         ``None``/``'jac'``: Moré's scaling by the Jacobian's column norms (LM option
         ``scaling=True``).  An array ``s > 0``: the problem is solved in ``u = x/s`` (for LM
@@ -193,6 +195,9 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     _check_bounds(bounds, B.to_numpy(x), n)
     scale = _x_scale(x_scale, x, xp, n)
     tols = _tolerances(ftol, xtol, gtol, nk_method)
+    eps = float(xp.finfo(x.dtype).eps)
+    if eps > _EPS:  # float32: as minimize's defaults, tolerances × sqrt(ε/ε₆₄) (1e-8 → 2.3e-4)
+        tols = {k: v * (eps / _EPS) ** 0.5 for k, v in tols.items()}
     if jac is None and get_autodiff(xp) is None:
         jac = "2-point"
     fd = isinstance(jac, str)
