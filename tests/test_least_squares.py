@@ -271,3 +271,9 @@ def test_inputs_not_modified():
         nk.least_squares(p.residual, x0, jac=p.jacobian, x_scale=s, loss="huber")
     np.testing.assert_array_equal(x0, p.x0)
     np.testing.assert_array_equal(s, [1.0, 2.0, 3.0])
+
+
+def test_batch_robust_loss_is_a_clear_error():
+    X0 = np.ones((4, 2))
+    with pytest.raises(ValueError, match="Composite .* not supported batched"):
+        nk.minimize(nk.Composite(lambda X: X, RobustLoss("huber")), X0, method="lm", batch=True)
