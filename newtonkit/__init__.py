@@ -7,6 +7,8 @@ conventions (``OptimizeResult``, status codes, callbacks).
 
 from . import linalg, operators
 from ._batch import BatchResult, multistart
+from ._curve_fit import curve_fit
+from ._least_squares import least_squares
 from ._minimize import OptimizeResult, minimize
 from ._status import Status
 from .linalg import (
@@ -40,6 +42,7 @@ from .problems import (
     ForwardModel,
     L2Loss,
     Loss,
+    RobustLoss,
     get_autodiff,
     register_autodiff,
 )
@@ -56,7 +59,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'newtonkit' has no attribute {name!r}")
 
 __all__ = [
-    "minimize", "OptimizeResult", "BatchResult", "multistart", "Status", "Composite", "L2Loss",
+    "minimize", "least_squares", "curve_fit", "OptimizeResult", "RobustLoss",
+    "BatchResult", "multistart", "Status", "Composite", "L2Loss",
     "ForwardModel", "Loss",
     "register_autodiff", "get_autodiff", "FiniteDifferenceWarning", "linalg", "operators",
     "regularized_cholesky_solve", "half_inverse", "gauss_newton_step", "lanczos", "cgls",

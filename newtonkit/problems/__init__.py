@@ -10,8 +10,9 @@ from ._composite import Composite, ForwardModel, L2Loss, Loss
 from ._objective import ScalarProblem
 from ._outputs import Evaluation, OutputProblem
 from ._registry import get_autodiff, register_autodiff
+from ._robust import RobustLoss
 
 __all__ = [
-    "Composite", "ForwardModel", "Loss", "L2Loss", "ScalarProblem", "OutputProblem",
+    "Composite", "ForwardModel", "Loss", "L2Loss", "RobustLoss", "ScalarProblem", "OutputProblem",
     "Evaluation", "FiniteDifferenceWarning", "register_autodiff", "get_autodiff",
 ]

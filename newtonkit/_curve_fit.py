@@ -1,0 +1,300 @@
+r"""``newtonkit.curve_fit``: SciPy's ``curve_fit`` on :func:`newtonkit.least_squares`.
+
+The fit minimises :math:`\tfrac12\|W(f(x_{data}, p) - y)\|^2` (or a robust loss of it) with
+the whitening :math:`W = \mathrm{diag}(1/\sigma)` (1-D ``sigma``) or :math:`W = L^{-1}`,
+:math:`LL^T = \Sigma` (2-D ``sigma``, a covariance).  The covariance of the parameters is
+
+.. math::  \mathrm{pcov} = s^2\,(J^TJ)^{-1} = s^2\, V \Sigma^{-2} V^T,\qquad
+           s^2 = \frac{\sum_i \tilde r_i^2}{m - n}
+
+from the SVD :math:`J = U\Sigma V^T` of the whitened Jacobian at the solution (``s² = 1`` with
+``absolute_sigma=True``), as SciPy computes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+
+from . import _backend as B
+from ._least_squares import least_squares
+from .operators import LinearOperator
+from .problems._registry import get_autodiff
+
+__all__ = ["curve_fit"]
+
+
+def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = None,
+              absolute_sigma: bool = False, check_finite: bool | None = None,
+              bounds: Any = (-np.inf, np.inf), method: str | None = None, jac: Any = None, *,
+              full_output: bool = False, nan_policy: str | None = None,
+              **kwargs: Any) -> tuple:
+    r"""Fit ``f(xdata, *p) ≈ ydata`` by nonlinear least squares (SciPy's ``curve_fit``).
+
+    Parameters
+    ----------
+    f : callable
+        The model ``f(xdata, p_1, ..., p_n)``, returning ydata's shape (or something that
+        broadcasts to it, such as a scalar).
+    xdata : any
+        Passed to ``f`` unchanged, except that lists, tuples and NumPy arrays become float
+        arrays of ``ydata``'s backend (and are checked with ``check_finite``).
+    ydata : array_like
+        The data, ``m`` values (any shape; NumPy data are cast to float64, as SciPy does).
+        A torch tensor keeps its dtype and device, and ``f`` is differentiated by autograd
+        when ``jac`` is omitted.
+    p0 : array_like, optional
+        Start; default ones, their number read from ``f``'s signature.
+    sigma : array_like, optional
+        1-D (or a scalar): standard deviations, residuals ``(f - y)/σ`` (``σ > 0``).  2-D
+        ``(m, m)``: the covariance of ``ydata`` (symmetric positive definite), residuals
+        :math:`L^{-1}(f - y)` with :math:`LL^T = \Sigma`.
+    absolute_sigma : bool
+        ``True``: ``sigma`` is absolute, ``pcov = (JᵀJ)⁻¹``; ``False``: only relative,
+        ``pcov`` is scaled by the reduced χ², ``s² = Σ r̃²/(m − n)``.
+    check_finite : bool, optional
+        Raise on NaN or inf in ``ydata`` and array ``xdata``; default ``True`` unless
+        ``nan_policy`` is given.
+    bounds : 2-tuple
+        ``(-inf, inf)`` only, for now (see :func:`newtonkit.least_squares`).
+    method : {None, 'lm', 'gn', 'hig'}
+        Default ``'lm'``.
+    jac : callable, str or None
+        ``jac(xdata, *p) -> (m, n)`` of the *unweighted* model (whitened here), ``'2-point'``
+        / ``'3-point'``, or ``None``: autograd on torch, ``'2-point'`` otherwise.
+    full_output : bool
+        Also return ``infodict`` (``nfev``, ``fvec`` the whitened residuals, ``njev``),
+        ``mesg`` and ``ier`` (the :func:`~newtonkit.least_squares` status).
+    nan_policy : {None, 'raise', 'omit'}
+        With ``check_finite=False``: ``'raise'`` raises on NaN in the data, ``'omit'`` drops
+        the points with a NaN (in ``ydata`` or in any coordinate of ``xdata``'s last axis, and
+        the matching entries of ``sigma``).  ``'propagate'`` is not supported (as in SciPy).
+    **kwargs
+        Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
+        ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).
+
+    Returns
+    -------
+    popt : array (n,)
+        The fitted parameters (ydata's backend).
+    pcov : array (n, n)
+        Their covariance; all ``inf`` with an ``OptimizeWarning`` when it cannot be estimated:
+        ``m ≤ n`` (without ``absolute_sigma``), or a Jacobian of numerical rank below ``n``
+        (singular values at most ``ε·max(m, n)·s_max``, SciPy's cut-off).
+    infodict, mesg, ier :
+        With ``full_output=True``.
+
+    Raises
+    ------
+    RuntimeError
+        When the fit does not converge (``least_squares`` reports no success), as SciPy.
+    ValueError
+        Bad input: the data, ``sigma``, ``nan_policy``, a model output of the wrong shape.
+    """
+    xp = _namespace(ydata)
+    if p0 is None:
+        n = _count_parameters(f)
+    else:
+        p0 = _as_array(xp, p0, None, "p0")
+        p0 = xp.reshape(p0, (-1,))
+        n = p0.shape[0]
+    if check_finite is None:
+        check_finite = nan_policy is None
+    ydata = _as_array(xp, ydata, None, "ydata")
+    if check_finite and not B.all_finite(xp, ydata):
+        raise ValueError("ydata contains NaN or inf; remove them or pass check_finite=False "
+                         "with nan_policy='omit'")
+    if isinstance(xdata, (list, tuple, np.ndarray)) or _is_array_of(xp, xdata):
+        xdata = _as_array(xp, xdata, ydata, "xdata")
+        if check_finite and not B.all_finite(xp, xdata):
+            raise ValueError("xdata contains NaN or inf; remove them or pass check_finite=False "
+                             "with nan_policy='omit'")
+    if _size(ydata) == 0:
+        raise ValueError("ydata must not be empty")
+    if not check_finite and nan_policy is not None:
+        xdata, ydata, sigma = _nan_policy(xp, nan_policy, xdata, ydata, sigma)
+    m = _size(ydata)
+    whiten = _whitening(xp, sigma, ydata, m)
+    if p0 is None:
+        p0 = xp.ones(n, dtype=ydata.dtype, device=B.device(ydata))
+    if "args" in kwargs:
+        raise ValueError("'args' is not a supported keyword argument of curve_fit (bind extra "
+                         "data into f)")
+    if "maxfev" in kwargs:
+        kwargs.setdefault("max_nfev", kwargs.pop("maxfev"))
+    if method is None:
+        method = "lm"
+
+    def residual(p: Any) -> Any:
+        y = f(xdata, *[p[i] for i in range(n)])
+        if not hasattr(y, "shape"):
+            y = xp.asarray(y, dtype=ydata.dtype)
+        try:
+            d = y - ydata
+        except (ValueError, RuntimeError):  # shapes that do not broadcast
+            d = y
+        if tuple(d.shape) != tuple(ydata.shape):
+            raise ValueError(f"f(xdata, *p) returned shape {tuple(y.shape)}, which does not "
+                             f"match ydata's shape {tuple(ydata.shape)}")
+        return whiten(xp.reshape(d, (-1,)))
+
+    if callable(jac):
+        model_jac = jac
+
+        def jac(p: Any) -> Any:  # the whitened Jacobian of the residual
+            J = model_jac(xdata, *[p[i] for i in range(n)])
+            J = xp.asarray(J, dtype=ydata.dtype) if not hasattr(J, "shape") else J
+            if tuple(J.shape) != (m, n):
+                raise ValueError(f"jac(xdata, *p) returned shape {tuple(J.shape)}, expected "
+                                 f"{(m, n)}")
+            return whiten(J)
+    elif jac is None and get_autodiff(xp) is None:
+        jac = "2-point"
+    res = least_squares(residual, p0, jac=jac, bounds=bounds, method=method, **kwargs)
+    if not res.success:
+        raise RuntimeError(f"Optimal parameters not found: {res.message}")
+    popt = res.x
+    pcov = covariance(xp, res.jac, n)
+    warn = pcov is None
+    if not warn and not absolute_sigma:
+        if m > n:
+            pcov = pcov * (2.0 * res.cost / (m - n))
+        else:
+            warn = True
+    if warn:
+        pcov = xp.full((n, n), float("inf"), dtype=popt.dtype, device=B.device(popt))
+        warnings.warn("Covariance of the parameters could not be estimated",
+                      scipy.optimize.OptimizeWarning, stacklevel=2)
+    if full_output:
+        info = {"nfev": res.nfev, "njev": res.njev, "fvec": res.fun}
+        return popt, pcov, info, res.message, res.status
+    return popt, pcov
+
+
+def covariance(xp: Any, J: Any, n: int) -> Any:
+    r""":math:`(J^TJ)^{-1} = V\Sigma^{-2}V^T` from the SVD of ``J``, or ``None`` when ``J`` has
+    numerical rank below ``n`` (singular values at most ``ε·max(m, n)·s_max``, SciPy's cut-off)
+    or the result is not finite."""
+    if isinstance(J, LinearOperator):
+        J = J.to_dense()
+    _, s, Vt = B.svd(xp, J)
+    if s.shape[0] < n:
+        return None
+    eps = float(xp.finfo(J.dtype).eps)
+    threshold = eps * max(J.shape) * float(s[0])
+    if not float(s[n - 1]) > threshold:
+        return None
+    pcov = xp.matrix_transpose(Vt) / (s * s)[None, :] @ Vt
+    return pcov if B.all_finite(xp, pcov) else None
+
+
+def _namespace(ydata: Any) -> Any:
+    if hasattr(ydata, "shape") and not isinstance(ydata, (np.ndarray, np.generic)):
+        return B.array_namespace(ydata)
+    return B.array_namespace(np.zeros(0))
+
+
+def _is_array_of(xp: Any, a: Any) -> bool:
+    return (hasattr(a, "shape") and not isinstance(a, np.generic)
+            and B.backend_name(B.array_namespace(a)) == B.backend_name(xp))
+
+
+def _as_array(xp: Any, a: Any, like: Any, name: str) -> Any:
+    """``a`` as a real floating array of ``xp`` (NumPy: float64; else ``like``'s dtype or
+    its own floating dtype) on ``like``'s device."""
+    if isinstance(a, np.ndarray) or not hasattr(a, "shape"):
+        try:
+            a = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be numeric array_like") from None
+        if B.backend_name(xp) == "numpy":
+            return a
+        dtype = like.dtype if like is not None else xp.float64
+        kw = {} if like is None else {"device": B.device(like)}
+        return xp.asarray(a, dtype=dtype, **kw)
+    if B.backend_name(B.array_namespace(a)) != B.backend_name(xp):
+        raise TypeError(f"{name} is a {B.backend_name(B.array_namespace(a))} array but ydata "
+                        f"is {B.backend_name(xp)}; pass both on one backend")
+    if hasattr(a, "detach"):
+        a = a.detach()
+    if not xp.isdtype(a.dtype, "real floating"):
+        a = xp.astype(a, like.dtype if like is not None else xp.float64)
+    return a
+
+
+def _size(a: Any) -> int:
+    return int(np.prod(tuple(a.shape), dtype=np.int64))
+
+
+def _count_parameters(f: Callable) -> int:
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        raise ValueError("Unable to determine number of fit parameters; pass p0") from None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    k = sum(1 for p in params if p.kind in kinds)
+    if k < 2:
+        raise ValueError("Unable to determine number of fit parameters from f's signature; "
+                         "pass p0")
+    return k - 1
+
+
+def _nan_policy(xp: Any, policy: Any, xdata: Any, ydata: Any, sigma: Any) -> tuple:
+    if policy == "propagate":
+        raise ValueError("nan_policy='propagate' is not supported by curve_fit")
+    if policy not in ("raise", "omit"):
+        raise ValueError(f"nan_policy must be one of None, 'raise', 'omit', got {policy!r}")
+    x_arr = _is_array_of(xp, xdata)
+    bad = xp.isnan(ydata)
+    if x_arr:
+        xb = xp.isnan(xdata)
+        if len(xb.shape) > 1:
+            xb = xp.any(xb, axis=tuple(range(len(xb.shape) - 1)))
+        if tuple(xb.shape) != tuple(bad.shape):
+            raise ValueError(f"nan_policy='omit' needs xdata's last axis {tuple(xb.shape)} to "
+                             f"match ydata {tuple(bad.shape)}")
+        bad = bad | xb
+    if not bool(xp.any(bad)):
+        return xdata, ydata, sigma
+    if policy == "raise":
+        raise ValueError("The input contains nan values (nan_policy='raise')")
+    keep = ~bad
+    if len(ydata.shape) != 1:
+        raise ValueError("nan_policy='omit' needs 1-D ydata")
+    if x_arr:
+        xdata = xdata[..., keep]
+    ydata = ydata[keep]
+    if sigma is not None:
+        s = _as_array(xp, sigma, ydata, "sigma")
+        if len(s.shape) == 1 and s.shape[0] == keep.shape[0]:
+            sigma = s[keep]
+        elif len(s.shape) == 2 and s.shape[0] == keep.shape[0]:
+            sigma = s[keep, :][:, keep]
+    return xdata, ydata, sigma
+
+
+def _whitening(xp: Any, sigma: Any, ydata: Any, m: int) -> Callable[[Any], Any]:
+    """The map ``d ↦ W d`` (rows of a matrix too) of a checked ``sigma``."""
+    if sigma is None:
+        return lambda d: d
+    s = _as_array(xp, sigma, ydata, "sigma")
+    if not B.all_finite(xp, s):
+        raise ValueError("sigma contains NaN or inf")
+    if _size(s) == 1 or tuple(s.shape) == (m,):
+        s = xp.reshape(s, (-1,))
+        if not bool(xp.all(s > 0)):
+            raise ValueError("sigma (standard deviations) must be positive")
+        w = 1.0 / s
+        return lambda d: w * d if len(d.shape) == 1 else w[:, None] * d
+    if tuple(s.shape) == (m, m):
+        L, ok = B.cholesky(xp, s)
+        if not ok:
+            raise ValueError("sigma (a covariance matrix) must be symmetric positive definite")
+        return lambda d: B.solve_triangular(xp, L, d, lower=True)
+    raise ValueError(f"sigma has shape {tuple(s.shape)}; expected ({m},) standard deviations or "
+                     f"({m}, {m}) a covariance matrix, for {m} data points")

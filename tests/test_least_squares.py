@@ -1,0 +1,279 @@
+"""newtonkit.least_squares against scipy.optimize.least_squares, robust losses, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import newtonkit as nk
+from benchmarks import nls_problems as nls
+from newtonkit.problems._robust import LOSSES, RobustLoss
+
+EPS = np.finfo(float).eps
+# Well-conditioned MGH problems with analytic Jacobians (cond(J) at the solution ≤ 1e4).
+LM_PROBLEMS = ["rosenbrock", "bard", "osborne1", "kowalik_osborne", "box3d"]
+
+
+@pytest.mark.parametrize("name", LM_PROBLEMS)
+def test_lm_matches_scipy_lm(name):
+    p = getattr(nls, name)()
+    a = nk.least_squares(p.residual, p.x0, jac=p.jacobian)
+    b = so.least_squares(p.residual, p.x0, jac=p.jacobian, method="lm")
+    # Both run MINPACK's algorithm (lmder, factor 100, Jacobian scaling): the same trials, so
+    # the same nfev and status; x differs by rounding only, about nfev·κ(J)·ε per trial
+    # (SVD here, QR in MINPACK).  The bound below is that estimate with a factor 100.
+    assert a.nfev == b.nfev and a.status == b.status and a.success
+    kappa = np.linalg.cond(p.jacobian(b.x))
+    bound = 100 * b.nfev * kappa * EPS
+    assert bound <= 2e-8  # well-conditioned: 1e-8 (the brief's) or near it (osborne1 2e-8)
+    np.testing.assert_allclose(a.x, b.x, rtol=bound, atol=bound * np.abs(b.x).max())
+    # cost: stationary in x, so its relative error is below the same bound (absolute for
+    # zero-residual problems, cost ~ ε²)
+    assert abs(a.cost - b.cost) <= bound * b.cost + 1e-28
+    np.testing.assert_allclose(a.fun, b.fun, rtol=0, atol=1e-8 * max(1.0, np.abs(b.fun).max()))
+    np.testing.assert_allclose(a.jac, b.jac, rtol=1e-8, atol=1e-8 * np.abs(b.jac).max())
+    assert a.optimality == pytest.approx(np.abs(a.jac.T @ a.fun).max(), rel=1e-12, abs=1e-300)
+    assert a.active_mask.tolist() == [0] * p.n and a.njev >= 1
+
+
+@pytest.mark.parametrize("name", ["bard", "osborne1", "kowalik_osborne"])
+def test_lm_finite_differences_reach_scipy_cost(name):
+    p = getattr(nls, name)()
+    a = nk.least_squares(p.residual, p.x0)  # '2-point'
+    b = so.least_squares(p.residual, p.x0, method="lm")
+    # Difference Jacobians (different steps) stop at different x within the ftol test
+    # (relative cost change ≤ 1e-8 per step); the cost is stationary, so it agrees to
+    # O(ftol²) + rounding: 1e-9 relative is a bound with margin.
+    assert a.success and a.njev is None
+    assert abs(a.cost - b.cost) <= 1e-9 * b.cost
+
+
+def test_x_scale_array_matches_scipy():
+    p = nls.bard()
+    s = np.array([0.1, 1.0, 3.0])
+    a = nk.least_squares(p.residual, p.x0, jac=p.jacobian, x_scale=s)
+    b = so.least_squares(p.residual, p.x0, jac=p.jacobian, method="lm", x_scale=s)
+    # u = x/s with D = I is MINPACK's diag = 1/s exactly: same trials (rounding only, as above)
+    assert a.nfev == b.nfev
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-8)
+
+
+def test_status_codes_and_budget():
+    p = nls.rosenbrock()
+    a = nk.least_squares(p.residual, p.x0, jac=p.jacobian)
+    assert a.status == 1 and a.success  # zero residual: MINPACK's gtol (info 4 -> 1)
+    a = nk.least_squares(p.residual, p.x0, jac=p.jacobian, max_nfev=3)
+    assert a.status == 0 and not a.success and a.nfev <= 3
+    p = nls.bard()
+    a = nk.least_squares(p.residual, p.x0, jac=p.jacobian, method="gn")
+    assert a.success and a.status in (1, 2, 3, 4)
+    b = so.least_squares(p.residual, p.x0, jac=p.jacobian, method="lm")
+    assert abs(a.cost - b.cost) <= 1e-9 * b.cost
+
+
+# -- robust losses ---------------------------------------------------------------------------
+def _outlier_problem():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 3, 60)
+    y = 2.0 * np.exp(-1.3 * t) + 0.5 + 0.02 * rng.standard_normal(t.size)
+    out = rng.choice(t.size, 6, replace=False)  # 10 % gross outliers
+    y[out] += rng.choice([-1, 1], 6) * rng.uniform(1, 3, 6)
+
+    def fun(p):
+        return p[0] * np.exp(p[1] * t) + p[2] - y
+
+    def jac(p):
+        e = np.exp(p[1] * t)
+        return np.stack([e, p[0] * t * e, np.ones_like(t)], 1)
+
+    return fun, jac, np.array([1.0, -1.0, 0.0])
+
+
+TIGHT = dict(ftol=1e-12, xtol=1e-12, gtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["soft_l1", "huber", "cauchy", "arctan"])
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_robust_loss_matches_scipy_trf(loss, method):
+    fun, jac, x0 = _outlier_problem()
+    a = nk.least_squares(fun, x0, jac=jac, loss=loss, f_scale=0.1, method=method, **TIGHT)
+    b = so.least_squares(fun, x0, jac=jac, loss=loss, f_scale=0.1, method="trf", **TIGHT)
+    assert a.success and b.success
+    # Both stop when a step changes the cost by ≤ ftol·F; near the minimum F - F* ≤ ftol·F
+    # puts x within sqrt(2·ftol·F/λ_min(H)) of x*, H = JᵀWJ the Gauss-Newton Hessian (SciPy's
+    # modified J at its solution).  Each solver may be that far off: twice it, times 10 for
+    # the Gauss-Newton approximation of H (the ρ″ terms of clamped rows), bounds ‖x_a - x_b‖.
+    lam = np.linalg.eigvalsh(b.jac.T @ b.jac)[0]
+    bound = 20 * np.sqrt(2 * 1e-12 * b.cost / lam)
+    assert np.linalg.norm(a.x - b.x) <= bound, (np.linalg.norm(a.x - b.x), bound)
+    assert abs(a.cost - b.cost) <= 1e-10 * b.cost  # stationary: quadratic in the x error
+    # SciPy's fields at x: the modified J (ε clamp) and the gradient Jᵀρ′f
+    np.testing.assert_allclose(a.fun, fun(a.x), rtol=0, atol=0)
+    np.testing.assert_allclose(a.grad, b.grad, atol=1e-6)
+    np.testing.assert_allclose(a.jac, b.jac, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["soft_l1", "huber", "cauchy", "arctan"])
+def test_huge_f_scale_is_linear(loss):
+    fun, jac, x0 = _outlier_problem()
+    a = nk.least_squares(fun, x0, jac=jac, loss=loss, f_scale=1e8)
+    b = nk.least_squares(fun, x0, jac=jac)
+    # z = (r/C)² ≤ 1e-15 here, where ρ(z) = z(1 + O(z)): the cost and every derivative are
+    # those of the linear loss to a relative 1e-15; the runs agree to rounding.
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-10)
+    assert a.cost == pytest.approx(b.cost, rel=1e-12)
+
+
+def test_callable_loss_matches_builtin():
+    fun, jac, x0 = _outlier_problem()
+
+    def my_cauchy(z):
+        return np.stack([np.log1p(z), 1 / (1 + z), -1 / (1 + z) ** 2])
+
+    a = nk.least_squares(fun, x0, jac=jac, loss=my_cauchy, f_scale=0.1)
+    b = nk.least_squares(fun, x0, jac=jac, loss="cauchy", f_scale=0.1)
+    np.testing.assert_array_equal(a.x, b.x)
+    with pytest.raises(ValueError, match="rho, rho', rho''"):
+        nk.least_squares(fun, x0, jac=jac, loss=lambda z: z, f_scale=0.1)
+
+
+def test_robust_loss_finite_differences_and_hig():
+    fun, jac, x0 = _outlier_problem()
+    b = so.least_squares(fun, x0, loss="soft_l1", f_scale=0.1, **TIGHT)
+    a = nk.least_squares(fun, x0, loss="soft_l1", f_scale=0.1, **TIGHT)
+    assert a.success and a.njev is None and a.nfev > 0
+    assert abs(a.cost - b.cost) <= 1e-9 * b.cost
+    a = nk.least_squares(fun, x0, jac=jac, loss="soft_l1", f_scale=0.1, method="hig")
+    # HIG runs on the Composite (first-order-like here: it only approaches the minimum)
+    assert a.method == "hig" and a.cost < float(RobustLoss("soft_l1", 0.1).value(fun(x0)))
+
+
+# -- loss derivatives (property tests) -------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(sorted(LOSSES)), z=st.floats(0.0, 100.0))
+def test_rho_derivatives_are_differences(name, z):
+    xp = np.asarray
+    h = 1e-4 * max(1.0, z)
+    if name == "huber" and abs(z - 1.0) < 2 * h:
+        return  # ρ″ jumps at z = 1
+    zs = xp([max(z - h, 0.0), z, z + h])
+    lo, mid = zs[0], zs[1]
+    rho = LOSSES[name](np, zs)
+    # Differences over [lo, z + h]: error ≤ (width)·max|ρ‴|/2 + 2ε·max(|ρ|, 1)/width, with
+    # |ρ‴| ≤ 3 on z ≥ 0 for every built-in loss (cauchy: 2/(1+z)³ the largest); times 10.
+    width = zs[2] - lo
+    for k in (0, 1):
+        fd = (rho[k][2] - rho[k][0]) / width
+        exact = rho[k + 1][1] if lo == z - h else (rho[k + 1][0] + rho[k + 1][2]) / 2
+        tol = 10 * (width * 3 + 2 * EPS * max(abs(rho[k]).max(), 1) / width)
+        assert abs(fd - exact) <= tol, (name, z, k, fd, exact)
+    assert rho[1][1] > 0 and rho[0][1] >= 0 and mid >= 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from(sorted(LOSSES)), r=st.floats(-50.0, 50.0),
+       c=st.floats(0.01, 10.0))
+def test_robust_loss_grad_is_derivative_of_value(name, r, c):
+    loss = RobustLoss(name, c)
+    h = 1e-5 * max(1.0, abs(r))
+    v = [float(loss.value(np.array([r + s]))) for s in (-h, h)]
+    fd = (v[1] - v[0]) / (2 * h)
+    g = float(loss.grad(np.array([r]))[0])
+    # central difference of C²ρ((r/C)²)/2: truncation h²·|L‴|/6 with |L‴| ≤ 6/C·(1 + |r|/C)
+    # (bounds of ρ′, ρ″, ρ‴), rounding 2ε·|L|/h; times 10
+    L = abs(float(loss.value(np.array([r])))) + 1.0
+    tol = 10 * (h * h * (1 + abs(r) / c) / c + 2 * EPS * L / h)
+    if name == "huber" and abs(abs(r) - c) < 2 * h:
+        return
+    assert abs(fd - g) <= tol, (fd, g, tol)
+
+
+# -- backends --------------------------------------------------------------------------------
+def test_torch_autodiff_matches_numpy():
+    torch = pytest.importorskip("torch")
+    fun, jac, x0 = _outlier_problem()
+    t = torch.linspace(0, 3, 60, dtype=torch.float64)
+    y = torch.as_tensor(fun(np.zeros(3)) * -1.0)  # fun(0) = -y
+
+    def tfun(p):
+        return p[0] * torch.exp(p[1] * t) + p[2] - y
+
+    for loss in ("linear", "soft_l1"):
+        a = nk.least_squares(tfun, torch.tensor(x0), jac=None, loss=loss, f_scale=0.1)
+        b = nk.least_squares(fun, x0, jac=jac, loss=loss, f_scale=0.1)
+        assert isinstance(a.x, torch.Tensor) and a.x.dtype == torch.float64
+        np.testing.assert_allclose(a.x.numpy(), b.x, rtol=1e-10)
+        assert a.cost == pytest.approx(b.cost, rel=1e-12)
+
+
+def test_array_api_strict():
+    xps = pytest.importorskip("array_api_strict")
+    p = nls.bard()
+    x0 = xps.asarray(p.x0)
+
+    def fun(x):
+        return xps.asarray(p.residual(np.asarray(x)))
+
+    def jac(x):
+        return xps.asarray(p.jacobian(np.asarray(x)))
+
+    a = nk.least_squares(fun, x0, jac=jac)
+    b = nk.least_squares(p.residual, p.x0, jac=p.jacobian)
+    np.testing.assert_allclose(np.asarray(a.x), b.x, rtol=1e-12)
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_bad_input():
+    p = nls.bard()
+    f, x0 = p.residual, p.x0
+    with pytest.raises(ValueError, match="loss must be one of"):
+        nk.least_squares(f, x0, loss="l1")
+    for bad in (0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="f_scale"):
+            nk.least_squares(f, x0, loss="huber", f_scale=bad)
+    with pytest.raises(ValueError, match="bounded solver"):
+        nk.least_squares(f, x0, method="trf")
+    with pytest.raises(ValueError, match="not supported yet"):
+        nk.least_squares(f, x0, bounds=(0, 10))
+    with pytest.raises(ValueError, match="outside of provided bounds"):
+        nk.least_squares(f, x0, bounds=(2, 10))
+    with pytest.raises(ValueError, match="strictly less"):
+        nk.least_squares(f, x0, bounds=(1, 1))
+    with pytest.raises(ValueError, match="x_scale"):
+        nk.least_squares(f, x0, x_scale=[1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="x_scale"):
+        nk.least_squares(f, x0, x_scale=[1.0, 1.0])
+    with pytest.raises(ValueError, match="machine epsilon"):
+        nk.least_squares(f, x0, ftol=1e-20)
+    with pytest.raises(ValueError, match="1-D array of residuals"):
+        nk.least_squares(lambda x: np.ones((3, 5)) * x[0], x0)
+    with pytest.raises(ValueError, match="at most 1 dimension"):
+        nk.least_squares(f, np.ones((3, 1)))
+    with pytest.raises(ValueError, match="jac must be"):
+        nk.least_squares(f, x0, jac="cs")
+    with pytest.raises(ValueError, match="max_nfev"):
+        nk.least_squares(f, x0, max_nfev=0)
+    with pytest.raises(ValueError, match="verbose"):
+        nk.least_squares(f, x0, verbose=3)
+
+
+def test_inputs_not_modified():
+    p = nls.bard()
+    x0 = p.x0.copy()
+    s = np.array([1.0, 2.0, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nk.least_squares(p.residual, x0, jac=p.jacobian, x_scale=s, loss="huber")
+    np.testing.assert_array_equal(x0, p.x0)
+    np.testing.assert_array_equal(s, [1.0, 2.0, 3.0])
+
+
+def test_batch_robust_loss_is_a_clear_error():
+    X0 = np.ones((4, 2))
+    with pytest.raises(ValueError, match="Composite .* not supported batched"):
+        nk.minimize(nk.Composite(lambda X: X, RobustLoss("huber")), X0, method="lm", batch=True)
