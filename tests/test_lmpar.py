@@ -71,8 +71,10 @@ def _check(A, r, delta, out, eps=EPS):
     # ‖p‖ recomputed: n·ε relative (a sum of n squares)
     assert abs(np.linalg.norm(p) - pnorm) <= C * n * EPS * pnorm
     # ‖A p‖² from the route's factors as Σ sᵢcᵢ − λ‖p‖² (the normal equations): cancellation
-    # leaves C·(m+n)·ε·(‖A‖‖r‖‖p‖ + λ‖p‖²) absolute
-    jp2_bound = C * sum(A.shape) * EPS * (a * np.linalg.norm(r) * pnorm + lam * pnorm**2)
+    # leaves C·(m+n)·ε·(‖A‖‖r‖‖p‖ + λ‖p‖²); and the factors are those of AᵀA + E with
+    # ‖E‖ ≤ C·(m+n)·ε‖A‖² (a Gram route forms AᵀA), which moves pᵀAᵀAp by ‖E‖‖p‖²
+    jp2_bound = C * sum(A.shape) * EPS * (a * np.linalg.norm(r) * pnorm + lam * pnorm**2
+                                          + (a * pnorm) ** 2)
     assert abs(np.sum((A @ p) ** 2) - jp2) <= jp2_bound
     # a backward-stable solve of (AᵀA + λI)p = −Aᵀr leaves a residual of the normal equations
     # of at most C·n·ε·‖A‖·(‖A‖‖p‖ + ‖r‖) + λ-term C·n·ε·λ‖p‖
