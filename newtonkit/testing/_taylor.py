@@ -173,9 +173,10 @@ class Remainders:
             if not finite:
                 return math.nan, "fun was not finite at any step x ± h v"
             if all(self.above(k) for k in finite):
-                # above the floor at every step and never small against the linear term: the
-                # derivative is off by more than TAYLOR·‖J‖‖v‖ (the slope over the smallest
-                # steps shows it, about 1)
+                # above the floor at every step and no window: a derivative error when the
+                # remainder is large against the linear term (gross) or falls as h (slope
+                # ≥ 0.5) clearly above the floor; a flat remainder just above the floor is
+                # rounding the floor did not cover
                 idx = finite[-_WINDOW:]
                 s = self.slope(idx) if len(idx) >= 2 else 0.0
                 k = idx[-1]
@@ -185,9 +186,19 @@ class Remainders:
                     return s, (f"slope {s:.2f} over the smallest steps, remainder above "
                                f"{TAYLOR:g}·h·‖J‖‖v‖ at every step: steps too large for the "
                                f"curvature of fun (pass a smaller h_min to resolve)")
-                return min(s, 1.0), (f"remainder above {TAYLOR:g}·h·‖J‖‖v‖ at every step: "
-                                     f"R(h)/h = {err:.3g} ({err / max(self.jv_norm, 1e-300):.3g}"
-                                     f" of ‖Jv‖) at h = {self.h[k]:.3g}, slope {s:.2f}")
+                gross = all(self.R[j] > TAYLOR * self.h[j] * self.scale for j in idx)
+                linear = s >= 0.5 and all(self.R[j] > 2.0 * self.phi[j] for j in idx)
+                if gross or linear:
+                    return min(s, 1.0), (f"remainder above the floor at every step, falling "
+                                         f"as h^{s:.2f}: R(h)/h = {err:.3g} "
+                                         f"({err / max(self.jv_norm, 1e-300):.3g} of ‖Jv‖) at "
+                                         f"h = {self.h[k]:.3g}")
+                # flat and within twice the floor: rounding the floor underestimated, not a
+                # derivative error (that would fall as h)
+                bound = min((self.R[j] + self.phi[j]) / self.h[j] for j in finite)
+                return math.nan, (f"remainder flat (slope {s:.2f}) just above the rounding "
+                                  f"floor: ‖error of Jv‖ <= {bound:.2g} "
+                                  f"({bound / max(self.jv_norm, 1e-300):.2g} relative)")
             bound = min((self.R[k] + self.phi[k]) / self.h[k] for k in finite)
             return math.nan, (f"remainder at rounding level at every step: ‖error of Jv‖ <= "
                               f"{bound:.2g} ({bound / max(self.jv_norm, 1e-300):.2g} relative)")
