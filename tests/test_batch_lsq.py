@@ -151,3 +151,117 @@ def test_arctan_derivatives_do_not_overflow_at_far_trial_points():
     assert p1[0] == 1.0 / (1.0 + z[0] ** 2) and p1[1] == (1.0 / z[1]) ** 2
     assert p2[1] == -2.0 * (1.0 / z[1]) ** 3 and p1[3] == 0.0 and p2[3] == 0.0
     assert np.all(np.isfinite(p0[:3])) and p0[3] == np.pi / 2
+
+
+# -- curve_fit(..., batch=True) ------------------------------------------------------------------
+
+XD = np.linspace(0, 4, 50)
+
+
+def model(x, a, b, c):
+    return a * np.exp(-b * x) + c
+
+
+def model_jac(x, a, b, c):
+    e = np.exp(-b * x)
+    return np.stack([e, -a * x * e, np.ones_like(x)], 1)
+
+
+def model_jac_batch(x, a, b, c):  # a, b, c columns (b, 1): (b, m, 3)
+    e = np.exp(-b * x)
+    return np.stack([e, -a * x * e, np.ones_like(e)], 2)
+
+
+def _sets(B_: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    P = np.stack([rng.uniform(1, 3, B_), rng.uniform(0.5, 2, B_), rng.uniform(0, 1, B_)], 1)
+    Y = np.stack([model(XD, *p) for p in P]) + 0.05 * rng.standard_normal((B_, XD.size))
+    return Y, 0.05 * (1 + rng.random((B_, XD.size)))
+
+
+CF_CASES = ["plain", "jac", "sigma-rows", "sigma-shared-absolute", "soft_l1", "gn"]
+
+
+@pytest.mark.parametrize("case", CF_CASES)
+def test_batched_curve_fit_rows_equal_single_fits(case):
+    """Each row against nk.curve_fit on that data set.  popt: both stop on ftol = 1e-8 with
+    κ(J) ≈ 30, so each is within ≈ κ·√ftol·(residual/signal) ≈ 1e-7 relative of the minimum
+    (tests/test_curve_fit.py): 1e-6 holds (measured ≤ 6e-9; with jac= the same iterates,
+    ≤ 2e-16).  pcov: the same SVD formula at points that agree to that bound, times κ:
+    1e-6 relative (measured ≤ 4e-8)."""
+    Y, S = _sets(6, 2)
+    kw: dict = {"plain": {}, "jac": {"jac": model_jac_batch}, "sigma-rows": {"sigma": S},
+                "sigma-shared-absolute": {"sigma": S[0], "absolute_sigma": True},
+                "soft_l1": {"loss": "soft_l1", "f_scale": 0.1}, "gn": {"method": "gn"}}[case]
+    popt, pcov = nk.curve_fit(model, XD, Y, p0=[1, 1, 1], batch=True, **kw)
+    assert popt.shape == (6, 3) and pcov.shape == (6, 3, 3)
+    for i in range(6):
+        kwi = dict(kw)
+        if case == "jac":
+            kwi["jac"] = model_jac
+        if case == "sigma-rows":
+            kwi["sigma"] = S[i]
+        p1, c1 = nk.curve_fit(model, XD, Y[i], p0=[1, 1, 1], **kwi)
+        np.testing.assert_allclose(popt[i], p1, rtol=1e-6)
+        np.testing.assert_allclose(pcov[i], c1, rtol=1e-6)
+
+
+def test_batched_curve_fit_warnings_are_aggregated():
+    """A data set of zeros fits a = 0 exactly (f = 0, success), where the b column of J is
+    zero: rank 1 < 2, pcov inf for that row only, one OptimizeWarning naming 1 of 3.  A budget
+    too small for any fit: every row NaN, one warning naming 3 of 3."""
+    Y = np.stack([2.0 * np.exp(-0.5 * XD), np.zeros(XD.size), np.exp(-XD)])
+
+    def f2(x, a, b):
+        return a * np.exp(-b * x)
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        popt, pcov = nk.curve_fit(f2, XD, Y, p0=[1.0, 1.0], batch=True)
+    msgs = [str(x.message) for x in w if issubclass(x.category, scipy.optimize.OptimizeWarning)]
+    assert len(msgs) == 1 and "1 of 3 data sets (rows 1)" in msgs[0]
+    assert np.isinf(pcov[1]).all() and np.isfinite(pcov[[0, 2]]).all()
+    np.testing.assert_allclose(popt[0], [2.0, 0.5], rtol=1e-7)  # exact data: ftol-level
+    with pytest.warns(scipy.optimize.OptimizeWarning, match="not found for 3 of 3"):
+        popt, pcov = nk.curve_fit(f2, XD, Y + 1.0, p0=[1.0, 1.0], batch=True, max_nfev=2,
+                                  jac=lambda x, a, b: np.stack(
+                                      [np.exp(-b * x), -a * x * np.exp(-b * x)], 2))
+    assert np.isnan(popt).all() and np.isnan(pcov).all()
+
+
+def test_batched_curve_fit_torch_autograd_keeps_dtype_and_device():
+    """torch float64 with autograd Jacobians (torch.func) equals the NumPy fit with the
+    analytic Jacobian to the ftol bound above (1e-6); float32 keeps its dtype and device."""
+    torch = pytest.importorskip("torch")
+    Y, S = _sets(5, 7)
+
+    def tmodel(x, a, b, c):
+        return a * torch.exp(-b * x) + c
+
+    popt, pcov = nk.curve_fit(tmodel, torch.as_tensor(XD), torch.as_tensor(Y), p0=[1, 1, 1],
+                              sigma=torch.as_tensor(S), batch=True)
+    ref, rcov = nk.curve_fit(model, XD, Y, p0=[1, 1, 1], sigma=S, jac=model_jac_batch,
+                             batch=True)
+    assert isinstance(popt, torch.Tensor) and popt.dtype == torch.float64
+    np.testing.assert_allclose(popt.numpy(), ref, rtol=1e-6)
+    np.testing.assert_allclose(pcov.numpy(), rcov, rtol=1e-6)
+    Y32 = torch.as_tensor(Y, dtype=torch.float32)
+    p32, c32 = nk.curve_fit(tmodel, torch.as_tensor(XD, dtype=torch.float32), Y32,
+                            p0=[1, 1, 1], batch=True)
+    assert p32.dtype == c32.dtype == torch.float32 and p32.device == Y32.device
+
+
+def test_batched_curve_fit_bad_input():
+    Y, S = _sets(3, 1)
+    with pytest.raises(ValueError, match=r"\(B, m\)"):
+        nk.curve_fit(model, XD, Y[0], p0=[1, 1, 1], batch=True)
+    with pytest.raises(ValueError, match="covariance matrices are not batched"):
+        nk.curve_fit(model, XD, Y, p0=[1, 1, 1], sigma=np.eye(XD.size), batch=True)
+    with pytest.raises(ValueError, match="bounds"):
+        nk.curve_fit(model, XD, Y, p0=[1, 1, 1], bounds=(0, 10), batch=True)
+    with pytest.raises(ValueError, match="nan_policy"):
+        nk.curve_fit(model, XD, Y, p0=[1, 1, 1], nan_policy="omit", batch=True)
+    with pytest.raises(ValueError, match="x_scale"):
+        nk.curve_fit(model, XD, Y, p0=[1, 1, 1], x_scale=2.0, batch=True)
+    with pytest.raises(ValueError, match="p0"):
+        nk.curve_fit(model, XD, Y, p0=np.ones((2, 3)), batch=True)
