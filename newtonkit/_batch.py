@@ -135,6 +135,7 @@ class _Evaluator:
         self.jac_scheme = self._scheme(jac, "jac")
         self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
         self.eps = float(xp.finfo(self.dtype).eps)
+        self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
 
     def linearization_cost(self, n: int) -> int:
         """Calls of ``fun`` per row that one linearisation makes: the difference Jacobian or
@@ -221,7 +222,7 @@ class _Evaluator:
                                  f"{tuple(X.shape)}; got {tuple(D.shape)}")
             D = xp.astype(D, X.dtype) if D.dtype != X.dtype else D
         elif scheme == "autodiff":
-            D = self._autodiff_first(X, rows)
+            D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
         else:
             D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme)
             if self.kind != "objective":
@@ -272,7 +273,9 @@ class _Evaluator:
             cols.append(diff / _expand(xp, hj, diff))
         return xp.stack(cols, axis=1)
 
-    def _autodiff_first(self, X: Any, rows: Any) -> Any:
+    def _autodiff_first(self, X: Any, rows: Any, m: int | None) -> Any:
+        """Per-problem derivatives by ``vmap``: gradients, or Jacobians in forward mode (n
+        tangents) where n < m and the model supports it, else reverse mode (m cotangents)."""
         import torch
 
         args = self._args(rows)
@@ -282,8 +285,16 @@ class _Evaluator:
             out = fun(x[None], *(ai[None] for ai in a))
             return out[0]
 
-        op = torch.func.grad if self.kind == "objective" else torch.func.jacrev
-        return torch.func.vmap(op(one))(X, *args).detach()
+        if self.kind == "objective":
+            return torch.func.vmap(torch.func.grad(one))(X, *args).detach()
+        if self.forward_ad is None:
+            self.forward_ad = m is not None and X.shape[1] < m
+        if self.forward_ad:
+            try:
+                return torch.func.vmap(torch.func.jacfwd(one))(X, *args).detach()
+            except (RuntimeError, NotImplementedError):  # an op without forward-mode AD
+                self.forward_ad = False
+        return torch.func.vmap(torch.func.jacrev(one))(X, *args).detach()
 
     def _autodiff_hessian(self, X: Any, rows: Any) -> Any:
         import torch
