@@ -265,3 +265,35 @@ def test_batched_curve_fit_bad_input():
         nk.curve_fit(model, XD, Y, p0=[1, 1, 1], x_scale=2.0, batch=True)
     with pytest.raises(ValueError, match="p0"):
         nk.curve_fit(model, XD, Y, p0=np.ones((2, 3)), batch=True)
+
+
+def test_autodiff_falls_back_to_reverse_mode_without_forward_ad():
+    """A model op without forward-mode AD (a custom autograd.Function with no jvp) makes
+    jacfwd raise; the batch then uses jacrev and gets the same fit (the same Jacobian to
+    rounding: 1e-10 relative on x)."""
+    torch = pytest.importorskip("torch")
+
+    class Exp(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return torch.exp(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx, g):
+            (e,) = ctx.saved_tensors
+            return g * e
+
+    t = torch.as_tensor(T)
+    Y = torch.as_tensor(_data(3, 6, outliers=False))
+    X0 = torch.tensor([[1.0, 0.3]] * 3, dtype=torch.float64)
+    a = nk.minimize(lambda X, Yr: X[:, :1] * Exp.apply(X[:, 1:] * t) - Yr, X0, method="lm",
+                    args=(Y,), batch=True)
+    b = nk.minimize(lambda X, Yr: X[:, :1] * torch.exp(X[:, 1:] * t) - Yr, X0, method="lm",
+                    args=(Y,), batch=True)
+    assert a.success.all() and torch.allclose(a.x, b.x, rtol=1e-10, atol=0)
