@@ -49,7 +49,7 @@ import numpy as np
 from . import _backend as B
 from ._status import Status
 from .methods import _trust
-from .problems import FiniteDifferenceWarning
+from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
@@ -106,8 +106,8 @@ class _Evaluator:
     """``fun`` and its derivatives on subsets of rows, with per-problem call counts."""
 
     def __init__(self, fun: Callable, args: tuple, jac: Any, hess: Any, kind: str, xp: Any,
-                 X0: Any, vectorize: bool) -> None:
-        self.xp, self.kind = xp, kind
+                 X0: Any, vectorize: bool, loss: RobustLoss | None = None) -> None:
+        self.xp, self.kind, self.loss = xp, kind, loss
         self.Bn = X0.shape[0]
         self.dtype = X0.dtype
         self.torch = array_api_compat.is_torch_array(X0)
@@ -135,6 +135,7 @@ class _Evaluator:
         self.jac_scheme = self._scheme(jac, "jac")
         self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
         self.eps = float(xp.finfo(self.dtype).eps)
+        self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
 
     def linearization_cost(self, n: int) -> int:
         """Calls of ``fun`` per row that one linearisation makes: the difference Jacobian or
@@ -190,10 +191,22 @@ class _Evaluator:
         return out
 
     def objective(self, V: Any) -> Any:
-        """½‖r‖² per row (least squares) or the values themselves."""
+        """½‖r‖² per row (least squares), ½C²Σρ(r²/C²) per row (a robust loss), or the values
+        themselves."""
         if self.kind == "objective":
             return V
+        if self.loss is not None:
+            return self.loss.value(V, axis=1)
         return 0.5 * self.xp.sum(V * V, axis=1)
+
+    def gauss_newton(self, V: Any, J: Any) -> tuple[Any, Any]:
+        """``(r̃, J̃)`` per row: ``(V, J)`` for least squares; with a robust loss
+        ``r̃ = ρ′r/√w``, ``J̃ = diag(√w) J`` (:meth:`RobustLoss.gauss_newton`, the single
+        problem's formulas elementwise), so ``J̃ᵀr̃ = Jᵀρ′r`` is the exact gradient."""
+        if self.loss is None:
+            return V, J
+        R, sw = self.loss.gauss_newton(V)
+        return R, sw[:, :, None] * J
 
     # -- first derivatives: (b, m, n) Jacobians, or (b, n) gradients for Newton
     def first(self, X: Any, V: Any, rows: Any, rows_np: np.ndarray) -> Any:
@@ -209,7 +222,7 @@ class _Evaluator:
                                  f"{tuple(X.shape)}; got {tuple(D.shape)}")
             D = xp.astype(D, X.dtype) if D.dtype != X.dtype else D
         elif scheme == "autodiff":
-            D = self._autodiff_first(X, rows)
+            D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
         else:
             D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme)
             if self.kind != "objective":
@@ -260,7 +273,9 @@ class _Evaluator:
             cols.append(diff / _expand(xp, hj, diff))
         return xp.stack(cols, axis=1)
 
-    def _autodiff_first(self, X: Any, rows: Any) -> Any:
+    def _autodiff_first(self, X: Any, rows: Any, m: int | None) -> Any:
+        """Per-problem derivatives by ``vmap``: gradients, or Jacobians in forward mode (n
+        tangents) where n < m and the model supports it, else reverse mode (m cotangents)."""
         import torch
 
         args = self._args(rows)
@@ -270,8 +285,16 @@ class _Evaluator:
             out = fun(x[None], *(ai[None] for ai in a))
             return out[0]
 
-        op = torch.func.grad if self.kind == "objective" else torch.func.jacrev
-        return torch.func.vmap(op(one))(X, *args).detach()
+        if self.kind == "objective":
+            return torch.func.vmap(torch.func.grad(one))(X, *args).detach()
+        if self.forward_ad is None:
+            self.forward_ad = m is not None and X.shape[1] < m
+        if self.forward_ad:
+            try:
+                return torch.func.vmap(torch.func.jacfwd(one))(X, *args).detach()
+            except (RuntimeError, NotImplementedError):  # an op without forward-mode AD
+                self.forward_ad = False
+        return torch.func.vmap(torch.func.jacrev(one))(X, *args).detach()
 
     def _autodiff_hessian(self, X: Any, rows: Any) -> Any:
         import torch
@@ -323,10 +346,14 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
                    args: tuple, tol: float | None, callback: Callable | None,
                    options: dict, vectorize: bool) -> BatchResult:
     """See :func:`newtonkit.minimize` with ``batch=True`` and this module's docstring."""
-    name = _METHODS.get(str(method).lower() if method is not None else "newton")
+    default = "lm" if isinstance(fun, Composite) else "newton"
+    name = _METHODS.get(str(method).lower() if method is not None else default)
     if name is None:
         raise ValueError(f"method {method!r} has no batched form; batch=True supports 'lm', "
                          f"'gn', 'hig' and 'newton'")
+    loss = None
+    if isinstance(fun, Composite):
+        fun, loss = _unwrap_composite(fun, name, jac)
     if not hasattr(X0, "shape") or not hasattr(X0, "dtype") or isinstance(X0, np.generic):
         X0 = np.asarray(X0, dtype=np.float64)
     xp = B.array_namespace(X0)
@@ -360,11 +387,29 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
         o[key] = _per_problem(key, opts.get(key, default), X0.shape[0])
     o["progress"] = bool(opts.get("progress", False))
     kind = "objective" if name == "newton" else "outputs"
-    ev = _Evaluator(fun, args, jac, hess, kind, xp, B.copy(xp, X0), vectorize)
+    if loss is not None and jac is None and callable(getattr(fun, "jacobian", None)):
+        jac = fun.jacobian
+    ev = _Evaluator(fun, args, jac, hess, kind, xp, B.copy(xp, X0), vectorize, loss)
     for note in ev.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)
     return run.solve(B.copy(xp, X0))
+
+
+def _unwrap_composite(fun: Composite, name: str, jac: Any) -> tuple[Callable, RobustLoss]:
+    """The batched model and the loss of ``Composite(model, RobustLoss(...))``: the model maps
+    ``(b, n)`` parameters (and the per-problem ``args``) to ``(b, m)`` residuals; its Jacobian
+    is ``jac=`` or the model's ``jacobian(X, *args)`` method, ``(b, m, n)``."""
+    if name not in ("lm", "gn"):
+        raise ValueError(f"batch=True takes a Composite with methods 'lm' and 'gn' (robust "
+                         f"least squares), not {name!r}; for 'newton' pass the cost itself")
+    if not isinstance(fun.loss, RobustLoss):
+        raise ValueError(f"batch=True takes a Composite whose loss is a RobustLoss (per row "
+                         f"½C²Σρ(r²/C²)), got {type(fun.loss).__name__}")
+    if not callable(fun.model):
+        raise TypeError(f"the Composite's model must be callable, got "
+                        f"{type(fun.model).__name__}")
+    return fun.model, fun.loss
 
 
 def _per_problem(key: str, value: Any, B_: int) -> np.ndarray:
@@ -595,6 +640,7 @@ class _BatchRun:
         Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         njev = self.ev.njev.copy()
         Js = self.ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+        Vs, Js = self.ev.gauss_newton(Vs, Js)
         self.ev.njev = njev
         sel = np.zeros(self.rows.size, bool)
         sel[s_np] = True
@@ -639,6 +685,7 @@ class _BatchRun:
         s = self._idx(s_np)
         X, V = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
+        V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
         G = _vecmat(xp, V, J)
         cn = xp.linalg.vector_norm(J, axis=1)  # (b', n) column norms
         rn = xp.linalg.vector_norm(V, axis=1)
@@ -746,19 +793,24 @@ class _BatchRun:
     # == Gauss-Newton and HIG (line search on an SVD direction) ==================================
     def _init_gn(self) -> None:
         xp = self.xp
-        self.method_state = ["J"]
+        # R: the Gauss-Newton residual r̃ paired with J (= V without a loss: not stored)
+        self.method_state = ["J"] + (["R"] if self.ev.loss is not None else [])
         self.J = None
         rows = self.rows
         J = self.ev.first(self.X, self.V, self._idx(rows), rows)
-        self.J = J
-        self.G = _vecmat(xp, self.V, J)
+        self.R, self.J = self.ev.gauss_newton(self.V, J)
+        self.G = _vecmat(xp, self._gn_residual(), self.J)
         self.Gbest = self.G
         self._lsq_gradient_test(np.ones(rows.size, bool))
+
+    def _gn_residual(self) -> Any:
+        """r̃ at the current points: ``R`` with a robust loss, else the residuals ``V``."""
+        return self.V if self.ev.loss is None else self.R
 
     def _lsq_gradient_test(self, sel: np.ndarray) -> None:
         xp = self.xp
         cn = xp.linalg.vector_norm(self.J, axis=1)
-        rn = xp.linalg.vector_norm(self.V, axis=1)
+        rn = xp.linalg.vector_norm(self._gn_residual(), axis=1)
         ratio = xp.where(cn > 0, xp.abs(self.G) / xp.where(cn > 0, cn, xp.ones_like(cn)),
                          xp.zeros_like(self.G))
         gs = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
@@ -774,7 +826,7 @@ class _BatchRun:
         """−J⁺r (gn) or −η V Σ^κ Uᵀr (hig), dropping σ ≤ threshold."""
         xp, o = self.xp, self.o
         U, s, Vt = _svd(xp, self.J)
-        q = _vecmat(xp, self.V, U)
+        q = _vecmat(xp, self._gn_residual(), U)
         m, n = self.J.shape[1], self.J.shape[2]
         if self.name == "gn":
             thr = self.eps * max(m, n) * s[:, :1]
@@ -818,9 +870,12 @@ class _BatchRun:
             s = self._idx(s_np)
             Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
             Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+            Rs, Js = ev.gauss_newton(Vs, Js)
             put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
             self.J = put(Js, self.J)
-            self.G = put(_vecmat(xp, Vs, Js), self.G)
+            if ev.loss is not None:
+                self.R = put(Rs, self.R)
+            self.G = put(_vecmat(xp, Rs, Js), self.G)
         self._lsq_gradient_test(ok)
         # after a full step, the change tests; after a shortened one, stagnation
         full = self._host(t == 1.0) & ok

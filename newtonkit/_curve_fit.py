@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import scipy.optimize
 
@@ -32,7 +33,7 @@ __all__ = ["curve_fit"]
 def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = None,
               absolute_sigma: bool = False, check_finite: bool | None = None,
               bounds: Any = (-np.inf, np.inf), method: str | None = None, jac: Any = None, *,
-              full_output: bool = False, nan_policy: str | None = None,
+              full_output: bool = False, nan_policy: str | None = None, batch: bool = False,
               **kwargs: Any) -> tuple:
     r"""Fit ``f(xdata, *p) ≈ ydata`` by nonlinear least squares (SciPy's ``curve_fit``).
 
@@ -74,6 +75,20 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         With ``check_finite=False``: ``'raise'`` raises on NaN in the data, ``'omit'`` drops
         the points with a NaN (in ``ydata`` or in any coordinate of ``xdata``'s last axis, and
         the matching entries of ``sigma``).  ``'propagate'`` is not supported (as in SciPy).
+    batch : bool
+        Fit B data sets at once (:func:`newtonkit.minimize` with ``batch=True``): ``ydata``
+        ``(B, m)``, one data set a row, on the shared ``xdata``; ``f`` is called with each
+        parameter as a column ``(b, 1)`` and must return ``(b, m)`` (elementwise models such as
+        ``a * exp(-b * x) + c`` do so as written); ``p0`` ``(n,)`` or ``(B, n)``; ``sigma``
+        a scalar, ``(m,)`` or ``(B, m)`` standard deviations (no covariance matrices);
+        ``jac(xdata, *p) -> (b, m, n)``, ``'2-point'``/``'3-point'``, or ``None`` (torch:
+        autograd through ``torch.func``; else ``'2-point'``).  Returns ``popt`` ``(B, n)`` and
+        ``pcov`` ``(B, n, n)``; rows whose fit did not converge are NaN (one
+        ``OptimizeWarning`` says how many, instead of SciPy's ``RuntimeError``), rows whose
+        covariance cannot be estimated ``inf`` (one ``OptimizeWarning`` says how many).  With
+        ``full_output`` ``infodict`` holds per-row arrays ``nfev``, ``njev``, ``fvec``,
+        ``status``, ``success``, and ``mesg`` is the batch summary, ``ier`` the statuses.
+        ``nan_policy='omit'``, ``x_scale`` and bounds are not supported batched.
     **kwargs
         Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
         ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).
@@ -96,6 +111,9 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
     ValueError
         Bad input: the data, ``sigma``, ``nan_policy``, a model output of the wrong shape.
     """
+    if batch:
+        return _curve_fit_batch(f, xdata, ydata, p0, sigma, absolute_sigma, check_finite,
+                                bounds, method, jac, full_output, nan_policy, kwargs)
     xp = _namespace(ydata)
     if p0 is None:
         n = _count_parameters(f)
@@ -191,6 +209,185 @@ def covariance(xp: Any, J: Any, n: int) -> Any:
         return None
     pcov = xp.matrix_transpose(Vt) / (s * s)[None, :] @ Vt
     return pcov if B.all_finite(xp, pcov) else None
+
+
+_BATCH_KWARGS = {"ftol", "xtol", "gtol", "loss", "f_scale", "max_nfev", "maxfev"}
+
+
+def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
+                     absolute_sigma: bool, check_finite: bool | None, bounds: Any,
+                     method: str | None, jac: Any, full_output: bool, nan_policy: str | None,
+                     kwargs: dict) -> tuple:
+    """``curve_fit(..., batch=True)``: B data sets, the rows of ``ydata`` (see ``batch``)."""
+    from ._batch import _Evaluator
+    from ._least_squares import _EPS, _tolerances
+    from ._minimize import minimize
+    from .problems import Composite, RobustLoss
+
+    xp = _namespace(ydata)
+    Y = _as_array(xp, ydata, None, "ydata")
+    if len(Y.shape) != 2 or Y.shape[0] == 0 or Y.shape[1] == 0:
+        raise ValueError(f"with batch=True ydata must be (B, m): one non-empty data set a row, "
+                         f"got shape {tuple(Y.shape)}")
+    Bn, m = Y.shape
+    unknown = sorted(set(kwargs) - _BATCH_KWARGS)
+    if unknown:
+        raise ValueError(f"curve_fit(batch=True) does not take {unknown}; it takes "
+                         f"{sorted(_BATCH_KWARGS)}")
+    lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
+              for b in bounds)
+    if not (np.all(lb == -np.inf) and np.all(ub == np.inf)):
+        raise ValueError("bounds are not supported with batch=True yet; pass (-inf, inf)")
+    if nan_policy not in (None, "raise"):
+        raise ValueError(f"with batch=True nan_policy must be None or 'raise' (rows of "
+                         f"different lengths cannot be batched), got {nan_policy!r}")
+    if check_finite is None:
+        check_finite = True
+    if (check_finite or nan_policy == "raise") and not B.all_finite(xp, Y):
+        raise ValueError("ydata contains NaN or inf")
+    if isinstance(xdata, (list, tuple, np.ndarray)) or _is_array_of(xp, xdata):
+        xdata = _as_array(xp, xdata, Y, "xdata")
+        if check_finite and not B.all_finite(xp, xdata):
+            raise ValueError("xdata contains NaN or inf")
+    dev = B.device(Y)
+    if p0 is None:
+        n = _count_parameters(f)
+        X0 = xp.ones((Bn, n), dtype=Y.dtype, device=dev)
+    else:
+        X0 = _as_array(xp, p0, Y, "p0")
+        if len(X0.shape) <= 1:
+            X0 = xp.broadcast_to(xp.reshape(X0, (1, -1)), (Bn, _size(X0)))
+        if len(X0.shape) != 2 or X0.shape[0] != Bn:
+            raise ValueError(f"with batch=True p0 must be (n,) or (B, n) with B={Bn}, got "
+                             f"shape {tuple(X0.shape)}")
+        X0 = B.copy(xp, xp.astype(X0, Y.dtype))
+        n = X0.shape[1]
+    W = _batch_weights(xp, sigma, Y)
+    data = (Y,) if W is None else (Y, W)
+
+    def columns(X: Any) -> list:
+        return [X[:, i:i + 1] for i in range(n)]
+
+    def residual(X: Any, Yr: Any, *Wr: Any) -> Any:
+        y = f(xdata, *columns(X))
+        d = (xp.asarray(y, dtype=Yr.dtype) if not hasattr(y, "shape") else y) - Yr
+        if tuple(d.shape) != tuple(Yr.shape):
+            raise ValueError(f"with batch=True f(xdata, *p) with p columns (b, 1) must return "
+                             f"(b, m) = {tuple(Yr.shape)}, got {tuple(getattr(y, 'shape', ()))}")
+        return d if not Wr else Wr[0] * d
+
+    if callable(jac):
+        model_jac = jac
+
+        def jac(X: Any, Yr: Any, *Wr: Any) -> Any:
+            J = model_jac(xdata, *columns(X))
+            if tuple(J.shape) != (X.shape[0], m, n):
+                raise ValueError(f"with batch=True jac(xdata, *p) must return (b, m, n) = "
+                                 f"{(X.shape[0], m, n)}, got {tuple(J.shape)}")
+            return J if not Wr else Wr[0][:, :, None] * J
+    elif jac is None and not array_api_compat.is_torch_array(Y):
+        jac = "2-point"
+    name = {"lm": "lm", "gn": "gn", "gauss-newton": "gn", "hig": "hig"}.get(
+        "lm" if method is None else str(method).lower())
+    if name is None:
+        raise ValueError(f"with batch=True method must be 'lm', 'gn' or 'hig', got {method!r}")
+    tols = _tolerances(kwargs.get("ftol", 1e-8), kwargs.get("xtol", 1e-8),
+                       kwargs.get("gtol", 1e-8), "lm" if name == "lm" else "gauss-newton")
+    eps = float(xp.finfo(Y.dtype).eps)
+    if eps > _EPS:  # float32: as least_squares, tolerances × sqrt(ε/ε₆₄)
+        tols = {k: v * (eps / _EPS) ** 0.5 for k, v in tols.items()}
+    fd = isinstance(jac, str)
+    maxfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
+    options: dict = {**tols, "maxfev": int(maxfev) if maxfev is not None else
+                     (100 * n * (n + 1) if fd else 100 * n)}
+    if name == "lm":
+        options["scaling"] = True
+    elif name == "gn":
+        options["maxiter"] = 100 * n
+    loss, f_scale = kwargs.get("loss", "linear"), kwargs.get("f_scale", 1.0)
+    robust = not (isinstance(loss, str) and loss == "linear")
+    fun = Composite(residual, RobustLoss(loss, f_scale)) if robust else residual
+    res = minimize(fun, X0, method=name, jac=jac, args=data, options=options, batch=True)
+    # the whitened Jacobian at the solutions (not counted in nfev), for the covariance
+    ev = _Evaluator(residual, data, jac, None, "outputs", xp, X0, False)
+    rows_np = np.arange(Bn)
+    rows = xp.asarray(rows_np, device=dev)
+    J = ev.first(res["x"], res["residual"], rows, rows_np)
+    if robust:  # SciPy's modified Jacobian (no curvature floor), as least_squares returns
+        J = xp.sqrt(RobustLoss(loss, f_scale, floor=0.0).hessian_diag(res["residual"]))[
+            :, :, None] * J
+    pcov, ok = batch_covariance(xp, J, n)
+    if not absolute_sigma:
+        if m > n:
+            pcov = pcov * (2.0 * res["fun"] / (m - n))[:, None, None]
+        else:
+            ok = np.zeros(Bn, dtype=bool)
+    failed = ~res["success"]
+    popt = res["x"]
+    if failed.any():
+        bad = xp.asarray(failed, device=dev)
+        popt = xp.where(bad[:, None], xp.full_like(popt, float("nan")), popt)
+        pcov = xp.where(bad[:, None, None], xp.full_like(pcov, float("nan")), pcov)
+        warnings.warn(f"Optimal parameters not found for {int(failed.sum())} of {Bn} data sets "
+                      f"(rows {_rows(failed)}): their popt and pcov are NaN; {res['message']}",
+                      scipy.optimize.OptimizeWarning, stacklevel=3)
+    inf_rows = ~ok & ~failed
+    if inf_rows.any():
+        bad = xp.asarray(inf_rows, device=dev)
+        pcov = xp.where(bad[:, None, None], xp.full_like(pcov, float("inf")), pcov)
+        warnings.warn(f"Covariance of the parameters could not be estimated for "
+                      f"{int(inf_rows.sum())} of {Bn} data sets (rows {_rows(inf_rows)}): "
+                      f"their pcov is inf", scipy.optimize.OptimizeWarning, stacklevel=3)
+    if full_output:
+        info = {"nfev": res["nfev"], "njev": res["njev"], "fvec": res["residual"],
+                "status": res["status"], "success": res["success"]}
+        return popt, pcov, info, res["message"], res["status"]
+    return popt, pcov
+
+
+def _rows(mask: np.ndarray, k: int = 5) -> str:
+    idx = np.nonzero(mask)[0]
+    return ", ".join(str(int(i)) for i in idx[:k]) + (", ..." if idx.size > k else "")
+
+
+def batch_covariance(xp: Any, J: Any, n: int) -> tuple[Any, np.ndarray]:
+    r"""``(pcov, ok)``: :math:`(J_b^TJ_b)^{-1} = V\Sigma^{-2}V^T` for every ``J_b`` of ``J``
+    ``(B, m, n)`` from one batched SVD, and ``ok`` (NumPy bool (B,)) false where :func:`covariance`
+    gives ``None``: numerical rank below ``n`` (SciPy's cut-off ``ε·max(m, n)·s_max``) or a
+    non-finite result (those rows of ``pcov`` are meaningless)."""
+    Bn, m = J.shape[0], J.shape[1]
+    finite = xp.all(xp.isfinite(xp.reshape(J, (Bn, -1))), axis=1)
+    J = xp.where(finite[:, None, None], J, xp.zeros_like(J))  # keeps LAPACK calm
+    _, s, Vt = xp.linalg.svd(J, full_matrices=False)
+    if s.shape[1] < n:
+        return xp.full((Bn, n, n), float("inf"), dtype=J.dtype), np.zeros(Bn, dtype=bool)
+    eps = float(xp.finfo(J.dtype).eps)
+    rank_ok = s[:, n - 1] > eps * max(m, n) * s[:, 0]
+    safe = xp.where(rank_ok[:, None], s, xp.ones_like(s))
+    pcov = xp.matrix_transpose(Vt) / (safe * safe)[:, None, :] @ Vt
+    ok = finite & rank_ok & xp.all(xp.isfinite(xp.reshape(pcov, (Bn, -1))), axis=1)
+    return pcov, np.asarray(B.to_numpy(ok), dtype=bool)
+
+
+def _batch_weights(xp: Any, sigma: Any, Y: Any) -> Any:
+    """``1/σ`` as ``(B, m)`` (or ``None``) for ``sigma`` a scalar, ``(m,)`` or ``(B, m)``."""
+    if sigma is None:
+        return None
+    s = _as_array(xp, sigma, Y, "sigma")
+    Bn, m = Y.shape
+    if _size(s) == 1:
+        s = xp.reshape(s, (1, 1))
+    elif tuple(s.shape) == (m,):
+        s = s[None, :]
+    elif tuple(s.shape) != (Bn, m):
+        raise ValueError(f"with batch=True sigma must be a scalar, ({m},) or ({Bn}, {m}) "
+                         f"standard deviations (covariance matrices are not batched), got "
+                         f"shape {tuple(s.shape)}")
+    if not B.all_finite(xp, s):
+        raise ValueError("sigma contains NaN or inf")
+    if not bool(xp.all(s > 0)):
+        raise ValueError("sigma (standard deviations) must be positive")
+    return B.copy(xp, xp.broadcast_to(1.0 / xp.astype(s, Y.dtype), (Bn, m)))
 
 
 def _namespace(ydata: Any) -> Any:

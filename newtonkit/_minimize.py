@@ -157,9 +157,6 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
 
         if not callable(fun):
             raise TypeError(f"fun must be callable, got {type(fun).__name__}")
-        if isinstance(fun, Composite):
-            raise ValueError("batch=True takes a residual (or objective) callable; a Composite "
-                             "(a loss such as RobustLoss) is not supported batched yet")
         if hessp is not None:
             raise ValueError("hessp is not supported with batch=True; pass hess (B, n, n), "
                              "'2-point' or nothing")

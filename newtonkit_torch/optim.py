@@ -48,6 +48,25 @@ Frozen parameters, batch norm, autograd, state_dict
 - ``state_dict()`` records the optimizer class (key ``"optimizer"``); ``load_state_dict``
   refuses a state_dict whose parameter groups hold another optimizer's settings (a
   ``GaussNewton`` state_dict into ``HIG``, ``HIG`` into ``GaussNewton``, ``torch.optim.Adam``'s).
+
+Box bounds
+----------
+Physical parameters often have a range (a velocity or a rate is positive, a fraction lies in
+[0, 1]).  A parameter group may carry ``"bounds": (lower, upper)``, each ``None`` (no bound on
+that side), a number or a tensor broadcastable to every parameter of the group::
+
+    opt = GaussNewton([{"params": [velocity], "bounds": (1500.0, 5500.0)},
+                       {"params": [rates], "bounds": (0.0, None)},
+                       {"params": net.parameters()}])
+
+After every step (and every trial step of ``GaussNewton(adaptive=True)``, before the closure
+sees it) the group's trainable parameters are projected onto the box (``clamp``); the
+direction itself is the unconstrained one (a projected step, not a bounded solve), so a
+parameter whose unconstrained optimum lies outside the box ends on the bound.  Frozen
+parameters are not touched.  A parameter that starts outside its box is moved in at the
+first step.  ``lower > upper`` anywhere, or a NaN bound, is a ``ValueError`` when the group is
+added.  The bounds are part of the group's settings: ``state_dict`` saves them and
+``load_state_dict`` restores them (a state_dict saved before bounds existed loads with none).
 """
 
 from __future__ import annotations
@@ -96,6 +115,41 @@ def _jacobian_by_rows(y: torch.Tensor, params: list[torch.Tensor],
     return torch.cat(blocks, dim=0)
 
 
+def _checked_bounds(bounds: Any, params: list[torch.Tensor]) -> tuple | None:
+    """``bounds`` as ``(lower, upper)`` (each ``None``, a float or a detached tensor), checked
+    against every parameter: broadcastable, no NaN, ``lower <= upper``."""
+    if bounds is None:
+        return None
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2):
+        raise ValueError(f"a parameter group's bounds must be a pair (lower, upper) of None, "
+                         f"numbers or tensors, got {bounds!r}")
+    out = []
+    for side in bounds:
+        if side is None or isinstance(side, torch.Tensor):
+            out.append(None if side is None else side.detach().clone())
+        else:
+            try:
+                out.append(float(side))
+            except (TypeError, ValueError):
+                raise ValueError(f"bounds must be None, numbers or tensors, got "
+                                 f"{type(side).__name__}") from None
+    lo, hi = out
+    for p in params:
+        lo_t, hi_t = (torch.as_tensor(default if b is None else b, dtype=torch.float64)
+                      for b, default in ((lo, -torch.inf), (hi, torch.inf)))
+        try:
+            lo_t, hi_t = (torch.broadcast_to(b, p.shape) for b in (lo_t, hi_t))
+        except RuntimeError:
+            raise ValueError(f"bounds of shapes {tuple(lo_t.shape)}, {tuple(hi_t.shape)} do not "
+                             f"broadcast to a parameter of shape {tuple(p.shape)}") from None
+        if bool(torch.isnan(lo_t).any() | torch.isnan(hi_t).any()):
+            raise ValueError("bounds contain NaN")
+        if bool((lo_t > hi_t).any()):
+            raise ValueError(f"lower bound > upper bound for a parameter of shape "
+                             f"{tuple(p.shape)} (lower must be <= upper everywhere)")
+    return lo, hi
+
+
 class JacobianOptimizer(torch.optim.Optimizer):
     """Base class: a step ``θ ← θ − lr · D(J, g)`` from the physics Jacobian (see module doc).
 
@@ -106,6 +160,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any],
                  jacobian_chunk_size: int | None = None) -> None:
         defaults["lr"] = C.real(defaults["lr"], "lr", low=0.0, low_open=True)
+        defaults.setdefault("bounds", None)
         super().__init__(params, defaults)
         self.jacobian_chunk_size = jacobian_chunk_size
         #: Diagnostics of the last step: loss, and for every joint solve its info object.
@@ -132,9 +187,9 @@ class JacobianOptimizer(torch.optim.Optimizer):
         Raises ``ValueError`` for another optimizer's state_dict (say ``GaussNewton``'s into
         ``HIG``, or ``torch.optim.Adam``'s), before anything is loaded.
         """
-        mine = sorted(self.defaults)
+        mine = sorted(set(self.defaults) - {"bounds"})  # optional: older state_dicts lack it
         for saved in state_dict["param_groups"]:
-            theirs = sorted(set(saved) - {"params", "param_names"})
+            theirs = sorted(set(saved) - {"params", "param_names", "bounds"})
             if theirs != mine:
                 name = type(self).__name__
                 source = state_dict.get("optimizer")
@@ -144,6 +199,30 @@ class JacobianOptimizer(torch.optim.Optimizer):
                     f"groups have the settings {theirs}, {name} has {mine}; load it into the "
                     f"optimizer that saved it")
         super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group.setdefault("bounds", None)
+
+    # -- box bounds ------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.add_param_group``, checking the group's ``"bounds"``."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group["bounds"] = _checked_bounds(group["bounds"], group["params"])
+
+    @staticmethod
+    def _project(groups: list[dict[str, Any]]) -> None:
+        """Clamp the trainable parameters of ``groups`` onto their groups' boxes."""
+        for grp in groups:
+            if grp.get("bounds") is None:
+                continue
+            lo, hi = grp["bounds"]
+            for p in grp["params"]:
+                if not p.requires_grad:
+                    continue
+                if lo is not None:
+                    p.clamp_(min=torch.as_tensor(lo, dtype=p.dtype, device=p.device))
+                if hi is not None:
+                    p.clamp_(max=torch.as_tensor(hi, dtype=p.dtype, device=p.device))
 
     # -- the step ------------------------------------------------------------------------------
     @staticmethod
@@ -278,6 +357,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
                               f"parameters are left unchanged", RuntimeWarning, stacklevel=2)
                 continue
             self._add(groups, d)
+            self._project(groups)
             self._count_step(groups)
         self.last_info = {"loss": loss, "solves": infos}
         return loss
@@ -456,6 +536,7 @@ class GaussNewton(JacobianOptimizer):
             d = Vh.T @ (sq / (s * s + tau * s_max ** 2))
             if all_finite(torch, d):
                 self._add(groups, d)
+                self._project(groups)
                 try:
                     with torch.enable_grad():
                         trial = closure()[1].detach()

@@ -76,8 +76,14 @@ def _cauchy(xp: Any, z: Any) -> tuple[Any, Any, Any]:
 
 
 def _arctan(xp: Any, z: Any) -> tuple[Any, Any, Any]:
-    t = 1.0 + z * z
-    return xp.atan(z), 1.0 / t, -2.0 * z / (t * t)
+    # beyond z = max^(1/4) the square of t = 1 + z² overflows (a far trial point): there
+    # ρ′ = 1/(1+z²) and ρ″ = −2z/(1+z²)² equal 1/z² and −2/z³ to working precision
+    big = z > float(xp.finfo(z.dtype).max) ** 0.25
+    zs = xp.where(big, xp.ones_like(z), z)
+    t = 1.0 + zs * zs
+    inv = xp.where(big, 1.0 / xp.where(big, z, xp.ones_like(z)), xp.zeros_like(z))
+    return (xp.atan(z), xp.where(big, inv * inv, 1.0 / t),
+            xp.where(big, -2.0 * inv * inv * inv, -2.0 * zs / (t * t)))
 
 
 #: The built-in ρ(z) → (ρ, ρ′, ρ″), SciPy's definitions.
@@ -157,11 +163,12 @@ class RobustLoss:
                              f"{type(out).__name__ if shape is None else tuple(shape)}")
         return z, tuple(xp.asarray(p, dtype=r.dtype) for p in parts)
 
-    def value(self, r: Any) -> Any:
-        """:math:`\\tfrac12 C^2 \\sum \\rho(z)` (0-d array)."""
+    def value(self, r: Any, axis: int | None = None) -> Any:
+        """:math:`\\tfrac12 C^2 \\sum \\rho(z)` (0-d array); with ``axis`` summed along it only
+        (``axis=-1`` on ``(B, m)`` residuals: one cost per row, for ``batch=True``)."""
         xp = B.array_namespace(r)
         _, (p0, _, _) = self.rho(r)
-        return (0.5 * self.f_scale ** 2) * xp.sum(p0)
+        return (0.5 * self.f_scale ** 2) * xp.sum(p0, axis=axis)
 
     def grad(self, r: Any) -> Any:
         """:math:`\\rho'(z)\\, r`."""
@@ -170,11 +177,28 @@ class RobustLoss:
 
     def hessian_diag(self, r: Any) -> Any:
         """:math:`\\max(\\rho' + 2\\rho'' z, \\delta\\rho', \\varepsilon)` (ε of ``r``'s dtype)."""
-        xp = B.array_namespace(r)
         z, (_, p1, p2) = self.rho(r)
+        return self._weights(r, z, p1, p2)
+
+    def _weights(self, r: Any, z: Any, p1: Any, p2: Any) -> Any:
+        xp = B.array_namespace(r)
         eps = float(xp.finfo(r.dtype).eps)
         w = xp.maximum(p1 + 2.0 * p2 * z, xp.full_like(r, eps))
         return w if self.floor == 0.0 else xp.maximum(w, self.floor * p1)
+
+    def gauss_newton(self, r: Any) -> tuple[Any, Any]:
+        r"""``(r̃, √w)``, elementwise on residuals of any shape (one :meth:`rho` call): the
+        Gauss-Newton residual :math:`\tilde r = \rho' r/\sqrt w` and the row weights
+        :math:`\sqrt w` of :math:`\tilde J = \mathrm{diag}(\sqrt w) J`, with the same
+        arithmetic as :meth:`newtonkit.problems.OutputProblem.gauss_newton_form` on
+        :meth:`grad` and :meth:`hessian_diag` (used by ``minimize(..., batch=True)``)."""
+        xp = B.array_namespace(r)
+        z, (_, p1, p2) = self.rho(r)
+        w = self._weights(r, z, p1, p2)
+        pos = w > 0
+        sw = xp.sqrt(xp.where(pos, w, xp.zeros_like(w)))
+        safe = xp.where(pos, sw, xp.ones_like(sw))
+        return xp.where(pos, (p1 * r) / safe, xp.zeros_like(sw)), sw
 
     def __repr__(self) -> str:
         return f"RobustLoss({self.name!r}, f_scale={self.f_scale})"
