@@ -61,7 +61,7 @@ def parse_bounds(bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     if np.any(lb >= ub):
         raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
     if not np.all((x0 >= lb) & (x0 <= ub)):
-        raise ValueError("x0 is outside of the provided bounds")
+        raise ValueError("x0 (the initial guess) is outside of provided bounds")
     if not (np.isfinite(lb).any() or np.isfinite(ub).any()):
         return None
     return lb, ub
