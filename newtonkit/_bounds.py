@@ -37,8 +37,8 @@ def parse_bounds(bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     ``bounds`` is never modified."""
     if bounds is None:
         return None
-    if isinstance(bounds, scipy.optimize.Bounds):
-        lb, ub = bounds.lb, bounds.ub
+    if isinstance(bounds, scipy.optimize.Bounds):  # Bounds() holds its scalars as (1,)
+        lb, ub = (np.squeeze(b) if np.size(b) == 1 else b for b in (bounds.lb, bounds.ub))
     else:
         try:
             lb, ub = bounds
@@ -112,12 +112,15 @@ def strictly_feasible(xp: Any, x: Any, lb: Any, ub: Any, rstep: float = 0.0) -> 
     if rstep == 0:
         x = xp.where(x <= lb, xp.nextafter(lb, ub), x)
         return xp.where(x >= ub, xp.nextafter(ub, lb), x)
+    has_l, has_u = lb > -math.inf, ub < math.inf
+    lbf, ubf = xp.where(has_l, lb, x), xp.where(has_u, ub, x)  # no inf − inf below
     lo, hi = x - lb, ub - x
-    tl = rstep * xp.maximum(xp.abs(lb), xp.ones_like(lb))
-    tu = rstep * xp.maximum(xp.abs(ub), xp.ones_like(ub))
-    x = xp.where((lb > -math.inf) & (lo <= xp.minimum(hi, tl)), lb + tl,
-                 xp.where((ub < math.inf) & (hi <= xp.minimum(lo, tu)), ub - tu, x))
-    return xp.where((x < lb) | (x > ub), 0.5 * (lb + ub), x)
+    tl = rstep * xp.maximum(xp.abs(lbf), xp.ones_like(lb))
+    tu = rstep * xp.maximum(xp.abs(ubf), xp.ones_like(ub))
+    to_l = has_l & (lo <= xp.minimum(hi, tl))
+    to_u = has_u & (hi <= xp.minimum(lo, tu))
+    x = xp.where(to_l, lbf + tl, xp.where(to_u, ubf - tu, x))
+    return xp.where((x < lb) | (x > ub), 0.5 * (lbf + ubf), x)
 
 
 def active_mask(x: np.ndarray, lb: np.ndarray, ub: np.ndarray, rtol: float) -> np.ndarray:

@@ -35,6 +35,9 @@ __all__ = ["minimize", "OptimizeResult"]
 #: Options every method understands (the driver's).
 COMMON_OPTIONS = ("maxiter", "maxfev", "gtol", "ftol", "xtol", "disp", "progress")
 _EPS64 = float(np.finfo(np.float64).eps)
+#: The least relative distance to a bound at which ``active_mask`` marks it active (SciPy reads
+#: ``xtol``; trf's iterates stay a few ulps inside the box, so ``xtol = 0`` needs a floor).
+_ACTIVE_RTOL = 1e-12
 #: A run shows a progress bar (with ``disp >= 1`` and ``progress=None``) once it has taken
 #: this many seconds.
 PROGRESS_AFTER_S = 2.0
@@ -241,7 +244,8 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     res = _run(solver, problem, state, shape, common, callback)
     if bounds is not None:
         res["active_mask"] = (np.zeros(n, dtype=int) if box is None else active_mask(
-            B.to_numpy(xp.reshape(res.x, (-1,))), *box, rtol=common["xtol"]).reshape(shape))
+            B.to_numpy(xp.reshape(res.x, (-1,))), *box, rtol=max(common["xtol"], _ACTIVE_RTOL))
+            .reshape(shape))
     return res
 
 

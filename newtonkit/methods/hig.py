@@ -133,7 +133,10 @@ class HIG(LeastSquaresMethod):
         keep: dict = {}
 
         def value(t: float) -> tuple[float, Any]:
-            ev = p.evaluate(state.x + t * d)
+            xt = state.x + t * d
+            if self.bounds is not None:  # x + t d is in the box up to rounding: clip that
+                xt = project(self.xp, xt, *self.bounds)
+            ev = p.evaluate(xt)
             return ev.f, ev
 
         def finish(ev: Any) -> bool:

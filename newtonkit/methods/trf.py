@@ -74,6 +74,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         super().__init__(problem, opts, tol)
         xp = self.xp
         self.eps = float(xp.finfo(problem.dtype).eps)
+        self.tiny = float(xp.finfo(problem.dtype).smallest_normal)
 
     def _box(self, x: Any) -> tuple[Any, Any]:
         if self.bounds is not None:
@@ -181,6 +182,9 @@ class TrustRegionReflective(LeastSquaresMethod):
         small_x = step_norm < tol["xtol"] * (tol["xtol"] + self.norm(x))
         code = (Status.FTOL_XTOL if small_f and small_x else Status.FTOL if small_f else
                 Status.XTOL if small_x else None)
+        to_x = step_norm / step_h_norm if step_h_norm > 0 else 1.0  # ‖p‖/‖p̂‖
+        if code is None and not delta_new * to_x > self.eps * self.norm(x):
+            code = Status.NO_PROGRESS  # the region shrank below the rounding of x
         if code is None:
             new["alpha"] = alpha * delta / delta_new if delta_new > 0 else alpha
             new["delta"] = delta_new
@@ -303,6 +307,8 @@ def _trust_region_step(xp: Any, M: dict, delta: float, alpha: float,
         if alpha < lower or alpha > upper:
             alpha = max(0.001 * upper, math.sqrt(lower * upper))
         fa, dfa = phi(alpha)
+        if not dfa < 0:  # a zero step (or underflow): nothing left to iterate on
+            break
         if fa < 0:
             upper = alpha
         ratio = fa / dfa
