@@ -227,7 +227,11 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         res = minimize(model, u0, method=nk_method, jac=mjac, options=options, bounds=ubox)
         r = res["residual"]
     xs = res.x if scale is None else res.x * scale
-    J = _final_jacobian(fun, jac, args, kwargs, xs, r, xp)
+    J = None if robust else res.pop("jacobian", None)  # trf's J at x, in u = x/scale
+    if J is not None and scale is not None:
+        J = J / scale[None, :]
+    if J is None:
+        J = _final_jacobian(fun, jac, args, kwargs, xs, r, xp)
     if robust:
         scipy_loss = RobustLoss(loss, f_scale, floor=0.0)  # SciPy's J and grad at x
         _, (_, p1, _) = scipy_loss.rho(r)

@@ -16,9 +16,10 @@ not scaled), the model in the "hat" variables :math:`p = d \odot \hat p` is
            \hat J = J\,\mathrm{diag}(d),\quad C = \mathrm{diag}(g \odot \partial v / D),
 
 (:math:`C \ge 0`: the Newton step of :math:`v \odot g = 0`).  Each Jacobian gets one SVD of
-:math:`[\hat J; C^{1/2}]`; each trial solves :math:`\min m(\hat p)`, :math:`\|\hat p\| \le
-\Delta` by Moré's iteration on the LM parameter (to 1 %), and takes the best of three steps for
-the model: the trust-region step if it stays in the box, else (a) that step cut back to
+:math:`[\hat J; C^{1/2}]` (a tall one through its QR factor: the SVD of the n×n R);
+each trial solves :math:`\min m(\hat p)`, :math:`\|\hat p\| \le \Delta` by Moré's
+iteration on the LM parameter (to 1 %), and takes the best of three steps for the model:
+the trust-region step if it stays in the box, else (a) that step cut back to
 :math:`\theta` times the way to the first bound hit, (b) the reflection of the rest of it off
 that bound, minimised along the reflected ray, (c) the scaled steepest descent
 :math:`-d\odot\hat g` minimised within the region and :math:`\theta` times the way to the box,
@@ -127,9 +128,15 @@ class TrustRegionReflective(LeastSquaresMethod):
         if self.bounds is not None:  # [Ĵ; C^½]
             eye = xp.eye(n, dtype=J.dtype, device=B.device(J))
             A = xp.concat([J_h, eye * xp.sqrt(diag_h)[None, :]], axis=0)
-        U, s, Vt = B.svd(xp, A)
         r = lin.r
-        uf = B.dot(xp, r, U[:m, :])  # Uᵀ [r; 0]
+        if A.shape[0] > n:  # tall: QR first, A = QR, then the SVD of the n×n R = U₂ S Vᵀ
+            rt = xp.concat([r, xp.zeros_like(g)]) if A.shape[0] > m else r
+            R, qtr, _ = B.qr_r(xp, A, rt)
+            U, s, Vt = B.svd(xp, B.triu(xp, R))
+            uf = B.dot(xp, qtr, U)  # Uᵀ[r; 0] with U = Q U₂
+        else:
+            U, s, Vt = B.svd(xp, A)
+            uf = B.dot(xp, r, U)
         if d["delta"] is None:
             delta = self.norm(x * scale_inv / xp.sqrt(v))
             d["delta"] = delta if delta > 0 and math.isfinite(delta) else 1.0
@@ -271,7 +278,9 @@ class TrustRegionReflective(LeastSquaresMethod):
             except BudgetExhausted:
                 lin = None
             self.problem.njev = njev
+        # "jacobian": J̃ at x (least_squares reuses it rather than evaluating J once more)
         return {"jac": None if lin is None else lin.g, "y": d["ev"].y,
+                "jacobian": None if lin is None else lin.J,
                 "trust_radius": list(d["radius"]), "gain_ratios": list(d["ratio"])}
 
 
