@@ -122,11 +122,15 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         :class:`~newtonkit.LinearOperator`), or ``None``: the backend's autodiff (PyTorch),
         else ``'2-point'`` (newtonkit's extension).
     bounds : 2-tuple or scipy.optimize.Bounds
-        Only ``(-inf, inf)`` for now (bounded solvers come with issue 15 part 2).  Checked as
-        SciPy does: shapes, ``lb < ub``, ``x0`` within the bounds.
-    method : {'lm', 'gn', 'gauss-newton', 'hig'}
+        ``(lb, ub)``: scalars or arrays of size n, ``±inf`` a free side.  Checked as SciPy
+        does (shapes, no NaN, ``lb < ub`` strictly, ``x0`` inside: else ``ValueError``).
+        Finite bounds: ``'trf'``, ``'dogbox'``, ``'lm'`` and ``'gn'`` run the trust-region
+        reflective method (:mod:`newtonkit.methods.trf`; SciPy's ``'lm'`` refuses bounds),
+        ``'hig'`` projects its steps; every evaluated point is in the box.
+    method : {'lm', 'trf', 'dogbox', 'gn', 'gauss-newton', 'hig'}
         ``'lm'`` is MINPACK's trust-region Levenberg-Marquardt (SciPy's ``'lm'``); ``'trf'``
-        and ``'dogbox'`` raise (they come with the bounded solver).
+        SciPy's trust-region reflective method (``tr_solver='exact'``), and ``'dogbox'`` the
+        same (newtonkit has no dogleg-box method).  The default stays ``'lm'``.
     ftol, xtol, gtol : float or None
         Termination tolerances (``None``: 0, the test disabled); for ``'lm'`` MINPACK's tests
         as in SciPy, and every one must be at least machine ε.  In float32 they are multiplied
@@ -159,8 +163,10 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         ``jac`` (:math:`J` at ``x``, for a robust loss SciPy's modified
         :math:`\mathrm{diag}(\sqrt{w})J`, :math:`w = \max(\rho' + 2\rho''z, \varepsilon)`, so
         :math:`J^TJ` is the Gauss-Newton Hessian of the cost); ``grad`` (:math:`J^T \rho' f`,
-        the gradient of the cost); ``optimality`` (:math:`\|g\|_\infty`); ``active_mask``
-        (zeros); ``nfev``; ``njev`` (``None`` with difference Jacobians, as SciPy's ``'lm'``);
+        the gradient of the cost); ``optimality`` (:math:`\|g\|_\infty`, under bounds
+        SciPy trf's :math:`\|v \odot g\|_\infty`, Coleman-Li :math:`v`); ``active_mask``
+        (−1 lower bound active, +1 upper, 0 free; within ``xtol·max(1, |bound|)``);
+        ``nfev``; ``njev`` (``None`` with difference Jacobians, as SciPy's ``'lm'``);
         ``status`` (:data:`STATUS_CODES`: 0 budget, 1 gtol (or a zero residual), 2 ftol, 3
         xtol, 4 both; :data:`OTHER_FAILURE` = −3 for failures SciPy has no code for);
         ``message``; ``success`` (``status > 0``).  Extras: ``nit``, ``termination`` (the

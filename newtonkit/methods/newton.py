@@ -270,8 +270,10 @@ class ProjectedNewton(Newton):
     \varepsilon, g_i < 0\}` and the free set :math:`F`: :math:`d_F = -(H_{FF} + \tau
     I)^{-1} g_F` (the regularised Cholesky step of :class:`Newton` on the reduced Hessian),
     :math:`d_A = -g_A`.  Backtracking (halving) along the projection arc :math:`x(t) = P(x +
-    td)` until :math:`f(x(t)) \le f(x) + c_1\,[t\,g_F^Td_F + g_A^T(x(t) - x)_A]`.  Every
-    point evaluated is in the box.  Termination: ``gtol`` on the projected gradient
+    td)` until :math:`f(x(t)) \le f(x) + c_1\,[t\,g_F^Td_F + g_A^T(x(t) - x)_A] +
+    4\epsilon|f(x)|` (the last term is f's rounding: near the solution a full step whose change
+    is below it is taken, and the ftol test ends the run).  Every point evaluated is in the
+    box.  Termination: ``gtol`` on the projected gradient
     :math:`\|x - P(x - g)\|_\infty`; after a full step (t = 1) ``ftol``/``xtol`` as
     :class:`Newton`; success only where the Hessian on the variables not held by a bound is
     positive semi-definite to tolerance.  Dense Hessians only (the Cholesky route).
