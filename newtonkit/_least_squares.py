@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from . import _backend as B
+from ._bounds import cl_scaling, parse_bounds
 from ._minimize import OptimizeResult, minimize
 from ._status import Status
 from .operators import DiagonalOperator, LinearOperator
@@ -31,7 +31,7 @@ from .problems._robust import LOSSES, RobustLoss, check_f_scale
 __all__ = ["least_squares", "STATUS_CODES", "OTHER_FAILURE"]
 
 _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gauss-newton",
-            "gauss-newton": "gauss-newton", "hig": "hig"}
+            "gauss-newton": "gauss-newton", "hig": "hig", "trf": "trf", "dogbox": "trf"}
 _EPS = float(np.finfo(np.float64).eps)
 
 #: newtonkit's terminations that have a SciPy ``least_squares`` status code.
@@ -122,11 +122,15 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         :class:`~newtonkit.LinearOperator`), or ``None``: the backend's autodiff (PyTorch),
         else ``'2-point'`` (newtonkit's extension).
     bounds : 2-tuple or scipy.optimize.Bounds
-        Only ``(-inf, inf)`` for now (bounded solvers come with issue 15 part 2).  Checked as
-        SciPy does: shapes, ``lb < ub``, ``x0`` within the bounds.
-    method : {'lm', 'gn', 'gauss-newton', 'hig'}
+        ``(lb, ub)``: scalars or arrays of size n, ``±inf`` a free side.  Checked as SciPy
+        does (shapes, no NaN, ``lb < ub`` strictly, ``x0`` inside: else ``ValueError``).
+        Finite bounds: ``'trf'``, ``'dogbox'``, ``'lm'`` and ``'gn'`` run the trust-region
+        reflective method (:mod:`newtonkit.methods.trf`; SciPy's ``'lm'`` refuses bounds),
+        ``'hig'`` projects its steps; every evaluated point is in the box.
+    method : {'lm', 'trf', 'dogbox', 'gn', 'gauss-newton', 'hig'}
         ``'lm'`` is MINPACK's trust-region Levenberg-Marquardt (SciPy's ``'lm'``); ``'trf'``
-        and ``'dogbox'`` raise (they come with the bounded solver).
+        SciPy's trust-region reflective method (``tr_solver='exact'``), and ``'dogbox'`` the
+        same (newtonkit has no dogleg-box method).  The default stays ``'lm'``.
     ftol, xtol, gtol : float or None
         Termination tolerances (``None``: 0, the test disabled); for ``'lm'`` MINPACK's tests
         as in SciPy, and every one must be at least machine ε.  In float32 they are multiplied
@@ -159,8 +163,10 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         ``jac`` (:math:`J` at ``x``, for a robust loss SciPy's modified
         :math:`\mathrm{diag}(\sqrt{w})J`, :math:`w = \max(\rho' + 2\rho''z, \varepsilon)`, so
         :math:`J^TJ` is the Gauss-Newton Hessian of the cost); ``grad`` (:math:`J^T \rho' f`,
-        the gradient of the cost); ``optimality`` (:math:`\|g\|_\infty`); ``active_mask``
-        (zeros); ``nfev``; ``njev`` (``None`` with difference Jacobians, as SciPy's ``'lm'``);
+        the gradient of the cost); ``optimality`` (:math:`\|g\|_\infty`, under bounds
+        SciPy trf's :math:`\|v \odot g\|_\infty`, Coleman-Li :math:`v`); ``active_mask``
+        (−1 lower bound active, +1 upper, 0 free; within ``xtol·max(1, |bound|)``);
+        ``nfev``; ``njev`` (``None`` with difference Jacobians, as SciPy's ``'lm'``);
         ``status`` (:data:`STATUS_CODES`: 0 budget, 1 gtol (or a zero residual), 2 ftol, 3
         xtol, 4 both; :data:`OTHER_FAILURE` = −3 for failures SciPy has no code for);
         ``message``; ``success`` (``status > 0``).  Extras: ``nit``, ``termination`` (the
@@ -168,11 +174,8 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     """
     nk_method = _METHODS.get(method.lower() if isinstance(method, str) else method)
     if nk_method is None:
-        if method in ("trf", "dogbox"):
-            raise ValueError(f"method={method!r} is SciPy's bounded solver; newtonkit's bounded "
-                             f"methods come with issue 15 part 2. Use 'lm', 'gn' or 'hig' "
-                             f"(robust losses work with each)")
-        raise ValueError(f"method must be 'lm', 'gn' ('gauss-newton') or 'hig', got {method!r}")
+        raise ValueError(f"method must be 'trf', 'dogbox', 'lm', 'gn' ('gauss-newton') or "
+                         f"'hig', got {method!r}")
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {type(fun).__name__}")
     if not (jac is None or callable(jac) or (isinstance(jac, str) and jac in FD_SCHEMES)):
@@ -192,7 +195,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     x = _start(x0)
     xp = B.array_namespace(x)
     n = x.shape[0]
-    _check_bounds(bounds, B.to_numpy(x), n)
+    box = parse_bounds(bounds, B.to_numpy(x))
     scale = _x_scale(x_scale, x, xp, n)
     tols = _tolerances(ftol, xtol, gtol, nk_method)
     eps = float(xp.finfo(x.dtype).eps)
@@ -206,9 +209,14 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     options: dict = {**tols, "maxfev": int(max_nfev), "disp": verbose}
     if nk_method == "lm":
         options["scaling"] = scale is None
+    elif nk_method == "trf":  # SciPy's trf: x_scale=None is 1, 'jac' the column norms
+        options["scaling"] = isinstance(x_scale, str) and x_scale == "jac"
     elif nk_method == "gauss-newton":
         options["maxiter"] = 100 * n
     u0 = x if scale is None else x / scale
+    ubox = None  # the bounds of u = x/scale
+    if box is not None:
+        ubox = box if scale is None else tuple(b / B.to_numpy(scale) for b in box)
     robust = not (isinstance(loss, str) and loss == "linear")
 
     if robust:
@@ -216,15 +224,20 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         has_jacobian = jac is not None  # else autodiff on the model
         model = (_ResidualWithJacobian if has_jacobian else _Residual)(
             fun, jac, args, kwargs, scale, xp)
-        res = minimize(Composite(model, rloss), u0, method=nk_method, options=options)
+        res = minimize(Composite(model, rloss), u0, method=nk_method, options=options,
+                       bounds=ubox)
         r = res["outputs"]
     else:
         model = _Residual(fun, jac, args, kwargs, scale, xp)
         mjac = model.dense_jacobian if callable(jac) else jac
-        res = minimize(model, u0, method=nk_method, jac=mjac, options=options)
+        res = minimize(model, u0, method=nk_method, jac=mjac, options=options, bounds=ubox)
         r = res["residual"]
     xs = res.x if scale is None else res.x * scale
-    J = _final_jacobian(fun, jac, args, kwargs, xs, r, xp)
+    J = None if robust else res.pop("jacobian", None)  # trf's J at x, in u = x/scale
+    if J is not None and scale is not None:
+        J = J / scale[None, :]
+    if J is None:
+        J = _final_jacobian(fun, jac, args, kwargs, xs, r, xp)
     if robust:
         scipy_loss = RobustLoss(loss, f_scale, floor=0.0)  # SciPy's J and grad at x
         _, (_, p1, _) = scipy_loss.rho(r)
@@ -239,12 +252,17 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     message = _MESSAGES[code] if code in _MESSAGES and status.success else res.message
     if status is Status.MAXITER:
         message = res.message
+    vg = g
+    if box is not None:  # SciPy trf's optimality ‖v ⊙ g‖∞ (Coleman-Li v)
+        lb, ub = (xp.asarray(b, dtype=xs.dtype, device=B.device(xs)) for b in box)
+        vg = cl_scaling(xp, xs, g, lb, ub)[0] * g
     out = OptimizeResult(
         x=xs, cost=float(res.fun), fun=r, jac=J, grad=g,
-        optimality=float(xp.max(xp.abs(g))) if g.shape[0] else 0.0,
-        active_mask=np.zeros(n, dtype=int), nfev=res.nfev + model.fd_calls,
-        njev=None if fd else res.njev, status=code, message=message, success=code > 0,
-        nit=res.nit, termination=res.termination, nk_status=res.status, method=nk_method)
+        optimality=float(xp.max(xp.abs(vg))) if g.shape[0] else 0.0,
+        active_mask=res.get("active_mask", np.zeros(n, dtype=int)),
+        nfev=res.nfev + model.fd_calls, njev=None if fd else res.njev, status=code,
+        message=message, success=code > 0, nit=res.nit, termination=res.termination,
+        nk_status=res.status, method=res.method)
     return out
 
 
@@ -265,31 +283,6 @@ def _start(x0: Any) -> Any:
     if hasattr(x, "detach"):
         x = x.detach()
     return B.copy(xp, x)
-
-
-def _check_bounds(bounds: Any, x0: np.ndarray, n: int) -> None:
-    """SciPy's checks of ``bounds``; finite bounds are not supported yet."""
-    if isinstance(bounds, scipy.optimize.Bounds):
-        lb, ub = bounds.lb, bounds.ub
-    else:
-        try:
-            lb, ub = bounds
-        except (TypeError, ValueError):
-            raise ValueError("bounds must contain 2 elements (lb, ub)") from None
-    lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=float)
-              for b in (lb, ub))
-    lb = np.resize(lb, n) if lb.ndim == 0 else lb
-    ub = np.resize(ub, n) if ub.ndim == 0 else ub
-    if lb.shape != (n,) or ub.shape != (n,):
-        raise ValueError(f"inconsistent shapes between bounds {lb.shape}, {ub.shape} and x0 "
-                         f"({n},)")
-    if np.any(lb >= ub):
-        raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
-    if not np.all((x0 >= lb) & (x0 <= ub)):
-        raise ValueError("Initial guess is outside of provided bounds")
-    if np.any(np.isfinite(lb) | np.isfinite(ub)):
-        raise ValueError("finite bounds are not supported yet (they come with newtonkit's "
-                         "bounded solver, issue 15 part 2); use bounds=(-inf, inf)")
 
 
 def _x_scale(x_scale: Any, x: Any, xp: Any, n: int) -> Any:

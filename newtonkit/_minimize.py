@@ -23,6 +23,7 @@ import numpy as np
 import scipy.optimize
 
 from . import _backend as B
+from ._bounds import active_mask, parse_bounds
 from ._status import Status
 from .methods import lookup
 from .methods._base import State, boolean, optional_nonneg_float, optional_positive_int
@@ -34,6 +35,9 @@ __all__ = ["minimize", "OptimizeResult"]
 #: Options every method understands (the driver's).
 COMMON_OPTIONS = ("maxiter", "maxfev", "gtol", "ftol", "xtol", "disp", "progress")
 _EPS64 = float(np.finfo(np.float64).eps)
+#: The least relative distance to a bound at which ``active_mask`` marks it active (SciPy reads
+#: ``xtol``; trf's iterates stay a few ulps inside the box, so ``xtol = 0`` needs a floor).
+_ACTIVE_RTOL = 1e-12
 #: A run shows a progress bar (with ``disp >= 1`` and ``progress=None``) once it has taken
 #: this many seconds.
 PROGRESS_AFTER_S = 2.0
@@ -76,7 +80,7 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
 def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
              hess: Any = None, hessp: Callable | None = None, args: tuple = (),
              tol: float | None = None, callback: Callable | None = None,
-             options: Mapping | None = None, *, batch: bool = False,
+             options: Mapping | None = None, *, bounds: Any = None, batch: bool = False,
              vectorize: bool = False) -> OptimizeResult:
     r"""Minimise a scalar objective or a sum of squares with a second-order method.
 
@@ -117,6 +121,17 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         message, 2: a row per iteration), ``progress`` (``None``: a tqdm bar once a run with
         ``disp >= 1`` takes over 2 s; ``True``/``False``), and the method's own options (see
         the method modules and the README).  Copied, never modified.
+    bounds : scipy.optimize.Bounds or (lb, ub), optional
+        Box constraints :math:`l \le x \le u` (scalars broadcast, ``±inf`` a free side, shape
+        of ``x0`` or its size; SciPy's checks: ``lb < ub`` strictly, no NaN, ``x0`` inside,
+        else ``ValueError``).  Every evaluated point lies in the box.  ``"lm"``, ``"gn"``
+        and ``"trf"`` run the trust-region reflective method (:mod:`newtonkit.methods.trf`,
+        Coleman-Li scaling as SciPy's ``least_squares(method="trf")``; ``"lm"`` keeps its
+        ``scaling=True``); ``"newton"`` a projected Newton method with an ε-active set
+        (Bertsekas 1982; dense Hessians); ``"hig"`` projects each step onto the box.  The
+        result gets ``active_mask`` (−1 at a lower bound, +1 at an upper one, 0 free, within
+        ``xtol·max(1, |bound|)`` as SciPy).  All bounds infinite: the unbounded method, its
+        results unchanged.
     batch : bool
         ``x0`` of shape ``(B, n)`` holds B independent problems of one form, solved at once
         (:mod:`newtonkit._batch`): ``fun(X, *args)`` returns ``(B, m)`` residuals or ``(B,)``
@@ -155,6 +170,9 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     if batch:
         from ._batch import minimize_batch
 
+        if bounds is not None:
+            raise ValueError("bounds are not supported with batch=True yet")
+
         if not callable(fun):
             raise TypeError(f"fun must be callable, got {type(fun).__name__}")
         if hessp is not None:
@@ -170,6 +188,12 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         method = "lm" if isinstance(fun, Composite) else "newton"
     cls = lookup(method)
     cls = cls.select(opts)
+    box = start = None
+    if bounds is not None:
+        start = _start_point(x0)
+        box = parse_bounds(bounds, B.to_numpy(start[1]))
+        if box is not None:
+            cls = cls.bounded(opts)
     known = set(COMMON_OPTIONS) | set(cls.options)
     unknown = sorted(set(opts) - known)
     if unknown:
@@ -184,9 +208,11 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     if args and isinstance(fun, Composite):
         warnings.warn("args are ignored with a Composite: the model is called as model(x); "
                       "bind extra data into the model object", RuntimeWarning, stacklevel=2)
-    xp, x, shape = _start_point(x0)
+    xp, x, shape = start if start is not None else _start_point(x0)
     n = x.shape[0]
     common = _common_options(opts, cls, x.dtype, xp, n, tol)
+    if box is not None:
+        common["bounds"] = _box_on(xp, x, box)
     method_opts = {k: opt.check(k, opts.get(k, opt.default)) if k in opts else opt.default
                    for k, opt in cls.options.items()}
 
@@ -212,7 +238,20 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         what = "gradient" if math.isfinite(state.f) else f"objective ({state.f})"
         raise ValueError(f"the {what} is not finite at x0; start from a point where fun and its "
                          f"derivatives are finite")
-    return _run(solver, problem, state, shape, common, callback)
+    res = _run(solver, problem, state, shape, common, callback)
+    if bounds is not None:
+        res["active_mask"] = (np.zeros(n, dtype=int) if box is None else active_mask(
+            B.to_numpy(xp.reshape(res.x, (-1,))), *box, rtol=max(common["xtol"], _ACTIVE_RTOL))
+            .reshape(shape))
+    return res
+
+
+def _box_on(xp: Any, x: Any, box: tuple[np.ndarray, np.ndarray]) -> tuple[Any, Any]:
+    """The bounds on ``x``'s backend, dtype and device (``lb < ub`` must survive rounding)."""
+    lb, ub = (xp.asarray(b, dtype=x.dtype, device=B.device(x)) for b in box)
+    if not bool(xp.all(lb < ub)):
+        raise ValueError(f"bounds: lb < ub does not hold after rounding to {x.dtype}")
+    return lb, ub
 
 
 def _copy_options(options: Mapping | None) -> dict:

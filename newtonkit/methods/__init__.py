@@ -4,6 +4,7 @@ from ._base import METHODS, Method, State, lookup
 from .gauss_newton import GaussNewton, LevenbergMarquardt
 from .hig import HIG
 from .newton import Newton
+from .trf import TrustRegionReflective
 
 __all__ = ["METHODS", "Method", "State", "lookup", "Newton", "GaussNewton",
-           "LevenbergMarquardt", "HIG"]
+           "LevenbergMarquardt", "HIG", "TrustRegionReflective"]

@@ -146,9 +146,17 @@ class Method:
         """The class that handles ``opts`` (Gauss-Newton with ``damping`` is LM)."""
         return cls
 
+    @classmethod
+    def bounded(cls, opts: dict) -> type:
+        """The class that solves the problem under finite bounds (``opts`` may get the
+        defaults that class needs); the base raises: the method has no bounded form."""
+        raise ValueError(f"method {cls.name!r} does not support bounds")
+
     def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
         self.problem, self.opts, self.tol = problem, opts, tol
         self.xp = problem.xp
+        #: ``(lb, ub)`` on x's backend (flat), or ``None`` without finite bounds
+        self.bounds = tol.get("bounds")
 
     def init(self, x0: Any) -> State:
         raise NotImplementedError

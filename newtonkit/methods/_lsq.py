@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import _backend as B
+from .._bounds import projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
 from ._base import Method, State
@@ -27,6 +28,7 @@ class Linearization:
     g: Any
     colnorms: Any
     rnorm: float
+    x: Any = None  # the point (read by the projected gradient test under bounds)
 
     @property
     def dense(self) -> bool:
@@ -54,13 +56,16 @@ class LeastSquaresMethod(Method):
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
         else:
             rnorm = self.norm(r)
-        return Linearization(r, Jt, g, cn, rnorm)
+        return Linearization(r, Jt, g, cn, rnorm, ev.x)
 
     def gradient_measure(self, lin: Linearization) -> float:
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
         \|\tilde r\|)` (the largest cosine between ``r̃`` and a column of ``J̃``); for an
         operator Jacobian :math:`\|\tilde J^T \tilde r\|_\infty / \|\tilde r\|`.  ``inf``
-        when the gradient is not finite."""
+        when the gradient is not finite.  Under bounds the projected gradient
+        :math:`x - P(x - g)` replaces :math:`g` (zero at a first-order point on the box)."""
+        if self.bounds is not None:
+            lin = replace(lin, g=projected_gradient(self.xp, lin.x, lin.g, *self.bounds))
         val = self.scaled_gradient(lin)
         return val if math.isfinite(val) else math.inf
 

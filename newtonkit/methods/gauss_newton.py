@@ -92,6 +92,13 @@ class GaussNewton(LeastSquaresMethod):
         """``damping`` turns Gauss-Newton into Levenberg-Marquardt (DESIGN §2)."""
         return LevenbergMarquardt if opts.get("damping") is not None else cls
 
+    @classmethod
+    def bounded(cls, opts: dict) -> type:
+        """Under bounds: the trust-region reflective method (:mod:`.trf`)."""
+        from .trf import TrustRegionReflective
+
+        return TrustRegionReflective
+
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
         state = State(x0, ev.f, data={"ev": ev, "linear_solves": []})
@@ -160,6 +167,15 @@ class LevenbergMarquardt(LeastSquaresMethod):
     }
     default_maxiter = staticmethod(lambda n: None)
     default_maxfev = staticmethod(lambda n: 100 * n)
+
+    @classmethod
+    def bounded(cls, opts: dict) -> type:
+        """Under bounds: the trust-region reflective method (:mod:`.trf`), with LM's default
+        ``scaling=True``."""
+        from .trf import TrustRegionReflective
+
+        opts.setdefault("scaling", True)
+        return TrustRegionReflective
 
     def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
         super().__init__(problem, opts, tol)

@@ -10,6 +10,11 @@ descent), singular values at or below the truncation threshold (``truncation``·
 absolute with ``relative=False``) discarded, step η (``step``, default 1).  ``t_k = 1`` unless
 ``line_search=True`` (Armijo backtracking on ``L``); a non-finite trial point is always halved.
 
+Bounds :math:`l \le x \le u`: the step is projected onto the box, :math:`d \leftarrow
+P(x_k + d) - x_k` (:math:`P` the projection, so every :math:`x_k + t d`, :math:`t \le 1`, is
+inside), and the gradient test reads the projected gradient :math:`x - P(x - J^Tg_y)` instead
+of :math:`J^Tg_y`.
+
 Termination: ``gtol`` on :math:`\max_j |(J^Tg_y)_j|/(\|J_j\|\,\|g_y\|)`; ``ftol`` on
 :math:`|f_k - f_{k+1}| \le \mathrm{ftol}\cdot f_k`; ``xtol`` on
 :math:`\|x_{k+1}-x_k\| \le \mathrm{xtol}(\mathrm{xtol} + \|x_{k+1}\|)`.
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import linalg
+from .._bounds import project
 from .._status import Status
 from ..operators import LinearOperator
 from ._base import (
@@ -73,6 +79,11 @@ class HIG(LeastSquaresMethod):
                        "randomized route seed"),
     }
     default_maxiter = staticmethod(lambda n: 1000)
+
+    @classmethod
+    def bounded(cls, opts: dict) -> type:
+        """Under bounds HIG projects each step onto the box (module docstring)."""
+        return cls
     # HIG converges linearly: the f and x tests only catch stagnation by default.
     default_tol = {"gtol": 1e-8, "ftol": 1e-14, "xtol": 1e-10}
 
@@ -91,7 +102,7 @@ class HIG(LeastSquaresMethod):
             g, cn = J.rmatvec(ev.gy), None
         else:
             g, cn = ev.gy @ J, xp.linalg.vector_norm(J, axis=0)
-        return Linearization(ev.gy, J, g, cn, self.norm(ev.gy))
+        return Linearization(ev.gy, J, g, cn, self.norm(ev.gy), ev.x)
 
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
@@ -114,13 +125,18 @@ class HIG(LeastSquaresMethod):
         if not self.finite(h):
             return stop(state, Status.NONFINITE)
         d = -o["step"] * h
+        if self.bounds is not None:  # the step projected onto the box: x + t d inside, t ≤ 1
+            d = project(self.xp, state.x + d, *self.bounds) - state.x
         slope = float(self.xp.vecdot(state.g, d))
         if o["line_search"] and not slope < 0:
             return stop(state, Status.NO_PROGRESS)
         keep: dict = {}
 
         def value(t: float) -> tuple[float, Any]:
-            ev = p.evaluate(state.x + t * d)
+            xt = state.x + t * d
+            if self.bounds is not None:  # x + t d is in the box up to rounding: clip that
+                xt = project(self.xp, xt, *self.bounds)
+            ev = p.evaluate(xt)
             return ev.f, ev
 
         def finish(ev: Any) -> bool:

@@ -38,6 +38,7 @@ from typing import Any
 
 from .. import _backend as B
 from .. import linalg
+from .._bounds import project, projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
 from ._base import (
@@ -55,7 +56,10 @@ from ._base import (
 )
 from ._linesearch import backtrack
 
-__all__ = ["Newton", "DENSE_HESSIAN_BUDGET"]
+__all__ = ["Newton", "ProjectedNewton", "DENSE_HESSIAN_BUDGET", "ACTIVE_EPS"]
+
+#: ε̄ of the ε-active set of :class:`ProjectedNewton` (Bertsekas' ε_k = min(ε̄, ‖x − P(x − g)‖)).
+ACTIVE_EPS = 1e-3
 
 #: Bytes a dense Hessian may take on the Cholesky route (1 GiB: n = 11585 in float64).
 DENSE_HESSIAN_BUDGET = 2**30
@@ -86,6 +90,11 @@ class Newton(Method):
         "cg_maxiter": Option(None, optional_positive_int, "truncated-CG iterations"),
         "indefinite_tol": Option(None, optional_nonneg_float, "relative λ_min tolerance"),
     }
+
+    @classmethod
+    def bounded(cls, opts: dict) -> type:
+        """Under bounds: :class:`ProjectedNewton`."""
+        return ProjectedNewton
 
     def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
         super().__init__(problem, opts, tol)
@@ -248,6 +257,116 @@ class Newton(Method):
         if x_eig is state.x:  # computed at the point of the result (not an earlier stop test)
             out["hess_eigenvalue_range"] = tuple(extremes)
         return out
+
+
+class ProjectedNewton(Newton):
+    r"""Newton under bounds :math:`l \le x \le u`: Bertsekas' projected Newton method
+    (D. P. Bertsekas, "Projected Newton methods for optimization problems with simple
+    constraints", SIAM J. Control Optim. 20(2):221-246, 1982).
+
+    With :math:`w = \|x - P(x - g)\|_\infty` (:math:`P` the projection onto the box) and
+    :math:`\varepsilon = \min(\bar\varepsilon, w)` (:data:`ACTIVE_EPS`), the ε-active set
+    :math:`A = \{i : x_i - l_i \le \varepsilon, g_i > 0\} \cup \{i : u_i - x_i \le
+    \varepsilon, g_i < 0\}` and the free set :math:`F`: :math:`d_F = -(H_{FF} + \tau
+    I)^{-1} g_F` (the regularised Cholesky step of :class:`Newton` on the reduced Hessian),
+    :math:`d_A = -g_A`.  Backtracking (halving) along the projection arc :math:`x(t) = P(x +
+    td)` until :math:`f(x(t)) \le f(x) + c_1\,[t\,g_F^Td_F + g_A^T(x(t) - x)_A] +
+    4\epsilon|f(x)|` (the last term is f's rounding: near the solution a full step whose change
+    is below it is taken, and the ftol test ends the run).  Every point evaluated is in the
+    box.  Termination: ``gtol`` on the projected gradient
+    :math:`\|x - P(x - g)\|_\infty`; after a full step (t = 1) ``ftol``/``xtol`` as
+    :class:`Newton`; success only where the Hessian on the variables not held by a bound is
+    positive semi-definite to tolerance.  Dense Hessians only (the Cholesky route).
+    """
+
+    def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
+        super().__init__(problem, opts, tol)
+        if self.solver != "cholesky":
+            raise ValueError("bounds with method 'newton' need a dense Hessian "
+                             "(linear_solver='cholesky'; not hessp or the CG route)")
+
+    def step(self, state: State) -> State:
+        xp, p, o = self.xp, self.problem, self.opts
+        lb, ub = self.bounds
+        x, g, f = state.x, state.g, state.f
+        H = state.data.pop("H0", None)
+        if H is None:
+            H = p.hessian(x, matrix_free=False)
+        if isinstance(H, LinearOperator):
+            H = H.to_dense()
+        if not self.finite(xp.reshape(H, (-1,))):
+            return _stop(state, Status.NONFINITE)
+        state.data["curvature"] = xp.abs(B.diagonal(xp, H))
+        eps = min(ACTIVE_EPS, self.inf_norm(projected_gradient(xp, x, g, lb, ub)))
+        act = ((x - lb <= eps) & (g > 0)) | ((ub - x <= eps) & (g < 0))
+        fm = xp.where(act, xp.zeros_like(x), xp.ones_like(x))  # 1 on the free set
+        Hr = H * fm[:, None] * fm[None, :] + xp.eye(x.shape[0], dtype=H.dtype,
+                                                     device=B.device(H)) * (1 - fm)[None, :]
+        try:
+            d, cinfo = linalg.regularized_cholesky_solve(
+                Hr, g * fm, shift=o["shift"], factor=o["factor"], tau=o["tau"],
+                tau0=o["tau0"], growth=o["growth"], eigensolver=o["eigensolver"])
+        except linalg.LinAlgError:
+            return _stop(state, Status.NONFINITE)
+        state.data["taus"].append(cinfo.tau)
+        state.data["lambda_min"].append(cinfo.lambda_min)
+        d = xp.where(act, -g, d)
+        if not self.finite(d):
+            return _stop(state, Status.NONFINITE)
+        slope_free = B.vdot(xp, g * fm, d)
+        slack = 4.0 * float(xp.finfo(x.dtype).eps) * abs(f)  # f is known to its rounding
+        t = 1.0
+        for _ in range(o["max_backtracks"]):
+            xt = project(xp, x + t * d, lb, ub)
+            ft = p.value(xt)
+            decrease = t * slope_free + B.vdot(xp, g * (1 - fm), xt - x)
+            if math.isfinite(ft) and (not o["line_search"] or ft <= f + o["c1"] * decrease + slack):
+                break
+            t *= 0.5
+        else:
+            return _stop(state, Status.LINE_SEARCH)
+        f_new, g_new = p.value_and_grad(xt)
+        if not self.finite(g_new):
+            return _stop(state, Status.NONFINITE)
+        state.data["step_lengths"].append(t)
+        info = {"step_length": t, "step_norm": self.norm(xt - x), "f_prev": f,
+                "tau": cinfo.tau}
+        return State(xt, f_new, g_new, accepted=True, info=info, data=state.data)
+
+    def terminate(self, state: State) -> Status | None:
+        status, tol, xp = state.stop, self.tol, self.xp
+        if status is not None and not status.success:
+            return status
+        lb, ub = self.bounds
+        if status is None and self.inf_norm(projected_gradient(xp, state.x, state.g, lb,
+                                                               ub)) <= tol["gtol"]:
+            status = Status.GTOL
+        elif status is None and state.accepted and state.info["step_length"] == 1.0:
+            i = state.info
+            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
+                abs(i["f_prev"]), abs(state.f), 1.0)
+            if small_x or small_f:
+                status = (Status.FTOL_XTOL if small_x and small_f else
+                          Status.XTOL if small_x else Status.FTOL)
+        if status is None:
+            return None
+        x, g = state.x, state.g
+        held = ((x <= lb) & (g > 0)) | ((x >= ub) & (g < 0))
+        idx = xp.nonzero(xp.logical_not(held))[0]
+        if idx.shape[0] == 0:
+            return status
+        H = self.problem.hessian(x, matrix_free=False)
+        if isinstance(H, LinearOperator):
+            H = H.to_dense()
+        w = xp.linalg.eigvalsh(xp.take(xp.take(H, idx, axis=0), idx, axis=1))
+        lam_min, lam_max = float(w[0]), float(w[-1])
+        if not (math.isfinite(lam_min) and math.isfinite(lam_max)):
+            return Status.NONFINITE
+        if lam_min < -self.indefinite_tol * abs(lam_max) or lam_max < 0:
+            state.details["lambda_min"] = lam_min
+            return Status.INDEFINITE
+        return status
 
 
 def _stop(state: State, status: Status) -> State:

@@ -1,0 +1,351 @@
+r"""Trust-region reflective least squares under bounds :math:`l \le x \le u` (``method="trf"``).
+
+The algorithm of SciPy's ``least_squares(method="trf", tr_solver="exact")`` (Branch, Coleman
+and Li 1999, "A subspace, interior, and conjugate gradient method for large-scale
+bound-constrained minimization problems", SIAM J. Sci. Comput. 21(1):1-23; Moré 1978 for the
+trust-region subproblem), written for any array namespace.
+
+First-order optimality of :math:`\min \tfrac12\|r(x)\|^2` on the box is :math:`v \odot g = 0`
+with :math:`g = J^T r` and Coleman and Li's :math:`v` (:func:`newtonkit._bounds.cl_scaling`:
+the distance to the bound the antigradient points at, 1 when that bound is infinite).  With
+:math:`d = \sqrt{v}\,/D` (:math:`D` the Jacobian scaling: the running maximum of the column
+norms with ``scaling=True``, else 1; the entries of :math:`v` with :math:`\partial v = 0` are
+not scaled), the model in the "hat" variables :math:`p = d \odot \hat p` is
+
+.. math::  m(\hat p) = \tfrac12 \|\hat J \hat p + r\|^2 + \tfrac12 \hat p^T C \hat p,\qquad
+           \hat J = J\,\mathrm{diag}(d),\quad C = \mathrm{diag}(g \odot \partial v / D),
+
+(:math:`C \ge 0`: the Newton step of :math:`v \odot g = 0`).  Each Jacobian gets one SVD of
+:math:`[\hat J; C^{1/2}]` (a tall one through its QR factor: the SVD of the n×n R);
+each trial solves :math:`\min m(\hat p)`, :math:`\|\hat p\| \le \Delta` by Moré's
+iteration on the LM parameter (to 1 %), and takes the best of three steps for the model:
+the trust-region step if it stays in the box, else (a) that step cut back to
+:math:`\theta` times the way to the first bound hit, (b) the reflection of the rest of it off
+that bound, minimised along the reflected ray, (c) the scaled steepest descent
+:math:`-d\odot\hat g` minimised within the region and :math:`\theta` times the way to the box,
+:math:`\theta = \max(0.995, 1 - \|v\odot g\|_\infty)`.  Every trial point is strictly inside the
+box (one ulp off a bound at least), so iterates never leave it.  ρ = ared/pred: Δ ← ¼‖p̂‖ when
+ρ < ¼, Δ ← 2Δ when ρ > ¾ and the step reached the region's edge; accepted when ared > 0.
+
+Termination (SciPy's): ``gtol``: :math:`\|v\odot g\|_\infty < \mathrm{gtol}`; ``ftol``:
+ared < ftol·f and ρ > ¼; ``xtol``: :math:`\|p\| < \mathrm{xtol}(\mathrm{xtol} + \|x\|)`.  At a
+``gtol`` stop every free variable has :math:`|g_i| < \mathrm{gtol}` and every variable
+:math:`|(x - P(x - g))_i| = \min(\mathrm{dist}_i, |g_i|) \le \sqrt{\mathrm{dist}_i|g_i|} <
+\sqrt{\mathrm{gtol}}` (the projected gradient, :math:`P` the projection on the box).
+
+Without bounds (all infinite) :math:`v = 1`, :math:`C = 0`: the plain trust-region
+Levenberg-Marquardt of SciPy's ``trf``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import _backend as B
+from .._bounds import cl_scaling, step_to_bound, strictly_feasible
+from .._status import Status
+from ..problems._common import BudgetExhausted
+from ._base import Option, State, boolean, register
+from ._lsq import LeastSquaresMethod, stop
+
+__all__ = ["TrustRegionReflective", "MAX_NONFINITE_TRIALS"]
+
+#: Consecutive non-finite trial points after which the run stops (status NONFINITE).
+MAX_NONFINITE_TRIALS = 20
+
+
+@register
+class TrustRegionReflective(LeastSquaresMethod):
+    """Trust-region reflective (``method="trf"``; module docstring)."""
+
+    name = "trf"
+    aliases = ("trust-region-reflective",)
+    matrix_free = False
+    options = {"scaling": Option(False, boolean, "D = running max of the Jacobian's column "
+                                                 "norms (SciPy's x_scale='jac')")}
+    default_maxiter = staticmethod(lambda n: None)
+    default_maxfev = staticmethod(lambda n: 100 * n)
+
+    @classmethod
+    def bounded(cls, opts: dict) -> type:
+        return cls
+
+    def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
+        super().__init__(problem, opts, tol)
+        xp = self.xp
+        self.eps = float(xp.finfo(problem.dtype).eps)
+        self.tiny = float(xp.finfo(problem.dtype).smallest_normal)
+
+    def _box(self, x: Any) -> tuple[Any, Any]:
+        if self.bounds is not None:
+            return self.bounds
+        inf = self.xp.full(x.shape, math.inf, dtype=x.dtype, device=B.device(x))
+        return -inf, inf
+
+    def init(self, x0: Any) -> State:
+        lb, ub = self.lb, self.ub = self._box(x0)
+        if self.bounds is not None:  # SciPy: x0 on a bound starts 1e-10 (relative) inside
+            x0 = strictly_feasible(self.xp, x0, lb, ub, rstep=1e-10)
+        ev = self.problem.evaluate(x0)
+        data = {"ev": ev, "lin": None, "model": None, "scale_inv": None, "delta": None,
+                "alpha": 0.0, "nonfinite": 0, "radius": [], "ratio": []}
+        state = State(x0, ev.f, data=data)
+        if math.isfinite(ev.f):
+            data["lin"] = self.linearize(ev, densify=True)
+            state.g = data["lin"].g
+        return state
+
+    def terminate(self, state: State) -> Status | None:
+        return state.stop
+
+    # -- the scaled model at a new iterate ---------------------------------------------------
+    def _model(self, state: State) -> dict | Status:
+        xp, d = self.xp, state.data
+        lin = d["lin"]
+        if lin is None:
+            lin = d["lin"] = self.linearize(d["ev"], densify=True)
+        g, J, x = lin.g, lin.J, state.x
+        if not self.finite(g):
+            return Status.NONFINITE
+        cn = B.column_norms(xp, J)
+        if not self.opts["scaling"]:
+            scale_inv = B.ones_like(xp, x)
+        elif d["scale_inv"] is None:
+            scale_inv = xp.where(cn > 0, cn, B.ones_like(xp, cn))
+        else:
+            scale_inv = xp.maximum(d["scale_inv"], cn)
+        d["scale_inv"] = scale_inv
+        v, dv = cl_scaling(xp, x, g, self.lb, self.ub)
+        gnorm = self.inf_norm(g * v)
+        v = xp.where(dv != 0, v * scale_inv, v)
+        dd = xp.sqrt(v) / scale_inv
+        diag_h = g * dv / scale_inv
+        g_h = dd * g
+        J_h = J * dd[None, :]
+        m, n = J.shape
+        A = J_h
+        if self.bounds is not None:  # [Ĵ; C^½]
+            eye = xp.eye(n, dtype=J.dtype, device=B.device(J))
+            A = xp.concat([J_h, eye * xp.sqrt(diag_h)[None, :]], axis=0)
+        r = lin.r
+        if A.shape[0] > n:  # tall: QR first, A = QR, then the SVD of the n×n R = U₂ S Vᵀ
+            rt = xp.concat([r, xp.zeros_like(g)]) if A.shape[0] > m else r
+            R, qtr, _ = B.qr_r(xp, A, rt)
+            U, s, Vt = B.svd(xp, B.triu(xp, R))
+            uf = B.dot(xp, qtr, U)  # Uᵀ[r; 0] with U = Q U₂
+        else:
+            U, s, Vt = B.svd(xp, A)
+            uf = B.dot(xp, r, U)
+        if d["delta"] is None:
+            delta = self.norm(x * scale_inv / xp.sqrt(v))
+            d["delta"] = delta if delta > 0 and math.isfinite(delta) else 1.0
+        return {"g": g, "gnorm": gnorm, "d": dd, "diag_h": diag_h, "g_h": g_h, "J_h": J_h,
+                "s": s, "V": B.transpose(xp, Vt), "uf": uf, "m": m, "n": n,
+                "theta": max(0.995, 1.0 - gnorm)}
+
+    # -- one trial ---------------------------------------------------------------------------
+    def step(self, state: State) -> State:
+        xp, d, tol = self.xp, state.data, self.tol
+        M = d["model"]
+        if M is None:
+            M = self._model(state)
+            if isinstance(M, Status):
+                return stop(state, M)
+            d["model"] = M
+            state = State(state.x, state.f, M["g"], accepted=False, data=d, info=state.info)
+            details: dict = {}
+            status = self.gradient_status(d["lin"], M["gnorm"] if M["gnorm"] < tol["gtol"]
+                                          else math.inf, details)
+            if status is not None:
+                return stop(state, status, details)
+        x, f, delta = state.x, state.f, d["delta"]
+        p_h, alpha = _trust_region_step(xp, M, delta, d["alpha"], self.eps)
+        step, step_h, pred = self._select_step(x, M, p_h, delta)
+        x_new = strictly_feasible(xp, x + step, self.lb, self.ub)
+        ev = self.problem.evaluate(x_new)
+        step_h_norm = self.norm(step_h)
+        new = dict(d)
+        if not math.isfinite(ev.f):
+            new["delta"] = 0.25 * step_h_norm
+            new["nonfinite"] = d["nonfinite"] + 1
+            out = State(x, f, state.g, accepted=False, info=state.info, data=new)
+            if new["nonfinite"] >= MAX_NONFINITE_TRIALS:
+                out.stop = Status.NONFINITE
+            return out
+        new["nonfinite"] = 0
+        ared = f - ev.f
+        if pred > 0:
+            ratio = ared / pred
+        else:
+            ratio = 1.0 if pred == ared == 0 else 0.0
+        delta_new = delta
+        if ratio < 0.25:
+            delta_new = 0.25 * step_h_norm
+        elif ratio > 0.75 and step_h_norm > 0.95 * delta:
+            delta_new = 2.0 * delta
+        step_norm = self.norm(step)
+        small_f = ared < tol["ftol"] * f and ratio > 0.25
+        small_x = step_norm < tol["xtol"] * (tol["xtol"] + self.norm(x))
+        code = (Status.FTOL_XTOL if small_f and small_x else Status.FTOL if small_f else
+                Status.XTOL if small_x else None)
+        to_x = step_norm / step_h_norm if step_h_norm > 0 else 1.0  # ‖p‖/‖p̂‖
+        if code is None and not delta_new * to_x > self.eps * self.norm(x):
+            code = Status.NO_PROGRESS  # the region shrank below the rounding of x
+        if code is None:
+            new["alpha"] = alpha * delta / delta_new if delta_new > 0 else alpha
+            new["delta"] = delta_new
+        else:
+            new["alpha"] = alpha
+        new["radius"] = d["radius"] + [new["delta"]]
+        new["ratio"] = d["ratio"] + [ratio]
+        info = {"radius": new["delta"], "ratio": ratio}
+        if ared > 0:
+            new.update(ev=ev, lin=None, model=None)
+            out = State(ev.x, ev.f, None, accepted=True, info=info, data=new)
+        else:
+            out = State(x, f, state.g, accepted=False, info=state.info, data=new)
+        out.stop = code
+        return out
+
+    def _select_step(self, x: Any, M: dict, p_h: Any, delta: float) -> tuple[Any, Any, float]:
+        """The best of the trust-region step (cut back into the box), its reflection and the
+        scaled steepest descent, for the model (module docstring); ``(p, p̂, −m(p̂))``."""
+        xp, lb, ub, dd, theta = self.xp, self.lb, self.ub, M["d"], M["theta"]
+        p = dd * p_h
+        if bool(xp.all((x + p >= lb) & (x + p <= ub))):
+            return p, p_h, -self._quadratic(M, p_h)
+        t_bound, hits = step_to_bound(xp, x, p, lb, ub)
+        r_h = xp.where(hits != 0, -p_h, p_h)  # reflected off the bound(s) first hit
+        r = dd * r_h
+        p, p_h = p * t_bound, p_h * t_bound
+        x_on = x + p
+        to_tr = _ray_to_sphere(xp, p_h, r_h, delta)
+        to_bound, _ = step_to_bound(xp, x_on, r, lb, ub)
+        r_stride = min(to_bound, to_tr)
+        if r_stride > 0:
+            lo = (1 - theta) * t_bound / r_stride
+            hi = theta * to_bound if r_stride == to_bound else to_tr
+        else:
+            lo, hi = 0.0, -1.0
+        r_value = math.inf
+        if lo <= hi:
+            a, b, c = self._quadratic_1d(M, r_h, p_h)
+            t, r_value = _minimize_1d(a, b, lo, hi, c)
+            r_h = p_h + t * r_h
+            r = dd * r_h
+        p, p_h = theta * p, theta * p_h
+        p_value = self._quadratic(M, p_h)
+        ag_h = -M["g_h"]
+        ag = dd * ag_h
+        to_tr = delta / self.norm(ag_h)
+        to_bound, _ = step_to_bound(xp, x, ag, lb, ub)
+        a, b, _ = self._quadratic_1d(M, ag_h, None)
+        t, ag_value = _minimize_1d(a, b, 0.0, theta * to_bound if to_bound < to_tr else to_tr)
+        if p_value < r_value and p_value < ag_value:
+            return p, p_h, -p_value
+        if r_value < p_value and r_value < ag_value:
+            return r, r_h, -r_value
+        return t * ag, t * ag_h, -ag_value
+
+    def _quadratic(self, M: dict, s: Any) -> float:
+        """:math:`\\tfrac12(\\|\\hat J s\\|^2 + s^TCs) + \\hat g^Ts`."""
+        xp = self.xp
+        Js = M["J_h"] @ s
+        return 0.5 * (B.vdot(xp, Js, Js) + B.vdot(xp, s * M["diag_h"], s)) + B.vdot(
+            xp, M["g_h"], s)
+
+    def _quadratic_1d(self, M: dict, s: Any, s0: Any) -> tuple[float, float, float]:
+        """The model along ``s0 + t s`` as ``a t² + b t + c``."""
+        xp, J, C, g = self.xp, M["J_h"], M["diag_h"], M["g_h"]
+        Js = J @ s
+        a = 0.5 * (B.vdot(xp, Js, Js) + B.vdot(xp, s * C, s))
+        b = B.vdot(xp, g, s)
+        if s0 is None:
+            return a, b, 0.0
+        J0 = J @ s0
+        b += B.vdot(xp, J0, Js) + B.vdot(xp, s0 * C, s)
+        c = 0.5 * (B.vdot(xp, J0, J0) + B.vdot(xp, s0 * C, s0)) + B.vdot(xp, g, s0)
+        return a, b, c
+
+    def finish(self, state: State) -> dict:
+        d = state.data
+        lin = d["lin"]
+        if lin is None and math.isfinite(state.f):
+            njev = self.problem.njev  # the final gradient, not counted (as LM's, SciPy's)
+            try:
+                lin = self.linearize(d["ev"], densify=True)
+            except BudgetExhausted:
+                lin = None
+            self.problem.njev = njev
+        # "jacobian": J̃ at x (least_squares reuses it rather than evaluating J once more)
+        return {"jac": None if lin is None else lin.g, "y": d["ev"].y,
+                "jacobian": None if lin is None else lin.J,
+                "trust_radius": list(d["radius"]), "gain_ratios": list(d["ratio"])}
+
+
+def _trust_region_step(xp: Any, M: dict, delta: float, alpha: float,
+                       eps: float) -> tuple[Any, float]:
+    r"""Moré's solution of :math:`\min \|[\hat J; C^{1/2}]\hat p + [r; 0]\|`, :math:`\|\hat
+    p\| \le \Delta` from the SVD :math:`U \mathrm{diag}(s) V^T`, :math:`u = U^T[r; 0]`:
+    :math:`\hat p(\alpha) = -V \frac{s u}{s^2 + \alpha}` with α = 0 when that fits, else α
+    from Newton's iteration on :math:`\|\hat p(\alpha)\| = \Delta` (to 1 %, at most 10
+    steps; Moré 1978), the step then put on the sphere.  Returns ``(p̂, α)``."""
+    s, uf, V, m, n = M["s"], M["uf"], M["V"], M["m"], M["n"]
+    suf = s * uf
+    full_rank = m >= n and B.float_min(xp, s) > eps * m * B.float_max(xp, s)
+    if full_rank:
+        p = -(V @ (uf / s))
+        if B.norm(xp, p) <= delta:
+            return p, 0.0
+
+    def phi(a: float) -> tuple[float, float]:
+        den = s * s + a
+        pn = B.norm(xp, suf / den)
+        return pn - delta, -B.float_sum(xp, suf * suf / den ** 3) / pn
+
+    upper = B.norm(xp, suf) / delta
+    if full_rank:
+        f0, df0 = phi(0.0)
+        lower = -f0 / df0
+    else:
+        lower = 0.0
+    if not full_rank and alpha == 0:
+        alpha = max(0.001 * upper, math.sqrt(lower * upper))
+    for _ in range(10):
+        if alpha < lower or alpha > upper:
+            alpha = max(0.001 * upper, math.sqrt(lower * upper))
+        fa, dfa = phi(alpha)
+        if not dfa < 0:  # a zero step (or underflow): nothing left to iterate on
+            break
+        if fa < 0:
+            upper = alpha
+        ratio = fa / dfa
+        lower = max(lower, alpha - ratio)
+        alpha -= (fa + delta) * ratio / delta
+        if abs(fa) < 0.01 * delta:
+            break
+    p = -(V @ (suf / (s * s + alpha)))
+    pn = B.norm(xp, p)
+    return (p * (delta / pn) if pn > 0 else p), alpha
+
+
+def _ray_to_sphere(xp: Any, x: Any, s: Any, delta: float) -> float:
+    """The positive root ``t`` of ``‖x + t s‖ = Δ`` (``x`` inside the sphere)."""
+    a = B.vdot(xp, s, s)
+    b = B.vdot(xp, x, s)
+    c = min(B.vdot(xp, x, x) - delta * delta, 0.0)
+    if a == 0:
+        return math.inf
+    q = -(b + math.copysign(math.sqrt(b * b - a * c), b))
+    return max(q / a, c / q) if q != 0 else math.inf
+
+
+def _minimize_1d(a: float, b: float, lo: float, hi: float, c: float = 0.0) -> tuple[float, float]:
+    """Minimiser and minimum of ``a t² + b t + c`` on ``[lo, hi]``."""
+    ts = [lo, hi]
+    if a != 0 and lo < -0.5 * b / a < hi:
+        ts.append(-0.5 * b / a)
+    vals = [t * (a * t + b) + c for t in ts]
+    i = min(range(len(ts)), key=vals.__getitem__)
+    return ts[i], vals[i]
