@@ -240,11 +240,17 @@ def remainders(F: Callable[[Any], Any], xp: Any, x: Any, v: Any, jv: Any, hs: li
     wnorm = 1.0 if w is None else B.norm(xp, w)
     # measured noise: a 4th difference at tiny steps is noise only (std √70·σ for iid noise);
     # the largest of three (offsets −3…1, −2…2, −1…3) so that one small by chance does not
-    # hide it
-    d = hs[-1] / 8.0
-    g = [at(j * d) if j else at(0.0) for j in range(-3, 4)]
-    sigma = max(B.norm(xp, g[i] - 4.0 * g[i + 1] + 6.0 * g[i + 2] - 4.0 * g[i + 3] + g[i + 4])
-                for i in range(3)) / math.sqrt(70.0)
+    # hide it.  Two spacings, h_min/8 and h_min: rounding of nearby arguments can be
+    # correlated (exp and log1p return the same or adjacent values when the argument moves
+    # by less than its ulp), so noise that is invisible at the tiny spacing shows at h_min,
+    # where the smooth part of a 4th difference, h_min⁴·F ≈ ε^{4/3}·F, is still far
+    # below the rounding.
+    sigma = 0.0
+    for d in (hs[-1] / 8.0, hs[-1]):
+        g = [at(j * d) if j else at(0.0) for j in range(-3, 4)]
+        sigma = max([sigma] + [B.norm(xp, g[i] - 4.0 * g[i + 1] + 6.0 * g[i + 2]
+                                      - 4.0 * g[i + 3] + g[i + 4]) for i in range(3)])
+    sigma /= math.sqrt(70.0)
     out = Remainders(hs, [], [], [], size(jv), wnorm * norm_J * vnorm, [])
     rho = []
     for h in hs:
