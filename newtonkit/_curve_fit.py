@@ -50,7 +50,8 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         A torch tensor keeps its dtype and device, and ``f`` is differentiated by autograd
         when ``jac`` is omitted.
     p0 : array_like, optional
-        Start; default ones, their number read from ``f``'s signature.
+        Start; default (their number read from ``f``'s signature) SciPy's: ones, the
+        midpoint of a finite box, ``lb + 1`` or ``ub − 1`` with one finite side.
     sigma : array_like, optional
         1-D (or a scalar): standard deviations, residuals ``(f - y)/σ`` (``σ > 0``).  2-D
         ``(m, m)``: the covariance of ``ydata`` (symmetric positive definite), residuals
@@ -61,10 +62,13 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
     check_finite : bool, optional
         Raise on NaN or inf in ``ydata`` and array ``xdata``; default ``True`` unless
         ``nan_policy`` is given.
-    bounds : 2-tuple
-        ``(-inf, inf)`` only, for now (see :func:`newtonkit.least_squares`).
-    method : {None, 'lm', 'gn', 'hig'}
-        Default ``'lm'``.
+    bounds : 2-tuple or scipy.optimize.Bounds
+        ``(lb, ub)``, scalars or arrays of size n, ``±inf`` a free side (see
+        :func:`newtonkit.least_squares`); ``p0`` must lie inside.
+    method : {None, 'lm', 'trf', 'dogbox', 'gn', 'hig'}
+        Default ``'lm'``, or ``'trf'`` when a bound is finite (SciPy's rule); ``'lm'`` with
+        finite bounds raises ``ValueError`` as in SciPy (``'gn'`` and ``'hig'`` take bounds:
+        ``'gn'`` runs ``'trf'``, ``'hig'`` projects its steps).
     jac : callable, str or None
         ``jac(xdata, *p) -> (m, n)`` of the *unweighted* model (whitened here), ``'2-point'``
         / ``'3-point'``, or ``None``: autograd on torch, ``'2-point'`` otherwise.
@@ -138,15 +142,21 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         xdata, ydata, sigma = _nan_policy(xp, nan_policy, xdata, ydata, sigma)
     m = _size(ydata)
     whiten = _whitening(xp, sigma, ydata, m)
-    if p0 is None:
-        p0 = xp.ones(n, dtype=ydata.dtype, device=B.device(ydata))
+    lb, ub = _bound_arrays(bounds, n)
+    bounded = bool(np.any(np.isfinite(lb) | np.isfinite(ub)))
+    if p0 is None:  # SciPy's _initialize_feasible: ones, or inside the bounds
+        p0 = xp.asarray(_initialize_feasible(lb, ub), dtype=ydata.dtype,
+                        device=B.device(ydata))
+    if method is None:
+        method = "trf" if bounded else "lm"
+    if bounded and isinstance(method, str) and method.lower() in ("lm", "levenberg-marquardt"):
+        raise ValueError("Method 'lm' only works for unconstrained problems. Use 'trf' or "
+                         "'dogbox' instead.")
     if "args" in kwargs:
         raise ValueError("'args' is not a supported keyword argument of curve_fit (bind extra "
                          "data into f)")
     if "maxfev" in kwargs:
         kwargs.setdefault("max_nfev", kwargs.pop("maxfev"))
-    if method is None:
-        method = "lm"
 
     def residual(p: Any) -> Any:
         y = f(xdata, *[p[i] for i in range(n)])
@@ -192,6 +202,35 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         info = {"nfev": res.nfev, "njev": res.njev, "fvec": res.fun}
         return popt, pcov, info, res.message, res.status
     return popt, pcov
+
+
+def _bound_arrays(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lb, ub)`` of ``bounds`` (a pair or ``scipy.optimize.Bounds``) as float64 arrays of
+    size ``n`` (scalars broadcast), for the defaults only; ``least_squares`` checks them."""
+    if isinstance(bounds, scipy.optimize.Bounds):
+        bounds = (bounds.lb, bounds.ub)
+    try:
+        lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
+                  for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError("bounds must be a pair (lb, ub) of numbers or arrays, or a "
+                         "scipy.optimize.Bounds") from None
+    lb, ub = (np.full(n, b) if b.size == 1 else b.reshape(-1) for b in (lb, ub))
+    if lb.shape != (n,) or ub.shape != (n,):
+        raise ValueError(f"inconsistent shapes between bounds {lb.shape}, {ub.shape} and the "
+                         f"{n} parameters")
+    return lb, ub
+
+
+def _initialize_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """SciPy's default ``p0``: the midpoint of a finite box, ``lb + 1`` / ``ub − 1`` with one
+    finite side, 1 where both are infinite."""
+    p0 = np.ones_like(lb)
+    lf, uf = np.isfinite(lb), np.isfinite(ub)
+    p0[lf & uf] = 0.5 * (lb[lf & uf] + ub[lf & uf])
+    p0[lf & ~uf] = lb[lf & ~uf] + 1
+    p0[~lf & uf] = ub[~lf & uf] - 1
+    return p0
 
 
 def covariance(xp: Any, J: Any, n: int) -> Any:
