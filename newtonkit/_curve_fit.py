@@ -273,10 +273,6 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     if unknown:
         raise ValueError(f"curve_fit(batch=True) does not take {unknown}; it takes "
                          f"{sorted(_BATCH_KWARGS)}")
-    lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
-              for b in bounds)
-    if not (np.all(lb == -np.inf) and np.all(ub == np.inf)):
-        raise ValueError("bounds are not supported with batch=True yet; pass (-inf, inf)")
     if nan_policy not in (None, "raise"):
         raise ValueError(f"with batch=True nan_policy must be None or 'raise' (rows of "
                          f"different lengths cannot be batched), got {nan_policy!r}")
@@ -291,7 +287,9 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     dev = B.device(Y)
     if p0 is None:
         n = _count_parameters(f)
-        X0 = xp.ones((Bn, n), dtype=Y.dtype, device=dev)
+        lb, ub = _bound_arrays(bounds, n)  # SciPy's default p0 (ones without bounds)
+        X0 = xp.asarray(np.tile(_initialize_feasible(lb, ub), (Bn, 1)),
+                        dtype=Y.dtype, device=dev)
     else:
         X0 = _as_array(xp, p0, Y, "p0")
         if len(X0.shape) <= 1:
@@ -326,10 +324,16 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
             return J if not Wr else Wr[0][:, :, None] * J
     elif jac is None and not array_api_compat.is_torch_array(Y):
         jac = "2-point"
+    from ._batch import _batch_bounds
+
+    box = _batch_bounds(bounds, X0)
     name = {"lm": "lm", "gn": "gn", "gauss-newton": "gn", "hig": "hig"}.get(
-        "lm" if method is None else str(method).lower())
+        ("lm" if box is None else "gn") if method is None else str(method).lower())
     if name is None:
         raise ValueError(f"with batch=True method must be 'lm', 'gn' or 'hig', got {method!r}")
+    if box is not None and name != "gn":
+        raise ValueError(f"Method {method!r} only works for unconstrained problems; with bounds "
+                         f"and batch=True use 'gn' (projected Gauss-Newton, the default)")
     tols = _tolerances(kwargs.get("ftol", 1e-8), kwargs.get("xtol", 1e-8),
                        kwargs.get("gtol", 1e-8), "lm" if name == "lm" else "gauss-newton")
     eps = float(xp.finfo(Y.dtype).eps)
@@ -346,7 +350,8 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     loss, f_scale = kwargs.get("loss", "linear"), kwargs.get("f_scale", 1.0)
     robust = not (isinstance(loss, str) and loss == "linear")
     fun = Composite(residual, RobustLoss(loss, f_scale)) if robust else residual
-    res = minimize(fun, X0, method=name, jac=jac, args=data, options=options, batch=True)
+    res = minimize(fun, X0, method=name, jac=jac, args=data, options=options, batch=True,
+                   bounds=None if box is None else box)
     # the whitened Jacobian at the solutions (not counted in nfev), for the covariance
     ev = _Evaluator(residual, data, jac, None, "outputs", xp, X0, False)
     rows_np = np.arange(Bn)
