@@ -23,6 +23,15 @@ Newton), each step one batched factorisation:
     :math:`-\eta V\Sigma^\kappa U^T r` (singular values at or below ``truncation·σ_max``
     dropped), from one SVD of J; Armijo backtracking per problem (HIG: unit steps unless
     ``line_search=True``; non-finite trials are halved).
+Bounds ``(lb, ub)`` (shared ``(n,)`` or per problem ``(B, n)``), ``"lm"`` and ``"gn"``
+    a *projected Gauss-Newton* method (Bertsekas 1982): the ε-active set A (within
+    ε = min(10⁻³, ‖X − P(X − G)‖∞) of a bound, the gradient pushing onto it), the Gauss-Newton
+    step on the free columns (A's columns of J zeroed), −g_i/‖J_i‖² on A; backtracking by
+    halving along the projection arc P(X + t d) to f ≤ f₀ + c₁gᵀ(P(X + t d) − X) (that term
+    negative); where it fails, the same along the scaled projected gradient −g/‖J_i‖².  gtol
+    tests ‖X − P(X − G)‖∞; ftol and xtol after a full step (t = 1) on the step taken.  Every
+    evaluated point is in the box (2-point steps turn back at an upper bound; '3-point' is
+    refused).
 ``"newton"``
     :math:`d = -(H + \tau I)^{-1} g` with :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the
     ``"eigen"`` shift of :func:`newtonkit.linalg.regularized_cholesky_solve`) from one

@@ -92,7 +92,9 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         covariance cannot be estimated ``inf`` (one ``OptimizeWarning`` says how many).  With
         ``full_output`` ``infodict`` holds per-row arrays ``nfev``, ``njev``, ``fvec``,
         ``status``, ``success``, and ``mesg`` is the batch summary, ``ier`` the statuses.
-        ``nan_policy='omit'``, ``x_scale`` and bounds are not supported batched.
+        Bounds (shared or ``(B, n)``): a projected Gauss-Newton method (default, or
+        ``method='gn'``; ``'lm'`` with bounds raises as in SciPy), see
+        ``docs/least_squares.md``.  ``nan_policy='omit'`` and ``x_scale`` are not batched.
     **kwargs
         Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
         ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).
