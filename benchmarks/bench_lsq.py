@@ -23,6 +23,10 @@ Verdicts (issue 15 part 2):
    trf's sample of the same round (paired as in ``bench_nls.py``); the median of those ratios
    ≤ 1 over the problems with n ≥ 200 and ≤ 2 over those with n ≤ 10.
 
+A second section, robust losses with 10 % gross outliers against SciPy trf (parameter error
+to the outlier-free solution), is ``bench_lsq_robust.py`` (see its docstring); ``--no-robust``
+skips it.
+
 Run: ``nice -n 10 .venv/bin/python benchmarks/bench_lsq.py`` (writes ``benchmarks/output/lsq.md``
 and ``lsq.json``).
 """
@@ -50,6 +54,7 @@ import scipy  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench_lsq_robust  # noqa: E402
 import nls_problems  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parent / "output"
@@ -215,6 +220,7 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=1e-10)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--problems", nargs="*", default=None)
+    ap.add_argument("--no-robust", action="store_true", help="skip the robust-loss section")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     probs = [p for p in nls_problems.all_problems()
@@ -236,11 +242,26 @@ def main(argv=None):
     meta = {"machine": f"{platform.machine()} {platform.python_version()}", "tol": args.tol,
             "scipy": scipy.__version__, "numpy": np.__version__, "repeats": args.repeats,
             "seconds": time.perf_counter() - t0}
+    text = markdown(rows, verdicts, meta)
+    data = {"meta": meta, "rows": rows, "verdicts": [
+        {"verdict": v, "measured": m, "met": ok} for v, m, ok in verdicts]}
+    printed = list(verdicts)
+    if not args.no_robust:
+        t1 = time.perf_counter()
+        robust_rows = bench_lsq_robust.run(args.tol)
+        robust_verdicts = bench_lsq_robust.verdicts(robust_rows)
+        seconds = time.perf_counter() - t1
+        text += "\n" + "\n".join(bench_lsq_robust.markdown(robust_rows, robust_verdicts,
+                                                          seconds)) + "\n"
+        data["robust"] = {"seconds": seconds, "seed": bench_lsq_robust.SEED,
+                          "rows": robust_rows, "verdicts": [
+                              {"verdict": v, "measured": m, "met": ok}
+                              for v, m, ok in robust_verdicts]}
+        printed += robust_verdicts
     OUT.mkdir(exist_ok=True)
-    (OUT / "lsq.md").write_text(markdown(rows, verdicts, meta))
-    (OUT / "lsq.json").write_text(json.dumps({"meta": meta, "rows": rows, "verdicts": [
-        {"verdict": v, "measured": m, "met": ok} for v, m, ok in verdicts]}, indent=1))
-    for v, m, ok in verdicts:
+    (OUT / "lsq.md").write_text(text)
+    (OUT / "lsq.json").write_text(json.dumps(data, indent=1))
+    for v, m, ok in printed:
         print(f"{'MET   ' if ok else 'MISSED'} {v}: {m}")
     return 0
 

@@ -15,3 +15,17 @@ def test_bounds_cut_off_the_minimum_and_hold_the_start():
         lo, hi = bench_lsq.loose_bounds(p, xs)
         for x in (p.x0, xs):
             assert np.all(x > lo) and np.all(x < hi)
+
+
+def test_robust_outliers_are_ten_percent_of_size_ten_s():
+    import bench_lsq_robust
+
+    probs = bench_lsq_robust.problems()
+    assert all(p.m >= 2 * p.n and not p.name.startswith("linear_rank1") for p in probs)
+    for i, p in enumerate(probs[:4]):
+        xs = bench_lsq_robust.outlier_free_solution(p)
+        o, s = bench_lsq_robust.outliers(p, xs, i)
+        assert s > 0 and np.count_nonzero(o) == max(1, round(0.1 * p.m))
+        np.testing.assert_allclose(np.abs(o[o != 0]), 10 * s, rtol=1e-15)
+        o2, _ = bench_lsq_robust.outliers(p, xs, i)  # seeded: the same draw
+        np.testing.assert_array_equal(o, o2)

@@ -23,6 +23,15 @@ Newton), each step one batched factorisation:
     :math:`-\eta V\Sigma^\kappa U^T r` (singular values at or below ``truncation·σ_max``
     dropped), from one SVD of J; Armijo backtracking per problem (HIG: unit steps unless
     ``line_search=True``; non-finite trials are halved).
+Bounds ``(lb, ub)`` (shared ``(n,)`` or per problem ``(B, n)``), ``"lm"`` and ``"gn"``
+    a *projected Gauss-Newton* method (Bertsekas 1982): the ε-active set A (within
+    ε = min(10⁻³, ‖X − P(X − G)‖∞) of a bound, the gradient pushing onto it), the Gauss-Newton
+    step on the free columns (A's columns of J zeroed), −g_i/‖J_i‖² on A; backtracking by
+    halving along the projection arc P(X + t d) to f ≤ f₀ + c₁gᵀ(P(X + t d) − X) (that term
+    negative); where it fails, the same along the scaled projected gradient −g/‖J_i‖².  gtol
+    tests ‖X − P(X − G)‖∞; ftol and xtol after a full step (t = 1) on the step taken.  Every
+    evaluated point is in the box (2-point steps turn back at an upper bound; '3-point' is
+    refused).
 ``"newton"``
     :math:`d = -(H + \tau I)^{-1} g` with :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the
     ``"eigen"`` shift of :func:`newtonkit.linalg.regularized_cholesky_solve`) from one
@@ -136,6 +145,7 @@ class _Evaluator:
         self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
         self.eps = float(xp.finfo(self.dtype).eps)
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
+        self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
 
     def linearization_cost(self, n: int) -> int:
         """Calls of ``fun`` per row that one linearisation makes: the difference Jacobian or
@@ -224,7 +234,9 @@ class _Evaluator:
         elif scheme == "autodiff":
             D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
         else:
-            D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme)
+            box = None if self.bounds is None else tuple(
+                self.xp.take(b, rows, axis=0) for b in self.bounds)
+            D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme, box)
             if self.kind != "objective":
                 D = xp.permute_dims(D, (0, 2, 1))  # (b, n, m) -> (b, m, n)
         self.njev[rows_np] += 1
@@ -253,13 +265,21 @@ class _Evaluator:
         self.nhev[rows_np] += 1
         return H
 
-    def _differences(self, f: Callable, X: Any, F0: Any, scheme: str) -> Any:
+    def _differences(self, f: Callable, X: Any, F0: Any, scheme: str,
+                     box: tuple[Any, Any] | None = None) -> Any:
         """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with
-        SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point)."""
+        SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point).
+        With ``box`` (2-point only) a step that would pass the upper bound goes back (−h), and
+        where neither fits, to the farther bound's side by the room there."""
         xp = self.xp
         n = X.shape[1]
         rel = self.eps ** (0.5 if scheme == "2-point" else 1.0 / 3.0)
         H = rel * xp.maximum(xp.abs(X), xp.ones_like(X))
+        if box is not None:
+            lb, ub = box
+            up, down = ub - X, X - lb
+            H = xp.where(H <= up, H, xp.where(H <= down, -H,
+                                               xp.where(up >= down, up, -down)))
         cols = []
         for j in range(n):
             e = xp.astype(xp.arange(n) == j, X.dtype)[None, :]
@@ -344,13 +364,19 @@ def _merge(xp: Any, mask: Any, new: Any, old: Any) -> Any:
 
 def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: Any,
                    args: tuple, tol: float | None, callback: Callable | None,
-                   options: dict, vectorize: bool) -> BatchResult:
+                   options: dict, vectorize: bool, bounds: Any = None) -> BatchResult:
     """See :func:`newtonkit.minimize` with ``batch=True`` and this module's docstring."""
     default = "lm" if isinstance(fun, Composite) else "newton"
     name = _METHODS.get(str(method).lower() if method is not None else default)
     if name is None:
         raise ValueError(f"method {method!r} has no batched form; batch=True supports 'lm', "
                          f"'gn', 'hig' and 'newton'")
+    box = None if bounds is None else _batch_bounds(bounds, X0)
+    if box is not None:
+        if name not in ("lm", "gn"):
+            raise ValueError(f"bounds with batch=True take methods 'lm' and 'gn' (projected "
+                             f"Gauss-Newton), not {name!r}")
+        name = "gn"  # 'lm' too: the projected Gauss-Newton method
     loss = None
     if isinstance(fun, Composite):
         fun, loss = _unwrap_composite(fun, name, jac)
@@ -393,7 +419,50 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     for note in ev.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)
+    if box is not None:
+        if ev.jac_scheme == "3-point":
+            raise ValueError("bounds with batch=True take jac '2-point' (steps turned back "
+                             "at an upper bound), a callable or autodiff, not '3-point'")
+        dev = array_api_compat.device(X0)
+        ev.bounds = run.bounds = tuple(xp.asarray(b, dtype=X0.dtype, device=dev) for b in box)
     return run.solve(B.copy(xp, X0))
+
+
+def _batch_bounds(bounds: Any, X0: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(LB, UB)`` float64 ``(B, n)`` of shared ``(n,)``/scalar or per-problem ``(B, n)``
+    bounds, or ``None`` when every bound is infinite; SciPy's checks (``lb < ub``, no NaN, every
+    row of ``X0`` inside) raise ``ValueError``."""
+    import scipy.optimize
+
+    X = np.asarray(B.to_numpy(X0) if hasattr(X0, "shape") else X0, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"with batch=True X0 must be 2-D (B problems × n unknowns), got shape "
+                         f"{X.shape}")
+    if isinstance(bounds, scipy.optimize.Bounds):
+        bounds = (bounds.lb, bounds.ub)
+    try:
+        lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
+                  for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError("bounds must be a pair (lb, ub) of numbers or arrays, or a "
+                         "scipy.optimize.Bounds") from None
+    try:
+        LB, UB = (np.broadcast_to(b if b.size != 1 else b.reshape(()), X.shape).copy()
+                  for b in (lb, ub))
+    except ValueError:
+        raise ValueError(f"bounds {lb.shape}, {ub.shape} do not fit X0 {X.shape}: pass scalars, "
+                         f"(n,) or (B, n)") from None
+    if np.isnan(LB).any() or np.isnan(UB).any():
+        raise ValueError("bounds must not contain NaN (use ±inf for a free side)")
+    if np.any(LB >= UB):
+        raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
+    outside = np.nonzero(np.any((X < LB) | (X > UB), axis=1))[0]
+    if outside.size:
+        raise ValueError(f"X0[{int(outside[0])}] (the initial guess) is outside of provided "
+                         f"bounds ({outside.size} rows are)")
+    if not (np.isfinite(LB).any() or np.isfinite(UB).any()):
+        return None
+    return LB, UB
 
 
 def _unwrap_composite(fun: Composite, name: str, jac: Any) -> tuple[Callable, RobustLoss]:
@@ -450,6 +519,7 @@ class _BatchRun:
         self.nit = np.zeros(Bn, dtype=np.int64)
         self.details: dict[int, dict] = {}
         self.done: list[tuple] = []  # (rows_np, X, f, G, V) of finished rows
+        self.bounds: tuple[Any, Any] | None = None  # (LB, UB) (B, n): projected Gauss-Newton
 
     # -- helpers
     def tol(self, key: str) -> Any:
@@ -797,6 +867,9 @@ class _BatchRun:
         self.method_state = ["J"] + (["R"] if self.ev.loss is not None else [])
         self.J = None
         rows = self.rows
+        if self.bounds is not None:
+            self.method_state += ["LB", "UB"]
+            self.LB, self.UB = self.bounds
         J = self.ev.first(self.X, self.V, self._idx(rows), rows)
         self.R, self.J = self.ev.gauss_newton(self.V, J)
         self.G = _vecmat(xp, self._gn_residual(), self.J)
@@ -810,6 +883,14 @@ class _BatchRun:
     def _lsq_gradient_test(self, sel: np.ndarray) -> None:
         xp = self.xp
         cn = xp.linalg.vector_norm(self.J, axis=1)
+        if self.bounds is not None:  # the projected gradient ‖X − P(X − G)‖∞ ≤ gtol
+            pg = xp.max(xp.abs(self._projected_gradient()), axis=1)
+            f_np = B.to_numpy(self.f)
+            self.mark(sel & (f_np == 0.0), Status.ZERO)
+            self.mark(sel & ~self._host(xp.isfinite(pg)), Status.NONFINITE)
+            self._gradient_test(sel & self._host(pg <= self.tol("gtol")), self.J,
+                                np.arange(self.rows.size), cn)
+            return
         rn = xp.linalg.vector_norm(self._gn_residual(), axis=1)
         ratio = xp.where(cn > 0, xp.abs(self.G) / xp.where(cn > 0, cn, xp.ones_like(cn)),
                          xp.zeros_like(self.G))
@@ -839,7 +920,133 @@ class _BatchRun:
         coef = xp.where(keep, safe ** power * q, xp.zeros_like(q))
         return -eta * _vecmat(xp, coef, Vt)
 
+    # -- projected Gauss-Newton (bounds)
+    def _project(self, X: Any) -> Any:
+        return self.xp.minimum(self.xp.maximum(X, self.LB), self.UB)
+
+    def _projected_gradient(self) -> Any:
+        return self.X - self._project(self.X - self.G)
+
+    def _directions_projected(self) -> tuple[Any, Any]:
+        """Bertsekas' ε-active set ``A`` (within ε = min(1e-3, ‖X − P(X − G)‖∞) of a bound,
+        the gradient pushing onto it): the Gauss-Newton step −J_F⁺r̃ on the free columns (A's
+        columns zeroed: the minimum-norm step leaves them 0), and on A the diagonally scaled
+        descent −g/‖J_i‖²; second, the scaled projected-gradient direction −g/‖J_i‖², the
+        fallback where the first finds no decrease."""
+        xp = self.xp
+        pg = xp.max(xp.abs(self._projected_gradient()), axis=1, keepdims=True)
+        eps_k = xp.where(pg > 1e-3, xp.full_like(pg, 1e-3), pg)
+        A = (((self.X <= self.LB + eps_k) & (self.G > 0))
+             | ((self.X >= self.UB - eps_k) & (self.G < 0)))
+        h = xp.sum(self.J * self.J, axis=1)
+        h = xp.where(h > 0, h, xp.ones_like(h))
+        scaled = -self.G / h
+        J = self.J
+        self.J = xp.where(A[:, None, :], xp.zeros_like(J), J)
+        try:
+            d = self._direction_gn()
+        finally:
+            self.J = J
+        return xp.where(A, scaled, d), scaled
+
+    def _step_gn_projected(self) -> None:
+        """One projected Gauss-Newton iteration: along ``P(X + t d)``, backtracking to
+        ``f(X(t)) ≤ f + c₁ gᵀ(X(t) − X)`` with ``gᵀ(X(t) − X) < 0``; rows whose first direction
+        fails retry along the scaled projected gradient (always a descent arc unless
+        ``X = P(X − G)``, where the gtol test has stopped the row)."""
+        xp, ev = self.xp, self.ev
+        d, pg_dir = self._directions_projected()
+        bad = ~xp.all(xp.isfinite(d), axis=1)
+        self.mark(self._host(bad), Status.NONFINITE)
+        t, X1, V1, f1, nonfinite = self._backtrack_projected(
+            d, self.status[self.rows] != _RUNNING)
+        retry = self._host(~(t > 0)) & (self.status[self.rows] == _RUNNING)
+        if retry.any():
+            t2, X2, V2, f2, nf2 = self._backtrack_projected(pg_dir, ~retry)
+            r = self._dev(retry)
+            t = xp.where(r, t2, t)
+            X1, V1 = _merge(xp, r, X2, X1), _merge(xp, r, V2, V1)
+            f1, nonfinite = xp.where(r, f2, f1), xp.where(r, nf2, nonfinite)
+        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
+        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
+        self.mark(~ok, Status.LINE_SEARCH)
+        acc = self._dev(ok)
+        f_prev, X_prev = self.f, self.X
+        self.X = _merge(xp, acc, X1, self.X)
+        self.V = _merge(xp, acc, V1, self.V)
+        self.f = xp.where(acc, f1, self.f)
+        self.nit[self.rows[ok]] += 1
+        s_np = np.nonzero(ok)[0]
+        if s_np.size:
+            s = self._idx(s_np)
+            Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+            Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+            Rs, Js = ev.gauss_newton(Vs, Js)
+            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+            self.J = put(Js, self.J)
+            if ev.loss is not None:
+                self.R = put(Rs, self.R)
+            self.G = put(_vecmat(xp, Rs, Js), self.G)
+        self._lsq_gradient_test(ok)
+        full = self._host(t == 1.0) & ok
+        small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
+        xtol = self.tol("xtol")
+        step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
+        small_x = self._host(step <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
+        self.mark(full & small_f & small_x, Status.FTOL_XTOL)
+        self.mark(full & small_f, Status.FTOL)
+        self.mark(full & small_x, Status.XTOL)
+        stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
+        self.mark(ok & ~full & stuck, Status.NO_PROGRESS)
+        self.track_best(acc)
+
+    def _backtrack_projected(self, d: Any, skip: np.ndarray) -> tuple:
+        """Per row (not in ``skip``) the first t of 1, ½, ¼, … with a finite value and
+        ``f(P(X + t d)) ≤ f + c₁ gᵀ(P(X + t d) − X)``, ``gᵀ(P(X + t d) − X) < 0``; t = 0 where
+        none is found in ``max_backtracks`` halvings (or the budget ends)."""
+        xp, o, ev = self.xp, self.o, self.ev
+        b = self.X.shape[0]
+        t = xp.ones((b,), dtype=self.X.dtype)
+        found = self._dev(skip.copy())
+        t_ok = xp.zeros_like(t)
+        X1, V1, f1 = self.X, self.V, self.f
+        nonfinite = xp.zeros((b,), dtype=xp.bool)
+        cost = ev.linearization_cost(self.X.shape[1])
+        for _ in range(o["max_backtracks"]):
+            searching = ~self._host(found)
+            can = self.reserve(searching, 1 + cost)
+            found = found | self._dev(searching & ~can)
+            s_np = np.nonzero(can)[0]
+            if not s_np.size:
+                break
+            s = self._idx(s_np)
+            ts = xp.take(t, s, axis=0)
+            Xs = xp.take(self.X, s, axis=0)
+            Xt = xp.minimum(xp.maximum(Xs + ts[:, None] * xp.take(d, s, axis=0),
+                                       xp.take(self.LB, s, axis=0)),
+                            xp.take(self.UB, s, axis=0))
+            lin = _rows_dot(xp, xp.take(self.G, s, axis=0), Xt - Xs)
+            Vt = ev.values(Xt, self._idx(self.rows[s_np]), self.rows[s_np])
+            ft = ev.objective(Vt)
+            fin = xp.isfinite(ft) & xp.all(xp.isfinite(xp.reshape(Vt, (Vt.shape[0], -1))),
+                                           axis=1)
+            good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
+            sel = np.zeros(b, bool)
+            sel[s_np] = True
+            put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+            good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
+            X1 = _merge(xp, good_full, put(Xt, X1), X1)
+            V1 = _merge(xp, good_full, put(Vt, V1), V1)
+            f1 = xp.where(good_full, put(ft, f1), f1)
+            t_ok = xp.where(good_full, t, t_ok)
+            found = found | good_full
+            nonfinite = nonfinite | (self._dev(sel) & ~put(fin, xp.ones((b,), dtype=xp.bool)))
+            t = xp.where(self._dev(sel) & ~found, 0.5 * t, t)
+        return t_ok, X1, V1, f1, nonfinite
+
     def _step_gn(self) -> None:
+        if self.bounds is not None:
+            return self._step_gn_projected()
         xp, o, ev = self.xp, self.o, self.ev
         d = self._direction_gn()
         slope = _rows_dot(xp, self.G, d)

@@ -50,7 +50,8 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         A torch tensor keeps its dtype and device, and ``f`` is differentiated by autograd
         when ``jac`` is omitted.
     p0 : array_like, optional
-        Start; default ones, their number read from ``f``'s signature.
+        Start; default (their number read from ``f``'s signature) SciPy's: ones, the
+        midpoint of a finite box, ``lb + 1`` or ``ub − 1`` with one finite side.
     sigma : array_like, optional
         1-D (or a scalar): standard deviations, residuals ``(f - y)/σ`` (``σ > 0``).  2-D
         ``(m, m)``: the covariance of ``ydata`` (symmetric positive definite), residuals
@@ -61,10 +62,13 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
     check_finite : bool, optional
         Raise on NaN or inf in ``ydata`` and array ``xdata``; default ``True`` unless
         ``nan_policy`` is given.
-    bounds : 2-tuple
-        ``(-inf, inf)`` only, for now (see :func:`newtonkit.least_squares`).
-    method : {None, 'lm', 'gn', 'hig'}
-        Default ``'lm'``.
+    bounds : 2-tuple or scipy.optimize.Bounds
+        ``(lb, ub)``, scalars or arrays of size n, ``±inf`` a free side (see
+        :func:`newtonkit.least_squares`); ``p0`` must lie inside.
+    method : {None, 'lm', 'trf', 'dogbox', 'gn', 'hig'}
+        Default ``'lm'``, or ``'trf'`` when a bound is finite (SciPy's rule); ``'lm'`` with
+        finite bounds raises ``ValueError`` as in SciPy (``'gn'`` and ``'hig'`` take bounds:
+        ``'gn'`` runs ``'trf'``, ``'hig'`` projects its steps).
     jac : callable, str or None
         ``jac(xdata, *p) -> (m, n)`` of the *unweighted* model (whitened here), ``'2-point'``
         / ``'3-point'``, or ``None``: autograd on torch, ``'2-point'`` otherwise.
@@ -88,7 +92,9 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         covariance cannot be estimated ``inf`` (one ``OptimizeWarning`` says how many).  With
         ``full_output`` ``infodict`` holds per-row arrays ``nfev``, ``njev``, ``fvec``,
         ``status``, ``success``, and ``mesg`` is the batch summary, ``ier`` the statuses.
-        ``nan_policy='omit'``, ``x_scale`` and bounds are not supported batched.
+        Bounds (shared or ``(B, n)``): a projected Gauss-Newton method (default, or
+        ``method='gn'``; ``'lm'`` with bounds raises as in SciPy), see
+        ``docs/least_squares.md``.  ``nan_policy='omit'`` and ``x_scale`` are not batched.
     **kwargs
         Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
         ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).
@@ -138,15 +144,21 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         xdata, ydata, sigma = _nan_policy(xp, nan_policy, xdata, ydata, sigma)
     m = _size(ydata)
     whiten = _whitening(xp, sigma, ydata, m)
-    if p0 is None:
-        p0 = xp.ones(n, dtype=ydata.dtype, device=B.device(ydata))
+    lb, ub = _bound_arrays(bounds, n)
+    bounded = bool(np.any(np.isfinite(lb) | np.isfinite(ub)))
+    if p0 is None:  # SciPy's _initialize_feasible: ones, or inside the bounds
+        p0 = xp.asarray(_initialize_feasible(lb, ub), dtype=ydata.dtype,
+                        device=B.device(ydata))
+    if method is None:
+        method = "trf" if bounded else "lm"
+    if bounded and isinstance(method, str) and method.lower() in ("lm", "levenberg-marquardt"):
+        raise ValueError("Method 'lm' only works for unconstrained problems. Use 'trf' or "
+                         "'dogbox' instead.")
     if "args" in kwargs:
         raise ValueError("'args' is not a supported keyword argument of curve_fit (bind extra "
                          "data into f)")
     if "maxfev" in kwargs:
         kwargs.setdefault("max_nfev", kwargs.pop("maxfev"))
-    if method is None:
-        method = "lm"
 
     def residual(p: Any) -> Any:
         y = f(xdata, *[p[i] for i in range(n)])
@@ -194,6 +206,35 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
     return popt, pcov
 
 
+def _bound_arrays(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lb, ub)`` of ``bounds`` (a pair or ``scipy.optimize.Bounds``) as float64 arrays of
+    size ``n`` (scalars broadcast), for the defaults only; ``least_squares`` checks them."""
+    if isinstance(bounds, scipy.optimize.Bounds):
+        bounds = (bounds.lb, bounds.ub)
+    try:
+        lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
+                  for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError("bounds must be a pair (lb, ub) of numbers or arrays, or a "
+                         "scipy.optimize.Bounds") from None
+    lb, ub = (np.full(n, b) if b.size == 1 else b.reshape(-1) for b in (lb, ub))
+    if lb.shape != (n,) or ub.shape != (n,):
+        raise ValueError(f"inconsistent shapes between bounds {lb.shape}, {ub.shape} and the "
+                         f"{n} parameters")
+    return lb, ub
+
+
+def _initialize_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """SciPy's default ``p0``: the midpoint of a finite box, ``lb + 1`` / ``ub − 1`` with one
+    finite side, 1 where both are infinite."""
+    p0 = np.ones_like(lb)
+    lf, uf = np.isfinite(lb), np.isfinite(ub)
+    p0[lf & uf] = 0.5 * (lb[lf & uf] + ub[lf & uf])
+    p0[lf & ~uf] = lb[lf & ~uf] + 1
+    p0[~lf & uf] = ub[~lf & uf] - 1
+    return p0
+
+
 def covariance(xp: Any, J: Any, n: int) -> Any:
     r""":math:`(J^TJ)^{-1} = V\Sigma^{-2}V^T` from the SVD of ``J``, or ``None`` when ``J`` has
     numerical rank below ``n`` (singular values at most ``ε·max(m, n)·s_max``, SciPy's cut-off)
@@ -234,10 +275,6 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     if unknown:
         raise ValueError(f"curve_fit(batch=True) does not take {unknown}; it takes "
                          f"{sorted(_BATCH_KWARGS)}")
-    lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
-              for b in bounds)
-    if not (np.all(lb == -np.inf) and np.all(ub == np.inf)):
-        raise ValueError("bounds are not supported with batch=True yet; pass (-inf, inf)")
     if nan_policy not in (None, "raise"):
         raise ValueError(f"with batch=True nan_policy must be None or 'raise' (rows of "
                          f"different lengths cannot be batched), got {nan_policy!r}")
@@ -252,7 +289,9 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     dev = B.device(Y)
     if p0 is None:
         n = _count_parameters(f)
-        X0 = xp.ones((Bn, n), dtype=Y.dtype, device=dev)
+        lb, ub = _bound_arrays(bounds, n)  # SciPy's default p0 (ones without bounds)
+        X0 = xp.asarray(np.tile(_initialize_feasible(lb, ub), (Bn, 1)),
+                        dtype=Y.dtype, device=dev)
     else:
         X0 = _as_array(xp, p0, Y, "p0")
         if len(X0.shape) <= 1:
@@ -287,10 +326,16 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
             return J if not Wr else Wr[0][:, :, None] * J
     elif jac is None and not array_api_compat.is_torch_array(Y):
         jac = "2-point"
+    from ._batch import _batch_bounds
+
+    box = _batch_bounds(bounds, X0)
     name = {"lm": "lm", "gn": "gn", "gauss-newton": "gn", "hig": "hig"}.get(
-        "lm" if method is None else str(method).lower())
+        ("lm" if box is None else "gn") if method is None else str(method).lower())
     if name is None:
         raise ValueError(f"with batch=True method must be 'lm', 'gn' or 'hig', got {method!r}")
+    if box is not None and name != "gn":
+        raise ValueError(f"Method {method!r} only works for unconstrained problems; with bounds "
+                         f"and batch=True use 'gn' (projected Gauss-Newton, the default)")
     tols = _tolerances(kwargs.get("ftol", 1e-8), kwargs.get("xtol", 1e-8),
                        kwargs.get("gtol", 1e-8), "lm" if name == "lm" else "gauss-newton")
     eps = float(xp.finfo(Y.dtype).eps)
@@ -307,7 +352,8 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     loss, f_scale = kwargs.get("loss", "linear"), kwargs.get("f_scale", 1.0)
     robust = not (isinstance(loss, str) and loss == "linear")
     fun = Composite(residual, RobustLoss(loss, f_scale)) if robust else residual
-    res = minimize(fun, X0, method=name, jac=jac, args=data, options=options, batch=True)
+    res = minimize(fun, X0, method=name, jac=jac, args=data, options=options, batch=True,
+                   bounds=None if box is None else box)
     # the whitened Jacobian at the solutions (not counted in nfev), for the covariance
     ev = _Evaluator(residual, data, jac, None, "outputs", xp, X0, False)
     rows_np = np.arange(Bn)

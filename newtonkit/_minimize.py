@@ -131,7 +131,9 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         (Bertsekas 1982; dense Hessians); ``"hig"`` projects each step onto the box.  The
         result gets ``active_mask`` (−1 at a lower bound, +1 at an upper one, 0 free, within
         ``xtol·max(1, |bound|)`` as SciPy).  All bounds infinite: the unbounded method, its
-        results unchanged.
+        results unchanged.  With ``batch=True``: ``(lb, ub)`` shared ``(n,)`` (or
+        scalars) or per problem ``(B, n)``, methods ``"lm"`` and ``"gn"`` only, both run a
+        projected Gauss-Newton method (see :mod:`newtonkit._batch`).
     batch : bool
         ``x0`` of shape ``(B, n)`` holds B independent problems of one form, solved at once
         (:mod:`newtonkit._batch`): ``fun(X, *args)`` returns ``(B, m)`` residuals or ``(B,)``
@@ -170,9 +172,6 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     if batch:
         from ._batch import minimize_batch
 
-        if bounds is not None:
-            raise ValueError("bounds are not supported with batch=True yet")
-
         if not callable(fun):
             raise TypeError(f"fun must be callable, got {type(fun).__name__}")
         if hessp is not None:
@@ -180,7 +179,7 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
                              "'2-point' or nothing")
         return minimize_batch(fun, x0, method, jac, hess,
                               args if isinstance(args, tuple) else (args,), tol, callback,
-                              opts, vectorize)
+                              opts, vectorize, bounds)
     if vectorize:
         raise ValueError("vectorize=True lifts a one-problem fun over a batch; it needs "
                          "batch=True")

@@ -227,8 +227,8 @@ def test_bad_bounds():
         np.testing.assert_allclose(res.x, [2.0, 2.0])
     for a, b in zip(keep, (lb, ub, x0), strict=True):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="batch=True"):
-        nk.minimize(lambda X: X, np.ones((2, 2)), method="lm", bounds=(0, 2), batch=True)
+    with pytest.raises(ValueError, match="batch=True"):  # batched bounds: 'lm', 'gn' only
+        nk.minimize(lambda X: X, np.ones((2, 2)), method="hig", bounds=(0, 2), batch=True)
     with pytest.raises(ValueError, match="dense Hessian"):
         nk.minimize(lambda x: x @ x, x0, method="newton", hessp=lambda x, p: 2 * p,
                     jac=lambda x: 2 * x, bounds=(lb, ub))

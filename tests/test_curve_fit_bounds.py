@@ -1,0 +1,212 @@
+"""``curve_fit(bounds=...)`` against SciPy's ``curve_fit`` with bounds (its ``trf`` path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+import newtonkit as nk
+from newtonkit._curve_fit import _initialize_feasible
+
+X = np.linspace(0, 4, 50)
+Y = 2.5 * np.exp(-1.3 * X) + 0.5 + 0.05 * np.random.default_rng(1).standard_normal(X.size)
+INACTIVE = ([0.0, 0.0, 0.0], [10.0, 10.0, 10.0])  # the minimum (2.53, 1.31, 0.496) inside
+ACTIVE = ([0.0, 0.0, 0.6], [10.0, 10.0, 10.0])  # c ≥ 0.6 cuts off c* = 0.496
+
+
+def model(x, a, b, c):
+    return a * np.exp(-b * x) + c
+
+
+def model_jac(x, a, b, c):
+    e = np.exp(-b * x)
+    return np.stack([e, -a * x * e, np.ones_like(x)], 1)
+
+
+@pytest.mark.parametrize("p0", [None, [1.0, 1.0, 1.0]])
+@pytest.mark.parametrize("jac", [None, model_jac])
+def test_inactive_bounds_match_scipy(p0, jac):
+    popt, pcov = nk.curve_fit(model, X, Y, p0=p0, bounds=INACTIVE, jac=jac)
+    ref = so.curve_fit(model, X, Y, p0=p0, bounds=INACTIVE, jac=jac)
+    # Both run trf to ftol = 1e-8 (relative cost change); κ(J) ≈ 30 and the residual is 2 %
+    # of the signal, so each x is within about κ·√ftol·0.02 ≈ 1e-7 relative of the minimum:
+    # 1e-6 holds with margin (measured ≤ 1.5e-9 absolute).
+    np.testing.assert_allclose(popt, ref[0], rtol=1e-6)
+    # pcov = s²(JᵀJ)⁻¹ at those x: it moves by about κ·(x error) ≈ 3e-8 relative; 1e-6 is the
+    # brief's bound (measured ≤ 1e-8).
+    np.testing.assert_allclose(pcov, ref[1], rtol=1e-6)
+
+
+def test_active_bound_is_met_and_matches_scipy():
+    popt, pcov, info, _, ier = nk.curve_fit(model, X, Y, bounds=ACTIVE, jac=model_jac,
+                                            full_output=True)
+    ref = so.curve_fit(model, X, Y, bounds=ACTIVE, jac=model_jac)
+    assert ier > 0
+    # on the bound: trf stays strictly inside and stops on xtol = 1e-8 (relative step), so c
+    # lies above 0.6 by at most that step, xtol·(1 + ‖x‖) ≤ 4e-8 (measured 1.1e-16).
+    assert 0.6 <= popt[2] <= 0.6 + 1e-8 * (1 + np.linalg.norm(popt))
+    np.testing.assert_allclose(popt, ref[0], rtol=1e-6)  # as above (measured 0 with jac)
+    # pcov at the bounded solution from J there, as SciPy (measured 0 with jac; ≤ 3e-8
+    # relative with differences)
+    np.testing.assert_allclose(pcov, ref[1], rtol=1e-6)
+    # the free parameters are stationary: the reduced gradient Jᵀr is ~0 in a and b (ftol
+    # leaves ‖g‖ ≈ √(2·ftol·cost)·‖J‖ ≈ 1e-5; measured 1.1e-7), and points into the box in c.
+    g = model_jac(X, *popt).T @ (model(X, *popt) - Y)
+    assert np.all(np.abs(g[:2]) < 1e-5) and g[2] > 0
+
+
+def test_default_method_is_trf_with_bounds_and_lm_refuses_them():
+    a = nk.curve_fit(model, X, Y, bounds=ACTIVE, jac=model_jac)
+    b = nk.curve_fit(model, X, Y, bounds=ACTIVE, jac=model_jac, method="trf")
+    np.testing.assert_array_equal(a[0], b[0])  # the same run
+    np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="'lm' only works for unconstrained"):
+        nk.curve_fit(model, X, Y, bounds=ACTIVE, method="lm")
+    with pytest.raises(ValueError, match="'lm' only works for unconstrained"):
+        so.curve_fit(model, X, Y, bounds=ACTIVE, method="lm")
+    # infinite bounds are no bounds: the default stays 'lm'
+    c = nk.curve_fit(model, X, Y, bounds=(-np.inf, np.inf), method="lm")
+    d = nk.curve_fit(model, X, Y)
+    np.testing.assert_array_equal(c[0], d[0])
+
+
+def test_default_p0_is_scipys():
+    lb = np.array([0.0, -np.inf, 2.0, -np.inf])
+    ub = np.array([4.0, 3.0, np.inf, np.inf])
+    np.testing.assert_array_equal(_initialize_feasible(lb, ub), [2.0, 2.0, 3.0, 1.0])
+    seen = []
+
+    def spy(x, a, b, c):
+        seen.append((a, b, c))
+        return model(x, a, b, c)
+
+    nk.curve_fit(spy, X, Y, bounds=([0, 0, -np.inf], [4, np.inf, 2]))
+    assert seen[0] == (2.0, 1.0, 1.0)  # midpoint, lb + 1, ub − 1
+
+
+def test_bounds_object_scalars_and_bad_input():
+    a = nk.curve_fit(model, X, Y, bounds=so.Bounds([0, 0, 0.6], [10, 10, 10]))[0]
+    b = nk.curve_fit(model, X, Y, bounds=ACTIVE)[0]
+    np.testing.assert_array_equal(a, b)
+    c = nk.curve_fit(model, X, Y, bounds=(0.0, 10.0))[0]  # scalars broadcast
+    np.testing.assert_allclose(c, so.curve_fit(model, X, Y, bounds=(0.0, 10.0))[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="outside of provided bounds"):
+        nk.curve_fit(model, X, Y, p0=[1, 1, 0.5], bounds=ACTIVE)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        nk.curve_fit(model, X, Y, bounds=([0, 0], [1, 1]))
+
+
+def test_torch_bounds():
+    torch = pytest.importorskip("torch")
+
+    def tmodel(x, a, b, c):
+        return a * torch.exp(-b * x) + c
+
+    popt, pcov = nk.curve_fit(tmodel, torch.asarray(X), torch.asarray(Y), bounds=ACTIVE)
+    ref = so.curve_fit(model, X, Y, bounds=ACTIVE, jac=model_jac)
+    assert isinstance(popt, torch.Tensor) and popt.dtype == torch.float64
+    # autograd J against SciPy's analytic one: the same run up to J's rounding (measured
+    # ≤ 1e-9); 1e-6 as above.
+    np.testing.assert_allclose(popt.numpy(), ref[0], rtol=1e-6)
+    np.testing.assert_allclose(pcov.numpy(), ref[1], rtol=1e-6)
+
+
+# -- batched: projected Gauss-Newton (newtonkit._batch), 'lm' and 'gn' with bounds
+
+P_SETS = np.array([[2.5, 1.3, 0.5], [1.0, 0.5, 0.7], [3.0, 2.0, 0.2], [2.0, 1.0, 0.9]])
+Y_SETS = np.stack([model(X, *p) + 0.05 * np.random.default_rng(k).standard_normal(
+    X.size) for k, p in enumerate(P_SETS)])  # rows 0 and 2: c* < 0.6, the bound active
+
+
+def batch_jac(x, a, b, c):
+    e = np.exp(-b * x)
+    return np.stack(np.broadcast_arrays(e, -a * x * e, np.ones_like(e)), -1)
+
+
+def _ftol_bound(p, y, lb, ub, ftol=1e-8):
+    """20·√(2·ftol·F/λ_min) on the free columns: how far an ftol stop may leave x from the
+    minimum (F the cost there, λ_min of JᵀJ restricted to the parameters off their bounds)."""
+    J = model_jac(X, *p)
+    free = (p > lb + 1e-6) & (p < ub - 1e-6)
+    Jf = J[:, free]
+    F = 0.5 * np.sum((model(X, *p) - y) ** 2)
+    return 20 * np.sqrt(2 * ftol * F / np.linalg.eigvalsh(Jf.T @ Jf)[0])
+
+
+@pytest.mark.parametrize("jac", [batch_jac, None])
+@pytest.mark.parametrize("p0", [None, [1.0, 1.0, 1.0]])
+def test_batched_bounds_match_scipy_per_row(jac, p0):
+    lb, ub = np.array(ACTIVE[0]), np.array(ACTIVE[1])
+    popt, pcov, info, _, ier = nk.curve_fit(model, X, Y_SETS, p0=p0, bounds=ACTIVE, jac=jac,
+                                            batch=True, full_output=True)
+    assert info["success"].all()
+    assert np.all(popt >= lb) and np.all(popt <= ub)
+    for i, y in enumerate(Y_SETS):
+        ref_p, ref_c = so.curve_fit(model, X, y, p0=p0, bounds=ACTIVE)
+        # another method to the same ftol = 1e-8 stop: within the ftol bound of each other
+        # (measured ≤ 1.7e-4 absolute, on the ill-conditioned row 2, against bounds ≥ 5.9e-4)
+        np.testing.assert_allclose(popt[i], ref_p, rtol=0, atol=_ftol_bound(ref_p, y, lb, ub))
+        cost = 0.5 * np.sum((model(X, *popt[i]) - y) ** 2)
+        ref_cost = 0.5 * np.sum((model(X, *ref_p) - y) ** 2)
+        assert cost <= ref_cost * (1 + 1e-6)  # ftol-level (measured ≤ 4.9e-11 above)
+        # pcov moves with x by about κ(J) ≈ 30 times x's relative error: ≤ 1e-3 (measured
+        # ≤ 1.0e-4, row 2)
+        np.testing.assert_allclose(pcov[i], ref_c, rtol=1e-3, atol=1e-3 * np.abs(ref_c).max())
+    assert popt[0, 2] == popt[2, 2] == 0.6  # the active bound, reached exactly by P
+
+
+def test_batched_bounds_feasible_and_projected_gradient_vanishes():
+    lb, ub = np.array([0.0, 0.0, 0.6]), np.array([10.0, 10.0, 10.0])
+    seen = []
+
+    def res(Z, Yr):
+        seen.append(np.array(Z))
+        return model(X, Z[:, :1], Z[:, 1:2], Z[:, 2:3]) - Yr
+
+    X0 = np.tile([10.0, 5.0, 10.0], (4, 1))  # on upper bounds: 2-point steps must turn back
+    out = nk.minimize(res, X0, method="lm", args=(Y_SETS,), bounds=(lb, ub), batch=True,
+                      jac="2-point", options=dict(ftol=1e-12, xtol=1e-12, gtol=1e-9))
+    Z = np.concatenate(seen)
+    assert np.all(Z >= lb) and np.all(Z <= ub)  # every evaluated point in the box
+    assert out["success"].all() and out["method"] == "gn"
+    pg = out["x"] - np.clip(out["x"] - out["jac"], lb, ub)
+    # the projected gradient at the stop: ≤ gtol for GTOL rows; an ftol = 1e-12 stop leaves
+    # about √(2·ftol·F)·‖J‖ ≈ 1e-6·3 ≈ 3e-6 (measured ≤ 6.1e-7 with differences)
+    assert np.abs(pg).max() <= 3e-6
+
+
+def test_batched_bounds_per_problem_and_errors():
+    lb = np.array([[0.0, 0.0, 0.6], [0.0, 0.0, 0.0]])
+    ub = np.full((2, 3), 10.0)
+    popt, _ = nk.curve_fit(model, X, Y_SETS[:2], p0=[1.0, 1.0, 1.0], bounds=(lb, ub),
+                           batch=True)
+    for i in range(2):  # each row its own box (row 1's box is inactive)
+        ref = so.curve_fit(model, X, Y_SETS[i], p0=[1.0, 1.0, 1.0], bounds=(lb[i], ub[i]))[0]
+        np.testing.assert_allclose(popt[i], ref, rtol=0,
+                                   atol=_ftol_bound(ref, Y_SETS[i], lb[i], ub[i]))
+    with pytest.raises(ValueError, match="outside of provided bounds"):
+        nk.curve_fit(model, X, Y_SETS, p0=[1.0, 1.0, 0.5], bounds=ACTIVE, batch=True)
+    with pytest.raises(ValueError, match="'3-point'"):
+        nk.curve_fit(model, X, Y_SETS, bounds=ACTIVE, jac="3-point", batch=True)
+    with pytest.raises(ValueError, match="'lm' and 'gn'"):
+        nk.minimize(lambda Z: Z @ Z.T, np.ones((2, 2)), method="newton", bounds=(0, 2),
+                    batch=True)
+    # infinite bounds are no bounds: the unbounded batched run, unchanged
+    a = nk.curve_fit(model, X, Y_SETS, bounds=(-np.inf, np.inf), batch=True)[0]
+    b = nk.curve_fit(model, X, Y_SETS, batch=True)[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_batched_bounds_torch_autograd():
+    torch = pytest.importorskip("torch")
+
+    def tmodel(x, a, b, c):
+        return a * torch.exp(-b * x) + c
+
+    popt, _ = nk.curve_fit(tmodel, torch.asarray(X), torch.asarray(Y_SETS), bounds=ACTIVE,
+                           batch=True)
+    ref, _ = nk.curve_fit(model, X, Y_SETS, bounds=ACTIVE, jac=batch_jac, batch=True)
+    assert isinstance(popt, torch.Tensor)
+    # autograd J against the analytic one: the same iterates up to J's rounding (1e-8)
+    np.testing.assert_allclose(popt.numpy(), ref, rtol=1e-8)
