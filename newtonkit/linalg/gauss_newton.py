@@ -143,7 +143,8 @@ def gauss_newton_step(
     if method == "auto":
         if route == "auto":
             route = "matrix-free" if not is_dense else choose_route(
-                m, n, _itemsize(J), dense=True, memory_budget=memory_budget, scaled=diag is not None and mu > 0)
+                m, n, _itemsize(J), dense=True, memory_budget=memory_budget,
+                scaled=diag is not None and mu > 0)
         method = {"normal": "qr", "kernel": "kernel",
                   "matrix-free": "kernel-cg" if m < n else "cgls"}[route]
 

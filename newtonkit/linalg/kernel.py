@@ -165,8 +165,9 @@ def kernel_cg(A: Any, r: Any, damping: float, *, rtol: float = 1e-10, maxiter: i
     stop = max(rtol, float(xp.finfo(A.dtype).eps)) * rnorm
     z = P.apply(xp, res) if P is not None else res
     p, rz = z, float(xp.vecdot(res, z))
-    best, best_norm, converged, k = w, rnorm, False, 0
-    for k in range(1, maxiter + 1):
+    best, best_norm, converged, iters = w, rnorm, False, 0
+    for _ in range(maxiter):
+        iters += 1
         q = K(p)
         curv = float(xp.vecdot(p, q))
         if not 0.0 < curv < float("inf"):
@@ -184,7 +185,7 @@ def kernel_cg(A: Any, r: Any, damping: float, *, rtol: float = 1e-10, maxiter: i
         rz_new = float(xp.vecdot(res, z))
         p = z + (rz_new / rz) * p
         rz = rz_new
-    return -A.rmatvec(best), KernelCGInfo(k, converged, P is not None)
+    return -A.rmatvec(best), KernelCGInfo(iters, converged, P is not None)
 
 
 def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
