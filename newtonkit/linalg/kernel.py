@@ -37,6 +37,7 @@ from . import _checks as C
 
 #: Default memory budget for the automatic route choice: 2 GiB.
 DEFAULT_MEMORY_BUDGET = 2 * 1024 ** 3
+GRAM_FLOOR = 10.0  # μ = 0: eigenvalues of JJᵀ below GRAM_FLOOR·max(N,P)·ε·λ_max are dropped
 
 
 def route_memory(route: str, m: int, n: int, itemsize: int, *, dense: bool = True,
@@ -194,8 +195,8 @@ def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
     :math:`\mu > 0`: Cholesky of the ``N × N`` :math:`AA^T + \mu I` (error
     :math:`\sim \epsilon\,\kappa(A)^2`).  :math:`\mu = 0` (or Cholesky failing): the
     eigendecomposition :math:`AA^T = Q\Lambda Q^T` and the minimum-norm solution
-    :math:`-A^T Q_k \Lambda_k^{-1} Q_k^T r` over :math:`\lambda > \max(N,P)\,\epsilon\,
-    \lambda_{\max}`, the Gram's rounding floor (the SVD route cuts :math:`\sigma` at
+    :math:`-A^T Q_k \Lambda_k^{-1} Q_k^T r` over :math:`\lambda > 10\max(N,P)\,\epsilon\,
+    \lambda_{\max}`, ten times the Gram's rounding floor (the SVD route cuts :math:`\sigma` at
     :math:`\max(N,P)\,\epsilon\,\sigma_{\max}`; through the Gram, singular values below
     :math:`\sqrt{\max(N,P)\epsilon}\,\sigma_{\max}` cannot be told from zero).
     """
@@ -208,7 +209,8 @@ def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
             return -(At @ B.cho_solve(xp, L, r))
     lam, Q = xp.linalg.eigh(K)
     lam = lam + mu
-    cut = max(m, n) * float(xp.finfo(A.dtype).eps) * float(xp.max(lam)) if not mu else 0.0
+    cut = GRAM_FLOOR * max(m, n) * float(xp.finfo(A.dtype).eps) * float(xp.max(lam)) \
+        if not mu else 0.0
     keep = lam > cut
     f = xp.where(keep, 1.0 / xp.where(keep, lam, xp.ones_like(lam)), xp.zeros_like(lam))
     w = Q @ (f * (xp.matrix_transpose(Q) @ r))
