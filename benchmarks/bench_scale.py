@@ -7,15 +7,17 @@ rank follows the threshold for HIG), and ``auto`` (what ``gauss_newton_step`` /
 ``half_inverse`` choose with the default 2 GiB budget).
 
 J = (L·diag(s)) R with L (N × r), R (r × P) Gaussian, r = min(N, P, 256), s log-spaced from 1 to
-1e-3: the dense routes get J materialised; the matrix-free route gets the factored operator
-(J·v = L(s·(Rv)): its products cost (N + P)·r, standing in for a forward/reverse-mode pass).
+1e-3.  Where J is held (≤ 2 GiB) every route gets it (the matrix-free one as a MatrixOperator:
+products cost N·P, about what a forward/reverse-mode pass through a network of P parameters on
+N outputs would); where it is not, only the matrix-free route runs, on the factored operator
+(J·v = L(s·(Rv)), products of cost (N + P)·r: marked † in the table, not comparable).
 GN damping μ = 1e-4·σ₁²; HIG truncation 1e-6 (relative).  ``svd`` is the thin SVD of J (GN:
 ``method="lstsq"``; HIG: ``route="svd"``), the accurate reference route.
 
 Skips: J is formed only up to HOLD_J = 2 GiB (else the dense routes are skipped and auto gets
 the operator); a dense route whose J plus workspace exceeds CAP = 3 GiB, or whose flop count
 predicts more than MAX_SECONDS at the machine's measured matmul rate, is not run (reason in the
-table).  Times are the best of up to 3 runs (1 run when the first takes over 2 s).
+table).  Times are the best of up to 3 runs (2 when the first takes over 2 s, 1 over 8 s).
 Peak memory is tracemalloc's peak of NumPy allocations during the call, J excluded.
 ``--quick`` runs N ≤ 1024, P ≤ 1e4.  Output: benchmarks/output/scale.md and scale.json.
 """
@@ -32,7 +34,7 @@ import numpy as np
 
 from newtonkit.linalg import gauss_newton_step, half_inverse
 from newtonkit.linalg.kernel import DEFAULT_MEMORY_BUDGET
-from newtonkit.operators import FunctionOperator
+from newtonkit.operators import FunctionOperator, MatrixOperator
 
 OUT = Path(__file__).parent / "output"
 CAP = 3 * 1024 ** 3  # bytes this benchmark lets a dense route use (J + workspace)
@@ -60,7 +62,7 @@ def problem(N: int, P: int):
     return L, R, op, rng.standard_normal(N)
 
 
-def predicted(task: str, route: str, N: int, P: int) -> tuple[float, int]:
+def predicted(task: str, route: str, N: int, P: int, dense: bool) -> tuple[float, int]:
     """(flops, bytes beyond nothing: J + workspace) of a dense route."""
     J = 8 * N * P
     fact = 1 / 3 if task == "gn" else 9.0  # Cholesky vs symmetric eigensolver (with vectors)
@@ -70,7 +72,7 @@ def predicted(task: str, route: str, N: int, P: int) -> tuple[float, int]:
         return 2.0 * N * P * P + fact * P ** 3, J + 8 * 3 * P * P
     if route == "svd":
         k = min(N, P)
-        return 14.0 * N * P * k, J + 8 * (2 * N * P + k * k)
+        return 40.0 * N * P * k, J + 8 * (2 * N * P + k * k)  # gesdd: ~1/3 of matmul speed
     if route == "matrix-free" and task == "hig":
         # the sketch doubles from 26 columns past the rank; 5 QRs (q = 2) and one SVD of a
         # max(N, P) × ℓ block per size, about twice the last size's; LAPACK's QR of tall blocks
@@ -79,7 +81,8 @@ def predicted(task: str, route: str, N: int, P: int) -> tuple[float, int]:
         while ell <= r and ell < min(N, P):
             ell *= 2
         ell = min(ell, N, P)
-        return 7 * 2 * 7 * 4.0 * max(N, P) * ell ** 2, 0
+        products = 2 * 6 * 2.0 * N * P * ell if dense else 0.0  # 6 block products per size
+        return 7 * 2 * 7 * 4.0 * max(N, P) * ell ** 2 + products, 0
     return 0.0, 0
 
 
@@ -112,7 +115,7 @@ def measure(fn) -> tuple[float, float, str]:
     best = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    for _ in range(2 if best < 2.0 else 0):
+    for _ in range(2 if best < 2.0 else 1 if best < 8.0 else 0):
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
@@ -130,11 +133,13 @@ def main(quick: bool = False) -> None:
             L, R, op, g = problem(N, P)
             holdJ = 8 * N * P <= HOLD_J
             J = (L @ R) if holdJ else None
+            if holdJ:  # the matrix-free route on the same J: products cost N·P, as J·v would
+                op = MatrixOperator(J)
             mu = 1e-4 * float(np.linalg.norm(L, 2) * np.linalg.norm(R, 2)) ** 2
             for task in ("gn", "hig"):
                 row = {"task": task, "N": N, "P": P}
                 for route in (*ROUTES, "auto"):
-                    flops, mem = predicted(task, route, N, P)
+                    flops, mem = predicted(task, route, N, P, holdJ)
                     if route == "auto" and J is None:
                         pass
                     elif route not in ("matrix-free", "auto") and (mem > CAP or not holdJ):
@@ -145,7 +150,8 @@ def main(quick: bool = False) -> None:
                         continue
                     dt, peak, used = measure(lambda task=task, route=route, J=J, op=op, g=g,
                                              mu=mu: run(task, route, J, op, g, mu))
-                    row[route] = {"seconds": dt, "peak_bytes": peak, "route": used}
+                    row[route] = {"seconds": dt, "peak_bytes": peak, "route": used,
+                                  "factored": not holdJ}
                 rows.append(row)
                 print(_line(row), flush=True)
             del J
@@ -160,7 +166,8 @@ def main(quick: bool = False) -> None:
 def _cell(c: dict) -> str:
     if "skip" in c:
         return f"skip ({c['skip']})"
-    return f"{c['seconds']:.3g} s / {c['peak_bytes'] / 2**20:.3g} MiB"
+    mark = "†" if c.get("factored") else ""
+    return f"{c['seconds']:.3g} s / {c['peak_bytes'] / 2**20:.3g} MiB{mark}"
 
 
 def _fastest(row: dict) -> str:
@@ -188,8 +195,9 @@ def _markdown(doc: dict) -> str:
            f"dense routes capped at {doc['cap_bytes'] / 2**30:.0f} GiB (J + workspace) and "
            f"{MAX_SECONDS:.0f} s predicted; auto uses the default {doc['budget_bytes'] / 2**30:.0f}"
            f" GiB budget; total {doc['total_seconds']:.0f} s.  Cells: time / tracemalloc peak "
-           f"(J excluded).  J = L·diag(s)·R of rank ≤ {RANK}; the matrix-free route gets the "
-           f"factored operator.", ""]
+           f"(J excluded).  J = L·diag(s)·R of rank ≤ {RANK}, held when ≤ 2 GiB; † = J not "
+           f"held, the matrix-free route on the factored operator (cheaper products, not "
+           f"comparable).", ""]
     for task, title in (("gn", "Gauss-Newton step (μ = 1e-4·σ₁²)"),
                         ("hig", "HIG direction (truncation 1e-6)")):
         out += [f"## {title}", "",

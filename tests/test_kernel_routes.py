@@ -231,3 +231,17 @@ def test_torch_optimizers_record_the_route():
         opt.step(closure)
         assert opt.last_info["solves"][0].route == want  # 8 rows < 65 parameters
         assert all(opt.state[p]["route"] == want for p in net.parameters())
+
+
+def test_bad_route_options_are_refused():
+    J, r = np.ones((2, 4)), np.ones(2)
+    with pytest.raises(ValueError, match="memory_budget"):
+        gauss_newton_step(J, r, memory_budget=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        half_inverse(J, r, memory_budget=-1.0)
+    with pytest.raises(ValueError, match="preconditioner"):
+        gauss_newton_step(J, r, preconditioner="jacobi")
+    with pytest.raises(ValueError, match="route"):
+        gauss_newton_step(J, r, route="woodbury")
+    with pytest.raises(ValueError, match="route"):
+        half_inverse(J, r, route="woodbury")
