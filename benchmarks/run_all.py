@@ -6,7 +6,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 JOBS = [["bench_core.py"], ["bench_nls.py"], ["bench_oscillators.py"], ["bench_deepwave.py"],
-        ["bench_batch.py"], ["bench_curve_fit.py"], ["bench_lsq.py"]]
+        ["bench_batch.py"], ["bench_curve_fit.py"], ["bench_lsq.py"], ["bench_scale.py"]]
 
 if __name__ == "__main__":
     failed = [job[0] for job in JOBS

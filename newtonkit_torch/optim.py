@@ -32,6 +32,16 @@ once more per trial step, on the same mini-batch).  It returns either
 ``step`` returns the loss (detached).  Parameter groups whose direction settings agree are
 solved jointly on their combined columns; each group's ``lr`` scales its own part of the step.
 
+Routes
+------
+The direction is solved on one of the routes of :mod:`newtonkit.linalg` (``docs/routes.md``):
+for ``J`` of ``N`` rows and ``P`` columns, ``"kernel"`` (``N < P``: the ``N × N`` Gram
+``JJᵀ``, nothing ``P × P``), ``"normal"`` (``N ≥ P``), ``"svd"``, or ``"matrix-free"`` (CG on
+the kernel system; for HIG a randomized SVD whose rank follows the truncation).  ``route=
+"auto"`` (default) picks it from the shapes and ``memory_budget`` (bytes, default 2 GiB); the
+route taken is in ``last_info["solves"][i].route`` and in each trained parameter's state
+(``opt.state[p]["route"]``).
+
 Frozen parameters, batch norm, autograd, state_dict
 ---------------------------------------------------
 - Only parameters with ``requires_grad=True`` at the time of the step are trained, as in
@@ -87,6 +97,7 @@ from .jacobians import Physics, _single_sample_fn, select_parameters
 __all__ = ["HIG", "GaussNewton", "JacobianOptimizer"]
 
 Closure = Callable[[], tuple]
+GN_ROUTES = ("auto", "svd", "kernel", "normal", "matrix-free")
 
 
 def _jacobian_by_rows(y: torch.Tensor, params: list[torch.Tensor],
@@ -158,11 +169,14 @@ class JacobianOptimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any],
-                 jacobian_chunk_size: int | None = None) -> None:
+                 jacobian_chunk_size: int | None = None,
+                 memory_budget: float | None = None) -> None:
         defaults["lr"] = C.real(defaults["lr"], "lr", low=0.0, low_open=True)
         defaults.setdefault("bounds", None)
         super().__init__(params, defaults)
         self.jacobian_chunk_size = jacobian_chunk_size
+        #: Bytes for the automatic route choice (None: newtonkit.linalg's default, 2 GiB).
+        self.memory_budget = memory_budget
         #: Diagnostics of the last step: loss, and for every joint solve its info object.
         self.last_info: dict[str, Any] = {}
 
@@ -187,9 +201,10 @@ class JacobianOptimizer(torch.optim.Optimizer):
         Raises ``ValueError`` for another optimizer's state_dict (say ``GaussNewton``'s into
         ``HIG``, or ``torch.optim.Adam``'s), before anything is loaded.
         """
-        mine = sorted(set(self.defaults) - {"bounds"})  # optional: older state_dicts lack it
+        optional = {"bounds", "route"}  # older state_dicts may lack them
+        mine = sorted(set(self.defaults) - optional)
         for saved in state_dict["param_groups"]:
-            theirs = sorted(set(saved) - {"params", "param_names", "bounds"})
+            theirs = sorted(set(saved) - {"params", "param_names"} - optional)
             if theirs != mine:
                 name = type(self).__name__
                 source = state_dict.get("optimizer")
@@ -201,6 +216,8 @@ class JacobianOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             group.setdefault("bounds", None)
+            if "route" in self.defaults:
+                group.setdefault("route", "auto")
 
     # -- box bounds ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -339,10 +356,12 @@ class JacobianOptimizer(torch.optim.Optimizer):
                 p.add_(d[pos:pos + k].reshape(p.shape).to(p.dtype), alpha=sign * grp["lr"])
                 pos += k
 
-    def _count_step(self, groups: list[dict[str, Any]]) -> None:
+    def _count_step(self, groups: list[dict[str, Any]], route: str | None = None) -> None:
         for p in self._trainable(groups):
             st = self.state[p]
             st["step"] = st.get("step", 0) + 1
+            if route is not None:
+                st["route"] = route
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -358,7 +377,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
                 continue
             self._add(groups, d)
             self._project(groups)
-            self._count_step(groups)
+            self._count_step(groups, getattr(info, "route", None))
         self.last_info = {"loss": loss, "solves": infos}
         return loss
 
@@ -380,9 +399,12 @@ class HIG(JacobianOptimizer):
     relative : bool
         Threshold relative to ``σ_max`` (default) or absolute.
     route : str
-        :func:`newtonkit.linalg.half_inverse` route (``"auto"``, ``"svd"``, ``"gram"``).
+        :func:`newtonkit.linalg.half_inverse` route: ``"auto"``, ``"svd"``, ``"gram"``,
+        ``"kernel"``, ``"normal"``, ``"matrix-free"`` (module docstring, Routes).
     jacobian_chunk_size : int, optional
         Rows per batched reverse call when the closure does not return ``J``.
+    memory_budget : float, optional
+        Bytes for ``route="auto"`` (default 2 GiB).
 
     Notes
     -----
@@ -394,11 +416,12 @@ class HIG(JacobianOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1.0, exponent: float = -0.5,
                  truncation: float = 1e-6, *, relative: bool = True, route: str = "auto",
-                 jacobian_chunk_size: int | None = None) -> None:
+                 jacobian_chunk_size: int | None = None,
+                 memory_budget: float | None = None) -> None:
         truncation = C.real(truncation, "truncation", low=0.0)
         defaults = dict(lr=lr, exponent=float(exponent), truncation=truncation,
                         relative=bool(relative), route=route)
-        super().__init__(params, defaults, jacobian_chunk_size)
+        super().__init__(params, defaults, jacobian_chunk_size, memory_budget)
 
     def _solve_key(self, group):
         return (group["exponent"], group["truncation"], group["relative"], group["route"])
@@ -407,7 +430,8 @@ class HIG(JacobianOptimizer):
         from newtonkit.linalg import half_inverse
 
         return half_inverse(J, g, exponent=group["exponent"], truncation=group["truncation"],
-                            relative=group["relative"], route=group["route"])
+                            relative=group["relative"], route=group["route"],
+                            memory_budget=self.memory_budget)
 
 
 class GaussNewton(JacobianOptimizer):
@@ -462,8 +486,15 @@ class GaussNewton(JacobianOptimizer):
         parameters are left unchanged.
     relative : bool
         Threshold relative to ``σ_max``.
+    route : {"auto", "svd", "kernel", "normal", "matrix-free"}
+        Linear-algebra route of the non-adaptive forms (module docstring, Routes): with
+        ``damping > 0`` that of :func:`newtonkit.linalg.gauss_newton_step` (``"svd"``: its
+        ``"lstsq"``), with ``damping = 0`` that of :func:`newtonkit.linalg.half_inverse`.
+        ``adaptive=True`` always uses the SVD (reported as ``"svd"``).
     jacobian_chunk_size : int, optional
         Rows per batched reverse call when the closure does not return ``J``.
+    memory_budget : float, optional
+        Bytes for ``route="auto"`` (default 2 GiB).
 
     Notes
     -----
@@ -475,7 +506,8 @@ class GaussNewton(JacobianOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1.0, truncation: float = 1e-6,
                  damping: float | None = None, *, adaptive: bool = False,
                  damping_factor: float = 3.0, max_trials: int = 10, relative: bool = True,
-                 jacobian_chunk_size: int | None = None) -> None:
+                 route: str = "auto", jacobian_chunk_size: int | None = None,
+                 memory_budget: float | None = None) -> None:
         truncation = C.real(truncation, "truncation", low=0.0)
         if damping is None:
             damping = 1e-3 if adaptive else 0.0
@@ -485,25 +517,31 @@ class GaussNewton(JacobianOptimizer):
         max_trials = C.integer(max_trials, "max_trials", low=1)
         defaults = dict(lr=lr, truncation=truncation, damping=damping, adaptive=bool(adaptive),
                         damping_factor=damping_factor, max_trials=max_trials,
-                        relative=bool(relative))
-        super().__init__(params, defaults, jacobian_chunk_size)
+                        relative=bool(relative),
+                        route=C.choice(route, "route", GN_ROUTES))
+        super().__init__(params, defaults, jacobian_chunk_size, memory_budget)
 
     def _solve_key(self, group):
-        key = (group["truncation"], group["damping"], group["relative"], group["adaptive"])
+        key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],
+               group.get("route", "auto"))
         if group["adaptive"]:
             key += (group["damping_factor"], group["max_trials"])
         return key
 
     def _direction(self, J, g, group):
+        route = group.get("route", "auto")
         if group["damping"] > 0:
             from newtonkit.linalg import gauss_newton_step
 
-            step, info = gauss_newton_step(J, g, damping=group["damping"])
+            kw = dict(method="lstsq") if route == "svd" else dict(route=route)
+            step, info = gauss_newton_step(J, g, damping=group["damping"],
+                                           memory_budget=self.memory_budget, **kw)
             return -step, info
         from newtonkit.linalg import half_inverse
 
         return half_inverse(J, g, exponent=-1.0, truncation=group["truncation"],
-                            relative=group["relative"])
+                            relative=group["relative"], route=route,
+                            memory_budget=self.memory_budget)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -550,7 +588,7 @@ class GaussNewton(JacobianOptimizer):
             tau = min(tau * group["damping_factor"], tau_max)
         info = {"damping": tau, "trials": trials, "accepted": accepted, "rank": int(s.numel())}
         if accepted:
-            self._count_step(groups)
+            self._count_step(groups, "svd")
             tau = max(tau / group["damping_factor"], tau_min)
         for p in params:
             self.state[p]["damping"] = tau

@@ -351,6 +351,9 @@ DIM_C = 10.0
 
 def _model(route: str, dtype: str, c: float) -> float:
     e = eps(dtype)
+    # half_inverse reports which Gram it formed: "kernel" (JJᵀ) or "normal" (JᵀJ)
+    route = {"kernel": "gram", "normal": "gram", "kernel-float64": "gram-float64",
+             "normal-float64": "gram-float64", "matrix-free": "randomized"}.get(route, route)
     if route in ("svd", "randomized"):
         return e * c
     if route == "gram":
@@ -368,7 +371,7 @@ def cond_limit(route: str, factor: float = 1.0, extra: float = 0.0,
     "gram" take the Gram's ε·cond_k² (the route's documented accuracy); cond_k ≥ 1 always."""
     out = {}
     for dtype in DTYPES:
-        routes = ("svd",) if route in ("svd", "randomized") else ("gram",)
+        routes = ("svd",) if route in ("svd", "randomized", "matrix-free") else ("gram",)
 
         def tol(c, dtype=dtype, routes=routes):
             return max(factor * c ** extra * DIM_C * 2 * max_dim * _model(r, dtype, c)

@@ -49,7 +49,7 @@ def ls_model(method: str, rho: float, rtol_cg: float = 0.0):
     """_ls_tol's model for ``min ‖J d + r‖`` with ‖res‖/(‖J‖‖d‖) ≤ ρ (residuals(): the residual
     is ρ‖Jx‖ ≤ ρσ₁‖d‖): ε·cond² for the Gram–Cholesky method, ε·(cond + ρ·cond²) for the
     backward-stable ones, plus rtol·cond² for CGLS."""
-    if method == "cholesky":
+    if method in ("cholesky", "kernel", "auto"):  # "auto" takes the kernel route for wide J
         return lambda e, c: e * c * c
     return lambda e, c: e * (c + rho * c * c) + rtol_cg * c * c
 
@@ -102,7 +102,7 @@ def _ls_tol(case: S.SVDCase, method: str, A: np.ndarray, b: np.ndarray, d_ref: n
     res = np.linalg.norm(A @ d_ref + b)
     nd = max(np.linalg.norm(d_ref), 1e-300)
     C = 30 * np.sqrt(max(case.shape))
-    if method == "cholesky":
+    if method in ("cholesky", "kernel"):  # both go through a Gram: JᵀJ or JJᵀ
         model = e * cond**2
     else:
         model = e * (cond + cond**2 * res / (s[0] * nd))

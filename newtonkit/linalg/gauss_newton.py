@@ -22,6 +22,23 @@ Methods
     Cholesky of the ``n × n`` normal matrix: fastest, error :math:`\sim \epsilon\,\kappa(J)^2`.
 ``"cgls"``
     Matrix-free CGLS on :math:`J D^{-1/2}` (:func:`newtonkit.linalg.cgls`), for operators.
+``"kernel"``
+    The kernel (Woodbury) form :math:`d = -D^{-1/2}A^T(AA^T + \mu I)^{-1} r`,
+    :math:`A = JD^{-1/2}`: Cholesky of the ``m × m`` :math:`AA^T + \mu I` (for :math:`\mu = 0`
+    its eigendecomposition, truncated at the Gram's rounding floor; see
+    :func:`newtonkit.linalg.kernel.kernel_solve`).  Nothing ``n × n`` is formed; error
+    :math:`\sim \epsilon\,\kappa(J)^2`.
+``"kernel-cg"``
+    The kernel system by matrix-free CG, optionally Nyström-preconditioned
+    (:func:`newtonkit.linalg.kernel.kernel_cg`): only ``J @ v`` and ``Jᵀ @ w``.
+
+Routes
+------
+The methods group into three routes, chosen from the shapes and a memory budget (peak memory
+beyond ``J``, ``b`` bytes per entry; :mod:`newtonkit.linalg.kernel`, ``docs/routes.md``):
+``"normal"`` (``m ≥ n``; ``"qr"``, ``"lstsq"``, ``"cholesky"``: up to :math:`2(m+n)n\,b`),
+``"kernel"`` (``m < n``; :math:`2m^2 b`, no ``n × n``) and ``"matrix-free"`` (``"kernel-cg"``
+for ``m < n``, ``"cgls"`` otherwise; vectors only).
 """
 
 from __future__ import annotations
@@ -32,9 +49,13 @@ from typing import Any
 from .. import _backend as B
 from ..operators import DiagonalOperator, aslinearoperator
 from . import _checks as C
+from .kernel import check_budget, choose_route, kernel_cg, kernel_solve
 from .krylov import cgls
 
-METHODS = ("auto", "qr", "lstsq", "cholesky", "cgls")
+METHODS = ("auto", "qr", "lstsq", "cholesky", "cgls", "kernel", "kernel-cg")
+ROUTES = ("auto", "normal", "kernel", "matrix-free")
+_ROUTE_OF = {"qr": "normal", "lstsq": "normal", "cholesky": "normal", "cgls": "matrix-free",
+             "kernel": "kernel", "kernel-cg": "matrix-free"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,11 @@ class GaussNewtonInfo:
     damping: float
     iterations: int | None = None
     converged: bool = True
+
+    @property
+    def route(self) -> str:
+        """``"normal"``, ``"kernel"`` or ``"matrix-free"`` (see the module docstring)."""
+        return _ROUTE_OF[self.method]
 
 
 def gauss_newton_step(
@@ -57,6 +83,10 @@ def gauss_newton_step(
     rtol: float = 1e-10,
     maxiter: int | None = None,
     chunk_size: int | None = None,
+    route: str = "auto",
+    memory_budget: float | None = None,
+    preconditioner: str | None = None,
+    nystrom_rank: int = 50,
 ) -> tuple[Any, GaussNewtonInfo]:
     r"""Solve :math:`(J^TJ + \mu D) d = -J^T r` for the Gauss-Newton / LM step ``d``.
 
@@ -70,14 +100,23 @@ def gauss_newton_step(
         :math:`\mu \ge 0`.
     diag : array (n,), optional
         The diagonal of ``D`` (positive); default ones.
-    method : {"auto", "qr", "lstsq", "cholesky", "cgls"}
-        See the module docstring.  ``"auto"``: ``"cgls"`` for an operator, ``"qr"`` for a
-        dense ``J``.
+    method : {"auto", "qr", "lstsq", "cholesky", "cgls", "kernel", "kernel-cg"}
+        See the module docstring.  ``"auto"``: from ``route``.
     rtol, maxiter : float, int
         CGLS tolerance (``> 0``) on the normal-equation residual and iteration cap (``>= 1``);
         checked whatever the method.
     chunk_size : int, optional
         Column chunk (``>= 1``) for materialising an operator for the dense methods.
+    route : {"auto", "normal", "kernel", "matrix-free"}
+        Used when ``method="auto"``.  ``"auto"``: an operator takes ``"matrix-free"``; a dense
+        ``J`` takes ``"kernel"`` when ``m < n``, ``"normal"`` (QR) otherwise, unless that
+        route's peak memory exceeds ``memory_budget``, then ``"matrix-free"``.  ``"normal"``
+        is QR, ``"kernel"`` the dense kernel method, ``"matrix-free"`` ``"kernel-cg"`` for
+        ``m < n`` and ``"cgls"`` otherwise.  ``info.route`` reports the route taken.
+    memory_budget : float, optional
+        Bytes (default 2 GiB, :data:`newtonkit.linalg.kernel.DEFAULT_MEMORY_BUDGET`).
+    preconditioner : {None, "nystrom"}
+        For ``"kernel-cg"``: a randomized Nyström preconditioner of rank ``nystrom_rank``.
 
     Returns
     -------
@@ -96,8 +135,28 @@ def gauss_newton_step(
         diag = C.vector(xp, diag, n, "diag", J.dtype)
         if not bool(xp.all(diag > 0)):
             raise ValueError("diag (the scaling D) must be strictly positive")
+    route = C.choice(route, "route", ROUTES)
+    memory_budget = check_budget(memory_budget)
+    if preconditioner not in (None, "nystrom"):
+        raise ValueError(f"unknown preconditioner {preconditioner!r}; choose None or 'nystrom'")
+    nystrom_rank = C.integer(nystrom_rank, "nystrom_rank", low=1)
     if method == "auto":
-        method = "qr" if is_dense else "cgls"
+        if route == "auto":
+            route = "matrix-free" if not is_dense else choose_route(
+                m, n, _itemsize(J), dense=True, memory_budget=memory_budget,
+                scaled=diag is not None and mu > 0)
+        method = {"normal": "qr", "kernel": "kernel",
+                  "matrix-free": "kernel-cg" if m < n else "cgls"}[route]
+
+    if method == "kernel-cg":
+        A = aslinearoperator(J)
+        s = None if (diag is None or not mu) else 1.0 / xp.sqrt(diag)
+        if s is not None:
+            A = A @ DiagonalOperator(s)
+        y, kinfo = kernel_cg(A, r, mu, rtol=rtol, maxiter=maxiter, preconditioner=preconditioner,
+                             nystrom_rank=nystrom_rank)
+        d = y if s is None else s * y
+        return d, GaussNewtonInfo("kernel-cg", mu, kinfo.iterations, kinfo.converged)
 
     if method == "cgls":
         A = aslinearoperator(J)
@@ -109,6 +168,10 @@ def gauss_newton_step(
         return d, GaussNewtonInfo("cgls", mu, kinfo.iterations, kinfo.converged)
 
     Jd = C.dense(J, chunk_size, "J")
+    if method == "kernel":
+        s = None if (diag is None or not mu) else 1.0 / xp.sqrt(diag)
+        y = kernel_solve(xp, Jd if s is None else Jd * s[None, :], r, mu)
+        return (y if s is None else s * y), GaussNewtonInfo("kernel", mu)
     if method == "cholesky":
         Jt = xp.matrix_transpose(Jd)
         G = Jt @ Jd
@@ -126,6 +189,10 @@ def gauss_newton_step(
         if d is not None:
             return d, GaussNewtonInfo("qr", mu)
     return _lstsq(xp, Jd, r, mu, diag), GaussNewtonInfo("lstsq", mu)
+
+
+def _itemsize(J: Any) -> int:
+    return 4 if "32" in str(J.dtype) else 8
 
 
 def _qr(xp, J, r, mu, diag):

@@ -24,10 +24,26 @@ Routes
     dtype (float32: 3.5e-3), and the SVD route is taken when it is below that of float64
     (1.5e-7).  The ``min(m,n)³`` eigensolve plus one ``m·n·min(m,n)`` product is several times
     cheaper than the SVD for strongly rectangular ``J``.
+``"kernel"`` / ``"normal"``
+    The Gram route with the Gram named: ``"kernel"`` always uses the ``m × m``
+    :math:`JJ^T` (nothing ``n × n``: the route for ``m < n``), ``"normal"`` the ``n × n``
+    :math:`J^TJ`.  ``"gram"`` picks the smaller one; ``info.route`` reports which was used
+    (``"kernel"``, ``"normal"``, with ``"-float64"`` when the Gram was formed in float64).
 ``"randomized"``
     Randomized range finder (Halko, Martinsson & Tropp 2011, Alg. 4.4 with ``q`` power
     iterations) for a matrix-free operator and a target ``rank``: ``rank + oversampling``
     products with ``J`` and ``Jᵀ`` per pass.
+``"matrix-free"``
+    The randomized route with the rank found from the threshold: the sketch (``ℓ`` columns,
+    first ``RANK_START + oversampling``) doubles until the smallest singular value it
+    computes is at or below the threshold (or ``ℓ = min(m, n)``); no ``rank`` needed.
+
+Peak memory (``b`` bytes per entry, beyond ``J``): ``"svd"`` about :math:`(m+n)\min(m,n)\,b`
+(the thin factors); ``"kernel"`` :math:`2m^2 b` (plus an ``m × n`` float64 copy for the float64
+Gram of a float32 ``J``); ``"normal"`` :math:`2n^2 b`; ``"matrix-free"`` :math:`(m+n)\,\ell\,b`
+for the final sketch size ``ℓ``.  ``"auto"`` takes ``"matrix-free"`` for an operator whose
+materialisation plus the dense route would exceed ``memory_budget`` (and for a dense ``J``
+whose dense route would), else as before.
 """
 
 from __future__ import annotations
@@ -38,8 +54,10 @@ from typing import Any
 from .. import _backend as B
 from ..operators import LinearOperator
 from . import _checks as C
+from .kernel import DEFAULT_MEMORY_BUDGET, check_budget
 
-ROUTES = ("auto", "svd", "gram", "randomized")
+ROUTES = ("auto", "svd", "gram", "kernel", "normal", "randomized", "matrix-free")
+RANK_START = 16  # first sketch of the matrix-free route: RANK_START + oversampling columns
 GRAM_SAFETY = 10.0  # keep the threshold 10× above the Gram's noise floor sqrt(eps)·σ_max
 GRAM_ASPECT = 1.5  # "auto" takes the Gram route when max(m,n) ≥ 1.5·min(m,n)
 
@@ -59,7 +77,8 @@ class HalfInverseInfo:
     sigma_max : float
         Largest singular value (estimate for the randomized route).
     route : str
-        The route taken (``"svd"``, ``"gram"``, ``"gram-float64"`` or ``"randomized"``).
+        The route taken (``"svd"``, ``"kernel"``, ``"normal"``, ``"kernel-float64"``,
+        ``"normal-float64"``, ``"randomized"`` or ``"matrix-free"``).
     """
 
     rank: int
@@ -82,6 +101,7 @@ def half_inverse(
     power_iterations: int = 2,
     seed: int | None = 0,
     chunk_size: int | None = None,
+    memory_budget: float | None = None,
 ) -> tuple[Any, HalfInverseInfo]:
     r"""Apply the truncated power :math:`J^\kappa = V_k \Sigma_k^\kappa U_k^T` to ``g``.
 
@@ -97,10 +117,12 @@ def half_inverse(
         Singular values :math:`\sigma \le` threshold are discarded.  With ``relative`` (the
         default) the threshold is ``truncation · σ_max`` and ``truncation`` must lie in
         ``[0, 1)``; otherwise it is absolute and ``truncation >= 0``.
-    route : {"auto", "svd", "gram", "randomized"}
+    route : {"auto", "svd", "gram", "kernel", "normal", "randomized", "matrix-free"}
         See the module docstring.  ``"auto"``: ``"randomized"`` for an operator with a
-        ``rank``; otherwise (dense, or an operator materialised with ``to_dense``) ``"gram"``
-        for strongly rectangular ``J`` when the threshold allows it, else ``"svd"``.
+        ``rank``; ``"matrix-free"`` when the dense route does not fit ``memory_budget``;
+        otherwise (dense, or an operator materialised with ``to_dense``) the Gram route
+        (``"kernel"`` for ``m < n``, ``"normal"`` for ``m > n``) for strongly rectangular
+        ``J`` when the threshold allows it, else ``"svd"``.
     rank : int, optional
         Target rank for the randomized route (at most ``min(m, n)``).
     oversampling, power_iterations : int
@@ -109,6 +131,8 @@ def half_inverse(
         Seed of the randomized route's test matrix.
     chunk_size : int, optional
         Column chunk (``>= 1``) for materialising an operator.
+    memory_budget : float, optional
+        Bytes for the automatic route choice (default 2 GiB).
 
     Returns
     -------
@@ -136,19 +160,34 @@ def half_inverse(
     chunk_size = C.integer(chunk_size, "chunk_size", low=1, optional=True)
     g = C.vector(xp, g, m, "g", J.dtype)
 
+    budget = check_budget(memory_budget)
     if route == "auto":
         route = "randomized" if (not is_dense and rank is not None) else "dense-auto"
-    if route == "randomized":
-        return _randomized(J, xp, g, exponent, truncation, relative, rank,
-                           oversampling, power_iterations, seed)
-    A = C.dense(J, chunk_size, "J")
     if route == "dense-auto":
         aspect = max(m, n) / min(m, n)
         route = "gram" if aspect >= GRAM_ASPECT and _gram_resolves(truncation, relative) \
             else "svd"
-    if route == "gram":
-        return _gram(A, xp, g, exponent, truncation, relative)
+        need = _dense_memory(route, m, n, J.dtype, is_dense)
+        if need > (DEFAULT_MEMORY_BUDGET if budget is None else budget):
+            route = "matrix-free"
+    if route in ("randomized", "matrix-free"):
+        return _randomized(J, xp, g, exponent, truncation, relative,
+                           rank if route == "randomized" else None,
+                           oversampling, power_iterations, seed)
+    A = C.dense(J, chunk_size, "J")
+    if route in ("gram", "kernel", "normal"):
+        outer = m <= n if route == "gram" else route == "kernel"
+        return _gram(A, xp, g, exponent, truncation, relative, outer)
     return _svd(A, xp, g, exponent, truncation, relative)
+
+
+def _dense_memory(route: str, m: int, n: int, dtype: Any, is_dense: bool) -> int:
+    b = 4 if "32" in str(dtype) else 8
+    k = min(m, n)
+    extra = 0 if is_dense else m * n * b
+    if route == "gram":
+        return extra + 2 * k * k * 8 + (m * n * 8 if b == 4 else 0)
+    return extra + (m + n) * k * b
 
 
 def _gram_resolves(truncation: float, relative: bool) -> bool:
@@ -177,7 +216,7 @@ def _svd(A, xp, g, exponent, truncation, relative):
     return d, HalfInverseInfo(k, s[:k], thr, s_max, "svd")
 
 
-def _gram(A, xp, g, exponent, truncation, relative):
+def _gram(A, xp, g, exponent, truncation, relative, outer):
     m, n = A.shape
     dtype = A.dtype
     eps = float(xp.finfo(dtype).eps)
@@ -185,7 +224,6 @@ def _gram(A, xp, g, exponent, truncation, relative):
     W = xp.astype(A, xp.float64) if upcast else A
     gw = xp.astype(g, xp.float64) if upcast else g
     Wt = xp.matrix_transpose(W)
-    outer = m <= n
     G = W @ Wt if outer else Wt @ W
     lam, Q = xp.linalg.eigh(G)  # ascending
     lam = xp.flip(lam)
@@ -197,26 +235,51 @@ def _gram(A, xp, g, exponent, truncation, relative):
         # The threshold lies in the Gram's noise floor: only the SVD resolves it.
         return _svd(A, xp, g, exponent, truncation, relative)
     k = int(xp.count_nonzero(s > thr))
+    name = ("kernel" if outer else "normal") + ("-float64" if upcast else "")
     if k == 0:
         return xp.zeros((n,), dtype=dtype, device=B.device(A)), \
-            HalfInverseInfo(0, xp.astype(s[:0], dtype), thr, s_max, "gram")
+            HalfInverseInfo(0, xp.astype(s[:0], dtype), thr, s_max, name)
     sk, Qk = s[:k], Q[:, :k]
     scale = _powers(sk, exponent - 1.0)
     if outer:  # Q = U:  J^κ g = Jᵀ U_k Σ_k^(κ-1) U_kᵀ g
         d = Wt @ (Qk @ (scale * (xp.matrix_transpose(Qk) @ gw)))
     else:  # Q = V:  J^κ g = V_k Σ_k^(κ-1) V_kᵀ Jᵀ g
         d = Qk @ (scale * (xp.matrix_transpose(Qk) @ (Wt @ gw)))
-    route = "gram-float64" if upcast else "gram"
-    return xp.astype(d, dtype), HalfInverseInfo(k, xp.astype(sk, dtype), thr, s_max, route)
+    return xp.astype(d, dtype), HalfInverseInfo(k, xp.astype(sk, dtype), thr, s_max, name)
 
 
 def _randomized(J, xp, g, exponent, truncation, relative, rank, oversampling, q, seed):
+    """Fixed ``rank`` (route "randomized"), or ``rank=None``: grow the sketch until its smallest
+    singular value is at or below the threshold (route "matrix-free")."""
+    m, n = J.shape
+    name = "randomized" if rank is not None else "matrix-free"
+    ell = min(m, n, (rank if rank is not None else RANK_START) + oversampling)
+    while True:
+        like, Y, Vb, s, Ubt = _sketch(J, xp, ell, q, seed)
+        s_max = float(s[0])
+        thr = _cutoff(s_max, truncation, relative)
+        if rank is not None or float(s[-1]) <= thr or ell == min(m, n):
+            break
+        ell = min(m, n, 2 * ell)
+    k = int(xp.count_nonzero(s > thr))
+    k = k if rank is None else min(rank, k)
+    if k == 0:
+        return xp.zeros((n,), dtype=J.dtype, device=B.device(like)), \
+            HalfInverseInfo(0, s[:0], thr, s_max, name)
+    U = Y @ xp.matrix_transpose(Ubt[:k, :])  # (m, k)
+    c = _powers(s[:k], exponent) * (xp.matrix_transpose(U) @ g)
+    d = Vb[:, :k] @ c
+    return d, HalfInverseInfo(k, s[:k], thr, s_max, name)
+
+
+def _sketch(J, xp, ell, q, seed):
+    """Range finder with ``ell`` columns and ``q`` power iterations; ``(like, Y, Vb, s, Ubt)``
+    with ``Yᵀ J = Ub diag(s) Vbᵀ``."""
     op = J if isinstance(J, LinearOperator) else None
     mm = (lambda X: op.matmat(X)) if op is not None else (lambda X: J @ X)
     rmm = (lambda Y: op.rmatmat(Y)) if op is not None else \
         (lambda Y: xp.matrix_transpose(J) @ Y)
-    m, n = J.shape
-    ell = min(m, n, rank + oversampling)
+    n = J.shape[1]
     like = xp.zeros((1,), dtype=J.dtype, device=op.device if op is not None else B.device(J))
     Omega = B.standard_normal(xp, (n, ell), J.dtype, like, seed)
     Y = mm(Omega)
@@ -229,13 +292,4 @@ def _randomized(J, xp, g, exponent, truncation, relative, rank, oversampling, q,
     Bt = rmm(Y)  # (n, ell) = (Yᵀ J)ᵀ
     # SVD of the small factor Yᵀ J = Ub S Vbᵀ via Bt = Vb S Ubᵀ.
     Vb, s, Ubt = xp.linalg.svd(Bt, full_matrices=False)
-    s_max = float(s[0])
-    thr = _cutoff(s_max, truncation, relative)
-    k = min(rank, int(xp.count_nonzero(s > thr)))
-    if k == 0:
-        return xp.zeros((n,), dtype=J.dtype, device=B.device(like)), \
-            HalfInverseInfo(0, s[:0], thr, s_max, "randomized")
-    U = Y @ xp.matrix_transpose(Ubt[:k, :])  # (m, k)
-    c = _powers(s[:k], exponent) * (xp.matrix_transpose(U) @ g)
-    d = Vb[:, :k] @ c
-    return d, HalfInverseInfo(k, s[:k], thr, s_max, "randomized")
+    return like, Y, Vb, s, Ubt

@@ -67,7 +67,7 @@ from ._lsq import LeastSquaresMethod, stop
 
 __all__ = ["GaussNewton", "LevenbergMarquardt"]
 
-_SOLVERS = ("auto", "qr", "lstsq", "cholesky", "cgls")
+_SOLVERS = ("auto", "qr", "lstsq", "cholesky", "cgls", "kernel", "kernel-cg")
 
 
 @register

@@ -1,0 +1,247 @@
+"""The kernel (Woodbury), normal and matrix-free routes of the GN step and the HIG direction.
+
+Every route is compared with the float64 SVD of the (rounded) input, the exact answer for it.
+Errors are relative to ``‖M‖·‖r‖`` for the linear map ``M: r ↦ d`` (as in
+``strategies.hig_rtol``); bounds are ``DIM_C·(m+n)·model``:
+
+- SVD-based routes: ``ε·κ``; through a Gram (``JJᵀ`` or ``JᵀJ``): ``ε·κ²`` (eigenvalues carry
+  an absolute error ``ε·σ₁²``), where for the damped step ``κ² = (σ₁²+μ)/(λ_min+μ)`` is the
+  condition number of the kernel system on the kept subspace;
+- matrix-free CG, stopped at ``‖res‖ ≤ rtol‖r‖``: ``‖Δd‖ ≤ σ₁·rtol‖r‖/(λ_min+μ)``, so
+  ``rtol·κ²`` relative, plus the rounding of the dense model.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import strategies as S
+from hypothesis import assume, given, note
+from hypothesis import strategies as st
+
+from newtonkit.linalg import gauss_newton_step, half_inverse
+from newtonkit.linalg.kernel import choose_route, kernel_cg
+from newtonkit.operators import MatrixOperator
+
+COND = {"float32": 30.0, "float64": 1e3}  # kept-part condition numbers generated
+MUS = (0.0, 1e-2, 1.0)  # damping relative to σ₁²
+
+
+def _gn_reference(case: S.SVDCase, r: np.ndarray, mu: float) -> tuple[np.ndarray, float, float]:
+    """``(d_ref, scale, κ²)``: the exact step for the rounded J, ‖M‖·‖r‖, and the condition
+    number of the kernel system on the kept subspace."""
+    m, n = case.shape
+    p = min(m, n)
+    s = case.s[:p]
+    if mu == 0.0:
+        k = case.k
+        f = 1.0 / s[:k]
+        d = -(case.Vt[:k].T @ (f * (case.U[:, :k].T @ r)))
+        return d, float(np.max(f)) * np.linalg.norm(r), (s[0] / s[k - 1]) ** 2
+    f = s / (s * s + mu)
+    d = -(case.Vt[:p].T @ (f * (case.U[:, :p].T @ r)))
+    lam_min = 0.0 if (m > n or case.r < p) else s[p - 1] ** 2
+    return d, float(np.max(f)) * np.linalg.norm(r), (s[0] ** 2 + mu) / (lam_min + mu)
+
+
+@st.composite
+def gn_cases(draw, kinds=("tall", "wide", "square")):
+    case = draw(S.svd_cases(discarded=False, kinds=kinds, max_cond=COND, max_truncation=1e-2,
+                            min_truncation={"float32": 1e-3, "float64": 1e-5}))
+    mu = draw(st.sampled_from(MUS), label="μ/σ₁²") * float(case.s[0]) ** 2
+    return case, mu
+
+
+def _tol(case: S.SVDCase, model: float) -> float:
+    return S.DIM_C * sum(case.shape) * model
+
+
+@given(gn_cases(), st.sampled_from(("kernel", "normal", "auto")))
+def test_gn_dense_routes_match_svd_reference(cm, route):
+    case, mu = cm
+    rng = np.random.default_rng(case.seed + 1)
+    r = S.rounded(rng.standard_normal(case.shape[0]), case.dtype)
+    want, scale, kappa2 = _gn_reference(case, r, mu)
+    kw = {"method": "lstsq"} if route == "normal" else {"route": route}  # normal: the SVD
+    d, info = gauss_newton_step(case.J, case.vec(r), mu, **kw)
+    note(f"{info} κ²={kappa2:.3g}")
+    assert S.backend_of(d) == case.backend and S.dtype_name(d) == case.dtype
+    e = S.eps(case.dtype)
+    if info.route == "kernel":
+        tol = _tol(case, e * kappa2)  # through JJᵀ: ε·κ²
+    else:
+        tol = _tol(case, e * kappa2 ** 0.5)  # SVD / QR (backward stable): ε·κ
+    assume(tol <= S.MEANINGFUL)
+    assert S.rel_err(d, want, scale) <= tol
+    if route == "auto":  # chosen from the shapes: the kernel route exactly when m < n
+        assert info.route == ("kernel" if case.shape[0] < case.shape[1] else "normal")
+
+
+@given(gn_cases(), st.booleans())
+def test_gn_matrix_free_cg_matches_within_its_tolerance(cm, nystrom):
+    case, mu = cm
+    rng = np.random.default_rng(case.seed + 2)
+    # a residual in range(J): for μ = 0 the kernel system is then consistent
+    r = S.rounded(case.J64 @ rng.standard_normal(case.shape[1]), case.dtype)
+    want, scale, kappa2 = _gn_reference(case, r, mu)
+    if mu == 0.0:  # consistent r: the kept subspace's condition number governs CG
+        kappa2 = (case.s[0] / case.s[case.k - 1]) ** 2
+    rtol = {"float32": 1e-5, "float64": 1e-10}[case.dtype]
+    d, info = gauss_newton_step(MatrixOperator(case.J), case.vec(r), mu, route="matrix-free",
+                                rtol=rtol, maxiter=2000,
+                                preconditioner="nystrom" if nystrom else None, nystrom_rank=8)
+    assert info.route == "matrix-free"
+    e = S.eps(case.dtype)
+    tol = (rtol + _tol(case, e)) * kappa2  # stopping tolerance·κ² + the dense model's ε·κ²
+    assume(tol <= S.MEANINGFUL)
+    assert S.rel_err(d, want, scale) <= tol, (info, kappa2)
+
+
+def test_nystrom_preconditioner_cuts_cg_iterations():
+    rng = np.random.default_rng(0)
+    m, n = 200, 2000
+    U, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    s = 10.0 ** np.linspace(0, -6, m)  # cond(JJᵀ + μI) = 1e4; with a rank-50 Nyström ≈ 60
+    J = (U * s) @ rng.standard_normal((m, n)) / n ** 0.5
+    r = rng.standard_normal(m)
+    A = MatrixOperator(J)
+    mu = 1e-4
+    want, _ = gauss_newton_step(J, r, mu, route="kernel")
+    (d0, i0), (d1, i1) = (gauss_newton_step(A, r, mu, route="matrix-free", rtol=1e-10,
+                                            maxiter=1000, preconditioner=p)
+                          for p in (None, "nystrom"))
+    assert i0.converged and i1.converged and i1.iterations < i0.iterations / 3, (i0, i1)
+    # ‖Δd‖ ≤ σ₁·rtol‖r‖/μ for both
+    bound = 1.1 * np.linalg.norm(J, 2) * 1e-10 * np.linalg.norm(r) / mu
+    assert np.linalg.norm(d0 - want) <= bound and np.linalg.norm(d1 - want) <= bound
+
+
+@given(S.svd_cases(kinds=("wide", "tall"), max_cond=S.cond_limit("gram")),
+       st.sampled_from(("kernel", "normal")), st.sampled_from((-1.0, -0.5)))
+def test_hig_gram_routes_match_svd(case, route, kappa):
+    d, info = half_inverse(case.J, case.g, kappa, case.truncation, route=route)
+    want = case.power(kappa) @ case.g64
+    scale = float(np.max(case.s[:case.k] ** kappa)) * np.linalg.norm(case.g64)
+    # ε·cond_k² through the Gram (ε·cond_k when the threshold forces the SVD)
+    assert S.rel_err(d, want, scale) <= S.hig_rtol(case, info.route), info.route
+    assert info.route.split("-")[0] in (route, "svd") and info.rank == case.k
+
+
+@given(S.svd_cases(max_cond=S.cond_limit("svd", 3.0), max_small=16, max_large=30),
+       st.sampled_from((-1.0, -0.5)))
+def test_hig_matrix_free_finds_rank_from_threshold(case, kappa):
+    d, info = half_inverse(MatrixOperator(case.J), case.g, kappa, case.truncation,
+                           route="matrix-free")
+    assert info.route == "matrix-free" and info.rank == case.k  # no rank= given
+    want = case.power(kappa) @ case.g64
+    scale = float(np.max(case.s[:case.k] ** kappa)) * np.linalg.norm(case.g64)
+    # the SVD's ε·cond_k, times 3 for the power iterations' re-orthogonalisation
+    assert S.rel_err(d, want, scale) <= S.hig_rtol(case, "svd", 3.0)
+
+
+def test_matrix_free_hig_grows_the_sketch_beyond_the_start():
+    rng = np.random.default_rng(1)
+    m, n, k = 120, 300, 70  # rank 70 > the first sketch (16 + 10)
+    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    J = (U * np.linspace(1.0, 0.1, k)) @ V.T
+    g = rng.standard_normal(m)
+    d, info = half_inverse(MatrixOperator(J), g, -0.5, 1e-3, route="matrix-free")
+    ref, rinfo = half_inverse(J, g, -0.5, 1e-3, route="svd")
+    assert info.rank == rinfo.rank == k
+    assert np.linalg.norm(d - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_kernel_route_never_forms_p_by_p():
+    # P = 20,000: a P × P float64 array would be 3.2 GB; J itself is 10 MB and not counted
+    rng = np.random.default_rng(0)
+    m, n = 64, 20_000
+    J = rng.standard_normal((m, n))
+    r = rng.standard_normal(m)
+    out = {}
+    for name, fn in {
+        "gn-auto": lambda: out.setdefault("gn", gauss_newton_step(J, r, 1e-3)),
+        "gn-mu0": lambda: gauss_newton_step(J, r, 0.0, route="kernel"),
+        "hig-auto": lambda: out.setdefault("hig", half_inverse(J, r)),
+        "gn-cg": lambda: gauss_newton_step(MatrixOperator(J), r, 1e-3, route="matrix-free"),
+    }.items():
+        peak = _peak_bytes(fn)
+        # kernel: the 64 × 64 Gram and factors plus a few length-P vectors (< 2 MB)
+        assert peak < 2e6, (name, peak)
+    assert out["gn"][1].route == "kernel" and out["hig"][1].route == "kernel"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_auto_route_follows_shape_and_budget(backend):
+    S.require(backend)
+    rng = np.random.default_rng(3)
+    Jw = S.to_backend(rng.standard_normal((20, 60)), backend, "float64")
+    Jt = S.to_backend(rng.standard_normal((60, 20)), backend, "float64")
+    rw, rt = (S.to_backend(rng.standard_normal(k), backend, "float64") for k in (20, 60))
+    assert gauss_newton_step(Jw, rw, 0.1)[1].route == "kernel"
+    assert gauss_newton_step(Jt, rt, 0.1)[1].route == "normal"
+    assert gauss_newton_step(Jw, rw, 0.1, memory_budget=100)[1].route == "matrix-free"
+    assert gauss_newton_step(Jw, rw, 0.1, route="normal")[1].method == "qr"
+    assert half_inverse(Jw, rw)[1].route == "kernel"
+    assert half_inverse(Jt, rt)[1].route == "normal"
+    assert half_inverse(Jw, rw, memory_budget=100)[1].route == "matrix-free"
+    # the paper's example: P = 1e5, N = 4096 never takes the P × P route
+    assert choose_route(4096, 100_000, 8, dense=True, memory_budget=2**31) == "kernel"
+    assert choose_route(4096, 100_000, 8, dense=False, memory_budget=2**31) == "matrix-free"
+    assert choose_route(100_000, 1000, 8, dense=True, memory_budget=2**31) == "normal"
+
+
+def test_kernel_cg_zero_residual():
+    A = MatrixOperator(np.ones((3, 5)))
+    y, info = kernel_cg(A, np.zeros(3), 0.0)
+    assert info.iterations == 0 and info.converged and not np.any(y)
+
+
+def test_torch_optimizers_record_the_route():
+    torch = pytest.importorskip("torch")
+    from newtonkit_torch.optim import HIG, GaussNewton
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 1)).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    t = torch.sin(x[:, :1])
+
+    def closure():
+        y = net(x)
+        return y, 0.5 * ((y - t) ** 2).sum()
+
+    for opt, want in ((GaussNewton(net.parameters(), damping=1e-3), "kernel"),
+                      (GaussNewton(net.parameters(), damping=1e-3, route="matrix-free"),
+                       "matrix-free"),
+                      (HIG(net.parameters()), "kernel"),
+                      (GaussNewton(net.parameters()), "kernel")):
+        opt.step(closure)
+        assert opt.last_info["solves"][0].route == want  # 8 rows < 65 parameters
+        assert all(opt.state[p]["route"] == want for p in net.parameters())
+
+
+def test_bad_route_options_are_refused():
+    J, r = np.ones((2, 4)), np.ones(2)
+    with pytest.raises(ValueError, match="memory_budget"):
+        gauss_newton_step(J, r, memory_budget=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        half_inverse(J, r, memory_budget=-1.0)
+    with pytest.raises(ValueError, match="preconditioner"):
+        gauss_newton_step(J, r, preconditioner="jacobi")
+    with pytest.raises(ValueError, match="route"):
+        gauss_newton_step(J, r, route="woodbury")
+    with pytest.raises(ValueError, match="route"):
+        half_inverse(J, r, route="woodbury")
