@@ -132,7 +132,7 @@ class _Sharded:
         padded[:out.numel()] = out
         pieces = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(pieces, padded, group=self.group)
-        return torch.cat([p[:s] for p, s in zip(pieces, sizes)]), sizes
+        return torch.cat([p[:s] for p, s in zip(pieces, sizes, strict=True)]), sizes
 
     # -- start-up checks -----------------------------------------------------------------------
     def check_replicated(self, x: torch.Tensor) -> None:

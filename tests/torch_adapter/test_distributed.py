@@ -47,7 +47,7 @@ def launch(scenario: str, world: int, tmp_path: Path, timeout: float = 60.0) -> 
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for r, (p, out) in enumerate(zip(procs, outs)):
+    for r, (p, out) in enumerate(zip(procs, outs, strict=True)):
         assert p.returncode == 0, f"rank {r} failed:\n{out}"
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
 
