@@ -139,6 +139,7 @@ def main() -> None:
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
         torch.save(out, f"{outdir}/rank{rank}.pt")
+        dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 
