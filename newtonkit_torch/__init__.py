@@ -14,6 +14,8 @@ jacobians
 optim
     ``torch.optim`` optimizers: :class:`~newtonkit_torch.optim.HIG` and
     :class:`~newtonkit_torch.optim.GaussNewton`.
+distributed
+    Problems sharded over the ranks of a ``torch.distributed`` group (imported on demand).
 deepwave
     The deepwave forward model (imported on demand only; deepwave is optional).
 """
