@@ -17,7 +17,7 @@ evaluations): one per step, and the damped Gauss-Newton's trial evaluations coun
 it takes fewer steps.  Defaults: a budget of 4,000, batch 32, 1,024 training points, η = 1,
 truncation 1e-6, and the initial network the authors' Keras/TensorFlow code would get
 (Glorot-uniform weights, zero biases; ``--init torch`` for PyTorch's default).  These defaults
-are discussed, with a robustness table over seeds, in the README ("Example: the HIG toy
+are discussed, with a robustness table over seeds, in docs/torch.md ("Example: the HIG toy
 problem") and docs/hig_toy.md.
 
 Writes ``examples/output/hig_toy_lambda_<λ>.png`` (loss curves; hidden-activation mean ± std

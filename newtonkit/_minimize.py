@@ -120,7 +120,7 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         ``maxiter``, ``maxfev``, ``gtol``, ``ftol``, ``xtol``, ``disp`` (0, 1: final
         message, 2: a row per iteration), ``progress`` (``None``: a tqdm bar once a run with
         ``disp >= 1`` takes over 2 s; ``True``/``False``), and the method's own options (see
-        the method modules and the README).  Copied, never modified.
+        the method modules and docs/guide.md).  Copied, never modified.
     bounds : scipy.optimize.Bounds or (lb, ub), optional
         Box constraints :math:`l \le x \le u` (scalars broadcast, ``±inf`` a free side, shape
         of ``x0`` or its size; SciPy's checks: ``lb < ub`` strictly, no NaN, ``x0`` inside,
