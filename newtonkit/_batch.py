@@ -954,7 +954,7 @@ class _BatchRun:
         ``f(X(t)) ≤ f + c₁ gᵀ(X(t) − X)`` with ``gᵀ(X(t) − X) < 0``; rows whose first direction
         fails retry along the scaled projected gradient (always a descent arc unless
         ``X = P(X − G)``, where the gtol test has stopped the row)."""
-        xp, ev = self.xp, self.ev
+        xp = self.xp
         d, pg_dir = self._directions_projected()
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
@@ -967,26 +967,9 @@ class _BatchRun:
             t = xp.where(r, t2, t)
             X1, V1 = _merge(xp, r, X2, X1), _merge(xp, r, V2, V1)
             f1, nonfinite = xp.where(r, f2, f1), xp.where(r, nf2, nonfinite)
-        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
-        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
-        self.mark(~ok, Status.LINE_SEARCH)
-        acc = self._dev(ok)
         f_prev, X_prev = self.f, self.X
-        self.X = _merge(xp, acc, X1, self.X)
-        self.V = _merge(xp, acc, V1, self.V)
-        self.f = xp.where(acc, f1, self.f)
-        self.nit[self.rows[ok]] += 1
-        s_np = np.nonzero(ok)[0]
-        if s_np.size:
-            s = self._idx(s_np)
-            Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
-            Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
-            Rs, Js = ev.gauss_newton(Vs, Js)
-            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
-            self.J = put(Js, self.J)
-            if ev.loss is not None:
-                self.R = put(Rs, self.R)
-            self.G = put(_vecmat(xp, Rs, Js), self.G)
+        ok, acc = self._accept(t, nonfinite, X1, V1, f1)
+        self._relinearize_lsq(ok)
         self._lsq_gradient_test(ok)
         full = self._host(t == 1.0) & ok
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
@@ -1047,7 +1030,7 @@ class _BatchRun:
     def _step_gn(self) -> None:
         if self.bounds is not None:
             return self._step_gn_projected()
-        xp, o, ev = self.xp, self.o, self.ev
+        xp, o = self.xp, self.o
         d = self._direction_gn()
         slope = _rows_dot(xp, self.G, d)
         dnorm = xp.linalg.vector_norm(d, axis=1)
@@ -1062,27 +1045,9 @@ class _BatchRun:
         if armijo:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, armijo)
-        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
-        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
-        self.mark(~ok, Status.LINE_SEARCH)
-        acc = self._dev(ok)
         f_prev = self.f
-        self.X = _merge(xp, acc, X1, self.X)
-        self.V = _merge(xp, acc, V1, self.V)
-        self.f = xp.where(acc, f1, self.f)
-        self.nit[self.rows[ok]] += 1
-        # Jacobians at the accepted points
-        s_np = np.nonzero(ok)[0]
-        if s_np.size:
-            s = self._idx(s_np)
-            Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
-            Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
-            Rs, Js = ev.gauss_newton(Vs, Js)
-            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
-            self.J = put(Js, self.J)
-            if ev.loss is not None:
-                self.R = put(Rs, self.R)
-            self.G = put(_vecmat(xp, Rs, Js), self.G)
+        ok, acc = self._accept(t, nonfinite, X1, V1, f1)
+        self._relinearize_lsq(ok)
         self._lsq_gradient_test(ok)
         # after a full step, the change tests; after a shortened one, stagnation
         full = self._host(t == 1.0) & ok
@@ -1099,6 +1064,37 @@ class _BatchRun:
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(short & stuck, Status.NO_PROGRESS)
         self.track_best(acc)
+
+    def _accept(self, t: Any, nonfinite: Any, X1: Any, V1: Any, f1: Any) -> tuple[Any, Any]:
+        """After a line search (``t > 0`` where it found a point): rows without one end
+        NONFINITE or LINE_SEARCH, the others move to their trial point.  Returns the accepted
+        rows on the host and on the device."""
+        xp = self.xp
+        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
+        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
+        self.mark(~ok, Status.LINE_SEARCH)
+        acc = self._dev(ok)
+        self.X = _merge(xp, acc, X1, self.X)
+        self.V = _merge(xp, acc, V1, self.V)
+        self.f = xp.where(acc, f1, self.f)
+        self.nit[self.rows[ok]] += 1
+        return ok, acc
+
+    def _relinearize_lsq(self, ok: np.ndarray) -> None:
+        """The Jacobian, its Gauss-Newton form and the gradient at the rows in ``ok``."""
+        xp, ev = self.xp, self.ev
+        s_np = np.nonzero(ok)[0]
+        if not s_np.size:
+            return
+        s = self._idx(s_np)
+        Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+        Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
+        Rs, Js = ev.gauss_newton(Vs, Js)
+        put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+        self.J = put(Js, self.J)
+        if ev.loss is not None:
+            self.R = put(Rs, self.R)
+        self.G = put(_vecmat(xp, Rs, Js), self.G)
 
     def _backtrack(self, d: Any, slope: Any, armijo: bool) -> tuple:
         """Per-row backtracking from t = 1 (the rule of :func:`methods._linesearch.backtrack`):
@@ -1202,15 +1198,8 @@ class _BatchRun:
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, o["line_search"])
-        ok = self._host(t > 0) & (self.status[self.rows] == _RUNNING)
-        self.mark(~ok & self._host(nonfinite), Status.NONFINITE)
-        self.mark(~ok, Status.LINE_SEARCH)
-        acc = self._dev(ok)
         f_prev = self.f
-        self.X = _merge(xp, acc, X1, self.X)
-        self.V = _merge(xp, acc, V1, self.V)
-        self.f = xp.where(acc, f1, self.f)
-        self.nit[self.rows[ok]] += 1
+        ok, acc = self._accept(t, nonfinite, X1, V1, f1)
         s_np = np.nonzero(ok)[0]
         if s_np.size:
             s = self._idx(s_np)
