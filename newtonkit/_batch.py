@@ -56,6 +56,7 @@ import array_api_compat
 import numpy as np
 
 from . import _backend as B
+from ._bounds import as_arrays, check_order
 from ._status import Status
 from .methods import _trust
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
@@ -432,30 +433,19 @@ def _batch_bounds(bounds: Any, X0: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """``(LB, UB)`` float64 ``(B, n)`` of shared ``(n,)``/scalar or per-problem ``(B, n)``
     bounds, or ``None`` when every bound is infinite; SciPy's checks (``lb < ub``, no NaN, every
     row of ``X0`` inside) raise ``ValueError``."""
-    import scipy.optimize
 
     X = np.asarray(B.to_numpy(X0) if hasattr(X0, "shape") else X0, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"with batch=True X0 must be 2-D (B problems × n unknowns), got shape "
                          f"{X.shape}")
-    if isinstance(bounds, scipy.optimize.Bounds):
-        bounds = (bounds.lb, bounds.ub)
-    try:
-        lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
-                  for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError("bounds must be a pair (lb, ub) of numbers or arrays, or a "
-                         "scipy.optimize.Bounds") from None
+    lb, ub = as_arrays(bounds)
     try:
         LB, UB = (np.broadcast_to(b if b.size != 1 else b.reshape(()), X.shape).copy()
                   for b in (lb, ub))
     except ValueError:
         raise ValueError(f"bounds {lb.shape}, {ub.shape} do not fit X0 {X.shape}: pass scalars, "
                          f"(n,) or (B, n)") from None
-    if np.isnan(LB).any() or np.isnan(UB).any():
-        raise ValueError("bounds must not contain NaN (use ±inf for a free side)")
-    if np.any(LB >= UB):
-        raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
+    check_order(LB, UB)
     outside = np.nonzero(np.any((X < LB) | (X > UB), axis=1))[0]
     if outside.size:
         raise ValueError(f"X0[{int(outside[0])}] (the initial guess) is outside of provided "

@@ -26,8 +26,34 @@ import scipy.optimize
 
 from . import _backend as B
 
-__all__ = ["parse_bounds", "cl_scaling", "step_to_bound", "strictly_feasible",
-           "projected_gradient", "active_mask", "project"]
+__all__ = ["as_arrays", "check_order", "parse_bounds", "cl_scaling", "step_to_bound",
+           "strictly_feasible", "projected_gradient", "active_mask", "project"]
+
+
+def as_arrays(bounds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(lb, ub)`` of a :class:`scipy.optimize.Bounds` or a pair, as float64 NumPy arrays of
+    the shapes given (a ``Bounds`` scalar, held as ``(1,)``, as a 0-d array)."""
+    if isinstance(bounds, scipy.optimize.Bounds):
+        lb, ub = (np.squeeze(b) if np.size(b) == 1 else b for b in (bounds.lb, bounds.ub))
+    else:
+        try:
+            lb, ub = bounds
+        except (TypeError, ValueError):
+            raise ValueError("bounds must contain 2 elements (lb, ub) or be a "
+                             "scipy.optimize.Bounds") from None
+    try:
+        return tuple(np.array(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
+                     for b in (lb, ub))
+    except (TypeError, ValueError):
+        raise ValueError("bounds: lb and ub must be numbers or arrays of numbers") from None
+
+
+def check_order(lb: np.ndarray, ub: np.ndarray) -> None:
+    """SciPy's checks of broadcast bounds: no NaN, ``lb < ub`` everywhere."""
+    if np.isnan(lb).any() or np.isnan(ub).any():
+        raise ValueError("bounds must not contain NaN (use ±inf for a free side)")
+    if np.any(lb >= ub):
+        raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
 
 
 def parse_bounds(bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -37,29 +63,14 @@ def parse_bounds(bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     ``bounds`` is never modified."""
     if bounds is None:
         return None
-    if isinstance(bounds, scipy.optimize.Bounds):  # Bounds() holds its scalars as (1,)
-        lb, ub = (np.squeeze(b) if np.size(b) == 1 else b for b in (bounds.lb, bounds.ub))
-    else:
-        try:
-            lb, ub = bounds
-        except (TypeError, ValueError):
-            raise ValueError("bounds must contain 2 elements (lb, ub) or be a "
-                             "scipy.optimize.Bounds") from None
-    try:
-        lb, ub = (np.array(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
-                  for b in (lb, ub))
-    except (TypeError, ValueError):
-        raise ValueError("bounds: lb and ub must be numbers or arrays of numbers") from None
+    lb, ub = as_arrays(bounds)
     n = x0.shape[0]
     lb = np.full(n, lb) if lb.ndim == 0 else lb.reshape(-1) if lb.size == n else lb
     ub = np.full(n, ub) if ub.ndim == 0 else ub.reshape(-1) if ub.size == n else ub
     if lb.shape != (n,) or ub.shape != (n,):
         raise ValueError(f"inconsistent shapes between bounds {lb.shape}, {ub.shape} and x0 "
                          f"({n},)")
-    if np.isnan(lb).any() or np.isnan(ub).any():
-        raise ValueError("bounds must not contain NaN (use ±inf for a free side)")
-    if np.any(lb >= ub):
-        raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
+    check_order(lb, ub)
     if not np.all((x0 >= lb) & (x0 <= ub)):
         raise ValueError("x0 (the initial guess) is outside of provided bounds")
     if not (np.isfinite(lb).any() or np.isfinite(ub).any()):

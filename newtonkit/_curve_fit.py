@@ -23,6 +23,7 @@ import numpy as np
 import scipy.optimize
 
 from . import _backend as B
+from ._bounds import as_arrays
 from ._least_squares import least_squares
 from .operators import LinearOperator
 from .problems._registry import get_autodiff
@@ -209,14 +210,7 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
 def _bound_arrays(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(lb, ub)`` of ``bounds`` (a pair or ``scipy.optimize.Bounds``) as float64 arrays of
     size ``n`` (scalars broadcast), for the defaults only; ``least_squares`` checks them."""
-    if isinstance(bounds, scipy.optimize.Bounds):
-        bounds = (bounds.lb, bounds.ub)
-    try:
-        lb, ub = (np.asarray(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
-                  for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError("bounds must be a pair (lb, ub) of numbers or arrays, or a "
-                         "scipy.optimize.Bounds") from None
+    lb, ub = as_arrays(bounds)
     lb, ub = (np.full(n, b) if b.size == 1 else b.reshape(-1) for b in (lb, ub))
     if lb.shape != (n,) or ub.shape != (n,):
         raise ValueError(f"inconsistent shapes between bounds {lb.shape}, {ub.shape} and the "
