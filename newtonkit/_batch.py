@@ -1025,8 +1025,7 @@ class _BatchRun:
         slope = _rows_dot(xp, self.G, d)
         dnorm = xp.linalg.vector_norm(d, axis=1)
         xnorm = xp.linalg.vector_norm(self.X, axis=1)
-        armijo = self.name == "gn" and o["line_search"] or self.name == "hig" and o[
-            "line_search"]
+        armijo = o["line_search"]
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
@@ -1170,14 +1169,12 @@ class _BatchRun:
         lam, Q = xp.linalg.eigh(self.H)
         tau = xp.maximum(-o["factor"] * lam[:, :1], xp.zeros_like(lam[:, :1]))
         shifted = lam + tau
-        ok_shift = xp.all(shifted > 0, axis=1)
         # a singular semi-definite H (τ = 0 and a zero eigenvalue): the smallest positive shift
         # that makes the solve well defined, ε·max|λ|
         floor = self.eps * xp.max(xp.abs(lam), axis=1, keepdims=True)
         shifted = xp.where(shifted > floor, shifted, floor + xp.zeros_like(shifted))
         qg = _vecmat(xp, self.G, Q)
         d = -_vecmat(xp, qg / shifted, xp.permute_dims(Q, (0, 2, 1)))
-        del ok_shift
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         dnorm = xp.linalg.vector_norm(d, axis=1)

@@ -25,8 +25,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
+from .. import _backend as B
 from .._status import Status
 
 __all__ = ["SCALAR", "more_update", "more_termination", "lm_subproblem", "CODES",
@@ -143,10 +145,10 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
         sq_g = (aTr[:, None, :] @ Q)[:, 0, :]
         s2_g, Vt_g = w, xp.matrix_transpose(Q)
         c0_g = sq_g / xp.where(w > 0, w, 1.0)
-    rest = np.nonzero(~np.asarray(_to_host(xp, gram), dtype=bool))[0]
+    rest = np.nonzero(~np.asarray(B.to_numpy(gram), dtype=bool))[0]
     if rest.size == 0:
         return s2_g, sq_g, c0_g, Vt_g, gram
-    idx = xp.asarray(rest, device=_device(A))
+    idx = xp.asarray(rest, device=array_api_compat.device(A))
     U, s, Vt = xp.linalg.svd(xp.take(A, idx, axis=0), full_matrices=False)
     q = (xp.take(r, idx, axis=0)[:, None, :] @ U)[:, 0, :]
     keep = s > eps * max(m, n) * s[:, :1]
@@ -158,26 +160,14 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
     # the SVD rows in among the Gram rows
     sel = np.zeros(b, dtype=bool)
     sel[rest] = True
-    pos = xp.asarray(np.clip(np.cumsum(sel) - 1, 0, None), device=_device(A))
-    mask = xp.asarray(sel, device=_device(A))
+    pos = xp.asarray(np.clip(np.cumsum(sel) - 1, 0, None), device=array_api_compat.device(A))
+    mask = xp.asarray(sel, device=array_api_compat.device(A))
     out = []
     for new, old in zip(terms, (s2_g, sq_g, c0_g, Vt_g, gram), strict=True):
         g = xp.take(new, pos, axis=0)
         shape = (b,) + (1,) * (len(old.shape) - 1)
         out.append(xp.where(xp.reshape(mask, shape), g, old))
     return tuple(out)
-
-
-def _to_host(xp: Any, a: Any) -> Any:
-    from .. import _backend as B
-
-    return B.to_numpy(a)
-
-
-def _device(a: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(a)
 
 
 def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,
