@@ -133,10 +133,12 @@ def gauss2d_jac(P, data):
     return J
 
 
-def gauss2d_torch(torch):
-    """fun and jac of problem 1 written with torch operations."""
-    px = torch.tensor(PX, dtype=torch.float64)
-    py = torch.tensor(PY, dtype=torch.float64)
+def gauss2d_torch(torch, device=None, dtype=None):
+    """fun and jac of problem 1 written with torch operations (pixel grid on ``device`` in
+    ``dtype``, default CPU float64)."""
+    dtype = torch.float64 if dtype is None else dtype
+    px = torch.tensor(PX, dtype=dtype, device=device)
+    py = torch.tensor(PY, dtype=dtype, device=device)
 
     def fun(P, data):
         a, x0, y0, w, b = (P[:, k:k + 1] for k in range(5))

@@ -68,18 +68,25 @@ def gaussian_blur(img: torch.Tensor, size: int = 31, sigma: float = 5.0) -> torc
     return out[0, 0]
 
 
-def seed_problem(dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
-    """The seed's survey, models, forward model and misfit."""
-    ny, nx, freq, nt, dt, dx = 20, 30, 25, 80, 0.004, 4.0
+def seed_problem(dtype: torch.dtype = torch.float32, device: str = "cpu", ny: int = 20,
+                 nx: int = 30, nt: int = 80) -> dict:
+    """The seed's survey, models, forward model and misfit.
+
+    ``ny, nx, nt`` (default the seed's 20, 30, 80) shrink it for smoke runs: the layer starts at
+    row ``ny // 2``, the source sits at column ``nx // 2``, the receivers on columns ``nx // 3``
+    to ``nx - nx // 3 - 1`` (the seed's 10-19), the blur is at most ``2·min(ny, nx) − 1`` wide.
+    """
+    freq, dt, dx = 25, 0.004, 4.0
     v_true = torch.full((ny, nx), 1500.0, dtype=dtype, device=device)
-    v_true[10:] += 200
-    v_init = gaussian_blur(v_true)
+    v_true[ny // 2:] += 200
+    v_init = gaussian_blur(v_true, size=min(31, 2 * min(ny, nx) - 1))
     survey = dict(
         source_amplitudes=deepwave.wavelets.ricker(freq, nt, dt, 1.3 / freq, dtype=dtype)
         .reshape(1, 1, -1).to(device),
-        source_locations=torch.tensor([[[1, 15]]], dtype=torch.long, device=device),
+        source_locations=torch.tensor([[[1, nx // 2]]], dtype=torch.long, device=device),
         receiver_locations=torch.stack(
-            [torch.ones(nx - 20, dtype=torch.long), torch.arange(10, nx - 10)], dim=-1
+            [torch.ones(nx - 2 * (nx // 3), dtype=torch.long),
+             torch.arange(nx // 3, nx - nx // 3)], dim=-1
         )[None].to(device),
         pml_width=[0, 20, 20, 20],
         max_vel=2000,

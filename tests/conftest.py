@@ -6,6 +6,10 @@ Profiles (select with NEWTONKIT_HYPOTHESIS_PROFILE):
 - ``dev``: 25 examples, for quick local iteration.
 - ``soak``: 5,000 examples per property, random seeds, for long runs.
 - ``mutation``: as ``ci`` without shrinking (tests/mutation_check.py counts failures only).
+
+Device: ``NEWTONKIT_TEST_DEVICE=cuda`` puts the generated torch cases on the GPU and adds CuPy
+as a backend (``tests/strategies.py``; ``docs/gpu.md``); the default ``cpu`` changes nothing.
+The header of every run names the device and the backends.
 """
 
 import os
@@ -21,3 +25,9 @@ settings.register_profile("soak", max_examples=5000, print_blob=True, **_COMMON)
 settings.register_profile("mutation", max_examples=100, derandomize=True, database=None,
                           phases=[Phase.explicit, Phase.generate], **_COMMON)
 settings.load_profile(os.environ.get("NEWTONKIT_HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_report_header(config):
+    from strategies import BACKENDS, DEVICE
+
+    return f"newtonkit test device: {DEVICE}; backends: {', '.join(BACKENDS)}"

@@ -30,6 +30,7 @@ well-resolved parts only.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,21 @@ def _optional(name: str) -> Any:
 
 torch = _optional("torch")
 array_api_strict = _optional("array_api_strict")
-ALL_BACKENDS = ("numpy", "torch", "array_api_strict")
-BACKENDS = tuple(b for b in ALL_BACKENDS if b == "numpy" or _optional(b) is not None)
+#: Where the generated cases live: ``NEWTONKIT_TEST_DEVICE`` = ``cpu`` (default) or ``cuda``.
+#: With ``cuda`` the torch cases of :func:`to_backend` are CUDA tensors and CuPy joins the
+#: backends (benchmarks/gpu_check.py runs the suite so); tensors a test makes itself stay where
+#: it puts them, and torch's default device is left alone, so that a library call that forgets
+#: ``device=`` still lands on the CPU and fails.
+DEVICE = os.environ.get("NEWTONKIT_TEST_DEVICE", "cpu")
+if DEVICE not in ("cpu", "cuda"):
+    raise ValueError(f"NEWTONKIT_TEST_DEVICE={DEVICE!r}: expected 'cpu' or 'cuda'")
+if DEVICE == "cuda" and not (torch is not None and torch.cuda.is_available()):
+    raise RuntimeError("NEWTONKIT_TEST_DEVICE=cuda needs torch with a CUDA device")
+cupy = _optional("cupy") if DEVICE == "cuda" else None
+ALL_BACKENDS = ("numpy", "torch", "array_api_strict", "cupy")
+BACKENDS = tuple(b for b in ALL_BACKENDS
+                 if b == "numpy" or (b == "cupy" and cupy is not None)
+                 or (b != "cupy" and _optional(b) is not None))
 DTYPES = ("float32", "float64")
 GAP = 10.0  # factor between the threshold and the nearest kept / discarded singular value
 # Largest condition number cond_k = σ_1/σ_k of the generated kept part, by dtype.  float64: 1e8.
@@ -84,7 +98,9 @@ def to_backend(a: Any, backend: str, dtype: str) -> Any:
     if backend == "numpy":
         return np.array(a, dtype=dtype)
     if backend == "torch":
-        return torch.tensor(np.array(a, dtype=dtype))
+        return torch.tensor(np.array(a, dtype=dtype), device=DEVICE)
+    if backend == "cupy":
+        return cupy.asarray(np.array(a, dtype=dtype))
     if backend == "array_api_strict":
         return array_api_strict.asarray(np.array(a, dtype=dtype),
                                         dtype=getattr(array_api_strict, dtype))
@@ -101,6 +117,8 @@ def to_np(x: Any) -> np.ndarray:
     """A float64 NumPy copy of a backend array (tests only)."""
     if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64)
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return x.get().astype(np.float64)
     return np.array(np.asarray(x), dtype=np.float64)
 
 
@@ -125,6 +143,8 @@ def backend_of(x: Any) -> str:
         return "numpy"
     if type(x).__module__.startswith("array_api_strict"):
         return "array_api_strict"
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return "cupy"
     return type(x).__module__
 
 
