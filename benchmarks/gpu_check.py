@@ -177,10 +177,13 @@ def run_in_process(name: str, ctx: Context, cap: float) -> dict:
             rec["status"] = "ok"
     except SectionTimeout as exc:
         rec["status"], rec["error"] = "timeout", str(exc)
+        rec["traceback"] = traceback.format_exc()[-3000:]  # where it was
+        ctx.log(rec["traceback"])
     except Exception as exc:  # a failing section records its error; the others run
         rec["status"] = "error"
         rec["error"] = f"{type(exc).__name__}: {exc}"
         rec["traceback"] = traceback.format_exc()[-3000:]
+        ctx.log(rec["traceback"])
     rec["seconds"] = round(time.monotonic() - t0, 2)
     ctx.save(rec)
     return rec
@@ -883,7 +886,7 @@ def s_pinn(ctx: Context, rec: dict) -> None:
         row(rec, ctx, f"PINN Gauss-Newton step ({dev}, 257 parameters, "
                       f"{sum(size.values()) or 1020} points)",
             t * 1e3, "ms", note=f"loss {loss0:.3e} -> {float(loss):.3e}; route "
-                                f"{opt.last_info['solves'][0].route}")
+                                f"{next(iter(opt.state.values())).get('route')}")
     if len(per_step) == 2:
         row(rec, ctx, "PINN step, CPU / GPU", per_step["cpu"] / per_step[ctx.device], "x",
             note=f"CPU: {torch.get_num_threads()} threads")
