@@ -188,3 +188,11 @@ def test_the_wheel_list_is_the_one_the_script_names():
     assert {p.split("==")[0].replace("-", "_"): p.split("==")[1] for p in listed} == G.WHEELS
     for name, version in G.WHEELS.items():
         assert f"{name.replace('_', '-')} {version}" in G.__doc__
+
+
+def test_a_crashing_child_is_recorded(tmp_path):
+    # the isolated runner's failure path (a child that dies before it writes its record)
+    ctx = G.Context(True, tmp_path, tmp_path / "log")
+    rec = G.run_isolated("no_such_section", ctx, 20)
+    assert rec["status"] == "error" and "exited with 1" in rec["error"]
+    assert "KeyError" in (tmp_path / "log").read_text()
