@@ -228,6 +228,9 @@ def run_command(cmd, timeout: float, log=None, env=None) -> tuple[int | None, st
                 os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
         rc = None
+    finally:  # also on the section's own alarm: leave nothing running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     if log is not None:
         log.write(out or "")
         log.flush()
@@ -336,7 +339,7 @@ def run_pytest(ctx: Context, rec: dict, args: list[str], env_extra: dict) -> Non
         " ".join(cmd[1:])
     ctx.log("  $", rec["command"])
     with open(ctx.log_path, "a") as log:
-        rc, out = run_command(cmd, ctx.left() - 5, log=log, env=env)
+        rc, out = run_command(cmd, ctx.left() - 25, log=log, env=env)  # 15 s for SIGINT
     rec.update(pytest_summary(out))
     rec["returncode"] = rc
     c = rec["counts"]
