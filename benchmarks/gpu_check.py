@@ -1,8 +1,10 @@
 """One prepared check of every GPU claim (issue 19): tests, device residency, GPU benchmarks.
 
-Run on a machine with an NVIDIA GPU (``docs/gpu.md``; one command, under 8 minutes)::
+Run on a machine with an NVIDIA GPU (``docs/gpu.md``; one command, under 8 minutes, after
+``bash benchmarks/gpu_wheels.sh fetch`` where there is network)::
 
-    GPU_CHECK_OUT=<folder> PYTHONPATH=<wheels>:. python3 benchmarks/gpu_check.py
+    bash benchmarks/gpu_wheels.sh install .whl /tmp/site && PYTHONPATH=/tmp/site:. \
+        GPU_CHECK_OUT=<folder> PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py
 
 and on any machine, on the CPU, in about a minute (CI runs this through test_gpu_check.py)::
 
@@ -13,7 +15,8 @@ matplotlib, tqdm, pytest, pytest-xdist, pytest-timeout and hypothesis, and no ne
 lacks comes as wheels (``benchmarks/gpu_wheels.sh`` fetches them into ``.whl/``)::
 
     array-api-compat 1.16.0, array-api-strict 2.6.1 (pure Python)
-    deepwave 0.1.0 (manylinux x86_64; its 100 MB wheel is rebuilt smaller, see gpu_wheels.sh)
+    deepwave 0.1.0 (manylinux x86_64; its 363 MB library travels xz-compressed, 40 MB, beside
+    the rest of its wheel, 1.3 MB: see gpu_wheels.sh)
 
 The project itself is put on ``PYTHONPATH`` (nothing is built).
 
