@@ -179,9 +179,12 @@ def run_page(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
 RUN_BLOCKS = os.environ.get("NEWTONKIT_DOCS_TEST", "") not in ("", "0")
 
 
+_WITH_BLOCKS = [p for p in PAGES if code_blocks(p)]
+
+
 @pytest.mark.parametrize(
-    "path", PAGES if RUN_BLOCKS else [None],
-    ids=[p.relative_to(ROOT).as_posix() for p in PAGES] if RUN_BLOCKS else ["all-pages"])
+    "path", _WITH_BLOCKS if RUN_BLOCKS else [None],
+    ids=[p.relative_to(ROOT).as_posix() for p in _WITH_BLOCKS] if RUN_BLOCKS else ["all-pages"])
 def test_code_blocks_run(path: Path | None, tmp_path: Path,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     if path is None:
