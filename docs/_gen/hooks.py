@@ -151,7 +151,8 @@ def _benchmark_results() -> str:
     for script in scripts:
         source = script.read_text(encoding="utf-8")
         mine = [p for p in outputs if p not in claimed
-                and (p.name in source or p.stem.startswith(script.stem[len("bench_"):]))]
+                and (p.name in source or p.stem.startswith(script.stem)
+                     or p.stem.startswith(script.stem[len("bench_"):]))]
         if not mine:
             continue
         claimed.update(mine)
