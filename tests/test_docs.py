@@ -1,6 +1,6 @@
 """Every ```python block of README.md and docs/*.md runs, so the docs cannot drift from the code.
 
-Rules (also in docs/DEVELOPING.md, "Code blocks in the docs"):
+Rules (also in docs/DEVELOPING.md, "The documentation site and its code blocks"):
 
 - The blocks of one page run in order in one namespace, like a notebook: a later block may use
   what an earlier one defined. Each page runs in a fresh namespace, in a temporary working
