@@ -84,9 +84,6 @@ class ScalarWave:
         Cell size (passed to deepwave).
     dt : float
         Sample interval of the source wavelet and of the receiver data.
-    source_amplitudes, source_locations, receiver_locations : Tensor
-        The survey, shapes ``[shot, source, time]``, ``[shot, source, ndim]`` and
-        ``[shot, receiver, ndim]`` (or ``sources={"u": ...}``/``receivers={"u": ...}``).
     resample : bool
         Handle a CFL time-step ratio ``r > 1`` by resampling (module docstring; default).
         ``False`` leaves it to deepwave (Hessians then need ``backend="eager"``).
@@ -100,6 +97,13 @@ class ScalarWave:
     **kwargs
         Any other keyword of :func:`deepwave.scalar` (``pml_width``, ``max_vel``, ``accuracy``,
         ``pml_freq``, ``nt``, ``boundary``, ``backend``, ...), passed through.
+
+    Other Parameters
+    ----------------
+    source_amplitudes, source_locations, receiver_locations : Tensor
+        The survey, shapes ``[shot, source, time]``, ``[shot, source, ndim]`` and
+        ``[shot, receiver, ndim]`` (or ``sources={"u": ...}``/``receivers={"u": ...}``).
+        Required keywords of :func:`deepwave.scalar`.
 
     Notes
     -----
