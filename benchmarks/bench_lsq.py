@@ -173,7 +173,7 @@ def summary(rows):
     nj_trf = statistics.median(r["scipy_trf"]["njev"] for r in rows)
     big = [r["ratio"] for r in rows if r["n"] >= 200]
     small = [r["ratio"] for r in rows if r["n"] <= 10]
-    t_big, t_small = statistics.median(big), statistics.median(small)
+    t_big, t_small = (statistics.median(t) if t else math.nan for t in (big, small))
     verdicts = [
         ("cost ≤ trf·(1+1e-8) on at least as many problems as trf ≤ nk·(1+1e-8)",
          f"newtonkit {nk_ok}/{len(rows)}, SciPy trf {trf_ok}/{len(rows)} (dogbox ≤ trf: "

@@ -224,7 +224,11 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     robust = not (isinstance(loss, str) and loss == "linear")
 
     if robust:
-        rloss = RobustLoss(loss, f_scale)  # newtonkit's curvature floor for the solve
+        # trf (bounded lm/gn run it too) takes SciPy's Triggs model (curvature floor δ = 0):
+        # its trust region and its test on ‖v ⊙ J̃ᵀr̃‖ = ‖v ⊙ ∇F‖ need no floor; lm and gn take
+        # newtonkit's δ = 0.1 (MINPACK's gtol test and Gauss-Newton steps do; _robust.py)
+        runs_trf = nk_method == "trf" or (box is not None and nk_method != "hig")
+        rloss = RobustLoss(loss, f_scale, floor=0.0 if runs_trf else 0.1)
         has_jacobian = jac is not None  # else autodiff on the model
         model = (_ResidualWithJacobian if has_jacobian else _Residual)(
             fun, jac, args, kwargs, scale, xp)

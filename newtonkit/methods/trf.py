@@ -130,20 +130,24 @@ class TrustRegionReflective(LeastSquaresMethod):
         d["scale_inv"] = scale_inv
         v, dv = cl_scaling(xp, x, g, self.lb, self.ub)
         gnorm = self.inf_norm(g * v)
+        if gnorm < self.tol["gtol"]:  # the run stops here: no factorisation (SciPy's order)
+            return {"g": g, "gnorm": gnorm}
         v = xp.where(dv != 0, v * scale_inv, v)
         dd = xp.sqrt(v) * scale
         diag_h = g * dv * scale
         g_h = dd * g
         J_h = J * dd[None, :]
         m, n = J.shape
-        A, r = J_h, lin.r
-        if self.bounds is not None:  # [Ĵ; C^½] and [r; 0]
-            eye = xp.eye(n, dtype=J.dtype, device=B.device(J))
-            A = xp.concat([J_h, eye * xp.sqrt(diag_h)[None, :]], axis=0)
+        # A = [Ĵ; C^½] (Ĵ without bounds) and [r; 0], the matrix SciPy factors; A is built
+        # column-major (as the transpose of [Ĵᵀ, C^½]), LAPACK's layout: no copy in the SVD
+        blocks, r = [B.transpose(xp, J_h)], lin.r
+        if self.bounds is not None:
+            blocks.append(xp.eye(n, dtype=J.dtype, device=B.device(J)) * xp.sqrt(diag_h)[:, None])
             r = xp.concat([r, xp.zeros_like(g)])
-        # The SVD of the matrix SciPy factors, in its operations (Uᵀ[r; 0] as U.T @ r, U
-        # column-major as LAPACK returns it): the same rounding, so the same path wherever
-        # rounding decides it (rank-deficient Ĵ, long runs; module docstring).
+        A = B.transpose(xp, xp.concat(blocks, axis=1))
+        # Its SVD in SciPy's operations (Uᵀ[r; 0] as U.T @ r, U column-major as LAPACK
+        # returns it): the same rounding, so the same path wherever rounding decides it
+        # (rank-deficient Ĵ, long runs; module docstring).
         U, s, Vt = B.svd(xp, A, contiguous=False)
         uf = B.dot(xp, B.transpose(xp, U), r)
         if d["delta"] is None:
