@@ -75,10 +75,8 @@ class Counted:
 
 
 def unconstrained_solution(p) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return least_squares(p.residual, p.x0.copy(), jac=p.jacobian, method="lm", xtol=1e-12,
-                             ftol=1e-12, gtol=1e-12).x
+    """SciPy lm's solution, reproducible (:func:`bench_lsq_robust.reference_solution`)."""
+    return bench_lsq_robust.reference_solution(p)
 
 
 def cut_bounds(p, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
