@@ -204,8 +204,9 @@ def markdown(rows, verdicts, meta):
               "(as with newtonkit's earlier QR-then-SVD factorisation) the 1e-8 relative "
               "comparison is decided by rounding on this set: the zero-residual problems end "
               "at costs of 1e-20 to 1e-32, the rounding of r; the runs that stop at max_nfev "
-              "(meyer inactive, biggs_exp6 cut) end where SciPy trf itself moves by up to 1 % "
-              "(meyer) under one-ulp changes of x0; and rank-deficient Jacobians (biggs_exp6 "
+              "(meyer inactive, biggs_exp6 cut) end where SciPy trf itself moves by about 1 % "
+              "(meyer) and 4e-5 (biggs_exp6) under one-ulp changes of x0; and rank-deficient "
+              "Jacobians (biggs_exp6 "
               "from its symmetric x0) leave their subspace only through rounding.", ""]
     lines += ["Cost: ½‖r‖² at the solution; ✓ = within (1+1e-8) of the best of the three; "
               "act = active bounds reported; time ratio = median of same-round newtonkit/trf "
