@@ -9,16 +9,17 @@ First-order optimality of :math:`\min \tfrac12\|r(x)\|^2` on the box is :math:`v
 with :math:`g = J^T r` and Coleman and Li's :math:`v` (:func:`newtonkit._bounds.cl_scaling`:
 the distance to the bound the antigradient points at, 1 when that bound is infinite).  With
 :math:`d = \sqrt{v}\,/D` (:math:`D` the Jacobian scaling: the running maximum of the column
-norms with ``scaling=True``, else 1; the entries of :math:`v` with :math:`\partial v = 0` are
-not scaled), the model in the "hat" variables :math:`p = d \odot \hat p` is
+norms with ``scaling=True``, :math:`1/s` for ``scaling=s`` (SciPy's ``x_scale``), else 1; the
+entries of :math:`v` with :math:`\partial v = 0` are not scaled), the model in the "hat"
+variables :math:`p = d \odot \hat p` is
 
 .. math::  m(\hat p) = \tfrac12 \|\hat J \hat p + r\|^2 + \tfrac12 \hat p^T C \hat p,\qquad
            \hat J = J\,\mathrm{diag}(d),\quad C = \mathrm{diag}(g \odot \partial v / D),
 
 (:math:`C \ge 0`: the Newton step of :math:`v \odot g = 0`).  Each Jacobian gets one SVD of
-:math:`[\hat J; C^{1/2}]` (a tall one through its QR factor: the SVD of the n×n R);
-each trial solves :math:`\min m(\hat p)`, :math:`\|\hat p\| \le \Delta` by Moré's
-iteration on the LM parameter (to 1 %), and takes the best of three steps for the model:
+:math:`[\hat J; C^{1/2}]` (just :math:`\hat J` without bounds); each trial solves :math:`\min
+m(\hat p)`, :math:`\|\hat p\| \le \Delta` by Moré's iteration on the LM parameter (to 1 %), and
+takes the best of three steps for the model:
 the trust-region step if it stays in the box, else (a) that step cut back to
 :math:`\theta` times the way to the first bound hit, (b) the reflection of the rest of it off
 that bound, minimised along the reflected ray, (c) the scaled steepest descent
@@ -33,8 +34,18 @@ ared < ftol·f and ρ > ¼; ``xtol``: :math:`\|p\| < \mathrm{xtol}(\mathrm{xtol}
 :math:`|(x - P(x - g))_i| = \min(\mathrm{dist}_i, |g_i|) \le \sqrt{\mathrm{dist}_i|g_i|} <
 \sqrt{\mathrm{gtol}}` (the projected gradient, :math:`P` the projection on the box).
 
+After a last accepted step (a step test met, or the evaluation budget spent) J is evaluated at
+the new point and ``gtol`` tested first, as SciPy does (that J counts in ``njev``).
+
 Without bounds (all infinite) :math:`v = 1`, :math:`C = 0`: the plain trust-region
 Levenberg-Marquardt of SciPy's ``trf``.
+
+On NumPy float64 the method does SciPy's floating-point operations: the SVD of the same
+matrix (no QR first), the same sums in the same order, :math:`D^{-1}` multiplied, so every
+evaluated point, the result and the counts equal SciPy trf's bit for bit
+(``tests/test_bounds.py``).  That matters because rounding decides the path where the Jacobian
+is rank-deficient (biggs_exp6 from its symmetric start; rank-one problems) and on long runs
+(meyer), and the final cost there differs by far more than rounding.
 """
 
 from __future__ import annotations
