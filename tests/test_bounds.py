@@ -248,6 +248,19 @@ def test_trf_x_scale_and_dogbox_and_loss():
     assert res.success and res.cost <= robust.cost * (1 + 1e-6)
 
 
+def test_trf_scaling_option_checks():
+    """``scaling`` is a bool or n positive finite scales (SciPy's ``x_scale``), else an error
+    naming it; the array form is SciPy's fixed scaling (bit for bit above)."""
+    p = nls.get("bard")
+    for bad in (np.ones(4), np.array([1.0, 0.0, 1.0]), np.array([1.0, np.inf, 1.0]), "jac"):
+        with pytest.raises(ValueError, match="scaling"):
+            nk.minimize(p.residual, p.x0, method="trf", jac=p.jacobian,
+                        options={"scaling": bad})
+    res = nk.minimize(p.residual, p.x0, method="trf", jac=p.jacobian,
+                      options={"scaling": np.array([1.0, 2.0, 3.0])})
+    assert res.success
+
+
 def test_bad_bounds():
     f = lambda x: x - 3.0  # noqa: E731
     x0 = np.array([1.0, 1.0])
