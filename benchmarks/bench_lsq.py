@@ -75,10 +75,8 @@ class Counted:
 
 
 def unconstrained_solution(p) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return least_squares(p.residual, p.x0.copy(), jac=p.jacobian, method="lm", xtol=1e-12,
-                             ftol=1e-12, gtol=1e-12).x
+    """SciPy lm's solution, reproducible (:func:`bench_lsq_robust.reference_solution`)."""
+    return bench_lsq_robust.reference_solution(p)
 
 
 def cut_bounds(p, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,16 +167,20 @@ def summary(rows):
                for r in rows)
     trf_a = sum(_better_or_equal(r["scipy_trf"]["cost"], r["newtonkit_trf"]["cost"], atol)
                 for r in rows)
+    same = sum(r["newtonkit_trf"]["cost"] == r["scipy_trf"]["cost"]
+               and all(r["newtonkit_trf"][k] == r["scipy_trf"][k] for k in ("nfev", "njev"))
+               for r in rows)
     nj_nk = statistics.median(r["newtonkit_trf"]["njev"] for r in rows)
     nj_trf = statistics.median(r["scipy_trf"]["njev"] for r in rows)
     big = [r["ratio"] for r in rows if r["n"] >= 200]
     small = [r["ratio"] for r in rows if r["n"] <= 10]
-    t_big, t_small = statistics.median(big), statistics.median(small)
+    t_big, t_small = (statistics.median(t) if t else math.nan for t in (big, small))
     verdicts = [
         ("cost ≤ trf·(1+1e-8) on at least as many problems as trf ≤ nk·(1+1e-8)",
          f"newtonkit {nk_ok}/{len(rows)}, SciPy trf {trf_ok}/{len(rows)} (dogbox ≤ trf: "
          f"{dog_ok}); with + {atol:g} (zero residuals' rounding): newtonkit {nk_a}, trf "
-         f"{trf_a}", nk_ok >= trf_ok),
+         f"{trf_a}; runs identical to SciPy trf's (the same cost to the bit, nfev, njev): "
+         f"{same}/{len(rows)}", nk_ok >= trf_ok),
         ("median njev ≤ SciPy trf's", f"newtonkit {nj_nk}, SciPy trf {nj_trf}", nj_nk <= nj_trf),
         ("time ≤ 1× trf for n ≥ 200 (median paired ratio)", f"{t_big:.2f} over {len(big)} runs",
          t_big <= 1.0),
@@ -195,7 +197,18 @@ def markdown(rows, verdicts, meta):
              f"`benchmarks/bench_lsq.py` in {meta['seconds']:.0f} s.", "",
              "| verdict | measured | |", "|---|---|---|"]
     lines += [f"| {v} | {m} | {'MET' if ok else 'MISSED'} |" for v, m, ok in verdicts]
-    lines += ["", "Cost: ½‖r‖² at the solution; ✓ = within (1+1e-8) of the best of the three; "
+    lines += ["", "Reading the cost verdict. newtonkit's trf does SciPy trf's floating-point "
+              "operations (the SVD of the same [Ĵ; C½], the same sums in the same order), so "
+              "on NumPy float64 its runs are SciPy's, bit for bit (counted above), and the "
+              "verdict is met by identity, not by a better method.  Where two paths do differ "
+              "(as with newtonkit's earlier QR-then-SVD factorisation) the 1e-8 relative "
+              "comparison is decided by rounding on this set: the zero-residual problems end "
+              "at costs of 1e-20 to 1e-32, the rounding of r; the runs that stop at max_nfev "
+              "(meyer inactive, biggs_exp6 cut) end where SciPy trf itself moves by about 1 % "
+              "(meyer) and 4e-5 (biggs_exp6) under one-ulp changes of x0; and rank-deficient "
+              "Jacobians (biggs_exp6 "
+              "from its symmetric x0) leave their subspace only through rounding.", ""]
+    lines += ["Cost: ½‖r‖² at the solution; ✓ = within (1+1e-8) of the best of the three; "
               "act = active bounds reported; time ratio = median of same-round newtonkit/trf "
               "samples.", "",
               "| problem | set | n | SciPy trf cost | nfev | njev | dogbox cost | njev | "

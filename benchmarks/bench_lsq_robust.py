@@ -20,6 +20,7 @@ method) and newtonkit ``trf``.  Verdict per loss and newtonkit method: the error
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -41,11 +42,66 @@ def problems() -> list:
             if p.m >= 2 * p.n and not p.name.startswith("linear_rank1")]
 
 
-def outlier_free_solution(p) -> np.ndarray:
+def reference_solution(p) -> np.ndarray:
+    """SciPy lm's solution (tolerances 1e-12), the lower-cost one of the runs from ``x0`` and
+    from ``x0 + 1e-6 (1 + |x0|) cos(1..n)``.  The second start makes the reference
+    reproducible: biggs_exp6's ``x0`` lies on the subspace ``x1 = x5, x3 = x6`` that Gauss-
+    Newton steps keep (the Jacobian is rank-deficient there), and lm leaves it only through
+    rounding, which depends on the arrays' memory alignment (NumPy's SIMD ``exp``): from ``x0``
+    alone lm ended at the global minimum or at a saddle in alternate calls of one process, and
+    which labelling of the minimum it reaches depends on the CPU (see the code).  On
+    the other 37 problems both starts give the same minimum (a rank-deficient problem's
+    minimiser is not unique: there the ``x0`` run is kept)."""
+    x1 = p.x0 + 1e-6 * (1.0 + np.abs(p.x0)) * np.cos(np.arange(1.0, p.n + 1.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return least_squares(p.residual, p.x0.copy(), jac=p.jacobian, method="lm", xtol=1e-12,
-                             ftol=1e-12, gtol=1e-12).x
+        xs = [least_squares(p.residual, x.copy(), jac=p.jacobian, method="lm", xtol=1e-12,
+                            ftol=1e-12, gtol=1e-12).x for x in (p.x0, x1)]
+    x = min(xs, key=p.cost)
+    # A symmetry that fixes x0 leaves the labelling of the minimum to rounding (biggs_exp6
+    # reaches (1, 10, 1, 5, 4, 3) or (4, 10, 3, 5, 1, 1) with the CPU's vector width): there
+    # the reference is the lexicographically least labelling
+    fixing = [q for q in SYMMETRIES.get(p.name, []) if np.array_equal(p.x0[list(q)], p.x0)]
+    return min([x] + [x[list(q)] for q in fixing], key=tuple)
+
+
+def outlier_free_solution(p) -> np.ndarray:
+    return reference_solution(p)
+
+
+def _gaussian_permutations() -> list[tuple[int, ...]]:
+    """osborne2's three Gaussian terms ``x[1+k] exp(-(t - x[8+k])² x[5+k])`` in any order."""
+    out = []
+    for sigma in itertools.permutations(range(3)):
+        if sigma != (0, 1, 2):
+            q = list(range(11))
+            for k in range(3):
+                q[1 + k], q[5 + k], q[8 + k] = 1 + sigma[k], 5 + sigma[k], 8 + sigma[k]
+            out.append(tuple(q))
+    return out
+
+
+#: Exact symmetries of the residual, index permutations π with ``r(x[π]) = r(x)`` for every
+#: ``x`` (checked in :func:`parameter_error`): sums of exponentials whose terms can swap.  The
+#: parameters are identified only up to them, so ``x[π]`` is the same fitted model as ``x``.
+SYMMETRIES = {
+    "osborne1": [(0, 2, 1, 4, 3)],  # x2 e^{-t x4} + x3 e^{-t x5}
+    "biggs_exp6": [(4, 1, 5, 3, 0, 2)],  # x3 e^{-t x1} + x6 e^{-t x5}
+    "osborne2": _gaussian_permutations(),
+}
+
+
+def parameter_error(p, x: np.ndarray, xs: np.ndarray, symmetric: bool = False) -> float:
+    """``‖x − x*‖₂``; with ``symmetric`` the least over the residual's exact symmetries
+    (:data:`SYMMETRIES`), ``min_π ‖x[π] − x*‖₂``."""
+    err = float(np.linalg.norm(x - xs))
+    if symmetric:
+        for q in SYMMETRIES.get(p.name, []):
+            xq = x[list(q)]
+            r0, r1 = p.residual(x), p.residual(xq)
+            assert np.allclose(r1, r0, rtol=1e-12, atol=1e-12 * np.abs(r0).max()), p.name
+            err = min(err, float(np.linalg.norm(xq - xs)))
+    return err
 
 
 def outliers(p, xs: np.ndarray, i: int) -> tuple[np.ndarray, float]:
@@ -96,14 +152,17 @@ def run(tol: float = 1e-10) -> list[dict]:
             for solver in SOLVERS:
                 r = solve(solver, p, o, loss, s, tol)
                 x = r.pop("x")
-                r["error"] = math.nan if x is None else float(np.linalg.norm(x - xs))
+                r["error"] = math.nan if x is None else parameter_error(p, x, xs)
+                r["error_sym"] = math.nan if x is None else parameter_error(p, x, xs, True)
                 row[solver] = r
             rows.append(row)
     return rows
 
 
-def meets(row: dict, solver: str) -> bool:
-    e, ref = row[solver]["error"], row["scipy_trf"]["error"]
+def meets(row: dict, solver: str, key: str = "error") -> bool:
+    """``solver``'s parameter error (``key``: ``"error"``, or ``"error_sym"`` modulo the
+    residual's symmetries) within ``FACTOR`` × SciPy trf's."""
+    e, ref = row[solver][key], row["scipy_trf"][key]
     return math.isfinite(e) and (not math.isfinite(ref) or e <= FACTOR * ref)
 
 
@@ -124,14 +183,42 @@ def verdicts(rows: list[dict]) -> list[tuple[str, str, bool]]:
         sub = [r for r in rows if r["loss"] == loss]
         for solver in SOLVERS[1:]:
             ok = sum(meets(r, solver) for r in sub)
+            ok_sym = sum(meets(r, solver, "error_sym") for r in sub)
             back = sum(r["scipy_trf"]["error"] <= FACTOR * r[solver]["error"] for r in sub)
             miss = [cost_mark(r, solver) for r in sub if not meets(r, solver)]
             why = (f"; the misses' cost vs SciPy's: {miss.count('=')} equal, "
                    f"{miss.count('<')} lower, {miss.count('>')} higher" if miss else "")
             out.append((f"{loss}: newtonkit {solver.split('_')[1]} ‖x̂−x*‖ ≤ 1.1× SciPy trf's",
-                        f"{ok}/{len(sub)} problems (SciPy trf ≤ 1.1× newtonkit's: {back}){why}",
+                        f"{ok}/{len(sub)} problems (SciPy trf ≤ 1.1× newtonkit's: {back}); "
+                        f"modulo the residuals' exact symmetries {ok_sym}/{len(sub)}{why}",
                         ok == len(sub)))
     return out
+
+
+def reading(rows: list[dict]) -> list[str]:
+    """What the per-problem misses are (counted over all losses)."""
+    def tally(solver):
+        miss = [r for r in rows if not meets(r, solver)]
+        marks = [cost_mark(r, solver) for r in miss]
+        sym = sum(meets(r, solver, "error_sym") for r in miss)
+        return (f"{len(miss)} of {len(rows)} runs miss: by robust cost against SciPy trf's "
+                f"{marks.count('=')} equal, {marks.count('<')} lower, {marks.count('>')} higher; "
+                f"within 1.1× modulo the residual's symmetries: {sym} of these")
+    return [
+        "Reading the misses. The target compares each run's distance to x* with SciPy trf's. "
+        "On a non-convex robust cost (cauchy, arctan; huber on meyer and biggs_exp6) a method "
+        "ends in the local minimum its path leads to; a distance ratio then compares paths, "
+        "not accuracy, and it is met only by following SciPy trf's path.",
+        "",
+        f"- newtonkit **trf** takes SciPy trf's model (Triggs, no curvature floor) and follows "
+        f"its path up to the rounding of the loss arithmetic: {tally('newtonkit_trf')}.",
+        f"- newtonkit **lm** is a different method (MINPACK's LM with Moré's column scaling, "
+        f"SciPy lm's default, and newtonkit's curvature floor δ = 0.1; SciPy has no robust lm): "
+        f"{tally('newtonkit_lm')}. A lower cost is a better minimum of the objective it is "
+        f"given, farther from x*; a higher one another local minimum or the evaluation budget. "
+        f"For lm the target as written (every problem within 1.1×) asks a different algorithm "
+        f"to land in trf's local minima: not reachable by a property of the method.",
+    ]
 
 
 def markdown(rows: list[dict], verdict_rows: list, seconds: float) -> list[str]:
@@ -141,9 +228,12 @@ def markdown(rows: list[dict], verdict_rows: list, seconds: float) -> list[str]:
              f"tol 1e-10; error = ‖x̂ − x*‖₂ to the outlier-free solution; {seconds:.0f} s.", "",
              "| verdict | measured | |", "|---|---|---|"]
     lines += [f"| {v} | {m} | {'MET' if ok else 'MISSED'} |" for v, m, ok in verdict_rows]
+    lines += ["", *reading(rows)]
     lines += ["", "✓ within 1.1× SciPy trf's error; ✗ not, with the robust cost against SciPy "
               "trf's: = within 1e-8 relative (a flat or non-unique minimum: same cost, other x), "
-              "< lower, > higher (another local minimum, or a stop short of one).", "",
+              "< lower, > higher (another local minimum, or a stop short of one); π✓: within "
+              "1.1× modulo the residual's exact symmetries (osborne1, biggs_exp6: two "
+              "exponentials swap; osborne2: its three Gaussians permute).", "",
               "| problem | n | m | k | loss | SciPy trf error | nfev | nk lm error | nfev | "
               "nk trf error | nfev |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -152,7 +242,8 @@ def markdown(rows: list[dict], verdict_rows: list, seconds: float) -> list[str]:
         def e(s, d, r=r):
             if s == "scipy_trf" or meets(r, s):
                 return f"{d['error']:.3e} ✓"
-            return f"{d['error']:.3e} ✗ {cost_mark(r, s)}"
+            sym = " π✓" if meets(r, s, "error_sym") else ""
+            return f"{d['error']:.3e} ✗ {cost_mark(r, s)}{sym}"
         lines.append(f"| {r['problem']} | {r['n']} | {r['m']} | {r['k']} | {r['loss']} | "
                      f"{e('scipy_trf', a)} | {a['nfev']} | {e('newtonkit_lm', b)} | {b['nfev']} "
                      f"| {e('newtonkit_trf', c)} | {c['nfev']} |")

@@ -138,8 +138,9 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         scales its defaults).
     x_scale : None, 'jac' or array_like
         ``None``/``'jac'``: Moré's scaling by the Jacobian's column norms (LM option
-        ``scaling=True``).  An array ``s > 0``: the problem is solved in ``u = x/s`` (for LM
-        MINPACK's fixed ``diag = 1/s``, exactly).
+        ``scaling=True``; for ``'trf'`` only ``'jac'``, ``None`` is 1 as in SciPy).  An array
+        ``s > 0``: for ``'trf'`` SciPy's fixed scaling (method option ``scaling=s``), else the
+        problem is solved in ``u = x/s`` (for LM MINPACK's fixed ``diag = 1/s``, exactly).
     loss : str or callable
         ``'linear'``, ``'soft_l1'``, ``'huber'``, ``'cauchy'``, ``'arctan'`` or ``rho(z) ->
         (ρ, ρ′, ρ″)`` (see :class:`~newtonkit.problems._robust.RobustLoss`).  Unlike SciPy,
@@ -209,8 +210,11 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     options: dict = {**tols, "maxfev": int(max_nfev), "disp": verbose}
     if nk_method == "lm":
         options["scaling"] = scale is None
-    elif nk_method == "trf":  # SciPy's trf: x_scale=None is 1, 'jac' the column norms
-        options["scaling"] = isinstance(x_scale, str) and x_scale == "jac"
+    elif nk_method == "trf":  # SciPy's trf: x_scale=None is 1, 'jac' the column norms, an
+        # array s the fixed D = 1/s inside the method (SciPy's tests on x, not on x/s)
+        options["scaling"] = (isinstance(x_scale, str) and x_scale == "jac") if scale is None \
+            else scale
+        scale = None
     elif nk_method == "gauss-newton":
         options["maxiter"] = 100 * n
     u0 = x if scale is None else x / scale
@@ -220,7 +224,11 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     robust = not (isinstance(loss, str) and loss == "linear")
 
     if robust:
-        rloss = RobustLoss(loss, f_scale)  # newtonkit's curvature floor for the solve
+        # trf (bounded lm/gn run it too) takes SciPy's Triggs model (curvature floor δ = 0):
+        # its trust region and its test on ‖v ⊙ J̃ᵀr̃‖ = ‖v ⊙ ∇F‖ need no floor; lm and gn take
+        # newtonkit's δ = 0.1 (MINPACK's gtol test and Gauss-Newton steps do; _robust.py)
+        runs_trf = nk_method == "trf" or (box is not None and nk_method != "hig")
+        rloss = RobustLoss(loss, f_scale, floor=0.0 if runs_trf else 0.1)
         has_jacobian = jac is not None  # else autodiff on the model
         model = (_ResidualWithJacobian if has_jacobian else _Residual)(
             fun, jac, args, kwargs, scale, xp)

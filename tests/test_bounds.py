@@ -189,6 +189,50 @@ def test_trf_matches_scipy_trf(name):
     assert res.njev <= ref.njev
 
 
+def _loose_bounds(p):
+    """The box of x0 and the unconstrained solution widened by 1 + the span (bench_lsq's
+    inactive set): finite, so Coleman-Li's scaling is on, but no bound is active."""
+    xs = so.least_squares(p.residual, p.x0, jac=p.jacobian, method="lm", xtol=1e-12,
+                          ftol=1e-12, gtol=1e-12).x
+    lo, hi = np.minimum(p.x0, xs), np.maximum(p.x0, xs)
+    return lo - (1 + hi - lo), hi + (1 + hi - lo)
+
+
+@pytest.mark.parametrize("name, box, x_scale", [
+    ("biggs_exp6", "cut", None), ("wood", "cut", None), ("meyer", "cut", None),
+    ("linear_rank1_5", "loose", None), ("rosenbrock", "loose", "jac"), ("bard", "cut", "jac"),
+    ("bard", "cut", [1.0, 2.0, 3.0]), ("kowalik_osborne", "none", [1.0, 0.5, 2.0, 4.0]),
+    ("osborne1", "none", "jac")])
+def test_trf_follows_scipy_trf_bit_for_bit(name, box, x_scale):
+    """trf does SciPy trf's floating-point operations (``tr_solver='exact'``) on NumPy float64:
+    every evaluated point, the result and the counts are identical bit for bit.  Rounding
+    decides the path where the Jacobian is rank-deficient (biggs_exp6 keeps x1 = x5 until
+    rounding breaks it; linear_rank1) and on long runs, so any other rounding (a QR before the
+    SVD, another order of a sum) sends these runs elsewhere; the bound is exact equality."""
+    p = nls.get(name)
+    bounds = {"cut": _cut_bounds, "loose": _loose_bounds}.get(box, lambda p: (-np.inf, np.inf))(p)
+    kw = dict(jac=p.jacobian, bounds=bounds, method="trf", ftol=1e-10, xtol=1e-10, gtol=1e-10,
+              max_nfev=100 * (p.n + 1), x_scale=x_scale)
+    points = {}
+    for key, solver in (("scipy", so.least_squares), ("nk", nk.least_squares)):
+        points[key] = seen = []
+
+        def fun(x, seen=seen):
+            seen.append(np.array(x))
+            return p.residual(x)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = solver(fun, p.x0, **kw)
+        points[key + "_res"] = res
+    ref, res = points["scipy_res"], points["nk_res"]
+    assert len(points["nk"]) == len(points["scipy"]) == ref.nfev
+    for a, b in zip(points["scipy"], points["nk"], strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(res.x, ref.x) and res.cost == ref.cost
+    assert (res.nfev, res.njev, res.status) == (ref.nfev, ref.njev, ref.status)
+
+
 def test_trf_x_scale_and_dogbox_and_loss():
     p = nls.get("bard")
     lb, ub = _cut_bounds(p)
@@ -202,6 +246,19 @@ def test_trf_x_scale_and_dogbox_and_loss():
     res = nk.least_squares(p.residual, p.x0, jac=p.jacobian, bounds=(lb, ub), loss="soft_l1",
                            method="trf")
     assert res.success and res.cost <= robust.cost * (1 + 1e-6)
+
+
+def test_trf_scaling_option_checks():
+    """``scaling`` is a bool or n positive finite scales (SciPy's ``x_scale``), else an error
+    naming it; the array form is SciPy's fixed scaling (bit for bit above)."""
+    p = nls.get("bard")
+    for bad in (np.ones(4), np.array([1.0, 0.0, 1.0]), np.array([1.0, np.inf, 1.0]), "jac"):
+        with pytest.raises(ValueError, match="scaling"):
+            nk.minimize(p.residual, p.x0, method="trf", jac=p.jacobian,
+                        options={"scaling": bad})
+    res = nk.minimize(p.residual, p.x0, method="trf", jac=p.jacobian,
+                      options={"scaling": np.array([1.0, 2.0, 3.0])})
+    assert res.success
 
 
 def test_bad_bounds():

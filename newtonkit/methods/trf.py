@@ -9,16 +9,17 @@ First-order optimality of :math:`\min \tfrac12\|r(x)\|^2` on the box is :math:`v
 with :math:`g = J^T r` and Coleman and Li's :math:`v` (:func:`newtonkit._bounds.cl_scaling`:
 the distance to the bound the antigradient points at, 1 when that bound is infinite).  With
 :math:`d = \sqrt{v}\,/D` (:math:`D` the Jacobian scaling: the running maximum of the column
-norms with ``scaling=True``, else 1; the entries of :math:`v` with :math:`\partial v = 0` are
-not scaled), the model in the "hat" variables :math:`p = d \odot \hat p` is
+norms with ``scaling=True``, :math:`1/s` for ``scaling=s`` (SciPy's ``x_scale``), else 1; the
+entries of :math:`v` with :math:`\partial v = 0` are not scaled), the model in the "hat"
+variables :math:`p = d \odot \hat p` is
 
 .. math::  m(\hat p) = \tfrac12 \|\hat J \hat p + r\|^2 + \tfrac12 \hat p^T C \hat p,\qquad
            \hat J = J\,\mathrm{diag}(d),\quad C = \mathrm{diag}(g \odot \partial v / D),
 
 (:math:`C \ge 0`: the Newton step of :math:`v \odot g = 0`).  Each Jacobian gets one SVD of
-:math:`[\hat J; C^{1/2}]` (a tall one through its QR factor: the SVD of the n×n R);
-each trial solves :math:`\min m(\hat p)`, :math:`\|\hat p\| \le \Delta` by Moré's
-iteration on the LM parameter (to 1 %), and takes the best of three steps for the model:
+:math:`[\hat J; C^{1/2}]` (just :math:`\hat J` without bounds); each trial solves :math:`\min
+m(\hat p)`, :math:`\|\hat p\| \le \Delta` by Moré's iteration on the LM parameter (to 1 %), and
+takes the best of three steps for the model:
 the trust-region step if it stays in the box, else (a) that step cut back to
 :math:`\theta` times the way to the first bound hit, (b) the reflection of the rest of it off
 that bound, minimised along the reflected ray, (c) the scaled steepest descent
@@ -33,8 +34,18 @@ ared < ftol·f and ρ > ¼; ``xtol``: :math:`\|p\| < \mathrm{xtol}(\mathrm{xtol}
 :math:`|(x - P(x - g))_i| = \min(\mathrm{dist}_i, |g_i|) \le \sqrt{\mathrm{dist}_i|g_i|} <
 \sqrt{\mathrm{gtol}}` (the projected gradient, :math:`P` the projection on the box).
 
+After a last accepted step (a step test met, or the evaluation budget spent) J is evaluated at
+the new point and ``gtol`` tested first, as SciPy does (that J counts in ``njev``).
+
 Without bounds (all infinite) :math:`v = 1`, :math:`C = 0`: the plain trust-region
 Levenberg-Marquardt of SciPy's ``trf``.
+
+On NumPy float64 the method does SciPy's floating-point operations: the SVD of the same
+matrix (no QR first), the same sums in the same order, :math:`D^{-1}` multiplied, so every
+evaluated point, the result and the counts equal SciPy trf's bit for bit
+(``tests/test_bounds.py``).  That matters because rounding decides the path where the Jacobian
+is rank-deficient (biggs_exp6 from its symmetric start; rank-one problems) and on long runs
+(meyer), and the final cost there differs by far more than rounding.
 """
 
 from __future__ import annotations
@@ -46,13 +57,23 @@ from .. import _backend as B
 from .._bounds import cl_scaling, step_to_bound, strictly_feasible
 from .._status import Status
 from ..problems._common import BudgetExhausted
-from ._base import Option, State, boolean, register
+from ._base import Option, State, register
 from ._lsq import LeastSquaresMethod, stop
 
 __all__ = ["TrustRegionReflective", "MAX_NONFINITE_TRIALS"]
 
 #: Consecutive non-finite trial points after which the run stops (status NONFINITE).
 MAX_NONFINITE_TRIALS = 20
+
+
+def _scaling(name: str, v: Any) -> Any:
+    """The ``scaling`` option: a bool, or an array of scales ``s`` (checked on first use)."""
+    if isinstance(v, bool) or "bool" in type(v).__name__:
+        return bool(v)
+    if not hasattr(v, "shape"):
+        raise ValueError(f"option {name!r} must be a bool or an array of positive numbers, "
+                         f"got {v!r}")
+    return v
 
 
 @register
@@ -62,8 +83,9 @@ class TrustRegionReflective(LeastSquaresMethod):
     name = "trf"
     aliases = ("trust-region-reflective",)
     matrix_free = False
-    options = {"scaling": Option(False, boolean, "D = running max of the Jacobian's column "
-                                                 "norms (SciPy's x_scale='jac')")}
+    options = {"scaling": Option(False, _scaling, "True: D = running max of the Jacobian's "
+                                                  "column norms (SciPy's x_scale='jac'); an "
+                                                  "array s > 0: D = 1/s (x_scale=s)")}
     default_maxiter = staticmethod(lambda n: None)
     default_maxfev = staticmethod(lambda n: 100 * n)
 
@@ -85,6 +107,13 @@ class TrustRegionReflective(LeastSquaresMethod):
 
     def init(self, x0: Any) -> State:
         lb, ub = self.lb, self.ub = self._box(x0)
+        scaling, xp = self.opts["scaling"], self.xp
+        if not isinstance(scaling, bool):  # x_scale = s: D⁻¹ = s, D = 1/s (fixed)
+            s = xp.asarray(scaling, dtype=x0.dtype, device=B.device(x0))
+            if s.shape != x0.shape or not bool(xp.all(s > 0) & xp.all(s < math.inf)):
+                raise ValueError(f"option 'scaling' must be a bool or {x0.shape[0]} positive "
+                                 f"finite numbers (x_scale), got {scaling!r}")
+            self.fixed_scale = (s, 1.0 / s)
         if self.bounds is not None:  # SciPy: x0 on a bound starts 1e-10 (relative) inside
             x0 = strictly_feasible(self.xp, x0, lb, ub, rstep=1e-10)
         ev = self.problem.evaluate(x0)
@@ -108,41 +137,51 @@ class TrustRegionReflective(LeastSquaresMethod):
         g, J, x = lin.g, lin.J, state.x
         if not self.finite(g):
             return Status.NONFINITE
-        cn = B.column_norms(xp, J)
-        if not self.opts["scaling"]:
-            scale_inv = B.ones_like(xp, x)
-        elif d["scale_inv"] is None:
-            scale_inv = xp.where(cn > 0, cn, B.ones_like(xp, cn))
-        else:
-            scale_inv = xp.maximum(d["scale_inv"], cn)
+        scale, scale_inv = self._scale(J, d["scale_inv"])  # D⁻¹ and D
         d["scale_inv"] = scale_inv
         v, dv = cl_scaling(xp, x, g, self.lb, self.ub)
         gnorm = self.inf_norm(g * v)
+        if gnorm < self.tol["gtol"]:  # the run stops here: no factorisation (SciPy's order)
+            return {"g": g, "gnorm": gnorm}
         v = xp.where(dv != 0, v * scale_inv, v)
-        dd = xp.sqrt(v) / scale_inv
-        diag_h = g * dv / scale_inv
+        dd = xp.sqrt(v) * scale
+        diag_h = g * dv * scale
         g_h = dd * g
         J_h = J * dd[None, :]
         m, n = J.shape
-        A = J_h
-        if self.bounds is not None:  # [Ĵ; C^½]
-            eye = xp.eye(n, dtype=J.dtype, device=B.device(J))
-            A = xp.concat([J_h, eye * xp.sqrt(diag_h)[None, :]], axis=0)
-        r = lin.r
-        if A.shape[0] > n:  # tall: QR first, A = QR, then the SVD of the n×n R = U₂ S Vᵀ
-            rt = xp.concat([r, xp.zeros_like(g)]) if A.shape[0] > m else r
-            R, qtr, _ = B.qr_r(xp, A, rt)
-            U, s, Vt = B.svd(xp, B.triu(xp, R))
-            uf = B.dot(xp, qtr, U)  # Uᵀ[r; 0] with U = Q U₂
-        else:
-            U, s, Vt = B.svd(xp, A)
-            uf = B.dot(xp, r, U)
+        # A = [Ĵ; C^½] (Ĵ without bounds) and [r; 0], the matrix SciPy factors; A is built
+        # column-major (as the transpose of [Ĵᵀ, C^½]), LAPACK's layout: no copy in the SVD
+        blocks, r = [B.transpose(xp, J_h)], lin.r
+        if self.bounds is not None:
+            blocks.append(xp.eye(n, dtype=J.dtype, device=B.device(J)) * xp.sqrt(diag_h)[:, None])
+            r = xp.concat([r, xp.zeros_like(g)])
+        A = B.transpose(xp, xp.concat(blocks, axis=1))
+        # Its SVD in SciPy's operations (Uᵀ[r; 0] as U.T @ r, U column-major as LAPACK
+        # returns it): the same rounding, so the same path wherever rounding decides it
+        # (rank-deficient Ĵ, long runs; module docstring).
+        U, s, Vt = B.svd(xp, A, contiguous=False)
+        uf = B.dot(xp, B.transpose(xp, U), r)
         if d["delta"] is None:
             delta = self.norm(x * scale_inv / xp.sqrt(v))
             d["delta"] = delta if delta > 0 and math.isfinite(delta) else 1.0
         return {"g": g, "gnorm": gnorm, "d": dd, "diag_h": diag_h, "g_h": g_h, "J_h": J_h,
                 "s": s, "V": B.transpose(xp, Vt), "uf": uf, "m": m, "n": n,
                 "theta": max(0.995, 1.0 - gnorm)}
+
+    def _scale(self, J: Any, old: Any) -> tuple[Any, Any]:
+        """``(D⁻¹, D)``, each as SciPy computes it (``scale``, ``scale_inv``): 1; the running
+        maximum of the column norms (``scaling=True``; a zero column counts 1 at the start);
+        or ``1/s, s`` for ``scaling=s``."""
+        xp, scaling = self.xp, self.opts["scaling"]
+        if scaling is True:
+            cn = B.column_norms(xp, J)
+            inv = xp.where(cn > 0, cn, B.ones_like(xp, cn)) if old is None else xp.maximum(old,
+                                                                                           cn)
+            return 1.0 / inv, inv
+        if scaling is False:
+            one = xp.ones(J.shape[1], dtype=J.dtype, device=B.device(J))
+            return one, one
+        return self.fixed_scale
 
     # -- one trial ---------------------------------------------------------------------------
     def step(self, state: State) -> State:
@@ -193,7 +232,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         if code is None and not delta_new * to_x > self.eps * self.norm(x):
             code = Status.NO_PROGRESS  # the region shrank below the rounding of x
         if code is None:
-            new["alpha"] = alpha * delta / delta_new if delta_new > 0 else alpha
+            new["alpha"] = alpha * (delta / delta_new) if delta_new > 0 else alpha
             new["delta"] = delta_new
         else:
             new["alpha"] = alpha
@@ -203,10 +242,29 @@ class TrustRegionReflective(LeastSquaresMethod):
         if ared > 0:
             new.update(ev=ev, lin=None, model=None)
             out = State(ev.x, ev.f, None, accepted=True, info=info, data=new)
+            budget = getattr(self.problem, "maxfev", None)
+            if code is not None or (budget is not None and self.problem.nfev >= budget):
+                code = self._last_gradient_test(out, code)
         else:
             out = State(x, f, state.g, accepted=False, info=state.info, data=new)
         out.stop = code
         return out
+
+    def _last_gradient_test(self, state: State, code: Status | None) -> Status | None:
+        """SciPy's order at a last accepted step (a step test met, or the budget spent): J at
+        the new point, then the ``gtol`` test first (``GTOL`` if it holds, else ``code``)."""
+        d = state.data
+        try:
+            lin = d["lin"] = self.linearize(d["ev"], densify=True)
+        except BudgetExhausted:
+            return code
+        state.g = lin.g
+        if not self.finite(lin.g):
+            return code
+        v, _ = cl_scaling(self.xp, state.x, lin.g, self.lb, self.ub)
+        gnorm = self.inf_norm(lin.g * v)
+        status = self.gradient_status(lin, gnorm if gnorm < self.tol["gtol"] else math.inf, {})
+        return Status.GTOL if status is Status.GTOL else code
 
     def _select_step(self, x: Any, M: dict, p_h: Any, delta: float) -> tuple[Any, Any, float]:
         """The best of the trust-region step (cut back into the box), its reflection and the
@@ -263,21 +321,21 @@ class TrustRegionReflective(LeastSquaresMethod):
         b = B.vdot(xp, g, s)
         if s0 is None:
             return a, b, 0.0
-        J0 = J @ s0
-        b += B.vdot(xp, J0, Js) + B.vdot(xp, s0 * C, s)
-        c = 0.5 * (B.vdot(xp, J0, J0) + B.vdot(xp, s0 * C, s0)) + B.vdot(xp, g, s0)
+        J0 = J @ s0  # the sums in SciPy's order (build_quadratic_1d): the same rounding
+        b += B.vdot(xp, J0, Js)
+        b += B.vdot(xp, s0 * C, s)
+        c = 0.5 * B.vdot(xp, J0, J0) + B.vdot(xp, g, s0)
+        c += 0.5 * B.vdot(xp, s0 * C, s0)
         return a, b, c
 
     def finish(self, state: State) -> dict:
         d = state.data
         lin = d["lin"]
         if lin is None and math.isfinite(state.f):
-            njev = self.problem.njev  # the final gradient, not counted (as LM's, SciPy's)
-            try:
+            try:  # J at the last accepted point: SciPy's trf evaluates and counts it too
                 lin = self.linearize(d["ev"], densify=True)
             except BudgetExhausted:
                 lin = None
-            self.problem.njev = njev
         # "jacobian": J̃ at x (least_squares reuses it rather than evaluating J once more)
         return {"jac": None if lin is None else lin.g, "y": d["ev"].y,
                 "jacobian": None if lin is None else lin.J,
