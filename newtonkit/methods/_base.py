@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from .. import _backend as B
 from .._status import Status
 
-__all__ = ["Method", "State", "Option", "METHODS", "register", "lookup"]
+__all__ = ["Method", "State", "Option", "METHODS", "register", "lookup", "stop", "small_change"]
 
 
 @dataclass(slots=True)
@@ -180,6 +180,19 @@ class Method:
 
     def finite(self, v: Any) -> bool:
         return B.all_finite(self.xp, v)
+
+
+def stop(state: State, status: Status, details: dict | None = None) -> State:
+    """A copy of ``state`` that ends the run with ``status`` (``details`` fill its message)."""
+    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
+                 data=state.data, details=state.details if details is None else details)
+
+
+def small_change(small_f: bool, small_x: bool) -> Status | None:
+    """The status of the ftol and xtol tests: ``FTOL``, ``XTOL``, ``FTOL_XTOL`` or ``None``."""
+    if small_f and small_x:
+        return Status.FTOL_XTOL
+    return Status.FTOL if small_f else Status.XTOL if small_x else None
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -11,7 +11,7 @@ from .. import _backend as B
 from .._bounds import projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
-from ._base import Method, State
+from ._base import Method, State, small_change
 
 _MIN_NORMAL = sys.float_info.min
 
@@ -42,10 +42,19 @@ class LeastSquaresMethod(Method):
     uses_jacobian = True
     matrix_free = True
 
-    def linearize(self, ev: Any, *, densify: bool = False) -> Linearization:
+    def linearize(self, ev: Any, *, densify: bool = False,
+                  gauss_newton: bool = True) -> Linearization:
+        """The residual, Jacobian and gradient at the evaluated point ``ev``: the Gauss-Newton
+        form ``r̃, J̃`` (:meth:`newtonkit.problems.OutputProblem.gauss_newton_form`), or with
+        ``gauss_newton=False`` the loss gradient ``g_y`` and the model Jacobian ``J`` (what
+        HIG's step reads; the same for plain least squares).  ``densify`` materialises an
+        operator Jacobian."""
         xp, p = self.xp, self.problem
         J = p.jacobian(ev.x)
-        r, Jt = (ev.gy, J) if p.loss is None else p.gauss_newton_form(ev, J)
+        if p.loss is None or not gauss_newton:
+            r, Jt = ev.gy, J
+        else:
+            r, Jt = p.gauss_newton_form(ev, J)
         if densify and isinstance(Jt, LinearOperator):
             Jt = Jt.to_dense()
         if isinstance(Jt, LinearOperator):
@@ -141,13 +150,6 @@ class LeastSquaresMethod(Method):
         elif state.accepted:
             small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            if small_f or small_x:
-                return (Status.FTOL_XTOL if small_f and small_x else
-                        Status.FTOL if small_f else Status.XTOL)
+            return small_change(small_f, small_x)
         return None
 
-
-def stop(state: State, status: Status, details: dict | None = None) -> State:
-    """``state`` unchanged, ended with ``status`` (``details`` fill its message)."""
-    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data, details=state.details if details is None else details)

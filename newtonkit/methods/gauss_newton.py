@@ -59,11 +59,13 @@ from ._base import (
     positive_float,
     positive_int,
     register,
+    small_change,
+    stop,
     unit_interval,
 )
 from ._linesearch import backtrack
 from ._lmpar import TrustRegionSubproblem
-from ._lsq import LeastSquaresMethod, stop
+from ._lsq import LeastSquaresMethod
 
 __all__ = ["GaussNewton", "LevenbergMarquardt"]
 
@@ -339,10 +341,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
             out = State(state.x, f, state.g, accepted=False, info=state.info, data=new)
         small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
         small_x = step_norm <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-        if small_f or small_x:
-            out.stop = (Status.FTOL_XTOL if small_f and small_x else
-                        Status.FTOL if small_f else Status.XTOL)
-        elif not math.isfinite(mu) or mu > 1e300:
+        out.stop = small_change(small_f, small_x)
+        if out.stop is None and not (math.isfinite(mu) and mu <= 1e300):
             out.stop = Status.NO_PROGRESS
         _track_nonfinite(d, new, math.isfinite(f1))
         return _nonfinite_guard(out, new)

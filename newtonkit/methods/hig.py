@@ -30,7 +30,6 @@ import numpy as np
 from .. import linalg
 from .._bounds import project
 from .._status import Status
-from ..operators import LinearOperator
 from ._base import (
     Option,
     State,
@@ -41,10 +40,11 @@ from ._base import (
     positive_float,
     positive_int,
     register,
+    stop,
     unit_interval,
 )
 from ._linesearch import backtrack
-from ._lsq import LeastSquaresMethod, Linearization, stop
+from ._lsq import LeastSquaresMethod
 
 __all__ = ["HIG"]
 
@@ -97,21 +97,12 @@ class HIG(LeastSquaresMethod):
         if opts["route"] == "randomized" and opts["rank"] is None:
             raise ValueError("route='randomized' needs a target rank: options={'rank': k}")
 
-    def _linearize(self, ev: Any) -> Linearization:
-        xp = self.xp
-        J = self.problem.jacobian(ev.x)
-        if isinstance(J, LinearOperator):
-            g, cn = J.rmatvec(ev.gy), None
-        else:
-            g, cn = ev.gy @ J, xp.linalg.vector_norm(J, axis=0)
-        return Linearization(ev.gy, J, g, cn, self.norm(ev.gy), ev.x)
-
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
         state = State(x0, ev.f, data={"ev": ev, "ranks": [], "singular_values": [],
                                       "thresholds": [], "step_lengths": []})
         if self.finite(ev.gy):
-            lin = self._linearize(ev)
+            lin = self.linearize(ev, gauss_newton=False)
             state.g, state.data["lin"] = lin.g, lin
         return state
 
@@ -144,7 +135,7 @@ class HIG(LeastSquaresMethod):
         def finish(ev: Any) -> bool:
             if not self.finite(ev.gy):
                 return False
-            keep["lin"] = self._linearize(ev)
+            keep["lin"] = self.linearize(ev, gauss_newton=False)
             return self.finite(keep["lin"].g)
 
         res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],

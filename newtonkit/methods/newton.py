@@ -52,6 +52,8 @@ from ._base import (
     positive_float,
     positive_int,
     register,
+    small_change,
+    stop,
     unit_interval,
 )
 from ._linesearch import backtrack
@@ -156,7 +158,7 @@ class Newton(Method):
                 if isinstance(H, LinearOperator):
                     H = H.to_dense()
                 if not self.finite(xp.reshape(H, (-1,))):
-                    return _stop(state, Status.NONFINITE)
+                    return stop(state, Status.NONFINITE)
                 d, cinfo = linalg.regularized_cholesky_solve(
                     H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"], tau0=o["tau0"],
                     growth=o["growth"], eigensolver=o["eigensolver"])
@@ -164,12 +166,12 @@ class Newton(Method):
                 state.data["lambda_min"].append(cinfo.lambda_min)
                 state.data["curvature"] = xp.abs(B.diagonal(xp, H))  # for the gradient test
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         if not self.finite(d):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         tol = self.tol
         if self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
-            return _stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+            return stop(state, Status.XTOL)  # the full step predicts convergence within xtol
         slope = float(xp.vecdot(g, d))
         if not slope < 0:  # cannot happen for a positive definite shift; guard against rounding
             d, slope = -g, -float(xp.vecdot(g, g))
@@ -186,7 +188,7 @@ class Newton(Method):
         res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
                         max_steps=o["max_backtracks"], armijo=o["line_search"])
         if res.t is None:
-            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+            return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         f_new, g_new = grads["fg"]
         state.data["step_lengths"].append(res.t)
         info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
@@ -194,7 +196,6 @@ class Newton(Method):
         return State(res.point, f_new, g_new, accepted=True, info=info, data=state.data)
 
     def terminate(self, state: State) -> Status | None:
-        tol = self.tol
         status = state.stop
         if status is Status.LINE_SEARCH and self.problem.grad_scheme is not None:
             # no descent along a difference gradient: stationary within its error?
@@ -207,14 +208,8 @@ class Newton(Method):
             return status
         if status is None and self._gradient_test(state):
             status = Status.GTOL
-        elif status is None and state.accepted and state.info["step_length"] == 1.0:
-            i = state.info
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            df = i["f_prev"] - state.f
-            small_f = abs(df) <= tol["ftol"] * max(abs(i["f_prev"]), abs(state.f), 1.0)
-            if small_x or small_f:
-                status = (Status.FTOL_XTOL if small_x and small_f else
-                          Status.XTOL if small_x else Status.FTOL)
+        elif status is None:
+            status = self._small_change(state)
         if status is None:
             return None
         lam_min, lam_max = self._extreme_eigenvalues(state.x)
@@ -225,6 +220,17 @@ class Newton(Method):
             state.details["lambda_min"] = lam_min
             return Status.INDEFINITE
         return status
+
+    def _small_change(self, state: State) -> Status | None:
+        """After an accepted full step (step length 1): ``|f_k − f_{k+1}| ≤ ftol·max(|f_k|,
+        |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)`` (:func:`small_change`)."""
+        i, tol = state.info, self.tol
+        if not (state.accepted and i["step_length"] == 1.0):
+            return None
+        small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(abs(i["f_prev"]),
+                                                                  abs(state.f), 1.0)
+        return small_change(small_f, small_x)
 
     def _gradient_test(self, state: State) -> bool:
         """``|g_j| <= gtol`` (``+ e_j``, the error bound, for a difference gradient)."""
@@ -295,7 +301,7 @@ class ProjectedNewton(Newton):
         if isinstance(H, LinearOperator):
             H = H.to_dense()
         if not self.finite(xp.reshape(H, (-1,))):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         state.data["curvature"] = xp.abs(B.diagonal(xp, H))
         eps = min(ACTIVE_EPS, self.inf_norm(projected_gradient(xp, x, g, lb, ub)))
         act = ((x - lb <= eps) & (g > 0)) | ((ub - x <= eps) & (g < 0))
@@ -307,12 +313,12 @@ class ProjectedNewton(Newton):
                 Hr, g * fm, shift=o["shift"], factor=o["factor"], tau=o["tau"],
                 tau0=o["tau0"], growth=o["growth"], eigensolver=o["eigensolver"])
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         state.data["taus"].append(cinfo.tau)
         state.data["lambda_min"].append(cinfo.lambda_min)
         d = xp.where(act, -g, d)
         if not self.finite(d):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         slope_free = B.vdot(xp, g * fm, d)
         slack = 4.0 * float(xp.finfo(x.dtype).eps) * abs(f)  # f is known to its rounding
         t = 1.0
@@ -324,10 +330,10 @@ class ProjectedNewton(Newton):
                 break
             t *= 0.5
         else:
-            return _stop(state, Status.LINE_SEARCH)
+            return stop(state, Status.LINE_SEARCH)
         f_new, g_new = p.value_and_grad(xt)
         if not self.finite(g_new):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         state.data["step_lengths"].append(t)
         info = {"step_length": t, "step_norm": self.norm(xt - x), "f_prev": f,
                 "tau": cinfo.tau}
@@ -341,14 +347,8 @@ class ProjectedNewton(Newton):
         if status is None and self.inf_norm(projected_gradient(xp, state.x, state.g, lb,
                                                                ub)) <= tol["gtol"]:
             status = Status.GTOL
-        elif status is None and state.accepted and state.info["step_length"] == 1.0:
-            i = state.info
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
-                abs(i["f_prev"]), abs(state.f), 1.0)
-            if small_x or small_f:
-                status = (Status.FTOL_XTOL if small_x and small_f else
-                          Status.XTOL if small_x else Status.FTOL)
+        elif status is None:
+            status = self._small_change(state)
         if status is None:
             return None
         x, g = state.x, state.g
@@ -368,7 +368,3 @@ class ProjectedNewton(Newton):
             return Status.INDEFINITE
         return status
 
-
-def _stop(state: State, status: Status) -> State:
-    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data)

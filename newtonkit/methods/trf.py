@@ -46,8 +46,8 @@ from .. import _backend as B
 from .._bounds import cl_scaling, step_to_bound, strictly_feasible
 from .._status import Status
 from ..problems._common import BudgetExhausted
-from ._base import Option, State, boolean, register
-from ._lsq import LeastSquaresMethod, stop
+from ._base import Option, State, boolean, register, stop
+from ._lsq import LeastSquaresMethod
 
 __all__ = ["TrustRegionReflective", "MAX_NONFINITE_TRIALS"]
 
