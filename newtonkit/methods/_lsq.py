@@ -39,8 +39,6 @@ class LeastSquaresMethod(Method):
     """Base of Gauss-Newton, Levenberg-Marquardt and HIG: problems on model outputs."""
 
     problem_kind = "outputs"
-    uses_jacobian = True
-    matrix_free = True
 
     def linearize(self, ev: Any, *, densify: bool = False,
                   gauss_newton: bool = True) -> Linearization:

@@ -103,7 +103,7 @@ class GaussNewton(LeastSquaresMethod):
 
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
-        state = State(x0, ev.f, data={"ev": ev, "linear_solves": []})
+        state = State(x0, ev.f, data={"ev": ev})
         if math.isfinite(ev.f):
             lin = self.linearize(ev)
             state.g, state.data["lin"] = lin.g, lin
@@ -113,13 +113,12 @@ class GaussNewton(LeastSquaresMethod):
         xp, o, p = self.xp, self.opts, self.problem
         lin = state.data["lin"]
         try:
-            d, info = linalg.gauss_newton_step(lin.J, lin.r, 0.0, method=o["linear_solver"],
+            d, _ = linalg.gauss_newton_step(lin.J, lin.r, 0.0, method=o["linear_solver"],
                                                rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
         except linalg.LinAlgError:
             return stop(state, Status.NONFINITE)
         if not self.finite(d):
             return stop(state, Status.NONFINITE)
-        state.data["linear_solves"].append(info)
         if self.norm(d) <= self.tol["xtol"] * (self.tol["xtol"] + self.norm(state.x)):
             return stop(state, Status.XTOL)  # the full step predicts convergence within xtol
         slope = float(xp.vecdot(state.g, d))
