@@ -144,7 +144,7 @@ class TrustRegionSubproblem:
         """The terms from ``AᵀA = V diag(s²) Vᵀ`` and ``sq = Vᵀ Aᵀ r``, when
         ``ε κ(AᵀA) < GRAM_MAX_ERR`` (then ``True``; else ``False`` and nothing is set)."""
         xp, A = self.xp, self.A
-        s2, V = B.eigh(xp, B.gram(xp, A))  # ascending
+        s2, V = B.eigh(xp, B.dot(xp, B.transpose(xp, A), A))  # ascending
         if not self._gram_qualifies(float(s2[0]), float(s2[-1])):
             return False
         sq = B.dot(xp, B.dot(xp, self.r, A), V)
@@ -186,7 +186,7 @@ class TrustRegionSubproblem:
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
     def _chol_terms(self) -> None:
         xp, R = self.xp, self._clean_R()
-        self._M = B.gram(xp, R)  # RᵀR = AᵀA
+        self._M = B.dot(xp, B.transpose(xp, R), R)  # RᵀR = AᵀA
         self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
