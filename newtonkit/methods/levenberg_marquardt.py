@@ -40,7 +40,7 @@ Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .. import linalg
@@ -108,13 +108,21 @@ class LMData:
     radius: tuple = ()
     ratio: tuple = ()
 
+    def but(self, **changes: Any) -> LMData:
+        """A copy with ``changes`` (``dataclasses.replace``, without its call of ``__init__``
+        with every field: 3 µs a trial, a tenth of a small problem's)."""
+        if not changes.keys() <= self.__dict__.keys():
+            raise TypeError(f"LMData has no field(s) {sorted(changes.keys() - self.__dict__)}")
+        new = object.__new__(LMData)
+        object.__setattr__(new, "__dict__", {**self.__dict__, **changes})
+        return new
+
     def after_trial(self, finite: bool, **changes: Any) -> LMData:
         """The next trial's data: ``changes``, and the non-finite counts after a trial whose
         value was ``finite`` or not."""
         since = self.since_nonfinite
-        return replace(self, **changes,
-                       nonfinite_run=0 if finite else self.nonfinite_run + 1,
-                       since_nonfinite=0 if not finite else -1 if since < 0 else since + 1)
+        return self.but(**changes, nonfinite_run=0 if finite else self.nonfinite_run + 1,
+                        since_nonfinite=0 if not finite else -1 if since < 0 else since + 1)
 
 
 @register
@@ -187,7 +195,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
             gnorm = self.scaled_gradient(lin)
             if not math.isfinite(gnorm):  # exactly when the gradient is not finite
                 return stop(state, Status.NONFINITE)
-            d = replace(d, lin=lin, gnorm=gnorm, D=self._scaling(d.D, lin, state.x))
+            d = d.but(lin=lin, gnorm=gnorm, D=self._scaling(d.D, lin, state.x))
             state = State(state.x, state.f, lin.g, data=d, info=state.info)
             details: dict = {}
             status = (Status.ZERO if state.f == 0.0 else
