@@ -16,12 +16,11 @@ from ._base import Method, State, small_change
 _MIN_NORMAL = sys.float_info.min
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Linearization:
     """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
-    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``;
-    :meth:`LeastSquaresMethod.scaled_gradient` replaces them by norms scaled per column when
-    their squares over- or underflow)."""
+    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``),
+    ``rnorm = ‖r̃‖``."""
 
     r: Any
     J: Any
@@ -59,6 +58,13 @@ class LeastSquaresMethod(Method):
             g, cn = Jt.rmatvec(r), None
         else:
             g, cn = B.dot(xp, r, Jt), B.column_norms(xp, Jt)
+            # A zero or infinite norm of a finite J̃ may be an underflow or overflow of the
+            # squares; either would read as a zero gradient (a false gtol stop) and a wrong
+            # scaling D, so this rare case takes the norms scaled per column (MINPACK's enorm).
+            # ‖J̃‖_F² = cn·cn is finite exactly when every norm is (or it overflows: the same).
+            if not (B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
+                    ) and self.finite(g):
+                cn = B.column_norms(xp, Jt, safe=True)
         if p.loss is None and ev.f >= _MIN_NORMAL:
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
         else:
@@ -90,17 +96,14 @@ class LeastSquaresMethod(Method):
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
         # The usual case, no zero, NaN or infinite column norm: no masking (an infinite one
-        # would make inf/inf below, with NumPy's RuntimeWarning).  cn·cn = ‖J̃‖_F² is finite
-        # exactly when every norm is (or it overflows: then the masked path, also right); two
-        # cheap tests instead of min/max reductions, which cost 2–5 % of a small LM run.
+        # would make inf/inf below, with NumPy's RuntimeWarning); two cheap tests instead of
+        # min/max reductions, which cost 2–5 % of a small LM run.
         if B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf:
             return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
             return math.nan
-        # g finite means J̃ finite: an infinite norm is an overflow of the squares and a zero
-        # one may be an underflow; either would read as a zero gradient (a false gtol stop)
-        # and a wrong scaling D, so this rare path takes the norms scaled per column
-        lin.colnorms = cn = B.column_norms(xp, lin.J, safe=True)
+        # g finite means J̃ finite, and linearize has taken the norms safely: a zero one is a
+        # zero column, whose entry of g is 0
         nz = cn > 0
         ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
         return B.float_max(xp, ratios) / lin.rnorm
