@@ -84,3 +84,19 @@ def test_the_spy_sees_an_in_place_change():
     s.data["h"].append(1)
     with pytest.raises(AssertionError):
         _same(_snapshot(s), before)
+
+
+def test_lm_data_copies_are_new_and_checked():
+    """LMData.but: a copy with changes; the original keeps its values; unknown names raise."""
+    from newtonkit.methods.levenberg_marquardt import LMData
+
+    d = LMData(ev=None, update="trust-region")
+    e = d.after_trial(False, par=2.0)
+    assert (e.par, e.nonfinite_run, e.since_nonfinite) == (2.0, 1, 0)
+    assert (d.par, d.nonfinite_run, d.since_nonfinite) == (0.0, 0, -1)
+    f = e.after_trial(True)
+    assert (f.nonfinite_run, f.since_nonfinite) == (0, 1)
+    with pytest.raises(TypeError, match="no field"):
+        d.but(pra=1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.par = 1.0
