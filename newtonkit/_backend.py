@@ -117,7 +117,7 @@ def all_finite(xp: Any, a: Any) -> bool:
     tensor). Only a non-finite sum, an overflow of finite entries included, falls back to the
     elementwise test.
     """
-    if _is_numpy(xp):
+    if xp is _compat_numpy or _is_numpy(xp):
         return bool(np.isfinite(a).all())
     with np.errstate(all="ignore"):  # array-api-strict reduces with NumPy
         if math.isfinite(float(xp.sum(a))):
@@ -259,7 +259,7 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
 
 def _lapack_float64(xp: Any, a: Any) -> bool:
     # NumPy's linalg computes float32 in float64; only float64 calls LAPACK directly.
-    return _is_numpy(xp) and a.dtype == np.float64 and a.size > 0
+    return (xp is _compat_numpy or _is_numpy(xp)) and a.dtype == np.float64 and a.size > 0
 
 
 @functools.lru_cache(maxsize=256)
@@ -292,17 +292,17 @@ def _is_numpy(xp: Any) -> bool:
 
 def reshape(xp: Any, a: Any, shape: tuple[int, ...]) -> Any:
     """``xp.reshape(a, shape)`` (NumPy: ``ndarray.reshape``, without the compat wrapper)."""
-    return a.reshape(shape) if _is_numpy(xp) else xp.reshape(a, shape)
+    return a.reshape(shape) if xp is _compat_numpy or _is_numpy(xp) else xp.reshape(a, shape)
 
 
 def copy(xp: Any, a: Any) -> Any:
     """``xp.asarray(a, copy=True)`` (NumPy: ``ndarray.copy``, C-ordered)."""
-    return a.copy() if _is_numpy(xp) else xp.asarray(a, copy=True)
+    return a.copy() if xp is _compat_numpy or _is_numpy(xp) else xp.asarray(a, copy=True)
 
 
 def ones_like(xp: Any, a: Any) -> Any:
     """``xp.ones_like(a)`` (NumPy: ``np.ones`` of ``a``'s shape and dtype)."""
-    if _is_numpy(xp):
+    if xp is _compat_numpy or _is_numpy(xp):
         return np.ones(a.shape, a.dtype)
     return xp.ones_like(a)
 
@@ -318,26 +318,26 @@ def column_norms(xp: Any, a: Any, *, safe: bool = False) -> Any:
         s = xp.max(xp.abs(a), axis=0)
         s1 = xp.where(s > 0, s, xp.ones_like(s))
         return s * column_norms(xp, a / s1)
-    if _is_numpy(xp):
+    if xp is _compat_numpy or _is_numpy(xp):
         return np.sqrt(np.add.reduce(a * a, axis=0))  # what np.linalg.norm computes
     return xp.linalg.vector_norm(a, axis=0)
 
 
 def diagonal(xp: Any, a: Any) -> Any:
     """The main diagonal of a 2-D ``a`` (``xp.linalg.diagonal``)."""
-    return a.diagonal() if _is_numpy(xp) else xp.linalg.diagonal(a)
+    return a.diagonal() if xp is _compat_numpy or _is_numpy(xp) else xp.linalg.diagonal(a)
 
 
 def float_sum(xp: Any, v: Any) -> float:
     """``float(xp.sum(v))`` for a real 1-D ``v``."""
-    return float(np.add.reduce(v) if _is_numpy(xp) else xp.sum(v))
+    return float(np.add.reduce(v) if xp is _compat_numpy or _is_numpy(xp) else xp.sum(v))
 
 
 def float_max(xp: Any, v: Any) -> float:
     """``float(xp.max(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one).  NumPy reads
     the entry at ``argmax`` (the first NaN if any): 0.25 µs instead of a ufunc reduction's
     0.8 µs on a small array (a maximum of ±0 may come back with the other sign)."""
-    if _is_numpy(xp):
+    if xp is _compat_numpy or _is_numpy(xp):
         return v.item(v.argmax())
     return float(xp.max(v))
 
@@ -345,14 +345,14 @@ def float_max(xp: Any, v: Any) -> float:
 def count_nonzero(xp: Any, v: Any) -> int:
     """``int(xp.count_nonzero(v))`` (NumPy: ``np.count_nonzero``, a fraction of a ufunc
     reduction's ~0.8 µs on a small array)."""
-    return int(np.count_nonzero(v) if _is_numpy(xp)
+    return int(np.count_nonzero(v) if xp is _compat_numpy or _is_numpy(xp)
                else xp.count_nonzero(v))
 
 
 def float_min(xp: Any, v: Any) -> float:
     """``float(xp.min(v))`` for a non-empty 1-D ``v`` (NaN when ``v`` has one; NumPy: the
     entry at ``argmin``, as :func:`float_max`)."""
-    if _is_numpy(xp):
+    if xp is _compat_numpy or _is_numpy(xp):
         return v.item(v.argmin())
     return float(xp.min(v))
 
@@ -403,7 +403,7 @@ def unpermute(xp: Any, y: Any, perm: Any, axis: int = 0) -> Any:
     column permutation of :func:`qr_r` (``perm = None``: ``y`` itself)."""
     if perm is None:
         return y
-    if _is_numpy(xp):
+    if xp is _compat_numpy or _is_numpy(xp):
         out = np.empty_like(y)
         if axis == 0:
             out[perm] = y
@@ -451,7 +451,7 @@ def eigh(xp: Any, a: Any) -> tuple[Any, Any]:
 def transpose(xp: Any, a: Any) -> Any:
     """``aᵀ`` of a 2-D ``a`` (``xp.matrix_transpose``; NumPy: ``a.T``, 0.05 µs instead of the
     compat layer's 0.6 µs)."""
-    return a.T if _is_numpy(xp) else xp.matrix_transpose(a)
+    return a.T if xp is _compat_numpy or _is_numpy(xp) else xp.matrix_transpose(a)
 
 
 def dot(xp: Any, a: Any, b: Any) -> Any:
@@ -460,14 +460,14 @@ def dot(xp: Any, a: Any, b: Any) -> Any:
     NumPy uses ``ndarray.dot`` (the same BLAS call without matmul's ufunc dispatch: 0.3 µs
     instead of 0.7 µs on the small arrays of small least-squares problems).
     """
-    return a.dot(b) if _is_numpy(xp) else a @ b
+    return a.dot(b) if xp is _compat_numpy or _is_numpy(xp) else a @ b
 
 
 def norm(xp: Any, v: Any) -> float:
     """``‖v‖₂`` of a real 1-D ``v`` as a float: √(v·v) (cheap), or, when v·v overflows or
     falls below the normal range, ``s ‖v / s‖`` with ``s = max |vᵢ|`` (NumPy's and torch's
     ``vector_norm`` overflow too); NaN when ``v`` has a NaN."""
-    numpy = _is_numpy(xp)
+    numpy = xp is _compat_numpy or _is_numpy(xp)
     sq = float(v.dot(v) if numpy else xp.vecdot(v, v))
     if _MIN_NORMAL64 <= sq < math.inf:
         return math.sqrt(sq)
@@ -483,7 +483,7 @@ _MIN_NORMAL64 = float(np.finfo(np.float64).smallest_normal)
 
 def vdot(xp: Any, a: Any, b: Any) -> float:
     """``float(xp.vecdot(a, b))`` for real 1-D ``a`` and ``b`` (NumPy: ``ndarray.dot``)."""
-    return float(a.dot(b) if _is_numpy(xp) else xp.vecdot(a, b))
+    return float(a.dot(b) if xp is _compat_numpy or _is_numpy(xp) else xp.vecdot(a, b))
 
 
 def standard_normal(xp: Any, shape: tuple[int, ...], dtype: Any, like: Any,

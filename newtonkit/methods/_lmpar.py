@@ -53,6 +53,7 @@ Built once per Jacobian, then solved for any (Δ, λ₀).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -92,8 +93,9 @@ class TrustRegionSubproblem:
 
     State: ``gn`` the Gauss-Newton step after a QR (``None`` without a QR or when ``R`` is
     singular); ``use_chol`` whether the Cholesky route applies (full rank after a QR, ``n >
-    SVD_MAX_N``; ``False`` after it gave up on a λ); the terms of each route (``s2``, ... for
-    the SVD, ``_M``, ... for Cholesky) are ``None`` until first used.
+    SVD_MAX_N``; ``False`` after it gave up on a λ); each route's terms are computed on first
+    use (``s2``, ... for the SVD, ``None`` until then; the cached ``_svd_bounds`` and
+    ``_chol_bounds``).
     """
 
     def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float,
@@ -101,7 +103,7 @@ class TrustRegionSubproblem:
         self.xp, self.A, self.r, self.eps, self.tiny = xp, A, r, eps, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
-        self.R = self.qtr = self.gn = self.perm = self.s2 = self._M = None
+        self.R = self.qtr = self.gn = self.perm = self.s2 = None
         self.use_chol = False
         self.gram = gram
         self._try_gram = gram and not gn_first  # a probable Gauss-Newton step: no Gram form
@@ -137,19 +139,21 @@ class TrustRegionSubproblem:
     def _svd_terms(self) -> None:
         """What the SVD route needs from ``A = U diag(s) Vᵀ`` (or ``R``'s; computed once):
         ``s²``, ``Vᵀ``, ``sq = s·Uᵀr`` and ``c0 = Uᵀr / s``, from the eigendecomposition of
-        ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`); ``‖p̂(0)‖ = ‖c0‖``,
-        ``‖Aᵀr‖`` and φ'(0) (``None`` when ``A`` is rank-deficient)."""
+        ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`), and ``‖p̂(0)‖ = ‖c0‖``."""
         xp = self.xp
         m, n = self.A.shape
         # (after a QR, gn_first has already ruled the Gram form out)
         if not (self._try_gram and m >= n and self._gram_terms()):
             self._svd_of_a_or_r(n)
-        self.n0 = n0 = B.norm(xp, self.c0)
-        self.gnorm = B.norm(xp, self.sq)  # ‖Aᵀ r‖
-        # φ'(0) = -Σ c0²/s² / ‖c0‖ = -‖A⁻ᵀp̂(0)‖² / ‖p̂(0)‖ (needed only when n0 > 0: p̂(0)
-        # does not fit)
-        full = self.full and n0 > 0
-        self.dphi0 = -B.vdot(xp, self.c0 / self.s2, self.c0) / n0 if full else None
+        self.n0 = B.norm(xp, self.c0)
+
+    @functools.cached_property
+    def _svd_bounds(self) -> tuple[float | None, float]:
+        """φ'(0) = -Σ c0²/s² / ‖c0‖ = -‖A⁻ᵀp̂(0)‖² / ‖p̂(0)‖ (``None`` when ``A`` is
+        rank-deficient) and ``‖Aᵀr‖``: the λ iteration's bounds, once per factorisation."""
+        xp, n0 = self.xp, self.n0
+        dphi0 = -B.vdot(xp, self.c0 / self.s2, self.c0) / n0 if self.full else None
+        return dphi0, B.norm(xp, self.sq)
 
     def _gram_terms(self) -> bool:
         """The terms from ``AᵀA = V diag(s²) Vᵀ`` and ``sq = Vᵀ Aᵀ r``, when
@@ -195,15 +199,17 @@ class TrustRegionSubproblem:
 
     # -- Cholesky route --------------------------------------------------------------------------
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
-    def _chol_terms(self, n0: float) -> None:
-        """``RᵀR``, ``Aᵀr``, the smallest λ the route takes, φ'(0) and ``‖Aᵀr‖``."""
-        xp, R = self.xp, self._clean_R()
+    @functools.cached_property
+    def _chol_bounds(self) -> tuple[float, float]:
+        """φ'(0) and ``‖Aᵀr‖`` for the λ iteration; builds ``RᵀR``, ``Aᵀr`` and the smallest λ
+        the route takes (once per factorisation)."""
+        xp, R, n0 = self.xp, self._clean_R(), self.gn[1]
         self._M = B.dot(xp, B.transpose(xp, R), R)  # RᵀR = AᵀA
         self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
         w = B.solve_triangular(xp, R, self._y0, lower=False, trans=True)  # R⁻ᵀ p̂(0)
-        self._chol_dphi0, self._chol_gnorm = -B.vdot(xp, w, w) / n0, B.norm(xp, self._g)
+        return -B.vdot(xp, w, w) / n0, B.norm(xp, self._g)
 
     def _chol_at(self, alpha: float) -> float:
         xp = self.xp
@@ -236,11 +242,8 @@ class TrustRegionSubproblem:
             if n0 - delta <= 0.1 * delta:
                 return v0, 0.0, n0, jp2
             if self.use_chol:
-                if self._M is None:
-                    self._chol_terms(n0)
                 try:
-                    return self._iterate(delta, par0, n0, self._chol_dphi0, self._chol_gnorm,
-                                         svd=False)
+                    return self._iterate(delta, par0, n0, *self._chol_bounds, svd=False)
                 except _UseSVD:
                     self.use_chol = False
         if self.s2 is None:
@@ -249,7 +252,7 @@ class TrustRegionSubproblem:
         if n0 - delta <= 0.1 * delta:
             c0 = self.c0
             return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
-        return self._iterate(delta, par0, n0, self.dphi0, self.gnorm, svd=True)
+        return self._iterate(delta, par0, n0, *self._svd_bounds, svd=True)
 
     def _iterate(self, delta: float, par0: float, n0: float, dphi0: float | None,
                  gnorm: float, svd: bool) -> tuple:

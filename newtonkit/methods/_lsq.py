@@ -20,14 +20,16 @@ _MIN_NORMAL = sys.float_info.min
 class Linearization:
     """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
     ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``),
-    ``rnorm = ‖r̃‖``."""
+    ``rnorm = ‖r̃‖``, ``x`` the point; ``plain_norms``: every column norm is positive and
+    finite (the usual case, which needs no masking)."""
 
     r: Any
     J: Any
     g: Any
     colnorms: Any
     rnorm: float
-    x: Any = None  # the point (read by the projected gradient test under bounds)
+    x: Any = None
+    plain_norms: bool = False
 
     @property
     def dense(self) -> bool:
@@ -54,22 +56,24 @@ class LeastSquaresMethod(Method):
             r, Jt = p.gauss_newton_form(ev, J)
         if densify and isinstance(Jt, LinearOperator):
             Jt = Jt.to_dense()
+        plain = False
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
         else:
             g, cn = B.dot(xp, r, Jt), B.column_norms(xp, Jt)
+            # ‖J̃‖_F² = cn·cn is finite exactly when every norm is (or it overflows: then the
+            # safe norms below, also right)
+            plain = B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
             # A zero or infinite norm of a finite J̃ may be an underflow or overflow of the
             # squares; either would read as a zero gradient (a false gtol stop) and a wrong
             # scaling D, so this rare case takes the norms scaled per column (MINPACK's enorm).
-            # ‖J̃‖_F² = cn·cn is finite exactly when every norm is (or it overflows: the same).
-            if not (B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
-                    ) and self.finite(g):
+            if not plain and self.finite(g):
                 cn = B.column_norms(xp, Jt, safe=True)
         if p.loss is None and ev.f >= _MIN_NORMAL:
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
         else:
             rnorm = self.norm(r)
-        return Linearization(r, Jt, g, cn, rnorm, ev.x)
+        return Linearization(r, Jt, g, cn, rnorm, ev.x, plain)
 
     def gradient_measure(self, lin: Linearization) -> float:
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
@@ -95,10 +99,8 @@ class LeastSquaresMethod(Method):
         if lin.colnorms is None:
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
-        # The usual case, no zero, NaN or infinite column norm: no masking (an infinite one
-        # would make inf/inf below, with NumPy's RuntimeWarning); two cheap tests instead of
-        # min/max reductions, which cost 2–5 % of a small LM run.
-        if B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf:
+        if lin.plain_norms:  # no zero, NaN or infinite norm: no masking (an infinite one
+            # would make inf/inf below, with NumPy's RuntimeWarning)
             return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
             return math.nan

@@ -85,8 +85,8 @@ class LMData:
     trials), ``delta`` Δ, ``par`` λ, ``xnorm`` ‖Dx‖, ``gram`` whether the last Jacobian
     qualified for the Gram form (:class:`TrustRegionSubproblem`).  Nielsen: ``mu`` μ,
     ``nu`` ν.  Non-finite trials: ``nonfinite_run`` how many in a row, ``since_nonfinite``
-    trials since the last one (−1: none yet).  Histories (:func:`appended`): ``damping`` (λ
-    or μ), ``radius`` (Δ), ``ratio`` (ρ) of every trial.
+    trials since the last one (−1: none yet).  ``trials`` the history (:func:`appended`) of
+    ``(damping, radius, ratio)`` after every trial: λ or μ, Δ (``None`` for Nielsen), ρ.
     """
 
     ev: Any
@@ -104,9 +104,7 @@ class LMData:
     nu: float = 2.0
     nonfinite_run: int = 0
     since_nonfinite: int = -1
-    damping: tuple = ()
-    radius: tuple = ()
-    ratio: tuple = ()
+    trials: tuple = ()
 
     def but(self, **changes: Any) -> LMData:
         """A copy with ``changes`` (``dataclasses.replace``, without its call of ``__init__``
@@ -232,16 +230,15 @@ class LevenbergMarquardt(LeastSquaresMethod):
             delta = min(delta, pnorm)
         ev = self.problem.evaluate(x - v / D)
         u = _trust.more_update(_trust.SCALAR, f, ev.f, delta, par, pnorm, jp2)
-        history = dict(damping=appended(d.damping, u.par), radius=appended(d.radius, u.delta),
-                       ratio=appended(d.ratio, u.ratio))
+        trials = appended(d.trials, (u.par, u.delta, u.ratio))
         if u.accepted:
             xnorm = self.norm(D * ev.x)
             new = d.after_trial(u.finite, ev=ev, lin=None, gnorm=None, sub=None, first=False,
                                 delta=u.delta, par=u.par, xnorm=xnorm, gram=sub.gram,
-                                **history)
+                                trials=trials)
         else:
             new = d.after_trial(u.finite, sub=sub, delta=u.delta, par=u.par, xnorm=xnorm,
-                                **history)
+                                trials=trials)
         code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
                                        self.tol["ftol"], self.tol["xtol"], new.nonfinite_run,
                                        new.since_nonfinite)
@@ -276,12 +273,12 @@ class LevenbergMarquardt(LeastSquaresMethod):
             mu, nu = mu * max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3), 2.0
         else:
             mu, nu = mu * d.nu, 2.0 * d.nu
-        history = dict(damping=appended(d.damping, mu), ratio=appended(d.ratio, ratio))
+        trials = appended(d.trials, (mu, None, ratio))
         if accepted:
             new = d.after_trial(math.isfinite(f1), ev=ev, lin=None, gnorm=None, first=False,
-                                mu=mu, nu=nu, **history)
+                                mu=mu, nu=nu, trials=trials)
         else:
-            new = d.after_trial(math.isfinite(f1), mu=mu, nu=nu, **history)
+            new = d.after_trial(math.isfinite(f1), mu=mu, nu=nu, trials=trials)
         small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
         small_x = self.norm(step) <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
         status = small_change(small_f, small_x)
@@ -307,10 +304,11 @@ class LevenbergMarquardt(LeastSquaresMethod):
 
     def finish(self, state: State) -> dict:
         d = state.data
-        out = {"y": d.ev.y, "damping": entries(d.damping), "gain_ratios": entries(d.ratio),
+        damping, radius, ratio = zip(*entries(d.trials), strict=True) if d.trials else ((),) * 3
+        out = {"y": d.ev.y, "damping": list(damping), "gain_ratios": list(ratio),
                "damping_update": d.update}
         if d.update == "trust-region":
-            out["trust_radius"] = entries(d.radius)
+            out["trust_radius"] = list(radius)
         lin = d.lin
         if lin is None and math.isfinite(state.f):
             # The gradient at a point accepted by the ftol/xtol test: like SciPy's
