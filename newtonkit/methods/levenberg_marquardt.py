@@ -109,12 +109,7 @@ class LMData:
     def but(self, **changes: Any) -> LMData:
         """A copy with ``changes`` (``dataclasses.replace``, without its call of ``__init__``
         with every field: several µs a trial, a tenth of a small problem's)."""
-        fields = {**self.__dict__, **changes}
-        if len(fields) != len(self.__dict__):
-            raise TypeError(f"LMData has no field(s) {sorted(fields.keys() - self.__dict__)}")
-        new = object.__new__(LMData)
-        new.__dict__.update(fields)  # (frozen: no __setattr__)
-        return new
+        return self._copy(changes)
 
     def after_trial(self, finite: bool, **changes: Any) -> LMData:
         """The next trial's data: ``changes``, and the non-finite counts after a trial whose
@@ -122,7 +117,16 @@ class LMData:
         since = self.since_nonfinite
         changes["nonfinite_run"] = 0 if finite else self.nonfinite_run + 1
         changes["since_nonfinite"] = 0 if not finite else -1 if since < 0 else since + 1
-        return self.but(**changes)
+        return self._copy(changes)
+
+    def _copy(self, changes: dict) -> LMData:
+        fields = self.__dict__.copy()
+        fields.update(changes)
+        if len(fields) != len(self.__dict__):
+            raise TypeError(f"LMData has no field(s) {sorted(fields.keys() - self.__dict__)}")
+        new = object.__new__(LMData)
+        object.__setattr__(new, "__dict__", fields)  # (frozen: no plain assignment)
+        return new
 
 
 @register
