@@ -24,7 +24,6 @@ __all__ = [
     "backend_name",
     "device",
     "check_real_float",
-    "result_float_dtype",
     "cholesky",
     "solve_triangular",
     "cho_solve",
@@ -36,7 +35,6 @@ __all__ = [
     "float_sum",
     "float_max",
     "float_min",
-    "qr",
     "qr_r",
     "unpermute",
     "triu",
@@ -110,14 +108,6 @@ def check_real_float(xp: Any, x: Any, name: str) -> None:
         )
 
 
-def result_float_dtype(xp: Any, *dtypes: Any) -> Any:
-    """The promoted real floating dtype of ``dtypes``."""
-    dt = xp.result_type(*dtypes)
-    if not xp.isdtype(dt, "real floating"):
-        raise TypeError(f"dtype {dt} is not a real floating dtype")
-    return dt
-
-
 def all_finite(xp: Any, a: Any) -> bool:
     """Whether every entry of ``a`` is finite.
 
@@ -168,7 +158,7 @@ def cholesky(xp: Any, a: Any, shift: float = 0.0) -> tuple[Any, bool]:
         f = np.array(a, order="F")  # potrf factors in place
         if shift:
             f.ravel(order="K")[:: n + 1] += shift  # the diagonal, in memory order
-        L, info = (_POTRF64 or _f64_routines()[2])(f, 1, 1, 1)  # lower, clean, overwrite_a
+        L, info = _f64("potrf")[0](f, 1, 1, 1)  # lower, clean, overwrite_a
         if info < 0:
             raise ValueError(f"potrf: illegal argument {-info}")
         return (L, True) if info == 0 else (None, False)
@@ -209,7 +199,7 @@ def solve_triangular(xp: Any, L: Any, b: Any, *, lower: bool = True, trans: bool
     calls LAPACK ``trtrs`` as SciPy's ``solve_triangular`` does, without its checks.
     """
     if b.dtype == np.float64 and _lapack_float64(xp, L):
-        trtrs = _TRTRS64 or _f64_routines()[0]
+        trtrs = _f64("trtrs")[0]
         # positional arguments: f2py parses keywords at ~0.1 µs each
         if L.flags.f_contiguous:
             x, info = trtrs(L, b, lower, trans)
@@ -252,7 +242,7 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
     """Solve ``L Lᵀ x = b`` given the lower Cholesky factor ``L`` (NumPy float64: LAPACK
     ``potrs``, the same two triangular solves in one call)."""
     if _lapack_float64(xp, L) and b.dtype == np.float64 and L.flags.f_contiguous:
-        x, info = (_POTRS64 or _f64_routines()[1])(L, b, 1)  # lower
+        x, info = _f64("potrs")[0](L, b, 1)  # lower
         if info != 0:
             raise ValueError(f"potrs: illegal argument {-info}")
         return x
@@ -260,9 +250,11 @@ def cho_solve(xp: Any, L: Any, b: Any) -> Any:
     return solve_triangular(xp, L, y, lower=True, trans=True)
 
 
-# NumPy's own linalg wrappers and SciPy's validating ones cost more than the LAPACK call itself
-# for the tiny matrices of small least-squares problems; these call LAPACK directly (the same
-# routines with the same workspace and, like NumPy, C-ordered results, so the same results).
+# NumPy float64 calls LAPACK itself: for the small matrices of a least-squares iteration
+# NumPy's and SciPy's wrappers cost more than the routine (SciPy's ``cho_solve`` 20 µs against
+# ``potrs``' 1 µs at n = 10, its ``svd`` 60 µs against ``gesvd``'s 30 µs at 11 × 10; loaded
+# machine, 2026-12-05).  The routines are the ones those wrappers call, with the same
+# workspace, so the results are the same.  One cache holds them: :func:`_f64`.
 
 
 def _lapack_float64(xp: Any, a: Any) -> bool:
@@ -270,37 +262,22 @@ def _lapack_float64(xp: Any, a: Any) -> bool:
     return (xp is _compat_numpy or _is_numpy(xp)) and a.dtype == np.float64 and a.size > 0
 
 
-@functools.cache
-def _lapack(name: str, dtype: Any) -> Any:
+@functools.lru_cache(maxsize=256)
+def _f64(name: str, m: int = 0, n: int = 0) -> tuple[Any, int]:
+    """The float64 LAPACK routine ``name`` and, for an ``(m, n)`` matrix, its optimal workspace
+    (a workspace query; 1 for the routines that take none)."""
     import scipy.linalg.lapack
 
-    return scipy.linalg.lapack.get_lapack_funcs(name, dtype=dtype)
+    def get(routine: str) -> Any:
+        return scipy.linalg.lapack.get_lapack_funcs(routine, dtype=np.dtype(np.float64))
 
-
-# The float64 routines of the per-trial paths, looked up once (a module global costs less than
-# a cached call at ~1 µs a LAPACK call on small matrices).
-_TRTRS64 = _POTRS64 = _POTRF64 = _SYEV64 = None
-
-
-def _f64_routines() -> tuple[Any, Any, Any, Any]:
-    global _TRTRS64, _POTRS64, _POTRF64, _SYEV64
-    f8 = np.dtype(np.float64)
-    _TRTRS64, _POTRS64, _POTRF64, _SYEV64 = (_lapack(k, f8)
-                                             for k in ("trtrs", "potrs", "potrf", "syev"))
-    return _TRTRS64, _POTRS64, _POTRF64, _SYEV64
-
-
-@functools.lru_cache(maxsize=64)
-def _lwork(name: str, dtype: Any, m: int, n: int) -> int:
-    """The optimal LAPACK workspace for an ``(m, n)`` matrix (a workspace query, cached)."""
-    a = np.zeros((m, n), dtype=dtype, order="F")
-    if name == "gesdd":
-        work, _ = _lapack("gesdd_lwork", a.dtype)(m, n, compute_uv=1, full_matrices=0)
-    elif name == "orgqr":
-        work = _lapack(name, a.dtype)(a, np.zeros(n, dtype=dtype), lwork=-1)[1]
-    else:
-        work = _lapack(name, a.dtype)(a, lwork=-1)[2]
-    return max(1, int(np.asarray(work).ravel()[0].real))
+    routine, work = get(name), 1
+    if name in ("gesdd", "gesvd"):
+        work, _ = get(name + "_lwork")(m, n, compute_uv=1, full_matrices=0)
+    elif name in ("geqrf", "geqp3"):
+        out = routine(np.zeros((m, n), order="F"), lwork=-1)
+        work = out[2] if name == "geqrf" else out[3]  # (qr, [jpvt,] tau, work, info)
+    return routine, max(1, int(np.asarray(work).ravel()[0].real))
 
 
 # NumPy fast paths of a few standard calls that the iteration loops make on small arrays: the
@@ -380,72 +357,6 @@ def float_min(xp: Any, v: Any) -> float:
     return float(xp.min(v))
 
 
-# The float64 routines with their workspaces, per shape: one cache lookup per call.
-@functools.lru_cache(maxsize=64)
-def _qr64(m: int, n: int) -> tuple[Any, int, Any, int]:
-    f8 = np.dtype(np.float64)
-    return (_lapack("geqrf", f8), _lwork("geqrf", f8, m, n), _lapack("orgqr", f8),
-            _lwork("orgqr", f8, m, n))
-
-
-_SVD64: dict[tuple[int, int, str], tuple[Any, int]] = {}
-
-
-def _svd64(m: int, n: int, driver: str) -> tuple[Any, int]:
-    """The float64 SVD routine and its workspace for ``(m, n)`` (cached: a dict lookup is
-    cheaper than ``lru_cache`` on this per-Jacobian path)."""
-    key = (m, n, driver)
-    hit = _SVD64.get(key)
-    if hit is None:
-        f8 = np.dtype(np.float64)
-        if driver == "gesvd":
-            work, _ = _lapack("gesvd_lwork", f8)(m, n, compute_uv=1, full_matrices=0)
-            hit = _lapack("gesvd", f8), max(1, int(work))
-        else:
-            hit = _lapack("gesdd", f8), _lwork("gesdd", f8, m, n)
-        if len(_SVD64) < 256:
-            _SVD64[key] = hit
-    return hit
-
-
-def qr(xp: Any, a: Any) -> tuple[Any, Any]:
-    """Reduced QR ``a = Q R`` of an ``(m, n)`` matrix with ``m >= n`` (``xp.linalg.qr``)."""
-    if not _lapack_float64(xp, a):
-        return xp.linalg.qr(a)
-    m, n = a.shape
-    geqrf, lwork_geqrf, orgqr, lwork_orgqr = _qr64(m, n)
-    f, tau, _, info = geqrf(a, lwork=lwork_geqrf)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"QR factorisation failed (geqrf info {info})")
-    R = triu(xp, f[:n])  # geqrf leaves its reflectors below the diagonal
-    Q, _, info = orgqr(f, tau, lwork=lwork_orgqr)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"QR factorisation failed (orgqr info {info})")
-    return np.ascontiguousarray(Q), R
-
-
-_QR_R64: dict[tuple[int, int, bool], tuple[Any, int, Any]] = {}
-
-
-def _qr_r64(m: int, n: int, pivoting: bool) -> tuple[Any, int, Any]:
-    """The float64 factorisation with its workspace for ``(m, n)``, and ``ormqr`` (cached in a
-    dict, as :func:`_svd64`)."""
-    key = (m, n, pivoting)
-    hit = _QR_R64.get(key)
-    if hit is None:
-        f8 = np.dtype(np.float64)
-        a = np.zeros((m, n), order="F")
-        if pivoting:
-            factor = _lapack("geqp3", f8)
-            lwork_factor = max(1, int(factor(a, lwork=-1)[3][0]))
-        else:
-            factor, lwork_factor = _lapack("geqrf", f8), _lwork("geqrf", f8, m, n)
-        hit = factor, lwork_factor, _lapack("ormqr", f8)
-        if len(_QR_R64) < 256:
-            _QR_R64[key] = hit
-    return hit
-
-
 def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, Any]:
     """``(R, Qᵀb, perm)`` of the reduced QR ``a[:, perm] = Q R`` of an ``(m, n)`` matrix,
     ``m >= n``.
@@ -464,7 +375,8 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
         Q, R = xp.linalg.qr(a)
         return R, b @ Q, None
     m, n = a.shape
-    factor, lwork_factor, ormqr = _qr_r64(m, n, pivoting)
+    factor, lwork_factor = _f64("geqp3" if pivoting else "geqrf", m, n)
+    ormqr = _f64("ormqr")[0]
     if pivoting:
         f, jpvt, tau, _, info = factor(a, lwork_factor)
         perm = jpvt - 1  # LAPACK counts from 1
@@ -481,18 +393,8 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
     return f[:n], qtb[:n, 0], perm
 
 
-@functools.lru_cache(maxsize=64)
-def _strictly_lower(n: int) -> np.ndarray:
-    return np.tri(n, n, -1, dtype=bool)
-
-
 def triu(xp: Any, a: Any) -> Any:
-    """The upper triangle of a square ``a``, zeros below (``xp.triu(a)``; NumPy: a copy with a
-    cached mask, a quarter of ``np.triu``'s cost on small matrices)."""
-    if xp is _compat_numpy or _is_numpy(xp):
-        out = a.copy()
-        out[_strictly_lower(a.shape[0])] = 0.0
-        return out
+    """The upper triangle of a square ``a``, zeros below (``xp.triu(a)``)."""
     return xp.triu(a)
 
 
@@ -524,7 +426,7 @@ def svd(xp: Any, a: Any, *, contiguous: bool = True,
     if not _lapack_float64(xp, a):
         return tuple(xp.linalg.svd(a, full_matrices=False))
     m, n = a.shape
-    routine, lwork = _svd64(m, n, driver)
+    routine, lwork = _f64(driver, m, n)
     U, s, Vt, info = routine(a, 1, 0, lwork)  # compute_uv, full_matrices, lwork
     if info != 0:
         raise np.linalg.LinAlgError("SVD did not converge")
@@ -540,7 +442,7 @@ def eigh(xp: Any, a: Any) -> tuple[Any, Any]:
     if not _lapack_float64(xp, a):
         w, V = xp.linalg.eigh(a)
         return w, V
-    w, V, info = (_SYEV64 or _f64_routines()[3])(a)
+    w, V, info = _f64("syev")[0](a)
     if info != 0:
         raise np.linalg.LinAlgError("the symmetric eigensolver did not converge")
     return w, V
@@ -550,11 +452,6 @@ def transpose(xp: Any, a: Any) -> Any:
     """``aᵀ`` of a 2-D ``a`` (``xp.matrix_transpose``; NumPy: ``a.T``, 0.05 µs instead of the
     compat layer's 0.6 µs)."""
     return a.T if xp is _compat_numpy or _is_numpy(xp) else xp.matrix_transpose(a)
-
-
-def gram(xp: Any, a: Any) -> Any:
-    """``aᵀa`` of a 2-D ``a``."""
-    return dot(xp, transpose(xp, a), a)
 
 
 def dot(xp: Any, a: Any, b: Any) -> Any:

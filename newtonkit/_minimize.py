@@ -413,6 +413,10 @@ def _run(solver: Any, problem: Any, state: State, shape: tuple, common: dict,
             status = solver.terminate(state)
             if status in _SMALL_CHANGE and new.accepted and new.f > f_prev and new.stop is None:
                 status = None  # a small step that raised the objective is not convergence
+        if status.success:  # the method's last check of the point (Newton: its curvature)
+            last = state
+            status, state = solver.verify(state, status)
+            best = state if best is last else best
     except KeyboardInterrupt:
         status = Status.INTERRUPTED
     except BudgetExhausted:  # a step needed more calls of fun than maxfev leaves

@@ -88,8 +88,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from newtonkit._backend import all_finite
-from newtonkit.linalg import _checks as C
+from newtonkit import checks as C
+from newtonkit.checks import all_finite
 
 from .autograd import unit_rows
 from .jacobians import Physics, _single_sample_fn, select_parameters

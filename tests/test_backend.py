@@ -47,15 +47,6 @@ def test_check_real_float(backend, dtype, ok):
             B.check_real_float(xp, x, "x")
 
 
-@pytest.mark.parametrize("backend", S.BACKENDS)
-def test_result_float_dtype(backend):
-    xp = S.namespace(backend)
-    assert B.result_float_dtype(xp, xp.float32, xp.float64) == xp.float64
-    assert B.result_float_dtype(xp, xp.float32) == xp.float32
-    with pytest.raises(TypeError, match="not a real floating dtype"):
-        B.result_float_dtype(xp, xp.int32)
-
-
 @st.composite
 def spd(draw, backend=None):
     # backend, dtype and size from the drawn seed (uniform; see strategies.svd_cases)

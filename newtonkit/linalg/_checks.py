@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from .. import _backend as B
+from ..checks import choice, integer, real  # noqa: F401  (the solvers' argument checks)
 from ..operators import LinearOperator, aslinearoperator
 from ..operators._tags import check_symmetric  # noqa: F401  (the solvers' input check)
 
@@ -51,41 +51,6 @@ def vector(xp: Any, v: Any, length: int, name: str, dtype: Any) -> Any:
     if not B.all_finite(xp, v):
         raise ValueError(f"{name} has non-finite entries (nan or inf)")
     return xp.astype(v, dtype) if v.dtype != dtype else v
-
-
-def real(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False) -> float:
-    """A finite real number within ``[low, high]`` (``(low, high]`` with ``low_open``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (v <= low if low_open else v < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {v:g}")
-    if high is not None and v > high:
-        raise ValueError(f"{name} must be <= {high:g}, got {v:g}")
-    return v
-
-
-def integer(value: Any, name: str, *, low: int | None = None, optional: bool = False) -> Any:
-    """An integer ``>= low`` (an integral float is accepted); ``None`` passes with ``optional``."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    v = int(value)
-    if low is not None and v < low:
-        raise ValueError(f"{name} must be >= {low}, got {v}")
-    return v
-
-
-def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in options:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
-    return value.lower()
 
 
 def dense(A: Any, chunk_size: int | None = None, name: str = "the operator") -> Any:

@@ -4,8 +4,11 @@ A method never loops over iterations itself: :func:`newtonkit.minimize` owns the
 budgets, non-finite checks, callbacks and progress.  ``init`` evaluates the start point and
 returns a state; ``step`` returns the next state (``accepted`` says whether ``x`` moved; a
 rejected trial, as in Levenberg-Marquardt, keeps ``x``); ``terminate`` reads the state and
-returns a :class:`~newtonkit._status.Status` or ``None``.  States are explicit objects passed in
-and out; a method instance keeps only settings.
+returns a :class:`~newtonkit._status.Status` or ``None``; ``verify`` checks a point where the
+run would end successfully (Newton: the curvature there) and returns the final status and state.
+States are explicit objects passed in and out and never changed once made (``step`` builds a
+new one; histories are :func:`appended` to, which leaves the old state's history as it was); a
+method instance keeps only settings.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any, ClassVar
 from .. import _backend as B
 from .._status import Status
 
-__all__ = ["Method", "State", "Option", "METHODS", "register", "lookup"]
+__all__ = ["Method", "State", "Option", "METHODS", "register", "lookup", "stop", "small_change",
+           "appended", "entries", "last"]
 
 
 @dataclass(slots=True)
@@ -122,17 +126,14 @@ class Method:
     """Base class of the methods.
 
     Class attributes declare what the method needs: ``problem_kind`` (``"objective"`` for a
-    scalar ``fun``, ``"outputs"`` for a residual or a Composite), ``uses_hessian``,
-    ``uses_jacobian``, ``matrix_free`` (works with operator derivatives), and ``options``
-    (its own knobs with defaults and validators).
+    scalar ``fun`` and its gradient and Hessian, ``"outputs"`` for a residual or a Composite and
+    its Jacobian; :func:`newtonkit.minimize` builds the problem from it) and ``options`` (its
+    own knobs with defaults and validators).
     """
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     problem_kind: ClassVar[str] = "objective"
-    uses_hessian: ClassVar[bool] = False
-    uses_jacobian: ClassVar[bool] = False
-    matrix_free: ClassVar[bool] = False
     options: ClassVar[dict[str, Option]] = {}
     #: Defaults of the common options that differ by method (``maxiter``, ``maxfev``) as
     #: functions of the dimension ``n``.
@@ -167,6 +168,11 @@ class Method:
     def terminate(self, state: State) -> Status | None:
         return state.stop
 
+    def verify(self, state: State, status: Status) -> tuple[Status, State]:
+        """The status and state to end with, where the run would end with the successful
+        ``status`` at ``state`` (the base accepts both as they are)."""
+        return status, state
+
     def finish(self, state: State) -> dict:
         """Result fields beyond the common ones (``jac`` and method extras)."""
         return {}
@@ -180,6 +186,42 @@ class Method:
 
     def finite(self, v: Any) -> bool:
         return B.all_finite(self.xp, v)
+
+
+def stop(state: State, status: Status, details: dict | None = None) -> State:
+    """A copy of ``state`` that ends the run with ``status`` (``details`` fill its message)."""
+    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
+                 data=state.data, details=state.details if details is None else details)
+
+
+def small_change(small_f: bool, small_x: bool) -> Status | None:
+    """The status of the ftol and xtol tests: ``FTOL``, ``XTOL``, ``FTOL_XTOL`` or ``None``."""
+    if small_f and small_x:
+        return Status.FTOL_XTOL
+    return Status.FTOL if small_f else Status.XTOL if small_x else None
+
+
+def appended(history: tuple, entry: Any) -> tuple:
+    """``history`` with ``entry`` added at its end; ``history`` itself is unchanged.
+
+    A history is ``()`` or the pair ``(earlier history, last entry)``: adding costs O(1) and
+    every state keeps the history of its own past (:func:`entries` lists it).
+    """
+    return (history, entry)
+
+
+def entries(history: tuple) -> list:
+    """The entries of a history (:func:`appended`), oldest first."""
+    out = []
+    while history:
+        history, entry = history
+        out.append(entry)
+    return out[::-1]
+
+
+def last(history: tuple) -> Any:
+    """The last entry of a history, ``None`` when it is empty."""
+    return history[1] if history else None
 
 
 METHODS: dict[str, type[Method]] = {}

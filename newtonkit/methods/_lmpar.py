@@ -53,6 +53,7 @@ Built once per Jacobian, then solved for any (Δ, λ₀).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -86,8 +87,15 @@ class TrustRegionSubproblem:
     to rounding.
     ``gram`` says that the Gram form of the SVD route may qualify (it did for the previous
     Jacobian): when it is ``False`` (or ``gn_first``) the eigendecomposition, which would
-    probably be wasted, is not tried.  ``gram_ok`` tells the caller afterwards: whether ``A``
-    qualified (``None`` when the SVD route was not needed).
+    probably be wasted, is not tried.  The attribute ``gram`` is the same hint for the next
+    Jacobian: whether ``A`` qualified, once the SVD route has found out (until then the
+    ``gram`` given).
+
+    State: ``gn`` the Gauss-Newton step after a QR (``None`` without a QR or when ``R`` is
+    singular); ``use_chol`` whether the Cholesky route applies (full rank after a QR, ``n >
+    SVD_MAX_N``; ``False`` after it gave up on a λ); each route's terms are computed on first
+    use (``s2``, ... for the SVD, ``None`` until then; the cached ``_svd_bounds`` and
+    ``_chol_bounds``).
     """
 
     def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float,
@@ -95,9 +103,10 @@ class TrustRegionSubproblem:
         self.xp, self.A, self.r, self.eps, self.tiny = xp, A, r, eps, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
-        self.R = self.qtr = self.gn = self.chol = self.perm = self.gram_ok = None
-        self._gram = gram and not gn_first  # a probable Gauss-Newton step: never the Gram form
-        self._svd_done = False
+        self.R = self.qtr = self.gn = self.perm = self.s2 = None
+        self.use_chol = False
+        self.gram = gram
+        self._try_gram = gram and not gn_first  # a probable Gauss-Newton step: no Gram form
         if m < n or n < QR_MIN_N or (n <= SVD_MAX_N and not gn_first):
             self._svd_terms()
             return
@@ -118,7 +127,7 @@ class TrustRegionSubproblem:
                 self._y0 = y0
                 # ‖A p̂(0)‖² = ‖Qᵀr‖²
                 self.gn = (B.unpermute(xp, y0, self.perm), n0, B.vdot(xp, self.qtr, self.qtr))
-                self.chol = n > SVD_MAX_N  # full rank: the Cholesky route applies
+                self.use_chol = n > SVD_MAX_N  # full rank: the Cholesky route applies
 
     def _clean_R(self) -> Any:
         """``R`` with zeros below the diagonal (built on first use)."""
@@ -130,26 +139,32 @@ class TrustRegionSubproblem:
     def _svd_terms(self) -> None:
         """What the SVD route needs from ``A = U diag(s) Vᵀ`` (or ``R``'s; computed once):
         ``s²``, ``Vᵀ``, ``sq = s·Uᵀr`` and ``c0 = Uᵀr / s``, from the eigendecomposition of
-        ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`)."""
+        ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`), and ``‖p̂(0)‖ = ‖c0‖``."""
         xp = self.xp
         m, n = self.A.shape
         # (after a QR, gn_first has already ruled the Gram form out)
-        if not (self._gram and m >= n and self._gram_terms()):
+        if not (self._try_gram and m >= n and self._gram_terms()):
             self._svd_of_a_or_r(n)
         self.n0 = B.norm(xp, self.c0)
-        self._svd_done = True
-        self._bounds: tuple[float | None, float] | None = None  # (φ'(0), ‖Aᵀr‖), on first use
+
+    @functools.cached_property
+    def _svd_bounds(self) -> tuple[float | None, float]:
+        """φ'(0) = -Σ c0²/s² / ‖c0‖ = -‖A⁻ᵀp̂(0)‖² / ‖p̂(0)‖ (``None`` when ``A`` is
+        rank-deficient) and ``‖Aᵀr‖``: the λ iteration's bounds, once per factorisation."""
+        xp, n0 = self.xp, self.n0
+        dphi0 = -B.vdot(xp, self.c0 / self.s2, self.c0) / n0 if self.full else None
+        return dphi0, B.norm(xp, self.sq)
 
     def _gram_terms(self) -> bool:
         """The terms from ``AᵀA = V diag(s²) Vᵀ`` and ``sq = Vᵀ Aᵀ r``, when
         ``ε κ(AᵀA) < GRAM_MAX_ERR`` (then ``True``; else ``False`` and nothing is set)."""
         xp, A = self.xp, self.A
-        s2, V = B.eigh(xp, B.gram(xp, A))  # ascending
+        s2, V = B.eigh(xp, B.dot(xp, B.transpose(xp, A), A))  # ascending
         if not self._gram_qualifies(float(s2[0]), float(s2[-1])):
             return False
         sq = B.dot(xp, B.dot(xp, self.r, A), V)
         self.full, self.Vt, self.s2, self.sq, self.c0 = True, B.transpose(xp, V), s2, sq, sq / s2
-        self.gram_ok = True
+        self.gram = True
         return True
 
     def _gram_qualifies(self, s2_min: float, s2_max: float) -> bool:
@@ -158,7 +173,7 @@ class TrustRegionSubproblem:
         return self.eps * s2_max < GRAM_MAX_ERR * s2_min
 
     def _svd_of_a_or_r(self, n: int) -> None:
-        """The terms from the SVD of ``A``, or of ``R`` after a QR; ``gram_ok`` from its
+        """The terms from the SVD of ``A``, or of ``R`` after a QR; ``gram`` from its
         singular values."""
         xp = self.xp
         driver = "gesvd" if n <= SVD_MAX_N else "gesdd"  # the faster one at this size
@@ -173,7 +188,7 @@ class TrustRegionSubproblem:
         smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
         # full column rank: λ has a lower bound
         self.full = full = s.shape[0] == n and smin > self.rcond * smax
-        self.gram_ok = full and self._gram_qualifies(smin * smin, smax * smax)
+        self.gram = full and self._gram_qualifies(smin * smin, smax * smax)
         if full:
             c0 = q / s
         else:
@@ -184,13 +199,17 @@ class TrustRegionSubproblem:
 
     # -- Cholesky route --------------------------------------------------------------------------
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
-    def _chol_terms(self) -> None:
-        xp, R = self.xp, self._clean_R()
-        self._M = B.gram(xp, R)  # RᵀR = AᵀA
+    @functools.cached_property
+    def _chol_bounds(self) -> tuple[float, float]:
+        """φ'(0) and ``‖Aᵀr‖`` for the λ iteration; builds ``RᵀR``, ``Aᵀr`` and the smallest λ
+        the route takes (once per factorisation)."""
+        xp, R, n0 = self.xp, self._clean_R(), self.gn[1]
+        self._M = B.dot(xp, B.transpose(xp, R), R)  # RᵀR = AᵀA
         self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
-        self.chol = "ready"
+        w = B.solve_triangular(xp, R, self._y0, lower=False, trans=True)  # R⁻ᵀ p̂(0)
+        return -B.vdot(xp, w, w) / n0, B.norm(xp, self._g)
 
     def _chol_at(self, alpha: float) -> float:
         xp = self.xp
@@ -222,33 +241,18 @@ class TrustRegionSubproblem:
             v0, n0, jp2 = self.gn
             if n0 - delta <= 0.1 * delta:
                 return v0, 0.0, n0, jp2
-            if self.chol:
+            if self.use_chol:
                 try:
-                    return self._chol_solve(delta, par0, n0)
+                    return self._iterate(delta, par0, n0, *self._chol_bounds, svd=False)
                 except _UseSVD:
-                    self.chol = None
-        if not self._svd_done:
+                    self.use_chol = False
+        if self.s2 is None:
             self._svd_terms()
         xp, n0 = self.xp, self.n0
         if n0 - delta <= 0.1 * delta:
             c0 = self.c0
             return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
-        if self._bounds is None:  # once per factorisation (rejected trials reuse it)
-            gnorm = B.norm(xp, self.sq)  # ‖Aᵀ r‖
-            if self.full:
-                dphi0 = -B.vdot(xp, self.c0 / self.s2, self.c0) / n0  # Σ c0²/s² = ‖A⁻ᵀp̂(0)‖²
-            else:
-                dphi0 = None
-            self._bounds = (dphi0, gnorm)
-        return self._iterate(delta, par0, n0, *self._bounds, svd=True)
-
-    def _chol_solve(self, delta: float, par0: float, n0: float) -> tuple:
-        xp = self.xp
-        if self.chol is True:
-            self._chol_terms()
-            w = B.solve_triangular(xp, self.R, self._y0, lower=False, trans=True)  # R⁻ᵀ p̂(0)
-            self._chol_bounds = (-B.vdot(xp, w, w) / n0, B.norm(xp, self._g))  # φ'(0), ‖Aᵀr‖
-        return self._iterate(delta, par0, n0, *self._chol_bounds, svd=False)
+        return self._iterate(delta, par0, n0, *self._svd_bounds, svd=True)
 
     def _iterate(self, delta: float, par0: float, n0: float, dphi0: float | None,
                  gnorm: float, svd: bool) -> tuple:

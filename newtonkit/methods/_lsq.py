@@ -11,24 +11,25 @@ from .. import _backend as B
 from .._bounds import projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
-from ._base import Method, State
+from ._base import Method, State, small_change
 
 _MIN_NORMAL = sys.float_info.min
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Linearization:
     """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
-    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``;
-    :meth:`LeastSquaresMethod.scaled_gradient` replaces them by norms scaled per column when
-    their squares over- or underflow)."""
+    ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``),
+    ``rnorm = ‖r̃‖``, ``x`` the point; ``plain_norms``: every column norm is positive and
+    finite (the usual case, which needs no masking)."""
 
     r: Any
     J: Any
     g: Any
     colnorms: Any
     rnorm: float
-    x: Any = None  # the point (read by the projected gradient test under bounds)
+    x: Any = None
+    plain_norms: bool = False
 
     @property
     def dense(self) -> bool:
@@ -39,24 +40,40 @@ class LeastSquaresMethod(Method):
     """Base of Gauss-Newton, Levenberg-Marquardt and HIG: problems on model outputs."""
 
     problem_kind = "outputs"
-    uses_jacobian = True
-    matrix_free = True
 
-    def linearize(self, ev: Any, *, densify: bool = False) -> Linearization:
+    def linearize(self, ev: Any, *, densify: bool = False,
+                  gauss_newton: bool = True) -> Linearization:
+        """The residual, Jacobian and gradient at the evaluated point ``ev``: the Gauss-Newton
+        form ``r̃, J̃`` (:meth:`newtonkit.problems.OutputProblem.gauss_newton_form`), or with
+        ``gauss_newton=False`` the loss gradient ``g_y`` and the model Jacobian ``J`` (what
+        HIG's step reads; the same for plain least squares).  ``densify`` materialises an
+        operator Jacobian."""
         xp, p = self.xp, self.problem
         J = p.jacobian(ev.x)
-        r, Jt = (ev.gy, J) if p.loss is None else p.gauss_newton_form(ev, J)
+        if p.loss is None or not gauss_newton:
+            r, Jt = ev.gy, J
+        else:
+            r, Jt = p.gauss_newton_form(ev, J)
         if densify and isinstance(Jt, LinearOperator):
             Jt = Jt.to_dense()
+        plain = False
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
         else:
             g, cn = B.dot(xp, r, Jt), B.column_norms(xp, Jt)
+            # ‖J̃‖_F² = cn·cn is finite exactly when every norm is (or it overflows: then the
+            # safe norms below, also right)
+            plain = B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
+            # A zero or infinite norm of a finite J̃ may be an underflow or overflow of the
+            # squares; either would read as a zero gradient (a false gtol stop) and a wrong
+            # scaling D, so this rare case takes the norms scaled per column (MINPACK's enorm).
+            if not plain and self.finite(g):
+                cn = B.column_norms(xp, Jt, safe=True)
         if p.loss is None and ev.f >= _MIN_NORMAL:
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
         else:
             rnorm = self.norm(r)
-        return Linearization(r, Jt, g, cn, rnorm, ev.x)
+        return Linearization(r, Jt, g, cn, rnorm, ev.x, plain)
 
     def gradient_measure(self, lin: Linearization) -> float:
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
@@ -82,18 +99,13 @@ class LeastSquaresMethod(Method):
         if lin.colnorms is None:
             return self.inf_norm(lin.g) / lin.rnorm
         cn = lin.colnorms
-        # The usual case, no zero, NaN or infinite column norm: no masking (an infinite one
-        # would make inf/inf below, with NumPy's RuntimeWarning).  cn·cn = ‖J̃‖_F² is finite
-        # exactly when every norm is (or it overflows: then the masked path, also right); two
-        # cheap tests instead of min/max reductions, which cost 2–5 % of a small LM run.
-        if B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf:
+        if lin.plain_norms:  # no zero, NaN or infinite norm: no masking (an infinite one
+            # would make inf/inf below, with NumPy's RuntimeWarning)
             return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
             return math.nan
-        # g finite means J̃ finite: an infinite norm is an overflow of the squares and a zero
-        # one may be an underflow; either would read as a zero gradient (a false gtol stop)
-        # and a wrong scaling D, so this rare path takes the norms scaled per column
-        lin.colnorms = cn = B.column_norms(xp, lin.J, safe=True)
+        # g finite means J̃ finite, and linearize has taken the norms safely: a zero one is a
+        # zero column, whose entry of g is 0
         nz = cn > 0
         ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
         return B.float_max(xp, ratios) / lin.rnorm
@@ -141,13 +153,6 @@ class LeastSquaresMethod(Method):
         elif state.accepted:
             small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
             small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            if small_f or small_x:
-                return (Status.FTOL_XTOL if small_f and small_x else
-                        Status.FTOL if small_f else Status.XTOL)
+            return small_change(small_f, small_x)
         return None
 
-
-def stop(state: State, status: Status, details: dict | None = None) -> State:
-    """``state`` unchanged, ended with ``status`` (``details`` fill its message)."""
-    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data, details=state.details if details is None else details)

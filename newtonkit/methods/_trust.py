@@ -2,7 +2,7 @@ r"""Moré's trust-region rules for Levenberg-Marquardt, written once for one pro
 
 Every function here takes ``ops``: an array namespace (arrays of shape ``(B,)``, one entry per
 problem: the batched driver, :mod:`newtonkit._batch`) or :data:`SCALAR` (Python floats: the
-single-problem :class:`~newtonkit.methods.gauss_newton.LevenbergMarquardt`).  Only
+single-problem :class:`~newtonkit.methods.levenberg_marquardt.LevenbergMarquardt`).  Only
 elementwise arithmetic, comparisons combined with ``&`` and ``|``, and ``ops.where``,
 ``ops.minimum``, ``ops.maximum``, ``ops.isfinite``, ``ops.logical_not`` are used, so both run
 the same lines.

@@ -30,21 +30,23 @@ import numpy as np
 from .. import linalg
 from .._bounds import project
 from .._status import Status
-from ..operators import LinearOperator
 from ._base import (
     Option,
     State,
+    appended,
     boolean,
     choice,
+    entries,
     nonneg_float,
     optional_positive_int,
     positive_float,
     positive_int,
     register,
+    stop,
     unit_interval,
 )
 from ._linesearch import backtrack
-from ._lsq import LeastSquaresMethod, Linearization, stop
+from ._lsq import LeastSquaresMethod
 
 __all__ = ["HIG"]
 
@@ -97,21 +99,12 @@ class HIG(LeastSquaresMethod):
         if opts["route"] == "randomized" and opts["rank"] is None:
             raise ValueError("route='randomized' needs a target rank: options={'rank': k}")
 
-    def _linearize(self, ev: Any) -> Linearization:
-        xp = self.xp
-        J = self.problem.jacobian(ev.x)
-        if isinstance(J, LinearOperator):
-            g, cn = J.rmatvec(ev.gy), None
-        else:
-            g, cn = ev.gy @ J, xp.linalg.vector_norm(J, axis=0)
-        return Linearization(ev.gy, J, g, cn, self.norm(ev.gy), ev.x)
-
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
-        state = State(x0, ev.f, data={"ev": ev, "ranks": [], "singular_values": [],
-                                      "thresholds": [], "step_lengths": []})
+        state = State(x0, ev.f, data={"ev": ev, "ranks": (), "singular_values": (),
+                                      "thresholds": (), "step_lengths": ()})  # histories
         if self.finite(ev.gy):
-            lin = self._linearize(ev)
+            lin = self.linearize(ev, gauss_newton=False)
             state.g, state.data["lin"] = lin.g, lin
         return state
 
@@ -144,27 +137,25 @@ class HIG(LeastSquaresMethod):
         def finish(ev: Any) -> bool:
             if not self.finite(ev.gy):
                 return False
-            keep["lin"] = self._linearize(ev)
+            keep["lin"] = self.linearize(ev, gauss_newton=False)
             return self.finite(keep["lin"].g)
 
         res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
                         max_steps=o["max_backtracks"], armijo=o["line_search"])
         if res.t is None:
             return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
-        data = state.data
-        data["ranks"].append(info.rank)
-        data["singular_values"].append(info.singular_values)
-        data["thresholds"].append(info.threshold)
-        data["step_lengths"].append(res.t)
-        ev = res.point
-        new = dict(data, ev=ev, lin=keep["lin"])
+        hist, ev = state.data, res.point
+        new = dict(hist, ev=ev, lin=keep["lin"], ranks=appended(hist["ranks"], info.rank),
+                   singular_values=appended(hist["singular_values"], info.singular_values),
+                   thresholds=appended(hist["thresholds"], info.threshold),
+                   step_lengths=appended(hist["step_lengths"], res.t))
         i = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
              "rank": info.rank, "nonfinite": res.nonfinite}
         return State(ev.x, ev.f, keep["lin"].g, accepted=True, info=i, data=new)
 
     def finish(self, state: State) -> dict:
         d = state.data
-        return {"jac": state.g, "y": d["ev"].y, "ranks": list(d["ranks"]),
-                "singular_values": list(d["singular_values"]),
-                "thresholds": list(d["thresholds"]), "step_lengths": list(d["step_lengths"])}
+        return {"jac": state.g, "y": d["ev"].y, "ranks": entries(d["ranks"]),
+                "singular_values": entries(d["singular_values"]),
+                "thresholds": entries(d["thresholds"]), "step_lengths": entries(d["step_lengths"])}
 

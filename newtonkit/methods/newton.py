@@ -45,13 +45,18 @@ from ._base import (
     Method,
     Option,
     State,
+    appended,
     boolean,
     choice,
+    entries,
+    last,
     optional_nonneg_float,
     optional_positive_int,
     positive_float,
     positive_int,
     register,
+    small_change,
+    stop,
     unit_interval,
 )
 from ._linesearch import backtrack
@@ -72,8 +77,6 @@ class Newton(Method):
     name = "newton"
     aliases = ("newton-cholesky",)
     problem_kind = "objective"
-    uses_hessian = True
-    matrix_free = True
     default_tol = {"gtol": 1e-8, "ftol": 1e-14, "xtol": 1e-10}
     options = {
         "shift": Option("eigen", choice("eigen", "retry", "fixed"), "shift rule for τ"),
@@ -124,8 +127,8 @@ class Newton(Method):
 
     def init(self, x0: Any) -> State:
         f, g = self.problem.value_and_grad(x0)
-        data = {"taus": [], "lambda_min": [], "step_lengths": [], "cg_iterations": [],
-                "negative_curvature": []}
+        data = {"taus": (), "lambda_min": (), "step_lengths": (), "cg_iterations": (),
+                "negative_curvature": ()}  # histories (:func:`appended`)
         if self.solver == "cholesky" and math.isfinite(f) and self.finite(g):
             # The first step needs the Hessian at x0 anyway: a dense one is checked here, so
             # that a non-finite one is a clear error like a non-finite f or g (the driver
@@ -142,7 +145,8 @@ class Newton(Method):
     def step(self, state: State) -> State:
         xp, p, o = self.xp, self.problem, self.opts
         x, g = state.x, state.g
-        H = state.data.pop("H0", None)  # from init, at x0
+        data = dict(state.data)  # the next state's, without the Hessian at x0 from init
+        H = data.pop("H0", None)
         if H is None:
             H = p.hessian(x, matrix_free=self.solver == "cg")
         use_cg = self.solver == "cg" or (self.opts["linear_solver"] == "auto"
@@ -150,26 +154,27 @@ class Newton(Method):
         try:
             if use_cg:
                 d, kinfo = linalg.truncated_cg(H, g, rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
-                state.data["cg_iterations"].append(kinfo.iterations)
-                state.data["negative_curvature"].append(kinfo.negative_curvature)
+                data["cg_iterations"] = appended(data["cg_iterations"], kinfo.iterations)
+                data["negative_curvature"] = appended(data["negative_curvature"],
+                                                      kinfo.negative_curvature)
             else:
                 if isinstance(H, LinearOperator):
                     H = H.to_dense()
                 if not self.finite(xp.reshape(H, (-1,))):
-                    return _stop(state, Status.NONFINITE)
+                    return stop(state, Status.NONFINITE)
                 d, cinfo = linalg.regularized_cholesky_solve(
                     H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"], tau0=o["tau0"],
                     growth=o["growth"], eigensolver=o["eigensolver"])
-                state.data["taus"].append(cinfo.tau)
-                state.data["lambda_min"].append(cinfo.lambda_min)
-                state.data["curvature"] = xp.abs(B.diagonal(xp, H))  # for the gradient test
+                data["taus"] = appended(data["taus"], cinfo.tau)
+                data["lambda_min"] = appended(data["lambda_min"], cinfo.lambda_min)
+                data["curvature"] = xp.abs(B.diagonal(xp, H))  # for the gradient test
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         if not self.finite(d):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         tol = self.tol
         if self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
-            return _stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+            return stop(state, Status.XTOL)  # the full step predicts convergence within xtol
         slope = float(xp.vecdot(g, d))
         if not slope < 0:  # cannot happen for a positive definite shift; guard against rounding
             d, slope = -g, -float(xp.vecdot(g, g))
@@ -186,52 +191,69 @@ class Newton(Method):
         res = backtrack(value, state.f, slope, finish=finish, c1=o["c1"],
                         max_steps=o["max_backtracks"], armijo=o["line_search"])
         if res.t is None:
-            return _stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
+            return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         f_new, g_new = grads["fg"]
-        state.data["step_lengths"].append(res.t)
+        data["step_lengths"] = appended(data["step_lengths"], res.t)
         info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
-                "tau": state.data["taus"][-1] if state.data["taus"] else None}
-        return State(res.point, f_new, g_new, accepted=True, info=info, data=state.data)
+                "tau": last(data["taus"])}
+        return State(res.point, f_new, g_new, accepted=True, info=info, data=data)
 
     def terminate(self, state: State) -> Status | None:
-        tol = self.tol
+        """The gradient test (also after a failed line search along a difference gradient:
+        stationary within its error?), then the ftol/xtol tests after a full step; the
+        curvature at a successful stop is :meth:`verify`'s."""
         status = state.stop
+        curvature = state.data.get("curvature")
         if status is Status.LINE_SEARCH and self.problem.grad_scheme is not None:
-            # no descent along a difference gradient: stationary within its error?
-            if state.data.get("curvature") is None:
+            if curvature is None:
                 lam_min, lam_max = self._extreme_eigenvalues(state.x)
-                state.data["curvature"] = max(abs(lam_min), abs(lam_max))
-            if self._gradient_test(state):
-                status = Status.GTOL
-        if status is not None and not status.success:
+                curvature = max(abs(lam_min), abs(lam_max))
+            if self._gradient_test(state, curvature):
+                return Status.GTOL
+        if status is not None:
             return status
-        if status is None and self._gradient_test(state):
-            status = Status.GTOL
-        elif status is None and state.accepted and state.info["step_length"] == 1.0:
-            i = state.info
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            df = i["f_prev"] - state.f
-            small_f = abs(df) <= tol["ftol"] * max(abs(i["f_prev"]), abs(state.f), 1.0)
-            if small_x or small_f:
-                status = (Status.FTOL_XTOL if small_x and small_f else
-                          Status.XTOL if small_x else Status.FTOL)
-        if status is None:
-            return None
-        lam_min, lam_max = self._extreme_eigenvalues(state.x)
-        state.data["final_eigenvalues"] = (state.x, lam_min, lam_max)
-        if not (math.isfinite(lam_min) and math.isfinite(lam_max)):
-            return Status.NONFINITE
-        if lam_min < -self.indefinite_tol * abs(lam_max) or lam_max < 0:
-            state.details["lambda_min"] = lam_min
-            return Status.INDEFINITE
-        return status
+        if self._gradient_test(state, curvature):
+            return Status.GTOL
+        return self._small_change(state)
 
-    def _gradient_test(self, state: State) -> bool:
-        """``|g_j| <= gtol`` (``+ e_j``, the error bound, for a difference gradient)."""
+    def verify(self, state: State, status: Status) -> tuple[Status, State]:
+        """``status`` where the Hessian at ``state.x`` is positive semi-definite to tolerance,
+        ``INDEFINITE`` (a saddle point or maximum) or ``NONFINITE`` otherwise; the state
+        returned carries the extreme eigenvalues (for :meth:`finish`) and ``λ_min`` for the
+        message."""
+        lam_min, lam_max = self._extreme_eigenvalues(state.x)
+        data = dict(state.data, final_eigenvalues=(state.x, lam_min, lam_max))
+        return self._curvature_status(status, state, data, lam_min, lam_max)
+
+    def _curvature_status(self, status: Status, state: State, data: dict, lam_min: float,
+                          lam_max: float) -> tuple[Status, State]:
+        details = state.details
+        if not (math.isfinite(lam_min) and math.isfinite(lam_max)):
+            status = Status.NONFINITE
+        elif lam_min < -self.indefinite_tol * abs(lam_max) or lam_max < 0:
+            status, details = Status.INDEFINITE, dict(details, lambda_min=lam_min)
+        return status, State(state.x, state.f, state.g, accepted=state.accepted,
+                             stop=state.stop, info=state.info, data=data, details=details,
+                             x_finite=state.x_finite)
+
+    def _small_change(self, state: State) -> Status | None:
+        """After an accepted full step (step length 1): ``|f_k − f_{k+1}| ≤ ftol·max(|f_k|,
+        |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)`` (:func:`small_change`)."""
+        i, tol = state.info, self.tol
+        if not (state.accepted and i["step_length"] == 1.0):
+            return None
+        small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(abs(i["f_prev"]),
+                                                                  abs(state.f), 1.0)
+        return small_change(small_f, small_x)
+
+    def _gradient_test(self, state: State, curvature: Any) -> bool:
+        """``|g_j| <= gtol`` (``+ e_j``, the error bound, for a difference gradient, with the
+        ``curvature``: the Hessian's diagonal or a bound on its norm, or ``None``)."""
         gtol = self.tol["gtol"]
         if self.inf_norm(state.g) <= gtol:
             return True
-        err = self.problem.gradient_error(state.x, state.f, state.data.get("curvature"))
+        err = self.problem.gradient_error(state.x, state.f, curvature)
         if err is None:
             return False
         xp = self.xp
@@ -246,13 +268,13 @@ class Newton(Method):
 
     def finish(self, state: State) -> dict:
         d = state.data
-        out = {"jac": state.g, "step_lengths": list(d["step_lengths"])}
+        out = {"jac": state.g, "step_lengths": entries(d["step_lengths"])}
         if d["cg_iterations"]:
-            out["cg_iterations"] = list(d["cg_iterations"])
-            out["negative_curvature"] = list(d["negative_curvature"])
+            out["cg_iterations"] = entries(d["cg_iterations"])
+            out["negative_curvature"] = entries(d["negative_curvature"])
         if d["taus"] or not d["cg_iterations"]:
-            out["taus"] = list(d["taus"])
-            out["lambda_min"] = list(d["lambda_min"])
+            out["taus"] = entries(d["taus"])
+            out["lambda_min"] = entries(d["lambda_min"])
         x_eig, *extremes = d.get("final_eigenvalues", (None,))
         if x_eig is state.x:  # computed at the point of the result (not an earlier stop test)
             out["hess_eigenvalue_range"] = tuple(extremes)
@@ -289,14 +311,15 @@ class ProjectedNewton(Newton):
         xp, p, o = self.xp, self.problem, self.opts
         lb, ub = self.bounds
         x, g, f = state.x, state.g, state.f
-        H = state.data.pop("H0", None)
+        data = dict(state.data)  # the next state's, without the Hessian at x0 from init
+        H = data.pop("H0", None)
         if H is None:
             H = p.hessian(x, matrix_free=False)
         if isinstance(H, LinearOperator):
             H = H.to_dense()
         if not self.finite(xp.reshape(H, (-1,))):
-            return _stop(state, Status.NONFINITE)
-        state.data["curvature"] = xp.abs(B.diagonal(xp, H))
+            return stop(state, Status.NONFINITE)
+        data["curvature"] = xp.abs(B.diagonal(xp, H))
         eps = min(ACTIVE_EPS, self.inf_norm(projected_gradient(xp, x, g, lb, ub)))
         act = ((x - lb <= eps) & (g > 0)) | ((ub - x <= eps) & (g < 0))
         fm = xp.where(act, xp.zeros_like(x), xp.ones_like(x))  # 1 on the free set
@@ -307,12 +330,12 @@ class ProjectedNewton(Newton):
                 Hr, g * fm, shift=o["shift"], factor=o["factor"], tau=o["tau"],
                 tau0=o["tau0"], growth=o["growth"], eigensolver=o["eigensolver"])
         except linalg.LinAlgError:
-            return _stop(state, Status.NONFINITE)
-        state.data["taus"].append(cinfo.tau)
-        state.data["lambda_min"].append(cinfo.lambda_min)
+            return stop(state, Status.NONFINITE)
+        data["taus"] = appended(data["taus"], cinfo.tau)
+        data["lambda_min"] = appended(data["lambda_min"], cinfo.lambda_min)
         d = xp.where(act, -g, d)
         if not self.finite(d):
-            return _stop(state, Status.NONFINITE)
+            return stop(state, Status.NONFINITE)
         slope_free = B.vdot(xp, g * fm, d)
         slack = 4.0 * float(xp.finfo(x.dtype).eps) * abs(f)  # f is known to its rounding
         t = 1.0
@@ -324,51 +347,36 @@ class ProjectedNewton(Newton):
                 break
             t *= 0.5
         else:
-            return _stop(state, Status.LINE_SEARCH)
+            return stop(state, Status.LINE_SEARCH)
         f_new, g_new = p.value_and_grad(xt)
         if not self.finite(g_new):
-            return _stop(state, Status.NONFINITE)
-        state.data["step_lengths"].append(t)
+            return stop(state, Status.NONFINITE)
+        data["step_lengths"] = appended(data["step_lengths"], t)
         info = {"step_length": t, "step_norm": self.norm(xt - x), "f_prev": f,
                 "tau": cinfo.tau}
-        return State(xt, f_new, g_new, accepted=True, info=info, data=state.data)
+        return State(xt, f_new, g_new, accepted=True, info=info, data=data)
 
     def terminate(self, state: State) -> Status | None:
-        status, tol, xp = state.stop, self.tol, self.xp
-        if status is not None and not status.success:
+        """The projected-gradient test, then the ftol/xtol tests after a full step."""
+        status, xp = state.stop, self.xp
+        if status is not None:
             return status
-        lb, ub = self.bounds
-        if status is None and self.inf_norm(projected_gradient(xp, state.x, state.g, lb,
-                                                               ub)) <= tol["gtol"]:
-            status = Status.GTOL
-        elif status is None and state.accepted and state.info["step_length"] == 1.0:
-            i = state.info
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
-                abs(i["f_prev"]), abs(state.f), 1.0)
-            if small_x or small_f:
-                status = (Status.FTOL_XTOL if small_x and small_f else
-                          Status.XTOL if small_x else Status.FTOL)
-        if status is None:
-            return None
+        pg = projected_gradient(xp, state.x, state.g, *self.bounds)
+        if self.inf_norm(pg) <= self.tol["gtol"]:
+            return Status.GTOL
+        return self._small_change(state)
+
+    def verify(self, state: State, status: Status) -> tuple[Status, State]:
+        """As :meth:`Newton.verify`, on the Hessian of the variables not held by a bound
+        (``status`` as it is when every variable is held)."""
+        xp, (lb, ub) = self.xp, self.bounds
         x, g = state.x, state.g
         held = ((x <= lb) & (g > 0)) | ((x >= ub) & (g < 0))
         idx = xp.nonzero(xp.logical_not(held))[0]
         if idx.shape[0] == 0:
-            return status
+            return status, state
         H = self.problem.hessian(x, matrix_free=False)
         if isinstance(H, LinearOperator):
             H = H.to_dense()
         w = xp.linalg.eigvalsh(xp.take(xp.take(H, idx, axis=0), idx, axis=1))
-        lam_min, lam_max = float(w[0]), float(w[-1])
-        if not (math.isfinite(lam_min) and math.isfinite(lam_max)):
-            return Status.NONFINITE
-        if lam_min < -self.indefinite_tol * abs(lam_max) or lam_max < 0:
-            state.details["lambda_min"] = lam_min
-            return Status.INDEFINITE
-        return status
-
-
-def _stop(state: State, status: Status) -> State:
-    return State(state.x, state.f, state.g, accepted=False, stop=status, info=state.info,
-                 data=state.data)
+        return self._curvature_status(status, state, state.data, float(w[0]), float(w[-1]))

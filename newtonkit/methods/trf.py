@@ -57,8 +57,8 @@ from .. import _backend as B
 from .._bounds import cl_scaling, step_to_bound, strictly_feasible
 from .._status import Status
 from ..problems._common import BudgetExhausted
-from ._base import Option, State, register
-from ._lsq import LeastSquaresMethod, stop
+from ._base import Option, State, register, stop
+from ._lsq import LeastSquaresMethod
 
 __all__ = ["TrustRegionReflective", "MAX_NONFINITE_TRIALS"]
 
@@ -82,7 +82,6 @@ class TrustRegionReflective(LeastSquaresMethod):
 
     name = "trf"
     aliases = ("trust-region-reflective",)
-    matrix_free = False
     options = {"scaling": Option(False, _scaling, "True: D = running max of the Jacobian's "
                                                   "column norms (SciPy's x_scale='jac'); an "
                                                   "array s > 0: D = 1/s (x_scale=s)")}

@@ -1,17 +1,19 @@
 """Linear operators: the interface the solvers see (DESIGN §3)."""
 
-from ._base import LinearOperator
+from ._base import (
+    AdjointOperator,
+    LinearOperator,
+    ProductOperator,
+    ScaledOperator,
+    SumOperator,
+)
 from ._derivative import GramOperator, HessianOperator, JacobianOperator
 from ._dottest import dottest
 from ._kinds import (
-    AdjointOperator,
     DiagonalOperator,
     FunctionOperator,
     IdentityOperator,
     MatrixOperator,
-    ProductOperator,
-    ScaledOperator,
-    SumOperator,
     VStackOperator,
     aslinearoperator,
 )

@@ -3,8 +3,9 @@
 A :class:`LinearOperator` ``A`` of shape ``(m, n)`` maps vectors of length ``n`` to vectors of
 length ``m`` on one array backend.  Public methods check their inputs and call the private
 ``_matvec``/``_rmatvec``/``_matmat``/``_rmatmat`` that subclasses implement (PyLops style), so a
-subclass only computes.  Structure tags (see :mod:`newtonkit.operators._tags`) tell solvers what
-they may assume without checking.
+subclass only computes.  The kinds that the operator's own algebra builds (``A.T``, ``A @ B``,
+``A + B``, ``c * A``) live here too, so that this module imports no other.  Structure tags (see
+:mod:`newtonkit.operators._tags`) tell solvers what they may assume without checking.
 """
 
 from __future__ import annotations
@@ -155,16 +156,12 @@ class LinearOperator:
     @property
     def T(self) -> LinearOperator:
         """The adjoint (transpose) operator."""
-        from ._kinds import AdjointOperator
-
         return AdjointOperator(self)
 
     H = T
 
     def __matmul__(self, other: Any) -> Any:
         if isinstance(other, LinearOperator):
-            from ._kinds import ProductOperator
-
             return ProductOperator(self, other)
         ndim = getattr(other, "ndim", None)
         if ndim == 1:
@@ -176,15 +173,11 @@ class LinearOperator:
     def __add__(self, other: Any) -> LinearOperator:
         if not isinstance(other, LinearOperator):
             return NotImplemented
-        from ._kinds import SumOperator
-
         return SumOperator(self, other)
 
     def __mul__(self, c: Any) -> LinearOperator:
         if not isinstance(c, (int, float)):
             return NotImplemented
-        from ._kinds import ScaledOperator
-
         return ScaledOperator(self, float(c))
 
     __rmul__ = __mul__
@@ -213,3 +206,107 @@ class LinearOperator:
         tag = f", tags={sorted(self.tags)}" if self.tags else ""
         return (f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} "
                 f"{B.backend_name(self.xp)}:{self.dtype}{tag}>")
+
+
+# -- the algebra: kinds the operator's own methods (T, @, +, *) build ------------------------
+
+
+def _joint(a: LinearOperator, b: LinearOperator, what: str) -> tuple[Any, Any]:
+    if B.backend_name(a.xp) != B.backend_name(b.xp):
+        raise TypeError(f"cannot {what} operators on backends {B.backend_name(a.xp)!r} and "
+                        f"{B.backend_name(b.xp)!r}")
+    return a.xp, a.xp.result_type(a.dtype, b.dtype)
+
+
+class SumOperator(LinearOperator):
+    """``A + B``."""
+
+    def __init__(self, A: LinearOperator, B_: LinearOperator) -> None:
+        if A.shape != B_.shape:
+            raise ValueError(f"cannot add operators of shapes {A.shape} and {B_.shape}")
+        xp, dtype = _joint(A, B_, "add")
+        super().__init__(A.shape, dtype, xp, A.device, tags_.of_sum(A.tags, B_.tags))
+        self.ops = (A, B_)
+
+    def _matvec(self, x):
+        return self.ops[0]._matvec(x) + self.ops[1]._matvec(x)
+
+    def _rmatvec(self, y):
+        return self.ops[0]._rmatvec(y) + self.ops[1]._rmatvec(y)
+
+    def _matmat(self, X):
+        return self.ops[0]._matmat(X) + self.ops[1]._matmat(X)
+
+    def _rmatmat(self, Y):
+        return self.ops[0]._rmatmat(Y) + self.ops[1]._rmatmat(Y)
+
+
+class ProductOperator(LinearOperator):
+    """``A B`` (apply ``B`` first)."""
+
+    def __init__(self, A: LinearOperator, B_: LinearOperator) -> None:
+        if A.shape[1] != B_.shape[0]:
+            raise ValueError(f"cannot compose operators of shapes {A.shape} and {B_.shape}: "
+                             f"inner dimensions {A.shape[1]} and {B_.shape[0]} differ")
+        xp, dtype = _joint(A, B_, "compose")
+        super().__init__((A.shape[0], B_.shape[1]), dtype, xp, A.device)
+        self.ops = (A, B_)
+
+    def _matvec(self, x):
+        return self.ops[0]._matvec(self.ops[1]._matvec(x))
+
+    def _rmatvec(self, y):
+        return self.ops[1]._rmatvec(self.ops[0]._rmatvec(y))
+
+    def _matmat(self, X):
+        return self.ops[0]._matmat(self.ops[1]._matmat(X))
+
+    def _rmatmat(self, Y):
+        return self.ops[1]._rmatmat(self.ops[0]._rmatmat(Y))
+
+
+class ScaledOperator(LinearOperator):
+    """``c A`` for a real scalar ``c``."""
+
+    def __init__(self, A: LinearOperator, c: float) -> None:
+        super().__init__(A.shape, A.dtype, A.xp, A.device, tags_.of_scaled(A.tags, c))
+        self.op, self.c = A, c
+
+    def _matvec(self, x):
+        return self.c * self.op._matvec(x)
+
+    def _rmatvec(self, y):
+        return self.c * self.op._rmatvec(y)
+
+    def _matmat(self, X):
+        return self.c * self.op._matmat(X)
+
+    def _rmatmat(self, Y):
+        return self.c * self.op._rmatmat(Y)
+
+
+class AdjointOperator(LinearOperator):
+    """``Aᵀ``; the adjoint of an adjoint is the original operator."""
+
+    def __init__(self, A: LinearOperator) -> None:
+        m, n = A.shape
+        super().__init__((n, m), A.dtype, A.xp, A.device, A.tags)
+        self.op = A
+
+    @property
+    def T(self) -> LinearOperator:
+        return self.op
+
+    H = T
+
+    def _matvec(self, x):
+        return self.op._rmatvec(x)
+
+    def _rmatvec(self, y):
+        return self.op._matvec(y)
+
+    def _matmat(self, X):
+        return self.op._rmatmat(X)
+
+    def _rmatmat(self, Y):
+        return self.op._matmat(Y)
