@@ -59,11 +59,14 @@ from . import _backend as B
 from ._bounds import as_arrays, check_order
 from ._status import Status
 from .methods import _trust
+from .methods._lmpar import GRAM_MAX_ERR
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
 _STATUSES = list(Status)
+_CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status, by index
+_SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
 _RUNNING = -1
 _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton": "gn",
             "hig": "hig", "half-inverse": "hig", "newton": "newton"}
@@ -341,6 +344,11 @@ def _svd(xp: Any, A: Any) -> tuple[Any, Any, Any]:
     return xp.linalg.svd(A, full_matrices=False)
 
 
+def _row_norms(xp: Any, a: Any) -> Any:
+    """Euclidean norms of the rows of ``a`` (b, k): √(Σ a²), as NumPy's ``norm``."""
+    return xp.sqrt(xp.sum(a * a, axis=1))
+
+
 def _rows_dot(xp: Any, a: Any, b: Any) -> Any:
     return xp.sum(a * b, axis=-1)
 
@@ -358,6 +366,133 @@ def _vecmat(xp: Any, v: Any, M: Any) -> Any:
 def _merge(xp: Any, mask: Any, new: Any, old: Any) -> Any:
     """Rows of ``new`` where ``mask`` (b,), else rows of ``old``."""
     return xp.where(_expand(xp, mask, new), new, old)
+
+
+# -- small factorisations, vectorised over the rows ----------------------------------------------
+# A stack of b small matrices is factored column by column, each step one array operation over
+# all b rows (n steps for n × n), on arrays laid out batch-last, (n, n, b), so that every
+# operation runs along the b rows contiguously.  Batched LAPACK instead calls one routine per
+# matrix, about a microsecond for a 5 × 5 matrix whatever it does.
+
+
+def _batch_last(xp: Any, a: Any) -> Any:
+    """(b, ...) → (..., b)."""
+    nd = len(a.shape)
+    return xp.permute_dims(a, tuple(range(1, nd)) + (0,))
+
+
+def _batch_first(xp: Any, a: Any) -> Any:
+    """(..., b) → (b, ...)."""
+    nd = len(a.shape)
+    return xp.permute_dims(a, (nd - 1,) + tuple(range(nd - 1)))
+
+
+def _cholesky(xp: Any, M: Any) -> tuple[Any, Any]:
+    """``(L, ok)``: ``M = L Lᵀ`` for each row of a stack of symmetric ``M`` (b, n, n); ``L``
+    lower triangular, batch-last (n, n, b); ``ok`` (b,) False where a pivot is not positive
+    and finite (that row of ``L`` holds the identity's column there and means nothing)."""
+    b, n, _ = M.shape
+    Mt = _batch_last(xp, M)
+    L = xp.zeros((n, n, b), dtype=M.dtype, device=array_api_compat.device(M))
+    ok = xp.ones((b,), dtype=xp.bool, device=array_api_compat.device(M))
+    for j in range(n):
+        row = L[j, :j, :]
+        d = Mt[j, j, :] - xp.sum(row * row, axis=0)
+        good = (d > 0) & xp.isfinite(d)
+        ok = ok & good
+        ljj = xp.sqrt(xp.where(good, d, xp.ones_like(d)))
+        L[j, j, :] = ljj
+        if j + 1 < n:
+            col = Mt[j + 1:, j, :] - xp.sum(L[j + 1:, :j, :] * row[None, :, :], axis=1)
+            L[j + 1:, j, :] = col / ljj[None, :]
+    return L, ok
+
+
+def _solve_lower(xp: Any, L: Any, y: Any) -> Any:
+    """``L⁻¹ y`` per row: ``L`` batch-last (n, n, b) lower triangular, ``y`` (n, b)."""
+    z = xp.zeros_like(y)
+    for i in range(L.shape[0]):
+        z[i, :] = (y[i, :] - xp.sum(L[i, :i, :] * z[:i, :], axis=0)) / L[i, i, :]
+    return z
+
+
+def _solve_upper_t(xp: Any, L: Any, y: Any) -> Any:
+    """``L⁻ᵀ y`` per row (back substitution with ``Lᵀ``), batch-last as :func:`_solve_lower`."""
+    n = L.shape[0]
+    z = xp.zeros_like(y)
+    for i in range(n - 1, -1, -1):
+        z[i, :] = (y[i, :] - xp.sum(L[i + 1:, i, :] * z[i + 1:, :], axis=0)) / L[i, i, :]
+    return z
+
+
+def _inverse_norm2(xp: Any, L: Any) -> Any:
+    """``‖L⁻¹‖_F²`` per row (b,) of a batch-last ``L``: ``L X = I`` by forward substitution,
+    one row of X per step."""
+    n, _, b = L.shape
+    X = xp.zeros_like(L)
+    for i in range(n):
+        rhs = -xp.sum(L[i, :i, None, :] * X[:i, :, :], axis=0)
+        rhs[i, :] = rhs[i, :] + 1.0
+        X[i, :, :] = rhs / L[i, i, None, :]
+    return xp.sum(xp.reshape(X * X, (n * n, b)), axis=0)
+
+
+def _lm_lambda_cholesky(xp: Any, M: Any, g: Any, n0: Any, dphi0: Any, delta: Any, par0: Any,
+                        tiny: float) -> tuple[Any, Any, Any, Any]:
+    r"""MINPACK's λ iteration for rows whose Gauss-Newton step does not fit (``n0 > 1.1Δ``),
+    each trial λ one Cholesky factorisation :math:`M + \lambda I = LL^T` of the scaled normal
+    matrix :math:`M = A^TA`, as the Cholesky route of
+    :class:`newtonkit.methods._lmpar.TrustRegionSubproblem`:
+    :math:`v = (M+\lambda I)^{-1}A^T r`, :math:`\phi = \|v\| - \Delta`,
+    :math:`\phi' = -\|L^{-1}v\|^2/\|v\|`; λ in the safeguarded interval from
+    :math:`\ell_0 = -\phi(0)/\phi'(0)\cdot\|v_0\|/\Delta` and :math:`u_0 = \|A^Tr\|/\Delta`.
+    Only rows with :math:`\varepsilon\kappa(M)` below ``GRAM_MAX_ERR`` come here (full rank, and
+    :math:`\kappa(M+\lambda I) \le \kappa(M)`: every factorisation succeeds).  The rows still
+    iterating are taken out of the stack at each λ (the others are done).
+    Returns ``(v, λ, ‖v‖, ‖A v‖²)`` per row."""
+    gnorm = xp.linalg.vector_norm(g, axis=1)
+    upper = xp.where(gnorm > 0, gnorm / delta, tiny / xp.minimum(delta, 0.1 + 0 * delta))
+    lower = -(n0 / delta) * (n0 - delta) / dphi0
+    alpha = xp.minimum(xp.maximum(par0, lower), upper)
+    alpha = xp.where(alpha == 0.0, gnorm / n0, alpha)
+    n = g.shape[1]
+    dev = array_api_compat.device(g)
+    eye = xp.eye(n, dtype=g.dtype, device=dev)
+    v_out, a_out, n_out = xp.zeros_like(g), xp.zeros_like(n0), xp.zeros_like(n0)
+    rows = np.arange(g.shape[0])  # the rows still iterating, and their data:
+    Mc, gc, fp = M, g, n0 - delta
+    for it in range(1, 11):
+        alpha = xp.where(alpha == 0.0, xp.maximum(tiny + 0 * upper, 0.001 * upper), alpha)
+        L, _ = _cholesky(xp, Mc + alpha[:, None, None] * eye)
+        vt = _solve_upper_t(xp, L, _solve_lower(xp, L, _batch_last(xp, gc)))
+        v = _batch_first(xp, vt)
+        nrm = xp.linalg.vector_norm(vt, axis=0)
+        prev, fp = fp, nrm - delta
+        stop = (xp.abs(fp) <= 0.1 * delta) | ((lower == 0.0) & (fp <= prev) & (prev < 0))
+        stop_np = (np.ones(rows.size, dtype=bool) if it == 10 else
+                   np.asarray(B.to_numpy(stop), dtype=bool))
+        if stop_np.any():
+            done = np.zeros(g.shape[0], dtype=bool)
+            done[rows[stop_np]] = True
+            # the j-th done row takes the j-th stopped row of (v, alpha, nrm)
+            pos = np.nonzero(stop_np)[0][np.cumsum(done) - 1]
+            put = _scatter_rows(xp, done, xp.asarray(pos, device=dev))
+            v_out, a_out, n_out = put(v, v_out), put(alpha, a_out), put(nrm, n_out)
+        if stop_np.all():
+            break
+        w = _solve_lower(xp, L, vt)
+        dphi = -xp.sum(w * w, axis=0) / nrm
+        correction = -(nrm / delta) * fp / dphi
+        lower = xp.where(fp > 0, xp.maximum(lower, alpha), lower)
+        upper = xp.where(fp < 0, xp.minimum(upper, alpha), upper)
+        alpha = xp.maximum(lower, alpha + correction)
+        go = ~stop_np
+        keep = xp.asarray(np.nonzero(go)[0], device=dev)
+        rows = rows[go]
+        alpha, lower, upper, fp, delta, Mc, gc = (
+            xp.take(a, keep, axis=0) for a in (alpha, lower, upper, fp, delta, Mc, gc))
+    jp2 = xp.maximum(_rows_dot(xp, v_out, _matvec(xp, M, v_out)), 0.0 * n_out)  # ‖A v‖²
+    return v_out, a_out, n_out, jp2
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -656,10 +791,8 @@ class _BatchRun:
         def cat(k: int) -> Any:
             return xp.take(xp.concat([d[k] for d in self.done], axis=0), order, axis=0)
 
-        st = [_STATUSES[i] for i in self.status]
         res = BatchResult(x=cat(1), fun=cat(2), jac=cat(3),
-                          status=np.array([s.code for s in st], dtype=np.int64),
-                          success=np.array([s.success for s in st], dtype=bool),
+                          status=_CODES[self.status], success=_SUCCESS[self.status],
                           nit=self.nit, nfev=ev.nfev.copy(), njev=ev.njev.copy(),
                           method=self.name, _status_index=self.status,
                           _details=self.details)
@@ -667,9 +800,9 @@ class _BatchRun:
             res["nhev"] = ev.nhev.copy()
         else:
             res["residual"] = cat(4)
-        counts: dict[str, int] = {}
-        for s in st:
-            counts[s.name] = counts.get(s.name, 0) + 1
+        counts = {_STATUSES[k].name: int(c)
+                  for k, c in enumerate(np.bincount(self.status, minlength=len(_STATUSES)))
+                  if c}
         n_ok = int(res["success"].sum())
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
         res["message"] = f"{n_ok} of {Bn} problems converged ({parts})"
@@ -722,7 +855,8 @@ class _BatchRun:
         z = xp.zeros((b,), dtype=self.X.dtype)
         k = min(self.V.shape[1], n)
         self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "s2", "sq", "c0",
-                             "Vt", "full", "gscaled", "nonfinite_run", "since"]
+                             "Vt", "full", "gscaled", "nonfinite_run", "since", "chol", "M",
+                             "ga", "v0", "n0", "dphi0", "jp0"]
         self.D = xp.ones_like(self.X)
         self.delta, self.par, self.xnorm = z, z, z
         self.first = xp.ones((b,), dtype=xp.bool)
@@ -730,6 +864,10 @@ class _BatchRun:
         self.s2 = self.sq = self.c0 = xp.zeros((b, k), dtype=self.X.dtype)
         self.Vt = xp.zeros((b, k, n), dtype=self.X.dtype)
         self.full = xp.zeros((b,), dtype=xp.bool)
+        self.chol = xp.zeros((b,), dtype=xp.bool)
+        self.M = xp.zeros((b, n, n), dtype=self.X.dtype)
+        self.ga, self.v0 = xp.zeros_like(self.X), xp.zeros_like(self.X)
+        self.n0, self.dphi0, self.jp0 = z, z, z
         self.G = xp.zeros_like(self.X)
         self.gscaled = z
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
@@ -747,8 +885,9 @@ class _BatchRun:
         J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
         G = _vecmat(xp, V, J)
-        cn = xp.linalg.vector_norm(J, axis=1)  # (b', n) column norms
-        rn = xp.linalg.vector_norm(V, axis=1)
+        JtJ = xp.matrix_transpose(J) @ J
+        cn = xp.sqrt(xp.linalg.diagonal(JtJ))  # (b', n) column norms
+        rn = _row_norms(xp, V)
         safe_cn = xp.where(cn > 0, cn, xp.ones_like(cn))
         ratio = xp.where(cn > 0, xp.abs(G) / safe_cn, xp.zeros_like(G))
         gscaled = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
@@ -762,29 +901,112 @@ class _BatchRun:
                          xp.maximum(D_old, cn))
         else:
             D = D_old
-        A = J / D[:, None, :]
-        # rows with a non-finite Jacobian end NONFINITE below; zeros keep LAPACK calm
-        ok = xp.all(xp.isfinite(xp.reshape(A, (A.shape[0], -1))), axis=1)
+        M = JtJ / (D[:, :, None] * D[:, None, :])  # AᵀA of the scaled Jacobian A = J D⁻¹
+        # rows with a non-finite Jacobian end NONFINITE below; I and 0 keep the solves calm
+        b, n = G.shape
+        ok = xp.all(xp.isfinite(xp.reshape(M, (b, n * n))), axis=1)
         if not bool(xp.all(ok)):
-            A, V = _merge(xp, ok, A, xp.zeros_like(A)), _merge(xp, ok, V, xp.zeros_like(V))
-        s2, sq, c0, Vt, full = _trust.lm_terms(xp, A, V, self.eps)
+            eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
+            M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
+            J, G = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, G, xp.zeros_like(G))
+        terms = self._lm_terms(M, J, D, V, G / D)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
         put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
-        self.s2, self.sq, self.c0 = put(s2, self.s2), put(sq, self.sq), put(c0, self.c0)
-        self.Vt = put(Vt, self.Vt)
-        self.full = put(full, self.full)
+        for name, value in terms.items():
+            setattr(self, name, put(value, getattr(self, name)))
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
-        gs = self._host(put(gscaled, self.gscaled))
+        gs = np.asarray(B.to_numpy(put(gscaled, self.gscaled)), dtype=np.float64)
         f_np = B.to_numpy(self.f)
         self.mark(sel & (f_np == 0.0), Status.ZERO)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), J, s_np, cn)
+
+    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> dict[str, Any]:
+        """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
+        with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
+        routes:
+
+        * Cholesky (``chol``): where :math:`M = A^TA` factors and
+          ε·‖M‖_F·‖L⁻¹‖_F² < ``GRAM_MAX_ERR`` (an upper bound
+          on ε·κ(M), the single path's limit for forming :math:`A^TA`): ``M``, the
+          Gauss-Newton step ``v0 = M⁻¹g`` with ``n0 = ‖v0‖``, ``jp0 = ‖A v0‖²`` and
+          ``dphi0 = φ′(0) = −‖L⁻¹v0‖²/n0``; λ > 0 is found by :func:`_lm_lambda_cholesky`.
+        * SVD (the other rows, rank-deficient or ill-conditioned): the spectral terms of
+          :func:`newtonkit.methods._trust.lm_terms`, for :func:`~newtonkit.methods._trust.
+          lm_subproblem`.
+        """
+        xp = self.xp
+        b, m, n = J.shape
+        L, ok = _cholesky(xp, M)
+        cond = (xp.sqrt(xp.sum(xp.reshape(M * M, (b, n * n)), axis=1))
+                * _inverse_norm2(xp, L))
+        chol = ok & (self.eps * cond < GRAM_MAX_ERR) if m >= n else ok & ~ok
+        v0t = _solve_upper_t(xp, L, _solve_lower(xp, L, _batch_last(xp, g)))
+        n0 = xp.linalg.vector_norm(v0t, axis=0)
+        w = _solve_lower(xp, L, v0t)
+        dphi0 = -xp.sum(w * w, axis=0) / xp.where(n0 > 0, n0, xp.ones_like(n0))
+        v0 = _batch_first(xp, v0t)
+        jp0 = xp.maximum(_rows_dot(xp, v0, _matvec(xp, M, v0)), xp.zeros_like(n0))
+        out = {"chol": chol, "M": M, "ga": g, "v0": v0, "n0": n0, "dphi0": dphi0, "jp0": jp0}
+        rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
+        k = min(m, n)
+        if not rest.any():
+            return out
+        idx = self._idx(np.nonzero(rest)[0])
+        A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
+        terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
+        put = _scatter_rows(xp, rest, self._idx(np.cumsum(rest) - 1))
+        zeros = (xp.zeros((b, k), dtype=A.dtype),) * 3 + (
+            xp.zeros((b, k, n), dtype=A.dtype), xp.zeros((b,), dtype=xp.bool))
+        for name, value, z in zip(("s2", "sq", "c0", "Vt", "full"), terms, zeros,
+                                  strict=True):
+            out[name] = put(value, z)
+        return out
+
+    def _lm_step(self) -> tuple[Any, Any, Any, Any]:
+        """The trial of every active row: ``(v, λ, ‖v‖, ‖A v‖²)``, the scaled step ``-v``
+        (MINPACK's ``lmpar``): the Gauss-Newton step where it fits in 1.1Δ, else λ by the
+        Moré-Hebden iteration, on each row's route (:meth:`_lm_terms`)."""
+        xp = self.xp
+        chol = self._host(self.chol)
+        gn = chol & self._host(self.n0 - self.delta <= 0.1 * self.delta)
+        v, par = self.v0, xp.zeros_like(self.par)
+        pnorm, jp2 = self.n0, self.jp0
+        for sub, solve in ((chol & ~gn, self._lm_step_cholesky), (~chol, self._lm_step_svd)):
+            if not sub.any():
+                continue
+            idx = self._idx(np.nonzero(sub)[0])
+            out = solve(idx)
+            put = _scatter_rows(xp, sub, self._idx(np.cumsum(sub) - 1))
+            v, par, pnorm, jp2 = (put(a, b) for a, b in zip(out, (v, par, pnorm, jp2),
+                                                            strict=True))
+        return v, par, pnorm, jp2
+
+    def _lm_step_cholesky(self, idx: Any) -> tuple[Any, Any, Any, Any]:
+        xp = self.xp
+
+        def t(a: Any) -> Any:
+            return xp.take(a, idx, axis=0)
+
+        return _lm_lambda_cholesky(xp, t(self.M), t(self.ga), t(self.n0), t(self.dphi0),
+                                   t(self.delta), t(self.par), self.tiny)
+
+    def _lm_step_svd(self, idx: Any) -> tuple[Any, Any, Any, Any]:
+        xp = self.xp
+
+        def t(a: Any) -> Any:
+            return xp.take(a, idx, axis=0)
+
+        c, par, pnorm, jp2 = _trust.lm_subproblem(xp, t(self.s2), t(self.sq), t(self.c0),
+                                                  t(self.full), t(self.delta), t(self.par),
+                                                  self.tiny)
+        return _vecmat(xp, c, t(self.Vt)), par, pnorm, jp2
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -814,9 +1036,8 @@ class _BatchRun:
             run = self.status[self.rows] == _RUNNING
             if not self.rows.size:
                 return
-        c, par, pnorm, jp2 = _trust.lm_subproblem(xp, self.s2, self.sq, self.c0, self.full,
-                                                  self.delta, self.par, self.tiny)
-        v = _vecmat(xp, c, self.Vt) / self.D
+        v, par, pnorm, jp2 = self._lm_step()
+        v = v / self.D
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
