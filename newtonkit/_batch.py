@@ -80,6 +80,8 @@ _OPTIONS = {
     "newton": {"line_search": True, "c1": 1e-4, "max_backtracks": 30, "factor": 1.5,
                "indefinite_tol": 1e-8},
 }
+#: The spectral terms of one scaled Jacobian that :func:`methods._trust.lm_subproblem` reads.
+_SPECTRAL = ("s2", "sq", "c0", "Vt", "full")
 _DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8, 1e-14, 1e-10),
                 "newton": (1e-8, 1e-8, 1e-8)}
 
@@ -437,64 +439,6 @@ def _inverse_norm2(xp: Any, L: Any) -> Any:
     return xp.sum(xp.reshape(X * X, (n * n, b)), axis=0)
 
 
-def _lm_lambda_cholesky(xp: Any, M: Any, g: Any, n0: Any, dphi0: Any, delta: Any, par0: Any,
-                        tiny: float) -> tuple[Any, Any, Any, Any]:
-    r"""MINPACK's λ iteration for rows whose Gauss-Newton step does not fit (``n0 > 1.1Δ``),
-    each trial λ one Cholesky factorisation :math:`M + \lambda I = LL^T` of the scaled normal
-    matrix :math:`M = A^TA`, as the Cholesky route of
-    :class:`newtonkit.methods._lmpar.TrustRegionSubproblem`:
-    :math:`v = (M+\lambda I)^{-1}A^T r`, :math:`\phi = \|v\| - \Delta`,
-    :math:`\phi' = -\|L^{-1}v\|^2/\|v\|`; λ in the safeguarded interval from
-    :math:`\ell_0 = -\phi(0)/\phi'(0)\cdot\|v_0\|/\Delta` and :math:`u_0 = \|A^Tr\|/\Delta`.
-    Only rows with :math:`\varepsilon\kappa(M)` below ``GRAM_MAX_ERR`` come here (full rank, and
-    :math:`\kappa(M+\lambda I) \le \kappa(M)`: every factorisation succeeds).  The rows still
-    iterating are taken out of the stack at each λ (the others are done).
-    Returns ``(v, λ, ‖v‖, ‖A v‖²)`` per row."""
-    gnorm = xp.linalg.vector_norm(g, axis=1)
-    upper = xp.where(gnorm > 0, gnorm / delta, tiny / xp.minimum(delta, 0.1 + 0 * delta))
-    lower = -(n0 / delta) * (n0 - delta) / dphi0
-    alpha = xp.minimum(xp.maximum(par0, lower), upper)
-    alpha = xp.where(alpha == 0.0, gnorm / n0, alpha)
-    n = g.shape[1]
-    dev = array_api_compat.device(g)
-    eye = xp.eye(n, dtype=g.dtype, device=dev)
-    v_out, a_out, n_out = xp.zeros_like(g), xp.zeros_like(n0), xp.zeros_like(n0)
-    rows = np.arange(g.shape[0])  # the rows still iterating, and their data:
-    Mc, gc, fp = M, g, n0 - delta
-    for it in range(1, 11):
-        alpha = xp.where(alpha == 0.0, xp.maximum(tiny + 0 * upper, 0.001 * upper), alpha)
-        L, _ = _cholesky(xp, Mc + alpha[:, None, None] * eye)
-        vt = _solve_upper_t(xp, L, _solve_lower(xp, L, _batch_last(xp, gc)))
-        v = _batch_first(xp, vt)
-        nrm = xp.linalg.vector_norm(vt, axis=0)
-        prev, fp = fp, nrm - delta
-        stop = (xp.abs(fp) <= 0.1 * delta) | ((lower == 0.0) & (fp <= prev) & (prev < 0))
-        stop_np = (np.ones(rows.size, dtype=bool) if it == 10 else
-                   np.asarray(B.to_numpy(stop), dtype=bool))
-        if stop_np.any():
-            done = np.zeros(g.shape[0], dtype=bool)
-            done[rows[stop_np]] = True
-            # the j-th done row takes the j-th stopped row of (v, alpha, nrm)
-            pos = np.nonzero(stop_np)[0][np.cumsum(done) - 1]
-            put = _scatter_rows(xp, done, xp.asarray(pos, device=dev))
-            v_out, a_out, n_out = put(v, v_out), put(alpha, a_out), put(nrm, n_out)
-        if stop_np.all():
-            break
-        w = _solve_lower(xp, L, vt)
-        dphi = -xp.sum(w * w, axis=0) / nrm
-        correction = -(nrm / delta) * fp / dphi
-        lower = xp.where(fp > 0, xp.maximum(lower, alpha), lower)
-        upper = xp.where(fp < 0, xp.minimum(upper, alpha), upper)
-        alpha = xp.maximum(lower, alpha + correction)
-        go = ~stop_np
-        keep = xp.asarray(np.nonzero(go)[0], device=dev)
-        rows = rows[go]
-        alpha, lower, upper, fp, delta, Mc, gc = (
-            xp.take(a, keep, axis=0) for a in (alpha, lower, upper, fp, delta, Mc, gc))
-    jp2 = xp.maximum(_rows_dot(xp, v_out, _matvec(xp, M, v_out)), 0.0 * n_out)  # ‖A v‖²
-    return v_out, a_out, n_out, jp2
-
-
 # -- the driver ----------------------------------------------------------------------------------
 
 
@@ -837,7 +781,7 @@ class _BatchRun:
         self.ev.njev = njev
         sel = np.zeros(self.rows.size, bool)
         sel[s_np] = True
-        put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+        put = _scatter_rows(xp, sel)
         self.G = put(_vecmat(xp, Vs, Js), self.G)
 
     def track_best(self, accepted: Any) -> None:
@@ -855,8 +799,8 @@ class _BatchRun:
         z = xp.zeros((b,), dtype=self.X.dtype)
         k = min(self.V.shape[1], n)
         self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "s2", "sq", "c0",
-                             "Vt", "full", "gscaled", "nonfinite_run", "since", "chol", "M",
-                             "ga", "v0", "n0", "dphi0", "jp0"]
+                             "Vt", "full", "gscaled", "nonfinite_run", "since", "chol", "spec",
+                             "M", "ga", "v0", "n0", "jp0"]
         self.D = xp.ones_like(self.X)
         self.delta, self.par, self.xnorm = z, z, z
         self.first = xp.ones((b,), dtype=xp.bool)
@@ -864,10 +808,12 @@ class _BatchRun:
         self.s2 = self.sq = self.c0 = xp.zeros((b, k), dtype=self.X.dtype)
         self.Vt = xp.zeros((b, k, n), dtype=self.X.dtype)
         self.full = xp.zeros((b,), dtype=xp.bool)
-        self.chol = xp.zeros((b,), dtype=xp.bool)
-        self.M = xp.zeros((b, n, n), dtype=self.X.dtype)
-        self.ga, self.v0 = xp.zeros_like(self.X), xp.zeros_like(self.X)
-        self.n0, self.dphi0, self.jp0 = z, z, z
+        self.chol = self.spec = xp.zeros((b,), dtype=xp.bool)
+        # the normal equations' precision: float64 for float32 problems (_linearize_lm)
+        self.wide = xp.float64 if self.X.dtype == xp.float32 else self.X.dtype
+        self.M = xp.zeros((b, n, n), dtype=self.wide)
+        self.ga, self.v0 = xp.zeros((b, n), dtype=self.wide), xp.zeros_like(self.X)
+        self.n0, self.jp0 = z, z
         self.G = xp.zeros_like(self.X)
         self.gscaled = z
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
@@ -884,9 +830,14 @@ class _BatchRun:
         X, V = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
-        G = _vecmat(xp, V, J)
-        JtJ = xp.matrix_transpose(J) @ J
-        cn = xp.sqrt(xp.linalg.diagonal(JtJ))  # (b', n) column norms
+        # the normal equations in float64 for float32 problems (where forming AᵀA in float32
+        # would lose ε₃₂·κ(A)² and no Jacobian could qualify for the Cholesky route)
+        Jw, Vw = (J, V) if self.wide == J.dtype else (xp.astype(J, self.wide),
+                                                     xp.astype(V, self.wide))
+        Gw = _vecmat(xp, Vw, Jw)
+        JtJ = xp.matrix_transpose(Jw) @ Jw
+        G = Gw if self.wide == J.dtype else xp.astype(Gw, J.dtype)
+        cn = xp.astype(xp.sqrt(xp.linalg.diagonal(JtJ)), J.dtype)  # (b', n) column norms
         rn = _row_norms(xp, V)
         safe_cn = xp.where(cn > 0, cn, xp.ones_like(cn))
         ratio = xp.where(cn > 0, xp.abs(G) / safe_cn, xp.zeros_like(G))
@@ -901,18 +852,19 @@ class _BatchRun:
                          xp.maximum(D_old, cn))
         else:
             D = D_old
-        M = JtJ / (D[:, :, None] * D[:, None, :])  # AᵀA of the scaled Jacobian A = J D⁻¹
+        Dw = xp.astype(D, self.wide)
+        M = JtJ / (Dw[:, :, None] * Dw[:, None, :])  # AᵀA of the scaled Jacobian A = J D⁻¹
         # rows with a non-finite Jacobian end NONFINITE below; I and 0 keep the solves calm
         b, n = G.shape
         ok = xp.all(xp.isfinite(xp.reshape(M, (b, n * n))), axis=1)
         if not bool(xp.all(ok)):
             eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
             M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
-            J, G = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, G, xp.zeros_like(G))
-        terms = self._lm_terms(M, J, D, V, G / D)
+            J, Gw = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, Gw, xp.zeros_like(Gw))
+        terms = self._lm_terms(M, J, D, V, Gw / Dw)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
-        put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+        put = _scatter_rows(xp, sel)
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
@@ -930,83 +882,83 @@ class _BatchRun:
     def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> dict[str, Any]:
         """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
         with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
-        routes:
+        routes (the single path's forms of the subproblem, :mod:`newtonkit.methods._lmpar`):
 
-        * Cholesky (``chol``): where :math:`M = A^TA` factors and
-          ε·‖M‖_F·‖L⁻¹‖_F² < ``GRAM_MAX_ERR`` (an upper bound
-          on ε·κ(M), the single path's limit for forming :math:`A^TA`): ``M``, the
-          Gauss-Newton step ``v0 = M⁻¹g`` with ``n0 = ‖v0‖``, ``jp0 = ‖A v0‖²`` and
-          ``dphi0 = φ′(0) = −‖L⁻¹v0‖²/n0``; λ > 0 is found by :func:`_lm_lambda_cholesky`.
-        * SVD (the other rows, rank-deficient or ill-conditioned): the spectral terms of
-          :func:`newtonkit.methods._trust.lm_terms`, for :func:`~newtonkit.methods._trust.
-          lm_subproblem`.
+        * normal equations (``chol``), where ``M = LLᵀ`` factors and ε·‖M‖_F·‖L⁻¹‖_F² <
+          ``GRAM_MAX_ERR`` (an upper bound on ε·κ(M): the single path's limit for forming
+          ``AᵀA``): the Gauss-Newton step ``v0 = M⁻¹g`` with ``n0 = ‖v0‖`` and ``jp0 =
+          ‖A v0‖²``.  Where it does not fit in the trust region, λ comes from the
+          eigendecomposition of ``M`` (:meth:`_spectral_terms`, taken then, once per
+          Jacobian).
+        * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
+          :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
         """
         xp = self.xp
         b, m, n = J.shape
         L, ok = _cholesky(xp, M)
-        cond = (xp.sqrt(xp.sum(xp.reshape(M * M, (b, n * n)), axis=1))
-                * _inverse_norm2(xp, L))
-        chol = ok & (self.eps * cond < GRAM_MAX_ERR) if m >= n else ok & ~ok
+        cond = _row_norms(xp, xp.reshape(M, (b, n * n))) * _inverse_norm2(xp, L)
+        eps = float(xp.finfo(M.dtype).eps)
+        chol = ok & (eps * cond < GRAM_MAX_ERR) if m >= n else ok & ~ok
         v0t = _solve_upper_t(xp, L, _solve_lower(xp, L, _batch_last(xp, g)))
-        n0 = xp.linalg.vector_norm(v0t, axis=0)
-        w = _solve_lower(xp, L, v0t)
-        dphi0 = -xp.sum(w * w, axis=0) / xp.where(n0 > 0, n0, xp.ones_like(n0))
         v0 = _batch_first(xp, v0t)
-        jp0 = xp.maximum(_rows_dot(xp, v0, _matvec(xp, M, v0)), xp.zeros_like(n0))
-        out = {"chol": chol, "M": M, "ga": g, "v0": v0, "n0": n0, "dphi0": dphi0, "jp0": jp0}
+        n0 = _row_norms(xp, v0)
+        jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
+        v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
+        out = {"chol": chol, "spec": ~chol, "M": M, "v0": v0, "n0": n0, "jp0": jp0, "ga": g}
         rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
-        k = min(m, n)
-        if not rest.any():
-            return out
-        idx = self._idx(np.nonzero(rest)[0])
-        A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
-        terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
-        put = _scatter_rows(xp, rest, self._idx(np.cumsum(rest) - 1))
-        zeros = (xp.zeros((b, k), dtype=A.dtype),) * 3 + (
-            xp.zeros((b, k, n), dtype=A.dtype), xp.zeros((b,), dtype=xp.bool))
-        for name, value, z in zip(("s2", "sq", "c0", "Vt", "full"), terms, zeros,
-                                  strict=True):
-            out[name] = put(value, z)
+        if rest.any():
+            idx = self._idx(np.nonzero(rest)[0])
+            A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
+            terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
+            k = min(m, n)
+            put = _scatter_rows(xp, rest)
+            zeros = (xp.zeros((b, k), dtype=J.dtype),) * 3 + (
+                xp.zeros((b, k, n), dtype=J.dtype), xp.zeros((b,), dtype=xp.bool))
+            for name, value, z in zip(_SPECTRAL, terms, zeros, strict=True):
+                out[name] = put(value, z)
         return out
+
+    def _spectral_terms(self, need: np.ndarray) -> None:
+        """The terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the rows
+        ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (the single path's Gram form; exact enough
+        where the Cholesky route was taken): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
+        xp = self.xp
+        idx = self._idx(np.nonzero(need)[0])
+        w, Q = xp.linalg.eigh(xp.take(self.M, idx, axis=0))  # ascending
+        sq = _vecmat(xp, xp.take(self.ga, idx, axis=0), Q)
+        dt = self.X.dtype  # (M is float64 for float32 problems: the terms are rounded once)
+        terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
+            xp.ones((w.shape[0],), dtype=xp.bool),)
+        put = _scatter_rows(xp, need)
+        for name, value in zip(_SPECTRAL, terms, strict=True):
+            setattr(self, name, put(value, getattr(self, name)))
+        self.spec = self.spec | self._dev(need)
 
     def _lm_step(self) -> tuple[Any, Any, Any, Any]:
         """The trial of every active row: ``(v, λ, ‖v‖, ‖A v‖²)``, the scaled step ``-v``
         (MINPACK's ``lmpar``): the Gauss-Newton step where it fits in 1.1Δ, else λ by the
-        Moré-Hebden iteration, on each row's route (:meth:`_lm_terms`)."""
+        Moré-Hebden iteration (:func:`~newtonkit.methods._trust.lm_subproblem`) on the
+        spectral terms of each row's Jacobian (:meth:`_lm_terms`)."""
         xp = self.xp
         chol = self._host(self.chol)
-        gn = chol & self._host(self.n0 - self.delta <= 0.1 * self.delta)
-        v, par = self.v0, xp.zeros_like(self.par)
-        pnorm, jp2 = self.n0, self.jp0
-        for sub, solve in ((chol & ~gn, self._lm_step_cholesky), (~chol, self._lm_step_svd)):
-            if not sub.any():
-                continue
-            idx = self._idx(np.nonzero(sub)[0])
-            out = solve(idx)
-            put = _scatter_rows(xp, sub, self._idx(np.cumsum(sub) - 1))
-            v, par, pnorm, jp2 = (put(a, b) for a, b in zip(out, (v, par, pnorm, jp2),
-                                                            strict=True))
-        return v, par, pnorm, jp2
-
-    def _lm_step_cholesky(self, idx: Any) -> tuple[Any, Any, Any, Any]:
-        xp = self.xp
+        iterate = ~(chol & self._host(self.n0 - self.delta <= 0.1 * self.delta))
+        v, par, pnorm, jp2 = self.v0, xp.zeros_like(self.par), self.n0, self.jp0
+        if not iterate.any():
+            return v, par, pnorm, jp2
+        need = iterate & ~self._host(self.spec)
+        if need.any():
+            self._spectral_terms(need)
+        idx = self._idx(np.nonzero(iterate)[0])
 
         def t(a: Any) -> Any:
             return xp.take(a, idx, axis=0)
 
-        return _lm_lambda_cholesky(xp, t(self.M), t(self.ga), t(self.n0), t(self.dphi0),
-                                   t(self.delta), t(self.par), self.tiny)
-
-    def _lm_step_svd(self, idx: Any) -> tuple[Any, Any, Any, Any]:
-        xp = self.xp
-
-        def t(a: Any) -> Any:
-            return xp.take(a, idx, axis=0)
-
-        c, par, pnorm, jp2 = _trust.lm_subproblem(xp, t(self.s2), t(self.sq), t(self.c0),
-                                                  t(self.full), t(self.delta), t(self.par),
-                                                  self.tiny)
-        return _vecmat(xp, c, t(self.Vt)), par, pnorm, jp2
+        c, par_i, pnorm_i, jp2_i = _trust.lm_subproblem(
+            xp, t(self.s2), t(self.sq), t(self.c0), t(self.full), t(self.delta), t(self.par),
+            self.tiny)
+        put = _scatter_rows(xp, iterate)
+        return (put(_vecmat(xp, c, t(self.Vt)), v), put(par_i, par), put(pnorm_i, pnorm),
+                put(jp2_i, jp2))
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -1227,7 +1179,7 @@ class _BatchRun:
             good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+            put = _scatter_rows(xp, sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1300,7 +1252,7 @@ class _BatchRun:
         Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
         Rs, Js = ev.gauss_newton(Vs, Js)
-        put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+        put = _scatter_rows(xp, ok)
         self.J = put(Js, self.J)
         if ev.loss is not None:
             self.R = put(Rs, self.R)
@@ -1337,7 +1289,7 @@ class _BatchRun:
             good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+            put = _scatter_rows(xp, sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1415,7 +1367,7 @@ class _BatchRun:
             r = self._idx(self.rows[s_np])
             Gs = ev.first(Xs, Vs, r, self.rows[s_np])
             Hs = ev.hessian(Xs, Gs, r, self.rows[s_np])
-            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+            put = _scatter_rows(xp, ok)
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
@@ -1431,12 +1383,12 @@ class _BatchRun:
         self.track_best(acc)
 
 
-def _scatter_rows(xp: Any, sel: np.ndarray, pos: Any) -> Callable[[Any, Any], Any]:
+def _scatter_rows(xp: Any, sel: np.ndarray) -> Callable[[Any, Any], Any]:
     """A function ``put(new, old)``: ``old`` with the rows where ``sel`` (bool over the active
-    rows) replaced by the rows of ``new`` (one per selected row, in order).  ``pos`` is
-    ``cumsum(sel) − 1`` on the device: the row of ``new`` for each selected row."""
+    rows) replaced by the rows of ``new`` (one per selected row, in order)."""
 
     every = bool(sel.all())
+    pos = np.maximum(np.cumsum(sel) - 1, 0)  # the row of ``new`` for each selected row
 
     def put(new: Any, old: Any) -> Any:
         if new.shape[0] == 0:
@@ -1444,8 +1396,7 @@ def _scatter_rows(xp: Any, sel: np.ndarray, pos: Any) -> Callable[[Any, Any], An
         if every:  # all rows replaced
             return new
         dev = array_api_compat.device(old)
-        idx = xp.clip(pos, 0, new.shape[0] - 1) if hasattr(xp, "clip") else pos
-        gathered = xp.take(new, idx, axis=0)
+        gathered = xp.take(new, xp.asarray(pos, device=dev), axis=0)
         mask = xp.asarray(sel, device=dev)
         return xp.where(_expand(xp, mask, old), gathered, old)
 
