@@ -14,10 +14,17 @@ Newton), each step one batched factorisation:
 
 ``"lm"``
     Moré's trust-region Levenberg-Marquardt (MINPACK's ``lmder``, as
-    :class:`newtonkit.methods.gauss_newton.LevenbergMarquardt` with ``update="trust-region"``):
-    the subproblem from one SVD of :math:`\tilde J D^{-1}` per Jacobian, λ by the Moré-Hebden
-    iteration on all problems at once; the radius and λ updates and the termination tests are
-    :mod:`newtonkit.methods._trust` (the same code the single-problem LM runs).
+    :class:`newtonkit.methods.gauss_newton.LevenbergMarquardt` with ``update="trust-region"``).
+    Per Jacobian, the scaled normal matrix :math:`M = A^TA`, :math:`A = \tilde J D^{-1}`, is
+    factored :math:`M = LL^T` by a Cholesky loop vectorised over the problems (batch-last
+    arrays: n array passes, where batched LAPACK costs a call per matrix); where
+    :math:`\varepsilon\|M\|_F\|L^{-1}\|_F^2` is below the single path's limit for forming
+    :math:`A^TA` (``GRAM_MAX_ERR``), it gives the Gauss-Newton step, and the rows whose step
+    does not fit the trust region take λ from the eigendecomposition of M (the single path's
+    Gram form); the other rows take the SVD of A (:func:`newtonkit.methods._trust.lm_terms`).
+    float32 problems form M in float64.  λ by the Moré-Hebden iteration on all problems at
+    once; the radius and λ updates and the termination tests are :mod:`newtonkit.methods.
+    _trust` (the same code the single-problem LM runs).
 ``"gn"``, ``"hig"``
     The minimum-norm Gauss-Newton step :math:`-J^+ r`, or the HIG direction
     :math:`-\eta V\Sigma^\kappa U^T r` (singular values at or below ``truncation·σ_max``
