@@ -190,6 +190,10 @@ class _Evaluator:
                          f"got {type(d).__name__}")
 
     def _args(self, rows: Any) -> tuple:
+        """The per-problem ``args`` of the rows ``rows`` (all of them as they are while no
+        row has been compacted out)."""
+        if rows.shape[0] == self.Bn:  # the rows of a run are distinct and in order
+            return self.args
         return tuple(self.xp.take(a, rows, axis=0) for a in self.args)
 
     def values(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
@@ -417,33 +421,16 @@ def _cholesky(xp: Any, M: Any) -> tuple[Any, Any]:
     return L, ok
 
 
-def _solve_lower(xp: Any, L: Any, y: Any) -> Any:
-    """``L⁻¹ y`` per row: ``L`` batch-last (n, n, b) lower triangular, ``y`` (n, b)."""
-    z = xp.zeros_like(y)
-    for i in range(L.shape[0]):
-        z[i, :] = (y[i, :] - xp.sum(L[i, :i, :] * z[:i, :], axis=0)) / L[i, i, :]
-    return z
-
-
-def _solve_upper_t(xp: Any, L: Any, y: Any) -> Any:
-    """``L⁻ᵀ y`` per row (back substitution with ``Lᵀ``), batch-last as :func:`_solve_lower`."""
+def _inverse_lower(xp: Any, L: Any) -> Any:
+    """``L⁻¹`` (lower triangular, batch-last (n, n, b)) of a batch-last lower triangular ``L``:
+    ``L X = I`` by forward substitution, one row of X per step."""
     n = L.shape[0]
-    z = xp.zeros_like(y)
-    for i in range(n - 1, -1, -1):
-        z[i, :] = (y[i, :] - xp.sum(L[i + 1:, i, :] * z[i + 1:, :], axis=0)) / L[i, i, :]
-    return z
-
-
-def _inverse_norm2(xp: Any, L: Any) -> Any:
-    """``‖L⁻¹‖_F²`` per row (b,) of a batch-last ``L``: ``L X = I`` by forward substitution,
-    one row of X per step."""
-    n, _, b = L.shape
     X = xp.zeros_like(L)
     for i in range(n):
-        rhs = -xp.sum(L[i, :i, None, :] * X[:i, :, :], axis=0)
+        rhs = -xp.sum(L[i, :i, None, :] * X[:i, :i + 1, :], axis=0)  # (i + 1, b)
         rhs[i, :] = rhs[i, :] + 1.0
-        X[i, :, :] = rhs / L[i, i, None, :]
-    return xp.sum(xp.reshape(X * X, (n * n, b)), axis=0)
+        X[i, :i + 1, :] = rhs / L[i, i, None, :]
+    return X
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -834,7 +821,8 @@ class _BatchRun:
         if not s_np.size:
             return
         s = self._idx(s_np)
-        X, V = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+        X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, s, axis=0),
+                                                   xp.take(self.V, s, axis=0))
         J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
         # the normal equations in float64 for float32 problems (where forming AᵀA in float32
@@ -903,11 +891,13 @@ class _BatchRun:
         xp = self.xp
         b, m, n = J.shape
         L, ok = _cholesky(xp, M)
-        cond = _row_norms(xp, xp.reshape(M, (b, n * n))) * _inverse_norm2(xp, L)
+        Li = _inverse_lower(xp, L)
+        cond = (_row_norms(xp, xp.reshape(M, (b, n * n)))
+                * xp.sum(xp.reshape(Li * Li, (n * n, b)), axis=0))
         eps = float(xp.finfo(M.dtype).eps)
         chol = ok & (eps * cond < GRAM_MAX_ERR) if m >= n else ok & ~ok
-        v0t = _solve_upper_t(xp, L, _solve_lower(xp, L, _batch_last(xp, g)))
-        v0 = _batch_first(xp, v0t)
+        y = xp.sum(Li * _batch_last(xp, g)[None, :, :], axis=1)  # L⁻¹g, (n, b)
+        v0 = _batch_first(xp, xp.sum(Li * y[:, None, :], axis=0))  # L⁻ᵀL⁻¹g = M⁻¹g
         n0 = _row_norms(xp, v0)
         jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
         v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
