@@ -366,11 +366,6 @@ def _rows_dot(xp: Any, a: Any, b: Any) -> Any:
     return xp.sum(a * b, axis=-1)
 
 
-def _matvec(xp: Any, M: Any, v: Any) -> Any:
-    """``M @ v`` per row: (b, p, q) × (b, q) → (b, p)."""
-    return (M @ v[..., None])[..., 0]
-
-
 def _vecmat(xp: Any, v: Any, M: Any) -> Any:
     """``v @ M`` per row: (b, p) × (b, p, q) → (b, q)."""
     return (v[:, None, :] @ M)[:, 0, :]
