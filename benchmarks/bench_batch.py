@@ -328,6 +328,9 @@ def run_gauss2d(sizes, big, repeats, scipy_fits, log):
                 acc[n] = (np.asarray(_host(res.x), dtype=np.float64)[:scipy_fits],
                           np.asarray(res.success)[:scipy_fits])
         if B == ref_b:
+            same = single_path_agreement(starts[:SINGLE_FITS], data[:SINGLE_FITS],
+                                         counted["numpy_f64"][0])
+            log(f"batched = single path on the first {SINGLE_FITS} fits: {same}")
             for n in ("scipy_lm", "curve_fit"):
                 rate = [1.0 / t for t in samples[n]]
                 X, ok = sp_X[n]
@@ -359,7 +362,26 @@ def run_gauss2d(sizes, big, repeats, scipy_fits, log):
     agree["curve_fit"] = agreement(Xc, Xs, okc, oks, TARGETS["agree_rtol"])
     conv = {n: float(np.mean(acc[n][1])) for n in acc}
     return dict(rows=rows, scipy=sp, agree=agree, converged_first=conv, ref_B=ref_b,
-                scipy_fits=scipy_fits)
+                scipy_fits=scipy_fits, single=same)
+
+
+SINGLE_FITS = 300  # fits run one by one through newtonkit's single-problem LM
+
+
+def single_path_agreement(starts, data, res):
+    """The batched rows against newtonkit's single-problem LM (issue 14: the same iterates):
+    the fraction of fits with the same status and evaluation counts, and the largest relative
+    difference of x."""
+    import newtonkit as nk
+
+    same, worst = 0, 0.0
+    for i in range(len(starts)):
+        s = nk.minimize(_one_fun, starts[i], jac=_one_jac, args=(data[i],), method="lm")
+        same += (int(res.nfev[i]), int(res.njev[i]), res.termination_of(i)) == (
+            s.nfev, s.njev, s.termination)
+        x = np.asarray(s.x)
+        worst = max(worst, float(np.linalg.norm(_host(res.x[i]) - x) / np.linalg.norm(x)))
+    return dict(fits=len(starts), same_counts=same / len(starts), max_rel_x=worst)
 
 
 # == problem 2: multi-start on a sum of two exponentials =======================================
@@ -579,6 +601,12 @@ def summary(g, ms, nw):
         n2, fr2, mx2 = g["agree"][name]
         lines.append(f"    {name} vs SciPy lm: {fr2:.4f} of {n2} within {T['agree_rtol']:g}, "
                      f"max {mx2:.2e}")
+    sg = g["single"]
+    v["single_path"] = sg["same_counts"] == 1.0 and sg["max_rel_x"] <= 1e-10
+    lines.append(f"[{verdict(v['single_path'])}] batched = newtonkit's single-problem LM (first "
+                 f"{sg['fits']} fits, float64): same status and evaluation counts in "
+                 f"{sg['same_counts']:.4f} of them, x within {sg['max_rel_x']:.1e} relative "
+                 f"(target 1e-10)")
     v["multistart"] = ms["ratio"] >= T["multistart"]
     lines.append(f"[{verdict(v['multistart'])}] multistart >= {T['multistart']:g}x the SciPy "
                  f"lm loop ({ms['K']} starts): {ms['ratio']:.1f}x ({ms['nk_s']:.3f} s vs "

@@ -84,7 +84,8 @@ def test_agreement_and_paired_ratio_arithmetic():
     assert bench.paired_ratio([2.0, 2.0, 8.0], [1.0, 1.0, 4.0]) == 2.0
 
 
-def _synthetic(np_rate, scipy_rate, own, user, torch_ratio, ms_ratio, nw_ratio, best=(1.0, 1.0)):
+def _synthetic(np_rate, scipy_rate, own, user, torch_ratio, ms_ratio, nw_ratio, best=(1.0, 1.0),
+               single=(1.0, 1e-10)):
     ref = 100_000
     rows = [dict(backend=b, B=ref, fits_per_s=np_rate, own_s=own, user_s=user, nfev=6.0,
                  njev=5.0) for b in ("numpy_f64", "numpy_f32", "torch_f64")]
@@ -94,7 +95,8 @@ def _synthetic(np_rate, scipy_rate, own, user, torch_ratio, ms_ratio, nw_ratio, 
     g = dict(rows=rows, scipy=sp, ref_B=ref, scipy_fits=1000,
              agree={k: (990, 1.0, 1e-12) for k in ("numpy_f64", "torch_f64", "numpy_f32",
                                                   "curve_fit")},
-             converged_first={"numpy_f64": 1.0})
+             converged_first={"numpy_f64": 1.0},
+             single=dict(fits=300, same_counts=single[0], max_rel_x=single[1]))
     ms = dict(ratio=ms_ratio, K=1000, nk_s=1.0, scipy_s=ms_ratio, nk_best=best[0],
               scipy_best=best[1], nk_converged=1.0, scipy_converged=1.0)
     nw = dict(ratio=nw_ratio, te_problems=300, nk_per_s=nw_ratio, te_per_s=1.0,
@@ -108,7 +110,10 @@ def test_verdicts_at_the_thresholds():
     _, v = bench.summary(*_synthetic(29.9, 1.0, 1.01, 1.0, 1.51, 19.9, 29.9, best=(1.0, 1.1)))
     assert not any(v[k] for k in ("numpy_vs_scipy", "own_vs_user", "torch_vs_numpy",
                                   "multistart", "same_minimum", "newton")), v
-    assert v["converged"] and v["agree"] and v["newton_converged"]
+    assert v["converged"] and v["agree"] and v["newton_converged"] and v["single_path"]
+    for single in ((299 / 300, 0.0), (1.0, 1.1e-10)):  # one fit off, or x off
+        _, v = bench.summary(*_synthetic(30.0, 1.0, 1.0, 1.0, 1.5, 20.0, 30.0, single=single))
+        assert not v["single_path"] and v["numpy_vs_scipy"]
 
 
 def test_tiny_batched_runs_match_the_scipy_loops():

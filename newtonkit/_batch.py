@@ -14,10 +14,17 @@ Newton), each step one batched factorisation:
 
 ``"lm"``
     Moré's trust-region Levenberg-Marquardt (MINPACK's ``lmder``, as
-    :class:`newtonkit.methods.gauss_newton.LevenbergMarquardt` with ``update="trust-region"``):
-    the subproblem from one SVD of :math:`\tilde J D^{-1}` per Jacobian, λ by the Moré-Hebden
-    iteration on all problems at once; the radius and λ updates and the termination tests are
-    :mod:`newtonkit.methods._trust` (the same code the single-problem LM runs).
+    :class:`newtonkit.methods.gauss_newton.LevenbergMarquardt` with ``update="trust-region"``).
+    Per Jacobian, the scaled normal matrix :math:`M = A^TA`, :math:`A = \tilde J D^{-1}`, is
+    factored :math:`M = LL^T` by a Cholesky loop vectorised over the problems (batch-last
+    arrays: n array passes, where batched LAPACK costs a call per matrix); where
+    :math:`\varepsilon\|M\|_F\|L^{-1}\|_F^2` is below the single path's limit for forming
+    :math:`A^TA` (``GRAM_MAX_ERR``), it gives the Gauss-Newton step, and the rows whose step
+    does not fit the trust region take λ from the eigendecomposition of M (the single path's
+    Gram form); the other rows take the SVD of A (:func:`newtonkit.methods._trust.lm_terms`).
+    float32 problems form M in float64.  λ by the Moré-Hebden iteration on all problems at
+    once; the radius and λ updates and the termination tests are :mod:`newtonkit.methods.
+    _trust` (the same code the single-problem LM runs).
 ``"gn"``, ``"hig"``
     The minimum-norm Gauss-Newton step :math:`-J^+ r`, or the HIG direction
     :math:`-\eta V\Sigma^\kappa U^T r` (singular values at or below ``truncation·σ_max``
@@ -59,11 +66,14 @@ from . import _backend as B
 from ._bounds import as_arrays, check_order
 from ._status import Status
 from .methods import _trust
+from .methods._lmpar import GRAM_MAX_ERR
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
 _STATUSES = list(Status)
+_CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status, by index
+_SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
 _RUNNING = -1
 _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton": "gn",
             "hig": "hig", "half-inverse": "hig", "newton": "newton"}
@@ -77,6 +87,8 @@ _OPTIONS = {
     "newton": {"line_search": True, "c1": 1e-4, "max_backtracks": 30, "factor": 1.5,
                "indefinite_tol": 1e-8},
 }
+#: The spectral terms of one scaled Jacobian that :func:`methods._trust.lm_subproblem` reads.
+_SPECTRAL = ("s2", "sq", "c0", "Vt", "full")
 _DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8, 1e-14, 1e-10),
                 "newton": (1e-8, 1e-8, 1e-8)}
 
@@ -178,6 +190,10 @@ class _Evaluator:
                          f"got {type(d).__name__}")
 
     def _args(self, rows: Any) -> tuple:
+        """The per-problem ``args`` of the rows ``rows`` (all of them as they are while no
+        row has been compacted out)."""
+        if rows.shape[0] == self.Bn:  # the rows of a run are distinct and in order
+            return self.args
         return tuple(self.xp.take(a, rows, axis=0) for a in self.args)
 
     def values(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
@@ -341,13 +357,13 @@ def _svd(xp: Any, A: Any) -> tuple[Any, Any, Any]:
     return xp.linalg.svd(A, full_matrices=False)
 
 
+def _row_norms(xp: Any, a: Any) -> Any:
+    """Euclidean norms of the rows of ``a`` (b, k): √(Σ a²), as NumPy's ``norm``."""
+    return xp.sqrt(xp.sum(a * a, axis=1))
+
+
 def _rows_dot(xp: Any, a: Any, b: Any) -> Any:
     return xp.sum(a * b, axis=-1)
-
-
-def _matvec(xp: Any, M: Any, v: Any) -> Any:
-    """``M @ v`` per row: (b, p, q) × (b, q) → (b, p)."""
-    return (M @ v[..., None])[..., 0]
 
 
 def _vecmat(xp: Any, v: Any, M: Any) -> Any:
@@ -358,6 +374,58 @@ def _vecmat(xp: Any, v: Any, M: Any) -> Any:
 def _merge(xp: Any, mask: Any, new: Any, old: Any) -> Any:
     """Rows of ``new`` where ``mask`` (b,), else rows of ``old``."""
     return xp.where(_expand(xp, mask, new), new, old)
+
+
+# -- small factorisations, vectorised over the rows ----------------------------------------------
+# A stack of b small matrices is factored column by column, each step one array operation over
+# all b rows (n steps for n × n), on arrays laid out batch-last, (n, n, b), so that every
+# operation runs along the b rows contiguously.  Batched LAPACK instead calls one routine per
+# matrix, about a microsecond for a 5 × 5 matrix whatever it does.
+
+
+def _batch_last(xp: Any, a: Any) -> Any:
+    """(b, ...) → (..., b)."""
+    nd = len(a.shape)
+    return xp.permute_dims(a, tuple(range(1, nd)) + (0,))
+
+
+def _batch_first(xp: Any, a: Any) -> Any:
+    """(..., b) → (b, ...)."""
+    nd = len(a.shape)
+    return xp.permute_dims(a, (nd - 1,) + tuple(range(nd - 1)))
+
+
+def _cholesky(xp: Any, M: Any) -> tuple[Any, Any]:
+    """``(L, ok)``: ``M = L Lᵀ`` for each row of a stack of symmetric ``M`` (b, n, n); ``L``
+    lower triangular, batch-last (n, n, b); ``ok`` (b,) False where a pivot is not positive
+    and finite (that row of ``L`` holds the identity's column there and means nothing)."""
+    b, n, _ = M.shape
+    Mt = _batch_last(xp, M)
+    L = xp.zeros((n, n, b), dtype=M.dtype, device=array_api_compat.device(M))
+    ok = xp.ones((b,), dtype=xp.bool, device=array_api_compat.device(M))
+    for j in range(n):
+        row = L[j, :j, :]
+        d = Mt[j, j, :] - xp.sum(row * row, axis=0)
+        good = (d > 0) & xp.isfinite(d)
+        ok = ok & good
+        ljj = xp.sqrt(xp.where(good, d, xp.ones_like(d)))
+        L[j, j, :] = ljj
+        if j + 1 < n:
+            col = Mt[j + 1:, j, :] - xp.sum(L[j + 1:, :j, :] * row[None, :, :], axis=1)
+            L[j + 1:, j, :] = col / ljj[None, :]
+    return L, ok
+
+
+def _inverse_lower(xp: Any, L: Any) -> Any:
+    """``L⁻¹`` (lower triangular, batch-last (n, n, b)) of a batch-last lower triangular ``L``:
+    ``L X = I`` by forward substitution, one row of X per step."""
+    n = L.shape[0]
+    X = xp.zeros_like(L)
+    for i in range(n):
+        rhs = -xp.sum(L[i, :i, None, :] * X[:i, :i + 1, :], axis=0)  # (i + 1, b)
+        rhs[i, :] = rhs[i, :] + 1.0
+        X[i, :i + 1, :] = rhs / L[i, i, None, :]
+    return X
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -656,10 +724,8 @@ class _BatchRun:
         def cat(k: int) -> Any:
             return xp.take(xp.concat([d[k] for d in self.done], axis=0), order, axis=0)
 
-        st = [_STATUSES[i] for i in self.status]
         res = BatchResult(x=cat(1), fun=cat(2), jac=cat(3),
-                          status=np.array([s.code for s in st], dtype=np.int64),
-                          success=np.array([s.success for s in st], dtype=bool),
+                          status=_CODES[self.status], success=_SUCCESS[self.status],
                           nit=self.nit, nfev=ev.nfev.copy(), njev=ev.njev.copy(),
                           method=self.name, _status_index=self.status,
                           _details=self.details)
@@ -667,9 +733,9 @@ class _BatchRun:
             res["nhev"] = ev.nhev.copy()
         else:
             res["residual"] = cat(4)
-        counts: dict[str, int] = {}
-        for s in st:
-            counts[s.name] = counts.get(s.name, 0) + 1
+        counts = {_STATUSES[k].name: int(c)
+                  for k, c in enumerate(np.bincount(self.status, minlength=len(_STATUSES)))
+                  if c}
         n_ok = int(res["success"].sum())
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
         res["message"] = f"{n_ok} of {Bn} problems converged ({parts})"
@@ -704,7 +770,7 @@ class _BatchRun:
         self.ev.njev = njev
         sel = np.zeros(self.rows.size, bool)
         sel[s_np] = True
-        put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+        put = _scatter_rows(xp, sel)
         self.G = put(_vecmat(xp, Vs, Js), self.G)
 
     def track_best(self, accepted: Any) -> None:
@@ -722,7 +788,8 @@ class _BatchRun:
         z = xp.zeros((b,), dtype=self.X.dtype)
         k = min(self.V.shape[1], n)
         self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "s2", "sq", "c0",
-                             "Vt", "full", "gscaled", "nonfinite_run", "since"]
+                             "Vt", "full", "gscaled", "nonfinite_run", "since", "chol", "spec",
+                             "M", "ga", "v0", "n0", "jp0"]
         self.D = xp.ones_like(self.X)
         self.delta, self.par, self.xnorm = z, z, z
         self.first = xp.ones((b,), dtype=xp.bool)
@@ -730,6 +797,12 @@ class _BatchRun:
         self.s2 = self.sq = self.c0 = xp.zeros((b, k), dtype=self.X.dtype)
         self.Vt = xp.zeros((b, k, n), dtype=self.X.dtype)
         self.full = xp.zeros((b,), dtype=xp.bool)
+        self.chol = self.spec = xp.zeros((b,), dtype=xp.bool)
+        # the normal equations' precision: float64 for float32 problems (_linearize_lm)
+        self.wide = xp.float64 if self.X.dtype == xp.float32 else self.X.dtype
+        self.M = xp.zeros((b, n, n), dtype=self.wide)
+        self.ga, self.v0 = xp.zeros((b, n), dtype=self.wide), xp.zeros_like(self.X)
+        self.n0, self.jp0 = z, z
         self.G = xp.zeros_like(self.X)
         self.gscaled = z
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
@@ -743,12 +816,19 @@ class _BatchRun:
         if not s_np.size:
             return
         s = self._idx(s_np)
-        X, V = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+        X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, s, axis=0),
+                                                   xp.take(self.V, s, axis=0))
         J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
-        G = _vecmat(xp, V, J)
-        cn = xp.linalg.vector_norm(J, axis=1)  # (b', n) column norms
-        rn = xp.linalg.vector_norm(V, axis=1)
+        # the normal equations in float64 for float32 problems (where forming AᵀA in float32
+        # would lose ε₃₂·κ(A)² and no Jacobian could qualify for the Cholesky route)
+        Jw, Vw = (J, V) if self.wide == J.dtype else (xp.astype(J, self.wide),
+                                                     xp.astype(V, self.wide))
+        Gw = _vecmat(xp, Vw, Jw)
+        JtJ = xp.matrix_transpose(Jw) @ Jw
+        G = Gw if self.wide == J.dtype else xp.astype(Gw, J.dtype)
+        cn = xp.astype(xp.sqrt(xp.linalg.diagonal(JtJ)), J.dtype)  # (b', n) column norms
+        rn = _row_norms(xp, V)
         safe_cn = xp.where(cn > 0, cn, xp.ones_like(cn))
         ratio = xp.where(cn > 0, xp.abs(G) / safe_cn, xp.zeros_like(G))
         gscaled = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
@@ -762,29 +842,115 @@ class _BatchRun:
                          xp.maximum(D_old, cn))
         else:
             D = D_old
-        A = J / D[:, None, :]
-        # rows with a non-finite Jacobian end NONFINITE below; zeros keep LAPACK calm
-        ok = xp.all(xp.isfinite(xp.reshape(A, (A.shape[0], -1))), axis=1)
+        Dw = xp.astype(D, self.wide)
+        M = JtJ / (Dw[:, :, None] * Dw[:, None, :])  # AᵀA of the scaled Jacobian A = J D⁻¹
+        # rows with a non-finite Jacobian end NONFINITE below; I and 0 keep the solves calm
+        b, n = G.shape
+        ok = xp.all(xp.isfinite(xp.reshape(M, (b, n * n))), axis=1)
         if not bool(xp.all(ok)):
-            A, V = _merge(xp, ok, A, xp.zeros_like(A)), _merge(xp, ok, V, xp.zeros_like(V))
-        s2, sq, c0, Vt, full = _trust.lm_terms(xp, A, V, self.eps)
+            eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
+            M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
+            J, Gw = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, Gw, xp.zeros_like(Gw))
+        terms = self._lm_terms(M, J, D, V, Gw / Dw)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
-        put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+        put = _scatter_rows(xp, sel)
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
-        self.s2, self.sq, self.c0 = put(s2, self.s2), put(sq, self.sq), put(c0, self.c0)
-        self.Vt = put(Vt, self.Vt)
-        self.full = put(full, self.full)
+        for name, value in terms.items():
+            setattr(self, name, put(value, getattr(self, name)))
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
-        gs = self._host(put(gscaled, self.gscaled))
+        gs = np.asarray(B.to_numpy(put(gscaled, self.gscaled)), dtype=np.float64)
         f_np = B.to_numpy(self.f)
         self.mark(sel & (f_np == 0.0), Status.ZERO)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), J, s_np, cn)
+
+    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> dict[str, Any]:
+        """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
+        with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
+        routes (the single path's forms of the subproblem, :mod:`newtonkit.methods._lmpar`):
+
+        * normal equations (``chol``), where ``M = LLᵀ`` factors and ε·‖M‖_F·‖L⁻¹‖_F² <
+          ``GRAM_MAX_ERR`` (an upper bound on ε·κ(M): the single path's limit for forming
+          ``AᵀA``): the Gauss-Newton step ``v0 = M⁻¹g`` with ``n0 = ‖v0‖`` and ``jp0 =
+          ‖A v0‖²``.  Where it does not fit in the trust region, λ comes from the
+          eigendecomposition of ``M`` (:meth:`_spectral_terms`, taken then, once per
+          Jacobian).
+        * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
+          :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
+        """
+        xp = self.xp
+        b, m, n = J.shape
+        L, ok = _cholesky(xp, M)
+        Li = _inverse_lower(xp, L)
+        cond = (_row_norms(xp, xp.reshape(M, (b, n * n)))
+                * xp.sum(xp.reshape(Li * Li, (n * n, b)), axis=0))
+        eps = float(xp.finfo(M.dtype).eps)
+        chol = ok & (eps * cond < GRAM_MAX_ERR) if m >= n else ok & ~ok
+        y = xp.sum(Li * _batch_last(xp, g)[None, :, :], axis=1)  # L⁻¹g, (n, b)
+        v0 = _batch_first(xp, xp.sum(Li * y[:, None, :], axis=0))  # L⁻ᵀL⁻¹g = M⁻¹g
+        n0 = _row_norms(xp, v0)
+        jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
+        v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
+        out = {"chol": chol, "spec": ~chol, "M": M, "v0": v0, "n0": n0, "jp0": jp0, "ga": g}
+        rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
+        if rest.any():
+            idx = self._idx(np.nonzero(rest)[0])
+            A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
+            terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
+            k = min(m, n)
+            put = _scatter_rows(xp, rest)
+            zeros = (xp.zeros((b, k), dtype=J.dtype),) * 3 + (
+                xp.zeros((b, k, n), dtype=J.dtype), xp.zeros((b,), dtype=xp.bool))
+            for name, value, z in zip(_SPECTRAL, terms, zeros, strict=True):
+                out[name] = put(value, z)
+        return out
+
+    def _spectral_terms(self, need: np.ndarray) -> None:
+        """The terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the rows
+        ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (the single path's Gram form; exact enough
+        where the Cholesky route was taken): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
+        xp = self.xp
+        idx = self._idx(np.nonzero(need)[0])
+        w, Q = xp.linalg.eigh(xp.take(self.M, idx, axis=0))  # ascending
+        sq = _vecmat(xp, xp.take(self.ga, idx, axis=0), Q)
+        dt = self.X.dtype  # (M is float64 for float32 problems: the terms are rounded once)
+        terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
+            xp.ones((w.shape[0],), dtype=xp.bool),)
+        put = _scatter_rows(xp, need)
+        for name, value in zip(_SPECTRAL, terms, strict=True):
+            setattr(self, name, put(value, getattr(self, name)))
+        self.spec = self.spec | self._dev(need)
+
+    def _lm_step(self) -> tuple[Any, Any, Any, Any]:
+        """The trial of every active row: ``(v, λ, ‖v‖, ‖A v‖²)``, the scaled step ``-v``
+        (MINPACK's ``lmpar``): the Gauss-Newton step where it fits in 1.1Δ, else λ by the
+        Moré-Hebden iteration (:func:`~newtonkit.methods._trust.lm_subproblem`) on the
+        spectral terms of each row's Jacobian (:meth:`_lm_terms`)."""
+        xp = self.xp
+        chol = self._host(self.chol)
+        iterate = ~(chol & self._host(self.n0 - self.delta <= 0.1 * self.delta))
+        v, par, pnorm, jp2 = self.v0, xp.zeros_like(self.par), self.n0, self.jp0
+        if not iterate.any():
+            return v, par, pnorm, jp2
+        need = iterate & ~self._host(self.spec)
+        if need.any():
+            self._spectral_terms(need)
+        idx = self._idx(np.nonzero(iterate)[0])
+
+        def t(a: Any) -> Any:
+            return xp.take(a, idx, axis=0)
+
+        c, par_i, pnorm_i, jp2_i = _trust.lm_subproblem(
+            xp, t(self.s2), t(self.sq), t(self.c0), t(self.full), t(self.delta), t(self.par),
+            self.tiny)
+        put = _scatter_rows(xp, iterate)
+        return (put(_vecmat(xp, c, t(self.Vt)), v), put(par_i, par), put(pnorm_i, pnorm),
+                put(jp2_i, jp2))
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -814,9 +980,8 @@ class _BatchRun:
             run = self.status[self.rows] == _RUNNING
             if not self.rows.size:
                 return
-        c, par, pnorm, jp2 = _trust.lm_subproblem(xp, self.s2, self.sq, self.c0, self.full,
-                                                  self.delta, self.par, self.tiny)
-        v = _vecmat(xp, c, self.Vt) / self.D
+        v, par, pnorm, jp2 = self._lm_step()
+        v = v / self.D
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
@@ -1006,7 +1171,7 @@ class _BatchRun:
             good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+            put = _scatter_rows(xp, sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1079,7 +1244,7 @@ class _BatchRun:
         Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
         Rs, Js = ev.gauss_newton(Vs, Js)
-        put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+        put = _scatter_rows(xp, ok)
         self.J = put(Js, self.J)
         if ev.loss is not None:
             self.R = put(Rs, self.R)
@@ -1116,7 +1281,7 @@ class _BatchRun:
             good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = _scatter_rows(xp, sel, self._idx(np.cumsum(sel) - 1))
+            put = _scatter_rows(xp, sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1194,7 +1359,7 @@ class _BatchRun:
             r = self._idx(self.rows[s_np])
             Gs = ev.first(Xs, Vs, r, self.rows[s_np])
             Hs = ev.hessian(Xs, Gs, r, self.rows[s_np])
-            put = _scatter_rows(xp, ok, self._idx(np.cumsum(ok) - 1))
+            put = _scatter_rows(xp, ok)
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
@@ -1210,12 +1375,12 @@ class _BatchRun:
         self.track_best(acc)
 
 
-def _scatter_rows(xp: Any, sel: np.ndarray, pos: Any) -> Callable[[Any, Any], Any]:
+def _scatter_rows(xp: Any, sel: np.ndarray) -> Callable[[Any, Any], Any]:
     """A function ``put(new, old)``: ``old`` with the rows where ``sel`` (bool over the active
-    rows) replaced by the rows of ``new`` (one per selected row, in order).  ``pos`` is
-    ``cumsum(sel) − 1`` on the device: the row of ``new`` for each selected row."""
+    rows) replaced by the rows of ``new`` (one per selected row, in order)."""
 
     every = bool(sel.all())
+    pos = np.maximum(np.cumsum(sel) - 1, 0)  # the row of ``new`` for each selected row
 
     def put(new: Any, old: Any) -> Any:
         if new.shape[0] == 0:
@@ -1223,8 +1388,7 @@ def _scatter_rows(xp: Any, sel: np.ndarray, pos: Any) -> Callable[[Any, Any], An
         if every:  # all rows replaced
             return new
         dev = array_api_compat.device(old)
-        idx = xp.clip(pos, 0, new.shape[0] - 1) if hasattr(xp, "clip") else pos
-        gathered = xp.take(new, idx, axis=0)
+        gathered = xp.take(new, xp.asarray(pos, device=dev), axis=0)
         mask = xp.asarray(sel, device=dev)
         return xp.where(_expand(xp, mask, old), gathered, old)
 

@@ -110,6 +110,72 @@ def test_batched_lm_and_gn_agree_with_single_problem_runs(B_, seed, method):
         assert abs(int(res.nfev[i]) - single.nfev) <= 2
 
 
+_PX, _PY = np.tile(np.arange(5.0), 5), np.repeat(np.arange(5.0), 5)
+
+
+def _gauss2d(P, data):
+    """Gpufit's 2-D Gaussian on 5 × 5 pixels (benchmarks/bench_batch.py): residuals (b, 25)."""
+    a, x0, y0, w, b = (P[:, k:k + 1] for k in range(5))
+    return a * np.exp(-((_PX - x0) ** 2 + (_PY - y0) ** 2) / (2 * w * w)) + b - data
+
+
+def _gauss2d_jac(P, data):
+    a, x0, y0, w, _ = (P[:, k:k + 1] for k in range(5))
+    dx, dy = _PX - x0, _PY - y0
+    r2 = dx * dx + dy * dy
+    e = np.exp(-r2 / (2 * w * w))
+    ae = a * e / (w * w)
+    return np.stack([e, ae * dx, ae * dy, ae * r2 / w, np.ones_like(e)], axis=2)
+
+
+@pytest.mark.parametrize("spread", [0.1, 0.4])
+def test_batched_lm_takes_the_single_runs_trials(spread):
+    """Issue 14: on well-conditioned fits the batched LM evaluates the same trial points as
+    the single-problem LM, each to 1e-10 relative, and ends with the same status and counts.
+    Starts within ±10 % of the truth (Gpufit's benchmark: Gauss-Newton steps) and ±40 % (the
+    trust region and λ > 0 at work).  Bound: the two paths factor each scaled Jacobian A
+    differently (Cholesky of AᵀA against QR/SVD of A), so each step differs by at most
+    c·n·ε·κ(AᵀA) relative to itself, and the iterates, which correct earlier errors, by as much
+    relative to the largest step; with κ(AᵀA) ≤ 1e4 (checked at every solution), n = 5 and
+    c ≈ 10 that is 10·5·ε·1e4 ≈ 1.1e-10 — the 1e-10 below.  (A 1e-6 relative error in the
+    Gauss-Newton steps, or in the λ > 0 steps, fails it.)"""
+    rng = np.random.default_rng(7)
+    B_ = 30
+    truth = np.tile([500.0, 2.0, 2.0, 1.0, 10.0], (B_, 1))
+    truth[:, 1:3] += rng.uniform(-0.5, 0.5, (B_, 2))
+    data = rng.poisson(_gauss2d(truth, 0.0)).astype(np.float64)
+    X0 = truth.copy()
+    X0[:, [0, 3, 4]] *= 1.0 + rng.uniform(-spread, spread, (B_, 3))
+    X0[:, 1:3] += spread * rng.uniform(-1.0, 1.0, (B_, 2))
+    seen: list[list] = [[] for _ in range(B_)]
+
+    def fun(X, data, k):  # records the points of every problem (k: its index)
+        for x, i in zip(X, k[:, 0].astype(int), strict=True):
+            seen[i].append(x.copy())
+        return _gauss2d(X, data)
+
+    k = np.arange(B_, dtype=np.float64)[:, None]
+    res = nk.minimize(fun, X0, method="lm", jac=lambda X, d, k: _gauss2d_jac(X, d),
+                      args=(data, k), batch=True)
+    lam = 0
+    for i in range(B_):
+        points: list = []
+        f1, j1 = _one(_gauss2d, _gauss2d_jac, data[i:i + 1])
+        single = nk.minimize(lambda x, p=points, f=f1: p.append(x.copy()) or f(x), X0[i],
+                             method="lm", jac=j1)
+        J = j1(single.x)
+        A = J / np.linalg.norm(J, axis=0)
+        assert np.linalg.cond(A.T @ A) <= 1e4  # the bound's premise
+        assert res.termination_of(i) == single.termination and single.success
+        assert (res.nfev[i], res.njev[i], res.nit[i]) == (single.nfev, single.njev, single.nit)
+        assert len(seen[i]) == len(points)
+        scale = max(np.linalg.norm(p) for p in points)
+        for p, q in zip(seen[i], points, strict=True):
+            assert np.linalg.norm(p - q) <= 1e-10 * scale
+        lam += sum(d > 0 for d in single.damping)
+    assert spread < 0.2 or lam > 0  # the wide starts exercise λ > 0
+
+
 @pytest.mark.parametrize("method, opts", [("hig", {"line_search": True, "route": "svd"}),
                                           ("newton", {})])
 def test_hig_and_newton_iterates_match_the_single_runs(method, opts):
