@@ -96,7 +96,7 @@ def test_lm_data_copies_are_new_and_checked():
     assert (d.par, d.nonfinite_run, d.since_nonfinite) == (0.0, 0, -1)
     f = e.after_trial(True)
     assert (f.nonfinite_run, f.since_nonfinite) == (0, 1)
-    with pytest.raises(TypeError, match="no field"):
+    with pytest.raises(TypeError, match="pra"):
         d.but(pra=1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.par = 1.0
