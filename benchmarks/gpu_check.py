@@ -623,6 +623,9 @@ def residency_cases(xp, like, dtype, torch_extras: bool):
                                                   jac=F["jac_curve"]))),
         (f"batched lm (B = {B})", B, lambda: res(nk.minimize(
             gfun, X0, method="lm", jac=gjac, args=(data,), batch=True))),
+        (f"batched gn, bounds (B = {B})", B, lambda: res(nk.minimize(
+            gfun, X0, method="gn", jac=gjac, args=(data,), batch=True,
+            bounds=(X0 - 10.0, X0 + 10.0)))),
     ]
     if torch_extras:  # derivatives by the torch adapter, and the torch optimizers
         cases += [

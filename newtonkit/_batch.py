@@ -497,28 +497,29 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     return run.solve(B.copy(xp, X0))
 
 
-def _batch_bounds(bounds: Any, X0: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(LB, UB)`` float64 ``(B, n)`` of shared ``(n,)``/scalar or per-problem ``(B, n)``
-    bounds, or ``None`` when every bound is infinite; SciPy's checks (``lb < ub``, no NaN, every
-    row of ``X0`` inside) raise ``ValueError``."""
-
-    X = np.asarray(B.to_numpy(X0) if hasattr(X0, "shape") else X0, dtype=np.float64)
+def _batch_bounds(bounds: Any, X0: Any) -> tuple[Any, Any] | None:
+    """``(LB, UB)`` float64 ``(B, n)`` on ``X0``'s device, of shared ``(n,)``/scalar or
+    per-problem ``(B, n)`` bounds, or ``None`` when every bound is infinite; SciPy's checks
+    (``lb < ub``, no NaN, every row of ``X0`` inside) raise ``ValueError``."""
+    X = X0 if hasattr(X0, "shape") else np.asarray(X0, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"with batch=True X0 must be 2-D (B problems × n unknowns), got shape "
-                         f"{X.shape}")
-    lb, ub = as_arrays(bounds)
+                         f"{tuple(X.shape)}")
+    xp = B.array_namespace(X)
+    lb, ub = as_arrays(bounds, like=X)
     try:
-        LB, UB = (np.broadcast_to(b if b.size != 1 else b.reshape(()), X.shape).copy()
-                  for b in (lb, ub))
-    except ValueError:
-        raise ValueError(f"bounds {lb.shape}, {ub.shape} do not fit X0 {X.shape}: pass scalars, "
-                         f"(n,) or (B, n)") from None
+        LB, UB = (B.copy(xp, xp.broadcast_to(b, tuple(X.shape))) for b in (lb, ub))
+    except (ValueError, RuntimeError):
+        raise ValueError(f"bounds {tuple(lb.shape)}, {tuple(ub.shape)} do not fit X0 "
+                         f"{tuple(X.shape)}: pass scalars, (n,) or (B, n)") from None
     check_order(LB, UB)
-    outside = np.nonzero(np.any((X < LB) | (X > UB), axis=1))[0]
-    if outside.size:
-        raise ValueError(f"X0[{int(outside[0])}] (the initial guess) is outside of provided "
-                         f"bounds ({outside.size} rows are)")
-    if not (np.isfinite(LB).any() or np.isfinite(UB).any()):
+    outside = xp.any((X < LB) | (X > UB), axis=1)
+    if bool(xp.any(outside)):
+        first = int(xp.argmax(xp.astype(outside, xp.int32)))
+        count = int(xp.sum(xp.astype(outside, xp.int32)))
+        raise ValueError(f"X0[{first}] (the initial guess) is outside of provided bounds "
+                         f"({count} rows are)")
+    if not (bool(xp.any(xp.isfinite(LB))) or bool(xp.any(xp.isfinite(UB)))):
         return None
     return LB, UB
 

@@ -30,9 +30,11 @@ __all__ = ["as_arrays", "check_order", "parse_bounds", "cl_scaling", "step_to_bo
            "strictly_feasible", "projected_gradient", "active_mask", "project"]
 
 
-def as_arrays(bounds: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(lb, ub)`` of a :class:`scipy.optimize.Bounds` or a pair, as float64 NumPy arrays of
-    the shapes given (a ``Bounds`` scalar, held as ``(1,)``, as a 0-d array)."""
+def as_arrays(bounds: Any, like: Any = None) -> tuple[Any, Any]:
+    """``(lb, ub)`` of a :class:`scipy.optimize.Bounds` or a pair, as float64 arrays of the
+    shapes given (a ``Bounds`` scalar, held as ``(1,)``, as a 0-d array) on ``like``'s backend
+    and device (NumPy when ``like`` is ``None``).  Bounds already on that backend stay on their
+    device; others are converted (NumPy values are sent to the device, never read back)."""
     if isinstance(bounds, scipy.optimize.Bounds):
         lb, ub = (np.squeeze(b) if np.size(b) == 1 else b for b in (bounds.lb, bounds.ub))
     else:
@@ -41,39 +43,56 @@ def as_arrays(bounds: Any) -> tuple[np.ndarray, np.ndarray]:
         except (TypeError, ValueError):
             raise ValueError("bounds must contain 2 elements (lb, ub) or be a "
                              "scipy.optimize.Bounds") from None
+    xp = B.array_namespace(np.empty(0) if like is None else like)
+    device = None if like is None else B.device(like)
+
+    def convert(b: Any) -> Any:
+        if hasattr(b, "shape") and B.array_namespace(b) is not xp:
+            b = B.to_numpy(b)
+        if not hasattr(b, "shape"):
+            b = np.asarray(b, dtype=np.float64)
+        return xp.asarray(b, dtype=xp.float64, device=device)
+
     try:
-        return tuple(np.array(B.to_numpy(b) if hasattr(b, "shape") else b, dtype=np.float64)
-                     for b in (lb, ub))
+        return convert(lb), convert(ub)
     except (TypeError, ValueError):
         raise ValueError("bounds: lb and ub must be numbers or arrays of numbers") from None
 
 
-def check_order(lb: np.ndarray, ub: np.ndarray) -> None:
+def check_order(lb: Any, ub: Any) -> None:
     """SciPy's checks of broadcast bounds: no NaN, ``lb < ub`` everywhere."""
-    if np.isnan(lb).any() or np.isnan(ub).any():
+    xp = B.array_namespace(lb, ub)
+    if bool(xp.any(xp.isnan(lb))) or bool(xp.any(xp.isnan(ub))):
         raise ValueError("bounds must not contain NaN (use ±inf for a free side)")
-    if np.any(lb >= ub):
+    if bool(xp.any(lb >= ub)):
         raise ValueError("bounds: each lower bound must be strictly less than each upper bound")
 
 
-def parse_bounds(bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(lb, ub)`` as float64 NumPy arrays of ``x0``'s size, or ``None`` when every bound is
-    infinite (the unbounded problem).  Raises ``ValueError`` naming ``bounds`` or ``x0`` for a
-    pair that is not one, a shape that does not fit, NaN, ``lb >= ub`` or ``x0`` outside.
-    ``bounds`` is never modified."""
+def parse_bounds(bounds: Any, x0: Any) -> tuple[Any, Any] | None:
+    """``(lb, ub)`` as float64 arrays of ``x0``'s size, backend and device, or ``None`` when
+    every bound is infinite (the unbounded problem).  Raises ``ValueError`` naming ``bounds``
+    or ``x0`` for a pair that is not one, a shape that does not fit, NaN, ``lb >= ub`` or
+    ``x0`` outside.  Only the checks' verdicts leave the device.  ``bounds`` is never
+    modified."""
     if bounds is None:
         return None
-    lb, ub = as_arrays(bounds)
+    xp = B.array_namespace(x0)
+    lb, ub = as_arrays(bounds, like=x0)
     n = x0.shape[0]
-    lb = np.full(n, lb) if lb.ndim == 0 else lb.reshape(-1) if lb.size == n else lb
-    ub = np.full(n, ub) if ub.ndim == 0 else ub.reshape(-1) if ub.size == n else ub
-    if lb.shape != (n,) or ub.shape != (n,):
-        raise ValueError(f"inconsistent shapes between bounds {lb.shape}, {ub.shape} and x0 "
-                         f"({n},)")
+
+    def fit(b: Any) -> Any:
+        size = math.prod(b.shape)
+        return xp.broadcast_to(b, (n,)) if b.ndim == 0 else xp.reshape(b, (-1,)) \
+            if size == n else b
+
+    lb, ub = fit(lb), fit(ub)
+    if tuple(lb.shape) != (n,) or tuple(ub.shape) != (n,):
+        raise ValueError(f"inconsistent shapes between bounds {tuple(lb.shape)}, "
+                         f"{tuple(ub.shape)} and x0 ({n},)")
     check_order(lb, ub)
-    if not np.all((x0 >= lb) & (x0 <= ub)):
+    if not bool(xp.all((x0 >= lb) & (x0 <= ub))):
         raise ValueError("x0 (the initial guess) is outside of provided bounds")
-    if not (np.isfinite(lb).any() or np.isfinite(ub).any()):
+    if not (bool(xp.any(xp.isfinite(lb))) or bool(xp.any(xp.isfinite(ub)))):
         return None
     return lb, ub
 
@@ -134,16 +153,17 @@ def strictly_feasible(xp: Any, x: Any, lb: Any, ub: Any, rstep: float = 0.0) -> 
     return xp.where((x < lb) | (x > ub), 0.5 * (lbf + ubf), x)
 
 
-def active_mask(x: np.ndarray, lb: np.ndarray, ub: np.ndarray, rtol: float) -> np.ndarray:
-    """−1 where ``x`` is at its lower bound, +1 at its upper bound, 0 elsewhere (NumPy ``int``;
-    SciPy's ``find_active_constraints``: within ``rtol·max(1, |bound|)``, the nearer bound)."""
-    lower, upper = x - lb, ub - x
-    out = np.zeros(x.shape, dtype=int)
+def active_mask(xp: Any, x: Any, lb: Any, ub: Any, rtol: float) -> Any:
+    """−1 where ``x`` is at its lower bound, +1 at its upper bound, 0 elsewhere (integers on
+    ``x``'s backend and device; SciPy's ``find_active_constraints``: within
+    ``rtol·max(1, |bound|)``, the nearer bound)."""
     if rtol == 0:
-        out[x <= lb] = -1
-        out[x >= ub] = 1
-        return out
-    with np.errstate(invalid="ignore"):
-        out[np.isfinite(lb) & (lower <= np.minimum(upper, rtol * np.maximum(1, np.abs(lb))))] = -1
-        out[np.isfinite(ub) & (upper <= np.minimum(lower, rtol * np.maximum(1, np.abs(ub))))] = 1
-    return out
+        at_lower, at_upper = x <= lb, x >= ub
+    else:
+        lower, upper = x - lb, ub - x
+        one = xp.ones_like(x)
+        near_l, near_u = (rtol * xp.maximum(one, xp.abs(b)) for b in (lb, ub))
+        at_lower = xp.isfinite(lb) & (lower <= xp.minimum(upper, near_l))
+        at_upper = xp.isfinite(ub) & (upper <= xp.minimum(lower, near_u))
+    ones = xp.ones(x.shape, dtype=xp.int64, device=B.device(x))
+    return xp.where(at_upper, ones, xp.where(at_lower, -ones, 0 * ones))

@@ -166,7 +166,8 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         :math:`J^TJ` is the Gauss-Newton Hessian of the cost); ``grad`` (:math:`J^T \rho' f`,
         the gradient of the cost); ``optimality`` (:math:`\|g\|_\infty`, under bounds
         SciPy trf's :math:`\|v \odot g\|_\infty`, Coleman-Li :math:`v`); ``active_mask``
-        (−1 lower bound active, +1 upper, 0 free; within ``xtol·max(1, |bound|)``);
+        (−1 lower bound active, +1 upper, 0 free; within ``xtol·max(1, |bound|)``; integers
+        on ``x0``'s backend and device);
         ``nfev``; ``njev`` (``None`` with difference Jacobians, as SciPy's ``'lm'``);
         ``status`` (:data:`STATUS_CODES`: 0 budget, 1 gtol (or a zero residual), 2 ftol, 3
         xtol, 4 both; :data:`OTHER_FAILURE` = −3 for failures SciPy has no code for);
@@ -196,8 +197,10 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     x = _start(x0)
     xp = B.array_namespace(x)
     n = x.shape[0]
-    box = parse_bounds(bounds, B.to_numpy(x))
-    scale = _x_scale(x_scale, x, xp, n)
+    box = parse_bounds(bounds, x)
+    s = _x_scale(x_scale, n)
+    s = None if s is None else xp.asarray(s, dtype=xp.float64, device=B.device(x))
+    scale = None if s is None else xp.astype(s, x.dtype)
     tols = _tolerances(ftol, xtol, gtol, nk_method)
     eps = float(xp.finfo(x.dtype).eps)
     if eps > _EPS:  # float32: as minimize's defaults, tolerances × sqrt(ε/ε₆₄) (1e-8 → 2.3e-4)
@@ -220,7 +223,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     u0 = x if scale is None else x / scale
     ubox = None  # the bounds of u = x/scale
     if box is not None:
-        ubox = box if scale is None else tuple(b / B.to_numpy(scale) for b in box)
+        ubox = box if scale is None else tuple(b / s for b in box)
     robust = not (isinstance(loss, str) and loss == "linear")
 
     if robust:
@@ -267,7 +270,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     out = OptimizeResult(
         x=xs, cost=float(res.fun), fun=r, jac=J, grad=g,
         optimality=float(xp.max(xp.abs(vg))) if g.shape[0] else 0.0,
-        active_mask=res.get("active_mask", np.zeros(n, dtype=int)),
+        active_mask=res.get("active_mask", xp.zeros(n, dtype=xp.int64, device=B.device(x))),
         nfev=res.nfev + model.fd_calls, njev=None if fd else res.njev, status=code,
         message=message, success=code > 0, nit=res.nit, termination=res.termination,
         nk_status=res.status, method=res.method)
@@ -293,8 +296,9 @@ def _start(x0: Any) -> Any:
     return B.copy(xp, x)
 
 
-def _x_scale(x_scale: Any, x: Any, xp: Any, n: int) -> Any:
-    """``None`` for Jacobian scaling, else the positive scale array on ``x``'s backend."""
+def _x_scale(x_scale: Any, n: int) -> np.ndarray | None:
+    """``None`` for Jacobian scaling, else the positive scale array (float64 NumPy, the
+    user's values)."""
     if x_scale is None or (isinstance(x_scale, str) and x_scale == "jac"):
         return None
     try:
@@ -309,7 +313,7 @@ def _x_scale(x_scale: Any, x: Any, xp: Any, n: int) -> Any:
     s = np.resize(s, n) if s.ndim == 0 else s
     if s.shape != (n,):
         raise ValueError(f"inconsistent shapes between x_scale {s.shape} and x0 ({n},)")
-    return xp.asarray(s, dtype=x.dtype, device=B.device(x))
+    return s
 
 
 def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str) -> dict:

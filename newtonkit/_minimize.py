@@ -130,10 +130,11 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         ``scaling=True``); ``"newton"`` a projected Newton method with an ε-active set
         (Bertsekas 1982; dense Hessians); ``"hig"`` projects each step onto the box.  The
         result gets ``active_mask`` (−1 at a lower bound, +1 at an upper one, 0 free, within
-        ``xtol·max(1, |bound|)`` as SciPy).  All bounds infinite: the unbounded method, its
-        results unchanged.  With ``batch=True``: ``(lb, ub)`` shared ``(n,)`` (or
-        scalars) or per problem ``(B, n)``, methods ``"lm"`` and ``"gn"`` only, both run a
-        projected Gauss-Newton method (see :mod:`newtonkit._batch`).
+        ``xtol·max(1, |bound|)`` as SciPy; integers on ``x0``'s backend and device).  All
+        bounds infinite: the unbounded method, its results unchanged.  With ``batch=True``:
+        ``(lb, ub)`` shared ``(n,)`` (or scalars) or per problem ``(B, n)``, methods ``"lm"``
+        and ``"gn"`` only, both run a projected Gauss-Newton method (see
+        :mod:`newtonkit._batch`).
     batch : bool
         ``x0`` of shape ``(B, n)`` holds B independent problems of one form, solved at once
         (:mod:`newtonkit._batch`): ``fun(X, *args)`` returns ``(B, m)`` residuals or ``(B,)``
@@ -190,7 +191,7 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     box = start = None
     if bounds is not None:
         start = _start_point(x0)
-        box = parse_bounds(bounds, B.to_numpy(start[1]))
+        box = parse_bounds(bounds, start[1])
         if box is not None:
             cls = cls.bounded(opts)
     known = set(COMMON_OPTIONS) | set(cls.options)
@@ -239,15 +240,22 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
                          f"derivatives are finite")
     res = _run(solver, problem, state, shape, common, callback)
     if bounds is not None:
-        res["active_mask"] = (np.zeros(n, dtype=int) if box is None else active_mask(
-            B.to_numpy(xp.reshape(res.x, (-1,))), *box, rtol=max(common["xtol"], _ACTIVE_RTOL))
-            .reshape(shape))
+        res["active_mask"] = xp.reshape(_active_mask(xp, res.x, box, common["xtol"]), shape)
     return res
 
 
-def _box_on(xp: Any, x: Any, box: tuple[np.ndarray, np.ndarray]) -> tuple[Any, Any]:
+def _active_mask(xp: Any, x: Any, box: tuple[Any, Any] | None,
+                 xtol: float) -> Any:
+    """:func:`~newtonkit._bounds.active_mask` of ``x`` (compared in float64 on its device)."""
+    x = xp.astype(xp.reshape(x, (-1,)), xp.float64)
+    if box is None:
+        return xp.zeros(x.shape, dtype=xp.int64, device=B.device(x))
+    return active_mask(xp, x, *box, rtol=max(xtol, _ACTIVE_RTOL))
+
+
+def _box_on(xp: Any, x: Any, box: tuple[Any, Any]) -> tuple[Any, Any]:
     """The bounds on ``x``'s backend, dtype and device (``lb < ub`` must survive rounding)."""
-    lb, ub = (xp.asarray(b, dtype=x.dtype, device=B.device(x)) for b in box)
+    lb, ub = (xp.astype(b, x.dtype) for b in box)
     if not bool(xp.all(lb < ub)):
         raise ValueError(f"bounds: lb < ub does not hold after rounding to {x.dtype}")
     return lb, ub

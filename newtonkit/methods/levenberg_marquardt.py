@@ -39,8 +39,8 @@ Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
