@@ -296,3 +296,11 @@ _H_ARG = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
 def test_bad_numeric_arguments_raise_naming_them(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_fixed_shift_failure_names_the_shift_tried():
+    """An indefinite H with a fixed shift too small: one factorization, and the error names
+    the tau that was passed (it read ``tau=None`` after the shift sequence ran out)."""
+    H = np.diag([1.0, -2.0])
+    with pytest.raises(np.linalg.LinAlgError, match=r"failed 1 times \(last tau=0.001"):
+        regularized_cholesky_solve(H, np.ones(2), shift="fixed", tau=1e-3)

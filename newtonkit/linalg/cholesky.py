@@ -21,6 +21,7 @@ Shift rules
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,16 +135,16 @@ def regularized_cholesky_solve(
             first = 0.0 if tau0 is None else C.real(tau0, "tau0", low=0.0)
         taus = _shift_sequence(first, lambda: _smallest_retry_shift(xp, Hd), growth)
 
-    for k in range(1, max_factorizations + 1):
-        t = next(taus, None)
-        if t is None:
-            break
+    tried: list[float] = []
+    for t in itertools.islice(taus, max_factorizations):
+        tried.append(t)
         L, ok = B.cholesky(xp, Hd, shift=t)
         if ok:
             h = -B.cho_solve(xp, L, g)
-            return h, CholeskyInfo(float(t), lam, k, shift)
+            return h, CholeskyInfo(float(t), lam, len(tried), shift)
     raise C.LinAlgError(
-        f"Cholesky of H + tau*I failed {k} times (last tau={t!r}, shift rule {shift!r}); "
+        f"Cholesky of H + tau*I failed {len(tried)} times (last tau={tried[-1]!r}, shift rule "
+        f"{shift!r}); "
         f"H may have non-finite or huge entries, or use a larger tau/tau0"
     )
 
