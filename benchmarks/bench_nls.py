@@ -295,8 +295,10 @@ def summary(rows):
             for r in rows if r["newtonkit_lm"]["njev"] > r["scipy_lm"]["njev"]]
     out.append(f"    problems where newtonkit uses more Jacobians: {', '.join(more) or 'none'}")
     verdicts = {"solves": t1, "njev": t2}
-    for label, sel, bound in (("n <= 10", lambda n: n <= 10, 2.0),
-                              ("n >= 200", lambda n: n >= 200, 1.0)):
+    # n <= 10: the median over the problems of the paired ratios <= 3 (issue 14 retired "every
+    # problem within 2x"); n >= 200: every problem within 1x
+    for label, sel, bound, by_median in (("n <= 10", lambda n: n <= 10, 3.0, True),
+                                         ("n >= 200", lambda n: n >= 200, 1.0, False)):
         grp = [r for r in rows if sel(r["problem"]["n"])]
         unstable = [r for r in grp if not _reproducible(r["scipy_lm"])]
         grp = [r for r in grp if _reproducible(r["scipy_lm"])]
@@ -306,14 +308,15 @@ def summary(rows):
         over = [f"{r['problem']['name']} ({q:.2f})" for r, q in zip(grp, ratios, strict=True)
                 if not q <= bound]
         med = statistics.median(ratios)
-        ok = not over
+        ok = med <= bound if by_median else not over
         verdicts[label] = ok
         per_trial = statistics.median(
             (r["newtonkit_lm"]["time"] - r["scipy_lm"]["time"]) / max(r["newtonkit_lm"]["nfev"], 1)
             for r in grp)
+        rule = "median ratio" if by_median else "every problem"
         out.append(f"[{'MET' if ok else 'MISSED'}] time newtonkit/SciPy-lm <= {bound:g} for "
-                   f"{label}: {len(grp) - len(over)}/{len(grp)} problems within; median ratio "
-                   f"{med:.2f}, max {max(ratios):.2f}"
+                   f"{label} ({rule}): {len(grp) - len(over)}/{len(grp)} problems within; "
+                   f"median ratio {med:.2f}, max {max(ratios):.2f}"
                    + (f" — over: {', '.join(over)}" if over else ""))
         out.append(f"    extra time of newtonkit per residual evaluation (trial step) over SciPy "
                    f"lm, median over {label}: {per_trial * 1e6:.0f} µs")

@@ -42,10 +42,10 @@ def test_an_unreproducible_peer_is_left_out_of_the_verdicts():
 
 def test_a_reproducible_slow_run_still_misses():
     rows = [_row("slow", 4, _result(20, 10, 1.0, samples=[1.0, 1.0, 1.0]),
-                 _result(20, 10, 2.5, time_min=1.5, samples=[2.5, 1.5, 2.5])),
+                 _result(20, 10, 3.5, time_min=1.5, samples=[3.5, 1.5, 3.5])),
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
-    # the verdict is the median of same-round ratios (2.5 > 2), not the fastest samples' (1.5)
-    assert bench.paired_ratio(rows[0]["newtonkit_lm"], rows[0]["scipy_lm"]) == 2.5
+    # the verdict is the median of same-round ratios (3.5 > 3), not the fastest samples' (1.5)
+    assert bench.paired_ratio(rows[0]["newtonkit_lm"], rows[0]["scipy_lm"]) == 3.5
     _, verdicts = bench.summary(rows)
     assert not verdicts["n <= 10"]
 
@@ -53,12 +53,12 @@ def test_a_reproducible_slow_run_still_misses():
 def test_the_time_verdict_pairs_samples_of_the_same_round():
     """The machine in its fast state in rounds 1-3 and its slow one (2x) in rounds 4-5, except
     that newtonkit's round-3 sample fell in the slow state: each solver's own median lands in a
-    different state (3.0 / 1.0), while four rounds of five read 1.5."""
+    different state (4.0 / 1.0), while the rounds' median reads 2.0."""
     lm = _result(20, 10, 1.0, samples=[1.0, 1.0, 1.0, 2.0, 2.0])
-    nk = _result(20, 10, 3.0, samples=[1.5, 1.5, 3.0, 3.0, 3.0])
+    nk = _result(20, 10, 4.0, samples=[1.5, 1.5, 4.0, 4.0, 4.0])
     rows = [_row("bimodal", 4, lm, nk),
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
-    assert bench.paired_ratio(nk, lm) == 1.5  # the ratio of the medians would be 3.0 > 2
+    assert bench.paired_ratio(nk, lm) == 2.0  # the ratio of the medians would be 4.0 > 3
     _, verdicts = bench.summary(rows)
     assert verdicts["n <= 10"]
 
@@ -108,3 +108,16 @@ def test_a_solver_that_crashed_is_reported_not_fatal(monkeypatch):
             _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
     _, verdicts = bench.summary(rows)
     assert not verdicts["n <= 10"]
+
+
+def test_small_problems_are_judged_by_the_median_ratio():
+    """n <= 10: one problem over 3x does not miss while the median of the ratios is <= 3."""
+    rows = [_row("fast", 4, _result(20, 10, 1.0), _result(20, 10, 1.5)),
+            _row("fast2", 5, _result(20, 10, 1.0), _result(20, 10, 2.0)),
+            _row("slow", 6, _result(20, 10, 1.0), _result(20, 10, 4.5)),
+            _row("big", 200, _result(20, 15, 1.0), _result(20, 15, 0.5))]
+    _, verdicts = bench.summary(rows)
+    assert verdicts["n <= 10"]
+    rows[1] = _row("fast2", 5, _result(20, 10, 1.0), _result(20, 10, 3.5))
+    _, verdicts = bench.summary(rows)
+    assert not verdicts["n <= 10"]  # median 3.5
