@@ -52,6 +52,8 @@ CASES = [
     ("lm", dict(fun=residual, jac=jacobian, options={"damping": 1e-3})),
     ("hig", dict(fun=residual, jac=jacobian, options={"line_search": True})),
     ("hig", dict(fun=residual, jac=jacobian, bounds=([-2, -2], [0.5, 2]))),
+    ("trf", dict(fun=residual, jac=jacobian)),
+    ("trf", dict(fun=residual, jac=jacobian, bounds=([-2, -2], [0.5, 2]))),
 ]
 
 

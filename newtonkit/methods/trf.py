@@ -57,7 +57,7 @@ from .. import _backend as B
 from .._bounds import cl_scaling, step_to_bound, strictly_feasible
 from .._status import Status
 from ..problems._common import BudgetExhausted
-from ._base import Option, State, register, stop
+from ._base import Option, State, register, small_change, stop
 from ._lsq import LeastSquaresMethod
 
 __all__ = ["TrustRegionReflective", "MAX_NONFINITE_TRIALS"]
@@ -128,12 +128,14 @@ class TrustRegionReflective(LeastSquaresMethod):
         return state.stop
 
     # -- the scaled model at a new iterate ---------------------------------------------------
-    def _model(self, state: State) -> dict | Status:
-        xp, d = self.xp, state.data
+    def _model(self, x: Any, d: dict) -> dict | Status:
+        """The scaled model at ``x``; fills the next state's data ``d`` (``lin``,
+        ``scale_inv``, the first ``delta``)."""
+        xp = self.xp
         lin = d["lin"]
         if lin is None:
             lin = d["lin"] = self.linearize(d["ev"], densify=True)
-        g, J, x = lin.g, lin.J, state.x
+        g, J = lin.g, lin.J
         if not self.finite(g):
             return Status.NONFINITE
         scale, scale_inv = self._scale(J, d["scale_inv"])  # D⁻¹ and D
@@ -184,10 +186,11 @@ class TrustRegionReflective(LeastSquaresMethod):
 
     # -- one trial ---------------------------------------------------------------------------
     def step(self, state: State) -> State:
-        xp, d, tol = self.xp, state.data, self.tol
+        xp, tol = self.xp, self.tol
+        d = dict(state.data)  # the next state's data: the input state is never changed
         M = d["model"]
         if M is None:
-            M = self._model(state)
+            M = self._model(state.x, d)
             if isinstance(M, Status):
                 return stop(state, M)
             d["model"] = M
@@ -225,8 +228,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         step_norm = self.norm(step)
         small_f = ared < tol["ftol"] * f and ratio > 0.25
         small_x = step_norm < tol["xtol"] * (tol["xtol"] + self.norm(x))
-        code = (Status.FTOL_XTOL if small_f and small_x else Status.FTOL if small_f else
-                Status.XTOL if small_x else None)
+        code = small_change(small_f, small_x)
         to_x = step_norm / step_h_norm if step_h_norm > 0 else 1.0  # ‖p‖/‖p̂‖
         if code is None and not delta_new * to_x > self.eps * self.norm(x):
             code = Status.NO_PROGRESS  # the region shrank below the rounding of x
