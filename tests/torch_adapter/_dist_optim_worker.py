@@ -19,6 +19,7 @@ from torch import nn
 from newtonkit_torch.optim import HIG, GaussNewton
 
 B, STEPS = 12, 5
+SHOTS, NY, NX, NT = 4, 8, 16, 60
 OPTIMIZERS = ("gn-damped", "gn-adaptive", "hig", "gn-rows")
 
 
@@ -67,6 +68,58 @@ def train(name: str, closure_of, steps: int = STEPS) -> dict:
     return {"thetas": torch.stack(thetas), "losses": torch.stack(losses)}
 
 
+def wave_problem(shots: slice = slice(0, SHOTS)) -> tuple:
+    """A float64 deepwave survey (``SHOTS`` shots on an ``NY × NX`` model, two layers): the
+    model of the shots ``shots``, their observed data, the start model."""
+    import deepwave
+
+    from newtonkit_torch.deepwave import ScalarWave
+
+    v_true = torch.full((NY, NX), 1500.0, dtype=torch.float64)
+    v_true[4:] = 1800.0
+    v0 = torch.full((NY, NX), 1600.0, dtype=torch.float64)
+    n = len(range(SHOTS)[shots])
+    src = deepwave.wavelets.ricker(25, NT, 0.002, 0.05, dtype=torch.float64)
+    src_loc = torch.zeros(SHOTS, 1, 2, dtype=torch.long)
+    src_loc[:, 0, 0], src_loc[:, 0, 1] = 1, torch.arange(2, 2 + 3 * SHOTS, 3)
+    rec_loc = torch.zeros(SHOTS, NX - 2, 2, dtype=torch.long)
+    rec_loc[..., 0], rec_loc[..., 1] = 1, torch.arange(1, NX - 1)
+    wave = ScalarWave(4.0, 0.002, source_amplitudes=src.repeat(n, 1, 1),
+                      source_locations=src_loc[shots], receiver_locations=rec_loc[shots],
+                      pml_width=[0, 6, 6, 6], max_vel=2000.0)
+    with torch.no_grad():
+        observed = wave(v_true)
+    return wave, observed, v0
+
+
+class WaveResidual:
+    """``r(v) = (F(v) − d)/1000`` with Born ``jvp`` and reverse-mode ``vjp``."""
+
+    def __init__(self, wave, observed) -> None:
+        self.wave, self.observed = wave, observed
+
+    def __call__(self, v):
+        with torch.no_grad():
+            return (self.wave(v) - self.observed) / 1000.0
+
+    def jvp(self, v, p):
+        return self.wave.jvp(v, p) / 1000.0
+
+    def vjp(self, v, w):
+        return self.wave.vjp(v, w / 1000.0)
+
+
+def gauss_newton(fun, v0, iters: int = 2) -> dict:
+    """Matrix-free Gauss-Newton (CGLS, 8 inner iterations), every iterate recorded."""
+    import newtonkit as nk
+
+    xs = []
+    res = nk.minimize(fun, v0, method="gn", callback=lambda x: xs.append(x.clone()),
+                      options={"linear_solver": "cgls", "cg_maxiter": 8, "maxiter": iters,
+                               "gtol": 0.0, "ftol": 0.0, "xtol": 0.0})
+    return {"iterates": torch.stack(xs), "fun": res.fun}
+
+
 def shard(rank: int, world: int) -> slice:
     edges = [round(k * B / world) for k in range(world + 1)]
     return slice(edges[rank], edges[rank + 1])
@@ -90,6 +143,12 @@ def main() -> None:
         if scenario == "optim":
             for name in OPTIMIZERS:
                 out[name] = train(name, sharded)
+        elif scenario == "deepwave":
+            from newtonkit_torch.distributed import ShardedModel
+
+            edges = [round(k * SHOTS / world) for k in range(world + 1)]
+            wave, observed, v0 = wave_problem(slice(edges[rank], edges[rank + 1]))
+            out = gauss_newton(ShardedModel(WaveResidual(wave, observed)), v0)
         elif scenario in ("raise", "nan", "params"):
             calls = [0]
 
