@@ -12,7 +12,7 @@ Targets (issue 17), both measured in this one run:
    rounding of the shot sums, amplified by the CG iterations; the largest difference is
    reported).
 
-Run: ``python benchmarks/bench_fwi.py`` (the 40 × 100 ``bench`` size, about 10 minutes on
+Run: ``python benchmarks/bench_fwi.py`` (the 32 × 80 ``bench`` size, 16 shots: about 8 minutes on
 2 cores), ``--size full`` (100 × 250, 16 shots), ``--budget``, ``--repeats``.  Writes
 ``benchmarks/output/fwi.md`` and ``fwi.json``.  The machine load (``os.getloadavg``) is recorded
 next to every timing: the scaling target assumes two free cores.
@@ -55,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     fwi = load_example()
     s = fwi.SIZES[args.size]
-    budget = args.budget or {"quick": 3.0, "bench": 40.0, "full": 120.0}[args.size]
+    budget = args.budget or {"quick": 3.0, "bench": 30.0, "full": 120.0}[args.size]
     OUT.mkdir(exist_ok=True)
     load: list[float] = []
 
