@@ -63,5 +63,14 @@ def test_sharded_deepwave_gauss_newton_matches_single_process(tmp_path):
     # amplify that by at most the condition number CG resolves (here < 1e4): relative ≤ 1e-9.
     torch.testing.assert_close(r0["iterates"], ref["iterates"], rtol=1e-9, atol=1e-6)
     assert abs(r0["fun"] - ref["fun"]) <= 1e-9 * abs(ref["fun"])
+    # ShardedObjective.value_and_grad: Σ_k (f_k, ∇f_k) in one all_reduce, as one process
+    f, g = r0["value_and_grad"]
+    assert torch.equal(f, r1["value_and_grad"][0]) and torch.equal(g, r1["value_and_grad"][1])
+    v = v0.clone().requires_grad_(True)
+    f_ref = W.misfit(W.WaveResidual(wave, observed), v)
+    (g_ref,) = torch.autograd.grad(f_ref, v)
+    # two partial sums instead of one: ε·|f| and ε·Σ_k|∇f_k| ≤ ε·(shots)·max|∇f|, float64
+    torch.testing.assert_close(f, f_ref.detach(), rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12 * float(g_ref.abs().max()))
     moved = float((ref["iterates"][-1] - v0).abs().max())
     assert moved > 10.0  # m/s: the run moved, so the agreement is not that of two starts
