@@ -55,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     fwi = load_example()
     s = fwi.SIZES[args.size]
-    budget = args.budget or {"quick": 3.0, "bench": 30.0, "full": 120.0}[args.size]
+    budget = args.budget or {"quick": 3.0, "bench": 30.0, "full": 240.0}[args.size]
     OUT.mkdir(exist_ok=True)
     load: list[float] = []
 
