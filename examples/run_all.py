@@ -8,6 +8,8 @@ Runs each example in its own process, in order, and stops at the first failure:
    HIG vs Adam vs Gauss-Newton on an equal wall-clock budget.
 3. ``deepwave_hessian.py``: deepwave's Hessian example (seed 000) by regularised Newton, then
    matrix-free Gauss-Newton and HIG on the same problem.
+4. ``fwi.py --quick``: many-shot full-waveform inversion sharded over 2 processes, Gauss-Newton
+   and LM against L-BFGS and Adam at equal time per frequency band.
 
 Figures and tables go to ``examples/output/``.
 """
@@ -18,7 +20,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-JOBS = [["hig_toy.py"], ["oscillators.py", "--quick"], ["deepwave_hessian.py"]]
+JOBS = [["hig_toy.py"], ["oscillators.py", "--quick"], ["deepwave_hessian.py"],
+        ["fwi.py", "--quick"]]
 
 
 def main() -> int:

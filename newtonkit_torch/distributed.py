@@ -40,6 +40,12 @@ Faults
     that dies or hangs outside these operations is caught by the process group's
     timeout (``init_process_group(timeout=...)``): the other ranks' collectives raise.
 
+Sharded torch optimizers
+    :class:`ShardedClosure` wraps the closure of :class:`newtonkit_torch.optim.GaussNewton`
+    or :class:`~newtonkit_torch.optim.HIG` on each rank (its mini-batch shard): it returns the
+    gathered outputs, the loss :math:`L = \sum_k L_k` and the gathered Jacobian rows, so the
+    optimizer's step (SVD, Gram, CG) runs unchanged on identical data on every rank.
+
 Bad input
     No initialised process group: ``RuntimeError`` at construction.  On the first evaluation
     every rank compares the size and a checksum of its ``x`` (and of the tensors named in
@@ -57,7 +63,7 @@ import torch.distributed as dist
 
 from .autograd import TorchAutodiff
 
-__all__ = ["ShardError", "ShardedModel", "ShardedObjective"]
+__all__ = ["ShardError", "ShardedClosure", "ShardedModel", "ShardedObjective"]
 
 
 class ShardError(RuntimeError):
@@ -327,6 +333,20 @@ class ShardedObjective(_Sharded):
         return self._sum(lambda: self._autodiff(x).value(x.reshape(-1)), 1, like,
                          "the objective")[0].to(x.dtype)
 
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(f(x), \nabla f(x))` from one local forward and backward pass and one
+        ``all_reduce`` of the ``n + 1`` numbers :math:`(f_k, \nabla f_k)` (``f`` 0-d, the
+        gradient in the shape of ``x``)."""
+        self._start(x)
+        n = x.numel()
+
+        def local() -> torch.Tensor:
+            f, g = self._autodiff(x).value_and_grad(x.reshape(-1))
+            return torch.cat([g.reshape(-1).to(x.dtype), f.reshape(1).to(x.dtype)])
+
+        out = self._sum(local, n + 1, x, "the objective and gradient")
+        return out[n], out[:n].reshape(x.shape)
+
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla f(x) = \sum_k \nabla f_k(x)`."""
         self._start(x)
@@ -338,3 +358,113 @@ class ShardedObjective(_Sharded):
         self._start(x)
         return self._sum(lambda: self._autodiff(x).hvp(x.reshape(-1), p.reshape(-1)),
                          x.numel(), x, "the Hessian-vector product").reshape(x.shape)
+
+
+class ShardedClosure(_Sharded):
+    r"""The closure of a :class:`~newtonkit_torch.optim.GaussNewton` or
+    :class:`~newtonkit_torch.optim.HIG` optimizer with the mini-batch split over the ranks.
+
+    Every rank builds the same model and optimizer (the same parameters, checked at the first
+    call) and a closure on its own shard of the batch; ``opt.step(ShardedClosure(opt,
+    closure))`` then takes the step of the whole batch on every rank::
+
+        opt = GaussNewton(model.parameters(), damping=1e-3)
+        local = opt.physics_closure(model, x[mine], physics, loss_fn)   # this rank's samples
+        closure = ShardedClosure(opt, local)
+        for _ in range(steps):
+            opt.step(closure)
+
+    Parameters
+    ----------
+    optimizer : JacobianOptimizer
+        The optimizer whose trainable parameters are the columns of ``J`` (read at each call,
+        as the optimizer does).
+    closure : callable
+        This rank's closure, ``() -> (y_k, loss_k)`` or ``(y_k, loss_k, J_k)`` (the forms of
+        :mod:`newtonkit_torch.optim`), on its shard.  The batch loss is the sum
+        :math:`L = \sum_k L_k` of the ranks' losses: for a mean over the whole batch divide
+        by the global batch size, not the shard's.
+    group : ProcessGroup, optional
+        The process group (default: the world).
+    shared : iterable of Tensor
+        More tensors that must be identical on every rank (buffers, frozen parameters);
+        the trainable parameters are always checked.
+
+    Notes
+    -----
+    Each call computes :math:`g_k = (\partial L_k/\partial y_k)^T` and, unless the closure
+    returns it, :math:`J_k = \partial y_k/\partial\theta` (batched reverse mode) on the
+    rank, then gathers :math:`(L_k, y_k, g_k, J_k)` of every rank in rank order (one
+    ``all_gather`` of :math:`1 + m_k(n + 2)` numbers per rank) and returns
+
+    .. math::  y = [y_0; \dots; y_{P-1}], \quad L = \sum_k L_k + g^T (y - \bar y),
+               \quad J = [J_0; \dots; J_{P-1}],
+
+    with :math:`y` a fresh leaf equal to its value :math:`\bar y`, so ``L`` has the value
+    :math:`\sum_k L_k` and :math:`\partial L/\partial y = g` (the gathered loss
+    gradient): the optimizer sees the whole batch.  Every rank holds the same bits, so it
+    solves for the same step and the parameters stay identical (tested bitwise).  Against
+    one process with the whole batch only :math:`\sum_k L_k` is summed in another order (the
+    step itself does not depend on ``L``; ``GaussNewton(adaptive=True)`` compares losses).
+    An exception in one rank's closure is a :class:`ShardError` on every rank (raised from
+    ``step``); a NaN on one rank reaches every rank's ``J`` or ``g``, and every rank's
+    optimizer refuses the step alike.  ``GaussNewton(adaptive=True)`` calls the closure for
+    every trial step, each a full sharded call (its ``J`` is not needed there, but the
+    closure cannot know).
+    """
+
+    def __init__(self, optimizer: Any, closure: Callable[[], tuple], group: Any = None, *,
+                 shared: Iterable[torch.Tensor] = ()) -> None:
+        if not callable(closure):
+            raise TypeError(f"closure must be callable, got {type(closure).__name__}")
+        if not callable(getattr(optimizer, "_params", None)):
+            raise TypeError(f"optimizer must be a newtonkit_torch.optim optimizer (GaussNewton, "
+                            f"HIG), got {type(optimizer).__name__}")
+        super().__init__(group, shared)
+        self.optimizer, self.closure = optimizer, closure
+
+    def _local(self, params: list[torch.Tensor], n: int) -> torch.Tensor:
+        from .optim import _jacobian_by_rows
+
+        out = self.closure()
+        if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+            raise TypeError("the closure must return (y, loss) or (y, loss, J)")
+        y, loss = out[0], out[1]
+        J = out[2] if len(out) == 3 else None
+        if loss.numel() != 1:
+            raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
+        (gy,) = torch.autograd.grad(loss.reshape(()), y, retain_graph=J is None)
+        if J is None:
+            J = _jacobian_by_rows(y, params, self.optimizer.jacobian_chunk_size)
+        m = y.numel()
+        if tuple(J.shape) != (m, n):
+            raise ValueError(f"J has shape {tuple(J.shape)}; expected ({m}, {n}) (rows = "
+                             f"outputs of this rank's y, columns = the optimizer's trainable "
+                             f"parameters)")
+        return torch.cat([loss.detach().reshape(1), y.detach().reshape(-1),
+                          gy.detach().reshape(-1), J.detach().reshape(-1)])
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(y, loss, J)`` of the whole batch (see the class notes)."""
+        params = self.optimizer._params()
+        if not params:
+            raise ValueError("the optimizer has no parameter that requires grad")
+        like = params[0].detach()
+        self._start(torch.cat([p.detach().reshape(-1) for p in params]))
+        n = sum(p.numel() for p in params)
+        with torch.enable_grad():
+            flat, sizes = self._gather(lambda: self._local(params, n), like, "the closure")
+        loss, ys, gs, Js, pos = flat.new_zeros(()), [], [], [], 0
+        for s in sizes:
+            m = (s - 1) // (n + 2)
+            piece = flat[pos:pos + s]
+            loss = loss + piece[0]
+            ys.append(piece[1:1 + m])
+            gs.append(piece[1 + m:1 + 2 * m])
+            Js.append(piece[1 + 2 * m:].reshape(m, n))
+            pos += s
+        y_bar, g = torch.cat(ys), torch.cat(gs)
+        y = y_bar.clone().requires_grad_(True)
+        with torch.enable_grad():
+            total = loss + torch.sum(g * (y - y_bar))
+        return y, total, torch.cat(Js)

@@ -34,11 +34,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(scenario: str, world: int, tmp_path: Path, timeout: float = 60.0) -> list[dict]:
-    """Run ``world`` ranks of the worker; their saved results (fails on a hang or a crash)."""
+def launch(scenario: str, world: int, tmp_path: Path, timeout: float = 60.0,
+           worker: Path = WORKER) -> list[dict]:
+    """Run ``world`` ranks of ``worker``; their saved results (fails on a hang or a crash)."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), scenario, str(r), str(world),
+    procs = [subprocess.Popen([sys.executable, str(worker), scenario, str(r), str(world),
                                str(port), str(tmp_path)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT) for r in range(world)]
     try:
