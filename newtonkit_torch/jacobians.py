@@ -309,12 +309,12 @@ def rollout_jacobian(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         X = torch.stack(states, dim=1).reshape(B * T, d)
         U = controls.reshape(B * T, *c_shape)
         A, b = vmap(jacrev(step, argnums=(0, 1)))(X, U)
-    A = A.reshape(B, T, d, d)
+    A = A.reshape(B, T, d, d).transpose(0, 1).contiguous()  # (T, B, d, d): A[t] contiguous
     b = b.reshape(B, T, d, -1)  # (B, T, d, c)
     L = torch.eye(d, dtype=x.dtype, device=x.device).expand(B, d, d)
     chain = [L]
     for t in range(T - 1, 0, -1):  # L_{t-1} = L_t A_t
-        L = L @ A[:, t]
+        L = L @ A[t]
         chain.append(L)
     Ls = torch.stack(chain[::-1], dim=1)  # (B, T, d, d): L_t = ∂x_T/∂x_{t+1}
     jac = (Ls @ b).permute(0, 2, 1, 3).reshape(B, d, -1)
