@@ -44,10 +44,9 @@ NAMES = {"hig": "HIG", "adam": "Adam", "gn": "Gauss-Newton", "lm": "Gauss-Newton
 
 def ode(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """ẋ for states ``x`` (..., 4) and controls ``u`` (...)."""
-    q, p = x[..., :2], x[..., 2:]
-    c = COUPLING * (q[..., 1] - q[..., 0]) ** 3
-    force = torch.stack([c, GAIN * u - c], dim=-1)
-    return torch.cat([p, force - q], dim=-1)
+    q1, q2, p1, p2 = x.unbind(-1)
+    c = COUPLING * (q2 - q1) ** 3
+    return torch.stack([p1, p2, c - q1, GAIN * u - c - q2], dim=-1)
 
 
 def rk4_step(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
