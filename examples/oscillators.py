@@ -10,6 +10,12 @@ dt = 0.125 with the control held constant over each step.  A network 4 → 20 �
 the start state x₀ to the 96 controls; the loss per data point is ‖x(T) − x₀‖² (bring the
 system back to where it started).  4096 training states are drawn from U[0, 1)⁴.
 
+The per-sample Jacobian J (batch 128 × 4 final states, 2,956 parameters) is formed by the
+chain rule J_i = ∂x(T)/∂u · ∂f_θ(x_i)/∂θ: the rollout's Jacobian with respect to the 96
+controls from the RK4 step Jacobians (``rollout_jacobian``), pulled back through the network
+(``chained_jacobian``); ``--jacobian vmap`` takes ``vmap(jacrev)`` through network and rollout
+together instead (the same J up to rounding, about twice the time per HIG iteration).
+
 Methods, as in the authors' code: HIG (batch 128, η = 1, truncation 1e-6: J is 512 × 2956),
 Adam (batch 512, lr 3e-4) and Gauss-Newton (truncated pseudo-inverse, batch 128, η = 1, same
 truncation); and, not in the authors' code, the same Gauss-Newton with Marquardt's adaptive
