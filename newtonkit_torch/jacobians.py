@@ -243,16 +243,16 @@ def chained_jacobian(model: nn.Module, inputs: torch.Tensor, physics_jacobian: P
     with torch.no_grad():
         outputs = model(inputs)
         Y, P = physics_jacobian(outputs, inputs)
-    k = outputs[0].numel()
+    n_out = outputs[0].numel()
     Y = Y.reshape(B, -1)
     m = Y.shape[1]
-    if P.shape != (B, m, k):
+    if P.shape != (B, m, n_out):
         raise ValueError(f"physics_jacobian returned P of shape {tuple(P.shape)}; expected "
-                         f"(B, m, k) = ({B}, {m}, {k}) for {m} physics outputs and {k} network "
-                         f"outputs per sample")
+                         f"(B, m, k) = ({B}, {m}, {n_out}) for {m} physics outputs and {n_out} "
+                         f"network outputs per sample")
 
     def rows(x: torch.Tensor, p: torch.Tensor) -> dict[str, torch.Tensor]:
-        # the m reverse products pᵀ e_c of one sample pulled back through the network
+        # one sample: its m rows P[i, c] pulled back through the network (m reverse products)
         _, pull = torch.func.vjp(lambda s: net(s, x)[0], selected)
         return vmap(lambda w: pull(w)[0])(p)
 
@@ -281,8 +281,8 @@ def rollout_jacobian(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ----------
     step : callable
         ``step(x, u) -> x_next`` for a batch ``x`` (``(B, d)``) and controls ``u`` (``(B, *c)``);
-        it must also accept a single point ``x`` (``(d,)``), ``u`` (``c``) (``vmap`` calls it
-        so).
+        it must also accept a single point, ``x`` of shape ``(d,)`` and ``u`` of shape ``c``
+        (``vmap`` calls it so).
     x0 : Tensor
         Start states ``(B, d)``.
     controls : Tensor
@@ -297,9 +297,9 @@ def rollout_jacobian(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     """
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (B, d), got {tuple(x0.shape)}")
-    if controls.ndim < 2 or controls.shape[0] != x0.shape[0]:
+    if controls.ndim < 2 or controls.shape[0] != x0.shape[0] or controls.shape[1] == 0:
         raise ValueError(f"controls must have shape (B, T, ...) with B = {x0.shape[0]} (the "
-                         f"batch of x0), got {tuple(controls.shape)}")
+                         f"batch of x0) and T >= 1 steps, got {tuple(controls.shape)}")
     (B, d), T, c_shape = x0.shape, controls.shape[1], controls.shape[2:]
     with torch.no_grad():
         states, x = [], x0

@@ -168,6 +168,8 @@ def test_bad_input_named():
         rollout_jacobian(osc.rk4_step, x[0], torch.zeros(B, 3))
     with pytest.raises(ValueError, match="controls must have shape"):
         rollout_jacobian(osc.rk4_step, x, torch.zeros(B + 1, 3))
+    with pytest.raises(ValueError, match="T >= 1"):
+        rollout_jacobian(osc.rk4_step, x, torch.zeros(B, 0))
 
 
 def test_hig_step_with_chain_closure_matches_vmap_closure():
