@@ -601,8 +601,8 @@ class GaussNewton(JacobianOptimizer):
         ``> 1``: the factor ``τ`` is divided by after a kept step, multiplied by after a
         rejected one.
     max_trials : int
-        Trial steps per ``step`` call with ``adaptive=True`` (which excludes ``line_search``); if none lowers the loss the
-        parameters are left unchanged.
+        Trial steps per ``step`` call with ``adaptive=True`` (which excludes ``line_search``);
+        if none lowers the loss the parameters are left unchanged.
     relative : bool
         Threshold relative to ``σ_max``.
     route : {"auto", "svd", "kernel", "normal", "matrix-free"}
