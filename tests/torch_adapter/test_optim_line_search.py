@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from newtonkit_torch.jacobians import flat_parameters
-from newtonkit_torch.optim import STEP_SIZES, HIG, GaussNewton
+from newtonkit_torch.optim import HIG, STEP_SIZES, GaussNewton
 
 DTYPES = [torch.float32, torch.float64]
 
