@@ -8,6 +8,9 @@ Runs each example in its own process, in order, and stops at the first failure:
    HIG vs Adam vs Gauss-Newton on an equal wall-clock budget.
 3. ``deepwave_hessian.py``: deepwave's Hessian example (seed 000) by regularised Newton, then
    matrix-free Gauss-Newton and HIG on the same problem.
+4. ``poisson_pinn.py --quick``: a physics-informed network for the 2-D Poisson equation
+   (Dangel, Müller & Zeinhofer 2024), Gauss-Newton with a line search vs Adam and L-BFGS on an
+   equal wall-clock budget.
 
 Figures and tables go to ``examples/output/``.
 """
@@ -18,7 +21,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-JOBS = [["hig_toy.py"], ["oscillators.py", "--quick"], ["deepwave_hessian.py"]]
+JOBS = [["hig_toy.py"], ["oscillators.py", "--quick"], ["deepwave_hessian.py"],
+        ["poisson_pinn.py", "--quick"]]
 
 
 def main() -> int:
