@@ -239,3 +239,21 @@ def test_bad_loss_closure_is_refused_and_the_parameters_are_restored():
     with pytest.raises(ValueError, match="0-d tensor"):
         opt.step(closure, vector_loss)
     assert torch.equal(flat_parameters(net.parameters()), start)
+
+
+@pytest.mark.parametrize("search", ["grid", "backtracking"])
+def test_non_finite_trial_losses_are_never_taken(search):
+    net, X, loss_fn, loss_at = make_problem(torch.float64)
+    opt = GaussNewton(net.parameters(), line_search=search, step_sizes=[1.0, 0.5, 0.25])
+    start = flat_parameters(net.parameters()).clone()
+    calls = []
+
+    def nan_away_from_start():  # finite at the start, NaN or inf at every trial point
+        calls.append(1)
+        return loss_at() if len(calls) == 1 else torch.tensor(float("nan" if len(calls) % 2
+                                                                    else "inf"))
+
+    opt.step(opt.physics_closure(net, X, None, loss_fn), nan_away_from_start)
+    assert opt.last_info["line_search"]["step_size"] == 0.0
+    assert opt.last_info["line_search"]["evaluations"] == 4
+    assert torch.equal(flat_parameters(net.parameters()), start)
