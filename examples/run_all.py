@@ -10,6 +10,9 @@ Runs each example in its own process, in order, and stops at the first failure:
    matrix-free Gauss-Newton and HIG on the same problem.
 4. ``fwi.py --quick``: many-shot full-waveform inversion sharded over 2 processes, Gauss-Newton
    and LM against L-BFGS and Adam at equal time per frequency band.
+5. ``poisson_pinn.py --quick``: a physics-informed network for the 2-D Poisson equation
+   (Dangel, Müller & Zeinhofer 2024), Gauss-Newton with a line search vs Adam and L-BFGS on an
+   equal wall-clock budget.
 
 Figures and tables go to ``examples/output/``.
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 JOBS = [["hig_toy.py"], ["oscillators.py", "--quick"], ["deepwave_hessian.py"],
-        ["fwi.py", "--quick"]]
+        ["fwi.py", "--quick"], ["poisson_pinn.py", "--quick"]]
 
 
 def main() -> int:

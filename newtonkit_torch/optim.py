@@ -42,6 +42,25 @@ the kernel system; for HIG a randomized SVD whose rank follows the truncation). 
 route taken is in ``last_info["solves"][i].route`` and in each trained parameter's state
 (``opt.state[p]["route"]``).
 
+Line search
+-----------
+With ``line_search="grid"`` (energy natural gradient descent, Müller & Zeinhofer 2023) the
+step is ``θ ← θ − η* · lr · d`` with ``η*`` the factor of ``step_sizes`` (default ENGD's grid
+``2⁻ᵏ``, ``k = 0 … 30``) whose trial point has the lowest loss, all of them evaluated;
+``"backtracking"`` takes the first factor, in the order given, whose loss is below the current
+one.  Either way a step is taken only if its loss is strictly below the loss at ``θ`` (both
+from the same loss evaluation); otherwise the parameters are left unchanged (bit for bit) and
+``last_info["line_search"]["step_size"]`` is 0.  When ``η = 1`` is chosen the parameters are
+exactly those of the plain step.  The trials are evaluated by ``step(closure, loss_closure)``:
+``loss_closure()`` returns the 0-d loss at the current parameters (gradients are enabled, in
+case the loss needs input derivatives as a PINN residual does; no Jacobian is wanted);
+by default the ``loss`` attribute of a :meth:`~JacobianOptimizer.physics_closure` closure (one
+batched forward), else ``closure()[1]``.  Each step costs ``len(step_sizes) + 1`` loss
+evaluations with ``"grid"`` and ``≤`` that with ``"backtracking"``.  The groups solved
+separately share one ``η`` (the search is over the combined step); box bounds project every
+trial point.  ``last_info["line_search"]``: ``step_size``, ``loss`` (at the chosen point),
+``initial_loss``, ``evaluations``.
+
 Frozen parameters, batch norm, autograd, state_dict
 ---------------------------------------------------
 - Only parameters with ``requires_grad=True`` at the time of the step are trained, as in
@@ -81,6 +100,7 @@ added.  The bounds are part of the group's settings: ``state_dict`` saves them a
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -92,12 +112,15 @@ from newtonkit import checks as C
 from newtonkit.checks import all_finite
 
 from .autograd import unit_rows
-from .jacobians import Physics, _single_sample_fn, select_parameters
+from .jacobians import Physics, batched_outputs, per_sample_jacobian
 
 __all__ = ["HIG", "GaussNewton", "JacobianOptimizer"]
 
 Closure = Callable[[], tuple]
 GN_ROUTES = ("auto", "svd", "kernel", "normal", "matrix-free")
+LINE_SEARCHES = ("grid", "backtracking")
+#: ENGD's grid (Müller & Zeinhofer 2023): η = 2⁻ᵏ, k = 0 … 30, largest first.
+STEP_SIZES = tuple(2.0 ** -k for k in range(31))
 
 
 def _jacobian_by_rows(y: torch.Tensor, params: list[torch.Tensor],
@@ -161,6 +184,25 @@ def _checked_bounds(bounds: Any, params: list[torch.Tensor]) -> tuple | None:
     return lo, hi
 
 
+def _checked_line_search(line_search: Any, step_sizes: Any) -> tuple[str | None, tuple]:
+    """``(line_search, step_sizes)`` checked; ``step_sizes`` defaults to ENGD's grid."""
+    if line_search is not None:
+        line_search = C.choice(line_search, "line_search", LINE_SEARCHES)
+    if step_sizes is None:
+        return line_search, STEP_SIZES if line_search else ()
+    if line_search is None:
+        raise ValueError("step_sizes is only used with a line search: pass line_search='grid' "
+                         "or 'backtracking' as well")
+    if isinstance(step_sizes, (str, bytes)) or not isinstance(step_sizes, Iterable):
+        raise TypeError(f"step_sizes must be a sequence of positive numbers, got "
+                        f"{type(step_sizes).__name__}")
+    sizes = tuple(C.real(float(e) if isinstance(e, torch.Tensor) else e, "each of step_sizes",
+                         low=0.0, low_open=True) for e in step_sizes)
+    if not sizes:
+        raise ValueError("step_sizes is empty: give at least one step size η > 0")
+    return line_search, sizes
+
+
 class JacobianOptimizer(torch.optim.Optimizer):
     """Base class: a step ``θ ← θ − lr · D(J, g)`` from the physics Jacobian (see module doc).
 
@@ -170,13 +212,16 @@ class JacobianOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any],
                  jacobian_chunk_size: int | None = None,
-                 memory_budget: float | None = None) -> None:
+                 memory_budget: float | None = None, line_search: str | None = None,
+                 step_sizes: Iterable[float] | None = None) -> None:
         defaults["lr"] = C.real(defaults["lr"], "lr", low=0.0, low_open=True)
         defaults.setdefault("bounds", None)
         super().__init__(params, defaults)
         self.jacobian_chunk_size = jacobian_chunk_size
         #: Bytes for the automatic route choice (None: newtonkit.linalg's default, 2 GiB).
         self.memory_budget = memory_budget
+        #: None, "grid" or "backtracking", and the factors η it tries (module doc, Line search).
+        self.line_search, self.step_sizes = _checked_line_search(line_search, step_sizes)
         #: Diagnostics of the last step: loss, and for every joint solve its info object.
         self.last_info: dict[str, Any] = {}
 
@@ -277,19 +322,19 @@ class JacobianOptimizer(torch.optim.Optimizer):
         """
         def closure() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             # looked up per call: requires_grad and train/eval mode may change between steps
-            names = select_parameters(model, self._params())
-            fn, _ = _single_sample_fn(model, names, physics)
-            named = dict(model.named_parameters())
-            selected = {k: named[k].detach() for k in names}
-            jac, Y = torch.func.vmap(torch.func.jacrev(fn, has_aux=True), in_dims=(None, 0),
-                                     chunk_size=chunk_size)(selected, inputs)
-            B, m = Y.shape
-            J = torch.cat([jac[k].reshape(B, m, -1) for k in names], dim=2).reshape(B * m, -1)
+            J, Y = per_sample_jacobian(model, inputs, physics, params=self._params(),
+                                       chunk_size=chunk_size, return_outputs=True)
             y = Y.detach().requires_grad_(True)
             with torch.enable_grad():
                 loss = loss_fn(y, inputs)
             return y, loss, J
 
+        def loss_only() -> torch.Tensor:
+            # the same outputs by one batched forward, for the line search's trial points
+            with torch.no_grad():
+                return loss_fn(batched_outputs(model, inputs, physics), inputs)
+
+        closure.loss = loss_only  # type: ignore[attr-defined]
         return closure
 
     def _linearize(self, closure: Closure | None) -> tuple[torch.Tensor, torch.Tensor,
@@ -364,10 +409,16 @@ class JacobianOptimizer(torch.optim.Optimizer):
                 st["route"] = route
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
-        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring)."""
+    def step(self, closure: Closure | None = None,  # type: ignore[override]
+             loss_closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring).
+
+        ``loss_closure() -> loss`` (0-d) evaluates the loss alone at the current parameters for
+        the line search (module docstring, Line search); it defaults to the ``loss`` attribute
+        of a :meth:`physics_closure` closure, else to ``closure()[1]``.
+        """
         loss, J, g, solves = self._linearize(closure)
-        infos = []
+        infos, moves = [], []
         for groups, Jg in solves:
             d, info = self._direction(Jg, g, groups[0])
             infos.append(info)
@@ -375,11 +426,72 @@ class JacobianOptimizer(torch.optim.Optimizer):
                 warnings.warn(f"{type(self).__name__}: the step has non-finite entries; the "
                               f"parameters are left unchanged", RuntimeWarning, stacklevel=2)
                 continue
-            self._add(groups, d)
-            self._project(groups)
-            self._count_step(groups, getattr(info, "route", None))
+            moves.append((groups, d, getattr(info, "route", None)))
         self.last_info = {"loss": loss, "solves": infos}
+        if self.line_search is None:
+            self._move(moves, 1.0)
+        else:
+            eta, search = self._search(moves, _loss_closure(closure, loss_closure))
+            self.last_info["line_search"] = search
+            if eta == 0.0:
+                return loss
+        for groups, _, route in moves:
+            self._count_step(groups, route)
         return loss
+
+    def _move(self, moves: list, eta: float) -> None:
+        """``θ ← θ − η · lr · d`` for every ``(groups, d, route)``, then the boxes."""
+        for groups, d, _ in moves:
+            self._add(groups, d, sign=-eta)
+            self._project(groups)
+
+    def _search(self, moves: list, loss_at: Callable[[], torch.Tensor]) -> tuple[float, dict]:
+        """The line search over ``self.step_sizes``; the parameters end at the chosen ``η``
+        (``0.0``: none lowered the loss, parameters restored bit for bit)."""
+        params = self._trainable([grp for groups, _, _ in moves for grp in groups])
+        saved = [p.detach().clone() for p in params]
+
+        def value() -> float:
+            with torch.enable_grad():
+                f = loss_at()
+            if not isinstance(f, torch.Tensor) or f.numel() != 1:
+                raise ValueError("the loss closure of the line search must return a 0-d "
+                                 "tensor (the loss at the current parameters)")
+            f = float(f.detach())
+            return f if math.isfinite(f) else math.inf
+
+        def restore() -> None:
+            for p, p0 in zip(params, saved, strict=True):
+                p.copy_(p0)
+
+        try:
+            f0 = value()
+            best, f_best, evaluations = 0.0, f0, 1
+            for eta in self.step_sizes if moves else ():
+                self._move(moves, eta)
+                f = value()
+                restore()
+                evaluations += 1
+                if f < f_best:
+                    best, f_best = eta, f
+                    if self.line_search == "backtracking":
+                        break
+        except BaseException:
+            restore()
+            raise
+        if best:
+            self._move(moves, best)
+        return best, {"step_size": best, "loss": f_best, "initial_loss": f0,
+                      "evaluations": evaluations}
+
+
+def _loss_closure(closure: Closure, loss_closure: Callable[[], torch.Tensor] | None
+                  ) -> Callable[[], torch.Tensor]:
+    if loss_closure is not None:
+        if not callable(loss_closure):
+            raise TypeError(f"loss_closure must be callable, got {type(loss_closure).__name__}")
+        return loss_closure
+    return getattr(closure, "loss", None) or (lambda: closure()[1])
 
 
 class HIG(JacobianOptimizer):
@@ -405,6 +517,11 @@ class HIG(JacobianOptimizer):
         Rows per batched reverse call when the closure does not return ``J``.
     memory_budget : float, optional
         Bytes for ``route="auto"`` (default 2 GiB).
+    line_search : {None, "grid", "backtracking"}
+        ``None``: the plain step ``θ − lr·d``; otherwise ``θ − η·lr·d`` with ``η`` from
+        ``step_sizes`` (module docstring, Line search).
+    step_sizes : sequence of float, optional
+        The factors ``η > 0`` the line search tries (default ``2⁻ᵏ``, ``k = 0 … 30``).
 
     Notes
     -----
@@ -417,11 +534,13 @@ class HIG(JacobianOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1.0, exponent: float = -0.5,
                  truncation: float = 1e-6, *, relative: bool = True, route: str = "auto",
                  jacobian_chunk_size: int | None = None,
-                 memory_budget: float | None = None) -> None:
+                 memory_budget: float | None = None, line_search: str | None = None,
+                 step_sizes: Iterable[float] | None = None) -> None:
         truncation = C.real(truncation, "truncation", low=0.0)
         defaults = dict(lr=lr, exponent=float(exponent), truncation=truncation,
                         relative=bool(relative), route=route)
-        super().__init__(params, defaults, jacobian_chunk_size, memory_budget)
+        super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
+                         step_sizes)
 
     def _solve_key(self, group):
         return (group["exponent"], group["truncation"], group["relative"], group["route"])
@@ -482,8 +601,8 @@ class GaussNewton(JacobianOptimizer):
         ``> 1``: the factor ``τ`` is divided by after a kept step, multiplied by after a
         rejected one.
     max_trials : int
-        Trial steps per ``step`` call with ``adaptive=True``; if none lowers the loss the
-        parameters are left unchanged.
+        Trial steps per ``step`` call with ``adaptive=True`` (which excludes ``line_search``);
+        if none lowers the loss the parameters are left unchanged.
     relative : bool
         Threshold relative to ``σ_max``.
     route : {"auto", "svd", "kernel", "normal", "matrix-free"}
@@ -495,6 +614,11 @@ class GaussNewton(JacobianOptimizer):
         Rows per batched reverse call when the closure does not return ``J``.
     memory_budget : float, optional
         Bytes for ``route="auto"`` (default 2 GiB).
+    line_search : {None, "grid", "backtracking"}
+        ``None``: the plain step ``θ − lr·d``; otherwise ``θ − η·lr·d`` with ``η`` from
+        ``step_sizes`` (module docstring, Line search).
+    step_sizes : sequence of float, optional
+        The factors ``η > 0`` the line search tries (default ``2⁻ᵏ``, ``k = 0 … 30``).
 
     Notes
     -----
@@ -507,7 +631,11 @@ class GaussNewton(JacobianOptimizer):
                  damping: float | None = None, *, adaptive: bool = False,
                  damping_factor: float = 3.0, max_trials: int = 10, relative: bool = True,
                  route: str = "auto", jacobian_chunk_size: int | None = None,
-                 memory_budget: float | None = None) -> None:
+                 memory_budget: float | None = None, line_search: str | None = None,
+                 step_sizes: Iterable[float] | None = None) -> None:
+        if adaptive and line_search is not None:
+            raise ValueError("GaussNewton: adaptive=True (Marquardt's damping rule) and "
+                             "line_search are two step rules; choose one")
         truncation = C.real(truncation, "truncation", low=0.0)
         if damping is None:
             damping = 1e-3 if adaptive else 0.0
@@ -519,7 +647,8 @@ class GaussNewton(JacobianOptimizer):
                         damping_factor=damping_factor, max_trials=max_trials,
                         relative=bool(relative),
                         route=C.choice(route, "route", GN_ROUTES))
-        super().__init__(params, defaults, jacobian_chunk_size, memory_budget)
+        super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
+                         step_sizes)
 
     def _solve_key(self, group):
         key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],
@@ -544,10 +673,15 @@ class GaussNewton(JacobianOptimizer):
                             memory_budget=self.memory_budget)
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
-        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring)."""
+    def step(self, closure: Closure | None = None,  # type: ignore[override]
+             loss_closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+        """One step; ``closure() -> (y, loss)`` or ``(y, loss, J)`` (see the module docstring);
+        ``loss_closure`` as in :meth:`JacobianOptimizer.step` (line search only)."""
         if not any(grp.get("adaptive") for grp in self.param_groups):
-            return super().step(closure)
+            return super().step(closure, loss_closure)
+        if self.line_search is not None:
+            raise ValueError("GaussNewton: a parameter group has adaptive=True while the "
+                             "optimizer has a line search; choose one step rule")
         if len({self._solve_key(grp) for grp in self.param_groups
                 if self._trainable([grp])}) > 1:
             raise ValueError("GaussNewton(adaptive=True) needs one joint solve: every parameter "
