@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from newtonkit_torch.jacobians import chained_jacobian, rollout_jacobian
+from newtonkit_torch.jacobians import rollout_jacobian
 from newtonkit_torch.optim import HIG, GaussNewton
 
 OUT = Path(__file__).resolve().parent / "output"
@@ -91,21 +91,14 @@ def closure_for(opt: HIG | GaussNewton, net: nn.Module, xb: torch.Tensor,
                 jacobian: str = "chain"):
     """The optimizer's closure ``() -> (y, loss, J)`` on the batch ``xb``.
 
-    ``"chain"``: ``J_i = ∂x(T)/∂u · ∂f_θ(x_i)/∂θ`` (:func:`chained_jacobian` with
-    :func:`physics_jacobian`); ``"vmap"``: ``vmap(jacrev)`` of network and rollout together
-    (``opt.physics_closure``).  The two Jacobians agree to rounding.
+    ``"chain"``: ``J_i = ∂x(T)/∂u · ∂f_θ(x_i)/∂θ`` (``chained_jacobian`` with
+    :func:`physics_jacobian`); ``"vmap"``: ``vmap(jacrev)`` of network and rollout together.
+    The two Jacobians agree to rounding.
     """
-    if jacobian == "vmap":
-        return opt.physics_closure(net, xb, physics, loss_fn)
-    if jacobian != "chain":
+    if jacobian not in ("chain", "vmap"):
         raise ValueError(f"jacobian must be 'chain' or 'vmap', got {jacobian!r}")
-
-    def closure():
-        J, Y = chained_jacobian(net, xb, physics_jacobian, return_outputs=True)
-        y = Y.requires_grad_(True)
-        return y, loss_fn(y, xb), J
-
-    return closure
+    return opt.physics_closure(net, xb, physics, loss_fn, physics_jacobian=(
+        physics_jacobian if jacobian == "chain" else None))
 
 
 def loss_fn(y: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:

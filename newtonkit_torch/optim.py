@@ -112,7 +112,7 @@ from newtonkit import checks as C
 from newtonkit.checks import all_finite
 
 from .autograd import unit_rows
-from .jacobians import Physics, batched_outputs, per_sample_jacobian
+from .jacobians import Physics, batched_outputs, chained_jacobian, per_sample_jacobian
 
 __all__ = ["HIG", "GaussNewton", "JacobianOptimizer"]
 
@@ -298,8 +298,10 @@ class JacobianOptimizer(torch.optim.Optimizer):
     def physics_closure(self, model: nn.Module, inputs: torch.Tensor,
                         physics: Physics | None,
                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                        chunk_size: int | None = None) -> Closure:
-        """A closure ``() -> (y, loss, J)`` with per-sample Jacobians by ``vmap``.
+                        chunk_size: int | None = None,
+                        physics_jacobian: Callable | None = None) -> Closure:
+        """A closure ``() -> (y, loss, J)`` with per-sample Jacobians by ``vmap``, or by the
+        chain rule ``J_i = P_i N_i`` when ``physics_jacobian`` is given.
 
         ``J`` has the columns of the parameters that require grad when the closure is called.
         A norm layer the per-sample Jacobian cannot represent (batch norm in train mode or with
@@ -319,11 +321,22 @@ class JacobianOptimizer(torch.optim.Optimizer):
             ``loss_fn(y, inputs) -> 0-d tensor`` for the batch of physics outputs ``y`` (B, m).
         chunk_size : int, optional
             Samples per vectorised Jacobian call.
+        physics_jacobian : callable, optional
+            ``physics_jacobian(outputs, inputs) -> (Y, P)`` for the whole batch (the physics
+            outputs and their Jacobians with respect to the network outputs, ``(B, m, k)``):
+            ``J`` by :func:`~newtonkit_torch.jacobians.chained_jacobian`, which differentiates
+            the physics with respect to the network outputs only (e.g. a time-stepping physics
+            by :func:`~newtonkit_torch.jacobians.rollout_jacobian`).  ``physics`` still gives
+            the outputs of the line search's trial points.
         """
         def closure() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             # looked up per call: requires_grad and train/eval mode may change between steps
-            J, Y = per_sample_jacobian(model, inputs, physics, params=self._params(),
-                                       chunk_size=chunk_size, return_outputs=True)
+            if physics_jacobian is not None:
+                J, Y = chained_jacobian(model, inputs, physics_jacobian, params=self._params(),
+                                        return_outputs=True)
+            else:
+                J, Y = per_sample_jacobian(model, inputs, physics, params=self._params(),
+                                           chunk_size=chunk_size, return_outputs=True)
             y = Y.detach().requires_grad_(True)
             with torch.enable_grad():
                 loss = loss_fn(y, inputs)
