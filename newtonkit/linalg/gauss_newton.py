@@ -208,7 +208,7 @@ def _itemsize(J: Any) -> int:
 
 
 def _gram_resolves(xp, J, mu, diag):
-    """:func:`newtonkit.linalg.kernel.gram_resolves` for ``A = J D^{-1/2}``, with the bound
+    r""":func:`newtonkit.linalg.kernel.gram_resolves` for ``A = J D^{-1/2}``, with the bound
     :math:`\|A\|_F^2 \le \|J\|_F^2 / \min D`: one contiguous O(mn) pass, no temporary
     (column norms along the strided axis cost 20× more: 26 ms at 4,096 × 1,000)."""
     if not mu:
