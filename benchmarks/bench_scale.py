@@ -18,8 +18,8 @@ Skips: J is formed only up to HOLD_J = 2 GiB (else the dense routes are skipped 
 the operator); a dense route whose J plus workspace exceeds CAP = 3 GiB, or whose flop count
 predicts more than MAX_SECONDS (3 s; 20 s with ``--full``) at the machine's measured one-thread
 matmul rate, is not run (reason in the table).  Times are medians of 3 interleaved runs for a run
-predicted under 1 s, else one run.  Peak memory is tracemalloc's peak
-of NumPy allocations during an untimed first call, J excluded.  Auto's column checks the
+predicted under 1 s, else the one traced run.  Peak memory is tracemalloc's
+peak of NumPy allocations during a first call, J excluded.  Auto's column checks the
 automatic choice against the fastest route that ran.  Output: benchmarks/output/scale.md/.json.
 """
 
@@ -96,10 +96,11 @@ def predicted(task: str, route: str, N: int, P: int, dense: bool) -> tuple[float
         ell = min(ell, N, P)
         products = 2 * 6 * 2.0 * N * P * ell if dense else 0.0  # 6 block products per size
         return 7 * 2 * 7 * 4.0 * max(N, P) * ell ** 2 + products, 0
-    if route == "matrix-free" and task == "gn" and dense:
-        # CG on the kernel: up to min(N, 300) iterations (κ ≤ 1e4 here), each reading J twice;
-        # memory-bound, predicted at 10 GB/s and expressed as flops at the measured rate
-        seconds = min(N, 300) * 2 * J / 10e9
+    if route == "matrix-free" and task == "gn":
+        # CG on the kernel: up to min(N, 300) iterations (κ ≤ 1e4 here), each reading J (or
+        # its factors L, R) twice; memory-bound, predicted at 10 GB/s, as flops at the rate
+        held = J if dense else 8 * (N + P) * min(N, P, RANK)
+        seconds = min(N, 300) * 2 * held / 10e9
         return seconds * MATMUL_RATE[0], 0
     return 0.0, 0
 
@@ -125,14 +126,16 @@ def run(task: str, route: str, J, op, g, mu: float):
     return half_inverse(J if J is not None else op, g)[1].route
 
 
-def peak_of(fn) -> tuple[float, str]:
-    """(tracemalloc peak of one call, its route)."""
+def peak_of(fn) -> tuple[float, str, float]:
+    """(tracemalloc peak of one call, its route, its time)."""
     tracemalloc.start()
     tracemalloc.reset_peak()
+    t = time.perf_counter()
     used = fn()
+    dt = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return peak, used
+    return peak, used, dt
 
 
 def timed(fn) -> float:
@@ -179,12 +182,16 @@ def main(full: bool = False) -> None:
                                   run(task, route, J, op, g, mu))
                 times = {route: [] for route in fns}
                 for route, fn in fns.items():  # first pass: peak memory (untimed)
-                    row[route] = dict(zip(("peak_bytes", "route"), peak_of(fn), strict=True))
+                    row[route] = dict(zip(("peak_bytes", "route", "traced_seconds"), peak_of(fn),
+                                          strict=True))
                 for rep in range(3):  # then interleaved timed passes: medians
                     for route, fn in fns.items():
-                        if rep == 0 or preds[route] < REPEAT_BELOW:
+                        if preds[route] < REPEAT_BELOW:
                             times[route].append(timed(fn))
+                        elif rep == 0:  # one slow run: the traced pass's time (tracemalloc
+                            times[route].append(row[route].pop("traced_seconds"))  # ~free)
                 for route in fns:
+                    row[route].pop("traced_seconds", None)
                     row[route].update(seconds=statistics.median(times[route]),
                                       times=times[route], factored=not holdJ)
                 rows.append(row)
