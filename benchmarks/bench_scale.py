@@ -16,32 +16,44 @@ GN damping μ = 1e-4·σ₁²; HIG truncation 1e-6 (relative).  ``svd`` is the t
 
 Skips: J is formed only up to HOLD_J = 2 GiB (else the dense routes are skipped and auto gets
 the operator); a dense route whose J plus workspace exceeds CAP = 3 GiB, or whose flop count
-predicts more than MAX_SECONDS at the machine's measured matmul rate, is not run (reason in the
-table).  Times are the best of up to 3 runs (2 when the first takes over 2 s, 1 over 8 s).
-Peak memory is tracemalloc's peak of NumPy allocations during the call, J excluded.
-``--quick`` runs N ≤ 1024, P ≤ 1e4.  Output: benchmarks/output/scale.md and scale.json.
+predicts more than MAX_SECONDS (3 s; 20 s with ``--full``) at the machine's measured one-thread
+matmul rate, is not run (reason in the table).  Times are medians of 3 interleaved runs for a run
+predicted under 1 s, else the one traced run.  Peak memory is tracemalloc's
+peak of NumPy allocations during a first call, J excluded.  Auto's column checks the
+automatic choice against the fastest route that ran.  Output: benchmarks/output/scale.md/.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import sys
 import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread: on the shared 2-core machine two threads contend with the other jobs and a
+# 2 ms product can take 300 ms (measured); one thread gives repeatable medians.
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
 
-from newtonkit.linalg import gauss_newton_step, half_inverse
-from newtonkit.linalg.kernel import DEFAULT_MEMORY_BUDGET
-from newtonkit.operators import FunctionOperator, MatrixOperator
+import numpy as np  # noqa: E402
+
+from newtonkit.linalg import gauss_newton_step, half_inverse  # noqa: E402
+from newtonkit.linalg.kernel import DEFAULT_MEMORY_BUDGET  # noqa: E402
+from newtonkit.operators import FunctionOperator, MatrixOperator  # noqa: E402
 
 OUT = Path(__file__).parent / "output"
 CAP = 3 * 1024 ** 3  # bytes this benchmark lets a dense route use (J + workspace)
 HOLD_J = 2 * 1024 ** 3  # J is materialised for the dense routes only up to this size
-MAX_SECONDS = 20.0
+MAX_SECONDS = {"default": 3.0, "full": 20.0}  # skip a run predicted to take longer
+REPEAT_BELOW = 1.0  # runs predicted under 1 s are timed 3× (median), others once
 RANK = 256
 ROUTES = ("svd", "normal", "kernel", "matrix-free")
+
+
+MATMUL_RATE = [1e10]  # set by flop_rate()
 
 
 def flop_rate() -> float:
@@ -49,7 +61,8 @@ def flop_rate() -> float:
     a @ a
     t = time.perf_counter()
     a @ a
-    return 2 * 1500 ** 3 / (time.perf_counter() - t)
+    MATMUL_RATE[0] = 2 * 1500 ** 3 / (time.perf_counter() - t)
+    return MATMUL_RATE[0]
 
 
 def problem(N: int, P: int):
@@ -83,6 +96,12 @@ def predicted(task: str, route: str, N: int, P: int, dense: bool) -> tuple[float
         ell = min(ell, N, P)
         products = 2 * 6 * 2.0 * N * P * ell if dense else 0.0  # 6 block products per size
         return 7 * 2 * 7 * 4.0 * max(N, P) * ell ** 2 + products, 0
+    if route == "matrix-free" and task == "gn":
+        # CG on the kernel: up to min(N, 300) iterations (κ ≤ 1e4 here), each reading J (or
+        # its factors L, R) twice; memory-bound, predicted at 10 GB/s, as flops at the rate
+        held = J if dense else 8 * (N + P) * min(N, P, RANK)
+        seconds = min(N, 300) * 2 * held / 10e9
+        return seconds * MATMUL_RATE[0], 0
     return 0.0, 0
 
 
@@ -93,12 +112,13 @@ def run(task: str, route: str, J, op, g, mu: float):
         return half_inverse(J, g, route="svd")[1].route
     if task == "gn":
         if route == "normal":
-            return gauss_newton_step(J, g, mu, method="cholesky")[1].route
+            return gauss_newton_step(J, g, mu, method="cholesky")[1].route + " (cholesky)"
         if route == "kernel":
             return gauss_newton_step(J, g, mu, route="kernel")[1].route
         if route == "matrix-free":
             return gauss_newton_step(op, g, mu, route="matrix-free", rtol=1e-8)[1].route
-        return gauss_newton_step(J if J is not None else op, g, mu)[1].route
+        info = gauss_newton_step(J if J is not None else op, g, mu)[1]
+        return info.route if info.method == "kernel-cg" else f"{info.route} ({info.method})"
     if route in ("normal", "kernel"):
         return half_inverse(J, g, route=route)[1].route
     if route == "matrix-free":
@@ -106,26 +126,29 @@ def run(task: str, route: str, J, op, g, mu: float):
     return half_inverse(J if J is not None else op, g)[1].route
 
 
-def measure(fn) -> tuple[float, float, str]:
-    """(best time of up to 3 runs (1 if the first takes > 2 s), tracemalloc peak, route)."""
+def peak_of(fn) -> tuple[float, str, float]:
+    """(tracemalloc peak of one call, its route, its time)."""
     tracemalloc.start()
     tracemalloc.reset_peak()
     t = time.perf_counter()
     used = fn()
-    best = time.perf_counter() - t
+    dt = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    for _ in range(2 if best < 2.0 else 1 if best < 8.0 else 0):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best, peak, used
+    return peak, used, dt
 
 
-def main(quick: bool = False) -> None:
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main(full: bool = False) -> None:
     rate = flop_rate()
-    Ns = (256, 1024) if quick else (256, 1024, 4096)
-    Ps = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
+    limit = MAX_SECONDS["full" if full else "default"]
+    Ns = (256, 1024, 4096)
+    Ps = (1_000, 10_000, 100_000)
     rows = []
     t0 = time.perf_counter()
     for N in Ns:
@@ -138,29 +161,77 @@ def main(quick: bool = False) -> None:
             mu = 1e-4 * float(np.linalg.norm(L, 2) * np.linalg.norm(R, 2)) ** 2
             for task in ("gn", "hig"):
                 row = {"task": task, "N": N, "P": P}
-                for route in (*ROUTES, "auto"):
+                fns, preds, fitting = {}, {}, []
+                for route in ROUTES:
                     flops, mem = predicted(task, route, N, P, holdJ)
-                    if route == "auto" and J is None:
-                        pass
-                    elif route not in ("matrix-free", "auto") and (mem > CAP or not holdJ):
+                    if route != "matrix-free" and (mem > CAP or not holdJ):
                         row[route] = {"skip": f"needs {mem / 2**30:.1f} GiB"}
                         continue
-                    elif flops / rate > MAX_SECONDS:
+                    fitting.append(flops / rate)
+                    if flops / rate > limit:
                         row[route] = {"skip": f"~{flops / rate:.0f} s predicted"}
-                        continue
-                    dt, peak, used = measure(lambda task=task, route=route, J=J, op=op, g=g,
-                                             mu=mu: run(task, route, J, op, g, mu))
-                    row[route] = {"seconds": dt, "peak_bytes": peak, "route": used,
-                                  "factored": not holdJ}
+                    else:
+                        preds[route] = flops / rate
+                preds_auto = min(fitting, default=0.0)  # auto: about the cheapest route
+                if not holdJ and task == "hig" and "matrix-free" not in preds:
+                    row["auto"] = {"skip": row["matrix-free"]["skip"] + " (--full runs it)"}
+                else:
+                    preds["auto"] = preds_auto
+                for route in preds:
+                    fns[route] = (lambda task=task, route=route, J=J, op=op, g=g, mu=mu:
+                                  run(task, route, J, op, g, mu))
+                times = {route: [] for route in fns}
+                for route, fn in fns.items():  # first pass: peak memory (untimed)
+                    row[route] = dict(zip(("peak_bytes", "route", "traced_seconds"), peak_of(fn),
+                                          strict=True))
+                for rep in range(3):  # then interleaved timed passes: medians
+                    for route, fn in fns.items():
+                        if preds[route] < REPEAT_BELOW:
+                            times[route].append(timed(fn))
+                        elif rep == 0:  # one slow run: the traced pass's time (tracemalloc
+                            times[route].append(row[route].pop("traced_seconds"))  # ~free)
+                for route in fns:
+                    row[route].pop("traced_seconds", None)
+                    row[route].update(seconds=statistics.median(times[route]),
+                                      times=times[route], factored=not holdJ)
                 rows.append(row)
                 print(_line(row), flush=True)
             del J
     doc = {"flop_rate": rate, "cap_bytes": CAP, "budget_bytes": DEFAULT_MEMORY_BUDGET,
-           "total_seconds": time.perf_counter() - t0, "rows": rows}
+           "max_seconds": limit, "full": full, "blas_threads": os.environ["OMP_NUM_THREADS"],
+           "total_seconds": time.perf_counter() - t0, "rows": rows,
+           "largest_P_in_16GiB": largest_p_table()}
     OUT.mkdir(exist_ok=True)
     (OUT / "scale.json").write_text(json.dumps(doc, indent=1))
     (OUT / "scale.md").write_text(_markdown(doc))
     print(_markdown(doc))
+
+
+def route_bytes(route: str, N: int, P: int) -> int:
+    """Peak bytes of a GN route on a held float64 J (J included; docs/routes.md formulas);
+    matrix-free: J not held, CG vectors plus the rank-50 Nyström blocks."""
+    b, J = 8, 8 * N * P
+    if route == "svd":
+        k = min(N, P)
+        return J + b * ((N + P) * k + k * k)
+    if route == "normal":
+        return J + b * 2 * P * P
+    if route == "kernel":
+        return J + b * 2 * N * N
+    return b * (6 * (N + P) + 50 * (N + P))
+
+
+def largest_p_table(memory: int = 16 * 2**30) -> dict:
+    """Largest P per route and N whose peak (route_bytes) fits ``memory``, by bisection."""
+    out = {}
+    for N in (256, 1024, 4096):
+        for route in ROUTES:
+            lo, hi = 0, 10 ** 12
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if route_bytes(route, N, mid) <= memory else (lo, mid)
+            out[f"{route} N={N}"] = lo
+    return out
 
 
 def _cell(c: dict) -> str:
@@ -178,7 +249,8 @@ def _fastest(row: dict) -> str:
     ran = {r: row[r] for r in ROUTES if "seconds" in row[r]
            and row[r]["peak_bytes"] <= DEFAULT_MEMORY_BUDGET}
     if not ran:
-        return "only route"
+        return "no other route ran (predicted slower; --full)" if any(
+            "predicted" in row[r].get("skip", "") for r in ROUTES) else "only route"
     best = min(ran, key=lambda r: ran[r]["seconds"])
     ratio = auto["seconds"] / ran[best]["seconds"]
     return "yes" if ratio <= 1.2 else f"no: {best} {ratio:.2g}× faster"
@@ -191,13 +263,17 @@ def _line(row: dict) -> str:
 
 def _markdown(doc: dict) -> str:
     out = ["# Per-step time and peak memory by route (bench_scale)", "",
-           f"float64, 2-core machine, matmul rate {doc['flop_rate'] / 1e9:.0f} GFLOP/s; "
-           f"dense routes capped at {doc['cap_bytes'] / 2**30:.0f} GiB (J + workspace) and "
-           f"{MAX_SECONDS:.0f} s predicted; auto uses the default {doc['budget_bytes'] / 2**30:.0f}"
-           f" GiB budget; total {doc['total_seconds']:.0f} s.  Cells: time / tracemalloc peak "
+           f"float64, {doc['blas_threads']} BLAS thread(s) on the shared 2-core machine (other "
+           f"jobs running: timings are noisy), matmul rate {doc['flop_rate'] / 1e9:.0f} GFLOP/s; "
+           f"dense routes capped at {doc['cap_bytes'] / 2**30:.0f} GiB (J + workspace); runs "
+           f"predicted over {doc['max_seconds']:.0f} s skipped "
+           f"({'--full' if doc['full'] else 'default; --full: 20 s'}); "
+           f"auto uses the default {doc['budget_bytes'] / 2**30:.0f} GiB budget; total "
+           f"{doc['total_seconds']:.0f} s.  Cells: median time (3 interleaved runs when the "
+           f"run is predicted under {REPEAT_BELOW:.0f} s, else 1) / tracemalloc peak "
            f"(J excluded).  J = L·diag(s)·R of rank ≤ {RANK}, held when ≤ 2 GiB; † = J not "
-           f"held, the matrix-free route on the factored operator (cheaper products, not "
-           f"comparable).", ""]
+           f"held, the matrix-free route on the factored operator.  GN normal = Cholesky of "
+           f"JᵀJ + μI.", ""]
     for task, title in (("gn", "Gauss-Newton step (μ = 1e-4·σ₁²)"),
                         ("hig", "HIG direction (truncation 1e-6)")):
         out += [f"## {title}", "",
@@ -214,8 +290,15 @@ def _markdown(doc: dict) -> str:
                        f"{_cell(row['kernel'])} | {_cell(row['matrix-free'])} | {auto} | "
                        f"{_fastest(row)} |")
         out.append("")
+    out += ["## Largest P in 16 GiB (float64, from the peak-memory formulas, J included)", "",
+            "| N | svd | normal (P×P) | kernel (N×N) | matrix-free (J not held) |",
+            "|---|---|---|---|---|"]
+    t = doc["largest_P_in_16GiB"]
+    for N in (256, 1024, 4096):
+        out.append(f"| {N} | " + " | ".join(f"{t[f'{r} N={N}']:,}" for r in ROUTES) + " |")
+    out.append("")
     return "\n".join(out)
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    main(full="--full" in sys.argv)

@@ -69,8 +69,8 @@ def test_gn_dense_routes_match_svd_reference(cm, route):
     note(f"{info} κ²={kappa2:.3g}")
     assert S.backend_of(d) == case.backend and S.dtype_name(d) == case.dtype
     e = S.eps(case.dtype)
-    if info.route == "kernel":
-        tol = _tol(case, e * kappa2)  # through JJᵀ: ε·κ²
+    if info.method in ("kernel", "cholesky"):
+        tol = _tol(case, e * kappa2)  # through a Gram (JJᵀ, or JᵀJ when μ bounds it): ε·κ²
     else:
         tol = _tol(case, e * kappa2 ** 0.5)  # SVD / QR (backward stable): ε·κ
     assume(tol <= S.MEANINGFUL)
@@ -245,3 +245,53 @@ def test_bad_route_options_are_refused():
         gauss_newton_step(J, r, route="woodbury")
     with pytest.raises(ValueError, match="route"):
         half_inverse(J, r, route="woodbury")
+
+
+def test_auto_rule_picks_the_smaller_gram_near_square():
+    # Cost model: a Gram of side k costs 2·N·P·k + O(k³), QR of [J; √μD] ≈ 4(N+P)P²;
+    # near-square shapes take the Gram of the smaller side (GN when μ bounds it; HIG always
+    # when the threshold is resolvable), never the SVD or QR.
+    from newtonkit.linalg.half_inverse import choose_route as hig_route
+    from newtonkit.linalg.kernel import choose_method, route_flops
+
+    assert choose_method(1024, 1000, 8, dense=True, memory_budget=None, gram_ok=True) \
+        == "cholesky"
+    assert choose_method(1000, 1024, 8, dense=True, memory_budget=None) == "kernel"
+    assert choose_method(1024, 1000, 8, dense=True, memory_budget=None) == "qr"  # μ too small
+    assert route_flops("cholesky", 1024, 1000) < route_flops("kernel", 1024, 1000) \
+        < route_flops("qr", 1024, 1000)
+    assert hig_route(1024, 1000, np.float64, True, 1e-6, True, None) == "gram"
+    assert hig_route(1024, 1000, np.float64, True, 1e-9, True, None) == "svd"  # unresolvable
+    rng = np.random.default_rng(5)
+    J, g = rng.standard_normal((48, 40)), rng.standard_normal(48)
+    assert half_inverse(J, g)[1].route == "normal"  # aspect 1.2: the 40 × 40 Gram
+    assert half_inverse(J.T, g[:40])[1].route == "kernel"
+    mu = 1e-4 * np.linalg.norm(J, 2) ** 2  # ≥ sqrt(ε)·‖J‖_F² = 1.5e-8·‖J‖_F²
+    d, info = gauss_newton_step(J, g, mu)
+    assert info.method == "cholesky" and info.route == "normal"
+    d_chol, _ = gauss_newton_step(J, g, mu, method="cholesky")
+    assert np.array_equal(d, d_chol)  # auto computes exactly what the chosen method does
+    assert gauss_newton_step(J, g, 0.0)[1].method == "qr"  # μ = 0: QR keeps ε·κ
+    assert gauss_newton_step(J, g, 1e-12)[1].method == "qr"  # μ below the Gram's floor
+
+
+def test_auto_path_does_no_extra_decomposition(monkeypatch):
+    # The auto path runs one O(N·P) pass (column norms) then exactly the chosen method: no
+    # second O(N·P·min(N,P)) product or factorisation.
+    import newtonkit.linalg.gauss_newton as gn
+
+    calls = []
+    rng = np.random.default_rng(6)
+    for shape, mu in (((30, 80), 1e-2), ((80, 30), 1e-2), ((80, 30), 0.0)):
+        J, r = rng.standard_normal(shape), rng.standard_normal(shape[0])
+        real = {"kernel_solve": gn.kernel_solve, "_qr": gn._qr, "_lstsq": gn._lstsq}
+        for name, fn in real.items():
+            monkeypatch.setattr(gn, name, lambda *a, _n=name, _f=fn: calls.append(_n) or _f(*a))
+        calls.clear()
+        d_auto, info = gauss_newton_step(J, r, mu)
+        want = {"kernel": ["kernel_solve"], "qr": ["_qr"], "cholesky": []}[info.method]
+        assert calls == want, (shape, mu, calls)
+        for name, fn in real.items():
+            monkeypatch.setattr(gn, name, fn)
+        d_direct, _ = gauss_newton_step(J, r, mu, method=info.method)
+        assert np.array_equal(d_auto, d_direct)

@@ -43,23 +43,68 @@ GRAM_FLOOR = 10.0  # μ = 0: eigenvalues of JJᵀ below GRAM_FLOOR·max(N,P)·ε
 def route_memory(route: str, m: int, n: int, itemsize: int, *, dense: bool = True,
                  scaled: bool = False) -> int:
     """Peak bytes a route allocates beyond ``J`` (see the module docstring); ``dense=False``
-    adds the ``m × n`` that materialising an operator costs on the dense routes."""
+    adds the ``m × n`` that materialising an operator costs on the dense routes.  ``route``:
+    ``"kernel"``, ``"normal"`` (QR), ``"cholesky"`` (the ``n × n`` Gram) or ``"matrix-free"``."""
     materialise = 0 if dense else m * n
     if route == "kernel":
         return itemsize * (2 * m * m + (m * n if scaled else 0) + materialise)
     if route == "normal":
         return itemsize * (2 * (m + n) * n + materialise)
+    if route == "cholesky":
+        return itemsize * ((4 if scaled else 2) * n * n + materialise)
     return itemsize * 4 * (m + n)
 
 
-def choose_route(m: int, n: int, itemsize: int, *, dense: bool, memory_budget: float | None,
-                 scaled: bool = False) -> str:
-    """``"kernel"`` for ``m < n``, ``"normal"`` for ``m ≥ n``, when it fits the budget (and,
-    for an operator, when materialising it fits); otherwise ``"matrix-free"``."""
+def route_flops(method: str, m: int, n: int) -> float:
+    r"""Predicted flops of a dense GN method on an ``m × n`` ``J`` (the cost model of
+    :func:`choose_method`): a Gram of side ``k`` costs :math:`2mnk + k^3/3` (product and
+    Cholesky), Householder QR of the stacked :math:`[J;\ \sqrt{\mu D}]` with its ``Q`` about
+    :math:`4(m+n)n^2`."""
+    if method == "kernel":
+        return 2.0 * m * m * n + m ** 3 / 3
+    if method == "cholesky":
+        return 2.0 * m * n * n + n ** 3 / 3
+    return 4.0 * (m + n) * n * n
+
+
+def gram_resolves(mu: float, frob2: float, eps: float) -> bool:
+    r"""Whether the damping bounds the Gram's conditioning: :math:`\mu \ge \sqrt{\epsilon}
+    \|A\|_F^2` (``A = J D^{-1/2}``), so that :math:`\kappa(A^TA + \mu I) \le 1 + \|A\|_2^2/\mu
+    \le 1 + \epsilon^{-1/2}` and the Cholesky solution's relative error
+    :math:`\epsilon\,\kappa \lesssim \sqrt{\epsilon}`."""
+    return mu > 0.0 and mu >= eps ** 0.5 * frob2
+
+
+def choose_method(m: int, n: int, itemsize: int, *, dense: bool,
+                  memory_budget: float | None, scaled: bool = False,
+                  gram_ok: bool = False) -> str:
+    """The automatic GN method: the cheapest dense one (:func:`route_flops`) that is accurate
+    enough and fits ``memory_budget`` (:func:`route_memory`), else the matrix-free one.
+
+    ``m < n``: ``"kernel"`` (the ``m × m`` Gram; the only dense method without an ``n × n``).
+    ``m ≥ n``: ``"cholesky"`` (the ``n × n`` Gram, the cheaper side) when ``gram_ok``
+    (:func:`gram_resolves`), else ``"qr"``.  A Gram of the smaller side minimises
+    :math:`2mnk + k^3/3`, and it costs less than QR at every shape, so the order is fixed;
+    accuracy alone (``gram_ok``) keeps QR.  An operator (``dense=False``) or a method that
+    does not fit: ``"kernel-cg"`` for ``m < n``, ``"cgls"`` otherwise.
+    """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
-    route = "kernel" if m < n else "normal"
-    fits = route_memory(route, m, n, itemsize, dense=dense, scaled=scaled) <= budget
-    return route if fits else "matrix-free"
+    free = "kernel-cg" if m < n else "cgls"
+    if not dense:
+        return free
+    method = "kernel" if m < n else ("cholesky" if gram_ok else "qr")
+    route = "normal" if method == "qr" else method
+    fits = route_memory(route, m, n, itemsize, scaled=scaled) <= budget
+    return method if fits else free
+
+
+def choose_route(m: int, n: int, itemsize: int, *, dense: bool, memory_budget: float | None,
+                 scaled: bool = False, gram_ok: bool = False) -> str:
+    """The route of :func:`choose_method`: ``"kernel"``, ``"normal"`` (QR or Cholesky of the
+    ``n × n`` Gram) or ``"matrix-free"``."""
+    method = choose_method(m, n, itemsize, dense=dense, memory_budget=memory_budget,
+                           scaled=scaled, gram_ok=gram_ok)
+    return {"kernel": "kernel", "cholesky": "normal", "qr": "normal"}.get(method, "matrix-free")
 
 
 @dataclass(frozen=True)
