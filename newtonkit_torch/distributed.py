@@ -424,18 +424,9 @@ class ShardedClosure(_Sharded):
         self.optimizer, self.closure = optimizer, closure
 
     def _local(self, params: list[torch.Tensor], n: int) -> torch.Tensor:
-        from .optim import _jacobian_by_rows
+        from .optim import closure_outputs
 
-        out = self.closure()
-        if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
-            raise TypeError("the closure must return (y, loss) or (y, loss, J)")
-        y, loss = out[0], out[1]
-        J = out[2] if len(out) == 3 else None
-        if loss.numel() != 1:
-            raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
-        (gy,) = torch.autograd.grad(loss.reshape(()), y, retain_graph=J is None)
-        if J is None:
-            J = _jacobian_by_rows(y, params, self.optimizer.jacobian_chunk_size)
+        y, loss, gy, J = closure_outputs(self.closure, params, self.optimizer.jacobian_chunk_size)
         m = y.numel()
         if tuple(J.shape) != (m, n):
             raise ValueError(f"J has shape {tuple(J.shape)}; expected ({m}, {n}) (rows = "

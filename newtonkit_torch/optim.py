@@ -123,6 +123,24 @@ LINE_SEARCHES = ("grid", "backtracking")
 STEP_SIZES = tuple(2.0 ** -k for k in range(31))
 
 
+def closure_outputs(closure: Closure, params: list[torch.Tensor],
+                    chunk_size: int | None) -> tuple[torch.Tensor, ...]:
+    """Call a ``(y, loss)`` or ``(y, loss, J)`` closure: ``(y, loss, ∂loss/∂y, J)``, with
+    ``J = ∂y/∂params`` by reverse mode, row by row, when the closure gives none."""
+    with torch.enable_grad():
+        out = closure()
+        if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+            raise TypeError("the closure must return (y, loss) or (y, loss, J)")
+        y, loss = out[0], out[1]
+        J = out[2] if len(out) == 3 else None
+        if loss.numel() != 1:
+            raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
+        (gy,) = torch.autograd.grad(loss.reshape(()), y, retain_graph=J is None)
+        if J is None:
+            J = _jacobian_by_rows(y, params, chunk_size)
+    return y, loss, gy, J
+
+
 def _jacobian_by_rows(y: torch.Tensor, params: list[torch.Tensor],
                       chunk_size: int | None = None) -> torch.Tensor:
     """Dense ``∂y/∂θ`` (rows of ``y`` flat) by batched reverse mode, looping where unsupported."""
@@ -364,17 +382,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
         if not params:
             raise ValueError(f"{type(self).__name__}: none of its parameters requires grad; "
                              f"there is nothing to train")
-        with torch.enable_grad():
-            out = closure()
-            if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
-                raise TypeError("the closure must return (y, loss) or (y, loss, J)")
-            y, loss = out[0], out[1]
-            J = out[2] if len(out) == 3 else None
-            if loss.numel() != 1:
-                raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
-            (gy,) = torch.autograd.grad(loss.reshape(()), y, retain_graph=J is None)
-            if J is None:
-                J = _jacobian_by_rows(y, params, self.jacobian_chunk_size)
+        y, loss, gy, J = closure_outputs(closure, params, self.jacobian_chunk_size)
         g = gy.reshape(-1).to(J.dtype)
         if not (all_finite(torch, g) and all_finite(torch, J)):
             raise FloatingPointError(
