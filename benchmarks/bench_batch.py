@@ -70,6 +70,7 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 import warnings  # noqa: E402
 
+import array_api_compat  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 from scipy.optimize import curve_fit, least_squares, minimize  # noqa: E402
@@ -133,24 +134,24 @@ def gauss2d_jac(P, data):
     return J
 
 
-def gauss2d_torch(torch, device=None, dtype=None):
-    """fun and jac of problem 1 written with torch operations (pixel grid on ``device`` in
-    ``dtype``, default CPU float64)."""
-    dtype = torch.float64 if dtype is None else dtype
-    px = torch.tensor(PX, dtype=dtype, device=device)
-    py = torch.tensor(PY, dtype=dtype, device=device)
+def gauss2d_xp(xp, device=None, dtype=None):
+    """fun and jac of problem 1 in array-API operations of ``xp`` (torch, CuPy, ... through
+    ``array_api_compat``), the pixel grid on ``device`` in ``dtype`` (default float64)."""
+    dtype = xp.float64 if dtype is None else dtype
+    px = xp.asarray(PX, dtype=dtype, device=device)
+    py = xp.asarray(PY, dtype=dtype, device=device)
 
     def fun(P, data):
         a, x0, y0, w, b = (P[:, k:k + 1] for k in range(5))
-        return a * torch.exp(-((px - x0) ** 2 + (py - y0) ** 2) / (2 * w * w)) + b - data
+        return a * xp.exp(-((px - x0) ** 2 + (py - y0) ** 2) / (2 * w * w)) + b - data
 
     def jac(P, data):
         a, x0, y0, w, _ = (P[:, k:k + 1] for k in range(5))
         dx, dy, w2 = px - x0, py - y0, w * w
         r2 = dx * dx + dy * dy
-        e = torch.exp(-r2 / (2 * w2))
+        e = xp.exp(-r2 / (2 * w2))
         ae = a * e / w2
-        return torch.stack([e, ae * dx, ae * dy, ae * r2 / w, torch.ones_like(e)], dim=2)
+        return xp.stack([e, ae * dx, ae * dy, ae * r2 / w, xp.ones_like(e)], axis=2)
 
     return fun, jac
 
@@ -268,7 +269,7 @@ def run_gauss2d(sizes, big, repeats, scipy_fits, log):
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    tfun, tjac = gauss2d_torch(torch)
+    tfun, tjac = gauss2d_xp(array_api_compat.array_namespace(torch.zeros(0)))
     bmax = max(sizes + ([big] if big else []))
     truth, data, starts = gauss2d_problems(bmax)
     cfg = {"numpy_f64": np.float64, "numpy_f32": np.float32, "torch_f64": "torch"}

@@ -571,23 +571,11 @@ def _decay_fns(t, y):
 
 def _gauss2d_generic(xp, like, dtype, B):
     """bench_batch's 2-D Gaussian problem on ``like``'s backend and device: fun, jac, X0, data."""
+    import array_api_compat
     import bench_batch as bb
 
     _, data, starts = bb.gauss2d_problems(B, seed=3)
-    px, py = (_to(xp, like, a, dtype) for a in (bb.PX, bb.PY))
-
-    def fun(P, d):
-        a, x0, y0, w, b = (P[:, k:k + 1] for k in range(5))
-        return a * xp.exp(-((px - x0) ** 2 + (py - y0) ** 2) / (2 * w * w)) + b - d
-
-    def jac(P, d):
-        a, x0, y0, w, _ = (P[:, k:k + 1] for k in range(5))
-        dx, dy, w2 = px - x0, py - y0, w * w
-        r2 = dx * dx + dy * dy
-        e = xp.exp(-r2 / (2 * w2))
-        ae = a * e / w2
-        return xp.stack([e, ae * dx, ae * dy, ae * r2 / w, xp.ones_like(e)], axis=2)
-
+    fun, jac = bb.gauss2d_xp(xp, device=array_api_compat.device(like), dtype=dtype)
     return fun, jac, _to(xp, like, starts, dtype), _to(xp, like, data, dtype)
 
 
@@ -766,12 +754,14 @@ def s_hig_gemm(ctx: Context, rec: dict) -> None:
 
 @section("fits", 120, 30)
 def s_fits(ctx: Context, rec: dict) -> None:
+    import array_api_compat
     import torch
-    from bench_batch import gauss2d_problems, gauss2d_torch
+    from bench_batch import gauss2d_problems, gauss2d_xp
 
     import newtonkit as nk
 
-    fun, jac = gauss2d_torch(torch, device=ctx.device, dtype=torch.float32)
+    xp = array_api_compat.array_namespace(torch.zeros(0))
+    fun, jac = gauss2d_xp(xp, device=ctx.device, dtype=torch.float32)
 
     def fit(B):
         _, data, starts = gauss2d_problems(B, seed=0)
