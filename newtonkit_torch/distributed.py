@@ -417,7 +417,7 @@ class ShardedClosure(_Sharded):
                  shared: Iterable[torch.Tensor] = ()) -> None:
         if not callable(closure):
             raise TypeError(f"closure must be callable, got {type(closure).__name__}")
-        if not callable(getattr(optimizer, "_params", None)):
+        if not callable(getattr(optimizer, "trainable_params", None)):
             raise TypeError(f"optimizer must be a newtonkit_torch.optim optimizer (GaussNewton, "
                             f"HIG), got {type(optimizer).__name__}")
         super().__init__(group, shared)
@@ -437,7 +437,7 @@ class ShardedClosure(_Sharded):
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(y, loss, J)`` of the whole batch (see the class notes)."""
-        params = self.optimizer._params()
+        params = self.optimizer.trainable_params()
         if not params:
             raise ValueError("the optimizer has no parameter that requires grad")
         like = params[0].detach()

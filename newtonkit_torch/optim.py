@@ -110,6 +110,7 @@ from torch import nn
 
 from newtonkit import checks as C
 from newtonkit.checks import all_finite
+from newtonkit.linalg import gauss_newton_step, half_inverse, truncated_svd
 
 from .autograd import unit_rows
 from .jacobians import Physics, batched_outputs, chained_jacobian, per_sample_jacobian
@@ -310,7 +311,9 @@ class JacobianOptimizer(torch.optim.Optimizer):
         """The parameters of ``groups`` that require grad, in order (the columns of ``J``)."""
         return [p for grp in groups for p in grp["params"] if p.requires_grad]
 
-    def _params(self) -> list[torch.Tensor]:
+    def trainable_params(self) -> list[torch.Tensor]:
+        """The parameters of all groups that require grad, in order: the columns of ``J``
+        (each flattened), as a ``(y, loss, J)`` closure must lay them out."""
         return self._trainable(self.param_groups)
 
     def physics_closure(self, model: nn.Module, inputs: torch.Tensor,
@@ -350,10 +353,10 @@ class JacobianOptimizer(torch.optim.Optimizer):
         def closure() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             # looked up per call: requires_grad and train/eval mode may change between steps
             if physics_jacobian is not None:
-                J, Y = chained_jacobian(model, inputs, physics_jacobian, params=self._params(),
-                                        return_outputs=True)
+                J, Y = chained_jacobian(model, inputs, physics_jacobian,
+                                        params=self.trainable_params(), return_outputs=True)
             else:
-                J, Y = per_sample_jacobian(model, inputs, physics, params=self._params(),
+                J, Y = per_sample_jacobian(model, inputs, physics, params=self.trainable_params(),
                                            chunk_size=chunk_size, return_outputs=True)
             y = Y.detach().requires_grad_(True)
             with torch.enable_grad():
@@ -378,7 +381,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure returning (y, loss) or "
                              f"(y, loss, J): the Jacobian of the physics outputs y is required")
-        params = self._params()
+        params = self.trainable_params()
         if not params:
             raise ValueError(f"{type(self).__name__}: none of its parameters requires grad; "
                              f"there is nothing to train")
@@ -567,8 +570,6 @@ class HIG(JacobianOptimizer):
         return (group["exponent"], group["truncation"], group["relative"], group["route"])
 
     def _direction(self, J, g, group):
-        from newtonkit.linalg import half_inverse
-
         return half_inverse(J, g, exponent=group["exponent"], truncation=group["truncation"],
                             relative=group["relative"], route=group["route"],
                             memory_budget=self.memory_budget)
@@ -681,14 +682,10 @@ class GaussNewton(JacobianOptimizer):
     def _direction(self, J, g, group):
         route = group.get("route", "auto")
         if group["damping"] > 0:
-            from newtonkit.linalg import gauss_newton_step
-
             kw = dict(method="lstsq") if route == "svd" else dict(route=route)
             step, info = gauss_newton_step(J, g, damping=group["damping"],
                                            memory_budget=self.memory_budget, **kw)
             return -step, info
-        from newtonkit.linalg import half_inverse
-
         return half_inverse(J, g, exponent=-1.0, truncation=group["truncation"],
                             relative=group["relative"], route=route,
                             memory_budget=self.memory_budget)
@@ -710,11 +707,8 @@ class GaussNewton(JacobianOptimizer):
         loss, J, g, [(groups, Jg)] = self._linearize(closure)
         group = groups[0]
         # J = U Σ Vᵀ once; every trial only re-filters  d(τ) = V σ/(σ² + τσ²_max) Uᵀ g.
-        U, s, Vh = torch.linalg.svd(Jg, full_matrices=False)
-        s_max = float(s[0]) if s.numel() else 0.0
-        cut = group["truncation"] * (s_max if group["relative"] else 1.0)
-        keep = s > cut
-        s, sq, Vh = s[keep], s[keep] * (U[:, keep].T @ g), Vh[keep]
+        U, s, Vh, _, s_max = truncated_svd(Jg, group["truncation"], relative=group["relative"])
+        sq = s * (U.T @ g)
         params = self._trainable(groups)
         # the τ in the state of any trainable parameter (all hold the same one)
         tau = next((self.state[p]["damping"] for p in params if "damping" in self.state[p]),

@@ -14,7 +14,7 @@ import strategies as S
 from hypothesis import example, given, note
 from hypothesis import strategies as st
 
-from newtonkit.linalg import half_inverse
+from newtonkit.linalg import half_inverse, truncated_svd
 from newtonkit.operators import FunctionOperator, MatrixOperator
 
 ROUTES = ("auto", "svd", "gram")
@@ -217,6 +217,25 @@ def test_truncation_discards(rc):
     # the threshold truncation·σ̂_max: σ̂_max's error times truncation, plus one float64 rounding
     assert abs(info.threshold - case.truncation * case.s[0]) <= sv_tol * case.truncation + \
         EPS64 * case.truncation * case.s[0]
+
+
+@given(S.svd_cases(max_cond=S.cond_limit("svd", 2.0)))
+def test_truncated_svd_factors(case):
+    # truncated_svd keeps exactly the k values above truncation·σ_max (the cases have a 10× gap
+    # on each side of the threshold), and U_k Σ_k V_kᵀ is A's best rank-k approximation:
+    # ‖A − U_k Σ_k V_kᵀ‖₂ = σ_{k+1} up to the SVD's backward error, ε·σ_max per factor (a
+    # loose 10·max(m, n)·ε_dtype·σ_max, ε of the input dtype as the SVD runs in it).
+    U, s, Vt, thr, s_max = truncated_svd(case.J, case.truncation)
+    k = case.k
+    assert tuple(s.shape) == (k,) and tuple(U.shape) == (case.shape[0], k)
+    assert tuple(Vt.shape) == (k, case.shape[1])
+    s64 = S.to_np(s)
+    assert np.all(s64 > thr) and thr == case.truncation * s_max
+    A = S.to_np(case.J)
+    resid = A - S.to_np(U) @ np.diag(s64) @ S.to_np(Vt)
+    tol = 10 * max(case.shape) * S.eps(case.dtype) * case.s[0]
+    tail = case.s[k] if k < min(case.shape) else 0.0
+    assert abs(np.linalg.norm(resid, 2) - tail) <= tol
 
 
 def test_values_at_the_threshold_are_discarded():

@@ -213,17 +213,47 @@ def _powers(s: Any, exponent: float) -> Any:
     return s ** exponent
 
 
-def _svd(A, xp, g, exponent, truncation, relative):
+def truncated_svd(A: Any, truncation: float = 1e-6, *,
+                  relative: bool = True) -> tuple[Any, Any, Any, float, float]:
+    r"""Thin SVD :math:`A = U\Sigma V^T` with the singular values at or below the cutoff dropped.
+
+    Parameters
+    ----------
+    A : array (m, n)
+        Dense matrix on any array-API backend.
+    truncation : float
+        The cutoff: :math:`\sigma \le` ``truncation`` :math:`\cdot\,\sigma_{\max}`
+        (``relative=True``) or :math:`\sigma \le` ``truncation`` is dropped.
+
+    Returns
+    -------
+    U_k : array (m, k)
+    s_k : array (k,)
+        The kept singular values (strictly above the cutoff), descending.
+    Vt_k : array (k, n)
+    threshold : float
+        The absolute cutoff.
+    sigma_max : float
+        :math:`\sigma_{\max}` (0 for an empty ``A``).
+    """
+    xp = B.array_namespace(A)
+    truncation = C.real(truncation, "truncation", low=0.0)
     U, s, Vt = xp.linalg.svd(A, full_matrices=False)
-    s_max = float(s[0])
+    s_max = float(s[0]) if s.shape[0] else 0.0
     thr = _cutoff(s_max, truncation, relative)
     k = int(xp.count_nonzero(s > thr))
+    return U[:, :k], s[:k], Vt[:k, :], thr, s_max
+
+
+def _svd(A, xp, g, exponent, truncation, relative):
+    U, s, Vt, thr, s_max = truncated_svd(A, truncation, relative=relative)
+    k = s.shape[0]
     if k == 0:
         return xp.zeros((A.shape[1],), dtype=A.dtype, device=B.device(A)), \
-            HalfInverseInfo(0, s[:0], thr, s_max, "svd")
-    c = _powers(s[:k], exponent) * (xp.matrix_transpose(U[:, :k]) @ g)
-    d = xp.matrix_transpose(Vt[:k, :]) @ c
-    return d, HalfInverseInfo(k, s[:k], thr, s_max, "svd")
+            HalfInverseInfo(0, s, thr, s_max, "svd")
+    c = _powers(s, exponent) * (xp.matrix_transpose(U) @ g)
+    d = xp.matrix_transpose(Vt) @ c
+    return d, HalfInverseInfo(k, s, thr, s_max, "svd")
 
 
 def _gram(A, xp, g, exponent, truncation, relative, outer):
