@@ -22,6 +22,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from newtonkit.linalg import gauss_newton_step, half_inverse
+from newtonkit.linalg.half_inverse import choose_route as choose_hig_route
 from newtonkit.linalg.kernel import choose_route, kernel_cg
 from newtonkit.operators import MatrixOperator
 
@@ -192,15 +193,43 @@ def test_auto_route_follows_shape_and_budget(backend):
     rw, rt = (S.to_backend(rng.standard_normal(k), backend, "float64") for k in (20, 60))
     assert gauss_newton_step(Jw, rw, 0.1)[1].route == "kernel"
     assert gauss_newton_step(Jt, rt, 0.1)[1].route == "normal"
-    assert gauss_newton_step(Jw, rw, 0.1, memory_budget=100)[1].route == "matrix-free"
+    # kernel: 2·20²·8 = 6,400 bytes; matrix-free: 4·(20 + 60)·8 = 2,560
+    assert gauss_newton_step(Jw, rw, 0.1, memory_budget=3000)[1].route == "matrix-free"
     assert gauss_newton_step(Jw, rw, 0.1, route="normal")[1].method == "qr"
     assert half_inverse(Jw, rw)[1].route == "kernel"
     assert half_inverse(Jt, rt)[1].route == "normal"
-    assert half_inverse(Jw, rw, memory_budget=100)[1].route == "matrix-free"
+    # HIG's matrix-free sketch holds (N + P)·16 entries: at 4,096 × 1e5 13 MB, against the
+    # Gram's 2·4096²·8 = 268 MB and the SVD's 3.4 GB
+    assert choose_hig_route(4096, 100_000, "float64", True, 1e-6, True, 2**27) == "matrix-free"
     # the paper's example: P = 1e5, N = 4096 never takes the P × P route
     assert choose_route(4096, 100_000, 8, dense=True, memory_budget=2**31) == "kernel"
     assert choose_route(4096, 100_000, 8, dense=False, memory_budget=2**31) == "matrix-free"
     assert choose_route(100_000, 1000, 8, dense=True, memory_budget=2**31) == "normal"
+
+
+def test_a_budget_too_small_for_any_route_is_an_error():
+    torch = pytest.importorskip("torch")
+    from newtonkit_torch.optim import HIG, GaussNewton
+
+    J, r = np.ones((20, 60)), np.ones(20)
+    # matrix-free needs 2,560 bytes (GN) and 10,240 (HIG's first sketch); 1,000 holds neither
+    with pytest.raises(ValueError, match="memory_budget=1000 bytes is too small for any route"):
+        gauss_newton_step(J, r, 0.1, memory_budget=1000)
+    with pytest.raises(ValueError, match="memory_budget=1000 bytes is too small for any route"):
+        half_inverse(J, r, memory_budget=1000)
+    net = torch.nn.Linear(3, 2).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    before = [p.detach().clone() for p in net.parameters()]
+
+    def closure():
+        y = net(x)
+        return y, 0.5 * (y ** 2).sum()
+
+    for opt in (GaussNewton(net.parameters(), memory_budget=8),
+                HIG(net.parameters(), memory_budget=8)):
+        with pytest.raises(ValueError, match="too small for any route"):
+            opt.step(closure)
+        assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
 def test_kernel_cg_zero_residual():

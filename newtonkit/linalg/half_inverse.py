@@ -54,7 +54,7 @@ from typing import Any
 from .. import _backend as B
 from ..operators import LinearOperator
 from . import _checks as C
-from .kernel import DEFAULT_MEMORY_BUDGET, check_budget
+from .kernel import DEFAULT_MEMORY_BUDGET, check_budget, check_fits
 
 ROUTES = ("auto", "svd", "gram", "kernel", "normal", "randomized", "matrix-free")
 RANK_START = 16  # first sketch of the matrix-free route: RANK_START + oversampling columns
@@ -188,6 +188,8 @@ def choose_route(m: int, n: int, dtype: Any, is_dense: bool, truncation: float,
     for route in order:
         if _dense_memory(route, m, n, dtype, is_dense) <= budget:
             return route
+    # the first sketch holds (m + n)·RANK_START entries at least
+    check_fits((m + n) * RANK_START * (4 if "32" in str(dtype) else 8), memory_budget)
     return "matrix-free"
 
 

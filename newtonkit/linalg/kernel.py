@@ -90,12 +90,22 @@ def choose_method(m: int, n: int, itemsize: int, *, dense: bool,
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
     free = "kernel-cg" if m < n else "cgls"
-    if not dense:
-        return free
-    method = "kernel" if m < n else ("cholesky" if gram_ok else "qr")
-    route = "normal" if method == "qr" else method
-    fits = route_memory(route, m, n, itemsize, scaled=scaled) <= budget
-    return method if fits else free
+    if dense:
+        method = "kernel" if m < n else ("cholesky" if gram_ok else "qr")
+        route = "normal" if method == "qr" else method
+        if route_memory(route, m, n, itemsize, scaled=scaled) <= budget:
+            return method
+    check_fits(route_memory("matrix-free", m, n, itemsize), memory_budget)
+    return free
+
+
+def check_fits(need: int, memory_budget: float | None) -> None:
+    """``ValueError`` when an explicit ``memory_budget`` cannot hold even the matrix-free
+    route's ``need`` bytes (a few vectors of length ``N + P``).  The default budget is a
+    preference, not a limit: without one the matrix-free route always runs."""
+    if memory_budget is not None and need > memory_budget:
+        raise ValueError(f"memory_budget={memory_budget:g} bytes is too small for any route: "
+                         f"the smallest, matrix-free, needs about {need:,} bytes")
 
 
 def choose_route(m: int, n: int, itemsize: int, *, dense: bool, memory_budget: float | None,
