@@ -3,9 +3,13 @@
 Targets (issue 17), both measured in this one run:
 
 1. Time to quality: matrix-free Gauss-Newton (newtonkit, CGLS on Born/reverse-mode products)
-   reaches L-BFGS's final model error (deepwave's recipe, ``torch.optim.LBFGS``, same misfit,
+   reaches L-BFGS's model error (deepwave's recipe, ``torch.optim.LBFGS``, same misfit,
    same frequency continuation, same wall-clock budget per band) in at most half of L-BFGS's
-   wall time.  Both run sharded on 2 processes × 1 thread.
+   wall time.  Both run sharded on 2 processes × 1 thread.  The bar is L-BFGS's *best* error
+   over its run, which is its final one when its error falls monotonically; the model error
+   of L-BFGS can rise while its misfit falls (in the low band: a model that fits the
+   low-passed data better and the true model worse), and its final error may then lie above
+   the starting model's, which any method "reaches" at time 0.
 2. Scaling: 2 processes × 1 thread give at least 1.6× the throughput of 1 process × 1 thread
    (Gauss-Newton iterations per second on the first band, ``--gn-iters`` iterations, the
    repeats interleaved 1, 2, 2, 1, ...), with the same iterates (float32: equal to the
@@ -41,8 +45,9 @@ def load_example():
 
 
 def first_time_at(trace: list, target: float) -> float | None:
-    """The first time in ``trace`` [(seconds, error)] with error ≤ ``target`` (None: never)."""
-    return next((t for t, e in trace if e <= target), None)
+    """The first time after the start in ``trace`` [(seconds, error)] with error ≤ ``target``
+    (None: never)."""
+    return next((t for t, e in trace[1:] if e <= target), None)
 
 
 def main() -> None:
@@ -72,11 +77,13 @@ def main() -> None:
     note_load()
     lb, gn = res["lbfgs"]["trace"], res["gn"]["trace"]
     t_lbfgs, e_lbfgs = lb[-1]
-    t_gn = first_time_at(gn, e_lbfgs)
+    t_best, e_best = min(lb, key=lambda te: te[1])  # the bar: L-BFGS's best error
+    t_gn = first_time_at(gn, e_best)
     ratio = None if t_gn is None else t_gn / t_lbfgs
-    print(f"L-BFGS: error {e_lbfgs:.4f} after {t_lbfgs:.1f} s ({len(lb) - 1} iterations); "
+    print(f"L-BFGS: error {e_lbfgs:.4f} after {t_lbfgs:.1f} s ({len(lb) - 1} iterations; best "
+          f"{e_best:.4f} at {t_best:.1f} s); "
           f"Gauss-Newton: error {gn[-1][1]:.4f} after {gn[-1][0]:.1f} s ({len(gn) - 1} "
-          f"iterations), reaches L-BFGS's error "
+          f"iterations), reaches L-BFGS's best error "
           + ("never" if t_gn is None else f"after {t_gn:.1f} s (ratio {ratio:.2f})"), flush=True)
 
     # 2. scaling, interleaved -----------------------------------------------------------------
@@ -110,10 +117,10 @@ def main() -> None:
     met_scale = speedup >= 1.6
     data = {"size": args.size, "grid": [s.nz, s.nx], "shots": s.shots, "bands": s.bands,
             "budget_per_band": budget, "procs": args.procs,
-            "lbfgs": {"final_error": e_lbfgs, "seconds": t_lbfgs, "iterations": len(lb) - 1,
-                      "trace": lb},
+            "lbfgs": {"final_error": e_lbfgs, "best_error": e_best, "seconds_to_best": t_best,
+                      "seconds": t_lbfgs, "iterations": len(lb) - 1, "trace": lb},
             "gn": {"final_error": gn[-1][1], "seconds": gn[-1][0], "iterations": len(gn) - 1,
-                   "seconds_to_lbfgs_error": t_gn, "trace": gn},
+                   "seconds_to_lbfgs_best_error": t_gn, "trace": gn},
             "time_ratio": ratio, "time_target_met": met_time,
             "scaling": {"runs": runs, "median_seconds_1": t1, f"median_seconds_{args.procs}": tp,
                         "throughput_ratio": speedup, "target_met": met_scale,
@@ -126,15 +133,18 @@ def main() -> None:
         f"# bench_fwi: {s.nz} × {s.nx} cells, {s.shots} shots, bands {s.bands} Hz",
         "",
         f"Both methods sharded over {args.procs} processes × 1 thread, {budget:g} s per band "
-        f"each; load average during the run {min(load):.1f}–{max(load):.1f} on 2 cores "
-        "(other jobs were running: timings are contaminated).",
+        f"each; load average during the run {min(load):.1f}–{max(load):.1f} on 2 cores"
+        + (" (other jobs were running: timings are contaminated)." if max(load) > 2.5 else
+           "."),
         "",
         "| | L-BFGS (deepwave's recipe) | Gauss-Newton (newtonkit, CGLS) |",
         "|---|---|---|",
         f"| final model error | {e_lbfgs:.4f} | {gn[-1][1]:.4f} |",
+        f"| best model error (at) | {e_best:.4f} ({t_best:.1f} s) | "
+        f"{min(e for _, e in gn):.4f} ({min(gn, key=lambda te: te[1])[0]:.1f} s) |",
         f"| wall time (s) | {t_lbfgs:.1f} | {gn[-1][0]:.1f} |",
         f"| iterations | {len(lb) - 1} | {len(gn) - 1} |",
-        f"| time to L-BFGS's final error | {t_lbfgs:.1f} s | {reach} |",
+        f"| time to L-BFGS's best error | {t_best:.1f} s | {reach} |",
         "",
         f"Target GN time ≤ 0.5 × L-BFGS time: ratio "
         f"{'not reached' if ratio is None else f'{ratio:.2f}'} — "
