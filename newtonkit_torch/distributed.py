@@ -13,7 +13,7 @@ rows :math:`F_k(x)` (its shots, its samples) and computes only those, and every 
 :class:`ShardedModel` (methods ``"gn"``, ``"lm"``, ``"hig"``): each rank evaluates
 :math:`F_k(x)` and :math:`J_k v` locally from the replicated ``x``, ``v``; the blocks are
 gathered in rank order (``all_gather``, a copy: the same bits on every rank), so the method's
-residual-space linear algebra (norms, QR/SVD of a dense ``J``, LSQR) runs on identical data on
+residual-space linear algebra (norms, QR/SVD of a dense ``J``, CGLS) runs on identical data on
 every rank.  :math:`J^T w` is computed locally on the rank's slice :math:`w_k` and summed with
 ``all_reduce(SUM)``.
 
