@@ -443,6 +443,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--budget", type=float, default=None, help="seconds per band per method")
     ap.add_argument("--gn-iters", type=int, default=None, help="iterations of the 1-vs-P run")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     args = ap.parse_args()
     size = args.size or ("quick" if args.quick else "full")
     if "WORLD_SIZE" in os.environ:  # under torchrun the processes are the ranks
@@ -452,7 +453,7 @@ def main() -> None:
     iters = args.gn_iters or (1 if size == "quick" else 2)
     OUT.mkdir(exist_ok=True)
     suffix = "_quick" if size == "quick" else ""
-    job = {"kind": "compare", "size": size, "methods": list(METHODS), "budget": budget,
+    job = {"kind": "compare", "size": size, "methods": args.methods, "budget": budget,
            "threads": args.threads}
     if os.environ.get("RANK", "0") == "0":
         print(f"{size}: {s.nz} x {s.nx} cells, {s.shots} shots, bands {s.bands} Hz, "
@@ -462,7 +463,7 @@ def main() -> None:
         return
     figures(res, s, suffix)
     rows = []
-    for m in METHODS:
+    for m in args.methods:
         t, e = res[m]["trace"][-1]
         rows.append({"method": m, "seconds": t, "error": e, "iterations": len(res[m]["trace"])
                      - 1})
