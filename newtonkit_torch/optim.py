@@ -61,6 +61,19 @@ separately share one ``η`` (the search is over the combined step); box bounds p
 trial point.  ``last_info["line_search"]``: ``step_size``, ``loss`` (at the chosen point),
 ``initial_loss``, ``evaluations``.
 
+Momentum (SPRING)
+-----------------
+``GaussNewton(momentum=μ)`` (a per-group setting, ``0 ≤ μ < 1``, default 0: no momentum) is
+SPRING (Goldshlager, Abrahamsen & Lin 2024): the direction solves
+``min_d ‖J d − g‖² + λ‖d − μ d₋‖²`` for the previous direction ``d₋``, i.e. the route's usual
+solve with the right-hand side ``g − μ J d₋``, plus ``μ d₋`` (``GaussNewton`` docstring).
+``d₋`` is kept per parameter as ``opt.state[p]["momentum_buffer"]`` (so ``state_dict``
+carries it): the direction before ``lr`` and the line search's factor, and before the box
+projection.  It starts at 0 and restarts at 0 (the buffer is ``None``) after a step that is
+not taken: the line search found no lower loss, or the direction was not finite.  With
+``μ = 0`` nothing is stored and the step is the plain one, bit for bit.  Momentum and
+``adaptive=True`` do not combine (``ValueError``).
+
 Frozen parameters, batch norm, autograd, state_dict
 ---------------------------------------------------
 - Only parameters with ``requires_grad=True`` at the time of the step are trained, as in
@@ -645,6 +658,20 @@ class GaussNewton(JacobianOptimizer):
       longer overflow it to ``inf``, after which no step is ever kept.  A loss scaled beyond
       that stalls (every trial rejected, parameters unchanged): scale the loss.
 
+    With ``momentum = μ > 0`` (SPRING, Goldshlager, Abrahamsen & Lin 2024; not with
+    ``adaptive=True``) the first two forms solve, for the previous direction ``d₋``,
+
+    .. math:: d = \arg\min_d \|J d - g\|^2 + λ \|d - μ d_-\|^2
+              = μ d_- + (J^T J + λ I)^{-1} J^T (g - μ J d_-),
+
+    whose normal equations are ``(JᵀJ + λI) d = Jᵀg + λ μ d₋`` (``λ``: ``damping``, the ``μ``
+    of the forms above; SPRING's notation here): the route's solve with ``g − μ J d₋`` in place
+    of ``g``, plus ``μ d₋``.  For ``λ = 0`` with
+    the truncated pseudo-inverse, ``d = J⁺g + μ (I − J⁺J) d₋``: the momentum acts only in the
+    null space of the (truncated) ``J``, the directions the current batch does not see, which
+    is how SPRING accumulates information over resampled batches.  The step is ``θ ← θ − lr·d``
+    (``− η·lr·d`` with a line search); ``d`` is stored as ``d₋`` (module docstring, Momentum).
+
     Parameters
     ----------
     params : iterable
@@ -681,6 +708,8 @@ class GaussNewton(JacobianOptimizer):
         ``step_sizes`` (module docstring, Line search).
     step_sizes : sequence of float, optional
         The factors ``η > 0`` the line search tries (default ``2⁻ᵏ``, ``k = 0 … 30``).
+    momentum : float
+        SPRING's ``μ`` in ``[0, 1)`` (default 0: none); a per-group setting.
 
     Notes
     -----
