@@ -34,6 +34,10 @@ between are not timed):
   the exact Gramian's pseudo-inverse in place of its damped least-squares solve (damping 1e-10
   and a moving average of the Gramian in the authors' best run); and the same with
   ``line_search="backtracking"`` (the first of the same factors that lowers the loss);
+- ``gn-spring``: the same with SPRING's momentum (Goldshlager, Abrahamsen & Lin 2024;
+  ``GaussNewton(momentum=0.9)``): the direction minimises ``‖J d − y‖² + λ‖d − μ d₋‖²`` for
+  the previous direction ``d₋``, with the damping λ = 1e-10 (``--damping``, ``--momentum``) in
+  place of the truncation, and backtracking;
 - Adam, learning rate tuned over {5e-4, 1.7e-3, 5e-3};
 - ``torch.optim.LBFGS`` (history 150, 20 iterations per step, tolerances 0 so that it never
   stops early), tuned over lr ∈ {0.1, 0.5} without line search and lr = 1 with the strong-Wolfe
@@ -49,7 +53,7 @@ Writes ``examples/output/poisson_pinn.png`` (relative L2 error against time) and
 ``--quick``).
 
 Run: ``python examples/poisson_pinn.py --quick`` (10 s per method, without the grid line
-search; under a minute) or ``--budget 1000``; ``--dim 5 --truncation 1e-6`` for the 5-D
+search and SPRING; under a minute) or ``--budget 1000``; ``--dim 5 --truncation 1e-6`` for the 5-D
 problem (with the default truncation 1e-10 Gauss-Newton does not leave its first phase there
 within 120 s: the pseudo-inverse step on each new sample of points is too long).
 """
@@ -75,7 +79,9 @@ ADAM_GRID = [dict(lr=5e-4), dict(lr=1.7e-3), dict(lr=5e-3)]
 LBFGS_GRID = [dict(lr=0.1, line_search_fn=None), dict(lr=0.5, line_search_fn=None),
               dict(lr=1.0, line_search_fn="strong_wolfe")]
 GN_SETTINGS = {"gn": dict(lr=1.0, truncation=1e-10, line_search="grid"),
-               "gn-bt": dict(lr=1.0, truncation=1e-10, line_search="backtracking")}
+               "gn-bt": dict(lr=1.0, truncation=1e-10, line_search="backtracking"),
+               "gn-spring": dict(lr=1.0, damping=1e-10, momentum=0.9,
+                                 line_search="backtracking")}
 
 
 # -- the problem ------------------------------------------------------------------------------
@@ -285,7 +291,9 @@ def tuned(method: str, grid: list[dict], d: int, budget: float, fraction: float)
 
 # -- output -----------------------------------------------------------------------------------
 NAMES = {"gn": "newtonkit GaussNewton, grid line search",
-         "gn-bt": "newtonkit GaussNewton, backtracking", "adam": "Adam", "lbfgs": "L-BFGS"}
+         "gn-bt": "newtonkit GaussNewton, backtracking",
+         "gn-spring": "newtonkit GaussNewton, SPRING momentum, backtracking",
+         "adam": "Adam", "lbfgs": "L-BFGS"}
 
 
 def describe(setting: dict) -> str:
@@ -346,20 +354,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--methods", nargs="+", choices=list(NAMES),
                     help="default: all; with --quick all but the grid line search")
     ap.add_argument("--truncation", type=float, default=GN_SETTINGS["gn"]["truncation"],
-                    help="GaussNewton's relative singular-value cutoff")
+                    help="GaussNewton's relative singular-value cutoff (gn, gn-bt)")
+    ap.add_argument("--damping", type=float, default=GN_SETTINGS["gn-spring"]["damping"],
+                    help="gn-spring's damping λ")
+    ap.add_argument("--momentum", type=float, default=GN_SETTINGS["gn-spring"]["momentum"],
+                    help="gn-spring's momentum μ")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.budget, args.tune_fraction = 10.0, 0.15
     if args.methods is None:
-        args.methods = [m for m in NAMES if not (args.quick and m == "gn")]
+        args.methods = [m for m in NAMES if not (args.quick and m in ("gn", "gn-spring"))]
     torch.set_num_threads(args.threads)
     results, tuning = {}, {}
     for m in args.methods:
         print(f"{NAMES[m]}:", flush=True)
         if m in GN_SETTINGS:
-            setting = {**GN_SETTINGS[m], "truncation": args.truncation}
+            setting = {**GN_SETTINGS[m], "truncation": args.truncation} if m != "gn-spring" \
+                else {**GN_SETTINGS[m], "damping": args.damping, "momentum": args.momentum}
             r = run(m, setting, args.dim, args.budget)
         else:
             grid = ADAM_GRID if m == "adam" else LBFGS_GRID

@@ -61,6 +61,19 @@ separately share one ``η`` (the search is over the combined step); box bounds p
 trial point.  ``last_info["line_search"]``: ``step_size``, ``loss`` (at the chosen point),
 ``initial_loss``, ``evaluations``.
 
+Momentum (SPRING)
+-----------------
+``GaussNewton(momentum=μ)`` (a per-group setting, ``0 ≤ μ < 1``, default 0: no momentum) is
+SPRING (Goldshlager, Abrahamsen & Lin 2024): the direction solves
+``min_d ‖J d − g‖² + λ‖d − μ d₋‖²`` for the previous direction ``d₋``, i.e. the route's usual
+solve with the right-hand side ``g − μ J d₋``, plus ``μ d₋`` (``GaussNewton`` docstring).
+``d₋`` is kept per parameter as ``opt.state[p]["momentum_buffer"]`` (so ``state_dict``
+carries it): the direction before ``lr`` and the line search's factor, and before the box
+projection.  It starts at 0 and restarts at 0 (the buffer is ``None``) after a step that is
+not taken: the line search found no lower loss, or the direction was not finite.  With
+``μ = 0`` nothing is stored and the step is the plain one, bit for bit.  Momentum and
+``adaptive=True`` do not combine (``ValueError``).
+
 Frozen parameters, batch norm, autograd, state_dict
 ---------------------------------------------------
 - Only parameters with ``requires_grad=True`` at the time of the step are trained, as in
@@ -265,7 +278,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
         Raises ``ValueError`` for another optimizer's state_dict (say ``GaussNewton``'s into
         ``HIG``, or ``torch.optim.Adam``'s), before anything is loaded.
         """
-        optional = {"bounds", "route"}  # older state_dicts may lack them
+        optional = {"bounds", "route", "momentum"}  # older state_dicts may lack them
         mine = sorted(set(self.defaults) - optional)
         for saved in state_dict["param_groups"]:
             theirs = sorted(set(saved) - {"params", "param_names"} - optional)
@@ -282,6 +295,8 @@ class JacobianOptimizer(torch.optim.Optimizer):
             group.setdefault("bounds", None)
             if "route" in self.defaults:
                 group.setdefault("route", "auto")
+            if "momentum" in self.defaults:
+                group.setdefault("momentum", 0.0)
 
     # -- box bounds ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -444,11 +459,18 @@ class JacobianOptimizer(torch.optim.Optimizer):
         loss, J, g, solves = self._linearize(closure)
         infos, moves = [], []
         for groups, Jg in solves:
-            d, info = self._direction(Jg, g, groups[0])
+            mu = groups[0].get("momentum", 0.0)
+            if mu:  # SPRING (GaussNewton docstring): d = μ d₋ + D(J, g − μ J d₋)
+                d_prev = self._momentum_buffer(groups, Jg)
+                d, info = self._direction(Jg, g - mu * (Jg @ d_prev), groups[0])
+                d = d + mu * d_prev
+            else:
+                d, info = self._direction(Jg, g, groups[0])
             infos.append(info)
             if not all_finite(torch, d):
                 warnings.warn(f"{type(self).__name__}: the step has non-finite entries; the "
                               f"parameters are left unchanged", RuntimeWarning, stacklevel=2)
+                self._store_momentum(groups, None)
                 continue
             moves.append((groups, d, getattr(info, "route", None)))
         self.last_info = {"loss": loss, "solves": infos}
@@ -457,11 +479,34 @@ class JacobianOptimizer(torch.optim.Optimizer):
         else:
             eta, search = self._search(moves, _loss_closure(closure, loss_closure))
             self.last_info["line_search"] = search
-            if eta == 0.0:
+            if eta == 0.0:  # no step taken: the momentum restarts from 0
+                for groups, _, _ in moves:
+                    self._store_momentum(groups, None)
                 return loss
-        for groups, _, route in moves:
+        for groups, d, route in moves:
+            self._store_momentum(groups, d)
             self._count_step(groups, route)
         return loss
+
+    def _momentum_buffer(self, groups: list[dict[str, Any]], J: torch.Tensor) -> torch.Tensor:
+        """The previous direction ``d₋`` over the trainable parameters of ``groups`` (zeros for
+        a parameter without a ``momentum_buffer``: the first step, or after a restart)."""
+        return torch.cat([self.state[p]["momentum_buffer"].reshape(-1).to(J.dtype)
+                          if self.state[p].get("momentum_buffer") is not None
+                          else torch.zeros(p.numel(), dtype=J.dtype, device=J.device)
+                          for p in self._trainable(groups)])
+
+    def _store_momentum(self, groups: list[dict[str, Any]], d: torch.Tensor | None) -> None:
+        """``state[p]["momentum_buffer"]``: ``p``'s part of ``d`` (``None``: cleared), for the
+        groups with ``momentum > 0``."""
+        if not groups[0].get("momentum", 0.0):
+            return
+        pos = 0
+        for p in self._trainable(groups):
+            k = p.numel()
+            self.state[p]["momentum_buffer"] = None if d is None else \
+                d[pos:pos + k].reshape(p.shape).clone()
+            pos += k
 
     def _move(self, moves: list, eta: float) -> None:
         """``θ ← θ − η · lr · d`` for every ``(groups, d, route)``, then the boxes."""
@@ -507,6 +552,15 @@ class JacobianOptimizer(torch.optim.Optimizer):
             self._move(moves, best)
         return best, {"step_size": best, "loss": f_best, "initial_loss": f0,
                       "evaluations": evaluations}
+
+
+def _checked_momentum(momentum: Any) -> float:
+    """``momentum`` as a float in ``[0, 1)``."""
+    mu = C.real(float(momentum) if isinstance(momentum, torch.Tensor) else momentum,
+                "momentum", low=0.0)
+    if mu >= 1.0:
+        raise ValueError(f"momentum must be < 1, got {mu:g}")
+    return mu
 
 
 def _loss_closure(closure: Closure, loss_closure: Callable[[], torch.Tensor] | None
@@ -605,6 +659,20 @@ class GaussNewton(JacobianOptimizer):
       longer overflow it to ``inf``, after which no step is ever kept.  A loss scaled beyond
       that stalls (every trial rejected, parameters unchanged): scale the loss.
 
+    With ``momentum = μ > 0`` (SPRING, Goldshlager, Abrahamsen & Lin 2024; not with
+    ``adaptive=True``) the first two forms solve, for the previous direction ``d₋``,
+
+    .. math:: d = \arg\min_d \|J d - g\|^2 + λ \|d - μ d_-\|^2
+              = μ d_- + (J^T J + λ I)^{-1} J^T (g - μ J d_-),
+
+    whose normal equations are ``(JᵀJ + λI) d = Jᵀg + λ μ d₋`` (``λ``: ``damping``, the ``μ``
+    of the forms above; SPRING's notation here): the route's solve with ``g − μ J d₋`` in place
+    of ``g``, plus ``μ d₋``.  For ``λ = 0`` with
+    the truncated pseudo-inverse, ``d = J⁺g + μ (I − J⁺J) d₋``: the momentum acts only in the
+    null space of the (truncated) ``J``, the directions the current batch does not see, which
+    is how SPRING accumulates information over resampled batches.  The step is ``θ ← θ − lr·d``
+    (``− η·lr·d`` with a line search); ``d`` is stored as ``d₋`` (module docstring, Momentum).
+
     Parameters
     ----------
     params : iterable
@@ -641,6 +709,8 @@ class GaussNewton(JacobianOptimizer):
         ``step_sizes`` (module docstring, Line search).
     step_sizes : sequence of float, optional
         The factors ``η > 0`` the line search tries (default ``2⁻ᵏ``, ``k = 0 … 30``).
+    momentum : float
+        SPRING's ``μ`` in ``[0, 1)`` (default 0: none); a per-group setting.
 
     Notes
     -----
@@ -654,7 +724,7 @@ class GaussNewton(JacobianOptimizer):
                  damping_factor: float = 3.0, max_trials: int = 10, relative: bool = True,
                  route: str = "auto", jacobian_chunk_size: int | None = None,
                  memory_budget: float | None = None, line_search: str | None = None,
-                 step_sizes: Iterable[float] | None = None) -> None:
+                 step_sizes: Iterable[float] | None = None, momentum: float = 0.0) -> None:
         if adaptive and line_search is not None:
             raise ValueError("GaussNewton: adaptive=True (Marquardt's damping rule) and "
                              "line_search are two step rules; choose one")
@@ -668,13 +738,23 @@ class GaussNewton(JacobianOptimizer):
         defaults = dict(lr=lr, truncation=truncation, damping=damping, adaptive=bool(adaptive),
                         damping_factor=damping_factor, max_trials=max_trials,
                         relative=bool(relative),
-                        route=C.choice(route, "route", GN_ROUTES))
+                        route=C.choice(route, "route", GN_ROUTES), momentum=momentum)
         super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
                          step_sizes)
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """``JacobianOptimizer.add_param_group``, checking the group's ``"momentum"``."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group["momentum"] = mu = _checked_momentum(group["momentum"])
+        if mu and group["adaptive"]:
+            raise ValueError("GaussNewton: momentum (SPRING) and adaptive=True (Marquardt's "
+                             "damping rule, which retries rejected steps) do not combine; use "
+                             "momentum with a fixed damping and/or a line search")
+
     def _solve_key(self, group):
         key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],
-               group.get("route", "auto"))
+               group.get("route", "auto"), group.get("momentum", 0.0))
         if group["adaptive"]:
             key += (group["damping_factor"], group["max_trials"])
         return key
