@@ -744,13 +744,12 @@ class GaussNewton(JacobianOptimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """``JacobianOptimizer.add_param_group``, checking the group's ``"momentum"``."""
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        group["momentum"] = mu = _checked_momentum(group["momentum"])
-        if mu and group["adaptive"]:
+        mu = _checked_momentum(param_group.get("momentum", self.defaults["momentum"]))
+        if mu and param_group.get("adaptive", self.defaults["adaptive"]):
             raise ValueError("GaussNewton: momentum (SPRING) and adaptive=True (Marquardt's "
                              "damping rule, which retries rejected steps) do not combine; use "
                              "momentum with a fixed damping and/or a line search")
+        super().add_param_group({**param_group, "momentum": mu})  # checked before it is added
 
     def _solve_key(self, group):
         key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],
