@@ -193,3 +193,15 @@ def test_bad_momentum_is_a_value_error(bad):
         GaussNewton([{"params": [theta], "momentum": bad}])
     with pytest.raises(ValueError, match="momentum"):
         GaussNewton([theta], momentum=0.5, adaptive=True)
+
+
+def test_a_refused_group_is_not_added_and_the_dict_is_not_modified():
+    opt = GaussNewton([torch.zeros(3, requires_grad=True)], momentum=0.5)
+    group = {"params": [torch.zeros(2, requires_grad=True)], "momentum": 1.5}
+    with pytest.raises(ValueError, match="momentum"):
+        opt.add_param_group(group)
+    group2 = {"params": [torch.zeros(2, requires_grad=True)], "adaptive": True}
+    with pytest.raises(ValueError, match="momentum"):  # inherits momentum 0.5 from defaults
+        opt.add_param_group(group2)
+    assert len(opt.param_groups) == 1
+    assert group["momentum"] == 1.5 and set(group2) == {"params", "adaptive"}
