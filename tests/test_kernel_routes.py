@@ -13,6 +13,7 @@ Errors are relative to ``‖M‖·‖r‖`` for the linear map ``M: r ↦ d`` (a
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 
 import numpy as np
@@ -324,3 +325,48 @@ def test_auto_path_does_no_extra_decomposition(monkeypatch):
             monkeypatch.setattr(gn, name, fn)
         d_direct, _ = gauss_newton_step(J, r, mu, method=info.method)
         assert np.array_equal(d_auto, d_direct)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p, r=r: __import__("newtonkit_torch.optim", fromlist=["HIG"]).HIG(p, route=r)
+    for r in ("svd", "gram", "matrix-free")] + [
+    lambda p, r=r, mu=mu: __import__("newtonkit_torch.optim", fromlist=["GaussNewton"])
+    .GaussNewton(p, route=r, damping=mu)
+    for r in ("svd", "normal", "kernel", "matrix-free") for mu in (0.0, 1e-3)])
+def test_a_parameter_the_outputs_ignore_stays_put(make):
+    """A trainable parameter the model never uses is a zero column of J: its entry of the
+    minimum-norm step is 0.  Routes through J's Gram or Jᵀ (Cholesky, kernel, CG) keep it
+    exactly 0; an SVD mixes rounding into it, ε·(N + P) of the step per unit of κ, the
+    condition number of the kept part of J (at most σ₁/σ for the smallest σ above the
+    lstsq cut-off max(N, P)·ε·σ₁).  The step stays finite."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    a, b, unused = (torch.nn.Linear(2, 3).double(), torch.nn.Linear(3, 1).double(),
+                    torch.nn.Linear(3, 3).double())
+    params = [*a.parameters(), *unused.parameters(), *b.parameters()]
+    # 64 rows, 13 used parameters: the kept part of J is well conditioned
+    x = torch.rand(64, 2, dtype=torch.float64) * 2 - 1
+    t = torch.sin(3 * x[:, :1]) * torch.cos(2 * x[:, 1:])
+
+    def residuals(*ps):
+        h = torch.tanh(x @ ps[0].T + ps[1])
+        return (h @ ps[4].T + ps[5] - t).reshape(-1)
+
+    def closure():
+        y = residuals(*params)
+        return y, 0.5 * (y ** 2).sum()
+
+    jac = torch.autograd.functional.jacobian(residuals, tuple(p.detach() for p in params))
+    J = torch.cat([j.reshape(64, -1) for j in jac], dim=1).numpy()
+    n_rows, n_params = J.shape
+    eps = float(np.finfo(np.float64).eps)
+    s = np.linalg.svd(J, compute_uv=False)
+    kappa = s[0] / s[s > max(J.shape) * eps * s[0]][-1]
+    assert kappa < 1e6  # (the test needs a kept part that is well conditioned)
+    before = [p.detach().clone() for p in params]
+    make(params).step(closure)
+    moves = [(p.detach() - q) for p, q in zip(params, before, strict=True)]
+    step = float(torch.cat([m.reshape(-1) for m in moves]).norm())
+    assert math.isfinite(step) and step > 0
+    bound = eps * (n_rows + n_params) * kappa * step
+    assert float(moves[2].abs().max()) <= bound and float(moves[3].abs().max()) <= bound
