@@ -58,6 +58,7 @@ import math
 from typing import Any
 
 from .. import _backend as B
+from . import _trust
 
 __all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "QR_MIN_N", "CHOL_MAX_COND", "GRAM_MAX_ERR"]
 
@@ -256,43 +257,32 @@ class TrustRegionSubproblem:
 
     def _iterate(self, delta: float, par0: float, n0: float, dphi0: float | None,
                  gnorm: float, svd: bool) -> tuple:
-        """MINPACK's λ iteration on the SVD route (``svd``, evaluated inline: this loop runs
-        for most trials of a small problem) or the Cholesky route (``_chol_at``,
-        ``_chol_dphi``, ``_chol_step``).  ``dphi0`` is φ'(0), ``None`` when ``A`` is
-        rank-deficient (then λ has no positive lower bound)."""
-        xp, tiny = self.xp, self.tiny
-        if svd:
-            s2, sq = self.s2, self.sq
-        upper = gnorm / delta if gnorm > 0 else tiny / min(delta, 0.1)
-        lower = 0.0 if dphi0 is None else -(n0 / delta) * (n0 - delta) / dphi0
-        alpha = min(max(par0, lower), upper)
-        if alpha == 0.0:
-            alpha = gnorm / n0
-        fp = n0 - delta
-        for it in range(1, 11):
-            if alpha == 0.0:
-                alpha = max(tiny, 0.001 * upper)
-            if svd:  # c = s q / (s² + α), p̂(α) = -V c
-                den = s2 + alpha
-                c = sq / den
-                nrm = B.norm(xp, c)
-            else:
-                nrm = self._chol_at(alpha)
-            prev, fp = fp, nrm - delta
-            if abs(fp) <= 0.1 * delta or (lower == 0.0 and fp <= prev < 0) or it == 10:
-                break
-            # φ'(α) = -Σ c²/(s² + α) / ‖c‖
-            dphi = -B.vdot(xp, c / den, c) / nrm if svd else self._chol_dphi(nrm)
-            correction = -(nrm / delta) * fp / dphi
-            if fp > 0:
-                lower = max(lower, alpha)
-            elif fp < 0:
-                upper = min(upper, alpha)
-            alpha = max(lower, alpha + correction)
+        """MINPACK's λ iteration (:func:`newtonkit.methods._trust.lambda_iteration`, the code
+        the batched LM runs) with p̂(λ) from the SVD terms (``svd``) or a Cholesky factor per
+        λ (``_chol_at``, ``_chol_dphi``, ``_chol_step``).  ``dphi0`` is φ'(0), ``None`` when
+        ``A`` is rank-deficient (then λ has no positive lower bound)."""
+        xp = self.xp
+        last: dict[str, Any] = {}
+
+        def phi_svd(alpha: float) -> tuple[float, Any]:  # c = s q / (s² + α), p̂(α) = -V c
+            den = self.s2 + alpha
+            c = self.sq / den
+            nrm = B.norm(xp, c)
+            last["c"] = c
+            return nrm, lambda: -B.vdot(xp, c / den, c) / nrm  # φ'(α) = -Σ c²/(s² + α) / ‖c‖
+
+        def phi_chol(alpha: float) -> tuple[float, Any]:
+            nrm = self._chol_at(alpha)
+            return nrm, lambda: self._chol_dphi(nrm)
+
+        alpha, nrm = _trust.lambda_iteration(
+            _trust.SCALAR, phi_svd if svd else phi_chol, delta, par0, n0,
+            -1.0 if dphi0 is None else dphi0, dphi0 is not None, gnorm, self.tiny)
         if not svd:
             v, jp2 = self._chol_step(nrm)
             return v, alpha, nrm, jp2
         # ‖A p̂‖² = Σ s²c² = Σ c (sq − α c) = sq·c − α‖c‖²: each term is ≥ 0 and the rounding
         # is ε relative to ‖A p̂‖² + α‖p̂‖², the scale of the predicted reduction it enters.
-        jp2 = max(B.vdot(xp, sq, c) - alpha * nrm * nrm, 0.0)
+        c = last["c"]
+        jp2 = max(B.vdot(xp, self.sq, c) - alpha * nrm * nrm, 0.0)
         return B.dot(xp, c, self.Vt), alpha, nrm, jp2

@@ -4,8 +4,8 @@ Every function here takes ``ops``: an array namespace (arrays of shape ``(B,)``,
 problem: the batched driver, :mod:`newtonkit._batch`) or :data:`SCALAR` (Python floats: the
 single-problem :class:`~newtonkit.methods.levenberg_marquardt.LevenbergMarquardt`).  Only
 elementwise arithmetic, comparisons combined with ``&`` and ``|``, and ``ops.where``,
-``ops.minimum``, ``ops.maximum``, ``ops.isfinite``, ``ops.logical_not`` are used, so both run
-the same lines.
+``ops.minimum``, ``ops.maximum``, ``ops.isfinite``, ``ops.logical_not``, ``ops.any`` are used, so
+both run the same lines.
 
 With ``f = ½‖r‖²`` at ``x``, the trial ``f1`` at ``x + p``, the scaled step norm
 ``pnorm = ‖Dp‖``, ``jp2 = ‖J̃p‖²`` and λ (``par``):
@@ -22,6 +22,7 @@ With ``f = ½‖r‖²`` at ``x``, the trial ``f1`` at ``x + p``, the scaled ste
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,8 @@ import numpy as np
 from .. import _backend as B
 from .._status import Status
 
-__all__ = ["SCALAR", "more_update", "more_termination", "lm_subproblem", "CODES",
+__all__ = ["SCALAR", "more_update", "more_termination", "lambda_iteration", "lm_subproblem",
+           "CODES",
            "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
 
 #: Consecutive non-finite trial points after which LM gives up.
@@ -59,6 +61,10 @@ class _Scalar:
     @staticmethod
     def logical_not(a: bool) -> bool:
         return not a
+
+    @staticmethod
+    def any(a: bool) -> bool:
+        return bool(a)
 
 
 SCALAR = _Scalar()
@@ -120,6 +126,51 @@ def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, ep
     return ops.where(nonfinite, 5.0, code)
 
 
+def lambda_iteration(ops: Any, phi: Callable[[Any], tuple[Any, Callable[[], Any]]],
+                     delta: Any, par0: Any, n0: Any, dphi0: Any, full: Any, gnorm: Any,
+                     tiny: float) -> tuple[Any, Any]:
+    r"""MINPACK's λ iteration (``lmpar``; Moré 1978) for one problem or many: ``(λ, ‖p̂(λ)‖)``.
+
+    Safeguarded Newton steps :math:`\lambda \leftarrow \lambda - \frac{\|\hat p\|}{\Delta}
+    \frac{\phi}{\phi'}` on :math:`\phi(\lambda) = \|\hat p(\lambda)\| - \Delta` inside the
+    bracket [lower, upper] (upper = ‖Aᵀr‖/Δ; lower = −φ(0)/φ'(0)·‖p̂(0)‖/Δ when A has full
+    column rank (``full``), else 0), started at ``par0``; a problem stops when
+    :math:`|\phi| \le 0.1\Delta`, when φ < 0 stops falling with lower = 0, or after 10
+    steps.  Problems whose Gauss-Newton step fits, ``‖p̂(0)‖ = n0 ≤ 1.1Δ``, keep λ = 0.
+
+    ``phi(λ)`` returns ``‖p̂(λ)‖`` and a function that gives φ'(λ) (called only while a problem
+    is still iterating): how p̂(λ) is evaluated (an SVD, a Cholesky factor per λ) is the
+    caller's.  ``dphi0`` is φ'(0) where ``full``.  With ``ops`` = :data:`SCALAR` every argument
+    is a float; with an array namespace each is (B,).
+    """
+    zero = 0.0 * delta
+    upper = ops.where(gnorm > 0, gnorm / delta, tiny / ops.minimum(delta, 0.1 + zero))
+    lower = ops.where(full, -(n0 / delta) * (n0 - delta) / ops.where(full, dphi0, -1.0), zero)
+    alpha = ops.minimum(ops.maximum(par0, lower), upper)
+    alpha = ops.where(alpha == 0.0, gnorm / ops.where(n0 > 0, n0, 1.0 + zero), alpha)
+    active = ops.logical_not(n0 - delta <= 0.1 * delta)
+    fp = n0 - delta
+    nrm_out, alpha_out = n0, zero
+    for it in range(1, 11):
+        alpha = ops.where(alpha == 0.0, ops.maximum(tiny + zero, 0.001 * upper), alpha)
+        nrm, dphi = phi(alpha)
+        prev, fp = fp, nrm - delta
+        stop = (abs(fp) <= 0.1 * delta) | ((lower == 0.0) & (fp <= prev) & (prev < 0)) | (
+            it == 10)
+        take = active & stop
+        nrm_out = ops.where(take, nrm, nrm_out)
+        alpha_out = ops.where(take, alpha, alpha_out)
+        active = active & ops.logical_not(stop)
+        if not ops.any(active):
+            break
+        d = dphi()
+        correction = -(nrm / delta) * fp / ops.where(d != 0, d, -1.0)
+        lower = ops.where(active & (fp > 0), ops.maximum(lower, alpha), lower)
+        upper = ops.where(active & (fp < 0), ops.minimum(upper, alpha), upper)
+        alpha = ops.where(active, ops.maximum(lower, alpha + correction), alpha)
+    return alpha_out, nrm_out
+
+
 def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, Any]:
     r"""What :func:`lm_subproblem` needs from each scaled Jacobian of a stack ``A`` (B, m, n)
     with residuals ``r`` (B, m): ``s2 = s²``, ``sq = s·Uᵀr``, ``c0 = Uᵀr/s`` (0 for
@@ -172,51 +223,29 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
 
 def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,
                   tiny: float) -> tuple[Any, Any, Any, Any]:
-    r"""MINPACK's λ iteration for B problems at once, from the SVD terms of each scaled
-    Jacobian :math:`A = \tilde J D^{-1} = U\,\mathrm{diag}(s)\,V^T` (as the SVD route of
+    r"""The trust-region subproblems of B problems from the SVD terms of each scaled Jacobian
+    :math:`A = \tilde J D^{-1} = U\,\mathrm{diag}(s)\,V^T` (as the SVD route of
     :class:`newtonkit.methods._lmpar.TrustRegionSubproblem`).
 
     ``s2 = s²``, ``sq = s·Uᵀr``, ``c0 = Uᵀr/s`` (0 where s was dropped), each ``(B, k)``;
     ``full`` (B,) whether every s was kept; ``delta``, ``par0`` (B,).  Returns ``(c, λ, ‖c‖,
-    ‖A p̂‖²)`` with the scaled step ``p̂ = −Vc``: λ = 0 where the Gauss-Newton step fits in
-    1.1Δ, else ``|‖c‖ − Δ| ≤ 0.1Δ`` after at most 10 safeguarded Newton steps on
-    :math:`\phi(\lambda) = \|c(\lambda)\| - \Delta`, :math:`c = sq/(s^2+\lambda)`.
+    ‖A p̂‖²)`` with the scaled step ``p̂ = −Vc``, :math:`c = sq/(s^2+\lambda)`, λ from
+    :func:`lambda_iteration`.
     """
     n0 = xp.linalg.vector_norm(c0, axis=1)
     gnorm = xp.linalg.vector_norm(sq, axis=1)  # ‖Aᵀr‖
-    safe_n0 = xp.where(n0 > 0, n0, 1.0)
-    dphi0 = -xp.sum(c0 * c0 / xp.where(s2 > 0, s2, 1.0), axis=1) / safe_n0
-    upper = xp.where(gnorm > 0, gnorm / delta, tiny / xp.minimum(delta, 0.1 + 0 * delta))
-    lower = xp.where(full, -(n0 / delta) * (n0 - delta) / xp.where(full, dphi0, -1.0), 0.0)
-    lower = xp.where(full, lower, 0.0 * lower)
-    alpha = xp.minimum(xp.maximum(par0, lower), upper)
-    alpha = xp.where(alpha == 0.0, gnorm / safe_n0, alpha)
-    gn = n0 - delta <= 0.1 * delta
-    active = ~gn
-    c, nrm, out_alpha = c0, n0, xp.zeros_like(alpha)
-    fp = n0 - delta
-    for it in range(1, 11):
-        alpha = xp.where(alpha == 0.0, xp.maximum(tiny + 0 * upper, 0.001 * upper), alpha)
+    dphi0 = -xp.sum(c0 * c0 / xp.where(s2 > 0, s2, 1.0), axis=1) / xp.where(n0 > 0, n0, 1.0)
+
+    def phi(alpha: Any) -> tuple[Any, Callable[[], Any]]:
         den = s2 + alpha[:, None]
-        ct = sq / den
-        nt = xp.linalg.vector_norm(ct, axis=1)
-        prev, fp = fp, nt - delta
-        stop = (xp.abs(fp) <= 0.1 * delta) | ((lower == 0.0) & (fp <= prev) & (prev < 0))
-        if it == 10:
-            stop = xp.ones_like(stop)
-        take = active & stop
-        c = xp.where(take[:, None], ct, c)
-        nrm = xp.where(take, nt, nrm)
-        out_alpha = xp.where(take, alpha, out_alpha)
-        active = active & ~stop
-        if not bool(xp.any(active)):
-            break
-        dphi = -xp.sum(ct / den * ct, axis=1) / xp.where(nt > 0, nt, 1.0)
-        correction = -(nt / delta) * fp / xp.where(dphi != 0, dphi, -1.0)
-        lower = xp.where(active & (fp > 0), xp.maximum(lower, alpha), lower)
-        upper = xp.where(active & (fp < 0), xp.minimum(upper, alpha), upper)
-        alpha = xp.where(active, xp.maximum(lower, alpha + correction), alpha)
+        c = sq / den
+        nrm = xp.linalg.vector_norm(c, axis=1)
+        return nrm, lambda: -xp.sum(c / den * c, axis=1) / xp.where(nrm > 0, nrm, 1.0)
+
+    alpha, nrm = lambda_iteration(xp, phi, delta, par0, n0, dphi0, full, gnorm, tiny)
+    gn = n0 - delta <= 0.1 * delta
+    c = xp.where(gn[:, None], c0, sq / (s2 + alpha[:, None]))
     # ‖A p̂‖² = Σ s²c² = sq·c − λ‖c‖² (each term ≥ 0; the rounding is ε relative to the
     # predicted reduction it enters)
-    jp2 = xp.maximum(xp.sum(sq * c, axis=1) - out_alpha * nrm * nrm, 0.0 * nrm)
-    return c, out_alpha, nrm, jp2
+    jp2 = xp.maximum(xp.sum(sq * c, axis=1) - alpha * nrm * nrm, 0.0 * nrm)
+    return c, alpha, nrm, jp2
