@@ -90,11 +90,23 @@ class _Sharded:
         self._checked = False
 
     # -- failures ------------------------------------------------------------------------------
+    def _collective(self, collective: Callable, *args: Any, what: str, **kwargs: Any) -> None:
+        """``collective(*args, group=..., **kwargs)``; where it fails (a rank that died
+        closes its connections: gloo raises at once, NCCL after the group's timeout) the
+        surviving ranks raise :class:`ShardError` saying so."""
+        try:
+            collective(*args, group=self.group, **kwargs)
+        except RuntimeError as e:  # torch.distributed.DistBackendError and the like
+            raise ShardError(
+                f"{what}: the collective {collective.__name__} failed on rank {self.rank} of "
+                f"{self.size}; another rank has probably stopped (crashed, killed or out of "
+                f"time). The backend says: {str(e).splitlines()[0]}") from e
+
     def _raise(self, failed: list[int], what: str, err: BaseException | None) -> None:
         """Every rank: the same :class:`ShardError` for the ranks in ``failed`` (not empty)."""
         mine = None if err is None else f"{type(err).__name__}: {err}"
         msgs: list[Any] = [None] * self.size
-        dist.all_gather_object(msgs, mine, group=self.group)
+        self._collective(dist.all_gather_object, msgs, mine, what=what)
         text = "; ".join(f"rank {r}: {msgs[r]}" for r in failed)
         raise ShardError(f"{what} failed on rank(s) {failed} of {self.size}: {text}") from err
 
@@ -111,7 +123,7 @@ class _Sharded:
         flags = torch.zeros(self.size, dtype=like.dtype, device=like.device)
         flags[self.rank] = 0.0 if err is None else 1.0
         buf = torch.cat([out, flags])
-        dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=self.group)
+        self._collective(dist.all_reduce, buf, op=dist.ReduceOp.SUM, what=what)
         failed = [r for r in range(self.size) if buf[n + r] != 0]
         if failed:
             self._raise(failed, what, err)
@@ -128,7 +140,7 @@ class _Sharded:
         head = torch.tensor([0.0 if err is None else 1.0, 0.0 if out is None else out.numel()],
                             dtype=torch.float64, device=like.device)
         heads = [torch.empty_like(head) for _ in range(self.size)]
-        dist.all_gather(heads, head, group=self.group)
+        self._collective(dist.all_gather, heads, head, what=what)
         failed = [r for r in range(self.size) if heads[r][0] != 0]
         if failed:
             self._raise(failed, what, err)
@@ -137,7 +149,7 @@ class _Sharded:
         padded = torch.zeros(big, dtype=like.dtype, device=like.device)
         padded[:out.numel()] = out
         pieces = [torch.empty_like(padded) for _ in range(self.size)]
-        dist.all_gather(pieces, padded, group=self.group)
+        self._collective(dist.all_gather, pieces, padded, what=what)
         return torch.cat([p[:s] for p, s in zip(pieces, sizes, strict=True)]), sizes
 
     # -- start-up checks -----------------------------------------------------------------------
@@ -157,7 +169,8 @@ class _Sharded:
             vals += [float(t.sum()), float((t * w).sum())]
         v = torch.tensor(vals, dtype=torch.float64, device=x.device)
         buf = torch.cat([v, -v])
-        dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.group)
+        self._collective(dist.all_reduce, buf, op=dist.ReduceOp.MAX,
+                         what="the start-up check of x0")
         hi, lo = buf[:v.numel()], -buf[v.numel():]
         if hi[0] != lo[0]:
             raise ShardError(f"the ranks have different parameter sizes (from {int(lo[0])} to "

@@ -7,6 +7,7 @@ runs the scenario and saves what it saw to ``OUTDIR/rank{RANK}.pt``.
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 
@@ -85,6 +86,8 @@ def run_fault(rank: int, world: int, kind: str) -> dict:
     def local(x):
         calls[0] += 1
         if rank == 1 and calls[0] >= 4:
+            if kind == "die":  # the process ends without a word to the others
+                os._exit(3)
             if kind == "raise":
                 raise ValueError("simulated failure in the forward model")
             return residual(x, t[s], d[s]) * float("nan")  # differentiable, NaN values
@@ -132,14 +135,15 @@ def main() -> None:
     try:
         if scenario == "methods":
             out = run_methods(rank, world)
-        elif scenario in ("raise", "nan"):
+        elif scenario in ("raise", "nan", "die"):
             out = run_fault(rank, world, scenario)
         elif scenario == "bad":
             out = run_bad(rank, world)
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
         torch.save(out, f"{outdir}/rank{rank}.pt")
-        dist.barrier()  # no rank tears the group down while another still uses it
+        if scenario != "die":  # (a dead rank would leave the others waiting here)
+            dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 

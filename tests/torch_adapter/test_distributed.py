@@ -35,8 +35,9 @@ def _free_port() -> int:
 
 
 def launch(scenario: str, world: int, tmp_path: Path, timeout: float = 60.0,
-           worker: Path = WORKER) -> list[dict]:
-    """Run ``world`` ranks of ``worker``; their saved results (fails on a hang or a crash)."""
+           worker: Path = WORKER, dead: int | None = None) -> list[dict]:
+    """Run ``world`` ranks of ``worker``; their saved results (fails on a hang or a crash,
+    except of the rank ``dead``, which must end with exit code 3 and has no results)."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, str(worker), scenario, str(r), str(world),
@@ -49,8 +50,8 @@ def launch(scenario: str, world: int, tmp_path: Path, timeout: float = 60.0,
             if p.poll() is None:
                 p.kill()
     for r, (p, out) in enumerate(zip(procs, outs, strict=True)):
-        assert p.returncode == 0, f"rank {r} failed:\n{out}"
-    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+        assert p.returncode == (3 if r == dead else 0), f"rank {r} failed:\n{out}"
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world) if r != dead]
 
 
 def single_process(method: str):
@@ -97,6 +98,16 @@ def test_fault_on_one_rank_ends_every_rank_alike(kind, tmp_path):
         assert "rank(s) [1]" in r0["message"] and "simulated failure" in r0["message"]
     else:  # NaN reaches every rank through the gather: the same status everywhere
         assert "error" in r0 or r0["status"] == 3
+
+
+def test_a_rank_that_dies_is_a_clear_error_on_the_others(tmp_path):
+    """Rank 1 exits mid-run (os._exit in its forward model); rank 0 does not hang: its next
+    collective fails at once (gloo sees the connection close) and minimize raises ShardError
+    naming the failure."""
+    (r0,) = launch("die", 2, tmp_path, timeout=30.0, dead=1)
+    assert r0["error"] == "ShardError", r0
+    assert "another rank has probably stopped" in r0["message"]
+    assert r0["seconds"] < 15.0  # well inside the group's 20 s timeout
 
 
 def test_bad_input_is_an_error_on_every_rank(tmp_path):

@@ -31,7 +31,8 @@ def test_sharded_optimizers_match_single_process(tmp_path):
         # J and g are the same rows (per-sample Jacobians do not depend on the shard); only
         # Σ_k L_k is summed in another order (≈ ε·|L| per step), and GN's step does not
         # depend on L.  Each step's solve amplifies a rounding difference by at most the
-        # conditioning it keeps (truncation 1e-6 ⇒ κ ≤ 1e6 for J⁺): ε·1e6 ≈ 2e-10 per step.
+        # conditioning it keeps (truncation 1e-6 ⇒ κ ≤ 1e6 for J⁺, HIG on its SVD route):
+        # ε·1e6 ≈ 2e-10 per step.
         torch.testing.assert_close(r0[name]["thetas"], ref["thetas"], rtol=1e-8, atol=1e-8)
         torch.testing.assert_close(r0[name]["losses"], ref["losses"], rtol=1e-8, atol=1e-12)
         # the run moved: the comparison is not between two untouched starts
