@@ -262,13 +262,11 @@ class TrustRegionSubproblem:
         λ (``_chol_at``, ``_chol_dphi``, ``_chol_step``).  ``dphi0`` is φ'(0), ``None`` when
         ``A`` is rank-deficient (then λ has no positive lower bound)."""
         xp = self.xp
-        last: dict[str, Any] = {}
 
         def phi_svd(alpha: float) -> tuple[float, Any]:  # c = s q / (s² + α), p̂(α) = -V c
             den = self.s2 + alpha
             c = self.sq / den
             nrm = B.norm(xp, c)
-            last["c"] = c
             return nrm, lambda: -B.vdot(xp, c / den, c) / nrm  # φ'(α) = -Σ c²/(s² + α) / ‖c‖
 
         def phi_chol(alpha: float) -> tuple[float, Any]:
@@ -283,6 +281,6 @@ class TrustRegionSubproblem:
             return v, alpha, nrm, jp2
         # ‖A p̂‖² = Σ s²c² = Σ c (sq − α c) = sq·c − α‖c‖²: each term is ≥ 0 and the rounding
         # is ε relative to ‖A p̂‖² + α‖p̂‖², the scale of the predicted reduction it enters.
-        c = last["c"]
+        c = self.sq / (self.s2 + alpha)  # the last c of the iteration, computed alike
         jp2 = max(B.vdot(xp, self.sq, c) - alpha * nrm * nrm, 0.0)
         return B.dot(xp, c, self.Vt), alpha, nrm, jp2

@@ -33,8 +33,7 @@ from .. import _backend as B
 from .._status import Status
 
 __all__ = ["SCALAR", "more_update", "more_termination", "lambda_iteration", "lm_subproblem",
-           "CODES",
-           "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
+           "CODES", "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
 
 #: Consecutive non-finite trial points after which LM gives up.
 MAX_NONFINITE_TRIALS = 20

@@ -35,25 +35,33 @@ def setup(dtype):
     return x, net
 
 
+def rollout_steps(x0, u):
+    """The states ``s_0 … s_T`` of one sample's rollout (float64) and the RK4 step Jacobians
+    ``(A_t, b_t) = ∂s_(t+1)/∂(s_t, u_t)``, taken by ``jacrev`` at the visited states,
+    independently of ``rollout_jacobian``."""
+    xs = [x0]
+    for t in range(osc.NT):
+        xs.append(osc.rk4_step(xs[t], u[t]))
+    steps = [torch.func.jacrev(osc.rk4_step, argnums=(0, 1))(xs[t], u[t])
+             for t in range(osc.NT)]
+    return xs, steps
+
+
 def magnitude(net, x):
     """``M = P_abs · |N|`` per sample (``(B·4, n)``, float64), the scale of the rounding bound.
 
-    ``P_abs[:, t] = |A_95| ⋯ |A_(t+1)| |b_t|`` from the RK4 step Jacobians (taken here by
-    ``jacrev`` at the visited states, independently of ``rollout_jacobian``), ``N`` the network
-    Jacobian ``∂f_θ(x_i)/∂θ``.
+    ``P_abs[:, t] = |A_95| ⋯ |A_(t+1)| |b_t|`` from the RK4 step Jacobians
+    (:func:`rollout_steps`), ``N`` the network Jacobian ``∂f_θ(x_i)/∂θ``.
     """
     x, net = x.double(), net.double()
     with torch.no_grad():
         u = net(x)
     P = torch.zeros(B, 4, osc.NT, dtype=torch.float64)
     for i in range(B):
-        xs, s = [], x[i]
-        for t in range(osc.NT):
-            xs.append(s)
-            s = osc.rk4_step(s, u[i, t])
+        _, steps = rollout_steps(x[i], u[i])
         L = torch.eye(4, dtype=torch.float64)
         for t in range(osc.NT - 1, -1, -1):
-            A, b = torch.func.jacrev(osc.rk4_step, argnums=(0, 1))(xs[t], u[i, t])
+            A, b = steps[t]
             P[i, :, t] = L @ b.abs()
             L = L @ A.abs()
     params = {k: v.detach() for k, v in net.named_parameters()}
@@ -82,14 +90,10 @@ def output_bound(net, x, eps):
                 h = h @ m.weight.abs().T + m.bias.abs()
     bound = torch.zeros(B, 4, dtype=torch.float64)
     for i in range(B):
-        xs, s = [], x[i]
-        for t in range(osc.NT):
-            xs.append(s)
-            s = osc.rk4_step(s, u[i, t])
-        xs.append(s)
+        xs, steps = rollout_steps(x[i], u[i])
         L = torch.eye(4, dtype=torch.float64)
         for t in range(osc.NT - 1, -1, -1):
-            A, b = torch.func.jacrev(osc.rk4_step, argnums=(0, 1))(xs[t], u[i, t])
+            A, b = steps[t]
             bound[i] += ((L @ b).abs() * 2 * K_NET * eps * h[i, t]
                          + L.abs() @ xs[t + 1].abs() * 2 * 64 * eps)
             L = L @ A
