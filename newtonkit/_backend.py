@@ -368,12 +368,29 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
     ``pivoting``, then ``ormqr``: O(mn) for ``Qᵀb`` instead of the O(mn²) of forming ``Q``).
     ``pivoting`` asks for column pivoting (``|R₀₀| ≥ |R₁₁| ≥ ...``, as MINPACK), an integer
     ``perm``; namespaces without a pivoted QR (the array API has none) factor ``a`` as it is and
-    return ``perm = None``, the identity.
-    Those compute ``xp.linalg.qr(a)`` and ``b @ Q``.
+    return ``perm = None``, the identity.  NumPy float32, torch and CuPy factor ``[a | b]`` with
+    their R-only QR (``mode="r"``): Householder QR works column by column, so the first ``n``
+    columns of that factor are ``R`` and the last holds ``Qᵀb``, again without forming ``Q``
+    (half the work for ``m ≫ n``).  Other namespaces (array-api-strict: the standard's QR has no
+    R-only mode) compute ``xp.linalg.qr(a)`` and ``b @ Q``.
     """
     if not (_lapack_float64(xp, a) and b.dtype == np.float64):
-        Q, R = xp.linalg.qr(a)
-        return R, b @ Q, None
+        name, n = backend_name(xp), a.shape[1]
+        if name not in ("numpy", "torch", "cupy"):
+            Q, R = xp.linalg.qr(a)
+            return R, b @ Q, None
+        ab = xp.concat([a, xp.reshape(b, (-1, 1))], axis=1)
+        if name == "torch":
+            import torch
+
+            Rb = torch.linalg.qr(ab, mode="r").R
+        elif name == "cupy":
+            import cupy
+
+            Rb = cupy.linalg.qr(ab, mode="r")
+        else:
+            Rb = np.linalg.qr(ab, mode="r")
+        return Rb[:n, :n], Rb[:n, n], None
     m, n = a.shape
     factor, lwork_factor = _f64("geqp3" if pivoting else "geqrf", m, n)
     ormqr = _f64("ormqr")[0]

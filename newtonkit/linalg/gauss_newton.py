@@ -231,13 +231,13 @@ def _qr(xp, J, r, mu, diag):
         A, rhs = J, r
     if A.shape[0] < n:
         return None
-    Q, R = xp.linalg.qr(A)
+    R, qtb, _ = B.qr_r(xp, A, rhs)  # Q is not formed
     dR = xp.abs(xp.linalg.diagonal(R))
     # R's diagonal is not strictly rank revealing without pivoting: rounding leaves pivots of a
     # rank-deficient J at ~1e-15 relative, not 0.  Below sqrt(eps) the SVD decides the rank.
     if float(xp.min(dR)) <= float(xp.finfo(J.dtype).eps) ** 0.5 * float(xp.max(dR)):
         return None
-    return -B.solve_triangular(xp, R, xp.matrix_transpose(Q) @ rhs, lower=False)
+    return -B.solve_triangular(xp, R, qtb, lower=False)
 
 
 def _lstsq(xp, J, r, mu, diag):
