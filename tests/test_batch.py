@@ -365,6 +365,83 @@ def test_callback_sees_the_batch_and_stop_iteration_stops_all():
     assert (res.status == 99).all() and "4 of 4" not in res.message
 
 
+# -- chunks --------------------------------------------------------------------------------------
+
+
+def _five_methods(xp, backend):
+    """``(name, kwargs)`` of every batched method (and bounded GN) on the exponential fit."""
+    fun, jac = _model(xp, backend, "float64")
+
+    def cost(X, Y):
+        r = fun(X, Y)
+        return 0.5 * xp.sum(r * r, axis=1)
+
+    return [("lm", dict(fun=fun, jac=jac)), ("gn", dict(fun=fun, jac=jac)),
+            ("hig", dict(fun=fun, jac=jac, options={"line_search": True})),
+            ("newton", dict(fun=cost, jac="3-point", hess="3-point")),
+            ("gn", dict(fun=fun, jac=jac, bounds=([0.0, 0.0], [2.5, 0.45])))]
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("case", range(5), ids=["lm", "gn", "hig", "newton", "gn-bounded"])
+def test_chunks_give_the_results_of_one_block(backend, case):
+    """Rows never interact, so solving the batch in chunks of 4 rows (one after another)
+    gives every problem bit for bit the result of the batch solved at once."""
+    xp = S.namespace(backend)
+    method, kw = _five_methods(xp, backend)[case]
+    fun, opts = kw.pop("fun"), {"maxiter": 30, **kw.pop("options", {})}
+    B_ = 11
+    Y = S.to_backend(_data(B_, 7), backend, "float64")
+    X0 = S.to_backend(np.tile([1.0, 0.3], (B_, 1)), backend, "float64")
+    one = nk.minimize(fun, X0, method=method, args=(Y,), batch=True, options=opts, **kw)
+    parts = nk.minimize(fun, X0, method=method, args=(Y,), batch=True,
+                        options={**opts, "chunk_size": 4}, **kw)
+    for key in ("x", "fun", "jac"):
+        np.testing.assert_array_equal(S.to_np(parts[key]), S.to_np(one[key]), err_msg=key)
+    for key in ("status", "nit", "nfev", "njev"):
+        np.testing.assert_array_equal(parts[key], one[key], err_msg=key)
+
+
+def test_automatic_chunks_bound_the_rows_of_a_jacobian(monkeypatch):
+    """By default a block's Jacobians take at most ``CHUNK_BYTES`` (rows × m × n × 8 bytes):
+    with room for 3 rows of 30 × 2, no Jacobian call sees more than 3 rows."""
+    from newtonkit import _batch
+
+    monkeypatch.setattr(_batch, "CHUNK_BYTES", 3 * T.size * 2 * 8 + 7)
+    Y = _data(10, 3)
+    fun, jac = _model(np, "numpy", "float64")
+    seen = []
+
+    def counted(X, Y):
+        seen.append(X.shape[0])
+        return jac(X, Y)
+
+    res = nk.minimize(fun, np.tile([1.0, 0.3], (10, 1)), method="lm", jac=counted, args=(Y,),
+                      batch=True)
+    assert res.success.all() and max(seen) == 3
+
+
+def test_stop_iteration_ends_the_chunks_not_started():
+    """StopIteration in the first chunk stops all: its rows where they stand, the others at X0
+    with no iteration and a NaN gradient (never computed)."""
+    Y = _data(5, 5)
+    fun, jac = _model(np, "numpy", "float64")
+    seen = []
+
+    def cb(intermediate_result):
+        seen.append(intermediate_result.rows.tolist())
+        raise StopIteration
+
+    X0 = np.tile([1.0, 0.3], (5, 1))
+    res = nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True, callback=cb,
+                      options={"chunk_size": 2})
+    assert seen == [[0, 1]]
+    assert (res.status == 99).all() and not res.success.any()
+    assert (res.nit[:2] == 1).all() and (res.nit[2:] == 0).all()
+    np.testing.assert_array_equal(res.x[2:], X0[2:])
+    assert np.isnan(res.jac[2:]).all() and np.isfinite(res.jac[:2]).all()
+
+
 # -- derivatives ---------------------------------------------------------------------------------
 
 
@@ -449,6 +526,10 @@ def _lsq():
                  ValueError, r"vectorize=True .*torch", id="vectorize-numpy"),
     pytest.param(lambda f, j: nk.minimize(f, np.ones(2), method="lm", vectorize=True),
                  ValueError, r"needs batch=True", id="vectorize-no-batch"),
+    pytest.param(lambda f, j: nk.minimize(f, np.ones((3, 2)), method="lm", batch=True, jac=j,
+                                          args=(np.ones((3, 30)),), options={"chunk_size": 0}),
+                 ValueError, r"'chunk_size' must be a positive integer .* got 0",
+                 id="chunk-size"),
 ])
 def test_bad_batched_input_names_the_shapes(call, exc, match):
     f, j = _lsq()
