@@ -13,7 +13,7 @@ Physics-Informed Neural Networks" (NeurIPS 2024; code f-dangel/kfac-pinns-experi
 Interior points are uniform in Ω; a boundary point is uniform in Ω with one coordinate (chosen
 uniformly) set to 0 or 1 (as ``square_boundary`` in the authors' code).  The network is
 d → 64 → 1 with tanh (257 parameters for d = 2, 449 for d = 5), PyTorch's default
-initialisation under seed 1, float64; the points come from seed 0.
+initialisation under seed 1, float64; the points come from seed 0 (``--seed k``: k + 1 and k).
 
 The forward model is the vector of scaled residuals
 
@@ -230,11 +230,12 @@ def train(pinn: PoissonPINN, step: Callable[[], None], budget: float, resample: 
                 time=elapsed)
 
 
-def run(method: str, setting: dict, d: int, budget: float) -> dict:
-    """Train a fresh network with one method and setting for ``budget`` seconds."""
+def run(method: str, setting: dict, d: int, budget: float, seed: int = 0) -> dict:
+    """Train a fresh network with one method and setting for ``budget`` seconds (``seed``:
+    the network's initialisation under ``seed + 1``, the points under ``seed``)."""
     cfg = PROBLEMS[d]
-    net = make_net(d)
-    pinn = PoissonPINN(net, d, cfg["n_interior"], cfg["n_boundary"])
+    net = make_net(d, seed=seed + 1)
+    pinn = PoissonPINN(net, d, cfg["n_interior"], cfg["n_boundary"], seed=seed)
     if method.startswith("gn"):
         opt = GaussNewton(net.parameters(), **setting)
 
@@ -276,17 +277,18 @@ def run(method: str, setting: dict, d: int, budget: float) -> dict:
     return out
 
 
-def tuned(method: str, grid: list[dict], d: int, budget: float, fraction: float) -> tuple:
+def tuned(method: str, grid: list[dict], d: int, budget: float, fraction: float,
+          seed: int = 0) -> tuple:
     """Run every setting for ``fraction·budget``, then the best for ``budget``."""
     trials = []
     for setting in grid:
-        r = run(method, setting, d, fraction * budget)
+        r = run(method, setting, d, fraction * budget, seed)
         rel = r["rel"] if math.isfinite(r["rel"]) else math.inf
         print(f"  tune {method} {setting}: rel. L2 {rel:.2e} after {r['steps']} iterations",
               flush=True)
         trials.append((rel, setting))
     best = min(trials, key=lambda t: t[0])[1]
-    return best, run(method, best, d, budget), trials
+    return best, run(method, best, d, budget, seed), trials
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -306,7 +308,8 @@ def write_table(path: Path, results: dict, args, tuning: dict) -> None:
     lines = [f"# Poisson {args.dim}-D PINN ({n_params} parameters, {cfg['n_interior']} interior"
              f" + {cfg['n_boundary']} boundary points"
              f"{', resampled every step' if cfg['resample'] else ''}), float64, "
-             f"{torch.get_num_threads()} thread(s), {args.budget:g} s per method",
+             f"{torch.get_num_threads()} thread(s), {args.budget:g} s per method"
+             f"{f', seed {args.seed}' if args.seed else ''}",
              "", "| method | setting | budget (s) | iterations | rel. L2 | abs. L2 |",
              "|---|---|---:|---:|---:|---:|"]
     for m, (setting, r) in results.items():
@@ -360,6 +363,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--momentum", type=float, default=GN_SETTINGS["gn-spring"]["momentum"],
                     help="gn-spring's momentum μ")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the points' seed (the network's is one more); other than 0 writes "
+                         "*_seedK.*")
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -373,16 +379,17 @@ def main(argv: list[str] | None = None) -> dict:
         if m in GN_SETTINGS:
             setting = {**GN_SETTINGS[m], "truncation": args.truncation} if m != "gn-spring" \
                 else {**GN_SETTINGS[m], "damping": args.damping, "momentum": args.momentum}
-            r = run(m, setting, args.dim, args.budget)
+            r = run(m, setting, args.dim, args.budget, args.seed)
         else:
             grid = ADAM_GRID if m == "adam" else LBFGS_GRID
-            setting, r, tuning[m] = tuned(m, grid, args.dim, args.budget, args.tune_fraction)
+            setting, r, tuning[m] = tuned(m, grid, args.dim, args.budget, args.tune_fraction,
+                                          args.seed)
         results[m] = (setting, r)
         print(f"  {describe(setting)}: rel. L2 {r['rel']:.2e} (abs. {r['abs']:.2e}) after "
               f"{r['steps']} iterations in {r['time']:.1f} s", flush=True)
     OUT.mkdir(exist_ok=True)
     stem = ("poisson_pinn" if args.dim == 2 else f"poisson_pinn_{args.dim}d") + \
-        ("_quick" if args.quick else "")
+        ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "")
     write_table(OUT / f"{stem}.md", results, args, tuning)
     if not args.no_plot:
         plot(OUT / f"{stem}.png", results, args)
