@@ -692,9 +692,13 @@ class _BatchRun:
         self.f = self.f0 = f0 if rows.size == X.shape[0] else xp.take(f0, idx, axis=0)
         self.tracks_best = self.name != "lm"
         self.Xbest, self.fbest, self.Vbest = self.X, self.f, self.V
-        stop = None
         try:
             self.init_method()
+        except KeyboardInterrupt:  # before a first step: the block ends at X0 as unstarted
+            self._unstarted(rows, X, f0, V0, Status.INTERRUPTED)
+            return Status.INTERRUPTED
+        stop = None
+        try:
             while self.rows.size:
                 self.finish_rows()
                 if not self.rows.size:

@@ -442,6 +442,41 @@ def test_stop_iteration_ends_the_chunks_not_started():
     assert np.isnan(res.jac[2:]).all() and np.isfinite(res.jac[:2]).all()
 
 
+def test_ctrl_c_returns_the_batch_as_it_stands():
+    """KeyboardInterrupt in a step of the first chunk: its rows end where they stand (status
+    98), the chunks not started at X0; in the Jacobian at the start of the second chunk (GN
+    linearises before its first step): the first chunk's results stand."""
+    Y = _data(5, 5)
+    fun, jac = _model(np, "numpy", "float64")
+    X0 = np.tile([1.0, 0.3], (5, 1))
+    calls = []
+
+    def second_call_stops(X, Yr):
+        calls.append(X.shape[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return jac(X, Yr)
+
+    res = nk.minimize(fun, X0, method="lm", jac=second_call_stops, args=(Y,), batch=True,
+                      options={"chunk_size": 2})
+    assert (res.status == 98).all()
+    assert (res.nit[:2] == 1).all() and (res.nit[2:] == 0).all()
+    np.testing.assert_array_equal(res.x[2:], X0[2:])
+    assert np.isnan(res.jac[2:]).all()
+
+    def second_chunk_stops(X, Yr):
+        if np.array_equal(Yr[0], Y[2]):
+            raise KeyboardInterrupt
+        return jac(X, Yr)
+
+    alone = nk.minimize(fun, X0[:2], method="gn", jac=jac, args=(Y[:2],), batch=True)
+    res = nk.minimize(fun, X0, method="gn", jac=second_chunk_stops, args=(Y,), batch=True,
+                      options={"chunk_size": 2})
+    assert res.success[:2].all() and (res.status[2:] == 98).all()
+    np.testing.assert_array_equal(res.x[:2], alone.x)
+    np.testing.assert_array_equal(res.x[2:], X0[2:])
+
+
 # -- derivatives ---------------------------------------------------------------------------------
 
 
