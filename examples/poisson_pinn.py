@@ -37,9 +37,8 @@ between are not timed):
 - ``gn-spring``: the same with SPRING's momentum (Goldshlager, Abrahamsen & Lin 2024;
   ``GaussNewton(momentum=0.9)``): the direction minimises ``‖J d − y‖² + λ‖d − μ d₋‖²`` for
   the previous direction ``d₋``, with the damping λ = 1e-10 (``--damping``, ``--momentum``) in
-  place of the truncation, backtracking, and the step scale lr = 1/(1 + k/1000) after k steps
-  (``--lr-decay``; ``torch.optim.lr_scheduler.LambdaLR``), which lowers the noise of the fresh
-  points late in training;
+  place of the truncation, and backtracking; ``--lr-decay K`` scales the step by
+  1/(1 + k/K) after k steps (``torch.optim.lr_scheduler.LambdaLR``; default 0, constant);
 - Adam, learning rate tuned over {5e-4, 1.7e-3, 5e-3};
 - ``torch.optim.LBFGS`` (history 150, 20 iterations per step, tolerances 0 so that it never
   stops early), tuned over lr ∈ {0.1, 0.5} without line search and lr = 1 with the strong-Wolfe
@@ -83,7 +82,7 @@ LBFGS_GRID = [dict(lr=0.1, line_search_fn=None), dict(lr=0.5, line_search_fn=Non
 GN_SETTINGS = {"gn": dict(lr=1.0, truncation=1e-10, line_search="grid"),
                "gn-bt": dict(lr=1.0, truncation=1e-10, line_search="backtracking"),
                "gn-spring": dict(lr=1.0, damping=1e-10, momentum=0.9,
-                                 line_search="backtracking", lr_decay=1000)}
+                                 line_search="backtracking")}
 
 
 # -- the problem ------------------------------------------------------------------------------
@@ -371,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="gn-spring's damping λ")
     ap.add_argument("--momentum", type=float, default=GN_SETTINGS["gn-spring"]["momentum"],
                     help="gn-spring's momentum μ")
-    ap.add_argument("--lr-decay", type=int, default=GN_SETTINGS["gn-spring"]["lr_decay"],
+    ap.add_argument("--lr-decay", type=int, default=0,
                     help="gn-spring's lr/(1 + k/K) after k steps: K (0: constant)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--seed", type=int, default=0,
@@ -390,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
         if m in GN_SETTINGS:
             setting = {**GN_SETTINGS[m], "truncation": args.truncation} if m != "gn-spring" \
                 else {**GN_SETTINGS[m], "damping": args.damping, "momentum": args.momentum,
-                      "lr_decay": args.lr_decay}
+                      **({"lr_decay": args.lr_decay} if args.lr_decay else {})}
             r = run(m, setting, args.dim, args.budget, args.seed)
         else:
             grid = ADAM_GRID if m == "adam" else LBFGS_GRID
