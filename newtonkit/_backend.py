@@ -24,6 +24,7 @@ __all__ = [
     "backend_name",
     "device",
     "check_real_float",
+    "itemsize",
     "cholesky",
     "solve_triangular",
     "cho_solve",
@@ -94,6 +95,12 @@ def _linalg(xp: Any, fn: str, what: str) -> Any:
     if f is None:
         raise _unsupported(xp, what)
     return f
+
+
+def itemsize(dtype: Any) -> int:
+    """Bytes per entry of a float32 (4) or float64 (8) dtype of any namespace (for the memory
+    estimates that choose routes and chunks)."""
+    return 4 if "32" in str(dtype) else 8
 
 
 def check_real_float(xp: Any, x: Any, name: str) -> None:

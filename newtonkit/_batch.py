@@ -676,7 +676,7 @@ class _BatchRun:
         size = self.o["chunk_size"]
         if size is None:
             width = n if self.ev.kind == "objective" else V0.shape[1]
-            per_row = width * n * (4 if X.dtype == self.xp.float32 else 8)
+            per_row = width * n * B.itemsize(X.dtype)
             size = max(1, CHUNK_BYTES // per_row) if _on_cpu(X) else Bn
         return [np.arange(k, min(k + size, Bn)) for k in range(0, Bn, size)]
 
@@ -684,12 +684,14 @@ class _BatchRun:
                      bar: Any) -> Status | None:
         """Iterate the rows ``rows`` (global indices) until each has a status; returns
         ``Status.CALLBACK`` or ``Status.INTERRUPTED`` when the run was stopped."""
-        xp = self.xp
         idx = self._idx(rows)
+
+        def mine(a: Any) -> Any:  # the rows of this block (all of them: ``a`` itself)
+            return a if rows.size == X.shape[0] else self.xp.take(a, idx, axis=0)
+
         self.rows = rows
-        self.X = X if rows.size == X.shape[0] else xp.take(X, idx, axis=0)
-        self.V = V0 if rows.size == X.shape[0] else xp.take(V0, idx, axis=0)
-        self.f = self.f0 = f0 if rows.size == X.shape[0] else xp.take(f0, idx, axis=0)
+        self.X, self.V = mine(X), mine(V0)
+        self.f = self.f0 = mine(f0)
         self.tracks_best = self.name != "lm"
         self.Xbest, self.fbest, self.Vbest = self.X, self.f, self.V
         try:

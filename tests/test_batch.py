@@ -421,6 +421,18 @@ def test_automatic_chunks_bound_the_rows_of_a_jacobian(monkeypatch):
     assert res.success.all() and max(seen) == 3
 
 
+def test_only_host_arrays_are_chunked():
+    """Blocks are for the CPU's caches: a torch tensor on another device (here ``meta``, which
+    needs no GPU) is not on the host, so its rows form one block."""
+    torch = pytest.importorskip("torch")
+    from newtonkit._batch import _on_cpu
+
+    assert _on_cpu(np.zeros(2)) and _on_cpu(torch.zeros(2))
+    assert not _on_cpu(torch.zeros(2, device="meta"))
+    assert B.itemsize(np.float32) == B.itemsize(torch.float32) == 4
+    assert B.itemsize(np.dtype("float64")) == B.itemsize(torch.float64) == 8
+
+
 def test_stop_iteration_ends_the_chunks_not_started():
     """StopIteration in the first chunk stops all: its rows where they stand, the others at X0
     with no iteration and a NaN gradient (never computed)."""

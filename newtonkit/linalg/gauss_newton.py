@@ -150,8 +150,9 @@ def gauss_newton_step(
     auto = method == "auto" and route == "auto"
     if auto:
         gram_ok = is_dense and m >= n and _gram_resolves(xp, J, mu, diag)
-        method = choose_method(m, n, _itemsize(J), dense=is_dense, memory_budget=memory_budget,
-                               scaled=diag is not None and mu > 0, gram_ok=gram_ok)
+        method = choose_method(m, n, B.itemsize(J.dtype), dense=is_dense,
+                               memory_budget=memory_budget, scaled=diag is not None and mu > 0,
+                               gram_ok=gram_ok)
     elif method == "auto":
         method = {"normal": "qr", "kernel": "kernel",
                   "matrix-free": "kernel-cg" if m < n else "cgls"}[route]
@@ -201,10 +202,6 @@ def gauss_newton_step(
         if d is not None:
             return d, GaussNewtonInfo("qr", mu)
     return _lstsq(xp, Jd, r, mu, diag), GaussNewtonInfo("lstsq", mu)
-
-
-def _itemsize(J: Any) -> int:
-    return 4 if "32" in str(J.dtype) else 8
 
 
 def _gram_resolves(xp, J, mu, diag):

@@ -189,12 +189,12 @@ def choose_route(m: int, n: int, dtype: Any, is_dense: bool, truncation: float,
         if _dense_memory(route, m, n, dtype, is_dense) <= budget:
             return route
     # the first sketch holds (m + n)·RANK_START entries at least
-    check_fits((m + n) * RANK_START * (4 if "32" in str(dtype) else 8), memory_budget)
+    check_fits((m + n) * RANK_START * B.itemsize(dtype), memory_budget)
     return "matrix-free"
 
 
 def _dense_memory(route: str, m: int, n: int, dtype: Any, is_dense: bool) -> int:
-    b = 4 if "32" in str(dtype) else 8
+    b = B.itemsize(dtype)
     k = min(m, n)
     extra = 0 if is_dense else m * n * b
     if route == "gram":
