@@ -39,6 +39,9 @@ between are not timed):
   the previous direction ``d₋``, with the damping λ = 1e-10 (``--damping``, ``--momentum``) in
   place of the truncation, and backtracking; ``--lr-decay K`` scales the step by
   1/(1 + k/K) after k steps (``torch.optim.lr_scheduler.LambdaLR``; default 0, constant);
+- ``gn-ema``: ENGD as in the authors' best 5-D run: the Gramian averaged over steps
+  (``GaussNewton(gram_ema=0.6)``, ``--gram-ema``; bias-corrected, ``docs/torch.md``) with the
+  damping 1e-11, and backtracking;
 - Adam, learning rate tuned over {5e-4, 1.7e-3, 5e-3};
 - ``torch.optim.LBFGS`` (history 150, 20 iterations per step, tolerances 0 so that it never
   stops early), tuned over lr ∈ {0.1, 0.5} without line search and lr = 1 with the strong-Wolfe
@@ -51,11 +54,12 @@ reports ``√mean (u_θ − u*)²`` (the table's "abs. L2"; ‖u*‖_{L²(Ω)} =
 
 Writes ``examples/output/poisson_pinn.png`` (relative L2 error against time) and
 ``examples/output/poisson_pinn.md`` (``poisson_pinn_5d.*`` for ``--dim 5``, ``*_quick.*`` with
-``--quick``).
+``--quick``, ``*_seedK.*`` with ``--seed K``, ``*_Nthreads.*`` with ``--threads N``).
 
 Run: ``python examples/poisson_pinn.py --quick`` (10 s per method, without the grid line
-search and SPRING; under a minute) or ``--budget 1000``; ``--dim 5 --truncation 1e-6`` for the 5-D
-problem (with the default truncation 1e-10 Gauss-Newton does not leave its first phase there
+search, SPRING and gn-ema; under a minute) or ``--budget 1000``; ``--dim 5 --methods gn-ema
+--budget 1000`` for the 5-D problem; ``--dim 5 --truncation 1e-6`` for the truncated steps
+there (with the default truncation 1e-10 Gauss-Newton does not leave its first phase there
 within 120 s: the pseudo-inverse step on each new sample of points is too long).
 """
 
@@ -82,7 +86,8 @@ LBFGS_GRID = [dict(lr=0.1, line_search_fn=None), dict(lr=0.5, line_search_fn=Non
 GN_SETTINGS = {"gn": dict(lr=1.0, truncation=1e-10, line_search="grid"),
                "gn-bt": dict(lr=1.0, truncation=1e-10, line_search="backtracking"),
                "gn-spring": dict(lr=1.0, damping=1e-10, momentum=0.9,
-                                 line_search="backtracking")}
+                                 line_search="backtracking"),
+               "gn-ema": dict(lr=1.0, damping=1e-11, gram_ema=0.6, line_search="backtracking")}
 
 
 # -- the problem ------------------------------------------------------------------------------
@@ -303,6 +308,7 @@ def tuned(method: str, grid: list[dict], d: int, budget: float, fraction: float,
 NAMES = {"gn": "newtonkit GaussNewton, grid line search",
          "gn-bt": "newtonkit GaussNewton, backtracking",
          "gn-spring": "newtonkit GaussNewton, SPRING momentum, backtracking",
+         "gn-ema": "newtonkit GaussNewton, averaged Gramian (ENGD), backtracking",
          "adam": "Adam", "lbfgs": "L-BFGS"}
 
 
@@ -370,9 +376,12 @@ def main(argv: list[str] | None = None) -> dict:
                     help="gn-spring's damping λ")
     ap.add_argument("--momentum", type=float, default=GN_SETTINGS["gn-spring"]["momentum"],
                     help="gn-spring's momentum μ")
+    ap.add_argument("--gram-ema", type=float, default=GN_SETTINGS["gn-ema"]["gram_ema"],
+                    help="gn-ema's moving-average factor β of the Gramian")
     ap.add_argument("--lr-decay", type=int, default=0,
                     help="gn-spring's lr/(1 + k/K) after k steps: K (0: constant)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; other than 1 writes *_Nthreads.*")
     ap.add_argument("--seed", type=int, default=0,
                     help="the points' seed (the network's is one more); other than 0 writes "
                          "*_seedK.*")
@@ -381,15 +390,20 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.budget, args.tune_fraction = 10.0, 0.15
     if args.methods is None:
-        args.methods = [m for m in NAMES if not (args.quick and m in ("gn", "gn-spring"))]
+        args.methods = [m for m in NAMES
+                        if not (args.quick and m in ("gn", "gn-spring", "gn-ema"))]
     torch.set_num_threads(args.threads)
     results, tuning = {}, {}
     for m in args.methods:
         print(f"{NAMES[m]}:", flush=True)
         if m in GN_SETTINGS:
-            setting = {**GN_SETTINGS[m], "truncation": args.truncation} if m != "gn-spring" \
-                else {**GN_SETTINGS[m], "damping": args.damping, "momentum": args.momentum,
-                      **({"lr_decay": args.lr_decay} if args.lr_decay else {})}
+            if m == "gn-spring":
+                setting = {**GN_SETTINGS[m], "damping": args.damping, "momentum": args.momentum,
+                           **({"lr_decay": args.lr_decay} if args.lr_decay else {})}
+            elif m == "gn-ema":
+                setting = {**GN_SETTINGS[m], "gram_ema": args.gram_ema}
+            else:
+                setting = {**GN_SETTINGS[m], "truncation": args.truncation}
             r = run(m, setting, args.dim, args.budget, args.seed)
         else:
             grid = ADAM_GRID if m == "adam" else LBFGS_GRID
@@ -400,7 +414,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['steps']} iterations in {r['time']:.1f} s", flush=True)
     OUT.mkdir(exist_ok=True)
     stem = ("poisson_pinn" if args.dim == 2 else f"poisson_pinn_{args.dim}d") + \
-        ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "")
+        ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "") + \
+        (f"_{args.threads}threads" if args.threads != 1 else "")
     write_table(OUT / f"{stem}.md", results, args, tuning)
     if not args.no_plot:
         plot(OUT / f"{stem}.png", results, args)

@@ -74,6 +74,23 @@ not taken: the line search found no lower loss, or the direction was not finite.
 ``μ = 0`` nothing is stored and the step is the plain one, bit for bit.  Momentum and
 ``adaptive=True`` do not combine (``ValueError``).
 
+Averaged Gramian (ENGD)
+-----------------------
+``GaussNewton(gram_ema=β)`` (a per-group setting, ``0 ≤ β < 1``, default 0: off) keeps an
+exponential moving average of the Gramian over steps, as energy natural gradient descent does
+for PINNs whose points are drawn anew every step (Müller & Zeinhofer 2023; Dangel, Müller &
+Zeinhofer 2024): ``G_k = β G_{k−1} + (1 − β) J_kᵀJ_k`` from ``G_0 = 0``, and the direction
+``d = (Ĝ_k + λI)⁺ J_kᵀ g`` with the bias-corrected ``Ĝ_k = G_k / (1 − β^k)`` (so the first
+step is the plain damped step).  ``G`` is ``P × P`` (the ``"normal"`` route's Gram, stored as
+``opt.state[p]["gram"]`` of the solve's first parameter ``p``, with ``"gram_steps"`` = k;
+``state_dict`` carries both); it restarts when the number of trainable columns changes.  The
+solve is the eigendecomposition of ``Ĝ + λI``: eigenvalues at or below ``P·ε`` times the largest
+are the eigensolver's rounding and are dropped (LAPACK ``gelsd``'s default cutoff, the
+pseudo-inverse ENGD takes), and with ``λ = 0`` also the singular values ``√eigenvalue`` at or
+below the ``truncation``.  ``route`` must be ``"auto"`` or ``"normal"``; ``gram_ema`` does not
+combine with ``momentum`` or ``adaptive=True`` (``ValueError``).  ``last_info["solves"]``
+holds a :class:`AveragedGramInfo`.
+
 Frozen parameters, batch norm, autograd, state_dict
 ---------------------------------------------------
 - Only parameters with ``requires_grad=True`` at the time of the step are trained, as in
@@ -116,6 +133,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -128,7 +146,7 @@ from newtonkit.linalg import gauss_newton_step, half_inverse, truncated_svd
 from .autograd import unit_rows
 from .jacobians import Physics, batched_outputs, chained_jacobian, per_sample_jacobian
 
-__all__ = ["HIG", "GaussNewton", "JacobianOptimizer"]
+__all__ = ["HIG", "AveragedGramInfo", "GaussNewton", "JacobianOptimizer"]
 
 Closure = Callable[[], tuple]
 GN_ROUTES = ("auto", "svd", "kernel", "normal", "matrix-free")
@@ -278,7 +296,7 @@ class JacobianOptimizer(torch.optim.Optimizer):
         Raises ``ValueError`` for another optimizer's state_dict (say ``GaussNewton``'s into
         ``HIG``, or ``torch.optim.Adam``'s), before anything is loaded.
         """
-        optional = {"bounds", "route", "momentum"}  # older state_dicts may lack them
+        optional = {"bounds", "route", "momentum", "gram_ema"}  # older ones may lack them
         mine = sorted(set(self.defaults) - optional)
         for saved in state_dict["param_groups"]:
             theirs = sorted(set(saved) - {"params", "param_names"} - optional)
@@ -295,8 +313,9 @@ class JacobianOptimizer(torch.optim.Optimizer):
             group.setdefault("bounds", None)
             if "route" in self.defaults:
                 group.setdefault("route", "auto")
-            if "momentum" in self.defaults:
-                group.setdefault("momentum", 0.0)
+            for name in ("momentum", "gram_ema"):
+                if name in self.defaults:
+                    group.setdefault(name, 0.0)
 
     # -- box bounds ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -563,6 +582,52 @@ def _checked_momentum(momentum: Any) -> float:
     return mu
 
 
+def _checked_fraction(value: Any, name: str) -> float:
+    """``value`` as a float in ``[0, 1)``."""
+    v = C.real(float(value) if isinstance(value, torch.Tensor) else value, name, low=0.0)
+    if v >= 1.0:
+        raise ValueError(f"{name} must be < 1, got {v:g}")
+    return v
+
+
+@dataclass(frozen=True)
+class AveragedGramInfo:
+    """What a ``GaussNewton(gram_ema=β)`` solve did (module docstring, Averaged Gramian).
+
+    Attributes
+    ----------
+    rank : int
+        Eigenvalues of ``Ĝ + μI`` kept.
+    steps : int
+        ``k``: the Jacobians averaged so far, this one included.
+    eigenvalue_max : float
+        The largest eigenvalue of ``Ĝ`` (``σ_max²`` of a single ``J``).
+    route : str
+        ``"gram-ema"``.
+    """
+
+    rank: int
+    steps: int
+    eigenvalue_max: float
+    route: str = "gram-ema"
+
+
+def _pseudo_solve(G: torch.Tensor, b: torch.Tensor, damping: float, truncation: float,
+                  relative: bool) -> tuple[torch.Tensor, int, float]:
+    """``((G + μI)⁺ b, rank, λ_max(G))`` for a symmetric positive semi-definite ``G``, by its
+    eigendecomposition ``G = QΛQᵀ``: eigenvalues ``λ + μ ≤ n·ε·(λ_max + μ)`` are rounding (the
+    eigensolver's backward error is ``O(ε‖G‖)``) and dropped, and for ``μ = 0`` also those with
+    ``√λ`` at or below the ``truncation`` (relative to ``√λ_max``, or absolute)."""
+    lam, Q = torch.linalg.eigh(G)  # ascending
+    lam_max = float(lam[-1]) if lam.numel() else 0.0
+    cut = G.shape[0] * torch.finfo(G.dtype).eps * (lam_max + damping)
+    if damping == 0.0:
+        cut = max(cut, (truncation * math.sqrt(max(lam_max, 0.0)) if relative else truncation) ** 2)
+    keep = lam + damping > cut
+    Qk = Q[:, keep]
+    return Qk @ ((Qk.T @ b) / (lam[keep] + damping)), int(keep.sum()), lam_max
+
+
 def _loss_closure(closure: Closure, loss_closure: Callable[[], torch.Tensor] | None
                   ) -> Callable[[], torch.Tensor]:
     if loss_closure is not None:
@@ -673,6 +738,12 @@ class GaussNewton(JacobianOptimizer):
     is how SPRING accumulates information over resampled batches.  The step is ``θ ← θ − lr·d``
     (``− η·lr·d`` with a line search); ``d`` is stored as ``d₋`` (module docstring, Momentum).
 
+    With ``gram_ema = β > 0`` (ENGD's averaged Gramian; not with momentum or ``adaptive=True``)
+    the first two forms use the bias-corrected moving average ``Ĝ_k`` of ``J_iᵀJ_i`` over the
+    steps ``i ≤ k`` in place of ``JᵀJ``: ``d = (Ĝ_k + μI)⁺ Jᵀg`` (module docstring, Averaged
+    Gramian).  With points drawn anew every step it carries the curvature of earlier samples
+    the way momentum carries their directions.
+
     Parameters
     ----------
     params : iterable
@@ -711,6 +782,9 @@ class GaussNewton(JacobianOptimizer):
         The factors ``η > 0`` the line search tries (default ``2⁻ᵏ``, ``k = 0 … 30``).
     momentum : float
         SPRING's ``μ`` in ``[0, 1)`` (default 0: none); a per-group setting.
+    gram_ema : float
+        ``β`` in ``[0, 1)`` of the Gramian's moving average (default 0: none; ENGD's
+        ``ema_factor``); a per-group setting.
 
     Notes
     -----
@@ -724,7 +798,8 @@ class GaussNewton(JacobianOptimizer):
                  damping_factor: float = 3.0, max_trials: int = 10, relative: bool = True,
                  route: str = "auto", jacobian_chunk_size: int | None = None,
                  memory_budget: float | None = None, line_search: str | None = None,
-                 step_sizes: Iterable[float] | None = None, momentum: float = 0.0) -> None:
+                 step_sizes: Iterable[float] | None = None, momentum: float = 0.0,
+                 gram_ema: float = 0.0) -> None:
         if adaptive and line_search is not None:
             raise ValueError("GaussNewton: adaptive=True (Marquardt's damping rule) and "
                              "line_search are two step rules; choose one")
@@ -738,27 +813,42 @@ class GaussNewton(JacobianOptimizer):
         defaults = dict(lr=lr, truncation=truncation, damping=damping, adaptive=bool(adaptive),
                         damping_factor=damping_factor, max_trials=max_trials,
                         relative=bool(relative),
-                        route=C.choice(route, "route", GN_ROUTES), momentum=momentum)
+                        route=C.choice(route, "route", GN_ROUTES), momentum=momentum,
+                        gram_ema=gram_ema)
         super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
                          step_sizes)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """``JacobianOptimizer.add_param_group``, checking the group's ``"momentum"``."""
-        mu = _checked_momentum(param_group.get("momentum", self.defaults["momentum"]))
-        if mu and param_group.get("adaptive", self.defaults["adaptive"]):
+        """``JacobianOptimizer.add_param_group``, checking the group's ``"momentum"`` and
+        ``"gram_ema"``."""
+        setting = {**self.defaults, **param_group}
+        mu = _checked_momentum(setting["momentum"])
+        beta = _checked_fraction(setting["gram_ema"], "gram_ema")
+        if mu and setting["adaptive"]:
             raise ValueError("GaussNewton: momentum (SPRING) and adaptive=True (Marquardt's "
                              "damping rule, which retries rejected steps) do not combine; use "
                              "momentum with a fixed damping and/or a line search")
-        super().add_param_group({**param_group, "momentum": mu})  # checked before it is added
+        if beta and (mu or setting["adaptive"]):
+            raise ValueError("GaussNewton: gram_ema (the averaged Gramian) combines with neither "
+                             "momentum nor adaptive=True; use it with a fixed damping and/or a "
+                             "line search")
+        if beta and setting["route"] not in ("auto", "normal"):
+            raise ValueError(f"GaussNewton: gram_ema averages the P × P Gramian JᵀJ (the "
+                             f"'normal' route); route={setting['route']!r} does not form it")
+        # checked before it is added
+        super().add_param_group({**param_group, "momentum": mu, "gram_ema": beta})
 
     def _solve_key(self, group):
         key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],
-               group.get("route", "auto"), group.get("momentum", 0.0))
+               group.get("route", "auto"), group.get("momentum", 0.0),
+               group.get("gram_ema", 0.0))
         if group["adaptive"]:
             key += (group["damping_factor"], group["max_trials"])
         return key
 
     def _direction(self, J, g, group):
+        if group.get("gram_ema", 0.0):
+            return self._averaged_direction(J, g, group)
         route = group.get("route", "auto")
         if group["damping"] > 0:
             kw = dict(method="lstsq") if route == "svd" else dict(route=route)
@@ -768,6 +858,24 @@ class GaussNewton(JacobianOptimizer):
         return half_inverse(J, g, exponent=-1.0, truncation=group["truncation"],
                             relative=group["relative"], route=route,
                             memory_budget=self.memory_budget)
+
+    def _averaged_direction(self, J, g, group):
+        """``d = (Ĝ_k + μI)⁺ Jᵀg`` with the bias-corrected moving average ``Ĝ_k`` of ``JᵀJ``
+        (module docstring, Averaged Gramian); the average is stored only when ``d`` is finite."""
+        beta, n = group["gram_ema"], J.shape[1]
+        state = self.state[self._trainable([group])[0]]
+        G, k = state.get("gram"), state.get("gram_steps", 0)
+        if G is None or G.shape != (n, n):  # the first step, or other trainable columns
+            G, k = torch.zeros(n, n, dtype=J.dtype, device=J.device), 0
+        G, k = beta * G.to(J.dtype) + (1.0 - beta) * (J.T @ J), k + 1
+        if not all_finite(torch, G):  # JᵀJ overflowed: no direction (step warns, θ unchanged)
+            return torch.full((n,), math.nan, dtype=J.dtype, device=J.device), \
+                AveragedGramInfo(rank=0, steps=k, eigenvalue_max=math.inf)
+        d, rank, lam_max = _pseudo_solve(G / (1.0 - beta ** k), J.T @ g, group["damping"],
+                                         group["truncation"], group["relative"])
+        if all_finite(torch, d):
+            state["gram"], state["gram_steps"] = G, k
+        return d, AveragedGramInfo(rank=rank, steps=k, eigenvalue_max=lam_max)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None,  # type: ignore[override]

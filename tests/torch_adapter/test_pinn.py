@@ -114,3 +114,24 @@ def test_gauss_newton_with_grid_line_search_lowers_the_loss_every_step():
             losses.append(float(pinn.loss()))
     assert all(b <= a for a, b in zip(losses, losses[1:], strict=False))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_averaged_gramian_on_points_drawn_anew_every_step():
+    # the 5-D setting: new points before every step; each step lowers the loss on its points
+    net, pinn = tiny(5, width=4)
+    opt = GaussNewton(net.parameters(), damping=1e-11, gram_ema=0.6, line_search="backtracking")
+
+    def closure():
+        y, J = pinn.residuals_and_jacobian()
+        y.requires_grad_(True)
+        return y, 0.5 * (y * y).sum(), J
+
+    for _ in range(6):
+        pinn.resample()
+        with torch.no_grad():
+            before = float(pinn.loss())
+        opt.step(closure, pinn.loss)
+        with torch.no_grad():
+            assert float(pinn.loss()) <= before
+    state = opt.state[next(net.parameters())]
+    assert state["gram_steps"] == 6 and state["route"] == "gram-ema"
