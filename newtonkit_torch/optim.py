@@ -88,8 +88,10 @@ solve is the eigendecomposition of ``Ĝ + λI``: eigenvalues at or below ``P·ε
 are the eigensolver's rounding and are dropped (LAPACK ``gelsd``'s default cutoff, the
 pseudo-inverse ENGD takes), and with ``λ = 0`` also the singular values ``√eigenvalue`` at or
 below the ``truncation``.  ``route`` must be ``"auto"`` or ``"normal"``; ``gram_ema`` does not
-combine with ``momentum`` or ``adaptive=True`` (``ValueError``).  ``last_info["solves"]``
-holds a :class:`AveragedGramInfo`.
+combine with ``momentum`` or ``adaptive=True`` (``ValueError``).  It needs about ``3P²``
+entries (the average, ``JᵀJ``, the eigenvectors): more than an explicit ``memory_budget`` is a
+``ValueError`` at the step, before anything changes.  ``last_info["solves"]`` holds a
+:class:`AveragedGramInfo`.
 
 Frozen parameters, batch norm, autograd, state_dict
 ---------------------------------------------------
@@ -573,15 +575,6 @@ class JacobianOptimizer(torch.optim.Optimizer):
                       "evaluations": evaluations}
 
 
-def _checked_momentum(momentum: Any) -> float:
-    """``momentum`` as a float in ``[0, 1)``."""
-    mu = C.real(float(momentum) if isinstance(momentum, torch.Tensor) else momentum,
-                "momentum", low=0.0)
-    if mu >= 1.0:
-        raise ValueError(f"momentum must be < 1, got {mu:g}")
-    return mu
-
-
 def _checked_fraction(value: Any, name: str) -> float:
     """``value`` as a float in ``[0, 1)``."""
     v = C.real(float(value) if isinstance(value, torch.Tensor) else value, name, low=0.0)
@@ -822,7 +815,7 @@ class GaussNewton(JacobianOptimizer):
         """``JacobianOptimizer.add_param_group``, checking the group's ``"momentum"`` and
         ``"gram_ema"``."""
         setting = {**self.defaults, **param_group}
-        mu = _checked_momentum(setting["momentum"])
+        mu = _checked_fraction(setting["momentum"], "momentum")
         beta = _checked_fraction(setting["gram_ema"], "gram_ema")
         if mu and setting["adaptive"]:
             raise ValueError("GaussNewton: momentum (SPRING) and adaptive=True (Marquardt's "
@@ -863,6 +856,11 @@ class GaussNewton(JacobianOptimizer):
         """``d = (Ĝ_k + μI)⁺ Jᵀg`` with the bias-corrected moving average ``Ĝ_k`` of ``JᵀJ``
         (module docstring, Averaged Gramian); the average is stored only when ``d`` is finite."""
         beta, n = group["gram_ema"], J.shape[1]
+        need = 3 * n * n * J.element_size()  # the average, JᵀJ and the eigenvectors
+        if self.memory_budget is not None and need > self.memory_budget:
+            raise ValueError(f"GaussNewton(gram_ema): the averaged Gramian of {n} parameters "
+                             f"needs about {need:,} bytes, more than memory_budget="
+                             f"{self.memory_budget:g}; the parameters are left unchanged")
         state = self.state[self._trainable([group])[0]]
         G, k = state.get("gram"), state.get("gram_steps", 0)
         if G is None or G.shape != (n, n):  # the first step, or other trainable columns

@@ -7,32 +7,11 @@ import math
 
 import pytest
 import torch
+from _linear_problems import N_PARAMS, linear_closure, random_jacobian
 
 from newtonkit_torch.optim import AveragedGramInfo, GaussNewton
 
 DTYPES = [torch.float32, torch.float64]
-N_PARAMS = 8
-
-
-def linear_closure(theta, J, t):
-    """``y = J θ − t``, ``L = ½‖y‖²``: ``g = y`` and the Jacobian ``J`` exactly."""
-    def closure():
-        y = (J @ theta - t).detach().requires_grad_(True)
-        return y, 0.5 * (y * y).sum(), J
-    closure.loss = lambda: 0.5 * ((J @ theta - t) ** 2).sum()
-    return closure
-
-
-def random_problem(rows, dtype, seed, rank=None):
-    gen = torch.Generator().manual_seed(seed)
-    if rank is None:
-        J = torch.randn(rows, N_PARAMS, generator=gen, dtype=torch.float64)
-    else:  # exactly rank-deficient
-        J = torch.randn(rows, rank, generator=gen, dtype=torch.float64) @ \
-            torch.randn(rank, N_PARAMS, generator=gen, dtype=torch.float64)
-    return J.to(dtype), torch.randn(rows, generator=gen, dtype=torch.float64).to(dtype)
-
-
 def steps(opt, theta, problems):
     """Take one step per ``(J, t)``; return ``(J, g, d)`` of each: ``g`` at the parameters
     before the step, ``d`` = θ_before − θ_after (lr = 1, no line search)."""
@@ -58,7 +37,7 @@ def test_direction_solves_the_averaged_system(dtype, rows):
     beta, lam = 0.6, 0.3
     theta = torch.linspace(-1, 1, N_PARAMS, dtype=dtype).requires_grad_(True)
     opt = GaussNewton([theta], damping=lam, gram_ema=beta)
-    taken = steps(opt, theta, [random_problem(rows, dtype, s) for s in (1, 2, 3)])
+    taken = steps(opt, theta, [random_jacobian(rows, dtype, s) for s in (1, 2, 3)])
     eye = torch.eye(N_PARAMS, dtype=torch.float64)
     grams = [J.double().T @ J.double() for J, _, _ in taken]
     eps = torch.finfo(dtype).eps
@@ -79,7 +58,7 @@ def test_direction_solves_the_averaged_system(dtype, rows):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_first_step_is_the_damped_gauss_newton_step(dtype):
     # Ĝ₁ = J₁ᵀJ₁ (bias-corrected): the step of GaussNewton(damping=λ) on the same J
-    J, t = random_problem(12, dtype, 4)
+    J, t = random_jacobian(12, dtype, 4)
     thetas = [torch.linspace(-1, 1, N_PARAMS, dtype=dtype).requires_grad_(True)
               for _ in range(2)]
     GaussNewton([thetas[0]], damping=0.1, gram_ema=0.9).step(linear_closure(thetas[0], J, t))
@@ -98,7 +77,7 @@ def test_rank_deficient_gram_is_pseudo_inverted(dtype, damping):
     # J of rank 4 < 8: without damping (truncation) or with a damping below the eigensolver's
     # rounding (the n ε λ_max cut), d = J⁺g and the rank is 4
     rank = 4
-    J, t = random_problem(12, dtype, 5, rank)
+    J, t = random_jacobian(12, dtype, 5, rank)
     theta = torch.linspace(-1, 1, N_PARAMS, dtype=dtype).requires_grad_(True)
     truncation = 1e-2 if dtype == torch.float32 else 1e-6
     opt = GaussNewton([theta], damping=damping, truncation=truncation, gram_ema=0.5)
@@ -113,7 +92,7 @@ def test_rank_deficient_gram_is_pseudo_inverted(dtype, damping):
 
 
 def test_state_dict_round_trip_and_older_state_dicts():
-    problems = [random_problem(12, torch.float64, s) for s in (1, 2, 3)]
+    problems = [random_jacobian(12, torch.float64, s) for s in (1, 2, 3)]
     thetas = [torch.linspace(-1, 1, N_PARAMS, dtype=torch.float64).requires_grad_(True)
               for _ in range(2)]
     a = GaussNewton([thetas[0]], damping=0.1, gram_ema=0.6)
@@ -157,7 +136,7 @@ def test_other_trainable_columns_restart_the_average():
 def test_an_overflowing_gram_leaves_parameters_and_average_unchanged():
     theta = torch.linspace(-1, 1, N_PARAMS, dtype=torch.float64).requires_grad_(True)
     opt = GaussNewton([theta], damping=0.1, gram_ema=0.6)
-    J, t = random_problem(12, torch.float64, 1)
+    J, t = random_jacobian(12, torch.float64, 1)
     opt.step(linear_closure(theta, J, t))
     saved = opt.state[theta]["gram"].clone()
     before = theta.detach().clone()
@@ -171,11 +150,25 @@ def test_with_a_line_search_the_loss_decreases():
     theta = torch.linspace(-1, 1, N_PARAMS, dtype=torch.float64).requires_grad_(True)
     opt = GaussNewton([theta], damping=1e-8, gram_ema=0.6, line_search="backtracking")
     for seed in range(4):
-        J, t = random_problem(12, torch.float64, seed)
+        J, t = random_jacobian(12, torch.float64, seed)
         closure = linear_closure(theta, J, t)
         before = float(closure.loss().detach())
         opt.step(closure)
         assert opt.last_info["line_search"]["loss"] <= before
+
+
+def test_a_memory_budget_below_the_average_is_a_value_error():
+    # 3 P² float64 entries (the average, JᵀJ, the eigenvectors): 1,536 bytes for P = 8
+    theta = torch.linspace(-1, 1, N_PARAMS, dtype=torch.float64).requires_grad_(True)
+    J, t = random_jacobian(12, torch.float64, 1)
+    before = theta.detach().clone()
+    opt = GaussNewton([theta], damping=0.1, gram_ema=0.6, memory_budget=1535)
+    with pytest.raises(ValueError, match="1,536 bytes"):
+        opt.step(linear_closure(theta, J, t))
+    assert torch.equal(theta, before) and "gram" not in opt.state[theta]
+    GaussNewton([theta], damping=0.1, gram_ema=0.6, memory_budget=1536).step(
+        linear_closure(theta, J, t))
+    assert not torch.equal(theta, before)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, math.nan, math.inf])

@@ -7,34 +7,13 @@ import math
 
 import pytest
 import torch
+from _linear_problems import N_PARAMS, linear_closure, random_jacobian
 
 from newtonkit.linalg import half_inverse
 from newtonkit_torch.optim import GaussNewton
 
 DTYPES = [torch.float32, torch.float64]
 ROUTES = ["svd", "kernel", "normal", "matrix-free"]
-N_PARAMS = 8
-
-
-def linear_closure(theta, J, t):
-    """``y = J θ − t``, ``L = ½‖y‖²``: ``g = y`` and the Jacobian ``J`` exactly."""
-    def closure():
-        y = (J @ theta - t).detach().requires_grad_(True)
-        return y, 0.5 * (y * y).sum(), J
-    closure.loss = lambda: 0.5 * ((J @ theta - t) ** 2).sum()
-    return closure
-
-
-def random_jacobian(rows, dtype, seed, rank=None):
-    gen = torch.Generator().manual_seed(seed)
-    if rank is None:
-        J = torch.randn(rows, N_PARAMS, generator=gen, dtype=torch.float64)
-    else:  # exactly rank-deficient: a null space of dimension N_PARAMS - rank
-        J = torch.randn(rows, rank, generator=gen, dtype=torch.float64) @ \
-            torch.randn(rank, N_PARAMS, generator=gen, dtype=torch.float64)
-    return J.to(dtype), torch.randn(rows, generator=gen, dtype=torch.float64).to(dtype)
-
-
 def two_steps(opt, theta, dtype, rows, rank=None):
     """Two steps on two different linear problems (a resampled batch); returns
     ``(J, g, d₋, d)`` of the second: ``g`` at the parameters before it, ``d₋`` after the first."""
