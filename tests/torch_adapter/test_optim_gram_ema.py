@@ -52,6 +52,10 @@ def test_direction_solves_the_averaged_system(dtype, rows):
                           atol=10 * eps * float(torch.linalg.matrix_norm(G, 2)))
     info = opt.last_info["solves"][0]
     assert isinstance(info, AveragedGramInfo) and info.steps == 3 and info.rank == N_PARAMS
+    # λ_max(Ĝ₃) within the eigensolver's and the average's rounding, c n ε ‖Ĝ₃‖, c = 10
+    G_hat = G / (1 - beta ** 3)
+    lam_max = float(torch.linalg.eigvalsh(G_hat)[-1])
+    assert abs(info.eigenvalue_max - lam_max) <= 10 * N_PARAMS * eps * lam_max
     assert opt.state[theta]["route"] == "gram-ema"
 
 
@@ -133,7 +137,10 @@ def test_other_trainable_columns_restart_the_average():
     assert opt.state[a]["gram_steps"] == 1 and opt.state[a]["gram"].shape == (3, 3)
 
 
-def test_an_overflowing_gram_leaves_parameters_and_average_unchanged():
+@pytest.mark.parametrize("J_scale, t_scale", [(1e200, 1.0), (1e150, 1e160)])
+def test_an_overflowing_step_leaves_parameters_and_average_unchanged(J_scale, t_scale):
+    # 1e200: JᵀJ overflows to inf (no eigendecomposition); 1e150 with t ~ 1e160: JᵀJ ~ 1e301 is
+    # finite, Jᵀg ~ 1e311 is not, so the direction is not finite and the average not stored
     theta = torch.linspace(-1, 1, N_PARAMS, dtype=torch.float64).requires_grad_(True)
     opt = GaussNewton([theta], damping=0.1, gram_ema=0.6)
     J, t = random_jacobian(12, torch.float64, 1)
@@ -141,7 +148,7 @@ def test_an_overflowing_gram_leaves_parameters_and_average_unchanged():
     saved = opt.state[theta]["gram"].clone()
     before = theta.detach().clone()
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        opt.step(linear_closure(theta, 1e200 * J, t))  # JᵀJ overflows to inf
+        opt.step(linear_closure(theta, J_scale * J, t_scale * t))
     assert torch.equal(theta, before)
     assert torch.equal(opt.state[theta]["gram"], saved) and opt.state[theta]["gram_steps"] == 1
 
