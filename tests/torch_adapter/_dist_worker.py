@@ -142,8 +142,15 @@ def main() -> None:
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
         torch.save(out, f"{outdir}/rank{rank}.pt")
-        if scenario != "die":  # (a dead rank would leave the others waiting here)
-            dist.barrier()  # no rank tears the group down while another still uses it
+        if scenario == "die":
+            # The group lost a member: tearing it down (destroy_process_group, or the
+            # interpreter's exit running gloo's destructors) can end in std::terminate
+            # ("terminate called without an active exception", SIGABRT) depending on the
+            # timing of gloo's threads, so a survivor ends without it, as docs/distributed.md
+            # tells users to.
+            print("result saved; exiting without tearing down the broken group", flush=True)
+            os._exit(0)
+        dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 
