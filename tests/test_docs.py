@@ -107,10 +107,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Appended to an SPMD block: end without the interpreter's teardown, which with torch 2.13 and
+#: gloo sometimes aborts after the script has run (docs/distributed.md, "Exit").
+_SPMD_EXIT = "import os, sys\nsys.stdout.flush()\nos._exit(0)\n"
+
+
 def _run_ranks(block: Block, n: int, tmp_path: Path) -> None:
     """Run ``block`` as an SPMD script in ``n`` processes, as torchrun would start it."""
     script = tmp_path / f"block_{block.line}.py"
-    script.write_text(block.code + "\n", encoding="utf-8")
+    script.write_text(block.code + "\n" + _SPMD_EXIT, encoding="utf-8")
     port = _free_port()
     env = dict(os.environ, WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(

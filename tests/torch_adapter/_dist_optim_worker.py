@@ -14,6 +14,7 @@ import time
 
 import torch
 import torch.distributed as dist
+from _dist_worker import exit_without_teardown  # (this script's folder)
 from torch import nn
 
 from newtonkit_torch.optim import HIG, GaussNewton
@@ -195,6 +196,7 @@ def main() -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    exit_without_teardown()
 
 
 if __name__ == "__main__":
