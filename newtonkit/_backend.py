@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat as _compat
@@ -130,6 +131,26 @@ def all_finite(xp: Any, a: Any) -> bool:
         if math.isfinite(float(xp.sum(a))):
             return True
     return bool(xp.all(xp.isfinite(a)))
+
+
+def scatter_rows(xp: Any, sel: np.ndarray) -> Callable[[Any, Any], Any]:
+    """A function ``put(new, old)``: ``old`` with the rows where ``sel`` (a NumPy bool array
+    over the rows of ``old``) replaced by the rows of ``new`` (one per selected row, in order);
+    a new array, ``old`` is not changed."""
+    every = bool(sel.all())
+    pos = np.maximum(np.cumsum(sel) - 1, 0)  # the row of ``new`` for each selected row
+
+    def put(new: Any, old: Any) -> Any:
+        if new.shape[0] == 0:
+            return old
+        if every:  # all rows replaced
+            return new
+        dev = device(old)
+        gathered = xp.take(new, xp.asarray(pos, device=dev), axis=0)
+        mask = xp.reshape(xp.asarray(sel, device=dev), (sel.size,) + (1,) * (len(old.shape) - 1))
+        return xp.where(mask, gathered, old)
+
+    return put
 
 
 def to_numpy(x: Any) -> np.ndarray:

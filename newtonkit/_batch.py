@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat
 import numpy as np
@@ -96,6 +96,32 @@ _OPTIONS = {
 CHUNK_BYTES = 2**23
 #: The spectral terms of one scaled Jacobian that :func:`methods._trust.lm_subproblem` reads.
 _SPECTRAL = ("s2", "sq", "c0", "Vt", "full")
+
+
+class _Subproblem(NamedTuple):
+    r"""Each row's trust-region subproblem for its current scaled Jacobian
+    :math:`A = \tilde J D^{-1}`, set at every new Jacobian (:meth:`_BatchRun._lm_terms`).
+
+    The Cholesky route (rows ``chol``): ``M = AᵀA`` and ``ga = Aᵀr̃`` (float64 for float32
+    problems) and the Gauss-Newton step ``v0 = M⁻¹ga`` with ``n0 = ‖v0‖`` and ``jp0 = ‖A v0‖²``.
+    The spectral terms of :func:`~newtonkit.methods._trust.lm_subproblem` (rows ``spec``; the
+    others' entries are stale): ``s2``, ``sq``, ``c0`` (b, k), ``Vt`` (b, k, n), ``full``.
+    """
+
+    chol: Any
+    M: Any
+    ga: Any
+    v0: Any
+    n0: Any
+    jp0: Any
+    spec: Any
+    s2: Any
+    sq: Any
+    c0: Any
+    Vt: Any
+    full: Any
+
+
 _DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8, 1e-14, 1e-10),
                 "newton": (1e-8, 1e-8, 1e-8)}
 
@@ -777,10 +803,12 @@ class _BatchRun:
         self.rows = self.rows[~ended]
 
     def compact(self, k: Any) -> None:
-        """Keep the rows ``k`` of every working array."""
+        """Keep the rows ``k`` of every working array (of every field of LM's subproblem)."""
         xp = self.xp
         for name in self.state_names():
-            setattr(self, name, xp.take(getattr(self, name), k, axis=0))
+            a = getattr(self, name)
+            setattr(self, name, type(a)(*(xp.take(f, k, axis=0) for f in a))
+                    if isinstance(a, tuple) else xp.take(a, k, axis=0))
 
     def state_names(self) -> list[str]:
         best = ["Xbest", "fbest", "Vbest", "Gbest"] if self.tracks_best else []
@@ -848,7 +876,7 @@ class _BatchRun:
         self.ev.njev = njev
         sel = np.zeros(self.rows.size, bool)
         sel[s_np] = True
-        put = _scatter_rows(xp, sel)
+        put = B.scatter_rows(xp, sel)
         self.G = put(_vecmat(xp, Vs, Js), self.G)
 
     def track_best(self, accepted: Any) -> None:
@@ -865,22 +893,20 @@ class _BatchRun:
         b, n = self.X.shape
         z = xp.zeros((b,), dtype=self.X.dtype)
         k = min(self.V.shape[1], n)
-        self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "s2", "sq", "c0",
-                             "Vt", "full", "gscaled", "nonfinite_run", "since", "chol", "spec",
-                             "M", "ga", "v0", "n0", "jp0"]
+        self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "gscaled",
+                             "nonfinite_run", "since", "sub"]
         self.D = xp.ones_like(self.X)
         self.delta, self.par, self.xnorm = z, z, z
         self.first = xp.ones((b,), dtype=xp.bool)
         self.newJ = xp.ones((b,), dtype=xp.bool)
-        self.s2 = self.sq = self.c0 = xp.zeros((b, k), dtype=self.X.dtype)
-        self.Vt = xp.zeros((b, k, n), dtype=self.X.dtype)
-        self.full = xp.zeros((b,), dtype=xp.bool)
-        self.chol = self.spec = xp.zeros((b,), dtype=xp.bool)
         # the normal equations' precision: float64 for float32 problems (_linearize_lm)
         self.wide = xp.float64 if self.X.dtype == xp.float32 else self.X.dtype
-        self.M = xp.zeros((b, n, n), dtype=self.wide)
-        self.ga, self.v0 = xp.zeros((b, n), dtype=self.wide), xp.zeros_like(self.X)
-        self.n0, self.jp0 = z, z
+        no = xp.zeros((b,), dtype=xp.bool)
+        zk = xp.zeros((b, k), dtype=self.X.dtype)
+        self.sub = _Subproblem(
+            chol=no, M=xp.zeros((b, n, n), dtype=self.wide), ga=xp.zeros((b, n), dtype=self.wide),
+            v0=xp.zeros_like(self.X), n0=z, jp0=z, spec=no, s2=zk, sq=zk, c0=zk,
+            Vt=xp.zeros((b, k, n), dtype=self.X.dtype), full=no)
         self.G = xp.zeros_like(self.X)
         self.gscaled = z
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
@@ -929,15 +955,15 @@ class _BatchRun:
             eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
             M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
             J, Gw = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, Gw, xp.zeros_like(Gw))
-        terms = self._lm_terms(M, J, D, V, Gw / Dw)
+        sub = self._lm_terms(M, J, D, V, Gw / Dw)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
-        put = _scatter_rows(xp, sel)
+        put = B.scatter_rows(xp, sel)
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
-        for name, value in terms.items():
-            setattr(self, name, put(value, getattr(self, name)))
+        self.sub = _Subproblem(*(old if new is None else put(new, old)
+                                 for new, old in zip(sub, self.sub, strict=True)))
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
@@ -947,7 +973,7 @@ class _BatchRun:
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), J, s_np, cn)
 
-    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> dict[str, Any]:
+    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> _Subproblem:
         """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
         with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
         routes (the single path's forms of the subproblem, :mod:`newtonkit.methods._lmpar`):
@@ -960,6 +986,9 @@ class _BatchRun:
           Jacobian).
         * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
           :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
+
+        The spectral fields are ``None`` where no row took the SVD (the rows' old entries stay,
+        marked stale by ``spec``).
         """
         xp = self.xp
         b, m, n = J.shape
@@ -974,60 +1003,60 @@ class _BatchRun:
         n0 = _row_norms(xp, v0)
         jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
         v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
-        out = {"chol": chol, "spec": ~chol, "M": M, "v0": v0, "n0": n0, "jp0": jp0, "ga": g}
+        spectral = (None,) * len(_SPECTRAL)
         rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
         if rest.any():
             idx = self._idx(np.nonzero(rest)[0])
             A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
             terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
             k = min(m, n)
-            put = _scatter_rows(xp, rest)
+            put = B.scatter_rows(xp, rest)
             zeros = (xp.zeros((b, k), dtype=J.dtype),) * 3 + (
                 xp.zeros((b, k, n), dtype=J.dtype), xp.zeros((b,), dtype=xp.bool))
-            for name, value, z in zip(_SPECTRAL, terms, zeros, strict=True):
-                out[name] = put(value, z)
-        return out
+            spectral = tuple(put(value, z) for value, z in zip(terms, zeros, strict=True))
+        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral)
 
     def _spectral_terms(self, need: np.ndarray) -> None:
         """The terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the rows
         ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (the single path's Gram form; exact enough
         where the Cholesky route was taken): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
-        xp = self.xp
+        xp, sub = self.xp, self.sub
         idx = self._idx(np.nonzero(need)[0])
-        w, Q = xp.linalg.eigh(xp.take(self.M, idx, axis=0))  # ascending
-        sq = _vecmat(xp, xp.take(self.ga, idx, axis=0), Q)
+        w, Q = xp.linalg.eigh(xp.take(sub.M, idx, axis=0))  # ascending
+        sq = _vecmat(xp, xp.take(sub.ga, idx, axis=0), Q)
         dt = self.X.dtype  # (M is float64 for float32 problems: the terms are rounded once)
         terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
             xp.ones((w.shape[0],), dtype=xp.bool),)
-        put = _scatter_rows(xp, need)
-        for name, value in zip(_SPECTRAL, terms, strict=True):
-            setattr(self, name, put(value, getattr(self, name)))
-        self.spec = self.spec | self._dev(need)
+        put = B.scatter_rows(xp, need)
+        self.sub = sub._replace(spec=sub.spec | self._dev(need), **{
+            name: put(value, getattr(sub, name))
+            for name, value in zip(_SPECTRAL, terms, strict=True)})
 
     def _lm_step(self) -> tuple[Any, Any, Any, Any]:
         """The trial of every active row: ``(v, λ, ‖v‖, ‖A v‖²)``, the scaled step ``-v``
         (MINPACK's ``lmpar``): the Gauss-Newton step where it fits in 1.1Δ, else λ by the
         Moré-Hebden iteration (:func:`~newtonkit.methods._trust.lm_subproblem`) on the
         spectral terms of each row's Jacobian (:meth:`_lm_terms`)."""
-        xp = self.xp
-        chol = self._host(self.chol)
-        iterate = ~(chol & self._host(self.n0 - self.delta <= 0.1 * self.delta))
-        v, par, pnorm, jp2 = self.v0, xp.zeros_like(self.par), self.n0, self.jp0
+        xp, sub = self.xp, self.sub
+        chol = self._host(sub.chol)
+        iterate = ~(chol & self._host(sub.n0 - self.delta <= 0.1 * self.delta))
+        v, par, pnorm, jp2 = sub.v0, xp.zeros_like(self.par), sub.n0, sub.jp0
         if not iterate.any():
             return v, par, pnorm, jp2
-        need = iterate & ~self._host(self.spec)
+        need = iterate & ~self._host(sub.spec)
         if need.any():
             self._spectral_terms(need)
+            sub = self.sub
         idx = self._idx(np.nonzero(iterate)[0])
 
         def t(a: Any) -> Any:
             return xp.take(a, idx, axis=0)
 
         c, par_i, pnorm_i, jp2_i = _trust.lm_subproblem(
-            xp, t(self.s2), t(self.sq), t(self.c0), t(self.full), t(self.delta), t(self.par),
+            xp, t(sub.s2), t(sub.sq), t(sub.c0), t(sub.full), t(self.delta), t(self.par),
             self.tiny)
-        put = _scatter_rows(xp, iterate)
-        return (put(_vecmat(xp, c, t(self.Vt)), v), put(par_i, par), put(pnorm_i, pnorm),
+        put = B.scatter_rows(xp, iterate)
+        return (put(_vecmat(xp, c, t(sub.Vt)), v), put(par_i, par), put(pnorm_i, pnorm),
                 put(jp2_i, jp2))
 
     def _dev(self, mask_np: np.ndarray) -> Any:
@@ -1249,7 +1278,7 @@ class _BatchRun:
             good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = _scatter_rows(xp, sel)
+            put = B.scatter_rows(xp, sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1322,7 +1351,7 @@ class _BatchRun:
         Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
         Rs, Js = ev.gauss_newton(Vs, Js)
-        put = _scatter_rows(xp, ok)
+        put = B.scatter_rows(xp, ok)
         self.J = put(Js, self.J)
         if ev.loss is not None:
             self.R = put(Rs, self.R)
@@ -1359,7 +1388,7 @@ class _BatchRun:
             good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = _scatter_rows(xp, sel)
+            put = B.scatter_rows(xp, sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1437,7 +1466,7 @@ class _BatchRun:
             r = self._idx(self.rows[s_np])
             Gs = ev.first(Xs, Vs, r, self.rows[s_np])
             Hs = ev.hessian(Xs, Gs, r, self.rows[s_np])
-            put = _scatter_rows(xp, ok)
+            put = B.scatter_rows(xp, ok)
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
@@ -1451,26 +1480,6 @@ class _BatchRun:
         self._curvature_check(fx, Status.XTOL)
         self._curvature_check(conv, Status.FTOL)
         self.track_best(acc)
-
-
-def _scatter_rows(xp: Any, sel: np.ndarray) -> Callable[[Any, Any], Any]:
-    """A function ``put(new, old)``: ``old`` with the rows where ``sel`` (bool over the active
-    rows) replaced by the rows of ``new`` (one per selected row, in order)."""
-
-    every = bool(sel.all())
-    pos = np.maximum(np.cumsum(sel) - 1, 0)  # the row of ``new`` for each selected row
-
-    def put(new: Any, old: Any) -> Any:
-        if new.shape[0] == 0:
-            return old
-        if every:  # all rows replaced
-            return new
-        dev = array_api_compat.device(old)
-        gathered = xp.take(new, xp.asarray(pos, device=dev), axis=0)
-        mask = xp.asarray(sel, device=dev)
-        return xp.where(_expand(xp, mask, old), gathered, old)
-
-    return put
 
 
 def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) -> Any:

@@ -176,6 +176,36 @@ def test_batched_lm_takes_the_single_runs_trials(spread):
     assert spread < 0.2 or lam > 0  # the wide starts exercise λ > 0
 
 
+def test_batched_lm_on_wide_problems():
+    """Fewer residuals than unknowns (m = 2 < n = 4, every row on the SVD route): r = A x − y
+    with a full-rank A per problem.  Every Levenberg-Marquardt step, −D⁻¹(ÃᵀÃ + λI)⁻¹Ãᵀr with
+    Ã = A D⁻¹ and D the column norms of A, lies in the range of D⁻¹Ãᵀ, so the run ends at the
+    solution closest to x0 in the D-norm, x* = x0 − D⁻¹Ã⁺(A x0 − y); the batch reaches it as
+    the single path does.  Bound: each step is the SVD's minimum-norm solution, accurate to
+    c·n·ε·κ(Ã) relative to ‖x*‖ (c = 10 taken); the residual then is at most ‖A‖ times that."""
+    rng = np.random.default_rng(3)
+    B_, m, n = 5, 2, 4
+    A = rng.standard_normal((B_, m, n))
+    Y = rng.standard_normal((B_, m))
+    X0 = np.ones((B_, n))
+
+    def fun(X, A, Y):
+        return (A @ X[:, :, None])[:, :, 0] - Y
+
+    res = nk.minimize(fun, X0, method="lm", jac=lambda X, A, Y: A, args=(A, Y), batch=True)
+    for i in range(B_):
+        d = np.linalg.norm(A[i], axis=0)
+        x_star = X0[i] - np.linalg.pinv(A[i] / d) @ (A[i] @ X0[i] - Y[i]) / d
+        tol = 10 * n * EPS64 * np.linalg.cond(A[i] / d) * np.linalg.norm(x_star)
+        single = nk.minimize(lambda x, i=i: A[i] @ x - Y[i], X0[i], method="lm",
+                             jac=lambda x, i=i: A[i])
+        assert res.success[i] and single.success, res.message_of(i)
+        assert np.linalg.norm(res.x[i] - x_star) <= tol
+        assert np.linalg.norm(single.x - x_star) <= tol
+        assert np.linalg.norm(fun(res.x[i:i + 1], A[i:i + 1], Y[i:i + 1])) <= (
+            np.linalg.norm(A[i], 2) * tol)
+
+
 @pytest.mark.parametrize("method, opts", [("hig", {"line_search": True, "route": "svd"}),
                                           ("newton", {})])
 def test_hig_and_newton_iterates_match_the_single_runs(method, opts):

@@ -195,7 +195,8 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
         sq_g = (aTr[:, None, :] @ Q)[:, 0, :]
         s2_g, Vt_g = w, xp.matrix_transpose(Q)
         c0_g = sq_g / xp.where(w > 0, w, 1.0)
-    rest = np.nonzero(~np.asarray(B.to_numpy(gram), dtype=bool))[0]
+    svd_rows = ~np.asarray(B.to_numpy(gram), dtype=bool)
+    rest = np.nonzero(svd_rows)[0]
     if rest.size == 0:
         return s2_g, sq_g, c0_g, Vt_g, gram
     idx = xp.asarray(rest, device=array_api_compat.device(A))
@@ -205,19 +206,11 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
     c0 = xp.where(keep, q / xp.where(keep, s, 1.0), 0.0 * s)
     full = xp.all(keep, axis=1) & (k == n)
     terms = (s * s, s * q, c0, Vt, full)
-    if rest.size == b:
+    if rest.size == b:  # (always for wide A: no Gram terms)
         return terms
-    # the SVD rows in among the Gram rows
-    sel = np.zeros(b, dtype=bool)
-    sel[rest] = True
-    pos = xp.asarray(np.clip(np.cumsum(sel) - 1, 0, None), device=array_api_compat.device(A))
-    mask = xp.asarray(sel, device=array_api_compat.device(A))
-    out = []
-    for new, old in zip(terms, (s2_g, sq_g, c0_g, Vt_g, gram), strict=True):
-        g = xp.take(new, pos, axis=0)
-        shape = (b,) + (1,) * (len(old.shape) - 1)
-        out.append(xp.where(xp.reshape(mask, shape), g, old))
-    return tuple(out)
+    put = B.scatter_rows(xp, svd_rows)  # the SVD rows in among the Gram rows
+    return tuple(put(new, old)
+                 for new, old in zip(terms, (s2_g, sq_g, c0_g, Vt_g, gram), strict=True))
 
 
 def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,
