@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -17,11 +17,15 @@ floats = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 
 @given(arrays(np.float64, 5, elements=floats), arrays(np.float64, 5, elements=floats),
        arrays(np.float64, 5, elements=st.floats(0, 5)))
+@example(np.zeros(5), np.full(5, 1.75), np.full(5, 2.22507386e-313))  # subnormal (soak)
 def test_l2_loss_value_grad_hessian(y, t, w):
     loss = nk.L2Loss(t, weights=w)
-    # the same 5-term sum in another order: ≤ γ_7·½Σ w(y − t)² apart (terms ≥ 0)
+    # the same 5-term sum in another order: ≤ γ_7·½Σ w(y − t)² apart (terms ≥ 0), plus, where
+    # results are subnormal, an absolute error of at most half the smallest subnormal for each
+    # of the 24 operations (5 terms of 4, 4 additions) of either computation
     ref = 0.5 * np.sum(w * (y - t) ** 2)
-    assert abs(float(loss.value(y)) - ref) <= 2 * 7 * np.finfo(np.float64).eps * ref
+    underflow = 2 * 24 * np.finfo(np.float64).smallest_subnormal / 2
+    assert abs(float(loss.value(y)) - ref) <= 2 * 7 * np.finfo(np.float64).eps * ref + underflow
     np.testing.assert_allclose(loss.grad(y), w * (y - t))
     np.testing.assert_allclose(loss.hessian_diag(y), w)
     np.testing.assert_allclose(loss.hvp(y, y), w * y)
