@@ -1,9 +1,11 @@
 """Linear least-squares problems ``y = J θ − t`` for the optimizer tests (momentum, averaged
-Gramian): their closures and random Jacobians."""
+Gramian): their closures and random Jacobians; and a state_dict saved before an option existed."""
 
 from __future__ import annotations
 
 import torch
+
+from newtonkit_torch.optim import GaussNewton
 
 N_PARAMS = 8
 
@@ -27,3 +29,14 @@ def random_jacobian(rows, dtype, seed, rank=None):
         J = torch.randn(rows, rank, generator=gen, dtype=torch.float64) @ \
             torch.randn(rank, N_PARAMS, generator=gen, dtype=torch.float64)
     return J.to(dtype), torch.randn(rows, generator=gen, dtype=torch.float64).to(dtype)
+
+
+def option_after_loading_without(opt, params, name):
+    """The option ``name`` of a new ``GaussNewton(params)`` that loads ``opt``'s state_dict
+    with ``name`` deleted from every group (as saved before the option existed)."""
+    old = opt.state_dict()
+    for grp in old["param_groups"]:
+        del grp[name]
+    new = GaussNewton(params)
+    new.load_state_dict(old)
+    return new.param_groups[0][name]
