@@ -94,10 +94,6 @@ _OPTIONS = {
 #: beyond that are solved in later chunks.  A block this size keeps the working arrays in cache;
 #: the Gaussian fits of ``bench_batch`` run fastest near it (8,192 rows of 5 × 25).
 CHUNK_BYTES = 2**23
-#: The spectral terms of one scaled Jacobian that :func:`methods._trust.lm_subproblem` reads.
-_SPECTRAL = ("s2", "sq", "c0", "Vt", "full")
-
-
 class _Subproblem(NamedTuple):
     r"""Each row's trust-region subproblem for its current scaled Jacobian
     :math:`A = \tilde J D^{-1}`, set at every new Jacobian (:meth:`_BatchRun._lm_terms`).
@@ -122,6 +118,8 @@ class _Subproblem(NamedTuple):
     full: Any
 
 
+#: The spectral fields of :class:`_Subproblem`, in the order of ``_trust.lm_terms``'s result.
+_SPECTRAL = _Subproblem._fields[-5:]
 _DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8, 1e-14, 1e-10),
                 "newton": (1e-8, 1e-8, 1e-8)}
 
@@ -982,7 +980,7 @@ class _BatchRun:
           ``GRAM_MAX_ERR`` (an upper bound on ε·κ(M): the single path's limit for forming
           ``AᵀA``): the Gauss-Newton step ``v0 = M⁻¹g`` with ``n0 = ‖v0‖`` and ``jp0 =
           ‖A v0‖²``.  Where it does not fit in the trust region, λ comes from the
-          eigendecomposition of ``M`` (:meth:`_spectral_terms`, taken then, once per
+          eigendecomposition of ``M`` (:meth:`_with_spectral_terms`, taken then, once per
           Jacobian).
         * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
           :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
@@ -1016,11 +1014,11 @@ class _BatchRun:
             spectral = tuple(put(value, z) for value, z in zip(terms, zeros, strict=True))
         return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral)
 
-    def _spectral_terms(self, need: np.ndarray) -> None:
-        """The terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the rows
-        ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (the single path's Gram form; exact enough
-        where the Cholesky route was taken): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
-        xp, sub = self.xp, self.sub
+    def _with_spectral_terms(self, sub: _Subproblem, need: np.ndarray) -> _Subproblem:
+        """``sub`` with the terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the
+        rows ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (the single path's Gram form; exact
+        enough where the Cholesky route was taken): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
+        xp = self.xp
         idx = self._idx(np.nonzero(need)[0])
         w, Q = xp.linalg.eigh(xp.take(sub.M, idx, axis=0))  # ascending
         sq = _vecmat(xp, xp.take(sub.ga, idx, axis=0), Q)
@@ -1028,7 +1026,7 @@ class _BatchRun:
         terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
             xp.ones((w.shape[0],), dtype=xp.bool),)
         put = B.scatter_rows(xp, need)
-        self.sub = sub._replace(spec=sub.spec | self._dev(need), **{
+        return sub._replace(spec=sub.spec | self._dev(need), **{
             name: put(value, getattr(sub, name))
             for name, value in zip(_SPECTRAL, terms, strict=True)})
 
@@ -1044,9 +1042,8 @@ class _BatchRun:
         if not iterate.any():
             return v, par, pnorm, jp2
         need = iterate & ~self._host(sub.spec)
-        if need.any():
-            self._spectral_terms(need)
-            sub = self.sub
+        if need.any():  # (kept: the next trial on this Jacobian reuses them)
+            sub = self.sub = self._with_spectral_terms(sub, need)
         idx = self._idx(np.nonzero(iterate)[0])
 
         def t(a: Any) -> Any:

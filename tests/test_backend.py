@@ -214,3 +214,21 @@ def test_all_finite_matches_elementwise_test(backend, dtype, values):
         a64 = np.asarray(values, dtype=dtype)
     a = S.to_backend(a64, backend, dtype)
     assert B.all_finite(S.namespace(backend), a) == bool(np.isfinite(a64).all())
+
+
+@given(S.backends, st.lists(st.booleans(), min_size=1, max_size=8), st.integers(0, 2))
+def test_scatter_rows_replaces_the_selected_rows_in_order(backend, sel, extra_dims):
+    # put(new, old): row i of the result is the next row of new where sel[i], else old's row i
+    # (exact copies); old is left as it was.
+    sel = np.asarray(sel)
+    shape = (3,) * extra_dims
+    old64 = np.arange(sel.size * 3**extra_dims, dtype=np.float64).reshape((sel.size, *shape))
+    new64 = -1.0 - np.arange(sel.sum() * 3**extra_dims, dtype=np.float64).reshape(
+        (int(sel.sum()), *shape))
+    xp = S.namespace(backend)
+    old, new = S.to_backend(old64, backend, "float64"), S.to_backend(new64, backend, "float64")
+    want = old64.copy()
+    want[sel] = new64
+    out = B.scatter_rows(xp, sel)(new, old)
+    np.testing.assert_array_equal(S.to_np(out), want)
+    np.testing.assert_array_equal(S.to_np(old), old64)

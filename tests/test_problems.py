@@ -24,7 +24,7 @@ def test_l2_loss_value_grad_hessian(y, t, w):
     # results are subnormal, an absolute error of at most half the smallest subnormal for each
     # of the 24 operations (5 terms of 4, 4 additions) of either computation
     ref = 0.5 * np.sum(w * (y - t) ** 2)
-    underflow = 2 * 24 * np.finfo(np.float64).smallest_subnormal / 2
+    underflow = 24 * np.finfo(np.float64).smallest_subnormal  # 2 sides × 24 × ½ unit
     assert abs(float(loss.value(y)) - ref) <= 2 * 7 * np.finfo(np.float64).eps * ref + underflow
     np.testing.assert_allclose(loss.grad(y), w * (y - t))
     np.testing.assert_allclose(loss.hessian_diag(y), w)

@@ -143,8 +143,8 @@ def main() -> None:
             raise ValueError(f"unknown scenario {scenario!r}")
         torch.save(out, f"{outdir}/rank{rank}.pt")
         if scenario == "die":  # a group that lost a member is not torn down (docs/distributed)
-            print("result saved; exiting without tearing down the broken group", flush=True)
-            os._exit(0)
+            print("result saved; exiting without tearing down the broken group")
+            exit_without_teardown()
         dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
