@@ -1212,9 +1212,18 @@ class _BatchRun:
         """One projected Gauss-Newton iteration: along ``P(X + t d)``, backtracking to
         ``f(X(t)) ≤ f + c₁ gᵀ(X(t) − X)`` with ``gᵀ(X(t) − X) < 0``; rows whose first direction
         fails retry along the scaled projected gradient (always a descent arc unless
-        ``X = P(X − G)``, where the gtol test has stopped the row)."""
+        ``X = P(X − G)``, where the gtol test has stopped the row).
+
+        ftol: after a full step, the actual relative reduction; after a shortened one, as
+        MINPACK's test, the actual and the predicted relative reductions, where the prediction
+        is the Gauss-Newton model's for the full step ``s = P(X + d) − X``,
+        ``−gᵀs − ½‖J̃s‖²`` (a step shortened by rounding in f, at a point where the model
+        offers less than ftol·f, has converged)."""
         xp = self.xp
         d, pg_dir = self._directions_projected()
+        s = self._project(self.X + d) - self.X
+        Js = xp.sum(self.J * s[:, None, :], axis=2)
+        predicted = -_rows_dot(xp, self.G, s) - 0.5 * _rows_dot(xp, Js, Js)
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
@@ -1238,6 +1247,8 @@ class _BatchRun:
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
         self.mark(full & small_x, Status.XTOL)
+        small_model = self._host(predicted <= self.tol("ftol") * xp.abs(f_prev))
+        self.mark(ok & small_f & small_model, Status.FTOL)
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(ok & ~full & stuck, Status.NO_PROGRESS)
         self.track_best(acc)

@@ -176,6 +176,41 @@ def test_batched_bounds_feasible_and_projected_gradient_vanishes():
     assert np.abs(pg).max() <= 3e-6
 
 
+@pytest.mark.parametrize("q", [1e-14, 1e-13, 1e-6, 1e-3])
+def test_batched_bounds_ftol_when_rounding_in_f_shortens_the_step(q):
+    """Residuals rounded to multiples of q: near the minimum the full step's decrease is below
+    the rounding of f, so Armijo shortens it.  The stop there is FTOL (actual and predicted
+    reductions ≤ ftol·f, MINPACK's test), not NO_PROGRESS; and no row reports success away
+    from the minimum, whatever q."""
+    lb, ub = np.zeros(3), np.full(3, 10.0)  # every minimum inside: the pure projected path
+
+    def res(Z, Yr):
+        return np.round((model(X, Z[:, :1], Z[:, 1:2], Z[:, 2:3]) - Yr) / q) * q
+
+    def jac(Z, Yr):
+        return np.stack([model_jac(X, *z) for z in Z])
+
+    X0 = np.tile([1.0, 1.0, 1.0], (4, 1))
+    ftol = 1e-12
+    out = nk.minimize(res, X0, method="gn", jac=jac, args=(Y_SETS,), bounds=(lb, ub),
+                      batch=True, options=dict(ftol=ftol, xtol=1e-15, gtol=1e-15))
+    for i, y in enumerate(Y_SETS):
+        ref = so.least_squares(lambda p, y=y: model(X, *p) - y, X0[i], method="lm",
+                               jac=lambda p: model_jac(X, *p), xtol=1e-15, ftol=1e-15)
+        sigma = np.linalg.svd(model_jac(X, *ref.x), compute_uv=False)
+        # an ftol stop (the ftol bound) plus the minimiser's shift by the rounding of r,
+        # ‖J⁺δr‖ ≤ √m·(q/2)/σ_min (20× margin on both)
+        bound = (_ftol_bound(ref.x, y, lb, ub, ftol)
+                 + 20 * np.sqrt(X.size) * q / 2 / sigma[-1])
+        if out["success"][i]:
+            assert np.abs(out["x"][i] - ref.x).max() <= bound, (i, out.message_of(i))
+    # f's rounding, about Σ|rᵢ|·q/2 ≈ q (Σ|rᵢ| ≤ 2 here), is below ftol·f ≥ 4e-14 (f ≥ 0.043)
+    # for q = 1e-14: the ftol test is in reach and every row converges; where the rounding
+    # exceeds ftol·f, NO_PROGRESS is an honest stop
+    if q <= 1e-14:
+        assert all(out.termination_of(i) == "FTOL" for i in range(4)), out["message"]
+
+
 def test_batched_bounds_per_problem_and_errors():
     lb = np.array([[0.0, 0.0, 0.6], [0.0, 0.0, 0.0]])
     ub = np.full((2, 3), 10.0)
