@@ -287,3 +287,66 @@ def test_lm_dtypes(dtype):
     assert out.x.dtype == dtype and out.success, out.message
     ref = so.least_squares(exp_res, [1.0, 0.5], jac=exp_jac, method="lm")
     np.testing.assert_allclose(out.x, ref.x, rtol=1e-3 if dtype == np.float32 else 1e-7)
+
+
+@pytest.mark.parametrize("q", [1e-14, 3e-14, 1e-13, 1e-9, 1e-6, 1e-3])
+def test_gn_ftol_when_rounding_in_f_shortens_the_step(q):
+    """Residuals rounded to multiples of q: near the minimum the full step's decrease is below
+    the rounding of f and Armijo shortens it.  There GN stops FTOL by MINPACK's test (actual
+    and predicted reductions ≤ ftol·f, the prediction −½gᵀd of the full step), not
+    NO_PROGRESS; no run reports success away from the minimum, whatever q.  Single and
+    batched paths alike."""
+    P = np.array([[2.5, 1.3], [1.0, 0.5], [3.0, 2.0], [2.0, 1.0]])
+    Y = P[:, :1] * np.exp(-P[:, 1:] * T) + 0.05 * np.sin(np.arange(1, 5)[:, None] * 3 * T)
+    opts = dict(ftol=1e-12, xtol=1e-15, gtol=1e-15)
+
+    def rounded(r):
+        return np.round(r / q) * q
+
+    def batch_res(Z, Yr):
+        return rounded(Z[:, :1] * np.exp(-Z[:, 1:] * T) - Yr)
+
+    def batch_jac(Z, Yr):
+        e = np.exp(-Z[:, 1:] * T)
+        return np.stack([e, -Z[:, :1] * T * e], axis=2)
+
+    batch = nk.minimize(batch_res, np.ones((4, 2)), method="gn", jac=batch_jac, args=(Y,),
+                        batch=True, options=opts)
+    for i, y in enumerate(Y):
+        one = nk.minimize(lambda p, y=y: rounded(p[0] * np.exp(-p[1] * T) - y), np.ones(2),
+                          method="gn", jac=exp_jac, options=opts)
+        ref = so.least_squares(lambda p, y=y: p[0] * np.exp(-p[1] * T) - y, np.ones(2),
+                               jac=exp_jac, method="lm", xtol=1e-15, ftol=1e-15)
+        s = np.linalg.svd(exp_jac(ref.x), compute_uv=False)
+        # an ftol stop leaves x within about √(2·ftol·F)/σ_min of the minimum; the rounding
+        # of r moves the minimiser by ‖J⁺δr‖ ≤ √m·(q/2)/σ_min (20× margin on both)
+        bound = 20 * (np.sqrt(2 * opts["ftol"] * ref.cost) + np.sqrt(T.size) * q / 2) / s[-1]
+        for x, success, termination in ((one.x, one.success, one.termination),
+                                        (batch.x[i], batch.success[i], batch.termination_of(i))):
+            if success:
+                assert np.abs(x - ref.x).max() <= bound, (i, termination)
+            # f's rounding, about Σ|rᵢ|·q/2 ≤ 0.48·q (Σ|rᵢ| ≤ 0.96 here), is below
+            # ftol·f ≥ 1.7e-14 for q ≤ 3e-14: the ftol test is in reach; where the rounding
+            # exceeds ftol·f, NO_PROGRESS is an honest stop
+            if q <= 3e-14:
+                assert termination == "FTOL", (i, termination)
+
+
+@pytest.mark.parametrize("path", ["single", "batch", "batch-bounds"])
+def test_gn_ftol_after_a_shortened_step_needs_the_model_to_agree(path):
+    """With c1 = 0.9999 Armijo accepts only t ≤ 2(1 − c1) of the Gauss-Newton step (the model
+    falls by t·|gᵀd|·(1 − t/2)): every step is shortened and lowers f by a small fraction of
+    f − f*, below ftol = 1e-3 of f.  The actual reduction alone would call the first such step
+    converged; the predicted one (the full step's, about f − f*) keeps the run going, so no
+    run ends with success away from the minimum."""
+    opts = dict(ftol=1e-3, c1=0.9999, maxiter=30)
+    x0, ref = np.array([1.0, 1.0]), so.least_squares(exp_res, [1.0, 1.0], jac=exp_jac).x
+    if path == "single":
+        out = nk.minimize(exp_res, x0, method="gn", jac=exp_jac, options=opts)
+        x, success = out.x, out.success
+    else:
+        out = nk.minimize(lambda Z: np.stack([exp_res(z) for z in Z]), x0[None], method="gn",
+                          jac=lambda Z: np.stack([exp_jac(z) for z in Z]), batch=True,
+                          bounds=(0.0, 10.0) if path == "batch-bounds" else None, options=opts)
+        x, success = out["x"][0], out["success"][0]
+    assert not success or np.abs(x - ref).max() <= 1e-2

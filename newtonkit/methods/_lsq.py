@@ -132,9 +132,14 @@ class LeastSquaresMethod(Method):
         ≤ gtol; after an accepted full step (step length 1), |f_k − f_{k+1}| ≤ ftol·|f_k|
         and/or ‖Δx‖ ≤ xtol·(xtol + ‖x‖).  A step the line search shortened (for sufficient
         decrease, or away from non-finite values) is small because the search made it so, not
-        because the iterates converged: after one, only the gradient test can end the run
-        successfully, and a change of f within its last bits (ε·|f_k|) is ``NO_PROGRESS``.
-        ``state.info`` carries ``f_prev``, ``step_norm`` and ``step_length``."""
+        because the iterates converged: after one, the change tests alone prove nothing.  The
+        run ends successfully there by the gradient test, or by MINPACK's ftol test where the
+        method reports the model's reduction for the full step (``info["predicted"]``, Gauss-
+        Newton): actual and predicted reductions both ≤ ftol·|f_k| (a step shortened only by
+        the rounding of f, at a point where the model offers no more than ftol).  Otherwise a
+        change of f within its last bits (ε·|f_k|) is ``NO_PROGRESS``.
+        ``state.info`` carries ``f_prev``, ``step_norm``, ``step_length`` and, optionally,
+        ``predicted``."""
         if state.stop is not None:
             return state.stop
         if state.f == 0.0:
@@ -146,6 +151,9 @@ class LeastSquaresMethod(Method):
             return status
         i = state.info
         if state.accepted and i["step_length"] < 1.0:
+            bound = tol["ftol"] * abs(i["f_prev"])
+            if abs(i["f_prev"] - state.f) <= bound and i.get("predicted", math.inf) <= bound:
+                return Status.FTOL
             # a shortened step that changed f only in its last bits: the line search is stuck
             eps = float(self.xp.finfo(self.problem.dtype).eps)
             if abs(i["f_prev"] - state.f) <= eps * abs(i["f_prev"]):

@@ -16,7 +16,9 @@ With ``damping`` given, ``"gauss-newton"`` is Levenberg-Marquardt
 
 Termination: ``gtol``, the scaled gradient (:meth:`LeastSquaresMethod.gradient_measure`) ≤
 gtol; after a full step, :math:`|f_k - f_{k+1}| \le \mathrm{ftol}\,|f_k|` and/or
-:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} + \|x\|)` (:meth:`LeastSquaresMethod.terminate`).
+:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} + \|x\|)`; after a shortened step, ftol as
+MINPACK's test, the actual and the predicted reduction :math:`m(0) - m(p) = -\tfrac12 g^Tp`
+both at most :math:`\mathrm{ftol}\,|f_k|` (:meth:`LeastSquaresMethod.terminate`).
 """
 
 from __future__ import annotations
@@ -114,8 +116,10 @@ class GaussNewton(LeastSquaresMethod):
         if res.t is None:
             return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         ev, lin = res.point, keep["lin"]
+        # the model's reduction for the full step, m(0) − m(d) = −gᵀd − ½‖J̃d‖² = −½gᵀd: d
+        # minimises m on a subspace that holds it (J̃ᵀJ̃d + g ⊥ d), so ‖J̃d‖² = −gᵀd
         info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
-                "nonfinite": res.nonfinite}
+                "predicted": -0.5 * slope, "nonfinite": res.nonfinite}
         data = dict(state.data, ev=ev, lin=lin)
         return State(ev.x, ev.f, lin.g, accepted=True, info=info, data=data)
 
