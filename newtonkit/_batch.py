@@ -1248,7 +1248,7 @@ class _BatchRun:
         self.mark(full & small_f, Status.FTOL)
         self.mark(full & small_x, Status.XTOL)
         small_model = self._host(predicted <= self.tol("ftol") * xp.abs(f_prev))
-        self.mark(ok & small_f & small_model, Status.FTOL)
+        self.mark(ok & ~full & small_f & small_model, Status.FTOL)
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(ok & ~full & stuck, Status.NO_PROGRESS)
         self.track_best(acc)
