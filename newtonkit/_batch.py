@@ -1318,7 +1318,8 @@ class _BatchRun:
         ok, acc = self._accept(t, nonfinite, X1, V1, f1)
         self._relinearize_lsq(ok)
         self._lsq_gradient_test(ok)
-        # after a full step, the change tests; after a shortened one, stagnation
+        # after a full step, the change tests; after a shortened one, MINPACK's ftol test (GN) and
+        # stagnation
         full = self._host(t == 1.0) & ok
         short = ok & ~full
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
