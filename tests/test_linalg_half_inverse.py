@@ -66,6 +66,18 @@ _J_SOAK2 = np.array([
     [-2.3798006804857610e-04, 3.4110024811477937e-04, -9.5124411541973303e-05,
      -2.6359122470370473e-04, -5.1619715094833785e-04]])
 _SOAK_CASE2 = S.case_from_matrix(_J_SOAK2, 5e-6, np.ones(6), seed=2818667)
+# The 4 × 4 float64 J of a third soak failure (2026-12-06, AMD EPYC, OpenBLAS Zen kernels;
+# σ = 3.9e-3, 1.26e-5, 1.26e-5, 3.9e-6, truncation 1e-4, k = 4): ‖A − U Σ Vᵀ‖₂ was 10.4·4·ε·σ_max.
+_J_SOAK3 = np.array([
+    [3.5549730329265350e-04, 1.9031726533290259e-03, -1.1734976474976505e-03,
+     2.5715459636629226e-03],
+    [-1.3588119364921222e-04, -7.1530805568417863e-04, 4.2938634417901897e-04,
+     -9.5250222613496756e-04],
+    [6.5006525173919171e-05, 3.2665009629339459e-04, -1.9358429112891132e-04,
+     4.3855978385187646e-04],
+    [1.4022541034485852e-04, 6.9436402822836121e-04, -4.3373717258721905e-04,
+     9.3182667390108432e-04]])
+_SOAK_CASE3 = S.case_from_matrix(_J_SOAK3, 1e-4, [-0.0355, 1.367, -0.308, -0.442], seed=111)
 
 
 def _pnorm(case: S.SVDCase, kappa: float) -> float:
@@ -245,11 +257,14 @@ def test_truncation_discards(rc):
 
 
 @given(S.svd_cases(max_cond=S.cond_limit("svd", 2.0)))
+@example(case=_SOAK_CASE3)
 def test_truncated_svd_factors(case):
     # truncated_svd keeps exactly the k values above truncation·σ_max (the cases have a 10× gap
     # on each side of the threshold), and U_k Σ_k V_kᵀ is A's best rank-k approximation:
-    # ‖A − U_k Σ_k V_kᵀ‖₂ = σ_{k+1} up to the SVD's backward error, ε·σ_max per factor (a
-    # loose 10·max(m, n)·ε_dtype·σ_max, ε of the input dtype as the SVD runs in it).
+    # ‖A − U_k Σ_k V_kᵀ‖₂ = σ_{k+1} up to the SVD's backward error plus the rounding of the
+    # product that rebuilds A: LAPACK's own test of its SVD drivers (TESTING/EIG/ddrvbd.f,
+    # threshold 35 in TESTING/svd.in) accepts ‖A − U Σ Vᵀ‖ ≤ 35·max(m, n)·ε·‖A‖, ε of the input
+    # dtype as the SVD runs in it.  (10 instead of 35 failed a soak case, @example: ratio 10.4.)
     U, s, Vt, thr, s_max = truncated_svd(case.J, case.truncation)
     k = case.k
     assert tuple(s.shape) == (k,) and tuple(U.shape) == (case.shape[0], k)
@@ -258,7 +273,7 @@ def test_truncated_svd_factors(case):
     assert np.all(s64 > thr) and thr == case.truncation * s_max
     A = S.to_np(case.J)
     resid = A - S.to_np(U) @ np.diag(s64) @ S.to_np(Vt)
-    tol = 10 * max(case.shape) * S.eps(case.dtype) * case.s[0]
+    tol = 35 * max(case.shape) * S.eps(case.dtype) * case.s[0]
     tail = case.s[k] if k < min(case.shape) else 0.0
     assert abs(np.linalg.norm(resid, 2) - tail) <= tol
 
