@@ -759,13 +759,14 @@ class _BatchRun:
         return BatchResult(x=self.X, fun=self.f, rows=self.rows.copy(),
                            nit=self.nit[self.rows].copy(), method=self.name)
 
-    def mark(self, mask_np: np.ndarray, status: Status, overwrite: bool = False) -> None:
+    def mark(self, mask_np: np.ndarray, status: Status, overwrite: bool = False) -> np.ndarray:
         """Set the status of the active rows in ``mask_np`` (those still running, unless
-        ``overwrite``)."""
-        g = self.rows[mask_np]
+        ``overwrite``); returns the positions, among the active rows, of those it set."""
+        i = np.nonzero(mask_np)[0]
         if not overwrite:
-            g = g[self.status[g] == _RUNNING]
-        self.status[g] = _STATUSES.index(status)
+            i = i[self.status[self.rows[i]] == _RUNNING]
+        self.status[self.rows[i]] = _STATUSES.index(status)
+        return i
 
     def finish_rows(self) -> None:
         """Budgets, divergence and the best iterate on faults; then compaction: rows with a
@@ -966,8 +967,7 @@ class _BatchRun:
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
         gs = np.asarray(B.to_numpy(put(gscaled, self.gscaled)), dtype=np.float64)
-        f_np = B.to_numpy(self.f)
-        self.mark(sel & (f_np == 0.0), Status.ZERO)
+        self._zero_test(sel)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), J, s_np, cn)
 
@@ -1066,11 +1066,10 @@ class _BatchRun:
             zero = self._host(self.xp.any(cn == 0, axis=1))
             zmask = np.zeros_like(met)
             zmask[s_np[zero]] = True
-            for i in np.nonzero(met & zmask)[0]:
+            for i in self.mark(met & zmask, Status.FD_ZERO_COLUMN):
                 k = int(np.nonzero(s_np == i)[0][0])
                 cols = np.nonzero(B.to_numpy(cn[k]) == 0)[0].tolist()
                 self.details[int(self.rows[i])] = {"columns": cols}
-            self.mark(met & zmask, Status.FD_ZERO_COLUMN)
         self.mark(met, Status.GTOL)
 
     def _step_lm(self) -> None:
@@ -1139,13 +1138,24 @@ class _BatchRun:
         """r̃ at the current points: ``R`` with a robust loss, else the residuals ``V``."""
         return self.V if self.ev.loss is None else self.R
 
+    def _zero_test(self, sel: np.ndarray) -> None:
+        """At f = 0 (rows in ``sel``): ``ZERO`` where every residual is exactly zero,
+        ``UNDERFLOW`` where ½‖r‖² rounded to zero at nonzero residuals."""
+        at_zero = sel & (B.to_numpy(self.f) == 0.0)
+        if not at_zero.any():
+            return
+        rmax = B.to_numpy(self.xp.max(self.xp.abs(self.V), axis=1))
+        under = at_zero & (rmax > 0)
+        for i in self.mark(under, Status.UNDERFLOW):
+            self.details[int(self.rows[i])] = {"rmax": float(rmax[i])}
+        self.mark(at_zero, Status.ZERO)
+
     def _lsq_gradient_test(self, sel: np.ndarray) -> None:
         xp = self.xp
         cn = xp.linalg.vector_norm(self.J, axis=1)
         if self.bounds is not None:  # the projected gradient ‖X − P(X − G)‖∞ ≤ gtol
             pg = xp.max(xp.abs(self._projected_gradient()), axis=1)
-            f_np = B.to_numpy(self.f)
-            self.mark(sel & (f_np == 0.0), Status.ZERO)
+            self._zero_test(sel)
             self.mark(sel & ~self._host(xp.isfinite(pg)), Status.NONFINITE)
             self._gradient_test(sel & self._host(pg <= self.tol("gtol")), self.J,
                                 np.arange(self.rows.size), cn)
@@ -1157,8 +1167,7 @@ class _BatchRun:
                       xp.zeros_like(rn))
         gs = xp.where(xp.all(xp.isfinite(self.G), axis=1), gs, xp.full_like(gs, math.inf))
         gs_np = self._host(gs <= self.tol("gtol"))
-        f_np = B.to_numpy(self.f)
-        self.mark(sel & (f_np == 0.0), Status.ZERO)
+        self._zero_test(sel)
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
         self._gradient_test(sel & gs_np, self.J, np.arange(self.rows.size), cn)
 
@@ -1443,9 +1452,8 @@ class _BatchRun:
         w = xp.linalg.eigvalsh(self.H)
         lo, hi = w[:, 0], w[:, -1]
         indef = self._host((lo < -self.o["indefinite_tol"] * xp.abs(hi)) | (hi < 0))
-        for i in np.nonzero(met & indef)[0]:
-            self.details[int(self.rows[i])] = {"lambda_min": float(B.to_numpy(lo[int(i)]))}
-        self.mark(met & indef, Status.INDEFINITE)
+        for i in self.mark(met & indef, Status.INDEFINITE):
+            self.details[int(self.rows[i])] = {"lambda_min": float(lo[int(i)])}
         self.mark(met, status)
 
     def _step_newton(self) -> None:

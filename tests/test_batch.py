@@ -290,6 +290,53 @@ def test_a_problem_that_turns_nan_stops_alone():
     np.testing.assert_array_equal(res.nfev[[0, 1, 3, 4]], clean.nfev)
 
 
+@pytest.mark.parametrize("method", ["lm", "gn", "hig"])
+@pytest.mark.parametrize("dtype, scale", [("float64", 1e-170), ("float32", 1e-24)])
+def test_an_objective_that_underflows_is_not_a_zero_residual(method, dtype, scale):
+    """Residuals scale·(x − 1) with scale² below the dtype's smallest subnormal: ½‖r‖² rounds
+    to 0 at x0 = 0, where r is not 0.  That row ends UNDERFLOW (not a success, the largest
+    |r_i| in its message), not ZERO; a row whose residuals are exactly 0 ends ZERO; a row on
+    the ordinary scale is unaffected; the single-problem runs end the same way."""
+    def fun(X, c):
+        return c[:, None] * (X - 1)
+
+    X0 = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=dtype)
+    c = np.array([scale, 1.0, 1.0], dtype=dtype)
+    res = nk.minimize(fun, X0, method=method, args=(c,), batch=True)
+    assert [res.termination_of(i) for i in range(3)] == ["UNDERFLOW", "ZERO", res.termination_of(2)]
+    assert res.success.tolist() == [False, True, True] and res.status[0] == 2
+    assert f"{float(c[0]):.3g}" in res.message_of(0)
+    alone = nk.minimize(fun, X0[2:], method=method, args=(c[2:],), batch=True)
+    np.testing.assert_array_equal(res.x[2], alone.x[0])
+    one = nk.minimize(lambda x: c[0] * (x - 1), X0[0], method=method)
+    assert one.termination == "UNDERFLOW" and not one.success and one.status == 2
+    assert one.message == res.message_of(0)
+
+
+def test_a_batched_saddle_is_indefinite():
+    """Newton on x₀² − x₁² + x₁⁴/4 from its saddle (0, 0): INDEFINITE with the smallest
+    eigenvalue (−2) in that row's message; the other row finds the minimum (0, √2)."""
+    def f(X):
+        return X[:, 0] ** 2 - X[:, 1] ** 2 + X[:, 1] ** 4 / 4
+
+    def g(X):
+        return np.stack([2 * X[:, 0], -2 * X[:, 1] + X[:, 1] ** 3], axis=1)
+
+    def h(X):
+        H = np.zeros((X.shape[0], 2, 2))
+        H[:, 0, 0], H[:, 1, 1] = 2.0, -2.0 + 3 * X[:, 1] ** 2
+        return H
+
+    res = nk.minimize(f, np.array([[0.0, 0.0], [1.0, 1.0]]), method="newton", jac=g, hess=h,
+                      batch=True)
+    assert res.termination_of(0) == "INDEFINITE" and not res.success[0]
+    assert "-2" in res.message_of(0)
+    assert res.success[1]
+    # at a success ‖∇f‖∞ ≤ gtol = 1e-8 (or a smaller step): ‖x − x*‖ ≤ √2·gtol/μ to first
+    # order, μ = 2 the smallest eigenvalue of ∇²f(x*) = diag(2, 4); 1e-7 allows the rest
+    np.testing.assert_allclose(res.x[1], [0.0, np.sqrt(2.0)], rtol=0, atol=1e-7)
+
+
 def test_divergence_returns_the_best_iterate():
     """Fixed-step HIG runs uphill on this fit: status 5 per problem, x the best accepted
     iterate (objective at most f(x0)), with fun, the residual and the gradient at that x."""

@@ -127,6 +127,15 @@ class LeastSquaresMethod(Method):
                 return Status.FD_ZERO_COLUMN
         return Status.GTOL
 
+    def zero_status(self, lin: Linearization, details: dict) -> Status:
+        """At f = 0: ``ZERO`` when every residual is exactly zero, else ``UNDERFLOW`` (½‖r‖²
+        rounded to zero at nonzero residuals; their largest magnitude goes in ``details``)."""
+        rmax = float(self.xp.max(self.xp.abs(lin.r)))
+        if rmax == 0.0:
+            return Status.ZERO
+        details["rmax"] = rmax
+        return Status.UNDERFLOW
+
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
         ≤ gtol; after an accepted full step (step length 1), |f_k − f_{k+1}| ≤ ftol·|f_k|
@@ -142,10 +151,10 @@ class LeastSquaresMethod(Method):
         ``predicted``."""
         if state.stop is not None:
             return state.stop
-        if state.f == 0.0:
-            return Status.ZERO
         tol = self.tol
         lin = state.data["lin"]
+        if state.f == 0.0:
+            return self.zero_status(lin, state.details)
         status = self.gradient_status(lin, self.gradient_measure(lin), state.details)
         if status is not None:
             return status

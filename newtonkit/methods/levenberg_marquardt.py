@@ -193,7 +193,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
             d = d.but(lin=lin, gnorm=gnorm, D=self._scaling(d.D, lin, state.x))
             state = State(state.x, state.f, lin.g, data=d, info=state.info)
             details: dict = {}
-            status = (Status.ZERO if state.f == 0.0 else
+            status = (self.zero_status(lin, details) if state.f == 0.0 else
                       self.gradient_status(lin, gnorm, details))
             if status is not None:
                 return stop(state, status, details)
