@@ -70,6 +70,7 @@ from ._bounds import as_arrays, check_order
 from ._status import Status
 from .methods import _trust
 from .methods._lmpar import GRAM_MAX_ERR
+from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
@@ -1171,8 +1172,10 @@ class _BatchRun:
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
         self._gradient_test(sel & gs_np, self.J, np.arange(self.rows.size), cn)
 
-    def _direction_gn(self) -> Any:
-        """−J⁺r (gn) or −η V Σ^κ Uᵀr (hig), dropping σ ≤ threshold."""
+    def _direction_gn(self) -> tuple[Any, Any]:
+        """−J⁺r (gn) or −η V Σ^κ Uᵀr (hig), dropping σ ≤ threshold; for HIG also the bounds
+        on the Gauss-Newton step and its model reduction (``hig.gauss_newton_bounds``; inf
+        where nothing is kept), else ``None``."""
         xp, o = self.xp, self.o
         U, s, Vt = _svd(xp, self.J)
         q = _vecmat(xp, self._gn_residual(), U)
@@ -1186,7 +1189,14 @@ class _BatchRun:
         keep = s > thr
         safe = xp.where(keep, s, xp.ones_like(s))
         coef = xp.where(keep, safe ** power * q, xp.zeros_like(q))
-        return -eta * _vecmat(xp, coef, Vt)
+        h = _vecmat(xp, coef, Vt)
+        if self.name == "gn":
+            return -h, None
+        s_min = xp.min(xp.where(keep, s, xp.full_like(s, math.inf)), axis=1)
+        bounds = gauss_newton_bounds(xp, s_min, s[:, 0], power, xp.linalg.vector_norm(h, axis=1))
+        bounds = tuple(xp.where(xp.any(keep, axis=1), b, xp.full_like(b, math.inf))
+                       for b in bounds)
+        return -eta * h, bounds
 
     # -- projected Gauss-Newton (bounds)
     def _project(self, X: Any) -> Any:
@@ -1212,7 +1222,7 @@ class _BatchRun:
         J = self.J
         self.J = xp.where(A[:, None, :], xp.zeros_like(J), J)
         try:
-            d = self._direction_gn()
+            d, _ = self._direction_gn()
         finally:
             self.J = J
         return xp.where(A, scaled, d), scaled
@@ -1310,7 +1320,7 @@ class _BatchRun:
         if self.bounds is not None:
             return self._step_gn_projected()
         xp, o = self.xp, self.o
-        d = self._direction_gn()
+        d, gn_bounds = self._direction_gn()
         slope = _rows_dot(xp, self.G, d)
         dnorm = xp.linalg.vector_norm(d, axis=1)
         xnorm = xp.linalg.vector_norm(self.X, axis=1)
@@ -1331,10 +1341,14 @@ class _BatchRun:
         # stagnation
         full = self._host(t == 1.0) & ok
         short = ok & ~full
-        small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
-        step_norm = t * dnorm
+        bound_f = self.tol("ftol") * xp.abs(f_prev)
         xtol = self.tol("xtol")
-        small_x = self._host(step_norm <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
+        bound_x = xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1))
+        small_f = self._host(xp.abs(f_prev - self.f) <= bound_f)
+        small_x = self._host(t * dnorm <= bound_x)
+        if gn_bounds is not None:  # HIG: the Gauss-Newton step's tests too, as the single path
+            small_f &= self._host(gn_bounds[1] <= bound_f)
+            small_x &= self._host(gn_bounds[0] <= bound_x)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill
         self.mark(conv & small_f & small_x, Status.FTOL_XTOL)

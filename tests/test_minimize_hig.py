@@ -124,3 +124,65 @@ def test_routes_agree(route):
                       options={"route": route, "truncation": 1e-3})
     assert res.success
     np.testing.assert_allclose(res.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-6)
+
+
+# -- termination: a short HIG step is not convergence ---------------------------------------
+
+_T8 = np.linspace(0.0, 1.0, 8)
+
+
+def _scaled_exp_fit(scale):
+    return lambda x: scale * (x[0] * np.exp(x[1] * _T8) - np.exp(-_T8))
+
+
+@pytest.mark.parametrize("scale, step", [(1e-50, 1.0), (1e-150, 1.0), (1.0, 1e-12)])
+def test_a_short_step_is_not_success(scale, step):
+    """Residuals scaled by 1e-50 make the HIG step ∝ scale^{1/2} (and η = 1e-12 makes it
+    short): ftol and xtol met by the step alone ended the run FTOL_XTOL at x0 after one
+    iteration.  The Gauss-Newton step there is O(1) (scale-invariant), so there is no success;
+    single and batched end alike."""
+    x0 = np.array([2.0, 0.5])
+    opts = {"maxiter": 30, "step": step}
+    res = nk.minimize(_scaled_exp_fit(scale), x0, method="hig", options=opts)
+    assert not res.success and res.termination == "MAXITER"
+    fun = _scaled_exp_fit(scale)
+    batch = nk.minimize(lambda X: np.stack([fun(x) for x in X]), x0[None], method="hig",
+                        options=opts, batch=True)
+    assert not batch.success[0] and batch.termination_of(0) == "MAXITER"
+
+
+def test_the_gauss_newton_tests_still_end_a_converged_run():
+    """On the unscaled fit (zero residual at (1, −1)) HIG still ends by xtol, at the solution:
+    the guard costs no success where the iterates have converged."""
+    res = nk.minimize(_scaled_exp_fit(1.0), np.array([2.0, 0.5]), method="hig")
+    assert res.success and res.termination in ("XTOL", "FTOL_XTOL")
+    # XTOL: the Gauss-Newton step bound ≤ xtol·(xtol + ‖x‖) at the last point, and near a
+    # zero-residual solution ‖x − x*‖ ≈ ‖d_GN‖: 1e-10·(1 + √2), with room for the last step
+    np.testing.assert_allclose(res.x, [1.0, -1.0], rtol=0, atol=1e-9)
+
+
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0]))
+def test_gauss_newton_bounds_hold_and_are_attained(seed, kappa):
+    """hig.gauss_newton_bounds ≥ the exact ‖V_kΣ_k⁻¹c‖ and ½‖c‖² (c = U_kᵀr) for any r, with
+    equality when r lies along the extreme singular vector where the maximum is taken.  Both
+    sides come from one float64 SVD of a well-conditioned J (σ in [0.1, 10]): the products
+    and norms differ by a few ε relative, 1e-12 allows them."""
+    from newtonkit.methods.hig import gauss_newton_bounds
+    rng = np.random.default_rng(seed)
+    m, n = rng.integers(2, 8), rng.integers(2, 8)
+    s = np.sort(rng.uniform(0.1, 10.0, min(m, n)))[::-1]
+    U, _, Vt = np.linalg.svd(_matrix(rng, m, n, s), full_matrices=False)
+
+    def both(r):
+        c = U.T @ r
+        h = Vt.T @ (s ** kappa * c)
+        step, pred = gauss_newton_bounds(np, s[-1], s[0], kappa, np.linalg.norm(h))
+        return step, pred, np.linalg.norm(Vt.T @ (c / s)), 0.5 * c @ c
+
+    step, pred, d, red = both(rng.standard_normal(m))
+    assert d <= step * (1 + 1e-12) and red <= pred * (1 + 1e-12)
+    # attained: ‖d‖ at σ_min for κ > −1 (σ^{−1−κ} decreasing), ½‖c‖² at σ_min for κ > 0
+    step, _, d, _ = both(U[:, -1] if kappa > -1 else U[:, 0])
+    assert abs(step - d) <= 1e-12 * d
+    _, pred, _, red = both(U[:, -1] if kappa > 0 else U[:, 0])
+    assert abs(pred - red) <= 1e-12 * red

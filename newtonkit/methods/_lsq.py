@@ -139,7 +139,9 @@ class LeastSquaresMethod(Method):
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
         ≤ gtol; after an accepted full step (step length 1), |f_k − f_{k+1}| ≤ ftol·|f_k|
-        and/or ‖Δx‖ ≤ xtol·(xtol + ‖x‖).  A step the line search shortened (for sufficient
+        and/or ‖Δx‖ ≤ xtol·(xtol + ‖x‖) (HIG, whose step is not a Gauss-Newton step: each
+        also on the Gauss-Newton step's bounds ``info["gn_predicted"]`` and ``info["gn_step"]``).
+        A step the line search shortened (for sufficient
         decrease, or away from non-finite values) is small because the search made it so, not
         because the iterates converged: after one, the change tests alone prove nothing.  The
         run ends successfully there by the gradient test, or by MINPACK's ftol test where the
@@ -148,7 +150,7 @@ class LeastSquaresMethod(Method):
         the rounding of f, at a point where the model offers no more than ftol).  Otherwise a
         change of f within its last bits (ε·|f_k|) is ``NO_PROGRESS``.
         ``state.info`` carries ``f_prev``, ``step_norm``, ``step_length`` and, optionally,
-        ``predicted``."""
+        ``predicted``, ``gn_step`` and ``gn_predicted``."""
         if state.stop is not None:
             return state.stop
         tol = self.tol
@@ -168,8 +170,13 @@ class LeastSquaresMethod(Method):
             if abs(i["f_prev"] - state.f) <= eps * abs(i["f_prev"]):
                 return Status.NO_PROGRESS
         elif state.accepted:
-            small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * abs(i["f_prev"])
-            small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            bound_f = tol["ftol"] * abs(i["f_prev"])
+            bound_x = tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            small_f = abs(i["f_prev"] - state.f) <= bound_f
+            small_x = i["step_norm"] <= bound_x
+            if "gn_step" in i:  # HIG: the Gauss-Newton step's tests too (hig.gauss_newton_bounds)
+                small_f = small_f and i["gn_predicted"] <= bound_f
+                small_x = small_x and i["gn_step"] <= bound_x
             return small_change(small_f, small_x)
         return None
 

@@ -15,9 +15,14 @@ P(x_k + d) - x_k` (:math:`P` the projection, so every :math:`x_k + t d`, :math:`
 inside), and the gradient test reads the projected gradient :math:`x - P(x - J^Tg_y)` instead
 of :math:`J^Tg_y`.
 
-Termination: ``gtol`` on :math:`\max_j |(J^Tg_y)_j|/(\|J_j\|\,\|g_y\|)`; ``ftol`` on
-:math:`|f_k - f_{k+1}| \le \mathrm{ftol}\cdot f_k`; ``xtol`` on
-:math:`\|x_{k+1}-x_k\| \le \mathrm{xtol}(\mathrm{xtol} + \|x_{k+1}\|)`.
+Termination: ``gtol`` on :math:`\max_j |(J^Tg_y)_j|/(\|J_j\|\,\|g_y\|)`; after an
+accepted full step, ``ftol`` on :math:`|f_k - f_{k+1}| \le \mathrm{ftol}\cdot f_k` and
+``xtol`` on :math:`\|x_{k+1}-x_k\| \le \mathrm{xtol}(\mathrm{xtol} + \|x_{k+1}\|)`, each
+together with the same test on the Gauss-Newton step at :math:`x_k` (its model reduction
+for ftol, its length for xtol), bounded from the HIG direction by
+:func:`gauss_newton_bounds`: the HIG step scales with the residuals where a Gauss-Newton step
+does not, so a short HIG step alone (residuals of 1e-50, or a small η) says nothing about
+convergence.
 """
 
 from __future__ import annotations
@@ -57,6 +62,27 @@ def _exponent(name: str, v: Any) -> float:
     if x is None or x > 4:
         raise ValueError(f"option {name!r} must be a number in [-4, 4] (-0.5 for HIG), got {v!r}")
     return float(v)
+
+
+def gauss_newton_bounds(xp: Any, s_min: Any, s_max: Any, exponent: float,
+                        hnorm: Any) -> tuple[Any, Any]:
+    r"""Bounds, from the direction :math:`h = V_k\Sigma_k^{\kappa}c` (:math:`c = U_k^Tr`), on
+    the Gauss-Newton step :math:`d = V_k\Sigma_k^{-1}c` on the same kept subspace and on its
+    model reduction :math:`\tfrac12\|c\|^2`:
+
+    .. math:: \|d\| = \|\Sigma_k^{-1-\kappa}\,\Sigma_k^{\kappa}c\|
+              \le \max_i \sigma_i^{-1-\kappa}\,\|h\|, \qquad
+              \tfrac12\|c\|^2 \le \tfrac12\big(\max_i \sigma_i^{-\kappa}\,\|h\|\big)^2
+
+    (:math:`\sigma^p` is monotone, so each maximum is at the smallest or the largest kept
+    :math:`\sigma`).  Scaling the residuals by :math:`a` scales both as it scales a Gauss-Newton
+    step (:math:`a^0`) and f (:math:`a^2`), where :math:`\|h\| \propto a^{1+\kappa}`: a short
+    HIG step alone does not show that x has converged.  Arrays in, arrays out.
+    """
+    px, pf = -1.0 - exponent, -exponent
+    step = xp.maximum(s_min ** px, s_max ** px) * hnorm
+    predicted = 0.5 * (xp.maximum(s_min ** pf, s_max ** pf) * hnorm) ** 2
+    return step, predicted
 
 
 @register
@@ -119,6 +145,11 @@ class HIG(LeastSquaresMethod):
             return stop(state, Status.NONFINITE)
         if not self.finite(h):
             return stop(state, Status.NONFINITE)
+        if info.rank == 0:  # nothing above an absolute truncation: h = 0, x cannot move
+            return stop(state, Status.NO_PROGRESS)
+        xp, s = self.xp, info.singular_values
+        gn_step, gn_predicted = gauss_newton_bounds(xp, xp.min(s), xp.max(s), o["exponent"],
+                                                    xp.asarray(self.norm(h), dtype=s.dtype))
         d = -o["step"] * h
         if self.bounds is not None:  # the step projected onto the box: x + t d inside, t ≤ 1
             d = project(self.xp, state.x + d, *self.bounds) - state.x
@@ -150,7 +181,8 @@ class HIG(LeastSquaresMethod):
                    thresholds=appended(hist["thresholds"], info.threshold),
                    step_lengths=appended(hist["step_lengths"], res.t))
         i = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
-             "rank": info.rank, "nonfinite": res.nonfinite}
+             "rank": info.rank, "nonfinite": res.nonfinite, "gn_step": float(gn_step),
+             "gn_predicted": float(gn_predicted)}
         return State(ev.x, ev.f, keep["lin"].g, accepted=True, info=i, data=new)
 
     def finish(self, state: State) -> dict:
