@@ -186,3 +186,14 @@ def test_gauss_newton_bounds_hold_and_are_attained(seed, kappa):
     assert abs(step - d) <= 1e-12 * d
     _, pred, _, red = both(U[:, -1] if kappa > 0 else U[:, 0])
     assert abs(pred - red) <= 1e-12 * red
+
+
+def test_an_absolute_truncation_that_keeps_nothing_is_no_progress():
+    """relative=False with a cutoff above every singular value: the step is 0, x cannot
+    move; that is NO_PROGRESS at x0 (not XTOL, the test a zero step would pass)."""
+    A = np.diag([3.0, 2.0])
+    x0 = np.array([1.0, 1.0])
+    res = nk.minimize(lambda x: A @ x, x0, method="hig", jac=A,
+                      options={"truncation": 5.0, "relative": False})
+    assert res.termination == "NO_PROGRESS" and not res.success and res.nit == 0
+    np.testing.assert_array_equal(res.x, x0)
