@@ -114,7 +114,7 @@ class HIG(LeastSquaresMethod):
     def bounded(cls, opts: dict) -> type:
         """Under bounds HIG projects each step onto the box (module docstring)."""
         return cls
-    # HIG converges linearly: the f and x tests only catch stagnation by default.
+    # HIG converges linearly: tight f and x tests (which the Gauss-Newton step must pass too).
     default_tol = {"gtol": 1e-8, "ftol": 1e-14, "xtol": 1e-10}
 
     def __init__(self, problem: Any, opts: dict, tol: dict) -> None:
