@@ -149,7 +149,7 @@ class HIG(LeastSquaresMethod):
             return stop(state, Status.NO_PROGRESS)
         xp, s = self.xp, info.singular_values
         gn_step, gn_predicted = gauss_newton_bounds(xp, xp.min(s), xp.max(s), o["exponent"],
-                                                    xp.asarray(self.norm(h), dtype=s.dtype))
+                                                    xp.linalg.vector_norm(h))
         d = -o["step"] * h
         if self.bounds is not None:  # the step projected onto the box: x + t d inside, t ≤ 1
             d = project(self.xp, state.x + d, *self.bounds) - state.x
