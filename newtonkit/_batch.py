@@ -1063,15 +1063,22 @@ class _BatchRun:
     def _gradient_test(self, met: np.ndarray, J: Any, s_np: np.ndarray, cn: Any) -> None:
         """GTOL for the rows in ``met``, FD_ZERO_COLUMN where a difference Jacobian has an
         exactly zero column (its gradient entry says nothing)."""
+        self._fd_zero_columns(met, s_np, cn == 0)
+        self.mark(met, Status.GTOL)
+
+    def _fd_zero_columns(self, met: np.ndarray, s_np: np.ndarray, blind: Any) -> None:
+        """FD_ZERO_COLUMN for the rows in ``met`` where ``blind`` (rows ``s_np`` of the active
+        ones, one entry per parameter) marks a difference Jacobian column (or gradient entry)
+        that cannot show the gradient: fun did not change along that parameter, so a gradient
+        test met there proves nothing."""
         if self.ev.jac_scheme in ("2-point", "3-point") and met.any():
-            zero = self._host(self.xp.any(cn == 0, axis=1))
+            zero = self._host(self.xp.any(blind, axis=1))
             zmask = np.zeros_like(met)
             zmask[s_np[zero]] = True
             for i in self.mark(met & zmask, Status.FD_ZERO_COLUMN):
                 k = int(np.nonzero(s_np == i)[0][0])
-                cols = np.nonzero(B.to_numpy(cn[k]) == 0)[0].tolist()
+                cols = np.nonzero(B.to_numpy(blind[k]))[0].tolist()
                 self.details[int(self.rows[i])] = {"columns": cols}
-        self.mark(met, Status.GTOL)
 
     def _step_lm(self) -> None:
         xp, ev = self.xp, self.ev
@@ -1454,7 +1461,18 @@ class _BatchRun:
                             xp.all(xp.isfinite(xp.reshape(self.H, (self.H.shape[0], -1))),
                                    axis=1))
         self.mark(sel & ~finite, Status.NONFINITE)
-        met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= self.tol("gtol"))
+        gtol = self.tol("gtol")
+        met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= gtol)
+        if self.ev.jac_scheme in ("2-point", "3-point"):
+            # a difference gradient's entry exactly 0 where f's rounding, 2ε|f|/h (forward) or
+            # ε|f|/h (central; _fd.gradient_error_bound), exceeds gtol: f did not change by
+            # more than its rounding, which can hide a gradient above gtol (at the point where
+            # a difference gradient of a smooth f vanishes, f is small enough to show it)
+            c, p = (2.0, 0.5) if self.ev.jac_scheme == "2-point" else (1.0, 1.0 / 3.0)
+            h = self.eps ** p * xp.maximum(xp.abs(self.X), xp.ones_like(self.X))
+            rounding = c * self.eps * xp.abs(self.f)[:, None] / h
+            blind = (self.G == 0) & (rounding > gtol[:, None])
+            self._fd_zero_columns(met, np.arange(self.rows.size), blind)
         self._curvature_check(met, Status.GTOL)
 
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:

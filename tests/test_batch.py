@@ -313,6 +313,24 @@ def test_an_objective_that_underflows_is_not_a_zero_residual(method, dtype, scal
     assert one.message == res.message_of(0)
 
 
+def test_a_difference_gradient_below_the_rounding_of_f_is_not_stationary():
+    """f = c + ‖x − 1‖² with forward differences: for c = 1e10 a step of h = √ε changes f by
+    2h = 3e-8, below half its last bit (1e-6), so the difference gradient at x0 = 0 is exactly
+    0 although ∇f = −2: FD_ZERO_COLUMN (not a success), where the strict gtol test alone
+    ended GTOL at x0.  For c = 0 the difference gradient vanishes only near the minimum, where
+    f is small enough to show a gradient above gtol: GTOL there."""
+    def f(X, c):
+        return c + np.sum((X - 1) ** 2, axis=1)
+
+    res = nk.minimize(f, np.zeros((2, 2)), method="newton", args=(np.array([1e10, 0.0]),),
+                      batch=True)
+    assert res.termination_of(0) == "FD_ZERO_COLUMN" and not res.success[0]
+    assert "[0, 1]" in res.message_of(0)
+    assert res.termination_of(1) == "GTOL" and res.success[1]
+    # where the forward difference vanishes, ‖x − 1‖∞ = h/2 = √ε/2 (h = √ε·max(1, |x|))
+    np.testing.assert_allclose(res.x[1], 1.0, rtol=0, atol=np.sqrt(EPS64))
+
+
 def test_a_batched_saddle_is_indefinite():
     """Newton on x₀² − x₁² + x₁⁴/4 from its saddle (0, 0): INDEFINITE with the smallest
     eigenvalue (−2) in that row's message; the other row finds the minimum (0, √2)."""
