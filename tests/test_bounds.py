@@ -316,3 +316,15 @@ def test_backends_and_dtypes(backend, dtype, method):
     tol = 1e-3 if dtype == "float32" else 1e-6
     np.testing.assert_allclose(x, [1.0, -1.0, 0.4], atol=tol)
     assert list(res.active_mask) == [1, -1, 0]
+
+
+@pytest.mark.parametrize("method", ["trf", "lm", "gn"])
+def test_bounded_underflow_is_not_a_success(method):
+    """Under bounds (the trust-region reflective method) as without: residuals 1e-170·(x − 1),
+    whose ½‖r‖² rounds to 0 at x0 = 0, end UNDERFLOW (the projected gradient, 1e-340, also
+    rounded to 0 and ended GTOL there); residuals exactly 0 end ZERO."""
+    box = ([-5.0] * 3, [5.0] * 3)
+    res = nk.minimize(lambda x: 1e-170 * (x - 1), np.zeros(3), method=method, bounds=box)
+    assert res.termination == "UNDERFLOW" and not res.success
+    res = nk.minimize(lambda x: x - 1, np.ones(3), method=method, bounds=box)
+    assert res.termination == "ZERO" and res.success

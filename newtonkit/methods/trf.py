@@ -196,8 +196,9 @@ class TrustRegionReflective(LeastSquaresMethod):
             d["model"] = M
             state = State(state.x, state.f, M["g"], accepted=False, data=d, info=state.info)
             details: dict = {}
-            status = self.gradient_status(d["lin"], M["gnorm"] if M["gnorm"] < tol["gtol"]
-                                          else math.inf, details)
+            status = (self.zero_status(d["lin"], details) if state.f == 0.0 else
+                      self.gradient_status(d["lin"], M["gnorm"] if M["gnorm"] < tol["gtol"]
+                                           else math.inf, details))
             if status is not None:
                 return stop(state, status, details)
         x, f, delta = state.x, state.f, d["delta"]
