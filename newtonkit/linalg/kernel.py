@@ -142,7 +142,9 @@ class NystromPreconditioner:
 def nystrom(xp: Any, K_matmat: Any, size: int, rank: int, dtype: Any, like: Any, mu: float,
             seed: int | None = 0) -> NystromPreconditioner | None:
     """Build :class:`NystromPreconditioner` from ``rank`` products with ``K``; ``None`` when
-    the sketch is degenerate (``K`` of lower rank than the sketch and ``μ = 0``)."""
+    the sketch is degenerate: ``λ̂_ℓ + μ`` at or below the shift ν that stabilises the sketch
+    (``K`` of lower rank than the sketch and ``μ`` ≲ ν, where ``λ̂_ℓ`` is rounding and
+    :math:`P^{-1}` would shrink K's range by ``ν/λ_i`` against its null space)."""
     ell = min(size, rank)
     Om = B.standard_normal(xp, (size, ell), dtype, like, seed)
     Om, _ = xp.linalg.qr(Om)
@@ -155,7 +157,7 @@ def nystrom(xp: Any, K_matmat: Any, size: int, rank: int, dtype: Any, like: Any,
     Bm = xp.matrix_transpose(B.solve_triangular(xp, L, xp.matrix_transpose(Y), lower=True))
     U, s, _ = xp.linalg.svd(Bm, full_matrices=False)
     lam = xp.clip(s * s - nu, 0.0, None)
-    if not float(lam[-1]) + mu > 0.0:
+    if not float(lam[-1]) + mu > nu:
         return None
     return NystromPreconditioner(U, lam, mu)
 
