@@ -1199,11 +1199,11 @@ class _BatchRun:
         h = _vecmat(xp, coef, Vt)
         if self.name == "gn":
             return -h, None
-        s_min = xp.min(xp.where(keep, s, xp.full_like(s, math.inf)), axis=1)
-        bounds = gauss_newton_bounds(xp, s_min, s[:, 0], power, xp.linalg.vector_norm(h, axis=1))
-        bounds = tuple(xp.where(xp.any(keep, axis=1), b, xp.full_like(b, math.inf))
-                       for b in bounds)
-        return -eta * h, bounds
+        kept, one = xp.any(keep, axis=1), xp.ones_like(s[:, 0])  # (1 where nothing is kept)
+        s_min = xp.where(kept, xp.min(xp.where(keep, s, xp.full_like(s, math.inf)), axis=1), one)
+        s_max = xp.where(kept, s[:, 0], one)
+        bounds = gauss_newton_bounds(xp, s_min, s_max, power, xp.linalg.vector_norm(h, axis=1))
+        return -eta * h, tuple(xp.where(kept, b, xp.full_like(b, math.inf)) for b in bounds)
 
     # -- projected Gauss-Newton (bounds)
     def _project(self, X: Any) -> Any:
