@@ -72,6 +72,7 @@ from .methods import _trust
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
+from .problems._fd import gradient_error_bound
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
@@ -970,7 +971,7 @@ class _BatchRun:
         gs = np.asarray(B.to_numpy(put(gscaled, self.gscaled)), dtype=np.float64)
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
-        self._gradient_test(sel & (gs <= o["gtol"][self.rows]), J, s_np, cn)
+        self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn)
 
     def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> _Subproblem:
         """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
@@ -1060,7 +1061,7 @@ class _BatchRun:
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
 
-    def _gradient_test(self, met: np.ndarray, J: Any, s_np: np.ndarray, cn: Any) -> None:
+    def _gradient_test(self, met: np.ndarray, s_np: np.ndarray, cn: Any) -> None:
         """GTOL for the rows in ``met``, FD_ZERO_COLUMN where a difference Jacobian has an
         exactly zero column (its gradient entry says nothing)."""
         self._fd_zero_columns(met, s_np, cn == 0)
@@ -1165,7 +1166,7 @@ class _BatchRun:
             pg = xp.max(xp.abs(self._projected_gradient()), axis=1)
             self._zero_test(sel)
             self.mark(sel & ~self._host(xp.isfinite(pg)), Status.NONFINITE)
-            self._gradient_test(sel & self._host(pg <= self.tol("gtol")), self.J,
+            self._gradient_test(sel & self._host(pg <= self.tol("gtol")),
                                 np.arange(self.rows.size), cn)
             return
         rn = xp.linalg.vector_norm(self._gn_residual(), axis=1)
@@ -1177,7 +1178,7 @@ class _BatchRun:
         gs_np = self._host(gs <= self.tol("gtol"))
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
-        self._gradient_test(sel & gs_np, self.J, np.arange(self.rows.size), cn)
+        self._gradient_test(sel & gs_np, np.arange(self.rows.size), cn)
 
     def _direction_gn(self) -> tuple[Any, Any]:
         """−J⁺r (gn) or −η V Σ^κ Uᵀr (hig), dropping σ ≤ threshold; for HIG also the bounds
@@ -1465,12 +1466,10 @@ class _BatchRun:
         met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= gtol)
         if self.ev.jac_scheme in ("2-point", "3-point"):
             # a difference gradient's entry exactly 0 where f's rounding, 2ε|f|/h (forward) or
-            # ε|f|/h (central; _fd.gradient_error_bound), exceeds gtol: f did not change by
-            # more than its rounding, which can hide a gradient above gtol (at the point where
-            # a difference gradient of a smooth f vanishes, f is small enough to show it)
-            c, p = (2.0, 0.5) if self.ev.jac_scheme == "2-point" else (1.0, 1.0 / 3.0)
-            h = self.eps ** p * xp.maximum(xp.abs(self.X), xp.ones_like(self.X))
-            rounding = c * self.eps * xp.abs(self.f)[:, None] / h
+            # ε|f|/h (central), exceeds gtol: f did not change by more than its rounding, which
+            # can hide a gradient above gtol (at the point where a difference gradient of a
+            # smooth f vanishes, f is small enough to show it)
+            rounding = gradient_error_bound(self.X, self.f[:, None], None, self.ev.jac_scheme)
             blind = (self.G == 0) & (rounding > gtol[:, None])
             self._fd_zero_columns(met, np.arange(self.rows.size), blind)
         self._curvature_check(met, Status.GTOL)

@@ -303,7 +303,7 @@ def test_an_objective_that_underflows_is_not_a_zero_residual(method, dtype, scal
     X0 = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=dtype)
     c = np.array([scale, 1.0, 1.0], dtype=dtype)
     res = nk.minimize(fun, X0, method=method, args=(c,), batch=True)
-    assert [res.termination_of(i) for i in range(3)] == ["UNDERFLOW", "ZERO", res.termination_of(2)]
+    assert res.termination_of(0) == "UNDERFLOW" and res.termination_of(1) == "ZERO"
     assert res.success.tolist() == [False, True, True] and res.status[0] == 2
     assert f"{float(c[0]):.3g}" in res.message_of(0)
     alone = nk.minimize(fun, X0[2:], method=method, args=(c[2:],), batch=True)

@@ -110,13 +110,22 @@ class LeastSquaresMethod(Method):
         ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
         return B.float_max(xp, ratios) / lin.rnorm
 
-    def gradient_status(self, lin: Linearization, measure: float,
-                        details: dict) -> Status | None:
-        """``GTOL`` when ``measure`` (the scaled gradient of ``lin``) ≤ gtol, else ``None``;
-        but ``FD_ZERO_COLUMN`` (column indices put in ``details``) when the Jacobian is a
-        finite difference with an exactly zero column: there ``fun`` did not change at all, its
+    def gradient_status(self, lin: Linearization, measure: float, details: dict,
+                        f: float) -> Status | None:
+        """The tests at a new linearization ``lin`` with objective ``f``.  At f = 0: ``ZERO``
+        when every residual is exactly zero, else ``UNDERFLOW`` (½‖r‖² rounded to zero at
+        nonzero residuals; their largest magnitude goes in ``details``).  Otherwise ``GTOL``
+        when ``measure`` (the scaled gradient of ``lin``) ≤ gtol, else ``None``; but
+        ``FD_ZERO_COLUMN`` (column indices put in ``details``) when the Jacobian is a finite
+        difference with an exactly zero column: there ``fun`` did not change at all, its
         scaled gradient entry reads 0 whatever the true derivative is, and the test proves
         nothing."""
+        if f == 0.0:
+            rmax = float(self.xp.max(self.xp.abs(lin.r)))
+            if rmax == 0.0:
+                return Status.ZERO
+            details["rmax"] = rmax
+            return Status.UNDERFLOW
         if not measure <= self.tol["gtol"]:
             return None
         if self.problem.jacobian_is_fd and lin.colnorms is not None:
@@ -127,23 +136,14 @@ class LeastSquaresMethod(Method):
                 return Status.FD_ZERO_COLUMN
         return Status.GTOL
 
-    def zero_status(self, lin: Linearization, details: dict) -> Status:
-        """At f = 0: ``ZERO`` when every residual is exactly zero, else ``UNDERFLOW`` (½‖r‖²
-        rounded to zero at nonzero residuals; their largest magnitude goes in ``details``)."""
-        rmax = float(self.xp.max(self.xp.abs(lin.r)))
-        if rmax == 0.0:
-            return Status.ZERO
-        details["rmax"] = rmax
-        return Status.UNDERFLOW
-
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
         ≤ gtol; after an accepted full step (step length 1), |f_k − f_{k+1}| ≤ ftol·|f_k|
         and/or ‖Δx‖ ≤ xtol·(xtol + ‖x‖) (HIG, whose step is not a Gauss-Newton step: each
         also on the Gauss-Newton step's bounds ``info["gn_predicted"]`` and ``info["gn_step"]``).
-        A step the line search shortened (for sufficient
-        decrease, or away from non-finite values) is small because the search made it so, not
-        because the iterates converged: after one, the change tests alone prove nothing.  The
+        A step the line search shortened (for sufficient decrease, or away from non-finite
+        values) is small because the search made it so, not because the iterates converged:
+        after one, the change tests alone prove nothing.  The
         run ends successfully there by the gradient test, or by MINPACK's ftol test where the
         method reports the model's reduction for the full step (``info["predicted"]``, Gauss-
         Newton): actual and predicted reductions both ≤ ftol·|f_k| (a step shortened only by
@@ -155,9 +155,7 @@ class LeastSquaresMethod(Method):
             return state.stop
         tol = self.tol
         lin = state.data["lin"]
-        if state.f == 0.0:
-            return self.zero_status(lin, state.details)
-        status = self.gradient_status(lin, self.gradient_measure(lin), state.details)
+        status = self.gradient_status(lin, self.gradient_measure(lin), state.details, state.f)
         if status is not None:
             return status
         i = state.info

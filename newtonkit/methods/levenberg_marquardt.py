@@ -193,8 +193,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
             d = d.but(lin=lin, gnorm=gnorm, D=self._scaling(d.D, lin, state.x))
             state = State(state.x, state.f, lin.g, data=d, info=state.info)
             details: dict = {}
-            status = (self.zero_status(lin, details) if state.f == 0.0 else
-                      self.gradient_status(lin, gnorm, details))
+            status = self.gradient_status(lin, gnorm, details, state.f)
             if status is not None:
                 return stop(state, status, details)
         if d.update == "trust-region":

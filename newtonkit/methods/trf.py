@@ -196,9 +196,8 @@ class TrustRegionReflective(LeastSquaresMethod):
             d["model"] = M
             state = State(state.x, state.f, M["g"], accepted=False, data=d, info=state.info)
             details: dict = {}
-            status = (self.zero_status(d["lin"], details) if state.f == 0.0 else
-                      self.gradient_status(d["lin"], M["gnorm"] if M["gnorm"] < tol["gtol"]
-                                           else math.inf, details))
+            status = self.gradient_status(d["lin"], M["gnorm"] if M["gnorm"] < tol["gtol"]
+                                          else math.inf, details, state.f)
             if status is not None:
                 return stop(state, status, details)
         x, f, delta = state.x, state.f, d["delta"]
@@ -265,7 +264,8 @@ class TrustRegionReflective(LeastSquaresMethod):
             return code
         v, _ = cl_scaling(self.xp, state.x, lin.g, self.lb, self.ub)
         gnorm = self.inf_norm(lin.g * v)
-        status = self.gradient_status(lin, gnorm if gnorm < self.tol["gtol"] else math.inf, {})
+        status = self.gradient_status(lin, gnorm if gnorm < self.tol["gtol"] else math.inf, {},
+                                      state.f)
         return Status.GTOL if status is Status.GTOL else code
 
     def _select_step(self, x: Any, M: dict, p_h: Any, delta: float) -> tuple[Any, Any, float]:

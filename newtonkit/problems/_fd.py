@@ -99,7 +99,7 @@ def fd_hvp(grad: Callable, x: Any, g0: Any, v: Any, *, scheme: str = "2-point",
     return (grad(x + t * v) - grad(x - t * v)) / (2.0 * t)
 
 
-def gradient_error_bound(x: Any, f: float, curvature: Any, scheme: str) -> Any:
+def gradient_error_bound(x: Any, f: Any, curvature: Any, scheme: str) -> Any:
     r"""Bound on the error of each entry of a difference gradient of ``f`` at ``x``.
 
     Taylor's theorem with ``f`` computed to within one rounding (:math:`\epsilon |f|`):
@@ -111,7 +111,8 @@ def gradient_error_bound(x: Any, f: float, curvature: Any, scheme: str) -> Any:
     :math:`M_j, T_j` the second and third derivatives along :math:`e_j` near ``x``.
     ``curvature`` estimates :math:`M_j` (the Hessian's diagonal, or a bound on
     :math:`\|H\|_2` as a scalar; ``None``: unknown, taken as 0).  The central third-derivative
-    term, :math:`O(\epsilon^{2/3})`, is not estimated.
+    term, :math:`O(\epsilon^{2/3})`, is not estimated.  Rows of a batch: ``x`` of shape
+    ``(b, n)`` with ``f`` of shape ``(b, 1)``.
     """
     xp = B.array_namespace(x)
     eps = float(xp.finfo(x.dtype).eps)
