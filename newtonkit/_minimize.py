@@ -102,7 +102,8 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         ``"2-point"``/``"3-point"``.  Least squares: Jacobian of the residual ``jac(x, *args)``
         (an array ``(m, n)`` or a LinearOperator), ``True`` when ``fun`` returns ``(r, J)``
         (one call gives both: ``nfev`` counts the calls, ``njev`` the Jacobians used), a
-        constant matrix/operator, or ``"2-point"``/``"3-point"``.  Omitted: the backend's
+        constant matrix (taken as dense, as a returned array is) or operator (matrix-free
+        routes), or ``"2-point"``/``"3-point"``.  Omitted: the backend's
         autodiff provider, else finite differences with a
         :class:`~newtonkit.problems.FiniteDifferenceWarning`.
     hess, hessp : callable, optional

@@ -296,10 +296,12 @@ def test_i_an_exceptions_own_result_attribute_is_kept():
         calls["n"] += 1
         if calls["n"] == 3:
             raise WithResult
-        return lin_res(x)
+        return np.concatenate([x - 2.0, x ** 2])  # nonlinear: the run lasts past 3 calls
 
     with pytest.raises(WithResult) as info:
-        nk.minimize(fun, np.ones(2), method="lm", jac=A, options={"xtol": 0, "ftol": 0})
+        nk.minimize(fun, np.ones(2), method="lm",
+                    jac=lambda x: np.vstack([np.eye(2), np.diag(2 * x)]),
+                    options={"xtol": 0, "ftol": 0})
     assert info.value.result == "mine"
 
 

@@ -91,6 +91,11 @@ class OutputProblem(Counters):
                     raise ValueError(f"jac must be None, a callable, a matrix, an operator or one "
                                      f"of {FD_SCHEMES}, got {jac!r}")
                 return "fd", jac, None
+            if is_array(jac):  # a constant dense J: the solvers' exact dense routes
+                if not B.all_finite(B.array_namespace(jac), jac):
+                    raise ValueError("jac: a constant Jacobian needs finite entries; it has "
+                                     "nan or inf")
+                return "constant", jac, None
             try:
                 return "constant", aslinearoperator(jac), None
             except ValueError as e:  # non-finite entries, a bad shape: say it is about jac
