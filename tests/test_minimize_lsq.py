@@ -155,6 +155,22 @@ def test_gauss_newton_solves_linear_least_squares_in_one_step(n, extra, seed):
     # (m = n: r after the step is rounding or exactly 0, so XTOL or ZERO; only code 0 is certain)
 
 
+@pytest.mark.parametrize("method", ["gn", "lm"])
+def test_a_constant_jacobian_array_is_dense(method):
+    """jac=A (an array) takes the dense solvers: after the first step the scaled gradient is
+    rounding, ≤ 10·m·n·ε·κ(A)·‖A‖(‖A‖‖x‖ + ‖b‖)/(min‖Aⱼ‖·‖r‖) ≈ 1e-13 here (the bound of
+    test_gauss_newton_solves_linear_least_squares_in_one_step), so the run ends GTOL after one
+    iteration.  As an operator (CGLS, cg_rtol 1e-10) LM ended FTOL after three."""
+    A = np.array([[2.0, 1.0], [1.0, 3.0], [0.5, -1.0]])
+    b = np.array([1.0, 2.0, 0.5])
+    out = nk.minimize(lambda x: A @ x - b, np.zeros(2), method=method, jac=A)
+    assert out.termination == "GTOL" and out.nit == 1
+    np.testing.assert_allclose(out.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-13)
+    out = nk.minimize(lambda x: A @ x - b, np.zeros(2), method=method,
+                      jac=nk.aslinearoperator(A))  # an operator stays matrix-free
+    assert out.success
+
+
 @pytest.mark.parametrize("solver", ["qr", "lstsq", "cholesky", "cgls"])
 def test_gn_linear_solvers(solver):
     rng = np.random.default_rng(1)
