@@ -1241,11 +1241,12 @@ class _BatchRun:
         fails retry along the scaled projected gradient (always a descent arc unless
         ``X = P(X − G)``, where the gtol test has stopped the row).
 
-        ftol: after a full step, the actual relative reduction; after a shortened one, as
-        MINPACK's test, the actual and the predicted relative reductions, where the prediction
-        is the Gauss-Newton model's for the full step ``s = P(X + d) − X``,
-        ``−gᵀs − ½‖J̃s‖²`` (a step shortened by rounding in f, at a point where the model
-        offers less than ftol·f, has converged)."""
+        xtol, before any trial: the full step ``s = P(X + d) − X`` (as the Gauss-Newton step
+        without bounds).  ftol: after a full step, the actual relative reduction; after a
+        shortened one, as MINPACK's test, the actual and the predicted relative reductions,
+        where the prediction is the Gauss-Newton model's for ``s``, ``−gᵀs − ½‖J̃s‖²`` (a step
+        shortened by rounding in f, at a point where the model offers less than ftol·f, has
+        converged)."""
         xp = self.xp
         d, pg_dir = self._directions_projected()
         s = self._project(self.X + d) - self.X
@@ -1253,6 +1254,12 @@ class _BatchRun:
         predicted = -_rows_dot(xp, self.G, s) - 0.5 * _rows_dot(xp, Js, Js)
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
+        # as without bounds: a full step within xtol ends the row before any trial (at the
+        # rounding level of f no trial could pass the Armijo test: the search would fail)
+        xtol = self.tol("xtol")
+        snorm = xp.linalg.vector_norm(s, axis=1)
+        self.mark(self._host(snorm <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1))),
+                  Status.XTOL)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
             d, self.status[self.rows] != _RUNNING)
         retry = self._host(~(t > 0)) & (self.status[self.rows] == _RUNNING)
@@ -1268,7 +1275,6 @@ class _BatchRun:
         self._lsq_gradient_test(ok)
         full = self._host(t == 1.0) & ok
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
-        xtol = self.tol("xtol")
         step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
         small_x = self._host(step <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
