@@ -72,7 +72,7 @@ from .methods import _trust
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
-from .problems._fd import gradient_error_bound
+from .problems._fd import difference_steps, gradient_error_bound
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
@@ -323,8 +323,7 @@ class _Evaluator:
         where neither fits, to the farther bound's side by the room there."""
         xp = self.xp
         n = X.shape[1]
-        rel = self.eps ** (0.5 if scheme == "2-point" else 1.0 / 3.0)
-        H = rel * xp.maximum(xp.abs(X), xp.ones_like(X))
+        H = difference_steps(xp, X, scheme)
         if box is not None:
             lb, ub = box
             up, down = ub - X, X - lb

@@ -28,14 +28,17 @@ from typing import Any
 from .. import _backend as B
 
 __all__ = ["fd_jacobian", "fd_hessian_from_grad", "fd_hvp", "gradient_accuracy",
-           "gradient_error_bound"]
+           "gradient_error_bound", "difference_steps"]
 
 
 def _power(scheme: str) -> float:
     return 0.5 if scheme == "2-point" else 1.0 / 3.0
 
 
-def _steps(xp: Any, x: Any, scheme: str, accuracy: float | None) -> Any:
+def difference_steps(xp: Any, x: Any, scheme: str, accuracy: float | None = None) -> Any:
+    """SciPy's difference steps, elementwise for ``x`` of any shape: η^(1/2)·max(1, |x|)
+    (2-point) or η^(1/3)·max(1, |x|) (3-point), η the relative accuracy of ``fun``
+    (default: the dtype's ε)."""
     eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
     return (eta ** _power(scheme)) * xp.maximum(xp.abs(x), xp.ones_like(x))
 
@@ -57,7 +60,7 @@ def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point
     ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε)."""
     xp = B.array_namespace(x)
     n = x.shape[0]
-    h = _steps(xp, x, scheme, accuracy)
+    h = difference_steps(xp, x, scheme, accuracy)
     E = xp.eye(n, dtype=x.dtype, device=B.device(x))
     if scheme == "2-point" and f0 is None:
         f0 = fun(x)
@@ -116,7 +119,7 @@ def gradient_error_bound(x: Any, f: Any, curvature: Any, scheme: str) -> Any:
     """
     xp = B.array_namespace(x)
     eps = float(xp.finfo(x.dtype).eps)
-    h = _steps(xp, x, scheme, None)
+    h = difference_steps(xp, x, scheme)
     if scheme == "2-point":
         err = (2.0 * eps * abs(f)) / h
         if curvature is not None:
