@@ -1508,7 +1508,9 @@ class _BatchRun:
         dnorm = xp.linalg.vector_norm(d, axis=1)
         xnorm = xp.linalg.vector_norm(self.X, axis=1)
         xtol = self.tol("xtol")
-        self.mark(self._host(dnorm <= xtol * (xtol + xnorm)), Status.XTOL)
+        # (a tiny step at a saddle, where τ > 0 shifted H, is no convergence: INDEFINITE)
+        self._curvature_check(self._host(dnorm <= xtol * (xtol + xnorm))
+                              & (self.status[self.rows] == _RUNNING), Status.XTOL)
         slope = _rows_dot(xp, self.G, d)
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)

@@ -55,7 +55,7 @@ class Status(enum.Enum):
                            "fun (residuals of order 1 at x0).")
     NONFINITE = (3, False, "Non-finite value (NaN or inf) encountered and shortening the step "
                            "did not avoid it; x is the best accepted iterate (lowest objective).")
-    INDEFINITE = (4, False, "The gradient test is met but the Hessian is indefinite beyond "
+    INDEFINITE = (4, False, "A convergence test is met but the Hessian is indefinite beyond "
                             "tolerance (smallest eigenvalue {lambda_min:.3g}): x is a saddle "
                             "point or a maximum, not a minimum.")
     DIVERGED = (5, False, "The run diverged: the objective ended above its value at x0; x is "
