@@ -116,6 +116,15 @@ def check_real_float(xp: Any, x: Any, name: str) -> None:
         )
 
 
+def check_not_complex(xp: Any, a: Any, what: str) -> None:
+    """Raise ``TypeError`` where a user's output ``a`` is complex: casting it to the real
+    working dtype would silently drop the imaginary part (a residual ``x − 1j`` would read 0)."""
+    if xp.isdtype(a.dtype, "complex floating"):
+        raise TypeError(f"{what} is complex ({a.dtype}); newtonkit minimises real functions: "
+                        f"return real arrays (stack real and imaginary parts as separate "
+                        f"residuals)")
+
+
 def all_finite(xp: Any, a: Any) -> bool:
     """Whether every entry of ``a`` is finite.
 

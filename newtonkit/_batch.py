@@ -247,6 +247,7 @@ class _Evaluator:
             raise ValueError(f"with batch=True {what} must return {want} for X of shape "
                              f"{tuple(X.shape)}; got shape {tuple(out.shape)}")
         if out.dtype != X.dtype:
+            B.check_not_complex(xp, out, what)
             out = xp.astype(out, X.dtype)
         return out
 
@@ -280,7 +281,9 @@ class _Evaluator:
             if tuple(D.shape) != want:
                 raise ValueError(f"with batch=True jac must return shape {want} for X of shape "
                                  f"{tuple(X.shape)}; got {tuple(D.shape)}")
-            D = xp.astype(D, X.dtype) if D.dtype != X.dtype else D
+            if D.dtype != X.dtype:
+                B.check_not_complex(xp, D, "jac")
+                D = xp.astype(D, X.dtype)
         elif scheme == "autodiff":
             D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
         else:
@@ -302,6 +305,9 @@ class _Evaluator:
             if tuple(H.shape) != (b, n, n):
                 raise ValueError(f"with batch=True hess must return shape {(b, n, n)} for X of "
                                  f"shape {tuple(X.shape)}; got {tuple(H.shape)}")
+            if H.dtype != X.dtype:
+                B.check_not_complex(xp, H, "hess")
+                H = xp.astype(H, X.dtype)
         elif self.hess_scheme == "autodiff":
             H = self._autodiff_hessian(X, rows)
         else:

@@ -328,3 +328,21 @@ def test_bounded_underflow_is_not_a_success(method):
     assert res.termination == "UNDERFLOW" and not res.success
     res = nk.minimize(lambda x: x - 1, np.ones(3), method=method, bounds=box)
     assert res.termination == "ZERO" and res.success
+
+
+def test_trf_jac_scaling_survives_overflowing_column_norms():
+    """A Jacobian column of 1e160: its sum of squares overflows, so SciPy's scale (1/‖J_j‖)
+    is 0 and its trf raises on a NaN SVD (as newtonkit's did).  The norms are the
+    linearization's, MINPACK's scaled ones where the squares overflow: the run ends in the
+    box at x₀ = 1 (r₀ = 0)."""
+    def fun(x):
+        return np.array([1e160 * (x[0] - 1.0), x[1] - 2.0, 1e-3 * x[0] * x[1]])
+
+    def jac(x):
+        return np.array([[1e160, 0.0], [0.0, 1.0], [1e-3 * x[1], 1e-3 * x[0]]])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the plain norms' overflow
+        res = nk.least_squares(fun, np.array([1.0, 0.0]), jac=jac, x_scale="jac",
+                               bounds=([-5.0, -5.0], [5.0, 5.0]))
+    assert np.isfinite(res.x).all() and res.x[0] == 1.0 and abs(res.x[1]) <= 5.0

@@ -265,6 +265,27 @@ def test_lists_and_integers_become_float64():
     assert res.x.dtype == np.float64
 
 
+@pytest.mark.parametrize("method", ["gn", "lm", "hig", "trf"])
+def test_complex_outputs_are_an_error_not_a_real_part(method):
+    """A complex residual cast to float would drop its imaginary part: x − 1j read as x, which
+    is 0 at x = 0, and every method ended ZERO (success) where ‖r‖ = 1.  Complex residuals,
+    Jacobians (single and batched) are a TypeError naming the output."""
+    eye = lambda x: np.eye(2)  # noqa: E731
+    with pytest.raises(TypeError, match="model output is complex"):
+        nk.minimize(lambda x: x - 1j, np.zeros(2), method=method, jac=eye)
+    with pytest.raises(TypeError, match="Jacobian is complex"):
+        nk.minimize(lambda x: x - 1.0, np.zeros(2), method=method,
+                    jac=lambda x: np.eye(2) + 0j)
+    if method in ("gn", "lm", "hig"):
+        eyes = lambda X: np.broadcast_to(np.eye(2), (3, 2, 2))  # noqa: E731
+        with pytest.raises(TypeError, match="fun is complex"):
+            nk.minimize(lambda X: X - 1j, np.zeros((3, 2)), method=method, jac=eyes,
+                        batch=True)
+        with pytest.raises(TypeError, match="jac is complex"):
+            nk.minimize(lambda X: X - 1.0, np.zeros((3, 2)), method=method,
+                        jac=lambda X: eyes(X) + 0j, batch=True)
+
+
 def test_bad_x0():
     with pytest.raises(TypeError, match="complex"):
         nk.minimize(lin_res, np.zeros(2, dtype=complex), method="gn", jac=A)

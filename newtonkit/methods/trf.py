@@ -138,7 +138,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         g, J = lin.g, lin.J
         if not self.finite(g):
             return Status.NONFINITE
-        scale, scale_inv = self._scale(J, d["scale_inv"])  # D⁻¹ and D
+        scale, scale_inv = self._scale(lin, d["scale_inv"])  # D⁻¹ and D
         d["scale_inv"] = scale_inv
         v, dv = cl_scaling(xp, x, g, self.lb, self.ub)
         gnorm = self.inf_norm(g * v)
@@ -169,13 +169,16 @@ class TrustRegionReflective(LeastSquaresMethod):
                 "s": s, "V": B.transpose(xp, Vt), "uf": uf, "m": m, "n": n,
                 "theta": max(0.995, 1.0 - gnorm)}
 
-    def _scale(self, J: Any, old: Any) -> tuple[Any, Any]:
+    def _scale(self, lin: Any, old: Any) -> tuple[Any, Any]:
         """``(D⁻¹, D)``, each as SciPy computes it (``scale``, ``scale_inv``): 1; the running
         maximum of the column norms (``scaling=True``; a zero column counts 1 at the start);
-        or ``1/s, s`` for ``scaling=s``."""
+        or ``1/s, s`` for ``scaling=s``.  The norms are the linearization's: SciPy's sums of
+        squares, or where those overflow or underflow, MINPACK's scaled ones (SciPy's would be
+        inf, and D⁻¹ = 0 then turned the model's SVD to NaN)."""
         xp, scaling = self.xp, self.opts["scaling"]
+        J = lin.J
         if scaling is True:
-            cn = B.column_norms(xp, J)
+            cn = lin.colnorms
             inv = xp.where(cn > 0, cn, B.ones_like(xp, cn)) if old is None else xp.maximum(old,
                                                                                            cn)
             return 1.0 / inv, inv

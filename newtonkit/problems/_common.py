@@ -32,6 +32,7 @@ def flat(xp: Any, a: Any, dtype: Any, what: str, size: int | None = None) -> Any
         a = xp.asarray(a, dtype=dtype)
     elif a.dtype != dtype:  # another dtype, or another backend (whose dtypes never compare equal)
         same_backend(xp, a, what)
+        B.check_not_complex(xp, a, what)
         a = xp.astype(a, dtype)
     a = B.reshape(xp, a, (-1,))
     if size is not None and a.shape[0] != size:
@@ -59,6 +60,7 @@ def matrix(xp: Any, a: Any, dtype: Any, what: str, rows: int, cols: int,
     if a.dtype == dtype and tuple(a.shape) == want:
         return a  # the usual case: nothing to check (the dtype fixes the backend) or convert
     same_backend(xp, a, what)
+    B.check_not_complex(xp, a, what)
     shape = tuple(a.shape)
     if shape != want:
         if shape not in shapes:
