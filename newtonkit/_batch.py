@@ -68,7 +68,7 @@ import numpy as np
 from . import _backend as B
 from ._bounds import as_arrays, check_order
 from ._status import Status
-from .methods import _trust
+from .methods import _trust, lookup
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
@@ -80,6 +80,7 @@ _STATUSES = list(Status)
 _CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status, by index
 _SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
 _RUNNING = -1
+_UNLIMITED = 2**62  # maxiter or maxfev without a limit
 _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton": "gn",
             "hig": "hig", "half-inverse": "hig", "newton": "newton"}
 #: Options each batched method understands (beyond maxiter, maxfev, gtol, ftol, xtol, disp,
@@ -90,7 +91,7 @@ _OPTIONS = {
     "hig": {"exponent": -0.5, "truncation": 1e-6, "step": 1.0, "line_search": False,
             "c1": 1e-4, "max_backtracks": 30},
     "newton": {"line_search": True, "c1": 1e-4, "max_backtracks": 30, "factor": 1.5,
-               "indefinite_tol": 1e-8},
+               "indefinite_tol": None},  # None: √ε of the dtype, as the single path
 }
 #: Bytes of one chunk's Jacobians (Hessians for Newton) on a CPU (``chunk_size=None``): rows
 #: beyond that are solved in later chunks.  A block this size keeps the working arrays in cache;
@@ -122,8 +123,6 @@ class _Subproblem(NamedTuple):
 
 #: The spectral fields of :class:`_Subproblem`, in the order of ``_trust.lm_terms``'s result.
 _SPECTRAL = _Subproblem._fields[-5:]
-_DEFAULT_TOL = {"lm": (1e-8, 1e-8, 1e-8), "gn": (1e-8, 1e-8, 1e-8), "hig": (1e-8, 1e-14, 1e-10),
-                "newton": (1e-8, 1e-8, 1e-8)}
 
 
 class BatchResult(dict):
@@ -510,12 +509,17 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
         raise ValueError(f"unknown option(s) {unknown} for batched method {name!r}; known "
                          f"options: {sorted(known)}")
     o = {**_OPTIONS[name], **{k: v for k, v in opts.items() if k in _OPTIONS[name]}}
-    scale = math.sqrt(float(xp.finfo(X0.dtype).eps) / float(np.finfo(np.float64).eps))
-    g0, f0, x0 = (tol,) * 3 if tol is not None else tuple(t * scale for t in _DEFAULT_TOL[name])
+    # the single-problem method's defaults (tolerances scaled for float32 as there)
+    single = lookup(name)
+    eps = float(xp.finfo(X0.dtype).eps)
+    scale = math.sqrt(eps / float(np.finfo(np.float64).eps))
     n = X0.shape[1]
-    defaults = {"gtol": g0, "ftol": f0, "xtol": x0,
-                "maxiter": 200 * n if name != "hig" else 1000,
-                "maxfev": 100 * n * (n + 1) if name == "lm" else 10**9}
+    defaults = {key: tol if tol is not None else single.default_tol[key] * scale
+                for key in ("gtol", "ftol", "xtol")}
+    for key, rule in (("maxiter", single.default_maxiter), ("maxfev", single.default_maxfev)):
+        defaults[key] = rule(n) if rule(n) is not None else _UNLIMITED
+    if name == "newton" and o["indefinite_tol"] is None:
+        o["indefinite_tol"] = math.sqrt(eps)
     for key, default in defaults.items():
         o[key] = _per_problem(key, opts.get(key, default), X0.shape[0])
     o["progress"] = bool(opts.get("progress", False))

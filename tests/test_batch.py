@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import newtonkit as nk
+from benchmarks import nls_problems as nls
 from newtonkit import _backend as B
 
 T = np.linspace(0.0, 4.0, 30)
@@ -292,6 +293,41 @@ def test_bounded_gauss_newton_converges_at_the_rounding_level(dtype):
     assert res.success.all(), res.message
     free = nk.minimize(fun, X0, method="gn", jac=jac, args=(data,), batch=True)
     assert free.success.all(), free.message
+
+
+def test_batched_defaults_are_the_single_methods():
+    """Tolerances and budgets default to the single-problem method's (``default_tol``,
+    ``default_maxiter``, ``default_maxfev``).  Batched Newton had ftol = xtol = 1e-8 where the
+    single path has 1e-14 and 1e-10: on Rosenbrock scaled by 1e-7 (f < 1, so ftol is absolute)
+    it ended FTOL, a success, at (0.22, −0.02) with ‖∇f‖∞ = 1.3e-6; batched LM had maxfev
+    100·n·(n + 1) instead of 100·n: on Meyer with 2-point differences it ran to 474
+    evaluations where the single run ends MAXFEV at 300."""
+    s = 1e-7
+
+    def f(X):
+        return s * (100 * (X[:, 1] - X[:, 0] ** 2) ** 2 + (1 - X[:, 0]) ** 2)
+
+    def g(X):
+        return s * np.stack([-400 * X[:, 0] * (X[:, 1] - X[:, 0] ** 2) - 2 * (1 - X[:, 0]),
+                             200 * (X[:, 1] - X[:, 0] ** 2)], axis=1)
+
+    def h(X):
+        H = np.empty((X.shape[0], 2, 2))
+        H[:, 0, 0] = 1200 * X[:, 0] ** 2 - 400 * X[:, 1] + 2
+        H[:, 0, 1] = H[:, 1, 0] = -400 * X[:, 0]
+        H[:, 1, 1] = 200
+        return s * H
+
+    x0 = np.array([-1.2, 1.0])
+    res = nk.minimize(f, x0[None], method="newton", jac=g, hess=h, batch=True)
+    one = nk.minimize(lambda x: f(x[None])[0], x0, method="newton", jac=lambda x: g(x[None])[0],
+                      hess=lambda x: h(x[None])[0])
+    assert res.termination_of(0) == one.termination == "GTOL"
+    np.testing.assert_allclose(res.x[0], one.x, rtol=1e-10)
+    meyer = nls.get("meyer")
+    res = nk.minimize(lambda X: np.stack([meyer.residual(x) for x in X]), meyer.x0[None],
+                      method="lm", jac="2-point", batch=True)
+    assert res.termination_of(0) == "MAXFEV" and res.nfev[0] <= 100 * 3
 
 
 # -- faults, compaction, budgets -----------------------------------------------------------------
