@@ -350,6 +350,8 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
                    bounds=None if box is None else box)
     # the whitened Jacobian at the solutions (not counted in nfev), for the covariance
     ev = _Evaluator(residual, data, jac, None, "outputs", xp, X0, False)
+    if box is not None:  # its 2-point steps turn back at an upper bound, as the fit's do
+        ev.bounds = tuple(xp.asarray(b, dtype=X0.dtype, device=dev) for b in box)
     rows_np = np.arange(Bn)
     rows = xp.asarray(rows_np, device=dev)
     J = ev.first(res["x"], res["residual"], rows, rows_np)

@@ -230,6 +230,7 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     solver = cls(problem, method_opts, common)
 
     problem.maxfev = common["maxfev"]  # the problem refuses calls of fun beyond it
+    problem.bounds = common.get("bounds")  # its difference steps stay in the box
     try:
         state = solver.init(x)
     except BudgetExhausted:

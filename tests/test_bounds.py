@@ -50,8 +50,11 @@ def _problem(kind, a, c):
 
 
 @given(kind=st.sampled_from(["linear", "exp"]), n=st.integers(1, 4), seed=st.integers(0, 10**6),
-       method=st.sampled_from(LSQ_METHODS + ("newton",)))
-def test_iterates_stay_in_the_box(kind, n, seed, method):
+       method=st.sampled_from(LSQ_METHODS + ("newton",)),
+       scheme=st.sampled_from([None, "2-point", "3-point"]))
+def test_iterates_stay_in_the_box(kind, n, seed, method, scheme):
+    """Every point fun is evaluated at lies in the box, difference derivatives' included
+    (``scheme``: the Jacobian, or Newton's gradient, by differences)."""
     rng = np.random.default_rng(seed)
     a = rng.uniform(0.5, 2.0, n)
     c = rng.uniform(0.5, 3.0, n) * (1 if kind == "exp" else rng.choice([-1, 1], n)) * 2
@@ -65,12 +68,13 @@ def test_iterates_stay_in_the_box(kind, n, seed, method):
     if method == "newton":
         res = nk.minimize(lambda x: 0.5 * boxed(x) @ boxed(x),
                           x0, method="newton",
-                          jac=lambda x: j(x).T @ r(x),
+                          jac=scheme or (lambda x: j(x).T @ r(x)),
                           hess=lambda x: j(x).T @ j(x) + _second_order(kind, a, x, r(x)),
                           bounds=(lb, ub))
     else:
         opts = {"line_search": True} if method == "hig" else {}
-        res = nk.minimize(boxed, x0, method=method, jac=j, bounds=(lb, ub), options=opts)
+        res = nk.minimize(boxed, x0, method=method, jac=scheme or j, bounds=(lb, ub),
+                          options=opts)
     assert boxed.calls > 0
     x = np.asarray(res.x)
     assert np.all(x >= lb) and np.all(x <= ub)
@@ -346,3 +350,32 @@ def test_trf_jac_scaling_survives_overflowing_column_norms():
         res = nk.least_squares(fun, np.array([1.0, 0.0]), jac=jac, x_scale="jac",
                                bounds=([-5.0, -5.0], [5.0, 5.0]))
     assert np.isfinite(res.x).all() and res.x[0] == 1.0 and abs(res.x[1]) <= 5.0
+
+
+@given(n=st.integers(1, 6), seed=st.integers(0, 10**6),
+       scheme=st.sampled_from(["2-point", "3-point"]))
+def test_difference_steps_in_the_box_are_scipys(n, seed, scheme):
+    """``steps_in_box`` is SciPy's ``_adjust_scheme_to_bounds`` (``approx_derivative``): the
+    same signed steps and one-sided choices, bit for bit, for points on, near and away from
+    the bounds, and every difference point (x + h, and x − h or x + 2h) in the box."""
+    from scipy.optimize._numdiff import _adjust_scheme_to_bounds
+
+    from newtonkit.problems._fd import difference_steps, steps_in_box
+
+    rng = np.random.default_rng(seed)
+    lb = rng.uniform(-1.0, 0.0, n)
+    ub = lb + rng.choice([1e-9, 1e-7, 0.5, 2.0], n)
+    lb[rng.random(n) < 0.2] = -np.inf
+    ub[rng.random(n) < 0.2] = np.inf
+    lo, hi = np.where(np.isfinite(lb), lb, -3.0), np.where(np.isfinite(ub), ub, 3.0)
+    x = np.clip(lo + (hi - lo) * rng.choice([0.0, 1.0, 1e-9, 1 - 1e-9, 0.5], n), lb, ub)
+    h = difference_steps(np, x, scheme)
+    ours, one_sided = steps_in_box(np, x, h, scheme, (lb, ub))
+    theirs, sided = _adjust_scheme_to_bounds(x, h, 1, "1-sided" if scheme == "2-point"
+                                             else "2-sided", lb, ub)
+    np.testing.assert_array_equal(ours, theirs)
+    if scheme == "3-point":  # (2-point differences are all one-sided in SciPy's terms)
+        np.testing.assert_array_equal(one_sided, sided)
+    far = np.where(one_sided, x + 2 * ours, x - ours)
+    for z in (x + ours, far if scheme == "3-point" else x):
+        assert np.all(z >= lb) and np.all(z <= ub)

@@ -245,3 +245,38 @@ def test_batched_bounds_torch_autograd():
     assert isinstance(popt, torch.Tensor)
     # autograd J against the analytic one: the same iterates up to J's rounding (1e-8)
     np.testing.assert_allclose(popt.numpy(), ref, rtol=1e-8)
+
+
+# -- pcov's difference Jacobian stays in the box: a model that is NaN outside it
+
+XB = np.linspace(0, 1, 20)
+YB = np.stack([2 * XB + 0.01 * np.sin(7 * XB + k) - 0.3 * XB**2 for k in range(3)])
+BOX = ([-10.0, 0.0], [10.0, 1.0])  # the fit wants 1 − p = −0.3: p = 1 active
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_bounded_pcov_differences_stay_in_the_box(batch):
+    seen = []
+
+    def boxed(x, a, p):  # linear in (a, p); NaN for p > 1
+        seen.append(np.stack(np.broadcast_arrays(a, p), -1).reshape(-1, 2))
+        return np.where(p <= 1, a * x + (1 - p) * x**2, np.nan)
+
+    if batch:
+        pcov = nk.curve_fit(boxed, XB, YB, p0=[1.0, 0.5], bounds=BOX, batch=True)[1]
+    else:
+        pcov = [nk.curve_fit(boxed, XB, y, p0=[1.0, 0.5], bounds=BOX)[1] for y in YB]
+    P = np.concatenate(seen)
+    assert np.all(P >= BOX[0]) and np.all(P <= BOX[1])  # every evaluation, fit and pcov
+    # A 2-point quotient of this linear model is exact but for f's rounding, 2ε·max|f|/h with
+    # h ≥ √ε: SciPy's J and ours are each within 2√ε·max|f| of J per entry, so their (JᵀJ)⁻¹
+    # agree within 2κ(J)²·‖δJ‖₂/‖J‖₂, ‖δJ‖₂ ≤ √(mn)·2·2√ε·max|f| (2.7e-5 here, κ = 8.1).
+    # s² = 2F/(m − n) from each popt: they differ by ≤ 2e-10 (SciPy's trf stops ~1e-11
+    # inside p ≤ 1), F by ≤ 1e-10 relative; 1e-8 covers it.  Measured ≤ 4.3e-8.
+    J = np.stack([XB, -XB**2], 1)
+    dJ = np.sqrt(J.size) * 4 * np.sqrt(np.finfo(float).eps) * np.abs(YB).max()
+    rtol = 2 * np.linalg.cond(J) ** 2 * dJ / np.linalg.norm(J, 2) + 1e-8
+    for i, y in enumerate(YB):
+        ref = so.curve_fit(boxed, XB, y, p0=[1.0, 0.5], bounds=BOX)[1]
+        assert np.all(np.isfinite(pcov[i]))
+        assert np.abs(pcov[i] - ref).max() <= rtol * np.abs(ref).max()

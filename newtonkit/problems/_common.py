@@ -103,7 +103,9 @@ class Counters:
 
     ``nfev`` counts every call of the user's ``fun`` (finite-difference, line-search and
     autodiff-tracing calls included): each goes through :meth:`count_fev`, which also keeps
-    the budget ``maxfev`` (set by the driver; ``None``: none).
+    the budget ``maxfev`` (set by the driver; ``None``: none).  ``bounds`` (``(lb, ub)`` on
+    x's backend, set by the driver for a bounded run; ``None``: none) keeps difference
+    steps in the box.
     """
 
     def __init__(self) -> None:
@@ -111,6 +113,7 @@ class Counters:
         self.njev = 0
         self.nhev = 0
         self.maxfev: int | None = None
+        self.bounds: tuple[Any, Any] | None = None
 
     def count_fev(self) -> None:
         """Count one call of ``fun`` about to be made; :class:`BudgetExhausted` instead when

@@ -28,7 +28,7 @@ from typing import Any
 from .. import _backend as B
 
 __all__ = ["fd_jacobian", "fd_hessian_from_grad", "fd_hvp", "gradient_accuracy",
-           "gradient_error_bound", "difference_steps"]
+           "gradient_error_bound", "difference_steps", "steps_in_box"]
 
 
 def _power(scheme: str) -> float:
@@ -53,16 +53,44 @@ def gradient_accuracy(eps: float, scheme: str | None) -> float:
     return math.sqrt(eps) if scheme == "2-point" else eps ** (2.0 / 3.0)
 
 
+def steps_in_box(xp: Any, x: Any, h: Any, scheme: str, bounds: tuple[Any, Any]) -> tuple:
+    """SciPy's ``_adjust_scheme_to_bounds`` (``approx_derivative``): the signed steps ``h``
+    and which coordinates take a one-sided 3-point difference, so that every point of the
+    difference lies in the box.  2-point: a step past a bound goes the other way where that
+    fits, else towards the farther bound by the room there.  3-point: central where ±h fit,
+    else one-sided (x + h, x + 2h) towards the farther bound, h at most half the room there
+    (central again where that is no larger than the room on the nearer side)."""
+    lb, ub = bounds
+    down, up = x - lb, ub - x
+    if scheme == "2-point":
+        fits = h <= xp.maximum(down, up)
+        h = xp.where(h <= up, h, xp.where(fits, -h, xp.where(up >= down, up, -down)))
+        return h, xp.zeros(x.shape, dtype=xp.bool, device=B.device(x))
+    central = (down >= h) & (up >= h)
+    forward = (up >= down) & ~central
+    h_side = xp.where(forward, xp.minimum(h, 0.5 * up), -xp.minimum(h, 0.5 * down))
+    near = xp.minimum(up, down)
+    back_to_central = ~central & (xp.abs(h_side) <= near)
+    h = xp.where(central, h, xp.where(back_to_central, near, h_side))
+    return h, ~central & ~back_to_central
+
+
 def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point",
-                accuracy: float | None = None) -> Any:
+                accuracy: float | None = None, bounds: tuple[Any, Any] | None = None) -> Any:
     """Finite-difference Jacobian ``(m, n)`` of ``fun: (n,) -> (m,)`` (``(n,)`` if ``fun`` is
     scalar-valued, the gradient).  ``f0 = fun(x)`` saves one evaluation of the 2-point scheme;
-    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε)."""
+    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε).  With
+    ``bounds = (lb, ub)`` every point evaluated is in the box (:func:`steps_in_box`; a
+    one-sided 3-point difference is (−3f(x) + 4f(x + h) − f(x + 2h))/(2h))."""
     xp = B.array_namespace(x)
     n = x.shape[0]
     h = difference_steps(xp, x, scheme, accuracy)
+    one_sided = None
+    if bounds is not None:
+        h, one_sided = steps_in_box(xp, x, h, scheme, bounds)
+        one_sided = [bool(v) for v in one_sided]
     E = xp.eye(n, dtype=x.dtype, device=B.device(x))
-    if scheme == "2-point" and f0 is None:
+    if f0 is None and (scheme == "2-point" or (one_sided is not None and any(one_sided))):
         f0 = fun(x)
     cols = []
     for j in range(n):
@@ -70,6 +98,9 @@ def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point
         xj = x + step
         if scheme == "2-point":
             cols.append((fun(xj) - f0) / (xj - x)[j])  # the step representable in floating point
+        elif one_sided is not None and one_sided[j]:
+            x2 = x + 2.0 * step
+            cols.append((-3.0 * f0 + 4.0 * fun(xj) - fun(x2)) / (x2 - x)[j])
         else:
             xm = x - step
             cols.append((fun(xj) - fun(xm)) / (xj - xm)[j])
@@ -77,11 +108,13 @@ def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point
 
 
 def fd_hessian_from_grad(grad: Callable, x: Any, g0: Any, *, scheme: str = "2-point",
-                         accuracy: float | None = None) -> Any:
+                         accuracy: float | None = None,
+                         bounds: tuple[Any, Any] | None = None) -> Any:
     """Symmetrised difference Hessian ``(n, n)`` of a gradient ``grad: (n,) -> (n,)``
-    (``g0 = grad(x)``; forward or central by ``scheme``; ``accuracy`` η of ``grad``)."""
+    (``g0 = grad(x)``; forward or central by ``scheme``; ``accuracy`` η of ``grad``; steps
+    in the box ``bounds``, as :func:`fd_jacobian`)."""
     xp = B.array_namespace(x)
-    H = fd_jacobian(grad, x, g0, scheme=scheme, accuracy=accuracy)
+    H = fd_jacobian(grad, x, g0, scheme=scheme, accuracy=accuracy, bounds=bounds)
     return 0.5 * (H + xp.matrix_transpose(H))
 
 

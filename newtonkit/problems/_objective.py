@@ -151,7 +151,8 @@ class ScalarProblem(Counters):
             else:
                 g = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"),
                                                       dtype=self.dtype),
-                                x, xp.asarray(f, dtype=self.dtype), scheme=self.jac)
+                                x, xp.asarray(f, dtype=self.dtype), scheme=self.jac,
+                                bounds=self.bounds)
         g = flat(xp, g, self.dtype, "the gradient", self.n)
         self._cache = (x, f, g)
         return f, g
@@ -202,7 +203,8 @@ class ScalarProblem(Counters):
 
                 return HessianOperator(fd_product, n, like=x)
             self.nhev += 1
-            H = fd_hessian_from_grad(grad, x, g0, scheme=scheme, accuracy=eta)
+            H = fd_hessian_from_grad(grad, x, g0, scheme=scheme, accuracy=eta,
+                                     bounds=self.bounds)
             return matrix(xp, H, self.dtype, "the Hessian", n, n, ())
         if mode == "hessp" or (mode == "autodiff" and matrix_free):
             xs = self._shaped(x)

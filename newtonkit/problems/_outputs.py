@@ -207,7 +207,7 @@ class OutputProblem(Counters):
         else:
             last = self._last  # F(x) is usually the last output computed: 2-point reuses it
             f0 = last[1] if last is not None and last[0] is x else None
-            J = fd_jacobian(self.outputs, x, f0, scheme=self._jac)
+            J = fd_jacobian(self.outputs, x, f0, scheme=self._jac, bounds=self.bounds)
         if isinstance(J, LinearOperator):
             if self.m is not None and J.shape != (self.m, n):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
