@@ -72,7 +72,7 @@ from .methods import _trust, lookup
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
-from .problems._fd import difference_steps, gradient_error_bound
+from .problems._fd import difference_steps, gradient_error_bound, steps_in_box
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
@@ -329,11 +329,8 @@ class _Evaluator:
         xp = self.xp
         n = X.shape[1]
         H = difference_steps(xp, X, scheme)
-        if box is not None:
-            lb, ub = box
-            up, down = ub - X, X - lb
-            H = xp.where(H <= up, H, xp.where(H <= down, -H,
-                                               xp.where(up >= down, up, -down)))
+        if box is not None:  # (2-point only: the single path's rule, elementwise)
+            H, _ = steps_in_box(xp, X, H, scheme, box)
         cols = []
         for j in range(n):
             e = xp.astype(xp.arange(n) == j, X.dtype)[None, :]
@@ -1157,9 +1154,10 @@ class _BatchRun:
         return self.V if self.ev.loss is None else self.R
 
     def _zero_test(self, sel: np.ndarray) -> None:
-        """At f = 0 (rows in ``sel``): ``ZERO`` where every residual is exactly zero,
-        ``UNDERFLOW`` where ½‖r‖² rounded to zero at nonzero residuals."""
-        at_zero = sel & (B.to_numpy(self.f) == 0.0)
+        """Below the normal range of f (rows in ``sel``; f = 0 included): ``ZERO`` where every
+        residual is exactly zero, ``UNDERFLOW`` where ½‖r‖² is subnormal or rounded to zero at
+        nonzero residuals (the single path's ``gradient_status``)."""
+        at_zero = sel & (B.to_numpy(self.f) < self.tiny)
         if not at_zero.any():
             return
         rmax = B.to_numpy(self.xp.max(self.xp.abs(self.V), axis=1))
@@ -1222,6 +1220,15 @@ class _BatchRun:
     def _projected_gradient(self) -> Any:
         return self.X - self._project(self.X - self.G)
 
+    def _active_set(self) -> Any:
+        """Bertsekas' ε-active set (b, n): within ε = min(1e-3, ‖X − P(X − G)‖∞) of a bound,
+        the gradient pushing onto it."""
+        xp = self.xp
+        pg = xp.max(xp.abs(self._projected_gradient()), axis=1, keepdims=True)
+        eps_k = xp.where(pg > 1e-3, xp.full_like(pg, 1e-3), pg)
+        return (((self.X <= self.LB + eps_k) & (self.G > 0))
+                | ((self.X >= self.UB - eps_k) & (self.G < 0)))
+
     def _directions_projected(self) -> tuple[Any, Any]:
         """Bertsekas' ε-active set ``A`` (within ε = min(1e-3, ‖X − P(X − G)‖∞) of a bound,
         the gradient pushing onto it): the Gauss-Newton step −J_F⁺r̃ on the free columns (A's
@@ -1229,10 +1236,7 @@ class _BatchRun:
         descent −g/‖J_i‖²; second, the scaled projected-gradient direction −g/‖J_i‖², the
         fallback where the first finds no decrease."""
         xp = self.xp
-        pg = xp.max(xp.abs(self._projected_gradient()), axis=1, keepdims=True)
-        eps_k = xp.where(pg > 1e-3, xp.full_like(pg, 1e-3), pg)
-        A = (((self.X <= self.LB + eps_k) & (self.G > 0))
-             | ((self.X >= self.UB - eps_k) & (self.G < 0)))
+        A = self._active_set()
         h = xp.sum(self.J * self.J, axis=1)
         h = xp.where(h > 0, h, xp.ones_like(h))
         scaled = -self.G / h
@@ -1251,16 +1255,15 @@ class _BatchRun:
         ``X = P(X − G)``, where the gtol test has stopped the row).
 
         xtol, before any trial: the full step ``s = P(X + d) − X`` (as the Gauss-Newton step
-        without bounds).  ftol: after a full step, the actual relative reduction; after a
-        shortened one, as MINPACK's test, the actual and the predicted relative reductions,
-        where the prediction is the Gauss-Newton model's for ``s``, ``−gᵀs − ½‖J̃s‖²`` (a step
-        shortened by rounding in f, at a point where the model offers less than ftol·f, has
-        converged)."""
+        without bounds); after a full step, the step taken.  ftol, after any step: MINPACK's
+        test, the actual reduction and the most that the Gauss-Newton model at the new point
+        offers with its active set held, ½‖J̃_F J̃_F⁺r̃‖² (:meth:`_gauss_newton_offer`), both at
+        most ftol·f (so a step shortened by rounding in f where the model offers less than
+        ftol·f has converged).  The model's value for the projected step would not do: a
+        clipped step can make it negative, and the test would pass anywhere."""
         xp = self.xp
         d, pg_dir = self._directions_projected()
         s = self._project(self.X + d) - self.X
-        Js = xp.sum(self.J * s[:, None, :], axis=2)
-        predicted = -_rows_dot(xp, self.G, s) - 0.5 * _rows_dot(xp, Js, Js)
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         # as without bounds: a full step within xtol ends the row before any trial (at the
@@ -1283,17 +1286,37 @@ class _BatchRun:
         self._relinearize_lsq(ok)
         self._lsq_gradient_test(ok)
         full = self._host(t == 1.0) & ok
+        # ftol: MINPACK's test, the actual reduction and the model's offer at the new point
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * xp.abs(f_prev))
+        small_f &= ok & (self.status[self.rows] == _RUNNING)
+        if small_f.any():
+            k = self._idx(np.nonzero(small_f)[0])
+            bound = xp.take(self.tol("ftol") * xp.abs(self.f), k, axis=0)
+            small_f[small_f] = self._host(self._gauss_newton_offer(small_f) <= bound)
         step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
         small_x = self._host(step <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
         self.mark(full & small_x, Status.XTOL)
-        small_model = self._host(predicted <= self.tol("ftol") * xp.abs(f_prev))
-        self.mark(ok & ~full & small_f & small_model, Status.FTOL)
+        self.mark(ok & ~full & small_f, Status.FTOL)
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(ok & ~full & stuck, Status.NO_PROGRESS)
         self.track_best(acc)
+
+    def _gauss_newton_offer(self, sel: np.ndarray) -> Any:
+        """½‖J̃_F J̃_F⁺r̃‖² at the rows ``sel``: the largest reduction of the Gauss-Newton model
+        ½‖r̃ + J̃p‖² over the steps p that keep the ε-active set A on its bounds (J̃_F: A's
+        columns zeroed; σ ≤ ε·max(m, n)·σ_max dropped, as the step's).  Without an active
+        bound it is the offer of every step."""
+        xp = self.xp
+        k = self._idx(np.nonzero(sel)[0])
+        A = xp.take(self._active_set(), k, axis=0)
+        J = xp.take(self.J, k, axis=0)
+        J = xp.where(A[:, None, :], xp.zeros_like(J), J)
+        U, sv, _ = _svd(xp, J)
+        q = _vecmat(xp, xp.take(self._gn_residual(), k, axis=0), U)
+        keep = sv > self.eps * max(J.shape[1], J.shape[2]) * sv[:, :1]
+        return 0.5 * xp.sum(xp.where(keep, q * q, xp.zeros_like(q)), axis=1)
 
     def _backtrack_projected(self, d: Any, skip: np.ndarray) -> tuple:
         """Per row (not in ``skip``) the first t of 1, ½, ¼, … with a finite value and
@@ -1367,9 +1390,13 @@ class _BatchRun:
         bound_f = self.tol("ftol") * xp.abs(f_prev)
         xtol = self.tol("xtol")
         bound_x = xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1))
+        # ftol is MINPACK's test, actual and predicted reductions: for GN the model's for the
+        # full step, −½gᵀd (as the single path); for HIG the Gauss-Newton step's bound
         small_f = self._host(xp.abs(f_prev - self.f) <= bound_f)
         small_x = self._host(t * dnorm <= bound_x)
-        if gn_bounds is not None:  # HIG: the Gauss-Newton step's tests too, as the single path
+        if gn_bounds is None:
+            small_f &= self._host(-0.5 * slope <= bound_f)
+        else:  # HIG: the Gauss-Newton step's tests too, as the single path
             small_f &= self._host(gn_bounds[1] <= bound_f)
             small_x &= self._host(gn_bounds[0] <= bound_x)
         uphill = self._host(self.f > f_prev)
@@ -1377,9 +1404,8 @@ class _BatchRun:
         self.mark(conv & small_f & small_x, Status.FTOL_XTOL)
         self.mark(conv & small_f, Status.FTOL)
         self.mark(conv & small_x, Status.XTOL)
-        if self.name == "gn":  # MINPACK's ftol test, as the single path's (-½gᵀd predicted)
-            self.mark(short & small_f & self._host(-0.5 * slope <= self.tol("ftol")
-                                                   * xp.abs(f_prev)), Status.FTOL)
+        if self.name == "gn":
+            self.mark(short & small_f, Status.FTOL)
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(short & stuck, Status.NO_PROGRESS)
         self.track_best(acc)

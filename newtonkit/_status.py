@@ -49,10 +49,11 @@ class Status(enum.Enum):
                                 "change when those parameters moved by the difference step (a "
                                 "change below the rounding of fun, or parameters fun ignores), "
                                 "so x may not be stationary; pass jac= or rescale the problem.")
-    UNDERFLOW = (2, False, "The objective ½‖r‖² rounds to zero, but the residuals are not zero "
-                           "(largest |r_i| = {rmax:.3g}): below the floating-point range of their "
-                           "squares no test on f is meaningful, so x is not verified. Rescale "
-                           "fun (residuals of order 1 at x0).")
+    UNDERFLOW = (2, False, "The objective ½‖r‖² is below the normal floating-point range (or "
+                           "rounds to zero), but the residuals are not zero (largest |r_i| = "
+                           "{rmax:.3g}): there f has lost its significant bits, no test on f is "
+                           "meaningful, and x is not verified. Rescale fun (residuals of order 1 "
+                           "at x0).")
     NONFINITE = (3, False, "Non-finite value (NaN or inf) encountered and shortening the step "
                            "did not avoid it; x is the best accepted iterate (lowest objective).")
     INDEFINITE = (4, False, "A convergence test is met but the Hessian is indefinite beyond "

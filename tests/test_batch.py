@@ -295,6 +295,28 @@ def test_bounded_gauss_newton_converges_at_the_rounding_level(dtype):
     assert free.success.all(), free.message
 
 
+def test_bounded_ftol_after_a_shortened_step_needs_a_small_model_offer():
+    """Freudenstein-Roth under a lower bound (inactive at the end): the projected GN's ftol
+    test after a shortened step compared ftol·f with the model's value for the clipped
+    projected step, which clipping made negative (−427), so it passed at (14.03, −0.897),
+    f = 31.34, where the gradient is (5.2, −70) with both variables free: FTOL, a success.
+    The test now takes the most the Gauss-Newton model offers at the new point, ½‖J̃J̃⁺r̃‖²
+    (all of f there: J̃ is square and nonsingular), and the run goes on to the local
+    minimum f = 24.49 (SciPy's trf's)."""
+    def r1(x):
+        return np.array([-13 + x[0] + ((5 - x[1]) * x[1] - 2) * x[1],
+                         -29 + x[0] + ((x[1] + 1) * x[1] - 14) * x[1]])
+
+    def j1(x):
+        return np.array([[1.0, (10 - 3 * x[1]) * x[1] - 2], [1.0, (3 * x[1] + 2) * x[1] - 14]])
+
+    x0 = np.array([0.38418922, -2.53985502])
+    lb, ub = np.array([-0.46719274, -3.34246314]), np.full(2, np.inf)
+    res = nk.minimize(lambda X: np.stack([r1(x) for x in X]), x0[None], method="gn",
+                      jac=lambda X: np.stack([j1(x) for x in X]), batch=True, bounds=(lb, ub))
+    assert not (res.success[0] and res.fun[0] > 25.0), res.message_of(0)
+
+
 def test_batched_defaults_are_the_single_methods():
     """Tolerances and budgets default to the single-problem method's (``default_tol``,
     ``default_maxiter``, ``default_maxfev``).  Batched Newton had ftol = xtol = 1e-8 where the

@@ -155,6 +155,30 @@ def test_gauss_newton_solves_linear_least_squares_in_one_step(n, extra, seed):
     # (m = n: r after the step is rounding or exactly 0, so XTOL or ZERO; only code 0 is certain)
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_gauss_newton_ftol_needs_the_predicted_reduction_too(batch):
+    """r = x² − 1 from x₀ = √0.2 with plain steps (line_search=False): the Gauss-Newton step
+    jumps across the minimum to x₁ = 3/√5, where |r| is the same, 0.8: the actual reduction is
+    rounding, but the model predicted all of f (−½gᵀd = ½r₀²).  MINPACK's ftol test needs both
+    small; with the actual one alone the run ended FTOL, a success, at f = 0.32.  It goes on
+    to x = 1."""
+    x0 = np.array([np.sqrt(0.2)])
+    opts = dict(line_search=False)
+    if batch:
+        res = nk.minimize(lambda X: X ** 2 - 1, x0[None], method="gn", options=opts,
+                          jac=lambda X: (2 * X)[:, :, None], batch=True)
+        x, ok = res.x[0], res.success[0]
+    else:
+        res = nk.minimize(lambda x: x ** 2 - 1, x0, method="gn", options=opts,
+                          jac=lambda x: np.diag(2 * x))
+        x, ok = res.x, res.success
+    assert ok
+    # at a success near the zero-residual minimum |x − 1| ≈ |r|/2; xtol = 1e-8 stops after
+    # the Newton-like quadratic convergence, |x − 1| ≤ 1e-8 to first order (1e-6 allows the
+    # rest and still excludes the false stop at 3/√5 = 1.34)
+    np.testing.assert_allclose(x, [1.0], atol=1e-6)
+
+
 @pytest.mark.parametrize("method", ["gn", "lm"])
 def test_a_constant_jacobian_array_is_dense(method):
     """jac=A (an array) takes the dense solvers: after the first step the scaled gradient is

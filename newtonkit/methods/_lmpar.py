@@ -150,11 +150,12 @@ class TrustRegionSubproblem:
 
     @functools.cached_property
     def _svd_bounds(self) -> tuple[float | None, float]:
-        """φ'(0) = -Σ c0²/s² / ‖c0‖ = -‖A⁻ᵀp̂(0)‖² / ‖p̂(0)‖ (``None`` when ``A`` is
+        """ψ(0) = φ'(0)/‖p̂(0)‖ = -Σ u²/s², u = c0/‖c0‖ (``None`` when ``A`` is
         rank-deficient) and ``‖Aᵀr‖``: the λ iteration's bounds, once per factorisation."""
-        xp, n0 = self.xp, self.n0
-        dphi0 = -B.vdot(xp, self.c0 / self.s2, self.c0) / n0 if self.full else None
-        return dphi0, B.norm(xp, self.sq)
+        xp = self.xp
+        u = self.c0 / self.n0
+        psi0 = -B.vdot(xp, u / self.s2, u) if self.full else None
+        return psi0, B.norm(xp, self.sq)
 
     def _gram_terms(self) -> bool:
         """The terms from ``AᵀA = V diag(s²) Vᵀ`` and ``sq = Vᵀ Aᵀ r``, when
@@ -202,15 +203,15 @@ class TrustRegionSubproblem:
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
     @functools.cached_property
     def _chol_bounds(self) -> tuple[float, float]:
-        """φ'(0) and ``‖Aᵀr‖`` for the λ iteration; builds ``RᵀR``, ``Aᵀr`` and the smallest λ
-        the route takes (once per factorisation)."""
+        """ψ(0) = φ'(0)/‖p̂(0)‖ and ``‖Aᵀr‖`` for the λ iteration; builds ``RᵀR``, ``Aᵀr`` and
+        the smallest λ the route takes (once per factorisation)."""
         xp, R, n0 = self.xp, self._clean_R(), self.gn[1]
         self._M = B.dot(xp, B.transpose(xp, R), R)  # RᵀR = AᵀA
         self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
-        w = B.solve_triangular(xp, R, self._y0, lower=False, trans=True)  # R⁻ᵀ p̂(0)
-        return -B.vdot(xp, w, w) / n0, B.norm(xp, self._g)
+        w = B.solve_triangular(xp, R, self._y0 / n0, lower=False, trans=True)  # R⁻ᵀ p̂(0)/n0
+        return -B.vdot(xp, w, w), B.norm(xp, self._g)
 
     def _chol_at(self, alpha: float) -> float:
         xp = self.xp
@@ -221,14 +222,14 @@ class TrustRegionSubproblem:
             raise _UseSVD
         v = B.cho_solve(xp, L, self._g)  # (RᵀR + αI)⁻¹ Rᵀ Qᵀr = -p̂(α), pivoted
         nrm = B.norm(xp, v)
-        if not math.isfinite(nrm):
+        if not 0.0 < nrm < math.inf:  # (0: Aᵀr underflowed; ψ needs p̂/‖p̂‖)
             raise _UseSVD
         self._L, self._v = L, v
         return nrm
 
-    def _chol_dphi(self, nrm: float) -> float:
-        w = B.solve_triangular(self.xp, self._L, self._v, lower=True)
-        return -B.vdot(self.xp, w, w) / nrm
+    def _chol_psi(self, nrm: float) -> float:
+        w = B.solve_triangular(self.xp, self._L, self._v / nrm, lower=True)
+        return -B.vdot(self.xp, w, w)
 
     def _chol_step(self, nrm: float) -> tuple[Any, float]:
         Rv = B.dot(self.xp, self.R, self._v)
@@ -255,27 +256,28 @@ class TrustRegionSubproblem:
             return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
         return self._iterate(delta, par0, n0, *self._svd_bounds, svd=True)
 
-    def _iterate(self, delta: float, par0: float, n0: float, dphi0: float | None,
+    def _iterate(self, delta: float, par0: float, n0: float, psi0: float | None,
                  gnorm: float, svd: bool) -> tuple:
         """MINPACK's λ iteration (:func:`newtonkit.methods._trust.lambda_iteration`, the code
         the batched LM runs) with p̂(λ) from the SVD terms (``svd``) or a Cholesky factor per
-        λ (``_chol_at``, ``_chol_dphi``, ``_chol_step``).  ``dphi0`` is φ'(0), ``None`` when
-        ``A`` is rank-deficient (then λ has no positive lower bound)."""
+        λ (``_chol_at``, ``_chol_psi``, ``_chol_step``).  ``psi0`` is ψ(0) = φ'(0)/‖p̂(0)‖,
+        ``None`` when ``A`` is rank-deficient (then λ has no positive lower bound)."""
         xp = self.xp
 
         def phi_svd(alpha: float) -> tuple[float, Any]:  # c = s q / (s² + α), p̂(α) = -V c
             den = self.s2 + alpha
             c = self.sq / den
             nrm = B.norm(xp, c)
-            return nrm, lambda: -B.vdot(xp, c / den, c) / nrm  # φ'(α) = -Σ c²/(s² + α) / ‖c‖
+            u = c / nrm if nrm > 0 else c
+            return nrm, lambda: -B.vdot(xp, u / den, u)  # ψ(α) = -Σ u²/(s² + α), u = c/‖c‖
 
         def phi_chol(alpha: float) -> tuple[float, Any]:
             nrm = self._chol_at(alpha)
-            return nrm, lambda: self._chol_dphi(nrm)
+            return nrm, lambda: self._chol_psi(nrm)
 
         alpha, nrm = _trust.lambda_iteration(
             _trust.SCALAR, phi_svd if svd else phi_chol, delta, par0, n0,
-            -1.0 if dphi0 is None else dphi0, dphi0 is not None, gnorm, self.tiny)
+            -1.0 if psi0 is None else psi0, psi0 is not None, gnorm, self.tiny)
         if not svd:
             v, jp2 = self._chol_step(nrm)
             return v, alpha, nrm, jp2

@@ -112,15 +112,17 @@ class LeastSquaresMethod(Method):
 
     def gradient_status(self, lin: Linearization, measure: float, details: dict,
                         f: float) -> Status | None:
-        """The tests at a new linearization ``lin`` with objective ``f``.  At f = 0: ``ZERO``
-        when every residual is exactly zero, else ``UNDERFLOW`` (½‖r‖² rounded to zero at
-        nonzero residuals; their largest magnitude goes in ``details``).  Otherwise ``GTOL``
+        """The tests at a new linearization ``lin`` with objective ``f``.  Below the dtype's
+        normal range (f = 0 included): ``ZERO`` when every residual is exactly zero, else
+        ``UNDERFLOW`` (½‖r‖² subnormal or rounded to zero at nonzero residuals: it has lost
+        its significant bits, and every test on f would read rounding; the residuals' largest
+        magnitude goes in ``details``).  Otherwise ``GTOL``
         when ``measure`` (the scaled gradient of ``lin``) ≤ gtol, else ``None``; but
         ``FD_ZERO_COLUMN`` (column indices put in ``details``) when the Jacobian is a finite
         difference with an exactly zero column: there ``fun`` did not change at all, its
         scaled gradient entry reads 0 whatever the true derivative is, and the test proves
         nothing."""
-        if f == 0.0:
+        if f < float(self.xp.finfo(self.problem.dtype).smallest_normal):
             rmax = float(self.xp.max(self.xp.abs(lin.r)))
             if rmax == 0.0:
                 return Status.ZERO
@@ -170,7 +172,11 @@ class LeastSquaresMethod(Method):
         elif state.accepted:
             bound_f = tol["ftol"] * abs(i["f_prev"])
             bound_x = tol["xtol"] * (tol["xtol"] + self.norm(state.x))
-            small_f = abs(i["f_prev"] - state.f) <= bound_f
+            # MINPACK's ftol test: the model's predicted reduction too (Gauss-Newton's for
+            # the full step; a small actual change where the model promised much is no
+            # convergence)
+            small_f = (abs(i["f_prev"] - state.f) <= bound_f
+                       and i.get("predicted", 0.0) <= bound_f)
             small_x = i["step_norm"] <= bound_x
             if "gn_step" in i:  # HIG: the Gauss-Newton step's tests too (hig.gauss_newton_bounds)
                 small_f = small_f and i["gn_predicted"] <= bound_f

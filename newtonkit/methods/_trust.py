@@ -126,25 +126,30 @@ def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, ep
 
 
 def lambda_iteration(ops: Any, phi: Callable[[Any], tuple[Any, Callable[[], Any]]],
-                     delta: Any, par0: Any, n0: Any, dphi0: Any, full: Any, gnorm: Any,
+                     delta: Any, par0: Any, n0: Any, psi0: Any, full: Any, gnorm: Any,
                      tiny: float) -> tuple[Any, Any]:
     r"""MINPACK's λ iteration (``lmpar``; Moré 1978) for one problem or many: ``(λ, ‖p̂(λ)‖)``.
 
     Safeguarded Newton steps :math:`\lambda \leftarrow \lambda - \frac{\|\hat p\|}{\Delta}
     \frac{\phi}{\phi'}` on :math:`\phi(\lambda) = \|\hat p(\lambda)\| - \Delta` inside the
-    bracket [lower, upper] (upper = ‖Aᵀr‖/Δ; lower = −φ(0)/φ'(0)·‖p̂(0)‖/Δ when A has full
-    column rank (``full``), else 0), started at ``par0``; a problem stops when
+    bracket [lower, upper] (upper = ‖Aᵀr‖/Δ; lower = −φ(0)/φ'(0)·‖p̂(0)‖/Δ = −(φ(0)/Δ)/ψ(0)
+    when A has full column rank (``full``), else 0), started at ``par0``; a problem stops when
     :math:`|\phi| \le 0.1\Delta`, when φ < 0 stops falling with lower = 0, or after 10
     steps.  Problems whose Gauss-Newton step fits, ``‖p̂(0)‖ = n0 ≤ 1.1Δ``, keep λ = 0.
 
-    ``phi(λ)`` returns ``‖p̂(λ)‖`` and a function that gives φ'(λ) (called only while a problem
-    is still iterating): how p̂(λ) is evaluated (an SVD, a Cholesky factor per λ) is the
-    caller's.  ``dphi0`` is φ'(0) where ``full``.  With ``ops`` = :data:`SCALAR` every argument
-    is a float; with an array namespace each is (B,).
+    ``phi(λ)`` returns ``‖p̂(λ)‖`` and a function that gives :math:`\psi(\lambda) =
+    \phi'(\lambda)/\|\hat p(\lambda)\| = -\hat u^T(A^TA + \lambda I)^{-1}\hat u`,
+    :math:`\hat u = \hat p/\|\hat p\|` (called only while a problem is still iterating): how
+    p̂(λ) is evaluated (an SVD, a Cholesky factor per λ) is the caller's.  ``psi0`` is ψ(0)
+    where ``full``.  As MINPACK's normalised ``wa1``, ψ is free of the scale of r, where φ'
+    (of order ‖p̂‖) underflows to 0 with residuals near 1e-160; a ψ(0) that is still 0 gives
+    no lower bound.  With ``ops`` = :data:`SCALAR` every argument is a float; with an array
+    namespace each is (B,).
     """
     zero = 0.0 * delta
     upper = ops.where(gnorm > 0, gnorm / delta, tiny / ops.minimum(delta, 0.1 + zero))
-    lower = ops.where(full, -(n0 / delta) * (n0 - delta) / ops.where(full, dphi0, -1.0), zero)
+    bound = full & (psi0 != 0)
+    lower = ops.where(bound, -((n0 - delta) / delta) / ops.where(bound, psi0, -1.0), zero)
     alpha = ops.minimum(ops.maximum(par0, lower), upper)
     alpha = ops.where(alpha == 0.0, gnorm / ops.where(n0 > 0, n0, 1.0 + zero), alpha)
     active = ops.logical_not(n0 - delta <= 0.1 * delta)
@@ -152,7 +157,7 @@ def lambda_iteration(ops: Any, phi: Callable[[Any], tuple[Any, Callable[[], Any]
     nrm_out, alpha_out = n0, zero
     for it in range(1, 11):
         alpha = ops.where(alpha == 0.0, ops.maximum(tiny + zero, 0.001 * upper), alpha)
-        nrm, dphi = phi(alpha)
+        nrm, psi = phi(alpha)
         prev, fp = fp, nrm - delta
         stop = (abs(fp) <= 0.1 * delta) | ((lower == 0.0) & (fp <= prev) & (prev < 0)) | (
             it == 10)
@@ -162,8 +167,8 @@ def lambda_iteration(ops: Any, phi: Callable[[Any], tuple[Any, Callable[[], Any]
         active = active & ops.logical_not(stop)
         if not ops.any(active):
             break
-        d = dphi()
-        correction = -(nrm / delta) * fp / ops.where(d != 0, d, -1.0)
+        d = psi()
+        correction = -(fp / delta) / ops.where(d != 0, d, -1.0)
         lower = ops.where(active & (fp > 0), ops.maximum(lower, alpha), lower)
         upper = ops.where(active & (fp < 0), ops.minimum(upper, alpha), upper)
         alpha = ops.where(active, ops.maximum(lower, alpha + correction), alpha)
@@ -226,15 +231,17 @@ def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par
     """
     n0 = xp.linalg.vector_norm(c0, axis=1)
     gnorm = xp.linalg.vector_norm(sq, axis=1)  # ‖Aᵀr‖
-    dphi0 = -xp.sum(c0 * c0 / xp.where(s2 > 0, s2, 1.0), axis=1) / xp.where(n0 > 0, n0, 1.0)
+    u0 = c0 / xp.where(n0 > 0, n0, 1.0)[:, None]
+    psi0 = -xp.sum(u0 * u0 / xp.where(s2 > 0, s2, 1.0), axis=1)
 
     def phi(alpha: Any) -> tuple[Any, Callable[[], Any]]:
         den = s2 + alpha[:, None]
         c = sq / den
         nrm = xp.linalg.vector_norm(c, axis=1)
-        return nrm, lambda: -xp.sum(c / den * c, axis=1) / xp.where(nrm > 0, nrm, 1.0)
+        u = c / xp.where(nrm > 0, nrm, 1.0)[:, None]
+        return nrm, lambda: -xp.sum(u / den * u, axis=1)
 
-    alpha, nrm = lambda_iteration(xp, phi, delta, par0, n0, dphi0, full, gnorm, tiny)
+    alpha, nrm = lambda_iteration(xp, phi, delta, par0, n0, psi0, full, gnorm, tiny)
     gn = n0 - delta <= 0.1 * delta
     c = xp.where(gn[:, None], c0, sq / (s2 + alpha[:, None]))
     # ‖A p̂‖² = Σ s²c² = sq·c − λ‖c‖² (each term ≥ 0; the rounding is ε relative to the
