@@ -317,6 +317,29 @@ def test_bounded_ftol_after_a_shortened_step_needs_a_small_model_offer():
     assert not (res.success[0] and res.fun[0] > 25.0), res.message_of(0)
 
 
+@pytest.mark.parametrize("method", ["lm", "gn", "hig"])
+def test_a_subnormal_objective_is_underflow_batched_as_single(method):
+    """Residuals c·(x₀² − 3, x₀x₁ − 1, x₁ − 0.3) with c = 1e-161: f = ½‖r‖² is subnormal at
+    x0 (the premise), so its few significant bits decide nothing; batched LM ended XTOL, a
+    success, at (1.7447, 0.4825) against the minimiser (1.7371, 0.5071).  Batched and single
+    runs end UNDERFLOW (not a success) at x0."""
+    c = 1e-161
+
+    def fun(x):
+        return c * np.array([x[0] ** 2 - 3.0, x[0] * x[1] - 1.0, x[1] - 0.3])
+
+    def jac(x):
+        return c * np.array([[2 * x[0], 0.0], [x[1], x[0]], [0.0, 1.0]])
+
+    x0 = np.array([1.0, 1.0])
+    assert 0.0 < 0.5 * np.sum(fun(x0) ** 2) < np.finfo(np.float64).smallest_normal
+    res = nk.minimize(lambda X: np.stack([fun(x) for x in X]), x0[None], method=method,
+                      jac=lambda X: np.stack([jac(x) for x in X]), batch=True)
+    one = nk.minimize(fun, x0, method=method, jac=jac)
+    assert res.termination_of(0) == one.termination == "UNDERFLOW"
+    assert not res.success[0] and not one.success
+
+
 def test_batched_defaults_are_the_single_methods():
     """Tolerances and budgets default to the single-problem method's (``default_tol``,
     ``default_maxiter``, ``default_maxfev``).  Batched Newton had ftol = xtol = 1e-8 where the
