@@ -396,6 +396,21 @@ def _row_norms(xp: Any, a: Any) -> Any:
     return xp.sqrt(xp.sum(a * a, axis=1))
 
 
+def _safe_column_norms(xp: Any, J: Any, cn: Any) -> tuple[Any, Any]:
+    """The column norms ``cn`` (b, n) of ``J`` (b, m, n), recomputed as ``s‖J_j/s‖`` (s the
+    column's largest magnitude, MINPACK's ``enorm``) where the plain sum of squares overflowed
+    to inf or underflowed to 0 in a finite, nonzero column: read as inf or 0, such a norm
+    makes the column's scaled gradient 0 (a false gtol stop) and LM's scaling D wrong.
+    Returns the norms and the rows recomputed (``None`` where none was)."""
+    if not bool(xp.any((cn == 0) | (cn == math.inf))):
+        return cn, None  # the usual case: no extra pass over J
+    s = xp.max(xp.abs(J), axis=1)
+    redo = ((cn == 0) | (cn == math.inf)) & (s > 0) & (s < math.inf)
+    safe = xp.where(redo, s, xp.ones_like(s))
+    cn = xp.where(redo, safe * xp.linalg.vector_norm(J / safe[:, None, :], axis=1), cn)
+    return cn, xp.any(redo, axis=1)
+
+
 def _rows_dot(xp: Any, a: Any, b: Any) -> Any:
     return xp.sum(a * b, axis=-1)
 
@@ -939,6 +954,7 @@ class _BatchRun:
         JtJ = xp.matrix_transpose(Jw) @ Jw
         G = Gw if self.wide == J.dtype else xp.astype(Gw, J.dtype)
         cn = xp.astype(xp.sqrt(xp.linalg.diagonal(JtJ)), J.dtype)  # (b', n) column norms
+        cn, rescaled = _safe_column_norms(xp, J, cn)
         rn = _row_norms(xp, V)
         safe_cn = xp.where(cn > 0, cn, xp.ones_like(cn))
         ratio = xp.where(cn > 0, xp.abs(G) / safe_cn, xp.zeros_like(G))
@@ -954,10 +970,16 @@ class _BatchRun:
         else:
             D = D_old
         Dw = xp.astype(D, self.wide)
-        M = JtJ / (Dw[:, :, None] * Dw[:, None, :])  # AᵀA of the scaled Jacobian A = J D⁻¹
-        # rows with a non-finite Jacobian end NONFINITE below; I and 0 keep the solves calm
+        if rescaled is None:
+            M = JtJ / (Dw[:, :, None] * Dw[:, None, :])  # AᵀA of the scaled A = J D⁻¹
+        else:  # where JᵀJ over- or underflowed (A = J D⁻¹ does not): AᵀA itself
+            A = xp.astype(J, self.wide) / Dw[:, None, :]
+            Dd = _merge(xp, rescaled, xp.ones_like(Dw), Dw)
+            M = _merge(xp, rescaled, xp.matrix_transpose(A) @ A,
+                       JtJ / (Dd[:, :, None] * Dd[:, None, :]))
         b, n = G.shape
         ok = xp.all(xp.isfinite(xp.reshape(M, (b, n * n))), axis=1)
+        # rows with a non-finite Jacobian end NONFINITE below; I and 0 keep the solves calm
         if not bool(xp.all(ok)):
             eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
             M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
@@ -1168,7 +1190,7 @@ class _BatchRun:
 
     def _lsq_gradient_test(self, sel: np.ndarray) -> None:
         xp = self.xp
-        cn = xp.linalg.vector_norm(self.J, axis=1)
+        cn, _ = _safe_column_norms(xp, self.J, xp.linalg.vector_norm(self.J, axis=1))
         if self.bounds is not None:  # the projected gradient ‖X − P(X − G)‖∞ ≤ gtol
             pg = xp.max(xp.abs(self._projected_gradient()), axis=1)
             self._zero_test(sel)

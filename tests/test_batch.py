@@ -340,6 +340,33 @@ def test_a_subnormal_objective_is_underflow_batched_as_single(method):
     assert not res.success[0] and not one.success
 
 
+@pytest.mark.parametrize("c", [1e160, 1e-170])
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_column_norms_that_overflow_or_underflow_batched_as_single(c, method):
+    """r = (c·x₀ + 1, c·x₀ − 0.5, x₁ − 2): the first column's sum of squares is 2c², which
+    overflows (c = 1e160) or underflows (c = 1e-170) while the column is finite and nonzero.
+    Read as inf or 0, its norm made the scaled gradient 0, and every batched method ended
+    GTOL, a success, at x0 = 0 (f = 0.625; the minimum c·x₀ = −0.25 has f = 0.5625).  The
+    norms are MINPACK's scaled ones there (LM's AᵀA too): batched runs end as single ones,
+    LM at the minimiser."""
+    def fun(x):
+        return np.array([c * x[0] + 1.0, c * x[0] - 0.5, x[1] - 2.0])
+
+    def jac(x):
+        return np.array([[c, 0.0], [c, 0.0], [0.0, 1.0]])
+
+    x0 = np.zeros(2)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        res = nk.minimize(lambda X: np.stack([fun(x) for x in X]), x0[None], method=method,
+                          jac=lambda X: np.stack([jac(x) for x in X]), batch=True)
+        one = nk.minimize(fun, x0, method=method, jac=jac)
+    assert res.termination_of(0) == one.termination
+    np.testing.assert_allclose(res.x[0], one.x, rtol=1e-10)
+    if method == "lm":
+        assert one.termination == "GTOL"
+        np.testing.assert_allclose(c * res.x[0, 0], -0.25, rtol=1e-10)
+
+
 def test_batched_defaults_are_the_single_methods():
     """Tolerances and budgets default to the single-problem method's (``default_tol``,
     ``default_maxiter``, ``default_maxfev``).  Batched Newton had ftol = xtol = 1e-8 where the
