@@ -1558,6 +1558,12 @@ class _BatchRun:
         # a singular semi-definite H (τ = 0 and a zero eigenvalue): the smallest positive shift
         # that makes the solve well defined, ε·max|λ|
         floor = self.eps * xp.max(xp.abs(lam), axis=1, keepdims=True)
+        # no curvature at all (H = 0: a difference Hessian below f's rounding): the
+        # steepest-descent step of length max(1, ‖x‖), as the single path, for the search
+        flat = self.xp.linalg.vector_norm(self.G, axis=1, keepdims=True) / xp.maximum(
+            xp.linalg.vector_norm(self.X, axis=1, keepdims=True), xp.ones_like(floor))
+        floor = xp.where(floor > 0, floor, xp.where(flat > 0, flat, xp.ones_like(flat)))
+        newton = self._host((tau[:, 0] == 0) & (lam[:, 0] > floor[:, 0]))  # an unshifted step
         shifted = xp.where(shifted > floor, shifted, floor + xp.zeros_like(shifted))
         qg = _vecmat(xp, self.G, Q)
         d = -_vecmat(xp, qg / shifted, xp.permute_dims(Q, (0, 2, 1)))
@@ -1566,8 +1572,9 @@ class _BatchRun:
         dnorm = xp.linalg.vector_norm(d, axis=1)
         xnorm = xp.linalg.vector_norm(self.X, axis=1)
         xtol = self.tol("xtol")
-        # (a tiny step at a saddle, where τ > 0 shifted H, is no convergence: INDEFINITE)
-        self._curvature_check(self._host(dnorm <= xtol * (xtol + xnorm))
+        # the full Newton step predicts convergence within xtol; a shifted one (τ > 0, or the
+        # floor) is short because of the shift, which proves nothing
+        self._curvature_check(self._host(dnorm <= xtol * (xtol + xnorm)) & newton
                               & (self.status[self.rows] == _RUNNING), Status.XTOL)
         slope = _rows_dot(xp, self.G, d)
         if o["line_search"]:
@@ -1586,7 +1593,8 @@ class _BatchRun:
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
-        small_x = self._host(t * dnorm <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
+        small_x = newton & self._host(t * dnorm <= xtol * (xtol + xp.linalg.vector_norm(self.X,
+                                                                                     axis=1)))
         scale = xp.maximum(xp.maximum(xp.abs(f_prev), xp.abs(self.f)), xp.ones_like(self.f))
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * scale)
         uphill = self._host(self.f > f_prev)

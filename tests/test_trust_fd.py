@@ -134,6 +134,48 @@ def test_newton_forward_gradient_at_the_minimum_is_success():
     assert res.fun <= 1e-20  # Newton's step on a quadratic with the exact Hessian: ε-level
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_newton_gradient_differenced_to_zero_below_the_rounding_of_f(batch):
+    """f = 1e10 + ‖x − 1‖² from x0 = 0 with a forward-difference gradient: a step h = √ε
+    changes f by 2h = 3e-8, below half its last bit (1e-6), so the gradient differences to
+    exactly 0 (∇f = −2): single Newton ended GTOL, a success, at x0 (its gtol test allows
+    the difference's error bound, 2ε|f|/h = 298 here).  An exact 0 where that rounding
+    exceeds gtol says nothing: FD_ZERO_COLUMN, as the batched path.  And with the Hessian a
+    difference of those gradients (exactly 0, no curvature at all), the run no longer ends
+    NONFINITE on an infinite step: on 44 + ‖x − 1‖² it reaches the minimiser."""
+    def f(x):
+        return 1e10 + np.sum((x - 1.0) ** 2, axis=-1)
+
+    def g(x):
+        return 44.0 + np.sum((x - 1.0) ** 2, axis=-1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nk.FiniteDifferenceWarning)
+        if batch:
+            res = nk.minimize(f, np.zeros((1, 2)), method="newton", jac="2-point", batch=True)
+            assert res.termination_of(0) == "FD_ZERO_COLUMN" and not res.success[0]
+            res = nk.minimize(g, np.zeros((1, 2)), method="newton", jac="2-point", batch=True)
+            x = res.x[0]
+        else:
+            res = nk.minimize(f, np.zeros(2), method="newton", jac="2-point")
+            assert res.termination == "FD_ZERO_COLUMN" and not res.success
+            res = nk.minimize(g, np.zeros(2), method="newton", jac="2-point")
+            x = res.x
+    # the difference gradient vanishes within its rounding, |∂f| ≤ 2ε·44/h = 1.3e-6, so
+    # ‖x − 1‖∞ ≤ 1.3e-6/2 to first order (f'' = 2); 1e-5 allows the shortened steps
+    np.testing.assert_allclose(x, 1.0, atol=1e-5)
+
+
+def test_newton_with_a_large_fixed_shift_does_not_stop_on_xtol():
+    """shift='fixed' with τ = 1e12 on ‖x − 3‖² from x0 = 1000: the step −(H + τI)⁻¹g is 2e-9
+    long because of τ, below xtol·‖x‖, and the run ended XTOL, a success, at x0 (∇f = 1994).
+    A step shortened by a shift proves nothing: the run goes on (to MAXITER here)."""
+    res = nk.minimize(lambda x: float(np.sum((x - 3.0) ** 2)), np.full(2, 1000.0),
+                      method="newton", jac=lambda x: 2 * (x - 3), hess=lambda x: 2 * np.eye(2),
+                      options=dict(shift="fixed", tau=1e12))
+    assert not (res.success and np.max(np.abs(res.x - 3.0)) > 1.0), res.termination
+
+
 def test_hess_3_point_is_central():
     # hess="3-point" was silently forward.  With an exact gradient of f = Σ x³ (g = 3x²,
     # H = diag(6x)), a central difference of g is exact up to rounding (g is quadratic), a

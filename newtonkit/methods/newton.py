@@ -162,19 +162,28 @@ class Newton(Method):
                     H = H.to_dense()
                 if not self.finite(xp.reshape(H, (-1,))):
                     return stop(state, Status.NONFINITE)
-                d, cinfo = linalg.regularized_cholesky_solve(
-                    H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"], tau0=o["tau0"],
-                    growth=o["growth"], eigensolver=o["eigensolver"])
-                data["taus"] = appended(data["taus"], cinfo.tau)
-                data["lambda_min"] = appended(data["lambda_min"], cinfo.lambda_min)
+                if bool(xp.any(H != 0)):
+                    d, cinfo = linalg.regularized_cholesky_solve(
+                        H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"],
+                        tau0=o["tau0"], growth=o["growth"], eigensolver=o["eigensolver"])
+                    tau, lam_min = cinfo.tau, cinfo.lambda_min
+                else:  # no curvature at all (a difference Hessian below f's rounding): the
+                    # steepest-descent step of length max(1, ‖x‖), for the line search
+                    tau, lam_min = self.norm(g) / max(1.0, self.norm(x)), 0.0
+                    d = -g / tau if tau > 0 else xp.zeros_like(g)
+                data["taus"] = appended(data["taus"], tau)
+                data["lambda_min"] = appended(data["lambda_min"], lam_min)
                 data["curvature"] = xp.abs(B.diagonal(xp, H))  # for the gradient test
         except linalg.LinAlgError:
             return stop(state, Status.NONFINITE)
         if not self.finite(d):
             return stop(state, Status.NONFINITE)
         tol = self.tol
-        if self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
-            return stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+        # the full Newton step predicts convergence within xtol; a shifted one (τ > 0: fixed,
+        # or making an indefinite H definite) is short because of τ, which proves nothing
+        newton = use_cg or last(data["taus"]) == 0.0
+        if newton and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
+            return stop(state, Status.XTOL)
         slope = float(xp.vecdot(g, d))
         if not slope < 0:  # cannot happen for a positive definite shift; guard against rounding
             d, slope = -g, -float(xp.vecdot(g, g))
@@ -209,12 +218,32 @@ class Newton(Method):
                 lam_min, lam_max = self._extreme_eigenvalues(state.x)
                 curvature = max(abs(lam_min), abs(lam_max))
             if self._gradient_test(state, curvature):
-                return Status.GTOL
+                return Status.FD_ZERO_COLUMN if self._blind(state) else Status.GTOL
         if status is not None:
             return status
         if self._gradient_test(state, curvature):
-            return Status.GTOL
+            if not self._blind(state):
+                return Status.GTOL
+            # met only through entries that say nothing: the change tests may still hold
+            return self._small_change(state) or Status.FD_ZERO_COLUMN
         return self._small_change(state)
+
+    def _blind(self, state: State) -> bool:
+        """Whether a difference gradient has an entry exactly 0 where f's rounding (2ε|f|/h
+        forward, ε|f|/h central) exceeds gtol: f did not change along that coordinate by
+        more than its rounding, which hides any gradient below that (f = 1e10 + ‖x − 1‖²
+        differences to exactly 0 at x = 0, where ∇f = −2).  The indices go in the details,
+        for the FD_ZERO_COLUMN message.  (At a minimiser where f is small enough to show
+        the gradient, an exact 0 is no sign of blindness: the rounding is below gtol.)"""
+        rounding = self.problem.gradient_error(state.x, state.f, None)
+        if rounding is None:
+            return False
+        xp = self.xp
+        blind = (state.g == 0) & (rounding > self.tol["gtol"])
+        if not bool(xp.any(blind)):
+            return False
+        state.details["columns"] = [int(j) for j in xp.nonzero(blind)[0]]
+        return True
 
     def verify(self, state: State, status: Status) -> tuple[Status, State]:
         """``status`` where the Hessian at ``state.x`` is positive semi-definite to tolerance,
@@ -242,7 +271,9 @@ class Newton(Method):
         i, tol = state.info, self.tol
         if not (state.accepted and i["step_length"] == 1.0):
             return None
-        small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        # (a step shortened by a shift τ > 0 is small because of τ: no xtol stop on it)
+        small_x = (not i.get("tau") and i["step_norm"] <= tol["xtol"] * (tol["xtol"]
+                                                                          + self.norm(state.x)))
         small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(abs(i["f_prev"]),
                                                                   abs(state.f), 1.0)
         return small_change(small_f, small_x)
