@@ -59,6 +59,11 @@ class Status(enum.Enum):
     INDEFINITE = (4, False, "A convergence test is met but the Hessian is indefinite beyond "
                             "tolerance (smallest eigenvalue {lambda_min:.3g}): x is a saddle "
                             "point or a maximum, not a minimum.")
+    CURVATURE_UNVERIFIED = (2, False, "A convergence test is met, but Lanczos on Hessian-vector "
+                                      "products did not resolve the smallest eigenvalue in "
+                                      "{steps} steps (estimate {lambda_min:.3g}, residual "
+                                      "{residual:.3g}): x may be a saddle point. Pass hess= "
+                                      "for a dense check, or check the curvature yourself.")
     DIVERGED = (5, False, "The run diverged: the objective ended above its value at x0; x is "
                           "the best accepted iterate (lowest objective).")
     EXCEPTION = (97, False, "Ended by an exception raised during the run ({error}); x is the "

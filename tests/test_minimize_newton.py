@@ -188,3 +188,29 @@ def test_nonfinite_dense_hessian_at_x0_is_an_error_and_x0_is_untouched():
     res = nk.minimize(rosen, x0, method="newton", jac=rosen_der,
                       hess=lambda x: calls.append(1) or rosen_hess(x))
     assert res.success and res.nhev == len(calls) == res.nit + 1
+
+
+@pytest.mark.parametrize("route", ["cg", "hessp"])
+def test_matrix_free_curvature_check_does_not_pass_an_unresolved_saddle(route):
+    """Matrix-free Newton checks the final curvature by Lanczos, whose smallest Ritz value is
+    only an upper bound on λ_min.  A dense spectrum in [1e-3, 1] (n = 2000) with one
+    eigenvalue −1e-5, from x0 = 0 (a saddle, ∇f = 0; torch, autodiff or hessp): 80 steps
+    leave θ_min = 4e-5, whose residual interval reaches below zero, and the run ended GTOL, a
+    success.  It now ends CURVATURE_UNVERIFIED (not a success); the dense route says
+    INDEFINITE; without the negative eigenvalue the matrix-free run succeeds (its interval
+    [θ − ρ, θ + ρ] lies above the tolerance)."""
+    torch = pytest.importorskip("torch")
+    n = 2000
+    d = torch.linspace(1e-3, 1.0, n, dtype=torch.float64)
+    saddle = d.clone()
+    saddle[n // 2] = -1e-5
+    x0 = torch.zeros(n, dtype=torch.float64)
+    for diag, expect in ((saddle, "CURVATURE_UNVERIFIED"), (d, "GTOL")):
+        kw = ({"options": {"linear_solver": "cg"}} if route == "cg"
+              else {"hessp": lambda x, p, diag=diag: diag * p})
+        res = nk.minimize(lambda x, diag=diag: 0.5 * (diag * x * x).sum(), x0,
+                          method="newton", **kw)
+        assert res.termination == expect, res.message
+    res = nk.minimize(lambda x: 0.5 * (saddle * x * x).sum(), x0, method="newton",
+                      hess=lambda x: torch.diag(saddle))
+    assert res.termination == "INDEFINITE"

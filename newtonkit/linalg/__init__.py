@@ -12,11 +12,12 @@ from .cholesky import CholeskyInfo, regularized_cholesky_solve
 from .gauss_newton import GaussNewtonInfo, gauss_newton_step
 from .half_inverse import HalfInverseInfo, half_inverse, truncated_svd
 from .krylov import KrylovInfo, cgls, truncated_cg
-from .lanczos import lanczos
+from .lanczos import Ritz, lanczos, lanczos_ritz
 
 __all__ = [
     "regularized_cholesky_solve", "CholeskyInfo", "half_inverse", "HalfInverseInfo",
     "truncated_svd",
-    "gauss_newton_step", "GaussNewtonInfo", "lanczos", "cgls", "truncated_cg", "KrylovInfo",
+    "gauss_newton_step", "GaussNewtonInfo", "lanczos", "lanczos_ritz", "Ritz", "cgls",
+    "truncated_cg", "KrylovInfo",
     "LinAlgError",
 ]

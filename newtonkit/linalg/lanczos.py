@@ -9,7 +9,7 @@ robust at ``m ≲ 100``), give the tridiagonal :math:`T_m = Q_m^T H Q_m`; its ex
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -21,8 +21,28 @@ from . import _checks as C
 MIN_STEPS = 30
 
 
+class Ritz(NamedTuple):
+    """The extreme Ritz values of a Lanczos run, their residuals :math:`|\beta_m s_{m,i}|`
+    (each bounds the distance to an eigenvalue of ``H``) and the steps taken; ``converged``:
+    both residuals are within ``tol·‖T_m‖`` (or the Krylov space was invariant)."""
+
+    lambda_min: float
+    lambda_max: float
+    residual_min: float
+    residual_max: float
+    steps: int
+    converged: bool
+
+
 def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
             seed: int = 0) -> tuple[float, float]:
+    """``(lambda_min, lambda_max)`` of :func:`lanczos_ritz` (see there)."""
+    r = lanczos_ritz(H, maxiter, tol=tol, seed=seed)
+    return r.lambda_min, r.lambda_max
+
+
+def lanczos_ritz(H: Any, maxiter: int | None = None, *, tol: float | None = None,
+                 seed: int = 0) -> Ritz:
     r"""Estimate :math:`(\lambda_{\min}, \lambda_{\max})` of a symmetric ``H``.
 
     Parameters
@@ -41,9 +61,11 @@ def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
 
     Returns
     -------
-    (lambda_min, lambda_max) : tuple of float
-        Ritz estimates: ``lambda_min`` is an upper bound on the true smallest eigenvalue, tight
-        when the extreme eigenvalue is separated from the rest.
+    Ritz
+        The Ritz estimates (``lambda_min`` is an upper bound on the true smallest eigenvalue,
+        tight when the extreme eigenvalue is separated from the rest), their residuals and
+        whether they converged: after ``maxiter`` steps without convergence (a dense spectrum)
+        ``lambda_min`` may lie far above the smallest eigenvalue.
     """
     op = aslinearoperator(H)
     n = op.shape[0]
@@ -72,16 +94,19 @@ def lanczos(H: Any, maxiter: int | None = None, *, tol: float | None = None,
         b = float(xp.linalg.vector_norm(w))
         theta, s = _ritz(alphas, betas)
         anorm = max(abs(theta[0]), abs(theta[-1]), 1e-300)
-        if b <= eps * anorm * n or j == m - 1:
-            break
+        res = (abs(b * s[-1, 0]), abs(b * s[-1, -1]))
+        invariant = b <= eps * anorm * n
+        small = res[0] <= tol * anorm and res[1] <= tol * anorm
         # Small Ritz residuals cannot reveal an eigenvalue the Krylov space has not reached yet
         # (a start vector nearly orthogonal to it), so never stop before MIN_STEPS.
-        if j + 1 >= min(n, MIN_STEPS) and abs(b * s[-1, 0]) <= tol * anorm \
-                and abs(b * s[-1, -1]) <= tol * anorm:
+        if invariant or j == m - 1 or (j + 1 >= min(n, MIN_STEPS) and small):
             break
         betas.append(b)
         Q.append(w / b)
-    return float(theta[0]), float(theta[-1])
+    if invariant:
+        res = (0.0, 0.0)
+    return Ritz(float(theta[0]), float(theta[-1]), float(res[0]), float(res[1]), len(alphas),
+                bool(invariant or small))
 
 
 def _ritz(alphas: list[float], betas: list[float]) -> tuple[np.ndarray, np.ndarray]:

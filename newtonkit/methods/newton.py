@@ -16,7 +16,9 @@ non-finite trial points are shortened).
 Success is reported only where the Hessian is positive semi-definite to tolerance:
 :math:`\lambda_{\min}(H) \ge -\mathrm{indefinite\_tol}\cdot|\lambda_{\max}(H)|` at the final
 point; otherwise the run ends with status 4 (a saddle point or maximum).  On the CG route that
-check is by Lanczos on Hessian-vector products: no dense Hessian is formed.
+check is by Lanczos on Hessian-vector products (no dense Hessian is formed); its smallest Ritz
+value θ is only an upper bound on λ_min, so where it has not converged and θ − ρ (ρ its
+residual) is below the tolerance, the run ends ``CURVATURE_UNVERIFIED`` (not a success).
 
 The gradient test is :math:`|g_j| \le \mathrm{gtol}`; when :math:`g` is a finite difference,
 :math:`|g_j| \le \mathrm{gtol} + e_j` with :math:`e_j` the bound on the difference's error
@@ -33,6 +35,7 @@ gradients) or ``hessp=``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -250,9 +253,24 @@ class Newton(Method):
         ``INDEFINITE`` (a saddle point or maximum) or ``NONFINITE`` otherwise; the state
         returned carries the extreme eigenvalues (for :meth:`finish`) and ``λ_min`` for the
         message."""
-        lam_min, lam_max = self._extreme_eigenvalues(state.x)
-        data = dict(state.data, final_eigenvalues=(state.x, lam_min, lam_max))
-        return self._curvature_status(status, state, data, lam_min, lam_max)
+        H = self.problem.hessian(state.x, matrix_free=self.solver == "cg")
+        if not isinstance(H, LinearOperator):
+            w = self.xp.linalg.eigvalsh(H)
+            lam_min, lam_max = float(w[0]), float(w[-1])
+            data = dict(state.data, final_eigenvalues=(state.x, lam_min, lam_max))
+            return self._curvature_status(status, state, data, lam_min, lam_max)
+        r = linalg.lanczos_ritz(H)
+        data = dict(state.data, final_eigenvalues=(state.x, r.lambda_min, r.lambda_max))
+        status, new = self._curvature_status(status, state, data, r.lambda_min, r.lambda_max)
+        if status.success and not (r.converged or r.lambda_min - r.residual_min
+                                   >= -self.indefinite_tol * abs(r.lambda_max)):
+            # the Ritz value is only an upper bound on λ_min: where its interval [θ − ρ,
+            # θ + ρ] reaches below the tolerance and it has not converged (a dense spectrum),
+            # positive curvature is not shown
+            details = dict(new.details, steps=r.steps, lambda_min=r.lambda_min,
+                           residual=r.residual_min)
+            return Status.CURVATURE_UNVERIFIED, dataclasses.replace(new, details=details)
+        return status, new
 
     def _curvature_status(self, status: Status, state: State, data: dict, lam_min: float,
                           lam_max: float) -> tuple[Status, State]:
