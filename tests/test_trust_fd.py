@@ -159,6 +159,10 @@ def test_newton_gradient_differenced_to_zero_below_the_rounding_of_f(batch):
         else:
             res = nk.minimize(f, np.zeros(2), method="newton", jac="2-point")
             assert res.termination == "FD_ZERO_COLUMN" and not res.success
+            # under bounds too (the projected method ended GTOL at x0)
+            res = nk.minimize(f, np.zeros(2), method="newton", jac="2-point",
+                              bounds=([-5.0, -5.0], [5.0, 5.0]))
+            assert res.termination == "FD_ZERO_COLUMN" and not res.success
             res = nk.minimize(g, np.zeros(2), method="newton", jac="2-point")
             x = res.x
     # the difference gradient vanishes within its rounding, |∂f| ≤ 2ε·44/h = 1.3e-6, so

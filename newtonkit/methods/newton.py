@@ -412,7 +412,10 @@ class ProjectedNewton(Newton):
             return status
         pg = projected_gradient(xp, state.x, state.g, *self.bounds)
         if self.inf_norm(pg) <= self.tol["gtol"]:
-            return Status.GTOL
+            if not self._blind(state):
+                return Status.GTOL
+            # met only through difference entries that say nothing (as without bounds)
+            return self._small_change(state) or Status.FD_ZERO_COLUMN
         return self._small_change(state)
 
     def verify(self, state: State, status: Status) -> tuple[Status, State]:
