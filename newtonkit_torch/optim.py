@@ -138,6 +138,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -310,6 +311,9 @@ class JacobianOptimizer(torch.optim.Optimizer):
                     f"{name}.load_state_dict: this is {origin}, not a {name} one: its parameter "
                     f"groups have the settings {theirs}, {name} has {mine}; load it into the "
                     f"optimizer that saved it")
+            # the settings, checked before anything is loaded (a copy: the dict is the user's)
+            self._check_settings({**self.defaults, **{k: v for k, v in saved.items()
+                                                      if k not in ("params", "param_names")}})
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             group.setdefault("bounds", None)
@@ -321,10 +325,19 @@ class JacobianOptimizer(torch.optim.Optimizer):
 
     # -- box bounds ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """``torch.optim.Optimizer.add_param_group``, checking the group's ``"bounds"``."""
+        """``torch.optim.Optimizer.add_param_group``, checking the group's ``"bounds"`` and
+        settings (:meth:`_check_settings`)."""
+        checked = {**self.defaults, **param_group}
+        self._check_settings(checked)  # before the group is added (a copy: the dict is the user's)
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        group.update({k: v for k, v in checked.items() if k in self.defaults})
         group["bounds"] = _checked_bounds(group["bounds"], group["params"])
+
+    def _check_settings(self, group: dict[str, Any]) -> None:
+        """A group's settings, checked as the constructor checks its defaults (a group may
+        override any of them, here or in a loaded state_dict): ``lr > 0``."""
+        group["lr"] = C.real(group["lr"], "lr", low=0.0, low_open=True)
 
     @staticmethod
     def _project(groups: list[dict[str, Any]]) -> None:
@@ -575,6 +588,13 @@ class JacobianOptimizer(torch.optim.Optimizer):
                       "evaluations": evaluations}
 
 
+def _checked_flag(value: Any, name: str) -> bool:
+    """A bool setting (Python or NumPy bool; not a string such as ``"no"``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _checked_fraction(value: Any, name: str) -> float:
     """``value`` as a float in ``[0, 1)``."""
     v = C.real(float(value) if isinstance(value, torch.Tensor) else value, name, low=0.0)
@@ -677,6 +697,12 @@ class HIG(JacobianOptimizer):
                         relative=bool(relative), route=route)
         super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
                          step_sizes)
+
+    def _check_settings(self, group: dict[str, Any]) -> None:
+        super()._check_settings(group)
+        group["exponent"] = C.real(group["exponent"], "exponent")
+        group["truncation"] = C.real(group["truncation"], "truncation", low=0.0)
+        group["relative"] = _checked_flag(group["relative"], "relative")
 
     def _solve_key(self, group):
         return (group["exponent"], group["truncation"], group["relative"], group["route"])
@@ -830,6 +856,18 @@ class GaussNewton(JacobianOptimizer):
                              f"'normal' route); route={setting['route']!r} does not form it")
         # checked before it is added
         super().add_param_group({**param_group, "momentum": mu, "gram_ema": beta})
+
+    def _check_settings(self, group: dict[str, Any]) -> None:
+        super()._check_settings(group)
+        group["truncation"] = C.real(group["truncation"], "truncation", low=0.0)
+        group["adaptive"] = _checked_flag(group["adaptive"], "adaptive")
+        group["damping"] = C.real(group["damping"], "damping", low=0.0,
+                                  low_open=group["adaptive"])
+        group["damping_factor"] = C.real(group["damping_factor"], "damping_factor", low=1.0,
+                                         low_open=True)
+        group["max_trials"] = C.integer(group["max_trials"], "max_trials", low=1)
+        group["relative"] = _checked_flag(group["relative"], "relative")
+        group["route"] = C.choice(group["route"], "route", GN_ROUTES)
 
     def _solve_key(self, group):
         key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],

@@ -218,7 +218,7 @@ def test_adaptive_and_line_search_are_refused_together():
         GaussNewton(net.parameters(), adaptive=True, line_search="grid")
     opt = GaussNewton(net.parameters(), line_search="grid")
     opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.float64))],
-                         "adaptive": True})
+                         "adaptive": True, "damping": 1e-3})
     with pytest.raises(ValueError, match="adaptive=True"):
         opt.step(lambda: None)
 
@@ -257,3 +257,35 @@ def test_non_finite_trial_losses_are_never_taken(search):
     assert opt.last_info["line_search"]["step_size"] == 0.0
     assert opt.last_info["line_search"]["evaluations"] == 4
     assert torch.equal(flat_parameters(net.parameters()), start)
+
+
+@pytest.mark.parametrize("cls, group, words", [
+    (GaussNewton, {"lr": float("nan")}, "lr must be finite"),
+    (GaussNewton, {"lr": -1.0}, "lr must be >"),
+    (GaussNewton, {"damping": -1.0}, "damping must be >="),
+    (GaussNewton, {"adaptive": True, "damping": 1e-3, "damping_factor": 0.5}, "damping_factor"),
+    (GaussNewton, {"max_trials": 0}, "max_trials"),
+    (GaussNewton, {"relative": "no"}, "relative must be True or False"),
+    (HIG, {"lr": float("nan")}, "lr must be finite"),
+    (HIG, {"truncation": -1.0}, "truncation"),
+])
+def test_a_parameter_groups_settings_are_checked_as_the_constructors(cls, group, words):
+    """Settings given per parameter group (at construction, by add_param_group or in a loaded
+    state_dict) pass the constructor's checks: a NaN lr turned the parameters to NaN without a
+    warning, lr = −1 stepped uphill, a negative damping counted as 0.  The group is refused
+    before it is added, and the user's dict is left as it was."""
+    w = nn.Parameter(torch.ones(3, dtype=torch.float64))
+    with pytest.raises((ValueError, TypeError), match=words):
+        cls([{"params": [w], **group}])
+    opt = cls([nn.Parameter(torch.ones(2, dtype=torch.float64))])
+    given = {"params": [w], **group}
+    kept = dict(given)
+    with pytest.raises((ValueError, TypeError), match=words):
+        opt.add_param_group(given)
+    assert len(opt.param_groups) == 1 and given == kept
+    state = opt.state_dict()
+    before = dict(opt.param_groups[0])
+    state["param_groups"][0].update({k: v for k, v in group.items()})
+    with pytest.raises((ValueError, TypeError), match=words):
+        opt.load_state_dict(state)
+    assert opt.param_groups[0] == before  # refused before anything was loaded
