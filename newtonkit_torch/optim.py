@@ -178,7 +178,12 @@ def closure_outputs(closure: Closure, params: list[torch.Tensor],
 
 def _jacobian_by_rows(y: torch.Tensor, params: list[torch.Tensor],
                       chunk_size: int | None = None) -> torch.Tensor:
-    """Dense ``∂y/∂θ`` (rows of ``y`` flat) by batched reverse mode, looping where unsupported."""
+    """Dense ``∂y/∂θ`` (rows of ``y`` flat) by batched reverse mode, looping where unsupported.
+    A ``y`` that depends on none of ``params`` (detached in the closure) is a ``ValueError``:
+    its Jacobian would be 0 and the step a silent no-op."""
+    if y.grad_fn is None and not any(p is y for p in params):
+        raise ValueError("the closure's y depends on none of the optimizer's parameters (was "
+                         "it detached, or computed under torch.no_grad()?): its Jacobian is 0")
     y = y.reshape(-1)
     m = y.numel()
     k = m if chunk_size is None else max(1, int(chunk_size))

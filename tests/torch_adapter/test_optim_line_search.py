@@ -289,3 +289,19 @@ def test_a_parameter_groups_settings_are_checked_as_the_constructors(cls, group,
     with pytest.raises((ValueError, TypeError), match=words):
         opt.load_state_dict(state)
     assert opt.param_groups[0] == before  # refused before anything was loaded
+
+
+def test_a_closure_whose_y_is_detached_is_refused():
+    """y detached from the parameters in the closure: its Jacobian was all zeros and the step a
+    silent no-op (counted, the parameters unchanged); now a ValueError that says so."""
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = GaussNewton([w])
+
+    def closure():
+        y = torch.tanh(x @ w).detach().requires_grad_()
+        return y, 0.5 * ((y - 0.3) ** 2).sum()
+
+    with pytest.raises(ValueError, match="depends on none of the optimizer's parameters"):
+        opt.step(closure)
+    assert torch.equal(w.detach(), torch.ones(3, dtype=torch.float64))
