@@ -218,8 +218,8 @@ class Newton(Method):
         curvature = state.data.get("curvature")
         if status is Status.LINE_SEARCH and self.problem.grad_scheme is not None:
             if curvature is None:
-                lam_min, lam_max = self._extreme_eigenvalues(state.x)
-                curvature = max(abs(lam_min), abs(lam_max))
+                r = self._extreme_eigenvalues(state.x)
+                curvature = max(abs(r.lambda_min), abs(r.lambda_max))
             if self._gradient_test(state, curvature):
                 return Status.FD_ZERO_COLUMN if self._blind(state) else Status.GTOL
         if status is not None:
@@ -253,13 +253,7 @@ class Newton(Method):
         ``INDEFINITE`` (a saddle point or maximum) or ``NONFINITE`` otherwise; the state
         returned carries the extreme eigenvalues (for :meth:`finish`) and ``λ_min`` for the
         message."""
-        H = self.problem.hessian(state.x, matrix_free=self.solver == "cg")
-        if not isinstance(H, LinearOperator):
-            w = self.xp.linalg.eigvalsh(H)
-            lam_min, lam_max = float(w[0]), float(w[-1])
-            data = dict(state.data, final_eigenvalues=(state.x, lam_min, lam_max))
-            return self._curvature_status(status, state, data, lam_min, lam_max)
-        r = linalg.lanczos_ritz(H)
+        r = self._extreme_eigenvalues(state.x)
         data = dict(state.data, final_eigenvalues=(state.x, r.lambda_min, r.lambda_max))
         status, new = self._curvature_status(status, state, data, r.lambda_min, r.lambda_max)
         if status.success and not (r.converged or r.lambda_min - r.residual_min
@@ -308,12 +302,14 @@ class Newton(Method):
         xp = self.xp
         return bool(xp.all(xp.abs(state.g) <= gtol + err))
 
-    def _extreme_eigenvalues(self, x: Any) -> tuple[float, float]:
+    def _extreme_eigenvalues(self, x: Any) -> linalg.Ritz:
+        """λ_min and λ_max of the Hessian at ``x``: exact for a dense one (``converged``), else
+        Lanczos' Ritz values with their residuals."""
         H = self.problem.hessian(x, matrix_free=self.solver == "cg")
         if isinstance(H, LinearOperator):
-            return linalg.lanczos(H)
+            return linalg.lanczos_ritz(H)
         w = self.xp.linalg.eigvalsh(H)
-        return float(w[0]), float(w[-1])
+        return linalg.Ritz(float(w[0]), float(w[-1]), 0.0, 0.0, 0, True)
 
     def finish(self, state: State) -> dict:
         d = state.data
