@@ -345,19 +345,20 @@ def ones_like(xp: Any, a: Any) -> Any:
 
 
 def column_norms(xp: Any, a: Any, *, safe: bool = False) -> Any:
-    """The Euclidean norms of the columns of a real 2-D ``a`` (``vector_norm(a, axis=0)``).
+    """The Euclidean norms of the columns of a real 2-D ``a``, or of each matrix of a stack
+    ``(..., m, n)`` (``vector_norm(a, axis=-2)``).
 
     That sums squares, which overflow for entries above ~1.3e154 (NumPy's own norm does the
     same).  ``safe=True`` scales each column by its largest magnitude first,
     ``s_j ‖a_j / s_j‖`` (as MINPACK's ``enorm``), finite for every finite ``a``.
     """
     if safe:
-        s = xp.max(xp.abs(a), axis=0)
+        s = xp.max(xp.abs(a), axis=-2)
         s1 = xp.where(s > 0, s, xp.ones_like(s))
-        return s * column_norms(xp, a / s1)
+        return s * column_norms(xp, a / s1[..., None, :])
     if xp is _compat_numpy or _is_numpy(xp):
-        return np.sqrt(np.add.reduce(a * a, axis=0))  # what np.linalg.norm computes
-    return xp.linalg.vector_norm(a, axis=0)
+        return np.sqrt(np.add.reduce(a * a, axis=-2))  # what np.linalg.norm computes
+    return xp.linalg.vector_norm(a, axis=-2)
 
 
 def diagonal(xp: Any, a: Any) -> Any:

@@ -402,13 +402,12 @@ def _safe_column_norms(xp: Any, J: Any, cn: Any) -> tuple[Any, Any]:
     to inf or underflowed to 0 in a finite, nonzero column: read as inf or 0, such a norm
     makes the column's scaled gradient 0 (a false gtol stop) and LM's scaling D wrong.
     Returns the norms and the rows recomputed (``None`` where none was)."""
-    if not bool(xp.any((cn == 0) | (cn == math.inf))):
+    suspect = (cn == 0) | (cn == math.inf)
+    if not bool(xp.any(suspect)):
         return cn, None  # the usual case: no extra pass over J
-    s = xp.max(xp.abs(J), axis=1)
-    redo = ((cn == 0) | (cn == math.inf)) & (s > 0) & (s < math.inf)
-    safe = xp.where(redo, s, xp.ones_like(s))
-    cn = xp.where(redo, safe * xp.linalg.vector_norm(J / safe[:, None, :], axis=1), cn)
-    return cn, xp.any(redo, axis=1)
+    safe = B.column_norms(xp, J, safe=True)  # NaN for a non-finite column, 0 for a zero one
+    redo = suspect & (safe > 0) & (safe < math.inf)
+    return xp.where(redo, safe, cn), xp.any(redo, axis=1)
 
 
 def _rows_dot(xp: Any, a: Any, b: Any) -> Any:
@@ -1560,7 +1559,7 @@ class _BatchRun:
         floor = self.eps * xp.max(xp.abs(lam), axis=1, keepdims=True)
         # no curvature at all (H = 0: a difference Hessian below f's rounding): the
         # steepest-descent step of length max(1, ‖x‖), as the single path, for the search
-        flat = self.xp.linalg.vector_norm(self.G, axis=1, keepdims=True) / xp.maximum(
+        flat = xp.linalg.vector_norm(self.G, axis=1, keepdims=True) / xp.maximum(
             xp.linalg.vector_norm(self.X, axis=1, keepdims=True), xp.ones_like(floor))
         floor = xp.where(floor > 0, floor, xp.where(flat > 0, flat, xp.ones_like(flat)))
         newton = self._host((tau[:, 0] == 0) & (lam[:, 0] > floor[:, 0]))  # an unshifted step
@@ -1573,9 +1572,9 @@ class _BatchRun:
         xnorm = xp.linalg.vector_norm(self.X, axis=1)
         xtol = self.tol("xtol")
         # the full Newton step predicts convergence within xtol; a shifted one (τ > 0, or the
-        # floor) is short because of the shift, which proves nothing
-        self._curvature_check(self._host(dnorm <= xtol * (xtol + xnorm)) & newton
-                              & (self.status[self.rows] == _RUNNING), Status.XTOL)
+        # floor) is short because of the shift, which proves nothing.  (An unshifted step has
+        # λ_min > 0 from the eigendecomposition above: no curvature check is left to do.)
+        self.mark(self._host(dnorm <= xtol * (xtol + xnorm)) & newton, Status.XTOL)
         slope = _rows_dot(xp, self.G, d)
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)

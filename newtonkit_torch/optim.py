@@ -272,7 +272,6 @@ class JacobianOptimizer(torch.optim.Optimizer):
                  jacobian_chunk_size: int | None = None,
                  memory_budget: float | None = None, line_search: str | None = None,
                  step_sizes: Iterable[float] | None = None) -> None:
-        defaults["lr"] = C.real(defaults["lr"], "lr", low=0.0, low_open=True)
         defaults.setdefault("bounds", None)
         super().__init__(params, defaults)
         self.jacobian_chunk_size = jacobian_chunk_size
@@ -697,9 +696,9 @@ class HIG(JacobianOptimizer):
                  jacobian_chunk_size: int | None = None,
                  memory_budget: float | None = None, line_search: str | None = None,
                  step_sizes: Iterable[float] | None = None) -> None:
-        truncation = C.real(truncation, "truncation", low=0.0)
-        defaults = dict(lr=lr, exponent=float(exponent), truncation=truncation,
-                        relative=bool(relative), route=route)
+        # every setting is checked per parameter group (_check_settings), these defaults too
+        defaults = dict(lr=lr, exponent=exponent, truncation=truncation, relative=relative,
+                        route=route)
         super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
                          step_sizes)
 
@@ -827,52 +826,40 @@ class GaussNewton(JacobianOptimizer):
         if adaptive and line_search is not None:
             raise ValueError("GaussNewton: adaptive=True (Marquardt's damping rule) and "
                              "line_search are two step rules; choose one")
-        truncation = C.real(truncation, "truncation", low=0.0)
         if damping is None:
             damping = 1e-3 if adaptive else 0.0
-        # adaptive: the initial relative τ, which must be > 0 for τ·factor to ever grow
-        damping = C.real(damping, "damping", low=0.0, low_open=adaptive)
-        damping_factor = C.real(damping_factor, "damping_factor", low=1.0, low_open=True)
-        max_trials = C.integer(max_trials, "max_trials", low=1)
-        defaults = dict(lr=lr, truncation=truncation, damping=damping, adaptive=bool(adaptive),
+        # every setting is checked per parameter group (_check_settings), these defaults too
+        defaults = dict(lr=lr, truncation=truncation, damping=damping, adaptive=adaptive,
                         damping_factor=damping_factor, max_trials=max_trials,
-                        relative=bool(relative),
-                        route=C.choice(route, "route", GN_ROUTES), momentum=momentum,
-                        gram_ema=gram_ema)
+                        relative=relative, route=route, momentum=momentum, gram_ema=gram_ema)
         super().__init__(params, defaults, jacobian_chunk_size, memory_budget, line_search,
                          step_sizes)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """``JacobianOptimizer.add_param_group``, checking the group's ``"momentum"`` and
-        ``"gram_ema"``."""
-        setting = {**self.defaults, **param_group}
-        mu = _checked_fraction(setting["momentum"], "momentum")
-        beta = _checked_fraction(setting["gram_ema"], "gram_ema")
-        if mu and setting["adaptive"]:
-            raise ValueError("GaussNewton: momentum (SPRING) and adaptive=True (Marquardt's "
-                             "damping rule, which retries rejected steps) do not combine; use "
-                             "momentum with a fixed damping and/or a line search")
-        if beta and (mu or setting["adaptive"]):
-            raise ValueError("GaussNewton: gram_ema (the averaged Gramian) combines with neither "
-                             "momentum nor adaptive=True; use it with a fixed damping and/or a "
-                             "line search")
-        if beta and setting["route"] not in ("auto", "normal"):
-            raise ValueError(f"GaussNewton: gram_ema averages the P × P Gramian JᵀJ (the "
-                             f"'normal' route); route={setting['route']!r} does not form it")
-        # checked before it is added
-        super().add_param_group({**param_group, "momentum": mu, "gram_ema": beta})
 
     def _check_settings(self, group: dict[str, Any]) -> None:
         super()._check_settings(group)
         group["truncation"] = C.real(group["truncation"], "truncation", low=0.0)
         group["adaptive"] = _checked_flag(group["adaptive"], "adaptive")
+        group["relative"] = _checked_flag(group["relative"], "relative")
+        group["route"] = C.choice(group["route"], "route", GN_ROUTES)
+        mu = group["momentum"] = _checked_fraction(group["momentum"], "momentum")
+        beta = group["gram_ema"] = _checked_fraction(group["gram_ema"], "gram_ema")
+        if mu and group["adaptive"]:
+            raise ValueError("GaussNewton: momentum (SPRING) and adaptive=True (Marquardt's "
+                             "damping rule, which retries rejected steps) do not combine; use "
+                             "momentum with a fixed damping and/or a line search")
+        if beta and (mu or group["adaptive"]):
+            raise ValueError("GaussNewton: gram_ema (the averaged Gramian) combines with neither "
+                             "momentum nor adaptive=True; use it with a fixed damping and/or a "
+                             "line search")
+        if beta and group["route"] not in ("auto", "normal"):
+            raise ValueError(f"GaussNewton: gram_ema averages the P × P Gramian JᵀJ (the "
+                             f"'normal' route); route={group['route']!r} does not form it")
+        # adaptive: the initial relative τ, which must be > 0 for τ·factor to ever grow
         group["damping"] = C.real(group["damping"], "damping", low=0.0,
                                   low_open=group["adaptive"])
         group["damping_factor"] = C.real(group["damping_factor"], "damping_factor", low=1.0,
                                          low_open=True)
         group["max_trials"] = C.integer(group["max_trials"], "max_trials", low=1)
-        group["relative"] = _checked_flag(group["relative"], "relative")
-        group["route"] = C.choice(group["route"], "route", GN_ROUTES)
 
     def _solve_key(self, group):
         key = (group["truncation"], group["damping"], group["relative"], group["adaptive"],

@@ -19,7 +19,7 @@ import pytest
 import strategies as S
 from hypothesis import given, note
 
-from newtonkit.linalg import lanczos, regularized_cholesky_solve, truncated_cg
+from newtonkit.linalg import lanczos, lanczos_ritz, regularized_cholesky_solve, truncated_cg
 from newtonkit.operators import HessianOperator
 
 
@@ -225,6 +225,24 @@ def test_lanczos_brackets_the_spectrum(case):
     tol = _lanczos_tol(case)
     assert case.lam[0] - _eig_tol(case) <= lo <= _bottom_cluster(case) + tol
     assert _bottom_cluster(case, top=True) - tol <= hi <= case.lam[-1] + _eig_tol(case)
+
+
+@given(S.symmetric_cases())
+def test_lanczos_ritz_residuals_bound_the_distance_to_an_eigenvalue(case):
+    # Each extreme Ritz value θ with residual ρ = |β_m s_m| has an eigenvalue of H within ρ
+    # (plus the eigenvalues' own rounding), converged or not: after 3 steps (far from
+    # converged for most cases) and after the default run.  For n ≤ 30 the default run ends
+    # invariant or at the sqrt(ε) stopping rule: ``converged``; 3 steps short of n without
+    # that are reported as not converged.
+    for maxiter in (3, None):
+        r = lanczos_ritz(case.H, maxiter)
+        for theta, rho in ((r.lambda_min, r.residual_min), (r.lambda_max, r.residual_max)):
+            assert np.min(np.abs(case.lam - theta)) <= rho + _eig_tol(case)
+        anorm = max(abs(r.lambda_min), abs(r.lambda_max))
+        small = max(r.residual_min, r.residual_max) <= np.sqrt(S.eps(case.dtype)) * anorm
+        assert r.converged == (small or r.steps < (maxiter or case.n))
+    assert r.converged
+    assert (r.lambda_min, r.lambda_max) == lanczos(case.H)
 
 
 @given(S.symmetric_cases())

@@ -88,7 +88,7 @@ def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point
     one_sided = None
     if bounds is not None:
         h, one_sided = steps_in_box(xp, x, h, scheme, bounds)
-        one_sided = [bool(v) for v in one_sided]
+        one_sided = B.to_numpy(one_sided).tolist()  # (per-column branches: one host copy)
     E = xp.eye(n, dtype=x.dtype, device=B.device(x))
     if f0 is None and (scheme == "2-point" or (one_sided is not None and any(one_sided))):
         f0 = fun(x)
