@@ -40,8 +40,7 @@ Bounds ``(lb, ub)`` (shared ``(n,)`` or per problem ``(B, n)``), ``"lm"`` and ``
     halving along the projection arc P(X + t d) to f ≤ f₀ + c₁gᵀ(P(X + t d) − X) (that term
     negative); where it fails, the same along the scaled projected gradient −g/‖J_i‖².  gtol
     tests ‖X − P(X − G)‖∞; ftol and xtol after a full step (t = 1) on the step taken.  Every
-    evaluated point is in the box (2-point steps turn back at an upper bound; '3-point' is
-    refused).
+    evaluated point is in the box (difference steps as in the single path).
 ``"newton"``
     :math:`d = -(H + \tau I)^{-1} g` with :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the
     ``"eigen"`` shift of :func:`newtonkit.linalg.regularized_cholesky_solve`) from one
@@ -324,23 +323,30 @@ class _Evaluator:
                      box: tuple[Any, Any] | None = None) -> Any:
         """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with
         SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point).
-        With ``box`` (2-point only) a step that would pass the upper bound goes back (−h), and
-        where neither fits, to the farther bound's side by the room there."""
+        With ``box`` every point lies in the box (the single path's rule,
+        :func:`~newtonkit.problems._fd.steps_in_box`, elementwise): a 2-point step past a bound
+        turns back; a 3-point difference without room for ±h is one-sided,
+        (−3f(x) + 4f(x + h) − f(x + 2h))/(2h), towards the farther bound."""
         xp = self.xp
         n = X.shape[1]
         H = difference_steps(xp, X, scheme)
-        if box is not None:  # (2-point only: the single path's rule, elementwise)
-            H, _ = steps_in_box(xp, X, H, scheme, box)
+        one_sided = xp.zeros(X.shape, dtype=xp.bool, device=array_api_compat.device(X))
+        if box is not None:
+            H, one_sided = steps_in_box(xp, X, H, scheme, box)
         cols = []
         for j in range(n):
             e = xp.astype(xp.arange(n) == j, X.dtype)[None, :]
-            hj = (X + H * e)[:, j] - X[:, j]  # the step actually taken (exact in floating point)
+            hi = X + H * e
             if scheme == "2-point":
-                diff = f(X + H * e) - F0
-            else:
-                lo = X - H * e
-                hj = (X + H * e)[:, j] - lo[:, j]
-                diff = f(X + H * e) - f(lo)
+                hj = hi[:, j] - X[:, j]  # the step actually taken (exact in floating point)
+                diff = f(hi) - F0
+            else:  # the second point: x − h, or x + 2h where one-sided
+                side = _expand(xp, one_sided[:, j], X)
+                lo = xp.where(side, X + 2.0 * H * e, X - H * e)
+                f_hi, f_lo = f(hi), f(lo)
+                side = _expand(xp, one_sided[:, j], f_hi)
+                hj = xp.where(one_sided[:, j], lo[:, j] - X[:, j], hi[:, j] - lo[:, j])
+                diff = xp.where(side, -3.0 * F0 + 4.0 * f_hi - f_lo, f_hi - f_lo)
             cols.append(diff / _expand(xp, hj, diff))
         return xp.stack(cols, axis=1)
 
@@ -543,9 +549,6 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)
     if box is not None:
-        if ev.jac_scheme == "3-point":
-            raise ValueError("bounds with batch=True take jac '2-point' (steps turned back "
-                             "at an upper bound), a callable or autodiff, not '3-point'")
         dev = array_api_compat.device(X0)
         ev.bounds = run.bounds = tuple(xp.asarray(b, dtype=X0.dtype, device=dev) for b in box)
     return run.solve(B.copy(xp, X0))

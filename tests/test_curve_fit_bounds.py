@@ -156,7 +156,8 @@ def test_batched_bounds_match_scipy_per_row(jac, p0):
     assert popt[0, 2] == popt[2, 2] == 0.6  # the active bound, reached exactly by P
 
 
-def test_batched_bounds_feasible_and_projected_gradient_vanishes():
+@pytest.mark.parametrize("scheme", ["2-point", "3-point"])
+def test_batched_bounds_feasible_and_projected_gradient_vanishes(scheme):
     lb, ub = np.array([0.0, 0.0, 0.6]), np.array([10.0, 10.0, 10.0])
     seen = []
 
@@ -164,9 +165,10 @@ def test_batched_bounds_feasible_and_projected_gradient_vanishes():
         seen.append(np.array(Z))
         return model(X, Z[:, :1], Z[:, 1:2], Z[:, 2:3]) - Yr
 
-    X0 = np.tile([10.0, 5.0, 10.0], (4, 1))  # on upper bounds: 2-point steps must turn back
+    # on upper bounds: 2-point steps must turn back, 3-point differences be one-sided
+    X0 = np.tile([10.0, 5.0, 10.0], (4, 1))
     out = nk.minimize(res, X0, method="lm", args=(Y_SETS,), bounds=(lb, ub), batch=True,
-                      jac="2-point", options=dict(ftol=1e-12, xtol=1e-12, gtol=1e-9))
+                      jac=scheme, options=dict(ftol=1e-12, xtol=1e-12, gtol=1e-9))
     Z = np.concatenate(seen)
     assert np.all(Z >= lb) and np.all(Z <= ub)  # every evaluated point in the box
     assert out["success"].all() and out["method"] == "gn"
@@ -211,6 +213,32 @@ def test_batched_bounds_ftol_when_rounding_in_f_shortens_the_step(q):
         assert all(out.termination_of(i) == "FTOL" for i in range(4)), out["message"]
 
 
+@pytest.mark.parametrize("scheme", ["2-point", "3-point"])
+def test_batched_box_differences_are_the_single_paths(scheme):
+    """Each row of a batched difference Jacobian in a box is the single path's
+    ``fd_jacobian(..., bounds=)`` bit for bit (same steps, same one-sided choices, same
+    quotients), for points on, near and inside the bounds; a rational model, so that the
+    batched and single evaluations round alike."""
+    from newtonkit._batch import _Evaluator
+    from newtonkit.problems._fd import fd_jacobian
+
+    t = np.linspace(0.0, 2.0, 7)
+
+    def fun(Z):  # (b, 3) -> (b, 7)
+        return Z[:, :1] / (1.0 + Z[:, 1:2] * t) + Z[:, 2:3] * t * t
+
+    lb, ub = np.array([0.0, -0.4, 1.0]), np.array([2.0, 3.0, 1.0 + 1e-9])
+    Z = np.array([[0.0, -0.4, 1.0], [2.0, 3.0, 1.0 + 1e-9], [1e-9, 2.9999999, 1.0 + 5e-10],
+                  [1.0, 0.5, 1.0], [2.0 - 1e-12, -0.4 + 1e-6, 1.0]])
+    ev = _Evaluator(fun, (), scheme, None, "outputs", np, Z, False, None)
+    box = (np.tile(lb, (5, 1)), np.tile(ub, (5, 1)))
+    J = np.transpose(ev._differences(fun, Z, fun(Z), scheme, box), (0, 2, 1))
+    for i, z in enumerate(Z):
+        one = fd_jacobian(lambda p: fun(p[None])[0], z, fun(z[None])[0], scheme=scheme,
+                          bounds=(lb, ub))
+        np.testing.assert_array_equal(J[i], one)
+
+
 def test_batched_bounds_per_problem_and_errors():
     lb = np.array([[0.0, 0.0, 0.6], [0.0, 0.0, 0.0]])
     ub = np.full((2, 3), 10.0)
@@ -222,8 +250,6 @@ def test_batched_bounds_per_problem_and_errors():
                                    atol=_ftol_bound(ref, Y_SETS[i], lb[i], ub[i]))
     with pytest.raises(ValueError, match="outside of provided bounds"):
         nk.curve_fit(model, X, Y_SETS, p0=[1.0, 1.0, 0.5], bounds=ACTIVE, batch=True)
-    with pytest.raises(ValueError, match="'3-point'"):
-        nk.curve_fit(model, X, Y_SETS, bounds=ACTIVE, jac="3-point", batch=True)
     with pytest.raises(ValueError, match="'lm' and 'gn'"):
         nk.minimize(lambda Z: Z @ Z.T, np.ones((2, 2)), method="newton", bounds=(0, 2),
                     batch=True)
