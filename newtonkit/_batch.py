@@ -330,7 +330,7 @@ class _Evaluator:
         xp = self.xp
         n = X.shape[1]
         H = difference_steps(xp, X, scheme)
-        one_sided = xp.zeros(X.shape, dtype=xp.bool, device=array_api_compat.device(X))
+        one_sided = None  # (3-point: F0 enters only one-sided differences, in a box)
         if box is not None:
             H, one_sided = steps_in_box(xp, X, H, scheme, box)
         cols = []
@@ -340,13 +340,17 @@ class _Evaluator:
             if scheme == "2-point":
                 hj = hi[:, j] - X[:, j]  # the step actually taken (exact in floating point)
                 diff = f(hi) - F0
+            elif one_sided is None:
+                lo = X - H * e
+                hj = hi[:, j] - lo[:, j]
+                diff = f(hi) - f(lo)
             else:  # the second point: x − h, or x + 2h where one-sided
-                side = _expand(xp, one_sided[:, j], X)
-                lo = xp.where(side, X + 2.0 * H * e, X - H * e)
+                side = one_sided[:, j]
+                lo = xp.where(_expand(xp, side, X), X + 2.0 * H * e, X - H * e)
                 f_hi, f_lo = f(hi), f(lo)
-                side = _expand(xp, one_sided[:, j], f_hi)
-                hj = xp.where(one_sided[:, j], lo[:, j] - X[:, j], hi[:, j] - lo[:, j])
-                diff = xp.where(side, -3.0 * F0 + 4.0 * f_hi - f_lo, f_hi - f_lo)
+                hj = xp.where(side, lo[:, j] - X[:, j], hi[:, j] - lo[:, j])
+                diff = xp.where(_expand(xp, side, f_hi), -3.0 * F0 + 4.0 * f_hi - f_lo,
+                                f_hi - f_lo)
             cols.append(diff / _expand(xp, hj, diff))
         return xp.stack(cols, axis=1)
 
