@@ -255,7 +255,7 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
                      kwargs: dict) -> tuple:
     """``curve_fit(..., batch=True)``: B data sets, the rows of ``ydata`` (see ``batch``)."""
     from ._batch import _Evaluator
-    from ._least_squares import _EPS, _tolerances
+    from ._least_squares import DEFAULT_TOL, _tolerances
     from ._minimize import minimize
     from .problems import Composite, RobustLoss
 
@@ -330,11 +330,8 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     if box is not None and name != "gn":
         raise ValueError(f"Method {method!r} only works for unconstrained problems; with bounds "
                          f"and batch=True use 'gn' (projected Gauss-Newton, the default)")
-    tols = _tolerances(kwargs.get("ftol", 1e-8), kwargs.get("xtol", 1e-8),
-                       kwargs.get("gtol", 1e-8), "lm" if name == "lm" else "gauss-newton")
-    eps = float(xp.finfo(Y.dtype).eps)
-    if eps > _EPS:  # float32: as least_squares, tolerances × sqrt(ε/ε₆₄)
-        tols = {k: v * (eps / _EPS) ** 0.5 for k, v in tols.items()}
+    tols = _tolerances(*(kwargs.get(k, DEFAULT_TOL) for k in ("ftol", "xtol", "gtol")),
+                       "lm" if name == "lm" else "gauss-newton", float(xp.finfo(Y.dtype).eps))
     fd = isinstance(jac, str)
     maxfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
     options: dict = {**tols, "maxfev": int(maxfev) if maxfev is not None else

@@ -34,6 +34,14 @@ _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gauss-newton",
             "gauss-newton": "gauss-newton", "hig": "hig", "trf": "trf", "dogbox": "trf"}
 _EPS = float(np.finfo(np.float64).eps)
 
+
+class _DefaultTol(float):
+    """The default tolerance, 1e-8: the only value scaled for float32 (× √(ε₃₂/ε₆₄), as
+    ``minimize``'s defaults); a tolerance the user passes, 1e-8 included, is used as given."""
+
+
+DEFAULT_TOL = _DefaultTol(1e-8)
+
 #: newtonkit's terminations that have a SciPy ``least_squares`` status code.
 STATUS_CODES = {Status.MAXFEV: 0, Status.MAXITER: 0, Status.GTOL: 1, Status.ZERO: 1,
                 Status.FTOL: 2, Status.XTOL: 3, Status.FTOL_XTOL: 4}
@@ -95,8 +103,9 @@ class _ResidualWithJacobian(_Residual):
 
 
 def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
-                  bounds: Any = (-np.inf, np.inf), method: str = "lm", ftol: float | None = 1e-8,
-                  xtol: float | None = 1e-8, gtol: float | None = 1e-8, x_scale: Any = None,
+                  bounds: Any = (-np.inf, np.inf), method: str = "lm",
+                  ftol: float | None = DEFAULT_TOL, xtol: float | None = DEFAULT_TOL,
+                  gtol: float | None = DEFAULT_TOL, x_scale: Any = None,
                   loss: str | Callable = "linear", f_scale: float = 1.0,
                   max_nfev: int | None = None, verbose: int = 0, args: tuple = (),
                   kwargs: dict | None = None) -> OptimizeResult:
@@ -133,9 +142,9 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         same (newtonkit has no dogleg-box method).  The default stays ``'lm'``.
     ftol, xtol, gtol : float or None
         Termination tolerances (``None``: 0, the test disabled); for ``'lm'`` MINPACK's tests
-        as in SciPy, and every one must be at least machine ε.  In float32 they are multiplied
-        by :math:`\sqrt{\varepsilon_{32}/\varepsilon_{64}}` (as :func:`newtonkit.minimize`
-        scales its defaults).
+        as in SciPy, and every one must be at least machine ε.  In float32 the defaults
+        (1e-8) are multiplied by :math:`\sqrt{\varepsilon_{32}/\varepsilon_{64}}` (2.3e-4, as
+        :func:`newtonkit.minimize` scales its defaults); a value you pass is used as given.
     x_scale : None, 'jac' or array_like
         ``None``/``'jac'``: Moré's scaling by the Jacobian's column norms (LM option
         ``scaling=True``; for ``'trf'`` only ``'jac'``, ``None`` is 1 as in SciPy).  An array
@@ -201,10 +210,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     s = _x_scale(x_scale, n)
     s = None if s is None else xp.asarray(s, dtype=xp.float64, device=B.device(x))
     scale = None if s is None else xp.astype(s, x.dtype)
-    tols = _tolerances(ftol, xtol, gtol, nk_method)
-    eps = float(xp.finfo(x.dtype).eps)
-    if eps > _EPS:  # float32: as minimize's defaults, tolerances × sqrt(ε/ε₆₄) (1e-8 → 2.3e-4)
-        tols = {k: v * (eps / _EPS) ** 0.5 for k, v in tols.items()}
+    tols = _tolerances(ftol, xtol, gtol, nk_method, float(xp.finfo(x.dtype).eps))
     if jac is None and get_autodiff(xp) is None:
         jac = "2-point"
     fd = isinstance(jac, str)
@@ -316,10 +322,14 @@ def _x_scale(x_scale: Any, n: int) -> np.ndarray | None:
     return s
 
 
-def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str) -> dict:
-    """SciPy's ``check_tolerance``: ``None`` is 0; below ε warns, and ``'lm'`` needs each ≥ ε."""
+def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str, eps: float = _EPS) -> dict:
+    """SciPy's ``check_tolerance``: ``None`` is 0; below ε warns, and ``'lm'`` needs each ≥ ε.
+    For a working precision ``eps`` above float64's the defaults (:data:`DEFAULT_TOL`) are
+    × √(eps/ε₆₄), as ``minimize``'s (1e-8 → 2.3e-4 in float32); given values stay."""
     out = {}
     for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
+        if tol is DEFAULT_TOL:
+            tol = float(tol) * math.sqrt(max(eps, _EPS) / _EPS)
         tol = 0.0 if tol is None else float(tol)
         if not tol >= 0 or math.isinf(tol):
             raise ValueError(f"{name} must be a non-negative finite number or None, got {tol}")

@@ -302,3 +302,27 @@ def test_batch_robust_loss_with_hig_is_a_clear_error():
     X0 = np.ones((4, 2))
     with pytest.raises(ValueError, match="Composite with methods 'lm' and 'gn'"):
         nk.minimize(nk.Composite(lambda X: X, RobustLoss("huber")), X0, method="hig", batch=True)
+
+
+def test_float32_scales_only_default_tolerances():
+    """float32 runs scale the default tolerances by √(ε₃₂/ε₆₄) (1e-8 → 2.3e-4), never a
+    tolerance the user passed: a given gtol = 1e-4 scaled so became 2.3, and MINPACK's gtol
+    test (a cosine, ≤ 1) then held at x0, which LM and trf reported as success there."""
+    from newtonkit._least_squares import DEFAULT_TOL, _tolerances
+
+    eps32 = float(np.finfo(np.float32).eps)
+    tols = _tolerances(DEFAULT_TOL, 1e-8, 1e-3, "gauss-newton", eps32)
+    assert tols == dict(ftol=1e-8 * np.sqrt(eps32 / np.finfo(np.float64).eps), xtol=1e-8,
+                        gtol=1e-3)
+    t = np.linspace(0, 3, 40, dtype=np.float32)
+    y = (2 * np.exp(-1.1 * t) + 0.3).astype(np.float32)
+    x0 = np.ones(3, np.float32)
+    for method in ("lm", "trf", "gn"):
+        res = nk.least_squares(lambda p: p[0] * np.exp(-p[1] * t) + p[2] - y, x0,
+                               method=method, gtol=1e-4)
+        # zero-residual data: x* = (2, 1.1, 0.3) up to float32 rounding amplified by
+        # κ(J) ≈ 1e2 and a 2.3e-4 ftol/xtol stop, far below the distance 1.0 of x0
+        assert res.success and np.abs(res.x - [2.0, 1.1, 0.3]).max() < 1e-2, (method, res.x)
+    popt, _ = nk.curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, t,
+                           np.stack([y, y]), p0=x0, batch=True, gtol=1e-4)
+    assert np.abs(popt - [2.0, 1.1, 0.3]).max() < 1e-2
