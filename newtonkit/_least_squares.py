@@ -23,7 +23,6 @@ from ._status import Status
 from .operators import DiagonalOperator, LinearOperator
 from .problems import Composite, FiniteDifferenceWarning
 from .problems._common import FD_SCHEMES
-from .problems._fd import fd_jacobian
 from .problems._outputs import OutputProblem
 from .problems._registry import get_autodiff
 from .problems._robust import LOSSES, RobustLoss, check_f_scale
@@ -63,7 +62,6 @@ class _Residual:
                  xp: Any) -> None:
         self.fun, self.jac, self.args, self.kwargs = fun, jac, args, kwargs
         self.scale, self.xp = scale, xp
-        self.fd_calls = 0  # calls made for difference Jacobians of a robust loss
 
     def _x(self, u: Any) -> Any:
         return u if self.scale is None else u * self.scale
@@ -88,17 +86,12 @@ class _Residual:
             return J @ DiagonalOperator(self.scale)
         return J * self.scale[None, :]
 
-    def _counted(self, u: Any) -> Any:
-        self.fd_calls += 1
-        return self(u)
-
 
 class _ResidualWithJacobian(_Residual):
-    """A forward model with ``jacobian(u)`` for a :class:`Composite` (robust losses)."""
+    """A forward model with ``jacobian(u)`` (the user's ``jac``) for a :class:`Composite`
+    (robust losses)."""
 
     def jacobian(self, u: Any) -> Any:
-        if isinstance(self.jac, str):
-            return fd_jacobian(self._counted, u, scheme=self.jac)
         return self.dense_jacobian(u)
 
 
@@ -200,7 +193,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if max_nfev is not None and not (isinstance(max_nfev, (int, np.integer)) and max_nfev > 0):
         raise ValueError(f"max_nfev must be None or a positive integer, got {max_nfev!r}")
-    args = args if isinstance(args, tuple) else (args,)
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)  # SciPy unpacks lists
     kwargs = dict(kwargs or {})
 
     x = _start(x0)
@@ -238,11 +231,12 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         # newtonkit's δ = 0.1 (MINPACK's gtol test and Gauss-Newton steps do; _robust.py)
         runs_trf = nk_method == "trf" or (box is not None and nk_method != "hig")
         rloss = RobustLoss(loss, f_scale, floor=0.0 if runs_trf else 0.1)
-        has_jacobian = jac is not None  # else autodiff on the model
-        model = (_ResidualWithJacobian if has_jacobian else _Residual)(
+        # the model's Jacobian: the user's jac, differences (within the budget and the box,
+        # as without a loss) or autodiff
+        model = (_ResidualWithJacobian if callable(jac) else _Residual)(
             fun, jac, args, kwargs, scale, xp)
-        res = minimize(Composite(model, rloss), u0, method=nk_method, options=options,
-                       bounds=ubox)
+        res = minimize(Composite(model, rloss), u0, method=nk_method, jac=jac if fd else None,
+                       options=options, bounds=ubox)
         r = res["outputs"]
     else:
         model = _Residual(fun, jac, args, kwargs, scale, xp)
@@ -254,7 +248,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     if J is not None and scale is not None:
         J = J / scale[None, :]
     if J is None:
-        J = _final_jacobian(fun, jac, args, kwargs, xs, r, xp)
+        J = _final_jacobian(fun, jac, args, kwargs, xs, box, xp)
     if robust:
         scipy_loss = RobustLoss(loss, f_scale, floor=0.0)  # SciPy's J and grad at x
         _, (_, p1, _) = scipy_loss.rho(r)
@@ -277,7 +271,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         x=xs, cost=float(res.fun), fun=r, jac=J, grad=g,
         optimality=float(xp.max(xp.abs(vg))) if g.shape[0] else 0.0,
         active_mask=res.get("active_mask", xp.zeros(n, dtype=xp.int64, device=B.device(x))),
-        nfev=res.nfev + model.fd_calls, njev=None if fd else res.njev, status=code,
+        nfev=res.nfev, njev=None if fd else res.njev, status=code,
         message=message, success=code > 0, nit=res.nit, termination=res.termination,
         nk_status=res.status, method=res.method)
     return out
@@ -346,14 +340,17 @@ def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str, eps: float = _EPS)
     return out
 
 
-def _final_jacobian(fun: Callable, jac: Any, args: tuple, kwargs: dict, x: Any, r: Any,
+def _final_jacobian(fun: Callable, jac: Any, args: tuple, kwargs: dict, x: Any, box: Any,
                     xp: Any) -> Any:
-    """:math:`J` at the solution ``x`` (where ``fun`` is ``r``), dense ``(m, n)`` or an
-    operator; not counted in ``nfev``/``njev`` (SciPy's ``'lm'`` does not count it either)."""
+    """:math:`J` at the solution ``x``, dense ``(m, n)`` or an operator, differences within
+    the box ``box``; not counted in ``nfev``/``njev`` (SciPy's ``'lm'`` does not count it
+    either)."""
     model = _Residual(fun, jac, args, kwargs, None, xp)
     pjac = model.dense_jacobian if callable(jac) else jac
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FiniteDifferenceWarning)
         problem = OutputProblem(model, x, (x.shape[0],), (), pjac, xp=xp)
+    if box is not None:
+        problem.bounds = tuple(xp.asarray(b, dtype=x.dtype, device=B.device(x)) for b in box)
     problem.outputs(x)  # sets m; 2-point differences reuse it
     return problem.jacobian(x)

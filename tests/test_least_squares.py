@@ -326,3 +326,39 @@ def test_float32_scales_only_default_tolerances():
     popt, _ = nk.curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, t,
                            np.stack([y, y]), p0=x0, batch=True, gtol=1e-4)
     assert np.abs(popt - [2.0, 1.1, 0.3]).max() < 1e-2
+
+
+@pytest.mark.parametrize("loss", ["linear", "soft_l1", "huber"])
+@pytest.mark.parametrize("method", ["trf", "lm"])
+def test_difference_jacobians_keep_the_box_and_the_budget(loss, method):
+    """With a robust loss too, difference Jacobians evaluate ``fun`` only in the box (also
+    the final Jacobian behind ``jac``/``grad``) and count in ``max_nfev``; a model undefined
+    past the bound (NaN there) is solved as SciPy solves it.  ``args`` may be a list."""
+    calls = []
+
+    def fun(x, a, b):
+        calls.append(x.copy())
+        wall = np.where(x[0] > 1.0, np.nan, 0.0)  # undefined outside the box
+        return np.array([x[0] - a + wall, b * (x[0] - a)])
+
+    lb, ub = -5.0, 1.0
+    res = nk.least_squares(fun, [0.0], bounds=(lb, ub), method=method, loss=loss,
+                           args=[3.0, 0.5])
+    ref = so.least_squares(fun, [0.0], bounds=(lb, ub), method="trf", loss=loss,
+                           args=(3.0, 0.5))
+    assert all(lb <= z[0] <= ub for z in calls)
+    # trf's stop ‖v ⊙ g‖∞ ≤ gtol leaves x within gtol/|g| ≈ 1e-8 of the bound (10× margin)
+    assert res.success and ref.success and abs(res.x[0] - 1.0) <= 1e-7
+    # the gradient there: 2-point differences (error ≈ √ε·|r''|/|g|) at points 1e-8 apart
+    np.testing.assert_allclose(res.grad, ref.grad, rtol=1e-6)
+    n_calls = [0]
+
+    def rosen(x):
+        n_calls[0] += 1
+        return np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+
+    for max_nfev in (5, 10):  # (2 difference calls per Jacobian)
+        n_calls[0] = 0
+        out = nk.least_squares(rosen, [-1.2, 1.0], loss=loss, method=method, max_nfev=max_nfev)
+        # nfev counts every call but the final Jacobian's (1 + n, not counted, as SciPy)
+        assert out.status == 0 and out.nfev <= max_nfev and n_calls[0] <= max_nfev + 3

@@ -168,10 +168,17 @@ def test_composite_ignores_args_with_a_warning():
     assert res.success and rec[0].filename == __file__
 
 
-def test_composite_rejects_jac():
+def test_composite_rejects_jac_but_takes_differences():
     comp = nk.Composite(lambda x: x, nk.L2Loss())
     with pytest.raises(ValueError, match="forward model's derivatives"):
         nk.minimize(comp, np.zeros(2), method="lm", jac=np.eye(2))
+    # jac='2-point'/'3-point': differences of the model (its outputs), the loss exact
+    target = np.array([1.0, -2.0, -2.0])  # F(1, −2)
+    model = nk.Composite(lambda x: np.array([x[0] ** 2, x[0] * x[1], x[1]]), nk.L2Loss(target))
+    for scheme in ("2-point", "3-point"):
+        res = nk.minimize(model, np.array([0.5, 0.5]), method="lm", jac=scheme)
+        # the exact solution of r(x) = F(x) − target = 0 is x = (1, −2) (zero residual)
+        assert res.success and np.abs(res.x - [1.0, -2.0]).max() < 1e-6, (scheme, res.x)
 
 
 def test_tol_sets_all_tolerances_and_options_win():

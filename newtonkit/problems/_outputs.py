@@ -64,9 +64,10 @@ class OutputProblem(Counters):
         self.y_shape: tuple[int, ...] | None = None
         self._jac_shapes: tuple[tuple[int, ...], ...] = ()  # set with y_shape: see outputs
         if isinstance(fun, Composite):
-            if jac is not None:
+            if jac is not None and not (isinstance(jac, str) and jac in FD_SCHEMES):
                 raise ValueError("with a Composite, give the forward model's derivatives as its "
-                                 "jacobian/jvp/vjp methods, not jac=")
+                                 "jacobian/jvp/vjp methods (or jac='2-point'/'3-point' for "
+                                 f"differences of the model), not jac={jac!r}")
             self.model, self.loss = fun.model, fun.loss
             self._model_args: tuple = ()
         else:
