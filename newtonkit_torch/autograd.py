@@ -112,6 +112,7 @@ class TorchAutodiff:
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
         self.vectorize = bool(vectorize)
         self.forward_mode_ok = True  # becomes False after the first forward-mode failure
+        self.connected = False  # whether fun's output was seen in autograd's graph of x
         _load_forward_ad()
         self.out_shape: tuple[int, ...] | None = None
 
@@ -122,7 +123,33 @@ class TorchAutodiff:
             raise TypeError(_not_a_tensor(out))
         return out
 
+    def _connect(self, out: torch.Tensor) -> torch.Tensor:
+        """``out``, ``fun``'s output at an ``x`` that requires grad; raises where it is not in
+        autograd's graph (computed under ``no_grad``, detached, or constant), where torch's
+        transforms would give zero derivatives without a word (a Newton run would end
+        ``GTOL`` at any point of such an f, a saddle included)."""
+        if not out.requires_grad and out.numel() > 0:  # (an empty output has no derivative)
+            raise ValueError(
+                "fun's output does not depend on x in torch's autograd graph (it is computed "
+                "under torch.no_grad(), detached, or constant), so autodiff derivatives would "
+                "be zero; compute it with differentiable torch operations, or pass the "
+                "derivatives (jac=, hess= or hessp=; for a ShardedObjective its grad and "
+                "hessp)")
+        self.connected = out.requires_grad
+        return out
+
+    def _verify_connected(self, x: torch.Tensor) -> None:
+        """Check once (one evaluation of ``fun``) that ``fun`` is differentiable by autograd
+        (:meth:`_connect`), for the transforms that build no graph of their own."""
+        if not self.connected:
+            xr = x.clone().requires_grad_(True)
+            with torch.enable_grad():
+                self._connect(self._call(xr))
+
     def _check(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("autodiff derivatives cannot run under torch.inference_mode(); "
+                               "call minimize outside it (torch.no_grad() is fine)")
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.numel() != self.n:
@@ -155,7 +182,7 @@ class TorchAutodiff:
         """``(f(x), ∇f(x))`` by one reverse pass."""
         x = self._check(x).requires_grad_(True)
         with torch.enable_grad():
-            f = self._scalar(x)
+            f = self._connect(self._scalar(x))
             (g,) = torch.autograd.grad(f, x, allow_unused=True)
         if g is None:
             g = torch.zeros_like(x)
@@ -169,7 +196,7 @@ class TorchAutodiff:
         """``Jᵀ w`` for the Jacobian ``J = ∂f/∂x`` (``w`` flat, length ``m``)."""
         x = self._check(x).requires_grad_(True)
         with torch.enable_grad():
-            y = self._call(x)
+            y = self._connect(self._call(x))
             if w.numel() != y.numel():
                 raise ValueError(f"w must have {y.numel()} elements (the output size), got "
                                  f"shape {tuple(w.shape)}")
@@ -180,6 +207,7 @@ class TorchAutodiff:
         """``J v`` by forward mode (double-backward trick where forward mode is unsupported)."""
         x = self._check(x)
         v = self._check(v, "v").to(x.dtype)
+        self._verify_connected(x)
         if self.forward_mode_ok:
             try:
                 _, out = torch.func.jvp(self._call, (x,), (v,))
@@ -204,6 +232,7 @@ class TorchAutodiff:
         """``∇²f(x) v``: forward-over-reverse, or double backward as a fallback."""
         x = self._check(x)
         v = self._check(v, "v").to(x.dtype)
+        self._verify_connected(x)
         if self.forward_mode_ok:
             try:
                 return self._hvp_func(x)(v)
@@ -251,13 +280,13 @@ class TorchAutodiff:
     def jacobian(self, x: torch.Tensor) -> torch.Tensor:
         """The dense Jacobian ``J = ∂f/∂x`` of shape ``(m, n)``."""
         x = self._check(x)
-        with torch.no_grad():
-            y0 = self._call(x)
-        m = y0.numel()
+        xr = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            y = _flat(self._connect(self._call(xr)))
+        m = y.numel()
+        if m == 0:  # (an empty shard of a sharded model)
+            return y.new_zeros(0, self.n)
         if m <= self.n or not self.forward_mode_ok:
-            xr = x.clone().requires_grad_(True)
-            with torch.enable_grad():
-                y = _flat(self._call(xr))
 
             def rev_one(e: torch.Tensor) -> torch.Tensor:
                 (g,) = torch.autograd.grad(y, xr, e, retain_graph=True, allow_unused=True)
@@ -266,8 +295,6 @@ class TorchAutodiff:
             def rev_loop(E: torch.Tensor) -> torch.Tensor:
                 return torch.stack([rev_one(e) for e in E])
 
-            if not y.requires_grad:  # constant function
-                return torch.zeros(m, self.n, dtype=y.dtype, device=y.device)
             like = torch.empty(0, dtype=y.dtype, device=y.device)
             return self._batched(rev_one, rev_loop, m, m, like)
 
@@ -282,6 +309,7 @@ class TorchAutodiff:
     def hessian(self, x: torch.Tensor) -> torch.Tensor:
         """The dense symmetric Hessian ``∇²f(x)`` of shape ``(n, n)``, symmetrised."""
         x = self._check(x)
+        self._verify_connected(x)
         if self.forward_mode_ok:
             try:
                 hv = self._hvp_func(x)

@@ -147,7 +147,7 @@ class ScalarWave:
         self._setup: dict | None = None
         self._last_setup: dict | None = None
         self._checked: set[int] = set()
-        self._cache: tuple | None = None
+        self._cache: _Graph | None = None  # the forward graph of the last vjp (_graph)
 
     # -- discretisation ------------------------------------------------------------------------
     def setup(self, v: torch.Tensor) -> dict:
@@ -304,8 +304,9 @@ class ScalarWave:
     def vjp(self, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``Jᵀ w`` by reverse mode, in the shape of ``v``.
 
-        The forward graph at ``v`` is kept and reused while ``v`` is unchanged (same tensor,
-        same version), so repeated products at one point cost one backward pass each.
+        The forward graph at ``v`` is kept and reused while ``v`` has the same values (compared
+        with the graph's copy: an in-place change through ``v.data`` bumps no version), so
+        repeated products at one point cost one backward pass each.
         """
         graph = self._graph(v)
         (g,) = torch.autograd.grad(graph.data, graph.V,
@@ -314,11 +315,10 @@ class ScalarWave:
         return g.reshape(v.shape)
 
     def _graph(self, v: torch.Tensor) -> _Graph:
-        key = (v.data_ptr(), tuple(v.shape), v._version, v.dtype, v.device)
-        if self._cache is not None and self._cache[0] is v and self._cache[1] == key:
-            return self._cache[2]
-        graph = _Graph(self, self._shaped(v).detach(), 0)
-        self._cache = (v, key, graph)
+        V, graph = self._shaped(v).detach(), self._cache
+        if (graph is None or graph.V.dtype != V.dtype or graph.V.device != V.device
+                or not torch.equal(graph.V.detach(), V)):
+            graph = self._cache = _Graph(self, V, 0)
         return graph
 
     def jvp_batch(self, v: torch.Tensor, P: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ Bad input
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -157,16 +158,16 @@ class _Sharded:
         """Raise :class:`ShardError` on every rank unless ``x`` (and ``shared``) have the same
         size and checksum on every rank.
 
-        The checksums :math:`\\sum_i t_i` and :math:`\\sum_i t_i \\sin(i + 1)` (float64) go
-        through ``all_reduce(MAX)`` of ``(c, -c)``; a difference (MAX ≠ MIN) is an error.
+        The checksums :math:`\\sum_i t_i` and :math:`\\sum_i t_i \\sin(i + 1)` (float64, over
+        the finite entries) and :math:`\\sum_i \\sin(i + 1)` over the nan, the +inf and the
+        −inf entries go through ``all_reduce(MAX)`` of ``(c, -c)``; a difference (MAX ≠ MIN) is
+        an error.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"a sharded problem needs torch tensors, got {type(x).__name__}")
         vals = [float(x.numel())]
         for t in [x, *self.shared]:
-            t = t.detach().reshape(-1).to(torch.float64)
-            w = torch.sin(torch.arange(1, t.numel() + 1, dtype=torch.float64, device=t.device))
-            vals += [float(t.sum()), float((t * w).sum())]
+            vals += _checksums(t)
         v = torch.tensor(vals, dtype=torch.float64, device=x.device)
         buf = torch.cat([v, -v])
         self._collective(dist.all_reduce, buf, op=dist.ReduceOp.MAX,
@@ -175,10 +176,11 @@ class _Sharded:
         if hi[0] != lo[0]:
             raise ShardError(f"the ranks have different parameter sizes (from {int(lo[0])} to "
                              f"{int(hi[0])}): every rank must start from the same x0")
-        if not torch.equal(hi[1:3], lo[1:3]):
+        k = 1 + _N_CHECKSUMS  # the checksums of x; those of 'shared' follow
+        if not torch.equal(hi[1:k], lo[1:k]):
             raise ShardError("x0 differs between ranks (checksums differ): every rank must start "
                              "from the same x0 (seed or broadcast it from rank 0)")
-        if not torch.equal(hi[3:], lo[3:]):
+        if not torch.equal(hi[k:], lo[k:]):
             raise ShardError("the shared model state differs between ranks (checksums of "
                              "'shared' differ): load or broadcast the same model on every rank")
 
@@ -186,6 +188,21 @@ class _Sharded:
         if not self._checked:
             self.check_replicated(x)
             self._checked = True
+
+
+_N_CHECKSUMS = 5
+
+
+def _checksums(t: torch.Tensor) -> list[float]:
+    """:meth:`_Sharded.check_replicated`'s checksums of ``t``: two sums of its finite entries
+    and one of where it is nan, +inf and −inf (a sum with a nan or ±inf entry would be nan or
+    inf − inf, and nan equals nothing: identical tensors would differ)."""
+    t = t.detach().reshape(-1).to(torch.float64)
+    w = torch.sin(torch.arange(1, t.numel() + 1, dtype=torch.float64, device=t.device))
+    finite = torch.where(torch.isfinite(t), t, torch.zeros_like(t))
+    where = [torch.isnan(t), t == math.inf, t == -math.inf]
+    return [float(finite.sum()), float((finite * w).sum())] + [float((w * m).sum())
+                                                               for m in where]
 
 
 class ShardedModel(_Sharded):

@@ -168,14 +168,21 @@ def per_sample_jacobian(model: nn.Module, inputs: torch.Tensor, physics: Physics
         raise ValueError("no parameters selected (none of the model's parameters requires grad)")
     named = dict(model.named_parameters())
     fn, _ = _single_sample_fn(model, names, physics)
-    B = inputs.shape[0]
-    if method == "vmap":
+    B, n = inputs.shape[0], sum(named[k].numel() for k in names)
+    if method not in ("vmap", "loop"):
+        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
+    if B == 0:  # (a rank without samples) vmap cannot index an empty batch: m from one zero x
+        selected = {k: named[k].detach() for k in names}
+        with torch.no_grad():
+            m = fn(selected, inputs.new_zeros(inputs.shape[1:]))[0].numel()
+        J, Y = selected[names[0]].new_zeros(0, n), selected[names[0]].new_zeros(0, m)
+    elif method == "vmap":
         selected = {k: named[k].detach() for k in names}
         jac, Y = vmap(jacrev(fn, has_aux=True), in_dims=(None, 0), chunk_size=chunk_size)(
             selected, inputs)
         m = Y.shape[1]
         J = torch.cat([jac[k].reshape(B, m, -1) for k in names], dim=2).reshape(B * m, -1)
-    elif method == "loop":
+    else:
         leaves = {k: named[k].detach().requires_grad_(True) for k in names}
         rows, ys = [], []
         with torch.enable_grad():
@@ -189,8 +196,6 @@ def per_sample_jacobian(model: nn.Module, inputs: torch.Tensor, physics: Physics
                         torch.zeros_like(leaves[k]).reshape(-1) if g is None else g.reshape(-1)
                         for k, g in zip(names, grads, strict=True)]))
         J, Y = torch.stack(rows), torch.stack(ys)
-    else:
-        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
     out = MatrixOperator(J) if as_operator else J
     return (out, Y) if return_outputs else out
 
@@ -343,6 +348,11 @@ def per_sample_jacobian_operator(model: nn.Module, inputs: torch.Tensor,
     """
     _load_forward_ad()
     names = select_parameters(model, params)
+    if not names:
+        raise ValueError("no parameters selected (none of the model's parameters requires grad)")
+    if inputs.shape[0] == 0:
+        raise ValueError("per_sample_jacobian_operator needs at least one sample (an operator "
+                         "has no empty shape); per_sample_jacobian gives the (0, n) matrix")
     named = dict(model.named_parameters())
     fn, _ = _single_sample_fn(model, names, physics)
     shapes = [named[k].shape for k in names]

@@ -7,6 +7,7 @@ runs the scenario and saves what it saw to ``OUTDIR/rank{RANK}.pt``.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import sys
 import time
@@ -103,6 +104,18 @@ def run_fault(rank: int, world: int, kind: str) -> dict:
                 "seconds": time.perf_counter() - t0}
 
 
+def run_empty(rank: int, world: int) -> dict:
+    """Rank 1 holds no rows (3 shots on 4 ranks): it contributes nothing, and the run is the
+    other ranks'."""
+    t, d, x0 = data()
+    s = slice(0, M) if rank == 0 else slice(0, 0)
+    out: dict = {}
+    for method in ("gn", "lm-dense"):
+        out[method] = solve(method, sharded_fun(method, lambda x: residual(x, t[s], d[s]), world),
+                            x0)
+    return out
+
+
 def run_bad(rank: int, world: int) -> dict:
     t, d, x0 = data()
     s = rows(rank, world)
@@ -115,6 +128,11 @@ def run_bad(rank: int, world: int) -> dict:
         "x0": lambda: ShardedModel(local)(x0 + 1e-12 * rank),
         "shared": lambda: ShardedModel(local, shared=[torch.ones(3) * rank])(x0),
         "objective": lambda: ShardedObjective(lambda x: (x**2).sum())(x0 * (1 + rank)),
+        # the same non-finite entries on every rank pass; different ones do not
+        "same_inf": lambda: ShardedModel(local, shared=[torch.tensor(
+            [-math.inf, 0.0, math.inf, math.nan])])(x0),
+        "other_inf": lambda: ShardedModel(local, shared=[torch.tensor(
+            [math.inf if rank == 0 else -math.inf])])(x0),
     }
     out = {}
     for name, case in cases.items():
@@ -139,6 +157,8 @@ def main() -> None:
             out = run_fault(rank, world, scenario)
         elif scenario == "bad":
             out = run_bad(rank, world)
+        elif scenario == "empty":
+            out = run_empty(rank, world)
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
         torch.save(out, f"{outdir}/rank{rank}.pt")

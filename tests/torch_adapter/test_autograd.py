@@ -7,6 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import newtonkit as nk
 from newtonkit_torch.autograd import TorchAutodiff, torch_autodiff
 
 
@@ -219,3 +220,32 @@ def test_minimize_needs_no_derivatives_for_torch(method, fun):
     assert isinstance(res.x, torch.Tensor) and res.x.dtype == torch.float64
     torch.testing.assert_close(res.x, torch.ones(2, dtype=torch.float64), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(x0, torch.tensor([-1.2, 1.0], dtype=torch.float64))
+
+
+def test_a_function_outside_the_graph_is_an_error():
+    """A function autograd cannot see into (computed under no_grad or detached) has zero
+    autodiff derivatives. With the gradient given and the Hessian from autodiff, Newton
+    reported success at the saddle of ½x₀² − ½x₁² + ¼x₁⁴ with a zero Hessian; now every
+    derivative says why it cannot be taken."""
+    def saddle(x):
+        return 0.5 * x[0] ** 2 - 0.5 * x[1] ** 2 + 0.25 * x[1] ** 4
+
+    def hidden(x):  # the same values, outside autograd's graph
+        with torch.no_grad():
+            return saddle(x)
+
+    def grad(x):
+        return torch.stack([x[0], -x[1] + x[1] ** 3])
+
+    x0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    ok = nk.minimize(saddle, x0, method="newton", jac=grad)
+    assert not ok.success and ok.termination == "INDEFINITE"
+    with pytest.raises(ValueError, match="autograd graph"):
+        nk.minimize(hidden, x0, method="newton", jac=grad)
+    p = TorchAutodiff(lambda x: hidden(x).reshape(1).expand(3), (2,))
+    w = torch.ones(3, dtype=torch.float64)
+    for call in (lambda: p.jacobian(x0), lambda: p.jvp(x0, x0), lambda: p.vjp(x0, w)):
+        with pytest.raises(ValueError, match="autograd graph"):
+            call()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        nk.minimize(saddle, x0, method="newton")

@@ -189,6 +189,19 @@ def test_flat_vectors_keep_their_shape(problem):
         model.data_shape()
 
 
+def test_vjp_reuses_its_graph_only_at_the_same_values(problem):
+    """The kept forward graph serves a product only at the values it was built at: a change
+    of ``v`` through ``v.data`` (no version bump) once returned the old point's product."""
+    model, _, _, v0, p = problem
+    w = model.jvp(v0, p)
+    v = v0.clone()
+    before = model.vjp(v, w)
+    assert torch.equal(model.vjp(v, w), before)  # (the same point: the kept graph)
+    v.data.mul_(1.01)
+    assert torch.equal(model.vjp(v, w), model.vjp(v.clone(), w))
+    assert not torch.equal(model.vjp(v, w), before)
+
+
 def test_bad_arguments_are_reported():
     kw = _survey()
     with pytest.raises(TypeError, match="unknown deepwave.scalar keyword"):

@@ -117,6 +117,19 @@ def test_bad_input_is_an_error_on_every_rank(tmp_path):
     assert "x0 differs between ranks" in r0["x0"]
     assert "shared model state differs" in r0["shared"]
     assert "x0 differs between ranks" in r0["objective"]
+    assert r0["same_inf"] == "no error"  # (±inf summed to nan, which equals nothing)
+    assert "shared model state differs" in r0["other_inf"]
+
+
+def test_a_rank_without_rows_contributes_nothing(tmp_path):
+    """A rank with an empty shard (more ranks than shots): the dense route (which stacked no
+    Jacobian rows: torch.cat of nothing) and the matrix-free one give the single-process
+    run's x on every rank."""
+    r0, r1 = launch("empty", 2, tmp_path)
+    for method, ref in (("gn", single_process("gn")), ("lm-dense", single_process("lm"))):
+        assert torch.equal(r0[method]["x"], r1[method]["x"])
+        # the same problem on one rank, other routes: agreement to the runs' xtol/ftol level
+        torch.testing.assert_close(r0[method]["x"], ref.x, rtol=1e-6, atol=1e-6)
 
 
 def test_without_process_group_is_a_clear_error():

@@ -142,3 +142,20 @@ def test_bad_selection():
         select_parameters(net, [torch.zeros(3)])
     with pytest.raises(ValueError, match="'vmap' or 'loop'"):
         per_sample_jacobian(net, X, physics, method="pfor")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for build in (per_sample_jacobian, per_sample_jacobian_operator):
+        with pytest.raises(ValueError, match="no parameters selected"):
+            build(net, X, physics)
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_an_empty_batch_has_no_rows(method):
+    """No samples (a rank without data): a (0, n) Jacobian (vmap failed on reshape(-1) of
+    an empty batch, the loop on stacking nothing)."""
+    net = make_net()
+    n = sum(p.numel() for p in net.parameters())
+    J, Y = per_sample_jacobian(net, X[:0], physics, method=method, return_outputs=True)
+    assert J.shape == (0, n) and Y.shape == (0, 3)
+    with pytest.raises(ValueError, match="at least one sample"):
+        per_sample_jacobian_operator(net, X[:0], physics)
