@@ -352,6 +352,37 @@ def test_trf_jac_scaling_survives_overflowing_column_norms():
     assert np.isfinite(res.x).all() and res.x[0] == 1.0 and abs(res.x[1]) <= 5.0
 
 
+def _rosen(x):
+    return np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+
+
+def _rosen_jac(x):
+    return np.array([[-20 * x[0], 10.0], [-1.0, 0.0]])
+
+
+@pytest.mark.parametrize("wide", [1e6, 1e10, 1e200, 1e300])
+def test_trf_in_huge_boxes_and_its_zero_residual_status(wide):
+    """Bounds at ±1e200: Coleman-Li's scaling makes s ≈ 1e100, and the λ iteration's
+    Σ suf²/den³ overflowed to a zero derivative (ZeroDivisionError; SciPy ends XTOL at x0
+    there).  With Σ q²/den the run solves it.  And at the zero residual the last gradient test
+    says ZERO (SciPy's status 1), not the step test's XTOL; nfev/njev are SciPy's where SciPy
+    solves it."""
+    res = nk.least_squares(_rosen, [-1.2, 1.0], jac=_rosen_jac, bounds=(-wide, wide),
+                           method="trf")
+    assert res.success and res.termination == "ZERO" and res.status == 1
+    assert np.array_equal(res.x, [1.0, 1.0])
+    if wide <= 1e10:
+        ref = so.least_squares(_rosen, [-1.2, 1.0], jac=_rosen_jac, bounds=(-wide, wide),
+                               method="trf")
+        assert (res.nfev, res.njev, res.status) == (ref.nfev, ref.njev, ref.status)
+    # parameters of order 1e-150: the model's step has ‖p‖ = 0 in the λ iteration (it divided
+    # by it); the run ends without an exception (XTOL's floor xtol², docs/guide.md)
+    sc = 1e-150
+    tiny = nk.least_squares(lambda x: _rosen(x / sc), [-1.2 * sc, sc],
+                            jac=lambda x: _rosen_jac(x / sc) / sc, method="trf")
+    assert tiny.termination in ("XTOL", "ZERO", "GTOL")
+
+
 @given(n=st.integers(1, 6), seed=st.integers(0, 10**6),
        scheme=st.sampled_from(["2-point", "3-point"]))
 def test_difference_steps_in_the_box_are_scipys(n, seed, scheme):

@@ -53,6 +53,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .. import _backend as B
 from .._bounds import cl_scaling, step_to_bound, strictly_feasible
 from .._status import Status
@@ -256,7 +258,8 @@ class TrustRegionReflective(LeastSquaresMethod):
 
     def _last_gradient_test(self, state: State, code: Status | None) -> Status | None:
         """SciPy's order at a last accepted step (a step test met, or the budget spent): J at
-        the new point, then the ``gtol`` test first (``GTOL`` if it holds, else ``code``)."""
+        the new point, then the ``gtol`` test first (``GTOL``, or ``ZERO`` at a zero residual,
+        where it holds; else ``code``)."""
         d = state.data
         try:
             lin = d["lin"] = self.linearize(d["ev"], densify=True)
@@ -269,7 +272,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         gnorm = self.inf_norm(lin.g * v)
         status = self.gradient_status(lin, gnorm if gnorm < self.tol["gtol"] else math.inf, {},
                                       state.f)
-        return Status.GTOL if status is Status.GTOL else code
+        return status if status in (Status.GTOL, Status.ZERO) else code
 
     def _select_step(self, x: Any, M: dict, p_h: Any, delta: float) -> tuple[Any, Any, float]:
         """The best of the trust-region step (cut back into the box), its reflection and the
@@ -364,13 +367,20 @@ def _trust_region_step(xp: Any, M: dict, delta: float, alpha: float,
 
     def phi(a: float) -> tuple[float, float]:
         den = s * s + a
-        pn = B.norm(xp, suf / den)
-        return pn - delta, -B.float_sum(xp, suf * suf / den ** 3) / pn
+        q = suf / den
+        pn = B.norm(xp, q)
+        if not pn > 0:  # ‖p̂‖ underflowed: nothing left to iterate on (the loop stops)
+            return pn - delta, 0.0
+        with np.errstate(over="ignore"):  # SciPy's Σ suf²/den³ (its rounding) ...
+            dphi = -B.float_sum(xp, suf * suf / den ** 3) / pn
+        if not dphi < 0:  # ... unless den³ overflowed (s ≳ 1e50): Σ q²/den, the same sum
+            dphi = -B.float_sum(xp, q * q / den) / pn
+        return pn - delta, dphi
 
     upper = B.norm(xp, suf) / delta
     if full_rank:
         f0, df0 = phi(0.0)
-        lower = -f0 / df0
+        lower = -f0 / df0 if df0 < 0 else 0.0
     else:
         lower = 0.0
     if not full_rank and alpha == 0:
