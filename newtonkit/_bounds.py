@@ -90,6 +90,8 @@ def parse_bounds(bounds: Any, x0: Any) -> tuple[Any, Any] | None:
         raise ValueError(f"inconsistent shapes between bounds {tuple(lb.shape)}, "
                          f"{tuple(ub.shape)} and x0 ({n},)")
     check_order(lb, ub)
+    if not bool(xp.all(xp.isfinite(x0))):
+        raise ValueError("x0 has non-finite entries (nan or inf)")
     if not bool(xp.all((x0 >= lb) & (x0 <= ub))):
         raise ValueError("x0 (the initial guess) is outside of provided bounds")
     if not (bool(xp.any(xp.isfinite(lb))) or bool(xp.any(xp.isfinite(ub)))):

@@ -122,15 +122,14 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         return _curve_fit_batch(f, xdata, ydata, p0, sigma, absolute_sigma, check_finite,
                                 bounds, method, jac, full_output, nan_policy, kwargs)
     xp = _namespace(ydata)
+    ydata = _as_array(xp, ydata, None, "ydata")
     if p0 is None:
         n = _count_parameters(f)
-    else:
-        p0 = _as_array(xp, p0, None, "p0")
-        p0 = xp.reshape(p0, (-1,))
+    else:  # (a list p0 takes ydata's dtype and device on torch, float64 on NumPy)
+        p0 = xp.reshape(_as_array(xp, p0, ydata, "p0"), (-1,))
         n = p0.shape[0]
     if check_finite is None:
         check_finite = nan_policy is None
-    ydata = _as_array(xp, ydata, None, "ydata")
     if check_finite and not B.all_finite(xp, ydata):
         raise ValueError("ydata contains NaN or inf; remove them or pass check_finite=False "
                          "with nan_policy='omit'")
@@ -528,6 +527,13 @@ def _whitening(xp: Any, sigma: Any, ydata: Any, m: int) -> Callable[[Any], Any]:
         w = 1.0 / s
         return lambda d: w * d if len(d.shape) == 1 else w[:, None] * d
     if tuple(s.shape) == (m, m):
+        # (the Cholesky factor reads one triangle only: an asymmetric sigma, a factor passed
+        # for the covariance, would be read as another matrix; a computed covariance's own
+        # rounding, about m·ε·max|σ|, is far below the √ε·max|σ| allowed)
+        big = float(xp.max(xp.abs(s)))
+        tol = float(xp.finfo(s.dtype).eps) ** 0.5 * big
+        if float(xp.max(xp.abs(s - xp.matrix_transpose(s)))) > tol:
+            raise ValueError("sigma (a covariance matrix) must be symmetric")
         L, ok = B.cholesky(xp, s)
         if not ok:
             raise ValueError("sigma (a covariance matrix) must be symmetric positive definite")

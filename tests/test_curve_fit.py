@@ -118,6 +118,10 @@ def test_bad_input():
         nk.curve_fit(model, X, Y, sigma=bad)
     with pytest.raises(ValueError, match="positive definite"):
         nk.curve_fit(model, X, Y, sigma=-COV)
+    with pytest.raises(ValueError, match="must be symmetric"):  # (its Cholesky factor)
+        nk.curve_fit(model, X, Y, sigma=np.linalg.cholesky(COV))
+    with pytest.raises(ValueError, match="non-finite"):
+        nk.curve_fit(model, X, Y, p0=[1.0, np.nan, 1.0])
     x = X.copy()
     x[0] = np.inf
     with pytest.raises(ValueError, match="xdata contains NaN or inf"):
@@ -165,6 +169,9 @@ def test_torch_autograd():
     # sqrt(2·ftol·F/λ_min) ≈ 0.02 standard errors of the minimum; 0.1 holds with margin
     se = np.sqrt(np.diag(ref[1]))
     assert np.all(np.abs(popt32.numpy() - ref[0]) <= 0.1 * se)
+    # a list p0 takes ydata's dtype, as p0=None does (it made the fit float64)
+    popt_list, pcov_list = nk.curve_fit(tmodel, xt.float(), yt.float(), p0=[1.0, 1.0, 1.0])
+    assert popt_list.dtype == pcov_list.dtype == torch.float32
 
 
 def test_array_api_strict():
