@@ -83,9 +83,11 @@ Zeinhofer 2024): ``G_k = β G_{k−1} + (1 − β) J_kᵀJ_k`` from ``G_0 = 0``,
 ``d = (Ĝ_k + λI)⁺ J_kᵀ g`` with the bias-corrected ``Ĝ_k = G_k / (1 − β^k)`` (so the first
 step is the plain damped step).  ``G`` is ``P × P`` (the ``"normal"`` route's Gram, stored as
 ``opt.state[p]["gram"]`` of the solve's first parameter ``p``, with ``"gram_steps"`` = k;
-``state_dict`` carries both); it restarts when the number of trainable columns changes.  The
-solve is the eigendecomposition of ``Ĝ + λI``: eigenvalues at or below ``P·ε`` times the largest
-are the eigensolver's rounding and are dropped (LAPACK ``gelsd``'s default cutoff, the
+``state_dict`` carries both, and ``"gram_columns"``, which of the group's parameters are
+trainable); it restarts when the trainable columns change (other parameters, or another
+number).  The solve is the eigendecomposition of ``Ĝ + λI``: eigenvalues at or below
+``P·ε`` times the largest are the eigensolver's rounding and are dropped (LAPACK ``gelsd``'s
+default cutoff, the
 pseudo-inverse ENGD takes), and with ``λ = 0`` also the singular values ``√eigenvalue`` at or
 below the ``truncation``.  ``route`` must be ``"auto"`` or ``"normal"``; ``gram_ema`` does not
 combine with ``momentum`` or ``adaptive=True`` (``ValueError``).  It needs about ``3P²``
@@ -102,8 +104,9 @@ Frozen parameters, batch norm, autograd, state_dict
   naming the layer) batch norm in train mode or without running statistics: call
   ``model.eval()``, or use a ``(y, loss)`` closure on the whole batch, which differentiates
   through the batch statistics; its ordinary forward then updates the running statistics once
-  per closure call: once per step, and with ``GaussNewton(adaptive=True)`` once more per trial
-  step, rejected ones included.
+  per closure call: once per step, and once more per trial step, rejected ones included
+  (``GaussNewton(adaptive=True)``, and a line search whose loss is ``closure()[1]``: pass a
+  ``loss_closure`` that evaluates in eval mode to keep the statistics of trial points out).
 - Parameters are updated in place under ``torch.no_grad``: they stay leaves without history,
   and the returned loss and ``last_info`` carry no autograd graph.
 - ``state_dict()`` records the optimizer class (key ``"optimizer"``); ``load_state_dict``
@@ -438,11 +441,13 @@ class JacobianOptimizer(torch.optim.Optimizer):
         if not params:
             raise ValueError(f"{type(self).__name__}: none of its parameters requires grad; "
                              f"there is nothing to train")
+        with torch.no_grad():  # a parameter outside its box is moved in before the closure
+            self._project(self.param_groups)  # sees it (the search compares feasible points)
         y, loss, gy, J = closure_outputs(closure, params, self.jacobian_chunk_size)
         g = gy.reshape(-1).to(J.dtype)
-        if not (all_finite(torch, g) and all_finite(torch, J)):
+        if not (all_finite(torch, g) and all_finite(torch, J) and all_finite(torch, loss)):
             raise FloatingPointError(
-                f"{type(self).__name__}: the loss gradient or the Jacobian at the current "
+                f"{type(self).__name__}: the loss, its gradient or the Jacobian at the current "
                 f"parameters is not finite (loss {float(loss):.4g}); the model has diverged, "
                 f"the parameters are left unchanged")
         n_total = sum(p.numel() for p in params)
@@ -893,7 +898,11 @@ class GaussNewton(JacobianOptimizer):
                              f"{self.memory_budget:g}; the parameters are left unchanged")
         state = self.state[self._trainable([group])[0]]
         G, k = state.get("gram"), state.get("gram_steps", 0)
-        if G is None or G.shape != (n, n):  # the first step, or other trainable columns
+        # which of the group's parameters are the columns (a state_dict without the record
+        # keeps its average where the size matches)
+        columns = [i for i, p in enumerate(group["params"]) if p.requires_grad]
+        other = state.get("gram_columns", columns) != columns
+        if G is None or G.shape != (n, n) or other:  # the first step, or other columns
             G, k = torch.zeros(n, n, dtype=J.dtype, device=J.device), 0
         G, k = beta * G.to(J.dtype) + (1.0 - beta) * (J.T @ J), k + 1
         if not all_finite(torch, G):  # JᵀJ overflowed: no direction (step warns, θ unchanged)
@@ -902,7 +911,7 @@ class GaussNewton(JacobianOptimizer):
         d, rank, lam_max = _pseudo_solve(G / (1.0 - beta ** k), J.T @ g, group["damping"],
                                          group["truncation"], group["relative"])
         if all_finite(torch, d):
-            state["gram"], state["gram_steps"] = G, k
+            state["gram"], state["gram_steps"], state["gram_columns"] = G, k, columns
         return d, AveragedGramInfo(rank=rank, steps=k, eigenvalue_max=lam_max)
 
     @torch.no_grad()
@@ -932,9 +941,10 @@ class GaussNewton(JacobianOptimizer):
         tau_min, tau_max = eps, eps ** -0.5
         tau = min(max(tau, tau_min), tau_max)
         saved = [p.detach().clone() for p in params]
-        accepted, trials = False, 0
+        accepted, trials, tried = False, 0, tau
         while trials < group["max_trials"] and s.numel():
             trials += 1
+            tried = tau
             d = Vh.T @ (sq / (s * s + tau * s_max ** 2))
             if all_finite(torch, d):
                 self._add(groups, d)
@@ -950,7 +960,8 @@ class GaussNewton(JacobianOptimizer):
                 if accepted:
                     break
             tau = min(tau * group["damping_factor"], tau_max)
-        info = {"damping": tau, "trials": trials, "accepted": accepted, "rank": int(s.numel())}
+        info = {"damping": tried, "trials": trials, "accepted": accepted,
+                "rank": int(s.numel())}
         if accepted:
             self._count_step(groups, "svd")
             tau = max(tau / group["damping_factor"], tau_min)

@@ -43,6 +43,22 @@ def test_a_parameter_outside_its_box_ends_on_the_bound(cls):
     assert abs(free_r.item() - 2.0) <= 1e-12 and abs(free_v.item() - 3.0) <= 1e-12
 
 
+@pytest.mark.parametrize("rule", [dict(line_search="grid"), dict(line_search="backtracking"),
+                                  dict(adaptive=True)])
+def test_a_start_outside_the_box_is_moved_in_with_a_search(rule):
+    """½θ² on [1, 2] from θ = 0.5: the start is projected before the closure sees it, so the
+    search compares feasible points (it compared them with the infeasible start's loss, which
+    every feasible point exceeds, and θ stayed at 0.5 forever)."""
+    th = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    opt = GaussNewton([{"params": [th], "bounds": (1.0, 2.0)}], **rule)
+
+    def closure():
+        y = th * 1.0
+        return y, 0.5 * (y ** 2).sum()
+    opt.step(closure)
+    assert th.item() == 1.0
+
+
 def test_tensor_bounds_broadcast_and_a_one_sided_bound():
     """Tensor bounds broadcast to the parameter; ``None`` leaves a side open; entries inside
     the box equal the unconstrained step bit for bit."""

@@ -138,20 +138,54 @@ def test_other_trainable_columns_restart_the_average():
     assert opt.state[a]["gram_steps"] == 1 and opt.state[a]["gram"].shape == (3, 3)
 
 
-@pytest.mark.parametrize("J_scale, t_scale", [(1e200, 1.0), (1e150, 1e160)])
-def test_an_overflowing_step_leaves_parameters_and_average_unchanged(J_scale, t_scale):
-    # 1e200: JᵀJ overflows to inf (no eigendecomposition); 1e150 with t ~ 1e160: JᵀJ ~ 1e301 is
-    # finite, Jᵀg ~ 1e311 is not, so the direction is not finite and the average not stored
+def test_other_columns_of_the_same_number_restart_the_average():
+    """[c, a, b] with a and b of one size: freezing a and training b keeps P, but the average
+    of a's columns must not be applied to b's (the step is the plain damped one, restarted)."""
+    gen = torch.Generator().manual_seed(0)
+    c, a, b = (torch.ones(k, dtype=torch.float64, requires_grad=True) for k in (2, 3, 3))
+    J = torch.randn(6, 8, generator=gen, dtype=torch.float64)
+    J[:, 2:5] *= 100.0  # a's columns far larger than b's
+    b.requires_grad_(False)
+    opt = GaussNewton([c, a, b], damping=1e-6, gram_ema=0.9)
+
+    def closure():
+        cols = [J[:, :2]] + [J[:, 2:5]] * a.requires_grad + [J[:, 5:]] * b.requires_grad
+        y = (J @ torch.cat([c, a, b]) - 1).detach().requires_grad_(True)
+        return y, 0.5 * (y * y).sum(), torch.cat(cols, dim=1)
+    opt.step(closure)
+    opt.step(closure)
+    a.requires_grad_(False)
+    b.requires_grad_(True)
+    before = torch.cat([c, b]).detach().clone()
+    y0 = (J @ torch.cat([c, a, b]) - 1).detach()
+    opt.step(closure)
+    assert opt.state[c]["gram_steps"] == 1
+    Jcb = torch.cat([J[:, :2], J[:, 5:]], dim=1)
+    d = torch.linalg.solve(Jcb.T @ Jcb + 1e-6 * torch.eye(5, dtype=torch.float64), Jcb.T @ y0)
+    # the damped step itself, by another solve (κ(JᵀJ) ≈ 1e2: agreement to 1e-10)
+    torch.testing.assert_close(before - torch.cat([c, b]).detach(), d, rtol=1e-10, atol=1e-12)
+
+
+def test_an_overflowing_step_leaves_parameters_and_average_unchanged():
+    # J ~ 1e200: JᵀJ overflows to inf (no eigendecomposition), so the direction is not finite
+    # and the average not stored (y = J(θ − θ_k) − t: the loss ½‖t‖² stays finite).  (A Jᵀg
+    # that overflows with JᵀJ finite needs |y| > |J|, and then the loss overflows first.)
+    J_scale, t_scale = 1e200, 1.0
     theta = torch.linspace(-1, 1, N_PARAMS, dtype=torch.float64).requires_grad_(True)
     opt = GaussNewton([theta], damping=0.1, gram_ema=0.6)
     J, t = random_jacobian(12, torch.float64, 1)
     opt.step(linear_closure(theta, J, t))
     saved = opt.state[theta]["gram"].clone()
     before = theta.detach().clone()
+    Js = J_scale * J
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        opt.step(linear_closure(theta, J_scale * J, t_scale * t))
+        opt.step(linear_closure(theta, Js, t_scale * t + Js @ before))
     assert torch.equal(theta, before)
     assert torch.equal(opt.state[theta]["gram"], saved) and opt.state[theta]["gram_steps"] == 1
+    # a loss that overflows is a divergence: FloatingPointError, nothing changed
+    with pytest.raises(FloatingPointError, match="loss"):
+        opt.step(linear_closure(theta, Js, 1e160 * t))
+    assert torch.equal(theta, before) and opt.state[theta]["gram_steps"] == 1
 
 
 def test_with_a_line_search_the_loss_decreases():

@@ -113,7 +113,41 @@ def test_frozen_parameters_stay_untouched_with_adaptive_damping(kind):
     net[0].weight.requires_grad_(True)
     opt.step(make_closure(kind, opt, net))
     info = opt.last_info["solves"][0]
-    assert info["damping"] == tau * 3 ** (info["trials"] - info["accepted"])
+    assert info["damping"] == tau * 3 ** (info["trials"] - 1)  # the τ of the kept step
+
+
+@pytest.mark.parametrize("rule", [{}, dict(adaptive=True), dict(line_search="grid")])
+def test_a_nan_loss_with_a_finite_gradient_is_a_divergence(rule):
+    """A Poisson-like loss y − t·log y at y < 0 is NaN while ∂L/∂y = 1 − t/y is finite: the
+    step used to be taken without a word (adaptive: every trial rejected, τ growing)."""
+    theta = torch.tensor([-0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    opt = GaussNewton([theta], **rule)
+    before = theta.detach().clone()
+
+    def closure():
+        y = theta * 1.0
+        return y, (y - t * torch.log(y)).sum()
+    with pytest.raises(FloatingPointError, match="not finite"):
+        opt.step(closure)
+    assert torch.equal(theta, before)
+
+
+def test_adaptive_reports_the_last_damping_tried_when_none_is_kept():
+    """At the exact minimum no trial lowers the loss: ``damping`` is the last τ tried
+    (τ₀·3^(trials−1)); the state holds the next one (τ₀·3^trials)."""
+    theta = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    A = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
+    target = (A @ theta).detach()
+    opt = GaussNewton([theta], damping=1e-3, adaptive=True, max_trials=2)
+
+    def closure():
+        y = A @ theta - target
+        return y, 0.5 * (y * y).sum()
+    opt.step(closure)
+    info = opt.last_info["solves"][0]
+    assert not info["accepted"] and info["trials"] == 2
+    assert info["damping"] == 1e-3 * 3 and opt.state[theta]["damping"] == 1e-3 * 9
 
 
 def test_a_parameter_frozen_between_steps_is_left_alone_by_the_same_closure():
