@@ -71,7 +71,13 @@ from .methods import _trust, lookup
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
-from .problems._fd import difference_steps, gradient_error_bound, steps_in_box
+from .problems._fd import (
+    difference_steps,
+    gradient_accuracy,
+    gradient_error_bound,
+    output_accuracy,
+    steps_in_box,
+)
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
@@ -188,6 +194,7 @@ class _Evaluator:
         self.jac_scheme = self._scheme(jac, "jac")
         self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
         self.eps = float(xp.finfo(self.dtype).eps)
+        self.accuracy = self.eps  # fun's output's: output_accuracy at its first call (_check)
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
         self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
 
@@ -246,6 +253,7 @@ class _Evaluator:
                              f"{tuple(X.shape)}; got shape {tuple(out.shape)}")
         if out.dtype != X.dtype:
             B.check_not_complex(xp, out, what)
+            self.accuracy = output_accuracy(self.accuracy, out)  # (float32 out, float64 X)
             out = xp.astype(out, X.dtype)
         return out
 
@@ -287,7 +295,8 @@ class _Evaluator:
         else:
             box = None if self.bounds is None else tuple(
                 self.xp.take(b, rows, axis=0) for b in self.bounds)
-            D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme, box)
+            D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme,
+                                  self.accuracy, box)
             if self.kind != "objective":
                 D = xp.permute_dims(D, (0, 2, 1))  # (b, n, m) -> (b, m, n)
         self.njev[rows_np] += 1
@@ -313,13 +322,16 @@ class _Evaluator:
                 V = self.values(Z, rows, rows_np) if self.jac_scheme == "2-point" else None
                 return self.first(Z, V, rows, rows_np)
 
-            H = self._differences(grad, X, G, self.hess_scheme)
+            # steps for the gradient's own accuracy, as the single path (problems._fd)
+            fd = self.jac_scheme if self.jac_scheme in ("2-point", "3-point") else None
+            eta = gradient_accuracy(self.accuracy if fd else self.eps, fd)
+            H = self._differences(grad, X, G, self.hess_scheme, eta)
             self.njev[rows_np] -= H.shape[1] * (2 if self.hess_scheme == "3-point" else 1)
             H = 0.5 * (H + xp.permute_dims(H, (0, 2, 1)))
         self.nhev[rows_np] += 1
         return H
 
-    def _differences(self, f: Callable, X: Any, F0: Any, scheme: str,
+    def _differences(self, f: Callable, X: Any, F0: Any, scheme: str, accuracy: float,
                      box: tuple[Any, Any] | None = None) -> Any:
         """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with
         SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point).
@@ -329,7 +341,7 @@ class _Evaluator:
         (−3f(x) + 4f(x + h) − f(x + 2h))/(2h), towards the farther bound."""
         xp = self.xp
         n = X.shape[1]
-        H = difference_steps(xp, X, scheme)
+        H = difference_steps(xp, X, scheme, accuracy)
         one_sided = None  # (3-point: F0 enters only one-sided differences, in a box)
         if box is not None:
             H, one_sided = steps_in_box(xp, X, H, scheme, box)
@@ -1532,16 +1544,32 @@ class _BatchRun:
                                    axis=1))
         self.mark(sel & ~finite, Status.NONFINITE)
         gtol = self.tol("gtol")
-        met = sel & self._host(xp.max(xp.abs(self.G), axis=1) <= gtol)
+        met = sel & self._gradient_met(gtol)
         if self.ev.jac_scheme in ("2-point", "3-point"):
             # a difference gradient's entry exactly 0 where f's rounding, 2ε|f|/h (forward) or
             # ε|f|/h (central), exceeds gtol: f did not change by more than its rounding, which
             # can hide a gradient above gtol (at the point where a difference gradient of a
             # smooth f vanishes, f is small enough to show it)
-            rounding = gradient_error_bound(self.X, self.f[:, None], None, self.ev.jac_scheme)
+            rounding = gradient_error_bound(self.X, self.f[:, None], None, self.ev.jac_scheme,
+                                            self.ev.accuracy)
             blind = (self.G == 0) & (rounding > gtol[:, None])
             self._fd_zero_columns(met, np.arange(self.rows.size), blind)
         self._curvature_check(met, Status.GTOL)
+
+    def _gradient_met(self, gtol: Any) -> np.ndarray:
+        """Newton's gradient test, as the single path's: ``|g_j| ≤ gtol``, and for a difference
+        gradient ``|g_j| ≤ gtol + e_j`` with ``e_j`` the bound on its error
+        (:func:`~newtonkit.problems._fd.gradient_error_bound`, the curvature |H_jj|): a forward
+        difference is off by about h_j|H_jj|/2 ≈ √ε even at the minimiser."""
+        xp = self.xp
+        a = xp.abs(self.G)
+        met = xp.max(a, axis=1) <= gtol
+        if self.ev.jac_scheme in ("2-point", "3-point"):
+            err = gradient_error_bound(self.X, self.f[:, None],
+                                       xp.abs(xp.linalg.diagonal(self.H)), self.ev.jac_scheme,
+                                       self.ev.accuracy)
+            met = met | xp.all(a <= gtol[:, None] + err, axis=1)
+        return self._host(met)
 
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:
         """``status`` where the Hessian is positive semi-definite to tolerance, else
@@ -1586,6 +1614,10 @@ class _BatchRun:
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, o["line_search"])
+        if ev.jac_scheme in ("2-point", "3-point"):
+            # a failed search along a difference gradient: stationary within its error? (the
+            # single path's rule; the rows left end LINE_SEARCH in _accept)
+            self._newton_tests(self._host(~(t > 0)) & (self.status[self.rows] == _RUNNING))
         f_prev = self.f
         ok, acc = self._accept(t, nonfinite, X1, V1, f1)
         s_np = np.nonzero(ok)[0]

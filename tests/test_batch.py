@@ -880,3 +880,42 @@ def test_result_arrays_and_messages():
     g = np.einsum("bmn,bm->bn", j(res.x, _data(3, 0)), f(res.x, _data(3, 0)))
     np.testing.assert_allclose(res.jac, g, rtol=0, atol=1e3 * EPS64 * np.abs(g).max() + 1e-12)
     assert B.to_numpy(res.fun).shape == (3,)
+
+
+@pytest.mark.parametrize("jac, hess", [("2-point", "2-point"), ("2-point", "3-point"),
+                                       ("3-point", "3-point")])
+def test_newton_with_difference_derivatives_takes_the_single_runs_iterates(jac, hess):
+    """Batched Newton on difference gradients and Hessians, as the single path: Hessian steps
+    for the gradient's own accuracy (ε^(1/2) or ε^(2/3), not ε) and the gradient test with
+    the difference's error bound, |g_j| ≤ gtol + e_j (a forward difference is off by
+    h|H_jj|/2 ≈ 2e-8 > gtol at the minimiser).  Each row: the single run's status and nit,
+    x to 1e-10 relative (the issue's bound; the two paths' solves differ at ε·κ(H))."""
+    def f(X):
+        Z = X - 1.6
+        return np.sum(Z ** 2 + 0.5 * Z ** 4 + 0.1 * Z[:, :1] * Z, axis=1)
+
+    X0 = np.array([[0.3, -0.5, 1.0], [2.0, 1.0, 0.0]])
+    res = nk.minimize(f, X0, method="newton", jac=jac, hess=hess, batch=True)
+    for i in range(2):
+        one = nk.minimize(lambda x: f(x[None])[0], X0[i], method="newton", jac=jac, hess=hess)
+        assert res.termination_of(i) == one.termination == "GTOL"
+        assert res["nit"][i] == one.nit
+        np.testing.assert_allclose(res["x"][i], one.x, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_a_float32_fun_at_float64_x_takes_float32_steps(method):
+    """fun returning float32 at float64 X: differences with float32's steps (SciPy's rule,
+    the larger ε of x's and fun's dtypes).  With float64's steps (1.5e-8) every difference
+    was float32 rounding (J wrong by O(1)) and the single LM ended XTOL, success, at a
+    non-stationary point (cost 2.08, true gradient 0.9)."""
+    def rosen(X):
+        return np.stack([10 * (X[:, 1] - X[:, 0] ** 2), 1 - X[:, 0]], axis=1).astype(np.float32)
+
+    X0 = np.array([[-1.2, 1.0], [0.5, -0.3]])
+    res = nk.minimize(rosen, X0, method=method, jac="2-point", batch=True)
+    one = nk.least_squares(lambda x: rosen(x[None])[0], X0[0], method=method)
+    # zero residual at (1, 1); float32 residuals (ε₃₂ = 1.2e-7) and J to √ε₃₂ leave x within
+    # about 1e-3 of it (the ftol/xtol stops at the float32 rounding of r)
+    assert res["success"].all() and np.abs(res["x"] - 1.0).max() < 1e-3
+    assert one.success and np.abs(one.x - 1.0).max() < 1e-3

@@ -232,7 +232,7 @@ def test_batched_box_differences_are_the_single_paths(scheme):
                   [1.0, 0.5, 1.0], [2.0 - 1e-12, -0.4 + 1e-6, 1.0]])
     ev = _Evaluator(fun, (), scheme, None, "outputs", np, Z, False, None)
     box = (np.tile(lb, (5, 1)), np.tile(ub, (5, 1)))
-    J = np.transpose(ev._differences(fun, Z, fun(Z), scheme, box), (0, 2, 1))
+    J = np.transpose(ev._differences(fun, Z, fun(Z), scheme, ev.eps, box), (0, 2, 1))
     for i, z in enumerate(Z):
         one = fd_jacobian(lambda p: fun(p[None])[0], z, fun(z[None])[0], scheme=scheme,
                           bounds=(lb, ub))

@@ -105,7 +105,9 @@ class Counters:
     autodiff-tracing calls included): each goes through :meth:`count_fev`, which also keeps
     the budget ``maxfev`` (set by the driver; ``None``: none).  ``bounds`` (``(lb, ub)`` on
     x's backend, set by the driver for a bounded run; ``None``: none) keeps difference
-    steps in the box.
+    steps in the box.  ``accuracy``: the relative accuracy η of ``fun``'s output, the larger
+    of the working dtype's ε and the output's own (:func:`._fd.output_accuracy`, set at the
+    first call; ``None`` before), for difference steps.
     """
 
     def __init__(self) -> None:
@@ -114,6 +116,7 @@ class Counters:
         self.nhev = 0
         self.maxfev: int | None = None
         self.bounds: tuple[Any, Any] | None = None
+        self.accuracy: float | None = None
 
     def count_fev(self) -> None:
         """Count one call of ``fun`` about to be made; :class:`BudgetExhausted` instead when

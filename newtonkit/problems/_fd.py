@@ -28,7 +28,7 @@ from typing import Any
 from .. import _backend as B
 
 __all__ = ["fd_jacobian", "fd_hessian_from_grad", "fd_hvp", "gradient_accuracy",
-           "gradient_error_bound", "difference_steps", "steps_in_box"]
+           "gradient_error_bound", "difference_steps", "steps_in_box", "output_accuracy"]
 
 
 def _power(scheme: str) -> float:
@@ -41,6 +41,18 @@ def difference_steps(xp: Any, x: Any, scheme: str, accuracy: float | None = None
     (default: the dtype's ε)."""
     eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
     return (eta ** _power(scheme)) * xp.maximum(xp.abs(x), xp.ones_like(x))
+
+
+def output_accuracy(eps: float, out: Any) -> float:
+    """The relative accuracy η of a function whose output ``out`` may be less precise than the
+    working dtype (accuracy ``eps``): the larger of ``eps`` and ``out``'s own dtype's ε (SciPy's
+    ``approx_derivative`` rule; float32 outputs at float64 x need float32 steps)."""
+    if not hasattr(out, "dtype") or isinstance(out, (int, float)):  # Python's: float64
+        return eps
+    xp = B.array_namespace(out)
+    if not xp.isdtype(out.dtype, "real floating"):  # (integers: no ε of their own)
+        return eps
+    return max(eps, float(xp.finfo(out.dtype).eps))
 
 
 def gradient_accuracy(eps: float, scheme: str | None) -> float:
@@ -135,7 +147,8 @@ def fd_hvp(grad: Callable, x: Any, g0: Any, v: Any, *, scheme: str = "2-point",
     return (grad(x + t * v) - grad(x - t * v)) / (2.0 * t)
 
 
-def gradient_error_bound(x: Any, f: Any, curvature: Any, scheme: str) -> Any:
+def gradient_error_bound(x: Any, f: Any, curvature: Any, scheme: str,
+                         accuracy: float | None = None) -> Any:
     r"""Bound on the error of each entry of a difference gradient of ``f`` at ``x``.
 
     Taylor's theorem with ``f`` computed to within one rounding (:math:`\epsilon |f|`):
@@ -148,11 +161,12 @@ def gradient_error_bound(x: Any, f: Any, curvature: Any, scheme: str) -> Any:
     ``curvature`` estimates :math:`M_j` (the Hessian's diagonal, or a bound on
     :math:`\|H\|_2` as a scalar; ``None``: unknown, taken as 0).  The central third-derivative
     term, :math:`O(\epsilon^{2/3})`, is not estimated.  Rows of a batch: ``x`` of shape
-    ``(b, n)`` with ``f`` of shape ``(b, 1)``.
+    ``(b, n)`` with ``f`` of shape ``(b, 1)``.  ``accuracy``: f's relative accuracy
+    (:func:`output_accuracy`; default the dtype's ε).
     """
     xp = B.array_namespace(x)
-    eps = float(xp.finfo(x.dtype).eps)
-    h = difference_steps(xp, x, scheme)
+    eps = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
+    h = difference_steps(xp, x, scheme, eps)
     if scheme == "2-point":
         err = (2.0 * eps * abs(f)) / h
         if curvature is not None:

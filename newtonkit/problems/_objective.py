@@ -24,6 +24,7 @@ from ._fd import (
     fd_jacobian,
     gradient_accuracy,
     gradient_error_bound,
+    output_accuracy,
 )
 from ._registry import get_autodiff
 
@@ -103,7 +104,11 @@ class ScalarProblem(Counters):
 
     def _raw(self, x: Any) -> Any:
         self.count_fev()
-        return self.fun(self._shaped(x), *self.args)
+        out = self.fun(self._shaped(x), *self.args)
+        if self.accuracy is None:  # (f, or (f, g) with jac=True)
+            first = out[0] if isinstance(out, tuple) and out else out
+            self.accuracy = output_accuracy(float(self.xp.finfo(self.dtype).eps), first)
+        return out
 
     def value(self, x: Any) -> float:
         """:math:`f(x)` (``nan`` or ``inf`` are returned, not raised)."""
@@ -152,7 +157,7 @@ class ScalarProblem(Counters):
                 g = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"),
                                                       dtype=self.dtype),
                                 x, xp.asarray(f, dtype=self.dtype), scheme=self.jac,
-                                bounds=self.bounds)
+                                bounds=self.bounds, accuracy=self.accuracy)
         g = flat(xp, g, self.dtype, "the gradient", self.n)
         self._cache = (x, f, g)
         return f, g
@@ -172,7 +177,8 @@ class ScalarProblem(Counters):
         ``curvature`` estimates the Hessian's diagonal): ``None`` for an exact gradient,
         else :func:`._fd.gradient_error_bound`."""
         scheme = self.grad_scheme
-        return None if scheme is None else gradient_error_bound(x, f, curvature, scheme)
+        return None if scheme is None else gradient_error_bound(x, f, curvature, scheme,
+                                                                self.accuracy)
 
     @property
     def hessian_is_operator(self) -> bool:
@@ -190,7 +196,9 @@ class ScalarProblem(Counters):
         if mode == "fd":
             # differences of the gradient, with steps for the gradient's own accuracy (_fd)
             scheme = self.hess if isinstance(self.hess, str) else "2-point"
-            eta = gradient_accuracy(float(xp.finfo(self.dtype).eps), self.grad_scheme)
+            eps = float(xp.finfo(self.dtype).eps)
+            f_accuracy = (self.accuracy or eps) if self.grad_scheme else eps
+            eta = gradient_accuracy(f_accuracy, self.grad_scheme)
             g0 = self.grad(x)
 
             def grad(z: Any) -> Any:

@@ -27,7 +27,7 @@ from ..operators import (
 )
 from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, same_backend, scalar
 from ._composite import Composite
-from ._fd import fd_jacobian
+from ._fd import fd_jacobian, output_accuracy
 from ._registry import get_autodiff
 
 __all__ = ["OutputProblem", "Evaluation"]
@@ -143,6 +143,7 @@ class OutputProblem(Counters):
             y = self.xp.asarray(y, dtype=self.dtype)
         if self.y_shape is None:
             same_backend(self.xp, y, "the output of fun")
+            self.accuracy = output_accuracy(float(self.xp.finfo(self.dtype).eps), y)
             self.y_shape = tuple(y.shape)
             self.m = m = int(B.reshape(self.xp, y, (-1,)).shape[0])
             # the user's own shapes a dense Jacobian may come in (besides (m, n))
@@ -208,7 +209,8 @@ class OutputProblem(Counters):
         else:
             last = self._last  # F(x) is usually the last output computed: 2-point reuses it
             f0 = last[1] if last is not None and last[0] is x else None
-            J = fd_jacobian(self.outputs, x, f0, scheme=self._jac, bounds=self.bounds)
+            J = fd_jacobian(self.outputs, x, f0, scheme=self._jac, bounds=self.bounds,
+                            accuracy=self.accuracy)
         if isinstance(J, LinearOperator):
             if self.m is not None and J.shape != (self.m, n):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
