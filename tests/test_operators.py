@@ -313,6 +313,24 @@ def test_dottest_catches_wrong_adjoint(seed):
     assert abs(lhs - rhs) > DOTTEST_RTOL[dtype] * max(abs(lhs), abs(rhs))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("side", ["matvec", "rmatvec"])
+def test_dottest_fails_a_non_finite_product(bad, side):
+    """A NaN or inf product is no adjoint: |lhs − rhs| > rtol·scale is False for NaN, and
+    Python's max drops a NaN scale, so such an operator used to pass."""
+    A = np.random.default_rng(0).standard_normal((30, 20))
+
+    def broken(v, k):
+        return np.full(k, bad)
+    mv = (lambda x: broken(x, 30)) if side == "matvec" else (lambda x: A @ x)
+    rv = (lambda y: broken(y, 20)) if side == "rmatvec" else (lambda y: A.T @ y)
+    with pytest.raises(AssertionError, match="non-finite"):
+        dottest(FunctionOperator((30, 20), mv, rv, like=A))
+    with pytest.raises(ValueError, match="rtol"):
+        dottest(FunctionOperator((30, 20), lambda x: A @ x, lambda y: A.T @ y, like=A),
+                rtol=-1.0)
+
+
 @given(op_cases())
 def test_action_matches_reference_and_to_dense(case):
     # matvec / rmatvec / matmat / rmatmat / @ and to_dense (whole and in chunks) all agree with

@@ -222,6 +222,23 @@ def test_matrix_strategy_has_the_rank_and_condition_asked(data):
 # -- the report, bad input, inputs untouched ------------------------------------------------------
 
 
+@pytest.mark.parametrize("which", ["jac", "jvp", "hessp"])
+def test_a_non_finite_derivative_fails(which):
+    """A derivative with nan or inf products fails (its Taylor test resolves no slope, and an
+    unresolved test passes: an all-NaN Jacobian used to pass)."""
+    rng = np.random.default_rng(0)
+    A, b, x0 = rng.standard_normal((5, 4)), rng.standard_normal(5), rng.standard_normal(4)
+    if which == "hessp":
+        kw = dict(jac=lambda x: A.T @ np.tanh(A @ x + b), hessp=lambda x, p: np.full(4, np.nan))
+        fun = lambda x: np.sum(np.log(np.cosh(A @ x + b)))  # noqa: E731
+    else:
+        kw = {which: (lambda x: np.full((5, 4), np.nan)) if which == "jac"
+              else (lambda x, v: np.full(5, np.inf))}
+        fun = lambda x: np.tanh(A @ x + b)  # noqa: E731
+    report = check_derivatives(fun, x0, raise_error=False, **kw)
+    assert not report.ok and f"{which}: finite" in str(report)
+
+
 def test_report_reads_and_raises():
     op = _Blocks("float64", transpose_b=False).op()
     report = check_operator(op, raise_error=False)

@@ -201,6 +201,15 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
     if "vjp" in src:
         Jtw["vjp"] = [flat(src["vjp"](shaped(x0), xp.reshape(w, y_shape)), "vjp(x, w)", n)
                       for w in W]
+    def finite(name: str, products: list[Any]) -> None:
+        """A derivative with a nan or inf product fails outright (the Taylor test of such a
+        product resolves no slope, and a check that resolves nothing passes)."""
+        bad = sum(not B.all_finite(xp, a) for a in products)
+        if bad:
+            report.checks.append(Check(f"{name}: finite", float(bad), 0.0, passed=False,
+                                       detail=f"{bad} of {len(products)} products have nan "
+                                              f"or inf entries (fun(x) is finite)"))
+
     ratios = [B.norm(xp, a) / B.norm(xp, v) for a, v in
               ((a, v) for prods in Jv.values() for a, v in zip(prods, V, strict=True))]
     ratios += [B.norm(xp, a) / B.norm(xp, w) for a, w in
@@ -211,13 +220,20 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
                     f"{x.dtype}), fun(x) of shape {y_shape}; {directions} directions, noise = "
                     f"{noise:.2g}, rtol = {tol:.2g}, ‖J‖ ≈ {norm_J:.3g}")
     hs = T.steps(eps, h_max, h_min)
+    for name, prods in [*Jv.items(), *Jtw.items()]:
+        finite(name, prods)
 
     def taylor(name: str, G: Callable, derivs: list[Any], norm_D: float,
                values: list[dict], project: list[Any] | None = None) -> None:
         slopes, texts = [], []
         for k, v in enumerate(V):
             w = None if project is None else project[k]
-            r = T.remainders(G, xp, x0, v, derivs[k], hs, noise, norm_D, values[k], w, tol)
+            d = derivs[k]
+            if not (B.all_finite(xp, d) if hasattr(d, "shape") else math.isfinite(d)):
+                slopes.append(math.nan)  # (failed by finite() already)
+                texts.append(f"direction {k}: the derivative is not finite")
+                continue
+            r = T.remainders(G, xp, x0, v, d, hs, noise, norm_D, values[k], w, tol)
             s, text = r.describe()
             slopes.append(s)
             texts.append(f"direction {k}: {text}")
@@ -291,6 +307,8 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
             def hp(p: Any) -> Any:
                 return flat(src["hessp"](shaped(x0), shaped(p)), "hessp(x, p)", n)
             Hv["hessp"], Hu["hessp"] = [hp(v) for v in V], [hp(u) for u in U]
+        for name in Hv:
+            finite(name, Hv[name] + Hu[name])
         norm_H = max((B.norm(xp, a) / B.norm(xp, v) for prods in Hv.values()
                       for a, v in zip(prods, V, strict=True)), default=0.0)
         values_G: list[dict] = [{} for _ in V]

@@ -171,7 +171,8 @@ class Remainders:
         if not idx:
             finite = [k for k in range(len(self.h)) if math.isfinite(self.R[k])]
             if not finite:
-                return math.nan, "fun was not finite at any step x ± h v"
+                return math.nan, ("the remainder was not finite at any step x ± h v (fun "
+                                  "there, or the derivative)")
             if all(self.above(k) for k in finite):
                 # above the floor at every step and no window: a derivative error when the
                 # remainder is large against the linear term (gross) or falls as h (slope
