@@ -269,6 +269,28 @@ def test_cgls_converges_to_least_squares(mrc):
     assert S.rel_err(d, want) <= tol, (S.rel_err(d, want), tol)
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("dtype, cond, rtol", [("float64", 1e5, 1e-13), ("float64", 1e6, 1e-12),
+                                               ("float32", 1e4, 1e-4), ("float64", 1e3, 1e-10)])
+def test_cgls_converged_means_the_recomputed_residual_meets_rtol(seed, dtype, cond, rtol):
+    """``converged`` is a promise about x: ‖Jᵀ(b − Jx) − μx‖ ≤ max(rtol, ε)·‖Jᵀb‖ for the
+    residual recomputed from x in the working precision (the same products as the solver's:
+    the bound is exact).  The recurrence's residual drifts by about ε·κ(J)·‖b‖; it alone said
+    converged while the recomputed one was up to 931× the tolerance."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((60, 40)))
+    V, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    J = ((U * np.logspace(0, -np.log10(cond), 40)) @ V.T).astype(dtype)
+    b = rng.standard_normal(60).astype(dtype)
+    x, info = cgls(MatrixOperator(J), b, rtol=rtol, maxiter=5000)
+    # (attainable there: ε·κ = 2e-13 < rtol; the first three ask for less than ε·κ allows)
+    assert info.converged or cond > 1e3
+    if info.converged:
+        s = J.T @ (b - J @ x)
+        eps = float(np.finfo(dtype).eps)
+        assert np.linalg.norm(s) <= max(rtol, eps) * np.linalg.norm(J.T @ b)
+
+
 @given(S.svd_cases(deficient=True, discarded=False, dtype="float64",
                    max_cond=cond_limit(ls_model("cgls", 1.0, 1e-12))), st.sampled_from(RHOS))
 def test_cgls_rank_deficient_gives_minimum_norm(case, rho):

@@ -178,7 +178,9 @@ def kernel_cg(A: Any, r: Any, damping: float, *, rtol: float = 1e-10, maxiter: i
 
     Uses ``A @ v`` (forward mode) and ``Aᵀ @ w`` (reverse mode) only; nothing ``N × N`` or
     ``P × P`` is formed.  Stops when :math:`\|(AA^T+\mu I)w - r\| \le \max(\mathrm{rtol},
-    \epsilon)\|r\|`, so that :math:`\|y - y_*\| \le \mathrm{rtol}\,\|r\|\,\sigma_{\max} /
+    \epsilon)\|r\|` for the residual recomputed from ``w`` (where the recurrence's disagrees it
+    restarts once from it, as :func:`~newtonkit.linalg.cgls`), so that
+    :math:`\|y - y_*\| \le \mathrm{rtol}\,\|r\|\,\sigma_{\max} /
     (\sigma_{\min}^2 + \mu)`; without convergence (for :math:`\mu = 0`: ``A`` rank deficient
     and ``r`` outside its range) the iterate with the smallest residual is returned.
 
@@ -223,7 +225,7 @@ def kernel_cg(A: Any, r: Any, damping: float, *, rtol: float = 1e-10, maxiter: i
     stop = max(rtol, float(xp.finfo(A.dtype).eps)) * rnorm
     z = P.apply(xp, res) if P is not None else res
     p, rz = z, float(xp.vecdot(res, z))
-    best, best_norm, converged, iters = w, rnorm, False, 0
+    best, best_norm, converged, iters, restarted = w, rnorm, False, 0, False
     for _ in range(maxiter):
         iters += 1
         q = K(p)
@@ -234,14 +236,21 @@ def kernel_cg(A: Any, r: Any, damping: float, *, rtol: float = 1e-10, maxiter: i
         w = w + alpha * p
         res = res - alpha * q
         norm = float(xp.linalg.vector_norm(res))
+        fresh = norm <= stop
+        if fresh:  # converged if the residual recomputed from w agrees
+            res = r - K(w)
+            norm = float(xp.linalg.vector_norm(res))
         if norm < best_norm:
             best, best_norm = w, norm
-        if norm <= stop:
-            converged = True
+        if fresh and (norm <= stop or restarted):
+            converged = norm <= stop
+            best = w if converged else best  # (the iterate whose residual was recomputed)
             break
         z = P.apply(xp, res) if P is not None else res
         rz_new = float(xp.vecdot(res, z))
-        p = z + (rz_new / rz) * p
+        # (a restart, once, from the recomputed residual: p = z)
+        p = z if fresh else z + (rz_new / rz) * p
+        restarted = restarted or fresh
         rz = rz_new
     return -A.rmatvec(best), KernelCGInfo(iters, converged, P is not None)
 
