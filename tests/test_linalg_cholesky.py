@@ -20,7 +20,7 @@ import strategies as S
 from hypothesis import given, note
 
 from newtonkit.linalg import lanczos, lanczos_ritz, regularized_cholesky_solve, truncated_cg
-from newtonkit.operators import HessianOperator
+from newtonkit.operators import DiagonalOperator, HessianOperator
 
 
 def _norm2(A: np.ndarray) -> float:
@@ -289,6 +289,22 @@ def test_lanczos_does_not_stop_on_an_interior_ritz_value():
     true = np.linalg.eigvalsh(H.astype(np.float64))[0]
     lo, _ = lanczos(H)
     assert abs(lo - true) <= 3 * np.sqrt(S.eps("float32")) * 8.0, (lo, true)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("gap", [1e-2, 2.0])
+def test_lanczos_does_not_stop_on_a_start_near_an_invariant_subspace(dtype, gap):
+    """diag(1 − gap, 1, ..., 1), n = 4000: the start's component along e₀ is about 1/√n, so
+    after one step b ≈ gap/√n, below the old breakdown test ε‖H‖n in float32 (4.8e-4): the run
+    stopped there, "converged" with residual 0 at λ_min ≈ 1 (missing 0.99, or −1).  A
+    breakdown is now b ≤ ε‖H‖√n, and before MIN_STEPS the space goes on from a random vector.
+    Over 20 seeds the estimate is within the early-stop tolerance √ε·‖T‖ of λ_min."""
+    n = 4000
+    d = np.ones(n, dtype=dtype)
+    d[0] = 1.0 - gap
+    for seed in range(20):
+        r = lanczos_ritz(DiagonalOperator(d), seed=seed)
+        assert abs(r.lambda_min - (1.0 - gap)) <= np.sqrt(S.eps(dtype)) * 1.0, (seed, r)  # ‖H‖ = 1
 
 
 _H_ARG = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 2.0]])

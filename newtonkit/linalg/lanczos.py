@@ -9,6 +9,7 @@ robust at ``m ≲ 100``), give the tridiagonal :math:`T_m = Q_m^T H Q_m`; its ex
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -95,14 +96,29 @@ def lanczos_ritz(H: Any, maxiter: int | None = None, *, tol: float | None = None
         theta, s = _ritz(alphas, betas)
         anorm = max(abs(theta[0]), abs(theta[-1]), 1e-300)
         res = (abs(b * s[-1, 0]), abs(b * s[-1, -1]))
-        invariant = b <= eps * anorm * n
+        # a breakdown: b at the rounding of H q (typically ε‖H‖√n; the worst case ε‖H‖n
+        # would call a true b of 3e-4 rounding in float32 at n = 4000, and stop the space
+        # short of an eigenvalue; a b of rounding taken for a direction only adds noise that
+        # the re-orthogonalisation keeps orthogonal, like the random restart below)
+        invariant = b <= eps * anorm * math.sqrt(n)
         small = res[0] <= tol * anorm and res[1] <= tol * anorm
-        # Small Ritz residuals cannot reveal an eigenvalue the Krylov space has not reached yet
-        # (a start vector nearly orthogonal to it), so never stop before MIN_STEPS.
-        if invariant or j == m - 1 or (j + 1 >= min(n, MIN_STEPS) and small):
+        # Neither small Ritz residuals nor a breakdown show an eigenvalue the Krylov space has
+        # not reached (a start vector in, or near, an invariant subspace), so never stop on
+        # them before MIN_STEPS; after a breakdown the space goes on from a random vector
+        # orthogonal to it (β = 0).
+        early = j + 1 < min(n, MIN_STEPS)
+        if j == m - 1 or (not early and (invariant or small)):
             break
+        if invariant:
+            w = B.standard_normal(xp, (n,), op.dtype, Q[0], seed + j + 1)
+            for _ in range(2):
+                Qm = xp.stack(Q, axis=1)
+                w = w - Qm @ (xp.matrix_transpose(Qm) @ w)
+            b, w = 0.0, w / xp.linalg.vector_norm(w)
+            Q.append(w)
+        else:
+            Q.append(w / b)
         betas.append(b)
-        Q.append(w / b)
     if invariant:
         res = (0.0, 0.0)
     return Ritz(float(theta[0]), float(theta[-1]), float(res[0]), float(res[1]), len(alphas),
