@@ -307,6 +307,17 @@ def test_lanczos_does_not_stop_on_a_start_near_an_invariant_subspace(dtype, gap)
         assert abs(r.lambda_min - (1.0 - gap)) <= np.sqrt(S.eps(dtype)) * 1.0, (seed, r)  # ‖H‖ = 1
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shift", ["eigen", "retry"])
+def test_a_zero_hessian_takes_a_unit_shift(dtype, shift):
+    """H = 0 (a linear objective) has no scale of its own: the retry shift was ε·1e-300, a
+    subnormal, and the step −g/τ was inf/nan in float64 (in float32 τ rounded to 0 and all 40
+    factorisations failed).  Now τ = 1: h = −g exactly."""
+    g = np.array([1.0, -2.0, 3.0], dtype=dtype)
+    h, info = regularized_cholesky_solve(np.zeros((3, 3), dtype=dtype), g, shift=shift)
+    assert info.tau == 1.0 and np.array_equal(h, -g)
+
+
 _H_ARG = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
 
 

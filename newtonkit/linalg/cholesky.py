@@ -86,7 +86,8 @@ def regularized_cholesky_solve(
         The shift for ``shift="fixed"``.
     tau0 : float, optional
         First shift of the retry sequence (default 0).  After a failure the shift becomes
-        ``max(γ·τ, 1e-3·mean|diag H|)`` and then grows by ``γ`` per retry.
+        ``max(γ·τ, 1e-3·mean|diag H|, ε·max|H|)`` (1 for ``H = 0``, which has no scale of its
+        own: then ``h = −g``) and then grows by ``γ`` per retry.
     growth : float
         Factor ``γ > 1`` between retries.
     max_factorizations : int
@@ -150,9 +151,13 @@ def regularized_cholesky_solve(
 
 
 def _smallest_retry_shift(xp: Any, Hd: Any) -> float:
-    """The first nonzero retry shift: 1e-3 of the mean |diagonal|, at least ε·max|H|."""
+    """The first nonzero retry shift: 1e-3 of the mean |diagonal|, at least ε·max|H|; 1 for
+    H = 0, which carries no scale (a subnormal shift made the step −g/τ overflow)."""
     scale = float(xp.mean(xp.abs(xp.linalg.diagonal(Hd))))
-    tiny = float(xp.finfo(Hd.dtype).eps) * max(scale, float(xp.max(xp.abs(Hd))), 1e-300)
+    biggest = float(xp.max(xp.abs(Hd)))
+    if biggest == 0.0:
+        return 1.0
+    tiny = float(xp.finfo(Hd.dtype).eps) * max(scale, biggest)
     return max(1e-3 * scale, tiny)
 
 

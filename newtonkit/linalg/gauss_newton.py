@@ -103,7 +103,8 @@ def gauss_newton_step(
     damping : float
         :math:`\mu \ge 0`.
     diag : array (n,), optional
-        The diagonal of ``D`` (positive); default ones.
+        The diagonal of ``D`` (positive); default ones.  It enters only with the damping: at
+        ``μ = 0`` every method gives the minimum-norm step.
     method : {"auto", "qr", "lstsq", "cholesky", "cgls", "kernel", "kernel-cg"}
         See the module docstring.  ``"auto"``: from ``route``.
     rtol, maxiter : float, int
@@ -169,7 +170,8 @@ def gauss_newton_step(
 
     if method == "cgls":
         A = aslinearoperator(J)
-        s = None if diag is None else 1.0 / xp.sqrt(diag)
+        # (μ = 0: no scaling, so that a rank-deficient J gives the minimum-norm step)
+        s = None if (diag is None or not mu) else 1.0 / xp.sqrt(diag)
         if s is not None:
             A = A @ DiagonalOperator(s)
         y, kinfo = cgls(A, -r, mu, rtol=rtol, maxiter=maxiter)
