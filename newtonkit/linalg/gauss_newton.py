@@ -42,7 +42,7 @@ for ``m < n``, ``"cgls"`` otherwise; vectors only).  ``method="auto"`` with ``ro
 takes the cheapest accurate dense method that fits the budget
 (:func:`newtonkit.linalg.kernel.choose_method`): the Gram of the smaller side (``"kernel"``
 or ``"cholesky"``) unless ``m ≥ n`` and the damping does not bound the Gram's conditioning,
-then ``"qr"``.
+then ``"qr"``, or ``m < n`` without damping, then ``"lstsq"`` (the SVD's minimum-norm step).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def gauss_newton_step(
         gram_ok = is_dense and m >= n and _gram_resolves(xp, J, mu, diag)
         method = choose_method(m, n, B.itemsize(J.dtype), dense=is_dense,
                                memory_budget=memory_budget, scaled=diag is not None and mu > 0,
-                               gram_ok=gram_ok)
+                               gram_ok=gram_ok, damped=mu > 0)
     elif method == "auto":
         method = {"normal": "qr", "kernel": "kernel",
                   "matrix-free": "kernel-cg" if m < n else "cgls"}[route]

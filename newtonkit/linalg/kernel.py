@@ -44,8 +44,11 @@ def route_memory(route: str, m: int, n: int, itemsize: int, *, dense: bool = Tru
                  scaled: bool = False) -> int:
     """Peak bytes a route allocates beyond ``J`` (see the module docstring); ``dense=False``
     adds the ``m × n`` that materialising an operator costs on the dense routes.  ``route``:
-    ``"kernel"``, ``"normal"`` (QR), ``"cholesky"`` (the ``n × n`` Gram) or ``"matrix-free"``."""
+    ``"kernel"``, ``"normal"`` (QR), ``"cholesky"`` (the ``n × n`` Gram), ``"svd"`` (the
+    thin SVD of ``"lstsq"``) or ``"matrix-free"``."""
     materialise = 0 if dense else m * n
+    if route == "svd":  # (the thin SVD's factors)
+        return itemsize * ((m + n) * min(m, n) + materialise)
     if route == "kernel":
         return itemsize * (2 * m * m + (m * n if scaled else 0) + materialise)
     if route == "normal":
@@ -77,22 +80,28 @@ def gram_resolves(mu: float, frob2: float, eps: float) -> bool:
 
 def choose_method(m: int, n: int, itemsize: int, *, dense: bool,
                   memory_budget: float | None, scaled: bool = False,
-                  gram_ok: bool = False) -> str:
-    """The automatic GN method: the cheapest dense one (:func:`route_flops`) that is accurate
+                  gram_ok: bool = False, damped: bool = True) -> str:
+    r"""The automatic GN method: the cheapest dense one (:func:`route_flops`) that is accurate
     enough and fits ``memory_budget`` (:func:`route_memory`), else the matrix-free one.
 
-    ``m < n``: ``"kernel"`` (the ``m × m`` Gram; the only dense method without an ``n × n``).
-    ``m ≥ n``: ``"cholesky"`` (the ``n × n`` Gram, the cheaper side) when ``gram_ok``
-    (:func:`gram_resolves`), else ``"qr"``.  A Gram of the smaller side minimises
-    :math:`2mnk + k^3/3`, and it costs less than QR at every shape, so the order is fixed;
-    accuracy alone (``gram_ok``) keeps QR.  An operator (``dense=False``) or a method that
+    ``m < n``: ``"kernel"`` (the ``m × m`` Gram; no ``n × n``) for a ``damped`` system
+    (μ > 0: the Cholesky of :math:`AA^T + \mu I`), else ``"lstsq"`` (a thin SVD, about
+    :math:`(m+n)m` entries: at μ = 0 the Gram's eigenvalue cut drops singular values below
+    :math:`\sqrt{10\max(m,n)\epsilon}\,\sigma_{\max}`, and the step is then far from the
+    minimum-norm one).  ``m ≥ n``: ``"cholesky"`` (the ``n × n`` Gram, the cheaper side) when
+    ``gram_ok`` (:func:`gram_resolves`), else ``"qr"``.  A Gram of the smaller side minimises
+    :math:`2mnk + k^3/3`, and it costs less than QR or an SVD at every shape, so the order is
+    fixed; accuracy alone keeps QR or the SVD.  An operator (``dense=False``) or a method that
     does not fit: ``"kernel-cg"`` for ``m < n``, ``"cgls"`` otherwise.
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
     free = "kernel-cg" if m < n else "cgls"
     if dense:
-        method = "kernel" if m < n else ("cholesky" if gram_ok else "qr")
-        route = "normal" if method == "qr" else method
+        if m < n:
+            method = "kernel" if damped else "lstsq"
+        else:
+            method = "cholesky" if gram_ok else "qr"
+        route = {"qr": "normal", "lstsq": "svd"}.get(method, method)
         if route_memory(route, m, n, itemsize, scaled=scaled) <= budget:
             return method
     check_fits(route_memory("matrix-free", m, n, itemsize), memory_budget)
@@ -114,7 +123,8 @@ def choose_route(m: int, n: int, itemsize: int, *, dense: bool, memory_budget: f
     ``n × n`` Gram) or ``"matrix-free"``."""
     method = choose_method(m, n, itemsize, dense=dense, memory_budget=memory_budget,
                            scaled=scaled, gram_ok=gram_ok)
-    return {"kernel": "kernel", "cholesky": "normal", "qr": "normal"}.get(method, "matrix-free")
+    return {"kernel": "kernel", "cholesky": "normal", "qr": "normal",
+            "lstsq": "kernel"}.get(method, "matrix-free")
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,8 @@ def test_adaptive_damping_rejects_steps_that_raise_the_loss():
 
     opt.step(closure)
     info = opt.last_info["solves"][0]
-    assert len(calls) == 5 and info == {"damping": 1e-3 * 2 ** 4, "trials": 4,
+    # the last τ tried (1e-3·2³); the state holds the next one (1e-3·2⁴)
+    assert len(calls) == 5 and info == {"damping": 1e-3 * 2 ** 3, "trials": 4,
                                         "accepted": False, "rank": info["rank"]}
     assert torch.equal(flat_parameters(net.parameters()), theta)
     assert all(opt.state[p]["damping"] == 1e-3 * 2 ** 4 for p in net.parameters())
