@@ -458,3 +458,33 @@ def test_bad_integer_arguments_raise_naming_them(kwargs, match):
         half_inverse(MatrixOperator(_J_ARG), _G_ARG, **kwargs)
     with pytest.raises(TypeError, match=rf"{match.split()[0]} must be an integer, got str"):
         half_inverse(_J_ARG, _G_ARG, **{**kwargs, match.split()[0]: "2"})
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e-155, 1e155, 1e160])
+@pytest.mark.parametrize("shape", [(10, 30), (30, 10)])
+def test_gram_routes_survive_extreme_scales(scale, shape):
+    """J of 1e±155: its Gram over- or underflows (JJᵀ ~ 1e∓310).  The Gram routes scale J by
+    a power of two first (exact), as LAPACK's drivers do out of range; they gave non-finite
+    steps with rank 10 and no error.  Each result is the scale-free one times scale^κ, in
+    norm to 100·ε·κ of the Gram each solves (J0·scale rounds each entry by ε, and both runs
+    carry their Gram's error ε·κ)."""
+    from newtonkit.linalg import gauss_newton_step
+
+    rng = np.random.default_rng(0)
+    J0 = rng.standard_normal(shape)
+    g = rng.standard_normal(shape[0])
+    eps, sv = np.finfo(float).eps, np.linalg.svd(J0, compute_uv=False)
+    for exponent in (-1.0, -0.5):
+        want, _ = half_inverse(J0, g, exponent, route="gram")
+        got, info = half_inverse(J0 * scale, g, exponent, route="gram")
+        assert info.rank == min(shape)
+        back = got / scale ** exponent  # (norms of the scaled vectors would overflow)
+        assert np.linalg.norm(back - want) <= 100 * eps * (sv[0] / sv[-1]) ** 2 \
+            * np.linalg.norm(want)
+    if abs(np.log10(scale)) > 155:  # (μ·scale² is not a float64 there)
+        return
+    mu = 1e-3  # the kernel route of a damped step: (JᵀJ + μI)d = −Jᵀr, μ against ‖J‖² ≈ 40
+    want, _ = gauss_newton_step(J0, g, mu, route="kernel")
+    got, _ = gauss_newton_step(J0 * scale, g, (mu * scale) * scale, route="kernel")
+    kappa = (sv[0] ** 2 + mu) / mu  # κ(JJᵀ + μI), its Gram's
+    assert np.linalg.norm(got * scale - want) <= 100 * eps * kappa * np.linalg.norm(want)

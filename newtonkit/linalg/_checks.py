@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -69,3 +70,19 @@ def dense(A: Any, chunk_size: int | None = None, name: str = "the operator") -> 
 
 def eye_like(xp: Any, n: int, A: Any) -> Any:
     return xp.eye(n, dtype=A.dtype, device=B.device(A))
+
+
+def gram_scale(xp: Any, A: Any) -> float:
+    """1 where ``A``'s Gram is safe: ``max|A|`` within LAPACK's range [√(tiny/ε), √(ε/tiny)]
+    (about 1e∓146 in float64, 2e∓15 in float32; ``tiny`` the smallest normal number), else
+    a power of two ``c`` near ``max|A|``, so that the Gram of ``A / c`` neither over- nor
+    underflows (entries of 1e±155 square past float64's range); dividing by a power of two is
+    exact.  Scaling only out of range, as LAPACK's drivers do, keeps ``A`` uncopied."""
+    if not A.shape[0] * A.shape[1]:
+        return 1.0
+    biggest = max(float(xp.max(A)), -float(xp.min(A)))  # (no |A| temporary of A's size)
+    info = xp.finfo(A.dtype)
+    low = math.sqrt(float(info.smallest_normal) / float(info.eps))
+    if not 0.0 < biggest < float("inf") or low <= biggest <= 1.0 / low:
+        return 1.0
+    return 2.0 ** round(math.log2(biggest))

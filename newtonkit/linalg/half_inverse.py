@@ -265,29 +265,34 @@ def _gram(A, xp, g, exponent, truncation, relative, outer):
     upcast = dtype != xp.float64 and (not relative or truncation < GRAM_SAFETY * eps ** 0.5)
     W = xp.astype(A, xp.float64) if upcast else A
     gw = xp.astype(g, xp.float64) if upcast else g
+    # J = c·Ĵ (c a power of two): the Gram of Ĵ, whose singular values are σ/c, and
+    # J^κ g = c^κ Ĵ^κ g (the Gram of a J of 1e±155 would over- or underflow)
+    c = C.gram_scale(xp, W)
+    W = W / c if c != 1.0 else W
     Wt = xp.matrix_transpose(W)
     G = W @ Wt if outer else Wt @ W
     lam, Q = xp.linalg.eigh(G)  # ascending
     lam = xp.flip(lam)
     Q = xp.flip(Q, axis=1)
-    s = xp.sqrt(xp.clip(lam, 0.0, None))
-    s_max = float(s[0])
+    s = xp.sqrt(xp.clip(lam, 0.0, None))  # Ĵ's
+    s_max = c * float(s[0])
     thr = _cutoff(s_max, truncation, relative)
     if thr < GRAM_SAFETY * float(xp.finfo(W.dtype).eps) ** 0.5 * s_max:
         # The threshold lies in the Gram's noise floor: only the SVD resolves it.
         return _svd(A, xp, g, exponent, truncation, relative)
-    k = int(xp.count_nonzero(s > thr))
+    k = int(xp.count_nonzero(s > thr / c))
     name = ("kernel" if outer else "normal") + ("-float64" if upcast else "")
     if k == 0:
         return xp.zeros((n,), dtype=dtype, device=B.device(A)), \
             HalfInverseInfo(0, xp.astype(s[:0], dtype), thr, s_max, name)
     sk, Qk = s[:k], Q[:, :k]
     scale = _powers(sk, exponent - 1.0)
-    if outer:  # Q = U:  J^κ g = Jᵀ U_k Σ_k^(κ-1) U_kᵀ g
+    if outer:  # Q = U:  Ĵ^κ g = Ĵᵀ U_k Σ̂_k^(κ-1) U_kᵀ g
         d = Wt @ (Qk @ (scale * (xp.matrix_transpose(Qk) @ gw)))
-    else:  # Q = V:  J^κ g = V_k Σ_k^(κ-1) V_kᵀ Jᵀ g
+    else:  # Q = V:  Ĵ^κ g = V_k Σ̂_k^(κ-1) V_kᵀ Ĵᵀ g
         d = Qk @ (scale * (xp.matrix_transpose(Qk) @ (Wt @ gw)))
-    return xp.astype(d, dtype), HalfInverseInfo(k, xp.astype(sk, dtype), thr, s_max, name)
+    return xp.astype(c ** exponent * d, dtype), \
+        HalfInverseInfo(k, xp.astype(c * sk, dtype), thr, s_max, name)
 
 
 def _randomized(J, xp, g, exponent, truncation, relative, rank, oversampling, q, seed):

@@ -29,6 +29,7 @@ Example: ``P = 10⁵``, ``N = 4096``, float64: ``normal`` needs 80 GB (never tak
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,12 +278,19 @@ def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
     :math:`\sqrt{\max(N,P)\epsilon}\,\sigma_{\max}` cannot be told from zero).
     """
     m, n = A.shape
+    # A = c·Â (c a power of two): y = −(1/c)·Âᵀ(ÂÂᵀ + (μ/c²)I)⁻¹ r, whose Gram neither over-
+    # nor underflows where AAᵀ would (entries of 1e±155)
+    c = C.gram_scale(xp, A)
+    A, mu_hat = (A / c if c != 1.0 else A), mu / c / c  # (c² itself may overflow)
     At = xp.matrix_transpose(A)
+    if not math.isfinite(mu_hat):  # μ above ‖A‖² by 1e308: y = −Aᵀr/μ to within ε
+        return -(At @ r) * (c / mu)
+    mu = mu_hat
     K = A @ At
     if mu:
         L, ok = B.cholesky(xp, K, mu)
         if ok:
-            return -(At @ B.cho_solve(xp, L, r))
+            return -(At @ B.cho_solve(xp, L, r)) / c
     lam, Q = xp.linalg.eigh(K)
     lam = lam + mu
     cut = GRAM_FLOOR * max(m, n) * float(xp.finfo(A.dtype).eps) * float(xp.max(lam)) \
@@ -290,7 +298,7 @@ def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
     keep = lam > cut
     f = xp.where(keep, 1.0 / xp.where(keep, lam, xp.ones_like(lam)), xp.zeros_like(lam))
     w = Q @ (f * (xp.matrix_transpose(Q) @ r))
-    return -(At @ w)
+    return -(At @ w) / c
 
 
 def check_budget(memory_budget: Any) -> float | None:

@@ -65,7 +65,8 @@ def cgls(J: Any, b: Any, damping: float = 0.0, *, rtol: float = 1e-10,
     p = s
     gamma = float(xp.vecdot(s, s))
     if not gamma < float("inf"):
-        raise ValueError("J has non-finite entries: Jᵀb gave nan or inf")
+        raise ValueError("Jᵀb is not finite: J or b has nan or inf entries, or the product "
+                         "overflowed (rescale J and b)")
     # Below the dtype's ε the recurrence only accumulates rounding (and can then diverge).
     stop = max(rtol, float(xp.finfo(A.dtype).eps)) ** 2 * gamma
     if gamma == 0.0:
