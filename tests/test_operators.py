@@ -500,3 +500,28 @@ def test_dottest_accepts_exact_adjoint_when_inner_product_is_small(dtype):
     A = np.random.default_rng(5).standard_normal((14, 3))
     A -= np.outer(y, x) * (y @ A @ x) / ((y @ y) * (x @ x))
     dottest(MatrixOperator(A.astype(dtype)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_mixed_precision_algebra_applies_each_child_in_its_dtype(backend):
+    """A float32 and a float64 operator summed or composed: the result is float64 and each
+    child computes in its own dtype (torch raised: a float32 matrix times a float64 vector).
+    Bound: the float32 child's rounding of its input and product, ε₃₂·(|A|·|v|) for the
+    vector v it sees (10× margin)."""
+    from newtonkit._backend import to_numpy
+
+    S.require(backend)
+    rng = np.random.default_rng(0)
+    A, C, D = (rng.standard_normal(s) for s in ((5, 4), (4, 3), (5, 4)))
+    A32 = MatrixOperator(S.to_backend(A, backend, "float32"))
+    C64, D64 = (MatrixOperator(S.to_backend(M, backend, "float64")) for M in (C, D))
+    x3, x4 = rng.standard_normal(3), rng.standard_normal(4)
+    eps32 = float(np.finfo(np.float32).eps)
+    for op, x, want, seen in ((A32 @ C64, x3, A @ (C @ x3), C @ x3),
+                              (A32 + D64, x4, (A + D) @ x4, x4)):
+        got = op.matvec(S.to_backend(x, backend, "float64"))
+        assert S.dtype_name(got) == "float64"
+        bound = 10 * eps32 * (np.abs(A) @ np.abs(seen)).max()
+        assert np.abs(to_numpy(got) - want).max() <= bound
+    with pytest.raises(ValueError, match="finite"):
+        A32 * float("nan")

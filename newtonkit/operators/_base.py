@@ -10,6 +10,7 @@ subclass only computes.  The kinds that the operator's own algebra builds (``A.T
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _backend as B
@@ -178,6 +179,8 @@ class LinearOperator:
     def __mul__(self, c: Any) -> LinearOperator:
         if not isinstance(c, (int, float)):
             return NotImplemented
+        if not math.isfinite(c):
+            raise ValueError(f"an operator's scale must be finite, got {c!r}")
         return ScaledOperator(self, float(c))
 
     __rmul__ = __mul__
@@ -218,8 +221,14 @@ def _joint(a: LinearOperator, b: LinearOperator, what: str) -> tuple[Any, Any]:
     return a.xp, a.xp.result_type(a.dtype, b.dtype)
 
 
+def _as(op: LinearOperator, v: Any) -> Any:
+    """``v`` in ``op``'s dtype: each child of a mixed-precision sum or product computes in its
+    own (torch does not promote a float32 matrix times a float64 vector)."""
+    return v if v.dtype == op.dtype else op.xp.astype(v, op.dtype)
+
+
 class SumOperator(LinearOperator):
-    """``A + B``."""
+    """``A + B`` (children of two dtypes: each in its own, the sum in the wider)."""
 
     def __init__(self, A: LinearOperator, B_: LinearOperator) -> None:
         if A.shape != B_.shape:
@@ -228,21 +237,26 @@ class SumOperator(LinearOperator):
         super().__init__(A.shape, dtype, xp, A.device, tags_.of_sum(A.tags, B_.tags))
         self.ops = (A, B_)
 
+    def _each(self, name: str, v: Any) -> Any:
+        a, b = (getattr(op, name)(_as(op, v)) for op in self.ops)
+        return _as(self, a) + _as(self, b)
+
     def _matvec(self, x):
-        return self.ops[0]._matvec(x) + self.ops[1]._matvec(x)
+        return self._each("_matvec", x)
 
     def _rmatvec(self, y):
-        return self.ops[0]._rmatvec(y) + self.ops[1]._rmatvec(y)
+        return self._each("_rmatvec", y)
 
     def _matmat(self, X):
-        return self.ops[0]._matmat(X) + self.ops[1]._matmat(X)
+        return self._each("_matmat", X)
 
     def _rmatmat(self, Y):
-        return self.ops[0]._rmatmat(Y) + self.ops[1]._rmatmat(Y)
+        return self._each("_rmatmat", Y)
 
 
 class ProductOperator(LinearOperator):
-    """``A B`` (apply ``B`` first)."""
+    """``A B`` (apply ``B`` first; children of two dtypes: each in its own, the result in the
+    wider)."""
 
     def __init__(self, A: LinearOperator, B_: LinearOperator) -> None:
         if A.shape[1] != B_.shape[0]:
@@ -252,17 +266,22 @@ class ProductOperator(LinearOperator):
         super().__init__((A.shape[0], B_.shape[1]), dtype, xp, A.device)
         self.ops = (A, B_)
 
+    def _chain(self, name: str, v: Any, order: tuple) -> Any:
+        for op in order:
+            v = getattr(op, name)(_as(op, v))
+        return _as(self, v)
+
     def _matvec(self, x):
-        return self.ops[0]._matvec(self.ops[1]._matvec(x))
+        return self._chain("_matvec", x, self.ops[::-1])
 
     def _rmatvec(self, y):
-        return self.ops[1]._rmatvec(self.ops[0]._rmatvec(y))
+        return self._chain("_rmatvec", y, self.ops)
 
     def _matmat(self, X):
-        return self.ops[0]._matmat(self.ops[1]._matmat(X))
+        return self._chain("_matmat", X, self.ops[::-1])
 
     def _rmatmat(self, Y):
-        return self.ops[1]._rmatmat(self.ops[0]._rmatmat(Y))
+        return self._chain("_rmatmat", Y, self.ops)
 
 
 class ScaledOperator(LinearOperator):
