@@ -407,3 +407,25 @@ def test_gn_ftol_after_a_shortened_step_needs_the_model_to_agree(path):
                           bounds=(0.0, 10.0) if path == "batch-bounds" else None, options=opts)
         x, success = out["x"][0], out["success"][0]
     assert not success or np.abs(x - ref).max() <= 1e-2
+
+
+@pytest.mark.parametrize("solver", ["auto", "kernel-cg"])
+def test_gn_on_a_wide_rank_deficient_operator_is_not_a_false_xtol(solver):
+    """A 20 × 30 operator J of rank 10 at μ = 0: CG on the kernel JJᵀw = r meets an
+    inconsistent system and returned w = 0, so the step was 0 and GN ended XTOL (success) at
+    x0 with a gradient of 37.  ``auto`` now takes CGLS there (the minimum-norm step: the
+    optimum in one step), and the xtol test needs a converged solve (forcing kernel-cg ends
+    without success)."""
+    from newtonkit.operators import MatrixOperator
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((20, 10)) @ rng.standard_normal((10, 30))
+    b = rng.standard_normal(20)
+    res = nk.minimize(lambda x: A @ x - b, np.zeros(30), method="gn",
+                      jac=lambda x: MatrixOperator(A), options={"linear_solver": solver})
+    best = 0.5 * np.sum((A @ np.linalg.lstsq(A, b, rcond=None)[0] - b) ** 2)
+    if solver == "auto":
+        # one CGLS step at cg_rtol 1e-10: the optimal cost to within rtol·κ² relative
+        assert res.success and res.fun <= best * (1 + 1e-6)
+    else:
+        assert not res.success

@@ -38,8 +38,8 @@ The methods group into three routes, chosen from the shapes and a memory budget 
 beyond ``J``, ``b`` bytes per entry; :mod:`newtonkit.linalg.kernel`, ``docs/routes.md``):
 ``"normal"`` (``m ≥ n``; ``"qr"``, ``"lstsq"``, ``"cholesky"``: up to :math:`2(m+n)n\,b`),
 ``"kernel"`` (``m < n``; :math:`2m^2 b`, no ``n × n``) and ``"matrix-free"`` (``"kernel-cg"``
-for ``m < n``, ``"cgls"`` otherwise; vectors only).  ``method="auto"`` with ``route="auto"``
-takes the cheapest accurate dense method that fits the budget
+for ``m < n`` and ``μ > 0``, ``"cgls"`` otherwise; vectors only).  ``method="auto"`` with
+``route="auto"`` takes the cheapest accurate dense method that fits the budget
 (:func:`newtonkit.linalg.kernel.choose_method`): the Gram of the smaller side (``"kernel"``
 or ``"cholesky"``) unless ``m ≥ n`` and the damping does not bound the Gram's conditioning,
 then ``"qr"``, or ``m < n`` without damping, then ``"lstsq"`` (the SVD's minimum-norm step).
@@ -156,7 +156,7 @@ def gauss_newton_step(
                                gram_ok=gram_ok, damped=mu > 0)
     elif method == "auto":
         method = {"normal": "qr", "kernel": "kernel",
-                  "matrix-free": "kernel-cg" if m < n else "cgls"}[route]
+                  "matrix-free": "kernel-cg" if m < n and mu > 0 else "cgls"}[route]
 
     if method == "kernel-cg":
         A = aslinearoperator(J)

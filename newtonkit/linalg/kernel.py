@@ -93,10 +93,12 @@ def choose_method(m: int, n: int, itemsize: int, *, dense: bool,
     ``gram_ok`` (:func:`gram_resolves`), else ``"qr"``.  A Gram of the smaller side minimises
     :math:`2mnk + k^3/3`, and it costs less than QR or an SVD at every shape, so the order is
     fixed; accuracy alone keeps QR or the SVD.  An operator (``dense=False``) or a method that
-    does not fit: ``"kernel-cg"`` for ``m < n``, ``"cgls"`` otherwise.
+    does not fit: ``"kernel-cg"`` for a damped ``m < n``, ``"cgls"`` otherwise (undamped, CG
+    on the kernel of a rank-deficient J meets an inconsistent system and stalls at w = 0;
+    CGLS from 0 goes to the minimum-norm step).
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
-    free = "kernel-cg" if m < n else "cgls"
+    free = "kernel-cg" if m < n and damped else "cgls"
     if dense:
         if m < n:
             method = "kernel" if damped else "lstsq"

@@ -89,14 +89,17 @@ class GaussNewton(LeastSquaresMethod):
         xp, o, p = self.xp, self.opts, self.problem
         lin = state.data["lin"]
         try:
-            d, _ = linalg.gauss_newton_step(lin.J, lin.r, 0.0, method=o["linear_solver"],
+            d, info = linalg.gauss_newton_step(lin.J, lin.r, 0.0, method=o["linear_solver"],
                                                rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
         except linalg.LinAlgError:
             return stop(state, Status.NONFINITE)
         if not self.finite(d):
             return stop(state, Status.NONFINITE)
-        if self.norm(d) <= self.tol["xtol"] * (self.tol["xtol"] + self.norm(state.x)):
-            return stop(state, Status.XTOL)  # the full step predicts convergence within xtol
+        # the full step predicts convergence within xtol (only a converged solve's: an
+        # iterative solve that stalled may return a short step, even 0, far from a minimum)
+        if info.converged and self.norm(d) <= self.tol["xtol"] * (self.tol["xtol"]
+                                                                   + self.norm(state.x)):
+            return stop(state, Status.XTOL)
         slope = float(xp.vecdot(state.g, d))
         if not slope < 0:
             return stop(state, Status.NO_PROGRESS)

@@ -249,9 +249,9 @@ class LevenbergMarquardt(LeastSquaresMethod):
         lin, D2 = d.lin, d.D * d.D
         mu = d.mu if d.mu is not None else self._initial_mu(lin, D2)
         try:
-            step, _ = linalg.gauss_newton_step(lin.J, lin.r, mu, diag=D2,
-                                               method=o["linear_solver"], rtol=o["cg_rtol"],
-                                               maxiter=o["cg_maxiter"])
+            step, solve = linalg.gauss_newton_step(lin.J, lin.r, mu, diag=D2,
+                                                   method=o["linear_solver"],
+                                                   rtol=o["cg_rtol"], maxiter=o["cg_maxiter"])
         except linalg.LinAlgError:
             return stop(state, Status.NONFINITE)
         if not self.finite(step):
@@ -274,7 +274,9 @@ class LevenbergMarquardt(LeastSquaresMethod):
         else:
             new = d.after_trial(math.isfinite(f1), mu=mu, nu=nu, trials=trials)
         small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
-        small_x = self.norm(step) <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        # (a step from an iterative solve that did not converge may be short for that alone)
+        small_x = solve.converged and self.norm(step) <= tol["xtol"] * (tol["xtol"]
+                                                                         + self.norm(state.x))
         status = small_change(small_f, small_x)
         if status is None and not (math.isfinite(mu) and mu <= 1e300):
             status = Status.NO_PROGRESS
