@@ -51,7 +51,8 @@ Derivatives: ``jac`` callable ``(B, m, n)`` (Newton: gradients ``(B, n)``, ``hes
 n)``), ``"2-point"``/``"3-point"`` (batched differences, SciPy's steps), or omitted: torch
 autodiff (``torch.func``, vectorised with ``vmap``) on torch, else forward differences with a
 :class:`~newtonkit.FiniteDifferenceWarning`.  On torch, ``vectorize=True`` lifts a function
-written for one problem, ``fun(x, *args) -> (m,)``, with ``torch.func.vmap``.
+written for one problem, ``fun(x, *args) -> (m,)``, with ``torch.func.vmap`` (and a callable
+``jac`` or ``hess`` written for one problem likewise).
 """
 
 from __future__ import annotations
@@ -177,8 +178,9 @@ class _Evaluator:
                                  "vectorised fun(X) -> (B, m)")
             import torch
 
-            single = fun
-            fun = torch.func.vmap(single)
+            fun = torch.func.vmap(fun)  # (and derivatives written for one problem too)
+            jac = torch.func.vmap(jac) if callable(jac) else jac
+            hess = torch.func.vmap(hess) if callable(hess) else hess
         self.fun, self.args = fun, tuple(args)
         for k, a in enumerate(self.args):
             if not (hasattr(a, "shape") and len(a.shape) >= 1 and a.shape[0] == self.Bn):
@@ -196,6 +198,7 @@ class _Evaluator:
         self.eps = float(xp.finfo(self.dtype).eps)
         self.accuracy = self.eps  # fun's output's: output_accuracy at its first call (_check)
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
+        self.graph_checked = False  # autodiff: fun seen in autograd's graph (_check_graph)
         self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
 
     def linearization_cost(self, n: int) -> int:
@@ -291,6 +294,7 @@ class _Evaluator:
                 B.check_not_complex(xp, D, "jac")
                 D = xp.astype(D, X.dtype)
         elif scheme == "autodiff":
+            self._check_graph(X, rows, rows_np)
             D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
         else:
             box = None if self.bounds is None else tuple(
@@ -316,6 +320,7 @@ class _Evaluator:
                 B.check_not_complex(xp, H, "hess")
                 H = xp.astype(H, X.dtype)
         elif self.hess_scheme == "autodiff":
+            self._check_graph(X, rows, rows_np)
             H = self._autodiff_hessian(X, rows)
         else:
             def grad(Z: Any) -> Any:
@@ -365,6 +370,28 @@ class _Evaluator:
                                 f_hi - f_lo)
             cols.append(diff / _expand(xp, hj, diff))
         return xp.stack(cols, axis=1)
+
+    def _check_graph(self, X: Any, rows: Any, rows_np: np.ndarray) -> None:
+        """Once per run: ``fun`` on the first row with ``x`` requiring grad must be in
+        autograd's graph (as :class:`newtonkit_torch.autograd.TorchAutodiff` checks): an output
+        computed under ``no_grad``, detached or constant has zero ``torch.func`` derivatives,
+        and a zero Hessian passes any curvature test (an all-zero residual is exempt: the run
+        ends ``ZERO`` there whatever its Jacobian).  One evaluation, counted."""
+        import torch
+
+        if self.graph_checked or X.shape[0] == 0:
+            return
+        x = X[:1].detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.fun(x, *(a[:1] for a in self._args(rows)))
+        self.nfev[rows_np[:1]] += 1
+        if not out.requires_grad and (self.kind == "objective" or bool((out != 0).any())):
+            raise ValueError(
+                "fun's output does not depend on X in torch's autograd graph (it is computed "
+                "under torch.no_grad(), detached, or constant), so autodiff derivatives would "
+                "be zero; compute it with differentiable torch operations, or pass jac= (and "
+                "hess=)")
+        self.graph_checked = True
 
     def _autodiff_first(self, X: Any, rows: Any, m: int | None) -> Any:
         """Per-problem derivatives by ``vmap``: gradients, or Jacobians in forward mode (n
@@ -1557,19 +1584,27 @@ class _BatchRun:
         self._curvature_check(met, Status.GTOL)
 
     def _gradient_met(self, gtol: Any) -> np.ndarray:
-        """Newton's gradient test, as the single path's: ``|g_j| ≤ gtol``, and for a difference
-        gradient ``|g_j| ≤ gtol + e_j`` with ``e_j`` the bound on its error
-        (:func:`~newtonkit.problems._fd.gradient_error_bound`, the curvature |H_jj|): a forward
-        difference is off by about h_j|H_jj|/2 ≈ √ε even at the minimiser."""
-        xp = self.xp
-        a = xp.abs(self.G)
-        met = xp.max(a, axis=1) <= gtol
-        if self.ev.jac_scheme in ("2-point", "3-point"):
-            err = gradient_error_bound(self.X, self.f[:, None],
-                                       xp.abs(xp.linalg.diagonal(self.H)), self.ev.jac_scheme,
-                                       self.ev.accuracy)
-            met = met | xp.all(a <= gtol[:, None] + err, axis=1)
-        return self._host(met)
+        """Newton's gradient test, as the single path's (:mod:`newtonkit.methods.newton`):
+        ``|g_j| ≤ gtol``, and for a difference gradient ``|g_j − b_j| ≤ gtol + e_j`` with
+        ``e_j`` the bound on its rounding (:func:`~newtonkit.problems._fd.gradient_error_bound`)
+        and ``b_j = h_j·H_jj/2`` a forward difference's leading error (it is off by that even
+        at the minimiser)."""
+        xp, ev = self.xp, self.ev
+        if ev.jac_scheme not in ("2-point", "3-point"):
+            return self._host(xp.max(xp.abs(self.G), axis=1) <= gtol)
+        # (a forward difference's own |G| ≤ gtol proves nothing: b may cancel g)
+        err = gradient_error_bound(self.X, self.f[:, None], None, ev.jac_scheme, ev.accuracy)
+        return self._host(xp.all(xp.abs(self._debiased_gradient()) <= gtol[:, None] + err,
+                                 axis=1))
+
+    def _debiased_gradient(self) -> Any:
+        """``G`` less a forward difference's bias ``h_j·H_jj/2`` (the single path's
+        ``gradient_bias``); ``G`` itself for other gradients."""
+        xp, ev = self.xp, self.ev
+        if ev.jac_scheme != "2-point":
+            return self.G
+        h = difference_steps(xp, self.X, "2-point", ev.accuracy)
+        return self.G - 0.5 * h * xp.linalg.diagonal(self.H)
 
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:
         """``status`` where the Hessian is positive semi-definite to tolerance, else
@@ -1594,12 +1629,13 @@ class _BatchRun:
         floor = self.eps * xp.max(xp.abs(lam), axis=1, keepdims=True)
         # no curvature at all (H = 0: a difference Hessian below f's rounding): the
         # steepest-descent step of length max(1, ‖x‖), as the single path, for the search
-        flat = xp.linalg.vector_norm(self.G, axis=1, keepdims=True) / xp.maximum(
+        G = self._debiased_gradient()  # (the step's fixed point: ∇f = 0, not G = 0)
+        flat = xp.linalg.vector_norm(G, axis=1, keepdims=True) / xp.maximum(
             xp.linalg.vector_norm(self.X, axis=1, keepdims=True), xp.ones_like(floor))
         floor = xp.where(floor > 0, floor, xp.where(flat > 0, flat, xp.ones_like(flat)))
         newton = self._host((tau[:, 0] == 0) & (lam[:, 0] > floor[:, 0]))  # an unshifted step
         shifted = xp.where(shifted > floor, shifted, floor + xp.zeros_like(shifted))
-        qg = _vecmat(xp, self.G, Q)
+        qg = _vecmat(xp, G, Q)
         d = -_vecmat(xp, qg / shifted, xp.permute_dims(Q, (0, 2, 1)))
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
@@ -1610,7 +1646,7 @@ class _BatchRun:
         # floor) is short because of the shift, which proves nothing.  (An unshifted step has
         # λ_min > 0 from the eigendecomposition above: no curvature check is left to do.)
         self.mark(self._host(dnorm <= xtol * (xtol + xnorm)) & newton, Status.XTOL)
-        slope = _rows_dot(xp, self.G, d)
+        slope = _rows_dot(xp, G, d)
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, o["line_search"])
@@ -1635,6 +1671,8 @@ class _BatchRun:
                                                                                      axis=1)))
         scale = xp.maximum(xp.maximum(xp.abs(f_prev), xp.abs(self.f)), xp.ones_like(self.f))
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * scale)
+        if ev.accuracy > self.eps:  # f less precise than X: as the single path (its docs)
+            small_f &= self.tol("ftol") >= ev.accuracy
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill & (small_x | small_f)
         both, fx = conv & small_x & small_f, conv & small_x

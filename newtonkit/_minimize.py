@@ -144,7 +144,8 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
         problems).  Methods ``"lm"``, ``"gn"``, ``"hig"``, ``"newton"``, dense derivatives.
     vectorize : bool
         With ``batch=True`` on torch: ``fun`` is written for one problem (``x`` of shape
-        ``(n,)``) and is lifted with ``torch.func.vmap``.
+        ``(n,)``) and is lifted with ``torch.func.vmap``, as are a callable ``jac`` and
+        ``hess`` (written for one problem too).
 
     Returns
     -------

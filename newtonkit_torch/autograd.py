@@ -123,20 +123,21 @@ class TorchAutodiff:
             raise TypeError(_not_a_tensor(out))
         return out
 
-    def _connect(self, out: torch.Tensor) -> torch.Tensor:
+    def _connect(self, out: torch.Tensor, zero_ok: bool = False) -> torch.Tensor:
         """``out``, ``fun``'s output at an ``x`` that requires grad; raises where it is not in
         autograd's graph (computed under ``no_grad``, detached, or constant), where torch's
         transforms would give zero derivatives without a word (a Newton run would end
-        ``GTOL`` at any point of such an f, a saddle included)."""
-        if not out.requires_grad and out.numel() > 0:  # (an empty output has no derivative)
-            raise ValueError(
-                "fun's output does not depend on x in torch's autograd graph (it is computed "
-                "under torch.no_grad(), detached, or constant), so autodiff derivatives would "
-                "be zero; compute it with differentiable torch operations, or pass the "
-                "derivatives (jac=, hess= or hessp=; for a ShardedObjective its grad and "
-                "hessp)")
-        self.connected = out.requires_grad
-        return out
+        ``GTOL`` at any point of such an f, a saddle included).  ``zero_ok``: a residual
+        that is all zero passes (the run ends ``ZERO`` there whatever its Jacobian; a
+        constant branch ``torch.zeros(m)`` at an exact solution is legitimate)."""
+        if out.requires_grad or out.numel() == 0 or (zero_ok and not bool(out.any())):
+            self.connected = self.connected or out.requires_grad
+            return out
+        raise ValueError(
+            "fun's output does not depend on x in torch's autograd graph (it is computed under "
+            "torch.no_grad(), detached, or constant), so autodiff derivatives would be zero; "
+            "compute it with differentiable torch operations, or pass the derivatives (jac=, "
+            "hess= or hessp=; for a ShardedObjective its grad and hessp)")
 
     def _verify_connected(self, x: torch.Tensor) -> None:
         """Check once (one evaluation of ``fun``) that ``fun`` is differentiable by autograd
@@ -196,10 +197,12 @@ class TorchAutodiff:
         """``Jᵀ w`` for the Jacobian ``J = ∂f/∂x`` (``w`` flat, length ``m``)."""
         x = self._check(x).requires_grad_(True)
         with torch.enable_grad():
-            y = self._connect(self._call(x))
+            y = self._connect(self._call(x), zero_ok=True)
             if w.numel() != y.numel():
                 raise ValueError(f"w must have {y.numel()} elements (the output size), got "
                                  f"shape {tuple(w.shape)}")
+            if not y.requires_grad:  # an all-zero constant residual (_connect)
+                return torch.zeros_like(x)
             (g,) = torch.autograd.grad(y, x, w.reshape(y.shape).to(y.dtype), allow_unused=True)
         return torch.zeros_like(x) if g is None else g
 
@@ -282,10 +285,10 @@ class TorchAutodiff:
         x = self._check(x)
         xr = x.clone().requires_grad_(True)
         with torch.enable_grad():
-            y = _flat(self._connect(self._call(xr)))
+            y = _flat(self._connect(self._call(xr), zero_ok=True))
         m = y.numel()
-        if m == 0:  # (an empty shard of a sharded model)
-            return y.new_zeros(0, self.n)
+        if m == 0 or not y.requires_grad:  # an empty shard; an all-zero constant residual
+            return y.new_zeros(m, self.n)
         if m <= self.n or not self.forward_mode_ok:
 
             def rev_one(e: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,14 @@ value θ is only an upper bound on λ_min, so where it has not converged and θ 
 residual) is below the tolerance, the run ends ``CURVATURE_UNVERIFIED`` (not a success).
 
 The gradient test is :math:`|g_j| \le \mathrm{gtol}`; when :math:`g` is a finite difference,
-:math:`|g_j| \le \mathrm{gtol} + e_j` with :math:`e_j` the bound on the difference's error
-(:func:`newtonkit.problems._fd.gradient_error_bound`; the curvature in it is the diagonal of
-the last dense Hessian, or on the CG route, once the line search fails, Lanczos' estimate
-of :math:`\|H\|_2 \ge |H_{jj}|`): a forward difference is off by :math:`h_j |H_{jj}|/2 \approx
-\sqrt{\epsilon}` even at the minimiser, so a plain ``gtol = 1e-8`` could never be met.
+:math:`|g_j - b_j| \le \mathrm{gtol} + e_j` with :math:`e_j` the bound on the difference's
+rounding (:func:`newtonkit.problems._fd.gradient_error_bound`) and :math:`b_j = h_j H_{jj}/2`
+the leading error of a forward difference, from the signed diagonal of the last dense Hessian
+(a forward difference is off by that even at the minimiser, so a plain ``gtol = 1e-8`` could
+never be met; subtracted rather than allowed for, it cannot let a gradient of twice its size
+pass, as it did for a float32 ``f``, whose steps are 3.5e-4).  On the CG route, once the line
+search fails, only Lanczos' bound :math:`\|H\|_2 \ge |H_{jj}|` is known: :math:`h_j\|H\|_2/2`
+is then added to :math:`e_j`.
 
 The Cholesky route needs the dense ``n × n`` Hessian: one larger than
 :data:`DENSE_HESSIAN_BUDGET` bytes is refused up front (``ValueError``); use
@@ -142,7 +145,7 @@ class Newton(Method):
                                  "fun and its derivatives are finite")
             data["H0"] = H
             if not isinstance(H, LinearOperator):
-                data["curvature"] = self.xp.abs(B.diagonal(self.xp, H))
+                data["curvature"] = B.diagonal(self.xp, H)  # (signed: _gradient_test)
         return State(x0, f, g, data=data)
 
     def step(self, state: State) -> State:
@@ -165,6 +168,11 @@ class Newton(Method):
                     H = H.to_dense()
                 if not self.finite(xp.reshape(H, (-1,))):
                     return stop(state, Status.NONFINITE)
+                # a forward-difference gradient less its bias h_j·H_jj/2 (_gradient_test):
+                # with the bias the iteration would settle where G = g + b vanishes, a point
+                # H⁻¹b away from the minimiser (0.09 on Rosenbrock with a float32 f)
+                bias = p.gradient_bias(x, B.diagonal(xp, H))
+                g = g if bias is None else g - bias
                 if bool(xp.any(H != 0)):
                     d, cinfo = linalg.regularized_cholesky_solve(
                         H, g, shift=o["shift"], factor=o["factor"], tau=o["tau"],
@@ -176,7 +184,7 @@ class Newton(Method):
                     d = -g / tau if tau > 0 else xp.zeros_like(g)
                 data["taus"] = appended(data["taus"], tau)
                 data["lambda_min"] = appended(data["lambda_min"], lam_min)
-                data["curvature"] = xp.abs(B.diagonal(xp, H))  # for the gradient test
+                data["curvature"] = B.diagonal(xp, H)  # for the gradient test (signed)
         except linalg.LinAlgError:
             return stop(state, Status.NONFINITE)
         if not self.finite(d):
@@ -286,21 +294,33 @@ class Newton(Method):
         # (a step shortened by a shift τ > 0 is small because of τ: no xtol stop on it)
         small_x = (not i.get("tau") and i["step_norm"] <= tol["xtol"] * (tol["xtol"]
                                                                           + self.norm(state.x)))
-        small_f = abs(i["f_prev"] - state.f) <= tol["ftol"] * max(abs(i["f_prev"]),
-                                                                  abs(state.f), 1.0)
+        # f less precise than x (a float32 f at float64 x): a change below f's own rounding
+        # is no evidence of one below ftol, unless ftol is at least that rounding
+        eps = float(self.xp.finfo(state.x.dtype).eps)
+        eta = self.problem.accuracy or eps
+        resolved = eta <= eps or tol["ftol"] >= eta
+        small_f = resolved and abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
+            abs(i["f_prev"]), abs(state.f), 1.0)
         return small_change(small_f, small_x)
 
     def _gradient_test(self, state: State, curvature: Any) -> bool:
-        """``|g_j| <= gtol`` (``+ e_j``, the error bound, for a difference gradient, with the
-        ``curvature``: the Hessian's diagonal or a bound on its norm, or ``None``)."""
+        """``|g_j| <= gtol``; for a difference gradient ``|g_j − b_j| <= gtol + e_j`` (module
+        docstring): ``curvature`` is the Hessian's signed diagonal (the bias ``b_j`` of a
+        forward difference is subtracted, ``e_j`` its rounding), a float bounding ``‖H‖₂`` (only
+        the size of ``b_j`` is known: added to ``e_j``), or ``None``."""
         gtol = self.tol["gtol"]
-        if self.inf_norm(state.g) <= gtol:
-            return True
-        err = self.problem.gradient_error(state.x, state.f, curvature)
-        if err is None:
-            return False
-        xp = self.xp
-        return bool(xp.all(xp.abs(state.g) <= gtol + err))
+        p, xp, g = self.problem, self.xp, state.g
+        if p.grad_scheme is None:
+            return self.inf_norm(g) <= gtol
+        # (a forward difference's own |G| ≤ gtol proves nothing: its bias may cancel g, as at
+        # Rosenbrock's x = 1 − 4.5e-6, where G = 6e-10 and ∇f = 6e-6)
+        if curvature is None or isinstance(curvature, float):
+            err = p.gradient_error(state.x, state.f, curvature)
+        else:
+            bias = p.gradient_bias(state.x, curvature)
+            g = g if bias is None else g - bias
+            err = p.gradient_error(state.x, state.f, None)
+        return bool(xp.all(xp.abs(g) <= gtol + err))
 
     def _extreme_eigenvalues(self, x: Any) -> linalg.Ritz:
         """λ_min and λ_max of the Hessian at ``x``: exact for a dense one (``converged``), else
@@ -364,7 +384,7 @@ class ProjectedNewton(Newton):
             H = H.to_dense()
         if not self.finite(xp.reshape(H, (-1,))):
             return stop(state, Status.NONFINITE)
-        data["curvature"] = xp.abs(B.diagonal(xp, H))
+        data["curvature"] = B.diagonal(xp, H)
         eps = min(ACTIVE_EPS, self.inf_norm(projected_gradient(xp, x, g, lb, ub)))
         act = ((x - lb <= eps) & (g > 0)) | ((ub - x <= eps) & (g < 0))
         fm = xp.where(act, xp.zeros_like(x), xp.ones_like(x))  # 1 on the free set

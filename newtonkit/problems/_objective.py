@@ -19,12 +19,14 @@ from ..operators import HessianOperator, aslinearoperator
 from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, scalar
 from ._composite import Composite
 from ._fd import (
+    difference_steps,
     fd_hessian_from_grad,
     fd_hvp,
     fd_jacobian,
     gradient_accuracy,
     gradient_error_bound,
     output_accuracy,
+    steps_in_box,
 )
 from ._registry import get_autodiff
 
@@ -179,6 +181,20 @@ class ScalarProblem(Counters):
         scheme = self.grad_scheme
         return None if scheme is None else gradient_error_bound(x, f, curvature, scheme,
                                                                 self.accuracy)
+
+    def gradient_bias(self, x: Any, diagonal: Any) -> Any:
+        """The leading error of a forward-difference gradient at ``x``, ``h_j·H_jj/2`` (``h_j``
+        the signed step taken, in the box; ``diagonal`` the Hessian's, signed): subtracted,
+        what remains is the rounding 2ε|f|/h and O(h²).  ``None`` unless the gradient is a
+        forward difference."""
+        if self.grad_scheme != "2-point":
+            return None
+        xp = self.xp
+        eta = float(xp.finfo(self.dtype).eps) if self.accuracy is None else self.accuracy
+        h = difference_steps(xp, x, "2-point", eta)
+        if self.bounds is not None:
+            h, _ = steps_in_box(xp, x, h, "2-point", self.bounds)
+        return 0.5 * h * diagonal
 
     @property
     def hessian_is_operator(self) -> bool:

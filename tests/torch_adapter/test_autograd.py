@@ -249,3 +249,21 @@ def test_a_function_outside_the_graph_is_an_error():
             call()
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         nk.minimize(saddle, x0, method="newton")
+    # batched (vmap of torch.func transforms) likewise, with a one-problem or batched fun
+    with pytest.raises(ValueError, match="autograd graph"):
+        nk.minimize(hidden, x0[None], method="newton", jac=grad, batch=True, vectorize=True)
+
+
+def test_an_all_zero_constant_residual_is_a_solution_not_an_error():
+    """A residual that returns torch.zeros(m) on a branch (no graph) at an exact solution: the
+    run ends there (ZERO), as before the graph check; a nonzero constant is an error."""
+    def res(x):
+        if bool((x >= 1).all()):
+            return torch.zeros(2, dtype=x.dtype)
+        return torch.clamp(1 - x, min=0)
+
+    x0 = torch.tensor([2.0, 3.0], dtype=torch.float64)
+    out = nk.least_squares(res, x0, jac=None)  # (jac=None: autodiff)
+    assert out.success and out.termination == "ZERO"
+    with pytest.raises(ValueError, match="autograd graph"):
+        nk.least_squares(lambda x: torch.ones(2, dtype=x.dtype), x0, jac=None)
