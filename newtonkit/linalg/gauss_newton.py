@@ -42,7 +42,9 @@ for ``m < n`` and ``μ > 0``, ``"cgls"`` otherwise; vectors only).  ``method="au
 ``route="auto"`` takes the cheapest accurate dense method that fits the budget
 (:func:`newtonkit.linalg.kernel.choose_method`): the Gram of the smaller side (``"kernel"``
 or ``"cholesky"``) unless ``m ≥ n`` and the damping does not bound the Gram's conditioning,
-then ``"qr"``, or ``m < n`` without damping, then ``"lstsq"`` (the SVD's minimum-norm step).
+then ``"qr"``, or ``m < n`` without damping and a Gram too ill-conditioned for the
+minimum-norm step (:math:`\lambda_{\min} < \sqrt{\epsilon}\,\lambda_{\max}`, found by its
+eigendecomposition), then ``"lstsq"`` (the SVD).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def gauss_newton_step(
         :math:`\mu \ge 0`.
     diag : array (n,), optional
         The diagonal of ``D`` (positive); default ones.  It enters only with the damping: at
-        ``μ = 0`` every method gives the minimum-norm step.
+        ``μ = 0`` the direct methods and ``"cgls"`` give the minimum-norm step.
     method : {"auto", "qr", "lstsq", "cholesky", "cgls", "kernel", "kernel-cg"}
         See the module docstring.  ``"auto"``: from ``route``.
     rtol, maxiter : float, int
@@ -181,8 +183,11 @@ def gauss_newton_step(
     Jd = C.dense(J, chunk_size, "J")
     if method == "kernel":
         s = None if (diag is None or not mu) else 1.0 / xp.sqrt(diag)
-        y = kernel_solve(xp, Jd if s is None else Jd * s[None, :], r, mu)
-        return (y if s is None else s * y), GaussNewtonInfo("kernel", mu)
+        # auto, undamped: the Gram only where it resolves the minimum-norm step, else the SVD
+        y = kernel_solve(xp, Jd if s is None else Jd * s[None, :], r, mu, strict=auto)
+        if y is not None:
+            return (y if s is None else s * y), GaussNewtonInfo("kernel", mu)
+        return _lstsq(xp, Jd, r, mu, diag), GaussNewtonInfo("lstsq", mu)
     if method == "cholesky":
         Jt = xp.matrix_transpose(Jd)
         G = Jt @ Jd

@@ -45,11 +45,8 @@ def route_memory(route: str, m: int, n: int, itemsize: int, *, dense: bool = Tru
                  scaled: bool = False) -> int:
     """Peak bytes a route allocates beyond ``J`` (see the module docstring); ``dense=False``
     adds the ``m × n`` that materialising an operator costs on the dense routes.  ``route``:
-    ``"kernel"``, ``"normal"`` (QR), ``"cholesky"`` (the ``n × n`` Gram), ``"svd"`` (the
-    thin SVD of ``"lstsq"``) or ``"matrix-free"``."""
+    ``"kernel"``, ``"normal"`` (QR), ``"cholesky"`` (the ``n × n`` Gram) or ``"matrix-free"``."""
     materialise = 0 if dense else m * n
-    if route == "svd":  # (the thin SVD's factors)
-        return itemsize * ((m + n) * min(m, n) + materialise)
     if route == "kernel":
         return itemsize * (2 * m * m + (m * n if scaled else 0) + materialise)
     if route == "normal":
@@ -85,26 +82,21 @@ def choose_method(m: int, n: int, itemsize: int, *, dense: bool,
     r"""The automatic GN method: the cheapest dense one (:func:`route_flops`) that is accurate
     enough and fits ``memory_budget`` (:func:`route_memory`), else the matrix-free one.
 
-    ``m < n``: ``"kernel"`` (the ``m × m`` Gram; no ``n × n``) for a ``damped`` system
-    (μ > 0: the Cholesky of :math:`AA^T + \mu I`), else ``"lstsq"`` (a thin SVD, about
-    :math:`(m+n)m` entries: at μ = 0 the Gram's eigenvalue cut drops singular values below
-    :math:`\sqrt{10\max(m,n)\epsilon}\,\sigma_{\max}`, and the step is then far from the
-    minimum-norm one).  ``m ≥ n``: ``"cholesky"`` (the ``n × n`` Gram, the cheaper side) when
-    ``gram_ok`` (:func:`gram_resolves`), else ``"qr"``.  A Gram of the smaller side minimises
-    :math:`2mnk + k^3/3`, and it costs less than QR or an SVD at every shape, so the order is
-    fixed; accuracy alone keeps QR or the SVD.  An operator (``dense=False``) or a method that
-    does not fit: ``"kernel-cg"`` for a damped ``m < n``, ``"cgls"`` otherwise (undamped, CG
-    on the kernel of a rank-deficient J meets an inconsistent system and stalls at w = 0;
-    CGLS from 0 goes to the minimum-norm step).
+    ``m < n``: ``"kernel"`` (the ``m × m`` Gram; no ``n × n``; undamped, the auto solve
+    checks the Gram's conditioning and takes the SVD where the Gram cannot resolve the
+    minimum-norm step: :func:`kernel_solve`'s ``strict``).  ``m ≥ n``: ``"cholesky"`` (the
+    ``n × n`` Gram, the cheaper side) when ``gram_ok`` (:func:`gram_resolves`), else ``"qr"``.
+    A Gram of the smaller side minimises :math:`2mnk + k^3/3`, and it costs less than QR or an
+    SVD at every shape, so the order is fixed; accuracy alone keeps QR or the SVD.  An operator
+    (``dense=False``) or a method that does not fit: ``"kernel-cg"`` for a ``damped``
+    ``m < n``, ``"cgls"`` otherwise (undamped, CG on the kernel of a rank-deficient J meets an
+    inconsistent system and stalls at w = 0; CGLS from 0 goes to the minimum-norm step).
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
     free = "kernel-cg" if m < n and damped else "cgls"
     if dense:
-        if m < n:
-            method = "kernel" if damped else "lstsq"
-        else:
-            method = "cholesky" if gram_ok else "qr"
-        route = {"qr": "normal", "lstsq": "svd"}.get(method, method)
+        method = "kernel" if m < n else ("cholesky" if gram_ok else "qr")
+        route = "normal" if method == "qr" else method
         if route_memory(route, m, n, itemsize, scaled=scaled) <= budget:
             return method
     check_fits(route_memory("matrix-free", m, n, itemsize), memory_budget)
@@ -126,8 +118,7 @@ def choose_route(m: int, n: int, itemsize: int, *, dense: bool, memory_budget: f
     ``n × n`` Gram) or ``"matrix-free"``."""
     method = choose_method(m, n, itemsize, dense=dense, memory_budget=memory_budget,
                            scaled=scaled, gram_ok=gram_ok)
-    return {"kernel": "kernel", "cholesky": "normal", "qr": "normal",
-            "lstsq": "kernel"}.get(method, "matrix-free")
+    return {"kernel": "kernel", "cholesky": "normal", "qr": "normal"}.get(method, "matrix-free")
 
 
 @dataclass(frozen=True)
@@ -268,7 +259,7 @@ def kernel_cg(A: Any, r: Any, damping: float, *, rtol: float = 1e-10, maxiter: i
     return -A.rmatvec(best), KernelCGInfo(iters, converged, P is not None)
 
 
-def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
+def kernel_solve(xp: Any, A: Any, r: Any, mu: float, strict: bool = False) -> Any:
     r"""Dense kernel route: :math:`y = -A^T (AA^T + \mu I)^{-1} r` (``A`` is ``N × P``).
 
     :math:`\mu > 0`: Cholesky of the ``N × N`` :math:`AA^T + \mu I` (error
@@ -277,7 +268,9 @@ def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
     :math:`-A^T Q_k \Lambda_k^{-1} Q_k^T r` over :math:`\lambda > 10\max(N,P)\,\epsilon\,
     \lambda_{\max}`, ten times the Gram's rounding floor (the SVD route cuts :math:`\sigma` at
     :math:`\max(N,P)\,\epsilon\,\sigma_{\max}`; through the Gram, singular values below
-    :math:`\sqrt{\max(N,P)\epsilon}\,\sigma_{\max}` cannot be told from zero).
+    :math:`\sqrt{\max(N,P)\epsilon}\,\sigma_{\max}` cannot be told from zero).  ``strict``
+    (μ = 0): ``None`` instead where the Gram cannot give the minimum-norm step to about
+    √ε, :math:`\lambda_{\min} < \sqrt{\epsilon}\,\lambda_{\max}` (the caller takes the SVD).
     """
     m, n = A.shape
     # A = c·Â (c a power of two): y = −(1/c)·Âᵀ(ÂÂᵀ + (μ/c²)I)⁻¹ r, whose Gram neither over-
@@ -295,6 +288,9 @@ def kernel_solve(xp: Any, A: Any, r: Any, mu: float) -> Any:
             return -(At @ B.cho_solve(xp, L, r)) / c
     lam, Q = xp.linalg.eigh(K)
     lam = lam + mu
+    eps = float(xp.finfo(A.dtype).eps)
+    if strict and not mu and not float(lam[0]) >= eps ** 0.5 * float(xp.max(lam)):
+        return None  # (ε·κ(AAᵀ) above √ε, a rank deficiency included)
     cut = GRAM_FLOOR * max(m, n) * float(xp.finfo(A.dtype).eps) * float(xp.max(lam)) \
         if not mu else 0.0
     keep = lam > cut
