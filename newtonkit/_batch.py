@@ -197,6 +197,7 @@ class _Evaluator:
         self.hess_scheme = self._scheme(hess, "hess") if kind == "objective" else None
         self.eps = float(xp.finfo(self.dtype).eps)
         self.accuracy = self.eps  # fun's output's: output_accuracy at its first call (_check)
+        self.grad_accuracy = self.eps  # a jac callable's output's (Newton), likewise
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
         self.graph_checked = False  # autodiff: fun seen in autograd's graph (_check_graph)
         self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
@@ -292,6 +293,8 @@ class _Evaluator:
                                  f"{tuple(X.shape)}; got {tuple(D.shape)}")
             if D.dtype != X.dtype:
                 B.check_not_complex(xp, D, "jac")
+                if self.kind == "objective":  # (the Hessian's differences of it: its steps)
+                    self.grad_accuracy = output_accuracy(self.grad_accuracy, D)
                 D = xp.astype(D, X.dtype)
         elif scheme == "autodiff":
             self._check_graph(X, rows, rows_np)
@@ -329,7 +332,7 @@ class _Evaluator:
 
             # steps for the gradient's own accuracy, as the single path (problems._fd)
             fd = self.jac_scheme if self.jac_scheme in ("2-point", "3-point") else None
-            eta = gradient_accuracy(self.accuracy if fd else self.eps, fd)
+            eta = gradient_accuracy(self.accuracy if fd else self.grad_accuracy, fd)
             H = self._differences(grad, X, G, self.hess_scheme, eta)
             self.njev[rows_np] -= H.shape[1] * (2 if self.hess_scheme == "3-point" else 1)
             H = 0.5 * (H + xp.permute_dims(H, (0, 2, 1)))

@@ -449,7 +449,8 @@ class JacobianOptimizer(torch.optim.Optimizer):
             raise FloatingPointError(
                 f"{type(self).__name__}: the loss, its gradient or the Jacobian at the current "
                 f"parameters is not finite (loss {float(loss):.4g}); the model has diverged, "
-                f"the parameters are left unchanged")
+                f"no step is taken (a parameter that started outside its bounds was clamped "
+                f"onto them first)")
         n_total = sum(p.numel() for p in params)
         if J.shape != (g.numel(), n_total):
             raise ValueError(f"J has shape {tuple(J.shape)}; expected ({g.numel()}, {n_total}) "

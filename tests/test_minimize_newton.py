@@ -243,3 +243,25 @@ def test_forward_difference_bias_is_subtracted_not_allowed_for(batch):
     if not batch:
         r = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac="2-point")
         assert r.success and r.termination == "GTOL" and np.abs(r.x - 1.0).max() < 1e-6
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_float32_gradient_gets_float32_hessian_steps(batch):
+    """A ``jac`` returning float32 at float64 x: the Hessian's differences of it take steps for
+    float32's accuracy (they took float64's, 1.5e-8, all rounding: 600 iterations, MAXITER).
+    Rosenbrock from (−1.2, 1) reaches (1, 1) to 1e-4 in under 100 iterations; the float32
+    gradient's rounding there (2e-5) is above gtol, so the run may end LINE_SEARCH rather than
+    succeed."""
+    def grad32(x):  # computed in float32 (x rounded to float32 first)
+        return _rosen_grad(np.asarray(x, dtype=np.float32)).astype(np.float32)
+
+    x0 = np.array([-1.2, 1.0])
+    if batch:
+        r = nk.minimize(lambda X: np.array([rosen(x) for x in X]), x0[None], method="newton",
+                        jac=lambda X: np.stack([grad32(x) for x in X]), hess="2-point",
+                        batch=True)
+        nit, x = int(r["nit"][0]), r["x"][0]
+    else:
+        r = nk.minimize(rosen, x0, method="newton", jac=grad32, hess="2-point")
+        nit, x = r.nit, r.x
+    assert nit < 100 and np.abs(x - 1.0).max() < 1e-4

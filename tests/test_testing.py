@@ -236,7 +236,7 @@ def test_a_non_finite_derivative_fails(which):
               else (lambda x, v: np.full(5, np.inf))}
         fun = lambda x: np.tanh(A @ x + b)  # noqa: E731
     report = check_derivatives(fun, x0, raise_error=False, **kw)
-    assert not report.ok and f"{which}: finite" in str(report)
+    assert not report.ok and ": finite" in str(report) and which in str(report)
 
 
 def test_report_reads_and_raises():

@@ -117,6 +117,7 @@ class Counters:
         self.maxfev: int | None = None
         self.bounds: tuple[Any, Any] | None = None
         self.accuracy: float | None = None
+        self.grad_accuracy: float | None = None  # a gradient callable's output's, likewise
 
     def count_fev(self) -> None:
         """Count one call of ``fun`` about to be made; :class:`BudgetExhausted` instead when

@@ -155,6 +155,9 @@ class ScalarProblem(Counters):
             if mode == "callable":
                 self.njev += 1
                 g = self.jac(self._shaped(x), *self.args)
+                if self.grad_accuracy is None:  # (a float32 jac at float64 x: float32 steps
+                    # for the Hessian's differences of it)
+                    self.grad_accuracy = output_accuracy(float(xp.finfo(self.dtype).eps), g)
             else:
                 g = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"),
                                                       dtype=self.dtype),
@@ -213,8 +216,8 @@ class ScalarProblem(Counters):
             # differences of the gradient, with steps for the gradient's own accuracy (_fd)
             scheme = self.hess if isinstance(self.hess, str) else "2-point"
             eps = float(xp.finfo(self.dtype).eps)
-            f_accuracy = (self.accuracy or eps) if self.grad_scheme else eps
-            eta = gradient_accuracy(f_accuracy, self.grad_scheme)
+            own = (self.accuracy if self.grad_scheme else self.grad_accuracy) or eps
+            eta = gradient_accuracy(own, self.grad_scheme)
             g0 = self.grad(x)
 
             def grad(z: Any) -> Any:

@@ -220,8 +220,9 @@ def check_derivatives(fun: Any, x: Any, *, jac: Callable | None = None,
                     f"{x.dtype}), fun(x) of shape {y_shape}; {directions} directions, noise = "
                     f"{noise:.2g}, rtol = {tol:.2g}, ‖J‖ ≈ {norm_J:.3g}")
     hs = T.steps(eps, h_max, h_min)
-    for name, prods in [*Jv.items(), *Jtw.items()]:
-        finite(name, prods)
+    for kind, products in (("J v", Jv), ("Jᵀ w", Jtw)):
+        for name, prods in products.items():
+            finite(name if name != "jac" else f"jac ({kind})", prods)
 
     def taylor(name: str, G: Callable, derivs: list[Any], norm_D: float,
                values: list[dict], project: list[Any] | None = None) -> None:
