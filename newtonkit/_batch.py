@@ -1609,12 +1609,44 @@ class _BatchRun:
         h = difference_steps(xp, self.X, "2-point", ev.accuracy)
         return self.G - 0.5 * h * xp.linalg.diagonal(self.H)
 
+    def _steered(self, met: np.ndarray) -> np.ndarray:
+        """The rows of ``met`` (stops on a central-difference gradient G) whose Richardson
+        gradient (4·G(h/2) − G(h))/3 neither meets gtol nor agrees with G to gtol (plus its
+        rounding 3ε|f|/h): G's own error h²·f‴/6 steered them; they end GRADIENT_UNVERIFIED
+        (the single path goes on with Richardson's gradient instead).  2n evaluations each,
+        reserved (rows that cannot afford them end MAXFEV)."""
+        xp, ev = self.xp, self.ev
+        n = self.X.shape[1]
+        sel = self.reserve(met, 2 * n)
+        out = met & ~sel  # (ended MAXFEV)
+        s_np = np.nonzero(sel)[0]
+        if not s_np.size:
+            return out
+        s = self._idx(s_np)
+        X, G, f = (xp.take(a, s, axis=0) for a in (self.X, self.G, self.f))
+        r, r_np = self._idx(self.rows[s_np]), self.rows[s_np]
+        half = ev._differences(lambda Z: ev.values(Z, r, r_np), X, None, "3-point",
+                               ev.accuracy / 8.0)
+        rich = (4.0 * half - G) / 3.0
+        allowed = xp.take(self.tol("gtol"), s, axis=0)[:, None] + 3.0 * gradient_error_bound(
+            X, f[:, None], None, "3-point", ev.accuracy)
+        ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
+                                                               axis=1)
+        bad = np.zeros_like(met)
+        bad[s_np[~self._host(ok)]] = True
+        for i in self.mark(bad, Status.GRADIENT_UNVERIFIED):
+            k = int(np.nonzero(s_np == i)[0][0])
+            self.details[int(self.rows[i])] = {"gnorm": float(xp.max(xp.abs(rich[k, ...])))}
+        return out | bad
+
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:
         """``status`` where the Hessian is positive semi-definite to tolerance, else
         INDEFINITE (a saddle point or a maximum)."""
         if not met.any():
             return
         xp = self.xp
+        if self.ev.jac_scheme == "3-point":
+            met = met & ~self._steered(met)
         w = xp.linalg.eigvalsh(self.H)
         lo, hi = w[:, 0], w[:, -1]
         indef = self._host((lo < -self.o["indefinite_tol"] * xp.abs(hi)) | (hi < 0))

@@ -28,7 +28,12 @@ the leading error of a forward difference, from the signed diagonal of the last 
 never be met; subtracted rather than allowed for, it cannot let a gradient of twice its size
 pass, as it did for a float32 ``f``, whose steps are 3.5e-4).  On the CG route, once the line
 search fails, only Lanczos' bound :math:`\|H\|_2 \ge |H_{jj}|` is known: :math:`h_j\|H\|_2/2`
-is then added to :math:`e_j`.
+is then added to :math:`e_j`.  A central difference's own error :math:`h_j^2 f^{(3)}_j/6` is
+not known: a stop on one is checked on Richardson's :math:`(4G(h/2) - G(h))/3` (2n
+evaluations; error :math:`O(h^4)` and the rounding :math:`3e_j`), and where that gradient
+neither meets gtol nor agrees with G to gtol, the run goes on with it
+(``ScalarProblem.use_richardson``): with a float32 f, G's error had steered runs to GTOL or
+XTOL stops with |∇f| = 40·gtol.
 
 The Cholesky route needs the dense ``n × n`` Hessian: one larger than
 :data:`DENSE_HESSIAN_BUDGET` bytes is refused up front (``ValueError``); use
@@ -47,6 +52,7 @@ from .. import linalg
 from .._bounds import project, projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
+from ..problems._common import BudgetExhausted
 from ._base import (
     Method,
     Option,
@@ -234,10 +240,22 @@ class Newton(Method):
             return status
         if self._gradient_test(state, curvature):
             if not self._blind(state):
-                return Status.GTOL
+                return self._unless_steered(state, Status.GTOL)
             # met only through entries that say nothing: the change tests may still hold
             return self._small_change(state) or Status.FD_ZERO_COLUMN
-        return self._small_change(state)
+        return self._unless_steered(state, self._small_change(state))
+
+    def _unless_steered(self, state: State, status: Status | None) -> Status | None:
+        """``status``, unless it is a success on a central-difference gradient that
+        :meth:`_richardson_unverified` finds steered by its own error: then the run goes on
+        with Richardson's gradient (``None``; once: after the switch the gradient is it)."""
+        p = self.problem
+        if status is None or not status.success or p.grad_scheme != "3-point" or p.richardson:
+            return status
+        if self._richardson_unverified(state) is None:
+            return status
+        p.use_richardson()
+        return None
 
     def _blind(self, state: State) -> bool:
         """Whether a difference gradient has an entry exactly 0 where f's rounding (2ε|f|/h
@@ -321,6 +339,25 @@ class Newton(Method):
             g = g if bias is None else g - bias
             err = p.gradient_error(state.x, state.f, None)
         return bool(xp.all(xp.abs(g) <= gtol + err))
+
+    def _richardson_unverified(self, state: State) -> float | None:
+        """For a central-difference gradient G at a stop: its own error h²·f‴/6 is not known,
+        so the stop is checked on Richardson's (4·G(h/2) − G(h))/3, whose h² terms cancel
+        (rounding ≤ 3ε|f|/h).  ``None`` where that gradient meets gtol, or where it agrees
+        with G to gtol (G steered the run faithfully: the stop's own test stands); else its
+        largest entry.  (A float32 f ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
+        p, xp, tol = self.problem, self.xp, self.tol["gtol"]
+        try:
+            rich = p.richardson_gradient(state.x, state.f, state.g)
+        except BudgetExhausted:  # (no evaluations left to check it)
+            return math.inf
+        if rich is None:
+            return None
+        allowed = tol + 3.0 * p.gradient_error(state.x, state.f, None)
+        if bool(xp.all(xp.abs(rich) <= allowed)) or bool(
+                xp.all(xp.abs(rich - state.g) <= allowed)):
+            return None
+        return self.inf_norm(rich)
 
     def _extreme_eigenvalues(self, x: Any) -> linalg.Ritz:
         """λ_min and λ_max of the Hessian at ``x``: exact for a dense one (``converged``), else

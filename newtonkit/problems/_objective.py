@@ -164,8 +164,16 @@ class ScalarProblem(Counters):
                                 x, xp.asarray(f, dtype=self.dtype), scheme=self.jac,
                                 bounds=self.bounds, accuracy=self.accuracy)
         g = flat(xp, g, self.dtype, "the gradient", self.n)
+        if self.richardson:
+            g = self.richardson_gradient(x, f, g)
         self._cache = (x, f, g)
         return f, g
+
+    def use_richardson(self) -> None:
+        """From now on a central-difference gradient is Richardson's (4·G(h/2) − G(h))/3
+        (4n evaluations instead of 2n; error O(h⁴) and the rounding 3ε|f|/h): a Newton stop
+        found resting on G's own error h²·f‴/6 goes on with it."""
+        self.richardson, self._cache = True, None
 
     def grad(self, x: Any) -> Any:
         """:math:`\\nabla f(x)`."""
@@ -184,6 +192,22 @@ class ScalarProblem(Counters):
         scheme = self.grad_scheme
         return None if scheme is None else gradient_error_bound(x, f, curvature, scheme,
                                                                 self.accuracy)
+
+    richardson = False  # (use_richardson)
+
+    def richardson_gradient(self, x: Any, f: float, g: Any) -> Any:
+        """``(4·G_{h/2} − G_h)/3`` for a central-difference gradient ``G_h = g`` at ``x``
+        (``f = f(x)``): the h² term of both cancels, so what is left is O(h⁴) and the rounding,
+        at most 3ε|f|/h (:func:`._fd.gradient_error_bound`'s central term, ×(4·2 + 1)/3).
+        Costs 2n evaluations; ``None`` unless the gradient is a central difference."""
+        if self.grad_scheme != "3-point":
+            return None
+        xp = self.xp
+        eta = (self.accuracy or float(xp.finfo(self.dtype).eps)) / 8.0  # steps h/2
+        half = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"), dtype=self.dtype),
+                           x, xp.asarray(f, dtype=self.dtype), scheme="3-point",
+                           accuracy=eta, bounds=self.bounds)
+        return (4.0 * flat(xp, half, self.dtype, "the gradient", self.n) - g) / 3.0
 
     def gradient_bias(self, x: Any, diagonal: Any) -> Any:
         """The leading error of a forward-difference gradient at ``x``, ``h_j·H_jj/2`` (``h_j``
