@@ -141,7 +141,11 @@ class BatchResult(dict):
     :meth:`message_of` the message of one problem; ``method``.
     """
 
-    __getattr__ = dict.__getitem__
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:  # (AttributeError: hasattr and getattr with a default work)
+            raise AttributeError(name) from None
 
     def message_of(self, i: int) -> str:
         """The SciPy-style message of problem ``i``."""

@@ -239,8 +239,13 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
                          f"derivatives at x0") from None
     if not math.isfinite(state.f) or (state.g is not None and not solver.finite(state.g)):
         what = "gradient" if math.isfinite(state.f) else f"objective ({state.f})"
-        raise ValueError(f"the {what} is not finite at x0; start from a point where fun and its "
-                         f"derivatives are finite")
+        hint = ""
+        last = getattr(problem, "_last", None)  # (a residual problem's last (x, r))
+        if not math.isfinite(state.f) and last is not None and B.all_finite(xp, last[1]):
+            hint = (f" (every residual is finite: ½‖r‖² overflowed {x.dtype}; rescale fun, or "
+                    f"work in float64)")
+        raise ValueError(f"the {what} is not finite at x0{hint}; start from a point where fun "
+                         f"and its derivatives are finite")
     res = _run(solver, problem, state, shape, common, callback)
     if bounds is not None:
         res["active_mask"] = xp.reshape(_active_mask(xp, res.x, box, common["xtol"]), shape)

@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse.linalg as spla
 import strategies as S
 
+import newtonkit as nk
 from newtonkit.linalg import cgls, gauss_newton_step, half_inverse, lanczos
 from newtonkit.linalg import regularized_cholesky_solve as rcs
 from newtonkit.operators import (
@@ -212,3 +213,19 @@ def test_bad_input_other_backends(backend):
         gauss_newton_step(Jb, S.to_backend(g3, backend, "float64"))
     with pytest.raises(ValueError, match=r"H must be square"):
         rcs(Jb, S.to_backend(g4, backend, "float64"))
+
+
+def test_finite_residuals_whose_square_overflows_are_named():
+    """r = 1e20·(x − 1) in float32: every residual is finite, ½‖r‖² = 1e40 is not; the error
+    says so (it read as if fun were not finite)."""
+    x0 = np.zeros(2, dtype=np.float32)
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="overflowed float32"):
+        nk.minimize(lambda x: 1e20 * (x - 1), x0, method="lm",
+                    jac=lambda x: np.float32(1e20) * np.eye(2, dtype=np.float32))
+
+
+def test_batch_result_attributes_behave_as_attributes():
+    res = nk.minimize(lambda X: X - 1.0, np.zeros((2, 2)), method="lm",
+                      jac=lambda X: np.broadcast_to(np.eye(2), (X.shape[0], 2, 2)), batch=True)
+    assert res.x.shape == (2, 2) and not hasattr(res, "nope")
+    assert getattr(res, "nope", 7) == 7
