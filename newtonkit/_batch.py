@@ -1175,6 +1175,12 @@ class _BatchRun:
         v, par, pnorm, jp2 = self._lm_step()
         v = v / self.D
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
+        # the first trials' ftol test also needs the Gauss-Newton step's offer (the single
+        # path's rule: the initial radius knows nothing of the problem's scale)
+        sub = self.sub
+        jp_gn = xp.where(sub.chol, sub.jp0, xp.sum(sub.sq * sub.c0, axis=1))
+        safe_f = xp.where(self.f > 0, self.f, xp.ones_like(self.f))
+        offer = xp.where(self.first, jp_gn / (2.0 * safe_f), xp.zeros_like(self.f))
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
         f1 = ev.objective(V1)
@@ -1197,8 +1203,7 @@ class _BatchRun:
                               xp.where(self.since < 0, self.since, self.since + 1))
         code = _trust.more_termination(xp, upd, self.delta, self.xnorm, self.gscaled,
                                        self.eps, self.tol("ftol"), self.tol("xtol"),
-                                       self.nonfinite_run,
-                                       self.since)
+                                       self.nonfinite_run, self.since, offer)
         self._mark_codes(code)
 
     def _mark_codes(self, code: Any) -> None:

@@ -429,3 +429,25 @@ def test_gn_on_a_wide_rank_deficient_operator_is_not_a_false_xtol(solver):
         assert res.success and res.fun <= best * (1 + 1e-6)
     else:
         assert not res.success
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_lm_first_radius_limited_step_is_not_an_ftol_stop(batch):
+    """r = [1e6·(x₀ − 1), x₁ − 2] in float32 from 0: the initial radius (factor·‖Dx₀‖) cuts the
+    first step to 1e-4, whose actual and predicted relative reductions (2e-4) are below
+    float32's ftol 2.3e-4: MINPACK's test ended FTOL, success, at x = (1e-4, 2e-4) with f =
+    5e11.  The first trials' ftol test now also needs the Gauss-Newton step's offer; the run
+    solves the problem (ZERO)."""
+    s = np.float32(1e6)
+    x0 = np.zeros(2, dtype=np.float32)
+    if batch:
+        res = nk.minimize(lambda X: np.stack([s * (X[:, 0] - 1), X[:, 1] - 2], axis=1), x0[None],
+                          method="lm", batch=True,
+                          jac=lambda X: np.broadcast_to(np.diag([s, 1]).astype(np.float32),
+                                                        (X.shape[0], 2, 2)))
+        ok, x = bool(res["success"][0]), res["x"][0]
+    else:
+        res = nk.minimize(lambda x: np.array([s * (x[0] - 1), x[1] - 2]), x0, method="lm",
+                          jac=lambda x: np.diag([s, 1]).astype(np.float32))
+        ok, x = res.success, res.x
+    assert ok and np.abs(x - [1.0, 2.0]).max() < 1e-5, x

@@ -235,6 +235,15 @@ class TrustRegionSubproblem:
         Rv = B.dot(self.xp, self.R, self._v)
         return B.unpermute(self.xp, self._v, self.perm), B.vdot(self.xp, Rv, Rv)
 
+    def gn_offer(self) -> float:
+        """``‖A p̂(0)‖²``, what the Gauss-Newton step (λ = 0) predicts: ``‖Qᵀr‖²`` after the
+        QR, else ``Σ sq·c0`` over the kept singular values."""
+        if self.gn is not None:
+            return self.gn[2]
+        if self.s2 is None:
+            self._svd_terms()
+        return B.vdot(self.xp, self.sq, self.c0)
+
     # -- the λ iteration -------------------------------------------------------------------------
     def solve(self, delta: float, par0: float) -> tuple[Any, float, float, float]:
         """``(v, λ, ‖p̂‖, ‖A p̂‖²)`` for the radius ``delta``, the λ iteration started at

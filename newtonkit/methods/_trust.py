@@ -105,14 +105,21 @@ def more_update(ops: Any, f: Any, f1: Any, delta: Any, par: Any, pnorm: Any,
 
 
 def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, eps: float,
-                     ftol: float, xtol: float, nonfinite_run: Any, since: Any) -> Any:
+                     ftol: float, xtol: float, nonfinite_run: Any, since: Any,
+                     offer: Any = None) -> Any:
     """The code (index into :data:`CODES`, a float) after a trial: 0 go on, else FTOL, XTOL,
     both,
     NO_PROGRESS, or NONFINITE — a stop reached by shrinking away from non-finite values (the
     trial itself non-finite, ``MAX_NONFINITE_TRIALS`` in a row, or a small-step stop within
-    ``RECENT_NONFINITE`` trials of one: ``since`` counts trials since the last, −1 for none)."""
+    ``RECENT_NONFINITE`` trials of one: ``since`` counts trials since the last, −1 for none).
+    ``offer``: the Gauss-Newton step's predicted relative reduction at the trial's point, which
+    the ftol test also needs at most ftol (a step cut short by the trust region predicts little
+    only because it is short: MINPACK's test ended FTOL after a first step of 1e-4 on a
+    residual of scale 1e6 at float32's ftol); ``None``: the trial's own (a λ = 0 step)."""
     calm = 0.5 * u.ratio <= 1
     small_f = (abs(u.actred) <= ftol) & (u.prered <= ftol) & calm
+    if offer is not None:
+        small_f = small_f & (offer <= ftol)
     small_x = delta <= xtol * xnorm
     stuck = ((abs(u.actred) <= eps) & (u.prered <= eps) & calm) | (delta <= eps * xnorm) | (
         gnorm <= eps)

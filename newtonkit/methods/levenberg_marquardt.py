@@ -233,9 +233,17 @@ class LevenbergMarquardt(LeastSquaresMethod):
         else:
             new = d.after_trial(u.finite, sub=sub, delta=u.delta, par=u.par, xnorm=xnorm,
                                 trials=trials)
+        ftol = self.tol["ftol"]
+        # the first trials (the initial radius, factor·‖Dx₀‖, which knows nothing of the
+        # problem's scale): the ftol test also needs the Gauss-Newton step's offer (asked only
+        # where the trial's own tests hold and λ > 0).  Later, MINPACK's test as it is: there a
+        # λ > 0 is the model's own verdict, and SciPy's counts stay.
+        offer = None
+        if d.first and par > 0 and abs(u.actred) <= ftol and u.prered <= ftol:
+            offer = sub.gn_offer() / (2.0 * f)
         code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
-                                       self.tol["ftol"], self.tol["xtol"], new.nonfinite_run,
-                                       new.since_nonfinite)
+                                       ftol, self.tol["xtol"], new.nonfinite_run,
+                                       new.since_nonfinite, offer)
         status = _trust.CODES[int(code)]
         if not u.accepted:
             return State(x, f, state.g, stop=status, info=state.info, data=new)
