@@ -73,12 +73,16 @@ from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 from .problems._fd import (
+    RICHARDSON_SHRINK,
     difference_steps,
+    forward_difference_bias,
     gradient_accuracy,
     gradient_error_bound,
     output_accuracy,
+    richardson,
     steps_in_box,
 )
+from .problems._registry import NOT_IN_GRAPH
 
 __all__ = ["minimize_batch", "BatchResult", "multistart"]
 
@@ -393,11 +397,7 @@ class _Evaluator:
             out = self.fun(x, *(a[:1] for a in self._args(rows)))
         self.nfev[rows_np[:1]] += 1
         if not out.requires_grad and (self.kind == "objective" or bool((out != 0).any())):
-            raise ValueError(
-                "fun's output does not depend on X in torch's autograd graph (it is computed "
-                "under torch.no_grad(), detached, or constant), so autodiff derivatives would "
-                "be zero; compute it with differentiable torch operations, or pass jac= (and "
-                "hess=)")
+            raise ValueError(NOT_IN_GRAPH)
         self.graph_checked = True
 
     def _autodiff_first(self, X: Any, rows: Any, m: int | None) -> Any:
@@ -1177,10 +1177,12 @@ class _BatchRun:
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
         # the first trials' ftol test also needs the Gauss-Newton step's offer (the single
         # path's rule: the initial radius knows nothing of the problem's scale)
-        sub = self.sub
-        jp_gn = xp.where(sub.chol, sub.jp0, xp.sum(sub.sq * sub.c0, axis=1))
-        safe_f = xp.where(self.f > 0, self.f, xp.ones_like(self.f))
-        offer = xp.where(self.first, jp_gn / (2.0 * safe_f), xp.zeros_like(self.f))
+        offer = None  # (after every row's first accepted step: MINPACK's test as it is)
+        if self._host(self.first).any():
+            sub = self.sub
+            jp_gn = xp.where(sub.chol, sub.jp0, xp.sum(sub.sq * sub.c0, axis=1))
+            safe_f = xp.where(self.f > 0, self.f, xp.ones_like(self.f))
+            offer = xp.where(self.first, jp_gn / (2.0 * safe_f), xp.zeros_like(self.f))
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
         f1 = ev.objective(V1)
@@ -1615,8 +1617,8 @@ class _BatchRun:
         xp, ev = self.xp, self.ev
         if ev.jac_scheme != "2-point":
             return self.G
-        h = difference_steps(xp, self.X, "2-point", ev.accuracy)
-        return self.G - 0.5 * h * xp.linalg.diagonal(self.H)
+        return self.G - forward_difference_bias(xp, self.X, xp.linalg.diagonal(self.H),
+                                                ev.accuracy)
 
     def _steered(self, met: np.ndarray) -> np.ndarray:
         """The rows of ``met`` (stops on a central-difference gradient G) whose Richardson
@@ -1635,8 +1637,8 @@ class _BatchRun:
         X, G, f = (xp.take(a, s, axis=0) for a in (self.X, self.G, self.f))
         r, r_np = self._idx(self.rows[s_np]), self.rows[s_np]
         half = ev._differences(lambda Z: ev.values(Z, r, r_np), X, None, "3-point",
-                               ev.accuracy / 8.0)
-        rich = (4.0 * half - G) / 3.0
+                               ev.accuracy / RICHARDSON_SHRINK)
+        rich = richardson(half, G)
         allowed = xp.take(self.tol("gtol"), s, axis=0)[:, None] + 3.0 * gradient_error_bound(
             X, f[:, None], None, "3-point", ev.accuracy)
         ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from newtonkit.problems._registry import NOT_IN_GRAPH
+
 __all__ = ["TorchAutodiff", "torch_autodiff"]
 
 #: Default bound on the memory one batched chunk of products may use (bytes).
@@ -133,11 +135,7 @@ class TorchAutodiff:
         if out.requires_grad or out.numel() == 0 or (zero_ok and not bool(out.any())):
             self.connected = self.connected or out.requires_grad
             return out
-        raise ValueError(
-            "fun's output does not depend on x in torch's autograd graph (it is computed under "
-            "torch.no_grad(), detached, or constant), so autodiff derivatives would be zero; "
-            "compute it with differentiable torch operations, or pass the derivatives (jac=, "
-            "hess= or hessp=; for a ShardedObjective its grad and hessp)")
+        raise ValueError(NOT_IN_GRAPH)
 
     def _verify_connected(self, x: torch.Tensor) -> None:
         """Check once (one evaluation of ``fun``) that ``fun`` is differentiable by autograd

@@ -28,7 +28,8 @@ from typing import Any
 from .. import _backend as B
 
 __all__ = ["fd_jacobian", "fd_hessian_from_grad", "fd_hvp", "gradient_accuracy",
-           "gradient_error_bound", "difference_steps", "steps_in_box", "output_accuracy"]
+           "gradient_error_bound", "difference_steps", "steps_in_box", "output_accuracy",
+           "forward_difference_bias", "richardson"]
 
 
 def _power(scheme: str) -> float:
@@ -145,6 +146,29 @@ def fd_hvp(grad: Callable, x: Any, g0: Any, v: Any, *, scheme: str = "2-point",
     if scheme == "2-point":
         return (grad(x + t * v) - g0) / t
     return (grad(x + t * v) - grad(x - t * v)) / (2.0 * t)
+
+
+def forward_difference_bias(xp: Any, x: Any, diagonal: Any, accuracy: float,
+                            bounds: tuple[Any, Any] | None = None) -> Any:
+    """The leading error of a forward-difference gradient at ``x`` (one row or rows of a
+    batch), ``h_j·H_jj/2``: ``h_j`` the signed step taken (in the box ``bounds``),
+    ``diagonal`` the Hessian's, signed.  Subtracted, what remains is the rounding 2ε|f|/h and
+    O(h²)."""
+    h = difference_steps(xp, x, "2-point", accuracy)
+    if bounds is not None:
+        h, _ = steps_in_box(xp, x, h, "2-point", bounds)
+    return 0.5 * h * diagonal
+
+
+#: A central difference at h/2 takes the steps of ``accuracy / RICHARDSON_SHRINK`` (η^(1/3)).
+RICHARDSON_SHRINK = 8.0
+
+
+def richardson(g_half: Any, g: Any) -> Any:
+    """Richardson's ``(4·G(h/2) − G(h))/3`` from central differences at h/2 and h: their h²
+    terms cancel, leaving O(h⁴) and the rounding, at most 3ε|f|/h ((4·2 + 1)/3 times
+    :func:`gradient_error_bound`'s central term)."""
+    return (4.0 * g_half - g) / 3.0
 
 
 def gradient_error_bound(x: Any, f: Any, curvature: Any, scheme: str,

@@ -19,14 +19,15 @@ from ..operators import HessianOperator, aslinearoperator
 from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, scalar
 from ._composite import Composite
 from ._fd import (
-    difference_steps,
+    RICHARDSON_SHRINK,
     fd_hessian_from_grad,
     fd_hvp,
     fd_jacobian,
+    forward_difference_bias,
     gradient_accuracy,
     gradient_error_bound,
     output_accuracy,
-    steps_in_box,
+    richardson,
 )
 from ._registry import get_autodiff
 
@@ -203,11 +204,11 @@ class ScalarProblem(Counters):
         if self.grad_scheme != "3-point":
             return None
         xp = self.xp
-        eta = (self.accuracy or float(xp.finfo(self.dtype).eps)) / 8.0  # steps h/2
+        eta = (self.accuracy or float(xp.finfo(self.dtype).eps)) / RICHARDSON_SHRINK
         half = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"), dtype=self.dtype),
                            x, xp.asarray(f, dtype=self.dtype), scheme="3-point",
                            accuracy=eta, bounds=self.bounds)
-        return (4.0 * flat(xp, half, self.dtype, "the gradient", self.n) - g) / 3.0
+        return richardson(flat(xp, half, self.dtype, "the gradient", self.n), g)
 
     def gradient_bias(self, x: Any, diagonal: Any) -> Any:
         """The leading error of a forward-difference gradient at ``x``, ``h_j·H_jj/2`` (``h_j``
@@ -216,12 +217,8 @@ class ScalarProblem(Counters):
         forward difference."""
         if self.grad_scheme != "2-point":
             return None
-        xp = self.xp
-        eta = float(xp.finfo(self.dtype).eps) if self.accuracy is None else self.accuracy
-        h = difference_steps(xp, x, "2-point", eta)
-        if self.bounds is not None:
-            h, _ = steps_in_box(xp, x, h, "2-point", self.bounds)
-        return 0.5 * h * diagonal
+        eta = float(self.xp.finfo(self.dtype).eps) if self.accuracy is None else self.accuracy
+        return forward_difference_bias(self.xp, x, diagonal, eta, self.bounds)
 
     @property
     def hessian_is_operator(self) -> bool:

@@ -27,6 +27,13 @@ _PROVIDERS: dict[str, Callable] = {}
 _LAZY = {"torch": "newtonkit_torch"}
 
 
+#: The error for a ``fun`` an autodiff provider cannot differentiate (single and batched).
+NOT_IN_GRAPH = ("fun's output does not depend on x in torch's autograd graph (it is computed "
+                "under torch.no_grad(), detached, or constant), so autodiff derivatives would "
+                "be zero; compute it with differentiable torch operations, or pass the "
+                "derivatives (jac=, hess= or hessp=; for a ShardedObjective its grad and hessp)")
+
+
 def register_autodiff(backend_name: str, factory: Callable) -> None:
     """Register ``factory`` as the derivative provider for arrays of ``backend_name``.
 
