@@ -49,7 +49,8 @@ Bounds ``(lb, ub)`` (shared ``(n,)`` or per problem ``(B, n)``), ``"lm"`` and ``
 
 Derivatives: ``jac`` callable ``(B, m, n)`` (Newton: gradients ``(B, n)``, ``hess`` ``(B, n,
 n)``), ``"2-point"``/``"3-point"`` (batched differences, SciPy's steps), or omitted: torch
-autodiff (``torch.func``, vectorised with ``vmap``) on torch, else forward differences with a
+autodiff (``torch.func``, vectorised with ``vmap``) on torch, else forward differences
+(Newton's gradients: central, as the single path) with a
 :class:`~newtonkit.FiniteDifferenceWarning`.  On torch, ``vectorize=True`` lifts a function
 written for one problem, ``fun(x, *args) -> (m,)``, with ``torch.func.vmap`` (and a callable
 ``jac`` or ``hess`` written for one problem likewise).
@@ -209,6 +210,8 @@ class _Evaluator:
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
         self.graph_checked = False  # autodiff: fun seen in autograd's graph (_check_graph)
         self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
+        # Newton's rows whose central-difference gradient is Richardson's (_BatchRun._steered)
+        self.richardson = np.zeros(self.Bn, dtype=bool)
 
     def linearization_cost(self, n: int) -> int:
         """Calls of ``fun`` per row that one linearisation makes: the difference Jacobian or
@@ -226,6 +229,11 @@ class _Evaluator:
                 return "autodiff"
             if name == "hess":
                 return "2-point"
+            if self.kind == "objective":  # the single path's default for a gradient
+                self.notes.append("no jac given: central differences (3-point) are used, which "
+                                  "cost 2n evaluations of fun per gradient; pass jac= for "
+                                  "speed and accuracy")
+                return "3-point"
             self.notes.append(f"no {name} given: forward differences (2-point) are used, which "
                               f"costs n evaluations of fun per {name} and about half the digits")
             return "2-point"
@@ -308,14 +316,29 @@ class _Evaluator:
             self._check_graph(X, rows, rows_np)
             D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
         else:
-            box = None if self.bounds is None else tuple(
-                self.xp.take(b, rows, axis=0) for b in self.bounds)
             D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme,
-                                  self.accuracy, box)
+                                  self.accuracy, self._box(rows))
             if self.kind != "objective":
                 D = xp.permute_dims(D, (0, 2, 1))  # (b, n, m) -> (b, m, n)
+            elif self.richardson[rows_np].any():
+                sel = self.richardson[rows_np]
+                k = xp.asarray(np.nonzero(sel)[0], device=array_api_compat.device(X))
+                rich = self.richardson_gradient(xp.take(X, k, axis=0), xp.take(D, k, axis=0),
+                                                xp.take(rows, k, axis=0), rows_np[sel])
+                D = B.scatter_rows(xp, sel)(rich, D)
         self.njev[rows_np] += 1
         return D
+
+    def _box(self, rows: Any) -> tuple[Any, Any] | None:
+        return None if self.bounds is None else tuple(
+            self.xp.take(b, rows, axis=0) for b in self.bounds)
+
+    def richardson_gradient(self, X: Any, G: Any, rows: Any, rows_np: np.ndarray) -> Any:
+        """Richardson's ``(4·G(h/2) − G(h))/3`` from the central-difference gradients ``G``
+        at ``X`` (the single path's ``ScalarProblem.richardson_gradient``; 2n evaluations)."""
+        half = self._differences(lambda Z: self.values(Z, rows, rows_np), X, None, "3-point",
+                                 self.accuracy / RICHARDSON_SHRINK)  # (Newton: no bounds)
+        return richardson(half, G)
 
     def hessian(self, X: Any, G: Any, rows: Any, rows_np: np.ndarray) -> Any:
         xp = self.xp
@@ -1576,7 +1599,8 @@ class _BatchRun:
         self.G = self.ev.first(self.X, self.V, self._idx(rows), rows)
         self.Gbest = self.G
         self.H = self.ev.hessian(self.X, self.G, self._idx(rows), rows)
-        self._newton_tests(np.ones(rows.size, bool))
+        self.switched = np.zeros(rows.size, bool)  # (_steered; at x0 the Hessian stays, as
+        self._newton_tests(np.ones(rows.size, bool))  # the single path's H0)
 
     def _newton_tests(self, sel: np.ndarray) -> None:
         xp = self.xp
@@ -1623,11 +1647,13 @@ class _BatchRun:
     def _steered(self, met: np.ndarray) -> np.ndarray:
         """The rows of ``met`` (stops on a central-difference gradient G) whose Richardson
         gradient (4·G(h/2) − G(h))/3 neither meets gtol nor agrees with G to gtol (plus its
-        rounding 3ε|f|/h): G's own error h²·f‴/6 steered them; they end GRADIENT_UNVERIFIED
-        (the single path goes on with Richardson's gradient instead).  2n evaluations each,
-        reserved (rows that cannot afford them end MAXFEV)."""
+        rounding 3ε|f|/h): G's own error h²·f‴/6 steered them.  As the single path
+        (``Newton._unless_steered``), they go on with Richardson's gradient from now on
+        (``_Evaluator.richardson``; rows switched already are not checked again).  2n
+        evaluations each, reserved (rows that cannot afford them end MAXFEV)."""
         xp, ev = self.xp, self.ev
         n = self.X.shape[1]
+        met = met & ~ev.richardson[self.rows]
         sel = self.reserve(met, 2 * n)
         out = met & ~sel  # (ended MAXFEV)
         s_np = np.nonzero(sel)[0]
@@ -1635,19 +1661,15 @@ class _BatchRun:
             return out
         s = self._idx(s_np)
         X, G, f = (xp.take(a, s, axis=0) for a in (self.X, self.G, self.f))
-        r, r_np = self._idx(self.rows[s_np]), self.rows[s_np]
-        half = ev._differences(lambda Z: ev.values(Z, r, r_np), X, None, "3-point",
-                               ev.accuracy / RICHARDSON_SHRINK)
-        rich = richardson(half, G)
+        rich = ev.richardson_gradient(X, G, self._idx(self.rows[s_np]), self.rows[s_np])
         allowed = xp.take(self.tol("gtol"), s, axis=0)[:, None] + 3.0 * gradient_error_bound(
             X, f[:, None], None, "3-point", ev.accuracy)
         ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
                                                                axis=1)
         bad = np.zeros_like(met)
         bad[s_np[~self._host(ok)]] = True
-        for i in self.mark(bad, Status.GRADIENT_UNVERIFIED):
-            k = int(np.nonzero(s_np == i)[0][0])
-            self.details[int(self.rows[i])] = {"gnorm": float(xp.max(xp.abs(rich[k, ...])))}
+        ev.richardson[self.rows[bad]] = True
+        self.switched |= bad
         return out | bad
 
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:
@@ -1657,6 +1679,7 @@ class _BatchRun:
             return
         xp = self.xp
         if self.ev.jac_scheme == "3-point":
+            met = met & ~self.switched  # (switched by an earlier test of this step)
             met = met & ~self._steered(met)
         w = xp.linalg.eigvalsh(self.H)
         lo, hi = w[:, 0], w[:, -1]
@@ -1667,6 +1690,7 @@ class _BatchRun:
 
     def _step_newton(self) -> None:
         xp, o, ev = self.xp, self.o, self.ev
+        self.switched = np.zeros(self.rows.size, bool)
         lam, Q = xp.linalg.eigh(self.H)
         tau = xp.maximum(-o["factor"] * lam[:, :1], xp.zeros_like(lam[:, :1]))
         shifted = lam + tau
@@ -1726,6 +1750,21 @@ class _BatchRun:
         self._curvature_check(fx, Status.XTOL)
         self._curvature_check(conv, Status.FTOL)
         self.track_best(acc)
+        self._switch_hessians(self.switched & (self.status[self.rows] == _RUNNING))
+
+    def _switch_hessians(self, sel: np.ndarray) -> None:
+        """The Hessians of the rows ``sel``, just switched to Richardson's gradient
+        (:meth:`_steered`), anew from differences of it, as the single path's next step takes
+        them; their gradient ``G`` stays the one the step was found on (the single path's
+        ``state.g``)."""
+        s_np = np.nonzero(sel)[0]
+        if not s_np.size:
+            return
+        xp, ev = self.xp, self.ev
+        s, r, r_np = self._idx(s_np), self._idx(self.rows[s_np]), self.rows[s_np]
+        Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
+        Hs = ev.hessian(Xs, ev.first(Xs, Vs, r, r_np), r, r_np)
+        self.H = B.scatter_rows(xp, sel)(Hs, self.H)
 
 
 def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) -> Any:

@@ -64,13 +64,6 @@ class Status(enum.Enum):
                                       "{steps} steps (estimate {lambda_min:.3g}, residual "
                                       "{residual:.3g}): x may be a saddle point. Pass hess= "
                                       "for a dense check, or check the curvature yourself.")
-    GRADIENT_UNVERIFIED = (2, False, "A convergence test is met on a central-difference "
-                                     "gradient, but its Richardson extrapolation at x, "
-                                     "(4·G(h/2) − G(h))/3, is {gnorm:.3g} (largest entry) and "
-                                     "differs from G by more than gtol: the difference's own "
-                                     "error h²·f‴/6 steered the run (a float32 fun, or large "
-                                     "third derivatives); x is not verified. Pass jac=, or "
-                                     "return float64 from fun.")
     DIVERGED = (5, False, "The run diverged: the objective ended above its value at x0; x is "
                           "the best accepted iterate (lowest objective).")
     EXCEPTION = (97, False, "Ended by an exception raised during the run ({error}); x is the "

@@ -903,6 +903,33 @@ def test_newton_with_difference_derivatives_takes_the_single_runs_iterates(jac, 
         np.testing.assert_allclose(res["x"][i], one.x, rtol=1e-10)
 
 
+@pytest.mark.parametrize("hess", [None, "3-point"])
+def test_newton_switches_to_richardson_as_the_single_path(hess):
+    """Newton without ``jac``: central differences, batched as alone (the batch took forward
+    ones).  On Rosenbrock the central G's own error h²·f‴/6 steers the stop (Richardson's
+    gradient disagrees with G by more than gtol): the single path goes on with Richardson's
+    gradient and succeeds; every row of the batch ended GRADIENT_UNVERIFIED.  Now each row
+    switches as the single run does: its success, nit and x to 1e-10 relative (the issue's
+    bound; the paths' solves differ at ε·κ(H)), and |∇f| ≤ 2·gtol at the end (Richardson's
+    error O(h⁴) and its rounding 3ε|f|/h ≈ 1e-11 at f ≈ 1e-16)."""
+    def f(X):
+        return 100.0 * (X[:, 1] - X[:, 0] ** 2) ** 2 + (1.0 - X[:, 0]) ** 2
+
+    X0 = np.array([-1.2, 1.0]) + np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))
+    with pytest.warns(nk.FiniteDifferenceWarning, match="central differences"):
+        res = nk.minimize(f, X0, method="newton", hess=hess, batch=True)
+    assert res.success.all(), res.message
+    for i in range(4):
+        with pytest.warns(nk.FiniteDifferenceWarning):
+            one = nk.minimize(lambda x: f(x[None])[0], X0[i], method="newton", hess=hess)
+        assert one.success and res["nit"][i] == one.nit
+        np.testing.assert_allclose(res["x"][i], one.x, rtol=1e-10)
+        x = res["x"][i]
+        grad = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]),
+                         200 * (x[1] - x[0] ** 2)])
+        assert np.abs(grad).max() <= 2e-8
+
+
 @pytest.mark.parametrize("method", ["lm", "gn"])
 def test_a_float32_fun_at_float64_x_takes_float32_steps(method):
     """fun returning float32 at float64 X: differences with float32's steps (SciPy's rule,

@@ -32,8 +32,8 @@ is then added to :math:`e_j`.  A central difference's own error :math:`h_j^2 f^{
 not known: a stop on one is checked on Richardson's :math:`(4G(h/2) - G(h))/3` (2n
 evaluations; error :math:`O(h^4)` and the rounding :math:`3e_j`), and where that gradient
 neither meets gtol nor agrees with G to gtol, the run goes on with it
-(``ScalarProblem.use_richardson``): with a float32 f, G's error had steered runs to GTOL or
-XTOL stops with |∇f| = 40·gtol.
+(``ScalarProblem.use_richardson``; after a failed line search, the failure stands): with a
+float32 f, G's error had steered runs to GTOL or XTOL stops with |∇f| = 40·gtol.
 
 The Cholesky route needs the dense ``n × n`` Hessian: one larger than
 :data:`DENSE_HESSIAN_BUDGET` bytes is refused up front (``ValueError``); use
@@ -235,7 +235,11 @@ class Newton(Method):
                 r = self._extreme_eigenvalues(state.x)
                 curvature = max(abs(r.lambda_min), abs(r.lambda_max))
             if self._gradient_test(state, curvature):
-                return Status.FD_ZERO_COLUMN if self._blind(state) else Status.GTOL
+                if self._blind(state):
+                    return Status.FD_ZERO_COLUMN
+                # (a central difference's own error may have steered it here as well: then
+                # the failed search stands)
+                return Status.GTOL if self._unless_steered(state, Status.GTOL) else status
         if status is not None:
             return status
         if self._gradient_test(state, curvature):
