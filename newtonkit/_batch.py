@@ -1666,10 +1666,15 @@ class _BatchRun:
             X, f[:, None], None, "3-point", ev.accuracy)
         ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
                                                                axis=1)
+        ok_np = self._host(ok)
         bad = np.zeros_like(met)
-        bad[s_np[~self._host(ok)]] = True
+        bad[s_np[~ok_np]] = True
         ev.richardson[self.rows[bad]] = True
         self.switched |= bad
+        # from here on those rows' gradient is Richardson's, at this point too (a step on the
+        # G that steered the stop would read as converged: XTOL where ∇f is not small)
+        self.G = B.scatter_rows(xp, bad)(xp.take(rich, self._idx(np.nonzero(~ok_np)[0]),
+                                                 axis=0), self.G)
         return out | bad
 
     def _curvature_check(self, met: np.ndarray, status: Status) -> None:
@@ -1755,16 +1760,14 @@ class _BatchRun:
     def _switch_hessians(self, sel: np.ndarray) -> None:
         """The Hessians of the rows ``sel``, just switched to Richardson's gradient
         (:meth:`_steered`), anew from differences of it, as the single path's next step takes
-        them; their gradient ``G`` stays the one the step was found on (the single path's
-        ``state.g``)."""
+        them."""
         s_np = np.nonzero(sel)[0]
         if not s_np.size:
             return
-        xp, ev = self.xp, self.ev
+        xp = self.xp
         s, r, r_np = self._idx(s_np), self._idx(self.rows[s_np]), self.rows[s_np]
-        Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
-        Hs = ev.hessian(Xs, ev.first(Xs, Vs, r, r_np), r, r_np)
-        self.H = B.scatter_rows(xp, sel)(Hs, self.H)
+        Xs, Gs = xp.take(self.X, s, axis=0), xp.take(self.G, s, axis=0)
+        self.H = B.scatter_rows(xp, sel)(self.ev.hessian(Xs, Gs, r, r_np), self.H)
 
 
 def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) -> Any:

@@ -909,9 +909,10 @@ def test_newton_switches_to_richardson_as_the_single_path(hess):
     ones).  On Rosenbrock the central G's own error h²·f‴/6 steers the stop (Richardson's
     gradient disagrees with G by more than gtol): the single path goes on with Richardson's
     gradient and succeeds; every row of the batch ended GRADIENT_UNVERIFIED.  Now each row
-    switches as the single run does: its success, nit and x to 1e-10 relative (the issue's
-    bound; the paths' solves differ at ε·κ(H)), and |∇f| ≤ 2·gtol at the end (Richardson's
-    error O(h⁴) and its rounding 3ε|f|/h ≈ 1e-11 at f ≈ 1e-16)."""
+    switches as the single run does: its success and x to 1e-10 relative (the issue's bound;
+    the paths' solves differ at ε·κ(H), so the last test may fall one iteration apart: nit
+    within 1), and |∇f| ≤ 2·gtol at the end (Richardson's error O(h⁴) and its rounding
+    3ε|f|/h ≈ 1e-11 at f ≈ 1e-16)."""
     def f(X):
         return 100.0 * (X[:, 1] - X[:, 0] ** 2) ** 2 + (1.0 - X[:, 0]) ** 2
 
@@ -922,7 +923,7 @@ def test_newton_switches_to_richardson_as_the_single_path(hess):
     for i in range(4):
         with pytest.warns(nk.FiniteDifferenceWarning):
             one = nk.minimize(lambda x: f(x[None])[0], X0[i], method="newton", hess=hess)
-        assert one.success and res["nit"][i] == one.nit
+        assert one.success and abs(int(res["nit"][i]) - one.nit) <= 1
         np.testing.assert_allclose(res["x"][i], one.x, rtol=1e-10)
         x = res["x"][i]
         grad = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]),

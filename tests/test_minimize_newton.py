@@ -268,6 +268,33 @@ def test_a_float32_gradient_gets_float32_hessian_steps(batch):
 
 
 @pytest.mark.parametrize("batch", [False, True])
+def test_after_the_switch_the_step_takes_richardsons_gradient(batch):
+    """f = a·x₀ + x₀²/2 + b·x₀³/6 + (x₁ − 1)² with b = 1e4 and a = −b·h²/6 (h = ε^(1/3), the
+    central step at x₀ = 0): there G(h) = a + b·h²/6 = 0 while ∇f₀ = a = −6.1e-8 (6·gtol).
+    The gradient stop at x0 is steered (Richardson's gradient is exact for a cubic, a).  The
+    run switched to Richardson's gradient but its next step was still found on G = 0, a
+    Newton step of length 0: XTOL, success, at x0.  Now the step takes Richardson's gradient
+    at the switch: success means |∇f| ≤ 2·gtol (Richardson's rounding 3ε|f|/h ≈ 1e-21 here,
+    its h⁴ term 0 for a cubic) and x moved off 0."""
+    h = np.finfo(np.float64).eps ** (1 / 3)
+    b = 1e4
+    a = -b * h * h / 6
+
+    def f(X):
+        return a * X[..., 0] + X[..., 0] ** 2 / 2 + b * X[..., 0] ** 3 / 6 + (X[..., 1] - 1) ** 2
+
+    x0 = np.array([0.0, 1.0])
+    if batch:
+        r = nk.minimize(f, x0[None], method="newton", jac="3-point", batch=True)
+        ok, x = bool(r["success"][0]), r["x"][0]
+    else:
+        r = nk.minimize(f, x0, method="newton", jac="3-point")
+        ok, x = r.success, r.x
+    grad = a + x[0] + b * x[0] ** 2 / 2
+    assert ok and abs(grad) <= 2e-8 and x[0] != 0.0, (ok, grad, x)
+
+
+@pytest.mark.parametrize("batch", [False, True])
 def test_a_central_difference_stop_is_checked_by_richardson(batch):
     """A central difference's own error h²·f‴/6 is not known: with a float32 f (h = 4.9e-3)
     Newton ended GTOL or XTOL, success, with |∇f| = 9.7e-3 = 40·gtol, where G's error cancelled

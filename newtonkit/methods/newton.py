@@ -156,6 +156,7 @@ class Newton(Method):
 
     def step(self, state: State) -> State:
         xp, p, o = self.xp, self.problem, self.opts
+        state = self._richardson_state(state)
         x, g = state.x, state.g
         data = dict(state.data)  # the next state's, without the Hessian at x0 from init
         H = data.pop("H0", None)
@@ -251,15 +252,30 @@ class Newton(Method):
 
     def _unless_steered(self, state: State, status: Status | None) -> Status | None:
         """``status``, unless it is a success on a central-difference gradient that
-        :meth:`_richardson_unverified` finds steered by its own error: then the run goes on
-        with Richardson's gradient (``None``; once: after the switch the gradient is it)."""
+        :meth:`_steering_check` finds steered by its own error: then the run goes on with
+        Richardson's gradient (``None``; once: after the switch the gradient is it, from this
+        point on, :meth:`_richardson_state`), or ends ``MAXFEV`` where the check is past the
+        budget."""
         p = self.problem
         if status is None or not status.success or p.grad_scheme != "3-point" or p.richardson:
             return status
-        if self._richardson_unverified(state) is None:
+        try:
+            rich = self._steering_check(state)
+        except BudgetExhausted:  # (no evaluations left to check it)
+            return Status.MAXFEV
+        if rich is None:
             return status
-        p.use_richardson()
+        p.use_richardson(state.x, state.f, rich)
         return None
+
+    def _richardson_state(self, state: State) -> State:
+        """``state`` with Richardson's gradient at its point once the run has switched to it
+        (:meth:`_unless_steered`; the problem's cache holds it, so no evaluation): the step
+        must not rest on the central difference whose error steered the stop (its Newton step
+        would read as converged, ``XTOL``, where ∇f is not small)."""
+        if not self.problem.richardson:
+            return state
+        return dataclasses.replace(state, g=self.problem.grad(state.x))
 
     def _blind(self, state: State) -> bool:
         """Whether a difference gradient has an entry exactly 0 where f's rounding (2ε|f|/h
@@ -344,24 +360,21 @@ class Newton(Method):
             err = p.gradient_error(state.x, state.f, None)
         return bool(xp.all(xp.abs(g) <= gtol + err))
 
-    def _richardson_unverified(self, state: State) -> float | None:
+    def _steering_check(self, state: State) -> Any:
         """For a central-difference gradient G at a stop: its own error h²·f‴/6 is not known,
         so the stop is checked on Richardson's (4·G(h/2) − G(h))/3, whose h² terms cancel
         (rounding ≤ 3ε|f|/h).  ``None`` where that gradient meets gtol, or where it agrees
-        with G to gtol (G steered the run faithfully: the stop's own test stands); else its
-        largest entry.  (A float32 f ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
+        with G to gtol (G steered the run faithfully: the stop's own test stands); else that
+        gradient.  (A float32 f ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
         p, xp, tol = self.problem, self.xp, self.tol["gtol"]
-        try:
-            rich = p.richardson_gradient(state.x, state.f, state.g)
-        except BudgetExhausted:  # (no evaluations left to check it)
-            return math.inf
+        rich = p.richardson_gradient(state.x, state.f, state.g)
         if rich is None:
             return None
         allowed = tol + 3.0 * p.gradient_error(state.x, state.f, None)
         if bool(xp.all(xp.abs(rich) <= allowed)) or bool(
                 xp.all(xp.abs(rich - state.g) <= allowed)):
             return None
-        return self.inf_norm(rich)
+        return rich
 
     def _extreme_eigenvalues(self, x: Any) -> linalg.Ritz:
         """λ_min and λ_max of the Hessian at ``x``: exact for a dense one (``converged``), else
@@ -416,6 +429,7 @@ class ProjectedNewton(Newton):
     def step(self, state: State) -> State:
         xp, p, o = self.xp, self.problem, self.opts
         lb, ub = self.bounds
+        state = self._richardson_state(state)
         x, g, f = state.x, state.g, state.f
         data = dict(state.data)  # the next state's, without the Hessian at x0 from init
         H = data.pop("H0", None)

@@ -170,11 +170,12 @@ class ScalarProblem(Counters):
         self._cache = (x, f, g)
         return f, g
 
-    def use_richardson(self) -> None:
+    def use_richardson(self, x: Any, f: float, g: Any) -> None:
         """From now on a central-difference gradient is Richardson's (4·G(h/2) − G(h))/3
         (4n evaluations instead of 2n; error O(h⁴) and the rounding 3ε|f|/h): a Newton stop
-        found resting on G's own error h²·f‴/6 goes on with it."""
-        self.richardson, self._cache = True, None
+        found resting on G's own error h²·f‴/6 goes on with it, from ``x`` on, where it is
+        ``g`` (``f = f(x)``; cached)."""
+        self.richardson, self._cache = True, (x, f, g)
 
     def grad(self, x: Any) -> Any:
         """:math:`\\nabla f(x)`."""
