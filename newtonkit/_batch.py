@@ -1505,14 +1505,44 @@ class _BatchRun:
             small_x &= self._host(gn_bounds[0] <= bound_x)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill
-        self.mark(conv & small_f & small_x, Status.FTOL_XTOL)
-        self.mark(conv & small_f, Status.FTOL)
-        self.mark(conv & small_x, Status.XTOL)
+        ended = np.concatenate([self.mark(conv & small_f & small_x, Status.FTOL_XTOL),
+                                self.mark(conv & small_f, Status.FTOL),
+                                self.mark(conv & small_x, Status.XTOL)])
+        if self.name == "hig":
+            self._verify_truncated(ended)
         if self.name == "gn":
             self.mark(short & small_f, Status.FTOL)
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(short & stuck, Status.NO_PROGRESS)
         self.track_best(acc)
+
+    def _verify_truncated(self, ended: np.ndarray) -> None:
+        """HIG's change tests hold on the directions it kept; the rows ``ended`` (positions
+        among the active ones) are checked, as the single path's ``HIG.verify``, on the
+        Gauss-Newton step over all of J's directions at their point, d = −J⁺r̃ (SVD, singular
+        values above ε·max(m, n)·σ_max): its model reduction ½‖Jd‖² ≤ ftol·f or its length
+        ‖d‖ ≤ xtol·(xtol + ‖x‖), else ``TRUNCATED``."""
+        if not ended.size:
+            return
+        xp = self.xp
+        e = self._idx(ended)
+        J, r = xp.take(self.J, e, axis=0), xp.take(self._gn_residual(), e, axis=0)
+        U, s, _ = _svd(xp, J)
+        q = _vecmat(xp, r, U)
+        keep = s > self.eps * max(J.shape[1], J.shape[2]) * s[:, :1]
+        q = xp.where(keep, q, xp.zeros_like(q))
+        predicted = 0.5 * _rows_dot(xp, q, q)
+        step = _row_norms(xp, q / xp.where(keep, s, xp.ones_like(s)))
+        xtol = xp.take(self.tol("xtol"), e, axis=0)
+        f, X = xp.take(self.f, e, axis=0), xp.take(self.X, e, axis=0)
+        ok = ((predicted <= xp.take(self.tol("ftol"), e, axis=0) * xp.abs(f))
+              | (step <= xtol * (xtol + xp.linalg.vector_norm(X, axis=1))))
+        bad = np.zeros(self.rows.size, bool)
+        bad[ended[~self._host(ok)]] = True
+        for i in self.mark(bad, Status.TRUNCATED, overwrite=True):
+            k = int(np.nonzero(ended == i)[0][0])
+            self.details[int(self.rows[i])] = {"predicted": float(predicted[k]),
+                                               "step": float(step[k]), "solve": ""}
 
     def _accept(self, t: Any, nonfinite: Any, X1: Any, V1: Any, f1: Any) -> tuple[Any, Any]:
         """After a line search (``t > 0`` where it found a point): rows without one end

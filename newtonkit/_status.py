@@ -64,6 +64,12 @@ class Status(enum.Enum):
                                       "{steps} steps (estimate {lambda_min:.3g}, residual "
                                       "{residual:.3g}): x may be a saddle point. Pass hess= "
                                       "for a dense check, or check the curvature yourself.")
+    TRUNCATED = (2, False, "A change test (ftol/xtol) holds on the singular directions HIG "
+                           "keeps, but not on the Gauss-Newton step over all of J's directions "
+                           "(its model reduction {predicted:.3g}, its length {step:.3g}{solve}): "
+                           "the directions below the truncation threshold are not converged, "
+                           "and x is not verified. Lower options['truncation'], or finish with "
+                           "method='lm'.")
     DIVERGED = (5, False, "The run diverged: the objective ended above its value at x0; x is "
                           "the best accepted iterate (lowest objective).")
     EXCEPTION = (97, False, "Ended by an exception raised during the run ({error}); x is the "

@@ -197,3 +197,83 @@ def test_an_absolute_truncation_that_keeps_nothing_is_no_progress():
                       options={"truncation": 5.0, "relative": False})
     assert res.termination == "NO_PROGRESS" and not res.success and res.nit == 0
     np.testing.assert_array_equal(res.x, x0)
+
+
+# NIST StRD Misra1b (https://www.itl.nist.gov/div898/strd/nls/data/misra1b.shtml):
+# y = b1·(1 − (1 + b2·x/2)^(−2)), start 1 (500, 1e-4); certified residual sum of squares
+# 7.5464681533e-2 at (337.99746163, 3.9039091287e-4).
+_MISRA1B_X = np.array([77.6, 114.9, 141.1, 190.8, 239.9, 289.0, 332.8, 378.4, 434.8, 477.3,
+                       536.8, 593.1, 689.1, 760.0])
+_MISRA1B_Y = np.array([10.07, 14.73, 17.94, 23.93, 29.61, 35.18, 40.02, 44.82, 50.76, 55.05,
+                       61.01, 66.40, 75.47, 81.78])
+_MISRA1B_RSS = 7.5464681533e-2
+
+
+def _misra1b(P):
+    """Residuals (B, 14) and Jacobian (B, 14, 2) of Misra1b for parameter rows P (B, 2)."""
+    b1, b2 = P[:, :1], P[:, 1:]
+    u = 1.0 + b2 * _MISRA1B_X / 2
+    r = b1 * (1.0 - u ** -2) - _MISRA1B_Y
+    J = np.stack([1.0 - u ** -2, b1 * _MISRA1B_X * u ** -3], axis=2)
+    return r, J
+
+
+@pytest.mark.parametrize("how", ["dense", "operator", "batch"])
+def test_a_truncated_direction_is_checked_before_success(how):
+    """HIG's ftol/xtol tests read the Gauss-Newton step on the directions it keeps only.  On
+    NIST's Misra1b from start 1 J's σ_min/σ_max falls to 1e-8, below the truncation 1e-6:
+    HIG crawled to FTOL, success, at 9e4 times the certified residual sum of squares, where
+    the residual's cosine with a column of J is 0.6.  A change-test stop is now checked on the
+    Gauss-Newton step over all of J's directions (dense: SVD; operator: CGLS; batched: SVD):
+    unverified there, it ends TRUNCATED.  Success would be allowed only at the minimiser:
+    RSS within 1e-6 relative of the certified value (NIST certifies it to 11 digits)."""
+    x0 = np.array([500.0, 1e-4])
+    if how == "batch":
+        res = nk.minimize(lambda P: _misra1b(P)[0], x0[None], method="hig",
+                          jac=lambda P: _misra1b(P)[1], batch=True)
+        ok, x, term = bool(res.success[0]), res.x[0], res.termination_of(0)
+    else:
+        def jac(p):
+            J = _misra1b(p[None])[1][0]
+            return nk.operators.aslinearoperator(J) if how == "operator" else J
+
+        res = nk.minimize(lambda p: _misra1b(p[None])[0][0], x0, method="hig", jac=jac)
+        ok, x, term = res.success, res.x, res.termination
+    rss = float(np.sum(_misra1b(np.asarray(x)[None])[0] ** 2))
+    assert not ok or rss <= (1 + 1e-6) * _MISRA1B_RSS, (term, rss / _MISRA1B_RSS)
+    assert term == "TRUNCATED"
+
+
+@pytest.mark.parametrize("how", ["dense", "operator", "bounds", "batch"])
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_the_truncated_direction_decides(how, offset):
+    """r = A x − b with A's singular values (1, 1e-3) and truncation 1e-2: HIG moves only
+    along the first right singular vector v₁.  From x* + v₁ + offset·v₂ it converges along
+    v₁; with offset 0 the dropped direction is already solved (Gauss-Newton's model reduction
+    there is rounding, ε²-level, below ftol·f): success at x* (to 1e-6, the HIG stop's own
+    accuracy).  With offset 1 it offers ½·offset²·σ₂² = 5e-7 ≫ ftol·f: TRUNCATED, where the
+    old tests (on v₁ alone) said success."""
+    rng = np.random.default_rng(3)
+    U, _ = np.linalg.qr(rng.standard_normal((6, 2)))
+    V, _ = np.linalg.qr(rng.standard_normal((2, 2)))
+    A = U @ np.diag([1.0, 1e-3]) @ V.T
+    xs = np.array([0.3, -0.2])
+    b = A @ xs + 0.1 * np.linalg.qr(np.c_[U, rng.standard_normal(6)])[0][:, 2]  # ⟂ range(A)
+    x0 = xs + V[:, 0] + offset * V[:, 1]
+    opts = {"truncation": 1e-2}
+    if how == "batch":
+        res = nk.minimize(lambda X: X @ A.T - b, x0[None], method="hig", batch=True,
+                          jac=lambda X: np.broadcast_to(A, (X.shape[0],) + A.shape),
+                          options=opts)
+        ok, x, term = bool(res.success[0]), res.x[0], res.termination_of(0)
+    else:
+        jac = (lambda x: nk.operators.aslinearoperator(A)) if how == "operator" else (
+            lambda x: A)
+        bounds = ([-10.0, -10.0], [10.0, 10.0]) if how == "bounds" else None
+        res = nk.minimize(lambda x: A @ x - b, x0, method="hig", jac=jac, bounds=bounds,
+                          options=opts)
+        ok, x, term = res.success, res.x, res.termination
+    if offset == 0.0:
+        assert ok and np.abs(x - xs).max() <= 1e-6, (term, x - xs)
+    else:
+        assert not ok and term == "TRUNCATED", term
