@@ -100,6 +100,10 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
         ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).
 
+    The default budget of ``'lm'`` is SciPy ``curve_fit``'s (``leastsq``'s): 100·(n + 1)
+    evaluations of ``f`` with a Jacobian, 200·(n + 1) with differences (whose evaluations it
+    counts); other methods take :func:`newtonkit.least_squares`' defaults.
+
     Returns
     -------
     popt : array (n,)
@@ -185,6 +189,8 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
             return whiten(J)
     elif jac is None and get_autodiff(xp) is None:
         jac = "2-point"
+    if str(method).lower() in ("lm", "levenberg-marquardt"):
+        kwargs.setdefault("max_nfev", _lm_budget(n, isinstance(jac, str)))
     res = least_squares(residual, p0, jac=jac, bounds=bounds, method=method, **kwargs)
     if not res.success:
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
@@ -334,6 +340,7 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     fd = isinstance(jac, str)
     maxfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
     options: dict = {**tols, "maxfev": int(maxfev) if maxfev is not None else
+                     _lm_budget(n, fd) if name == "lm" else
                      (100 * n * (n + 1) if fd else 100 * n)}
     if name == "lm":
         options["scaling"] = True
@@ -540,3 +547,9 @@ def _whitening(xp: Any, sigma: Any, ydata: Any, m: int) -> Callable[[Any], Any]:
         return lambda d: B.solve_triangular(xp, L, d, lower=True)
     raise ValueError(f"sigma has shape {tuple(s.shape)}; expected ({m},) standard deviations or "
                      f"({m}, {m}) a covariance matrix, for {m} data points")
+
+
+def _lm_budget(n: int, fd: bool) -> int:
+    """SciPy ``curve_fit``'s default ``maxfev`` for ``'lm'`` (``leastsq``'s): 100·(n + 1) with a
+    Jacobian, 200·(n + 1) with difference Jacobians."""
+    return (200 if fd else 100) * (n + 1)

@@ -244,7 +244,8 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         res = minimize(model, u0, method=nk_method, jac=mjac, options=options, bounds=ubox)
         r = res["residual"]
     xs = res.x if scale is None else res.x * scale
-    J = None if robust else res.pop("jacobian", None)  # trf's J at x, in u = x/scale
+    J = res.pop("jacobian", None)  # the method's J̃ at x, in u = x/scale
+    J = None if robust else J
     if J is not None and scale is not None:
         J = J / scale[None, :]
     if J is None:

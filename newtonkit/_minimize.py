@@ -73,7 +73,9 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
 
     Method extras: ``taus``, ``lambda_min``, ``step_lengths`` (Newton); ``damping``,
     ``gain_ratios``, ``trust_radius`` (LM); ``ranks``, ``singular_values``, ``thresholds``
-    (HIG); ``residual`` (a residual problem) or ``outputs`` (a Composite).
+    (HIG); ``residual`` (a residual problem) or ``outputs`` (a Composite); ``jacobian``, the
+    Jacobian at ``x`` (GN, LM, HIG, trf: of the Gauss-Newton residual, or of the model's outputs
+    for HIG; dense or an operator; ``None`` where not evaluated there).
     """
 
 

@@ -128,5 +128,5 @@ class GaussNewton(LeastSquaresMethod):
 
     def finish(self, state: State) -> dict:
         lin = state.data.get("lin")
-        return {"jac": None if lin is None else lin.g,
-                "y": state.data["ev"].y}
+        return {"jac": None if lin is None else lin.g, "y": state.data["ev"].y,
+                "jacobian": None if lin is None else lin.J}  # (least_squares reuses J̃ at x)

@@ -220,7 +220,8 @@ class HIG(LeastSquaresMethod):
 
     def finish(self, state: State) -> dict:
         d = state.data
-        return {"jac": state.g, "y": d["ev"].y, "ranks": entries(d["ranks"]),
+        return {"jac": state.g, "y": d["ev"].y, "jacobian": d["lin"].J if "lin" in d else None,
+                "ranks": entries(d["ranks"]),
                 "singular_values": entries(d["singular_values"]),
                 "thresholds": entries(d["thresholds"]), "step_lengths": entries(d["step_lengths"])}
 

@@ -324,6 +324,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
                 lin = None
             self.problem.njev = njev
         out["jac"] = None if lin is None else lin.g
+        out["jacobian"] = None if lin is None else lin.J  # (J̃ at x: least_squares reuses it)
         return out
 
 
