@@ -854,7 +854,10 @@ class _BatchRun:
                           xp.full_like(X_r, math.nan), xp.take(V0, idx, axis=0)))
 
     def _intermediate(self) -> dict:
-        return BatchResult(x=self.X, fun=self.f, rows=self.rows.copy(),
+        """What a callback sees: copies (one that writes into ``x`` must not move the
+        iterates behind the solver's back: LM then reported XTOL at a point never evaluated)."""
+        xp = self.xp
+        return BatchResult(x=B.copy(xp, self.X), fun=B.copy(xp, self.f), rows=self.rows.copy(),
                            nit=self.nit[self.rows].copy(), method=self.name)
 
     def mark(self, mask_np: np.ndarray, status: Status, overwrite: bool = False) -> np.ndarray:
@@ -1181,7 +1184,7 @@ class _BatchRun:
             zmask[s_np[zero]] = True
             for i in self.mark(met & zmask, Status.FD_ZERO_COLUMN):
                 k = int(np.nonzero(s_np == i)[0][0])
-                cols = np.nonzero(B.to_numpy(blind[k]))[0].tolist()
+                cols = np.nonzero(B.to_numpy(blind[k, ...]))[0].tolist()
                 self.details[int(self.rows[i])] = {"columns": cols}
 
     def _step_lm(self) -> None:

@@ -451,6 +451,23 @@ def test_an_objective_that_underflows_is_not_a_zero_residual(method, dtype, scal
     assert one.message == res.message_of(0)
 
 
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_a_zero_difference_column_ends_the_row_on_every_backend(backend, method):
+    """r = (x₀ − 1, x₀ + 2) does not depend on x₁: its difference column is exactly 0, so
+    the gradient test met there says nothing about x₁ (FD_ZERO_COLUMN, column 1 named).
+    array_api_strict raised IndexError on building that message (``blind[k]`` on a 2-D
+    array)."""
+    xp = S.namespace(backend)
+
+    def fun(X):
+        return xp.stack([X[:, 0] - 1.0, X[:, 0] + 2.0], axis=1)
+
+    res = nk.minimize(fun, S.to_backend(np.zeros((1, 2)), backend, "float64"), method=method,
+                      jac="2-point", batch=True)
+    assert res.termination_of(0) == "FD_ZERO_COLUMN" and "[1]" in res.message_of(0)
+
+
 def test_a_difference_gradient_below_the_rounding_of_f_is_not_stationary():
     """f = c + ‖x − 1‖² with forward differences: for c = 1e10 a step of h = √ε changes f by
     2h = 3e-8, below half its last bit (1e-6), so the difference gradient at x0 = 0 is exactly
@@ -460,8 +477,8 @@ def test_a_difference_gradient_below_the_rounding_of_f_is_not_stationary():
     def f(X, c):
         return c + np.sum((X - 1) ** 2, axis=1)
 
-    res = nk.minimize(f, np.zeros((2, 2)), method="newton", args=(np.array([1e10, 0.0]),),
-                      batch=True)
+    res = nk.minimize(f, np.zeros((2, 2)), method="newton", jac="2-point",
+                      args=(np.array([1e10, 0.0]),), batch=True)
     assert res.termination_of(0) == "FD_ZERO_COLUMN" and not res.success[0]
     assert "[0, 1]" in res.message_of(0)
     assert res.termination_of(1) == "GTOL" and res.success[1]
@@ -621,6 +638,24 @@ def test_callback_sees_the_batch_and_stop_iteration_stops_all():
                       batch=True, callback=cb)
     assert seen == [4]
     assert (res.status == 99).all() and "4 of 4" not in res.message
+
+
+def test_a_callback_writing_into_x_does_not_move_the_iterates():
+    """The callback gets copies: one that zeroes ``intermediate_result.x`` (a buffer it thinks
+    it owns) made LM report XTOL, success, at x = 0, a point it never evaluated (its ``fun``
+    that of the old point).  Now the run is the one without the callback."""
+    Y = _data(2, 5)
+    fun, jac = _model(np, "numpy", "float64")
+    X0 = np.tile([1.0, 0.3], (2, 1))
+
+    def cb(intermediate_result):
+        intermediate_result.x[...] = 0.0
+        intermediate_result.fun[...] = 0.0
+
+    res = nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True, callback=cb)
+    ref = nk.minimize(fun, X0, method="lm", jac=jac, args=(Y,), batch=True)
+    np.testing.assert_array_equal(res.x, ref.x)
+    np.testing.assert_array_equal(res.fun, ref.fun)
 
 
 # -- chunks --------------------------------------------------------------------------------------

@@ -241,16 +241,20 @@ def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par
     u0 = c0 / xp.where(n0 > 0, n0, 1.0)[:, None]
     psi0 = -xp.sum(u0 * u0 / xp.where(s2 > 0, s2, 1.0), axis=1)
 
-    def phi(alpha: Any) -> tuple[Any, Callable[[], Any]]:
+    def quotient(alpha: Any) -> tuple[Any, Any]:  # (sq/(s² + α), s² + α); 0 where both are
+        # 0 (a dropped s at α = 0: sq = s·Uᵀr = 0 there too)
         den = s2 + alpha[:, None]
-        c = sq / den
+        return sq / xp.where(den > 0, den, 1.0), den
+
+    def phi(alpha: Any) -> tuple[Any, Callable[[], Any]]:
+        c, den = quotient(alpha)
         nrm = xp.linalg.vector_norm(c, axis=1)
         u = c / xp.where(nrm > 0, nrm, 1.0)[:, None]
-        return nrm, lambda: -xp.sum(u / den * u, axis=1)
+        return nrm, lambda: -xp.sum(u / xp.where(den > 0, den, 1.0) * u, axis=1)
 
     alpha, nrm = lambda_iteration(xp, phi, delta, par0, n0, psi0, full, gnorm, tiny)
     gn = n0 - delta <= 0.1 * delta
-    c = xp.where(gn[:, None], c0, sq / (s2 + alpha[:, None]))
+    c = xp.where(gn[:, None], c0, quotient(alpha)[0])
     # ‖A p̂‖² = Σ s²c² = sq·c − λ‖c‖² (each term ≥ 0; the rounding is ε relative to the
     # predicted reduction it enters)
     jp2 = xp.maximum(xp.sum(sq * c, axis=1) - alpha * nrm * nrm, 0.0 * nrm)
