@@ -1781,6 +1781,7 @@ class _BatchRun:
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * scale)
         if ev.accuracy > self.eps:  # f less precise than X: as the single path (its docs)
             small_f &= self.tol("ftol") >= ev.accuracy
+        small_f &= newton  # (a shifted step is short because of τ, as for xtol)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill & (small_x | small_f)
         both, fx = conv & small_x & small_f, conv & small_x

@@ -318,3 +318,40 @@ def test_a_central_difference_stop_is_checked_by_richardson(batch):
     for ok, x, term in runs:
         g = np.abs(_rosen_grad(x.astype(np.float64))).max()
         assert ok and g <= 2 * gtol, (term, g)
+
+
+def _brown_badly_scaled():
+    """Brown's badly scaled function (Moré, Garbow & Hillstrom #4): ½‖r‖² with r = (x₁ − 1e6,
+    x₂ − 2e-6, x₁x₂ − 2), minimum 0 at (1e6, 2e-6); κ(H) ≈ 1e12 there."""
+    def r(x):
+        return np.array([x[0] - 1e6, x[1] - 2e-6, x[0] * x[1] - 2])
+
+    def J(x):
+        return np.array([[1.0, 0.0], [0.0, 1.0], [x[1], x[0]]])
+
+    def hess(x):
+        return J(x).T @ J(x) + r(x)[2] * np.array([[0.0, 1.0], [1.0, 0.0]])
+
+    return (lambda x: 0.5 * r(x) @ r(x)), (lambda x: J(x).T @ r(x)), hess
+
+
+def test_a_cg_step_short_because_cg_stopped_early_is_no_convergence():
+    """On the CG route (``hessp``) the truncated-CG step, one or two iterations on κ(H) ≈ 1e12,
+    was 1e-8 long: the run ended XTOL, success, after 3 iterations at f = 2 with |∇f| = 2e6.
+    A change-test stop after a CG step is now checked on the Newton step solved to
+    ‖Hd + g‖ ≤ 1e-10‖g‖: the run goes on to the minimum (f ≤ 1e-10, f* = 0)."""
+    f, g, hess = _brown_badly_scaled()
+    res = nk.minimize(f, np.array([1.0, 1.0]), method="newton", jac=g,
+                      hessp=lambda x, v: hess(x) @ v)
+    assert res.success and res.fun <= 1e-10, (res.termination, res.fun)
+
+
+def test_a_shifted_step_proves_no_small_change():
+    """A step shortened by a shift τ > 0 is small because of τ: neither ftol nor xtol reads it
+    (ftol did: with a fixed τ = 10 and f = 1e10 + ½‖x − 1‖², FTOL, success, at |∇f| = 0.017,
+    where ftol·|f| = 1e-4).  The run goes on to the gradient test."""
+    res = nk.minimize(lambda x: 1e10 + 0.5 * np.sum((x - 1) ** 2), np.zeros(3),
+                      method="newton", jac=lambda x: x - 1, hess=lambda x: np.eye(3),
+                      options={"shift": "fixed", "tau": 10.0})
+    assert res.success and res.termination == "GTOL"
+    assert np.abs(res.x - 1).max() <= 1e-8

@@ -82,6 +82,11 @@ ACTIVE_EPS = 1e-3
 DENSE_HESSIAN_BUDGET = 2**30
 
 
+#: The relative residual of the Newton step that checks a change-test stop of the CG route
+#: (:meth:`Newton._on_newton_step`; the CGLS default of the Gauss-Newton steps).
+CHECK_RTOL = 1e-10
+
+
 @register
 class Newton(Method):
     """Regularised Newton (``method="newton"``)."""
@@ -199,7 +204,9 @@ class Newton(Method):
         tol = self.tol
         # the full Newton step predicts convergence within xtol; a shifted one (τ > 0: fixed,
         # or making an indefinite H definite) is short because of τ, which proves nothing
-        newton = use_cg or last(data["taus"]) == 0.0
+        # (a truncated-CG step is short where CG stopped early: its stops are checked on the
+        # Newton step solved tightly, _on_newton_step)
+        newton = not use_cg and last(data["taus"]) == 0.0
         if newton and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
             return stop(state, Status.XTOL)
         slope = float(xp.vecdot(g, d))
@@ -222,7 +229,7 @@ class Newton(Method):
         f_new, g_new = grads["fg"]
         data["step_lengths"] = appended(data["step_lengths"], res.t)
         info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
-                "tau": last(data["taus"])}
+                "tau": None if use_cg else last(data["taus"]), "cg": use_cg}
         return State(res.point, f_new, g_new, accepted=True, info=info, data=data)
 
     def terminate(self, state: State) -> Status | None:
@@ -324,21 +331,41 @@ class Newton(Method):
                              x_finite=state.x_finite)
 
     def _small_change(self, state: State) -> Status | None:
-        """After an accepted full step (step length 1): ``|f_k − f_{k+1}| ≤ ftol·max(|f_k|,
-        |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)`` (:func:`small_change`)."""
+        """After an accepted full step (step length 1) of Newton's own, unshifted: ``|f_k −
+        f_{k+1}| ≤ ftol·max(|f_k|, |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)``
+        (:func:`small_change`); after a truncated-CG step, checked by :meth:`_on_newton_step`."""
         i, tol = state.info, self.tol
-        if not (state.accepted and i["step_length"] == 1.0):
+        # (a step shortened by a shift τ > 0 is small because of τ: no change test on it)
+        if not (state.accepted and i["step_length"] == 1.0) or i.get("tau"):
             return None
-        # (a step shortened by a shift τ > 0 is small because of τ: no xtol stop on it)
-        small_x = (not i.get("tau") and i["step_norm"] <= tol["xtol"] * (tol["xtol"]
-                                                                          + self.norm(state.x)))
-        # f less precise than x (a float32 f at float64 x): a change below f's own rounding
-        # is no evidence of one below ftol, unless ftol is at least that rounding
-        eps = float(self.xp.finfo(state.x.dtype).eps)
-        eta = self.problem.accuracy or eps
-        resolved = eta <= eps or tol["ftol"] >= eta
-        small_f = resolved and abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
+        small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        small_f = self._resolved() and abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
             abs(i["f_prev"]), abs(state.f), 1.0)
+        status = small_change(small_f, small_x)
+        return status if status is None or not i.get("cg") else self._on_newton_step(state)
+
+    def _resolved(self) -> bool:
+        """Whether f resolves a change of ftol: f less precise than x (a float32 f at float64
+        x) shows no change below its own rounding, unless ftol is at least that rounding."""
+        eps = float(self.xp.finfo(self.problem.dtype).eps)
+        eta = self.problem.accuracy or eps
+        return eta <= eps or self.tol["ftol"] >= eta
+
+    def _on_newton_step(self, state: State) -> Status | None:
+        """A change-test stop after a truncated-CG step, which is short where CG stopped early
+        (on Brown's badly scaled function, κ(H) ≈ 1e12, one or two CG iterations made a step
+        of 1e-8 and the run ended XTOL at |∇f| = 2e6): the tests again, on the Newton step
+        solved to ‖Hd + g‖ ≤ :data:`CHECK_RTOL`·‖g‖: its length for xtol, its model
+        reduction −½gᵀd for ftol.  ``None`` (the run goes on) where that solve meets negative
+        curvature or does not converge, or neither test holds."""
+        p, tol, x = self.problem, self.tol, state.x
+        d, info = linalg.truncated_cg(p.hessian(x, matrix_free=True), state.g, rtol=CHECK_RTOL,
+                                      maxiter=self.opts["cg_maxiter"])
+        if not info.converged or info.negative_curvature:
+            return None
+        small_x = self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x))
+        offer = -0.5 * float(self.xp.vecdot(state.g, d))
+        small_f = self._resolved() and offer <= tol["ftol"] * max(abs(state.f), 1.0)
         return small_change(small_f, small_x)
 
     def _gradient_test(self, state: State, curvature: Any) -> bool:
