@@ -1204,11 +1204,13 @@ class _BatchRun:
         # the first trials' ftol test also needs the Gauss-Newton step's offer (the single
         # path's rule: the initial radius knows nothing of the problem's scale)
         offer = None  # (after every row's first accepted step: MINPACK's test as it is)
+        sub = self.sub
         if self._host(self.first).any():
-            sub = self.sub
             jp_gn = xp.where(sub.chol, sub.jp0, xp.sum(sub.sq * sub.c0, axis=1))
             safe_f = xp.where(self.f > 0, self.f, xp.ones_like(self.f))
             offer = xp.where(self.first, jp_gn / (2.0 * safe_f), xp.zeros_like(self.f))
+        # the xtol test also needs the Gauss-Newton step's scaled length (the single path's)
+        gn_length = xp.where(sub.chol, sub.n0, _row_norms(xp, sub.c0))
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
         f1 = ev.objective(V1)
@@ -1231,7 +1233,7 @@ class _BatchRun:
                               xp.where(self.since < 0, self.since, self.since + 1))
         code = _trust.more_termination(xp, upd, self.delta, self.xnorm, self.gscaled,
                                        self.eps, self.tol("ftol"), self.tol("xtol"),
-                                       self.nonfinite_run, self.since, offer)
+                                       self.nonfinite_run, self.since, offer, gn_length)
         self._mark_codes(code)
 
     def _mark_codes(self, code: Any) -> None:
@@ -1508,44 +1510,47 @@ class _BatchRun:
             small_x &= self._host(gn_bounds[0] <= bound_x)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill
-        ended = np.concatenate([self.mark(conv & small_f & small_x, Status.FTOL_XTOL),
-                                self.mark(conv & small_f, Status.FTOL),
-                                self.mark(conv & small_x, Status.XTOL)])
+        conv_f, conv_x = conv & small_f, conv & small_x
         if self.name == "hig":
-            self._verify_truncated(ended)
+            conv_f, conv_x = self._gauss_newton_check(conv_f, conv_x)
+        self.mark(conv_f & conv_x, Status.FTOL_XTOL)
+        self.mark(conv_f, Status.FTOL)
+        self.mark(conv_x, Status.XTOL)
         if self.name == "gn":
             self.mark(short & small_f, Status.FTOL)
         stuck = self._host(xp.abs(f_prev - self.f) <= self.eps * xp.abs(f_prev))
         self.mark(short & stuck, Status.NO_PROGRESS)
         self.track_best(acc)
 
-    def _verify_truncated(self, ended: np.ndarray) -> None:
-        """HIG's change tests hold on the directions it kept; the rows ``ended`` (positions
-        among the active ones) are checked, as the single path's ``HIG.verify``, on the
-        Gauss-Newton step over all of J's directions at their point, d = −J⁺r̃ (SVD, singular
-        values above ε·max(m, n)·σ_max): its model reduction ½‖Jd‖² ≤ ftol·f or its length
-        ‖d‖ ≤ xtol·(xtol + ‖x‖), else ``TRUNCATED``."""
-        if not ended.size:
-            return
+    def _gauss_newton_check(self, small_f: np.ndarray,
+                            small_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """HIG's change tests ``small_f``/``small_x`` hold on the directions it kept; at the
+        running rows where one holds they are made again, as the single path's
+        ``gauss_newton_check``, on the Gauss-Newton step over all of J's directions at their
+        point, d = −J⁺r̃ (SVD, singular values above ε·max(m, n)·σ_max): its model reduction
+        ½‖Jd‖² ≤ ftol·f for ftol, its length ‖d‖ ≤ xtol·(xtol + ‖x‖) for xtol.  Rows where
+        neither holds end ``TRUNCATED``; returns the tests that hold."""
+        cand = (small_f | small_x) & (self.status[self.rows] == _RUNNING)
+        if not cand.any():
+            return small_f, small_x
         xp = self.xp
-        e = self._idx(ended)
-        J, r = xp.take(self.J, e, axis=0), xp.take(self._gn_residual(), e, axis=0)
+        c_np = np.nonzero(cand)[0]
+        c = self._idx(c_np)
+        J, r = xp.take(self.J, c, axis=0), xp.take(self._gn_residual(), c, axis=0)
         U, s, _ = _svd(xp, J)
         q = _vecmat(xp, r, U)
         keep = s > self.eps * max(J.shape[1], J.shape[2]) * s[:, :1]
         q = xp.where(keep, q, xp.zeros_like(q))
         predicted = 0.5 * _rows_dot(xp, q, q)
         step = _row_norms(xp, q / xp.where(keep, s, xp.ones_like(s)))
-        xtol = xp.take(self.tol("xtol"), e, axis=0)
-        f, X = xp.take(self.f, e, axis=0), xp.take(self.X, e, axis=0)
-        ok = ((predicted <= xp.take(self.tol("ftol"), e, axis=0) * xp.abs(f))
-              | (step <= xtol * (xtol + xp.linalg.vector_norm(X, axis=1))))
-        bad = np.zeros(self.rows.size, bool)
-        bad[ended[~self._host(ok)]] = True
-        for i in self.mark(bad, Status.TRUNCATED, overwrite=True):
-            k = int(np.nonzero(ended == i)[0][0])
-            self.details[int(self.rows[i])] = {"predicted": float(predicted[k]),
-                                               "step": float(step[k]), "solve": ""}
+        xtol = xp.take(self.tol("xtol"), c, axis=0)
+        f, X = xp.take(self.f, c, axis=0), xp.take(self.X, c, axis=0)
+        ok_f, ok_x = np.ones_like(cand), np.ones_like(cand)
+        ok_f[c_np] = self._host(predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))
+        ok_x[c_np] = self._host(step <= xtol * (xtol + xp.linalg.vector_norm(X, axis=1)))
+        small_f, small_x = small_f & ok_f, small_x & ok_x
+        self.mark(cand & ~small_f & ~small_x, Status.TRUNCATED)
+        return small_f, small_x
 
     def _accept(self, t: Any, nonfinite: Any, X1: Any, V1: Any, f1: Any) -> tuple[Any, Any]:
         """After a line search (``t > 0`` where it found a point): rows without one end

@@ -65,8 +65,7 @@ class Status(enum.Enum):
                                       "{residual:.3g}): x may be a saddle point. Pass hess= "
                                       "for a dense check, or check the curvature yourself.")
     TRUNCATED = (2, False, "A change test (ftol/xtol) holds on the singular directions HIG "
-                           "keeps, but not on the Gauss-Newton step over all of J's directions "
-                           "(its model reduction {predicted:.3g}, its length {step:.3g}{solve}): "
+                           "keeps, but not on the Gauss-Newton step over all of J's directions: "
                            "the directions below the truncation threshold are not converged, "
                            "and x is not verified. Lower options['truncation'], or finish with "
                            "method='lm'.")

@@ -235,6 +235,14 @@ class TrustRegionSubproblem:
         Rv = B.dot(self.xp, self.R, self._v)
         return B.unpermute(self.xp, self._v, self.perm), B.vdot(self.xp, Rv, Rv)
 
+    def gn_length(self) -> float:
+        """``‖p̂(0)‖``, the length of the (scaled) Gauss-Newton step."""
+        if self.gn is not None:
+            return self.gn[1]
+        if self.s2 is None:
+            self._svd_terms()
+        return self.n0
+
     def gn_offer(self) -> float:
         """``‖A p̂(0)‖²``, what the Gauss-Newton step (λ = 0) predicts: ``‖Qᵀr‖²`` after the
         QR, else ``Σ sq·c0`` over the kept singular values."""

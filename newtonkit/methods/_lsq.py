@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import _backend as B
+from .. import linalg
 from .._bounds import projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
@@ -137,6 +138,25 @@ class LeastSquaresMethod(Method):
                 details["columns"] = [int(j) for j in self.xp.nonzero(lin.colnorms == 0)[0]]
                 return Status.FD_ZERO_COLUMN
         return Status.GTOL
+
+    def gauss_newton_check(self, J: Any, r: Any, f: float, x: Any,
+                           status: Status) -> Status | None:
+        """An ftol/xtol ``status`` reached on steps that are short for a reason of their own
+        (HIG's truncation, LM's damping μD²: a short step there proves nothing), kept where
+        the Gauss-Newton step over all of J's directions at ``x``, d = −J⁺r (minimum norm: SVD
+        at NumPy's rank cut ε·max(m, n)·σ_max for a dense J, converged CGLS for an operator),
+        passes the same test: its model reduction ½‖Jd‖² ≤ ftol·f for ftol, its length ‖d‖ ≤
+        xtol·(xtol + ‖x‖) for xtol.  ``None`` where neither does."""
+        dense = not isinstance(J, LinearOperator)
+        d, info = linalg.gauss_newton_step(J, r, method="lstsq" if dense else "cgls")
+        if not info.converged:
+            return None
+        tol = self.tol
+        small_f = (status in (Status.FTOL, Status.FTOL_XTOL)
+                   and 0.5 * self.norm(J @ d) ** 2 <= tol["ftol"] * abs(f))
+        small_x = (status in (Status.XTOL, Status.FTOL_XTOL)
+                   and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)))
+        return small_change(small_f, small_x)
 
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient

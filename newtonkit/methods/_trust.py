@@ -106,7 +106,7 @@ def more_update(ops: Any, f: Any, f1: Any, delta: Any, par: Any, pnorm: Any,
 
 def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, eps: float,
                      ftol: float, xtol: float, nonfinite_run: Any, since: Any,
-                     offer: Any = None) -> Any:
+                     offer: Any = None, gn_length: Any = None) -> Any:
     """The code (index into :data:`CODES`, a float) after a trial: 0 go on, else FTOL, XTOL,
     both,
     NO_PROGRESS, or NONFINITE — a stop reached by shrinking away from non-finite values (the
@@ -115,12 +115,17 @@ def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, ep
     ``offer``: the Gauss-Newton step's predicted relative reduction at the trial's point, which
     the ftol test also needs at most ftol (a step cut short by the trust region predicts little
     only because it is short: MINPACK's test ended FTOL after a first step of 1e-4 on a
-    residual of scale 1e6 at float32's ftol); ``None``: the trial's own (a λ = 0 step)."""
+    residual of scale 1e6 at float32's ftol); ``None``: the trial's own (a λ = 0 step).
+    ``gn_length``: the Gauss-Newton step's scaled length ‖D p̂(0)‖, which the xtol test also
+    needs at most xtol·‖Dx‖ (a radius shrunk by rejected trials says nothing of x: on
+    Chebyquad from 10·x0, f = 1e22, MINPACK ends XTOL at x0 with nothing accepted)."""
     calm = 0.5 * u.ratio <= 1
     small_f = (abs(u.actred) <= ftol) & (u.prered <= ftol) & calm
     if offer is not None:
         small_f = small_f & (offer <= ftol)
     small_x = delta <= xtol * xnorm
+    if gn_length is not None:
+        small_x = small_x & (gn_length <= xtol * xnorm)
     stuck = ((abs(u.actred) <= eps) & (u.prered <= eps) & calm) | (delta <= eps * xnorm) | (
         gnorm <= eps)
     zero = 0.0 * delta  # codes as floats of delta's kind (a where needs one array operand)

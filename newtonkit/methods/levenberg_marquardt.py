@@ -237,13 +237,17 @@ class LevenbergMarquardt(LeastSquaresMethod):
         # the first trials (the initial radius, factor·‖Dx₀‖, which knows nothing of the
         # problem's scale): the ftol test also needs the Gauss-Newton step's offer (asked only
         # where the trial's own tests hold and λ > 0).  Later, MINPACK's test as it is: there a
-        # λ > 0 is the model's own verdict, and SciPy's counts stay.
-        offer = None
+        # λ > 0 is the model's own verdict, and SciPy's counts stay.  The xtol test needs the
+        # Gauss-Newton step's scaled length at most xtol·‖Dx‖ at every trial (MINPACK's
+        # radius test ended XTOL on Chebyquad at f = 1e22, where D is of order 1e11).
+        offer = gn_length = None
         if d.first and par > 0 and abs(u.actred) <= ftol and u.prered <= ftol:
             offer = sub.gn_offer() / (2.0 * f)
+        if u.delta <= self.tol["xtol"] * xnorm:  # xtol's radius, shrunk by rejected trials,
+            gn_length = sub.gn_length()  # says nothing of x: the Gauss-Newton step must agree
         code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
                                        ftol, self.tol["xtol"], new.nonfinite_run,
-                                       new.since_nonfinite, offer)
+                                       new.since_nonfinite, offer, gn_length)
         status = _trust.CODES[int(code)]
         if not u.accepted:
             return State(x, f, state.g, stop=status, info=state.info, data=new)
@@ -286,6 +290,10 @@ class LevenbergMarquardt(LeastSquaresMethod):
         small_x = solve.converged and self.norm(step) <= tol["xtol"] * (tol["xtol"]
                                                                          + self.norm(state.x))
         status = small_change(small_f, small_x)
+        if status is not None and mu > 0:  # a step short because μD² is large proves nothing:
+            # the tests again on the Gauss-Newton step at x (on Beale from 100·x0 the run
+            # ended XTOL at f = 3.58, and on Chebyquad FTOL at f = 1e22, with μ grown to 1e10)
+            status = self.gauss_newton_check(lin.J, lin.r, f, state.x, status)
         if status is None and not (math.isfinite(mu) and mu <= 1e300):
             status = Status.NO_PROGRESS
         status = _nonfinite_guard(status, new)
