@@ -778,16 +778,56 @@ class _BatchRun:
 
             bar = tqdm(total=Bn, desc=f"newtonkit {self.name} (batch)", leave=False)
         stop = None  # CALLBACK or INTERRUPTED: the chunks not started end at X0
+        started = 0
         try:
             for chunk in chunks:
+                started += 1
                 if stop is not None:
                     self._unstarted(chunk, X, f0, V0, stop)
                     continue
                 stop = self._solve_chunk(chunk, X, f0, V0, bar)
+        except Exception as exc:
+            self._attach_result(exc, chunks[started:], X, f0, V0)
+            raise
         finally:
             if bar is not None:
                 bar.close()
         return self._result()
+
+    def _attach_result(self, exc: Exception, unstarted: list[np.ndarray], X: Any, f0: Any,
+                       V0: Any) -> None:
+        """Give ``exc`` (raised by ``fun``, a derivative or the callback) the batch so far, as
+        the single path does: ``exc.result``, where the rows still running end ``EXCEPTION``
+        at their best accepted iterate (nothing is evaluated again), the rows not started at
+        X0, and the rows that had ended keep their results."""
+        if hasattr(exc, "result"):
+            return
+        error = {"error": f"{type(exc).__name__}: {exc}"}
+        xp, code = self.xp, _STATUSES.index(Status.EXCEPTION)
+        if self.rows.size:
+            self.status[self.rows] = code
+            if self.tracks_best:
+                X1, f1, V1, G1 = self.Xbest, self.fbest, self.Vbest, self.Gbest
+            else:  # (LM: the last accepted iterate is the best; its gradient may be stale)
+                X1, f1, V1, G1 = self.X, self.f, self.V, self.G
+                if G1 is not None:
+                    G1 = _merge(xp, self._dev(self._host(self.newJ)),
+                                xp.full_like(G1, math.nan), G1)
+            if G1 is None:  # (raised before the block's first gradient)
+                G1 = xp.full_like(X1, math.nan)
+            self.done.append((self.rows, X1, f1, G1, V1))
+        for rows in unstarted:
+            self._unstarted(rows, X, f0, V0, Status.EXCEPTION)
+        for i in np.nonzero(self.status == code)[0]:
+            self.details[int(i)] = error
+        res = self._result()
+        try:
+            exc.result = res
+        except (AttributeError, TypeError):  # an exception type that takes no attributes
+            return
+        if hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(f"newtonkit.minimize (batch): the batch so far ({res['message']}) "
+                         f"is in this exception's .result")
 
     def _chunks(self, X: Any, V0: Any) -> list[np.ndarray]:
         """The row blocks solved one after another: ``chunk_size`` rows, by default (on a CPU)
@@ -816,6 +856,7 @@ class _BatchRun:
         self.f = self.f0 = mine(f0)
         self.tracks_best = self.name != "lm"
         self.Xbest, self.fbest, self.Vbest = self.X, self.f, self.V
+        self.G = self.Gbest = None  # (the method's init computes them)
         try:
             self.init_method()
         except KeyboardInterrupt:  # before a first step: the block ends at X0 as unstarted

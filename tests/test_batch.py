@@ -661,6 +661,44 @@ def test_a_callback_writing_into_x_does_not_move_the_iterates():
     np.testing.assert_array_equal(res.fun, ref.fun)
 
 
+@pytest.mark.parametrize("method", ["lm", "gn", "hig", "newton"])
+def test_an_exception_mid_run_keeps_the_batch_so_far(method):
+    """An exception from ``fun`` on its 5th call propagates, as in the single path, with the
+    batch so far in ``exc.result``: the rows still running end EXCEPTION (97) at their best
+    accepted iterate (f at most f(x0)), with the exception named in their message; the
+    batched run used to lose everything."""
+    Y = _data(3, 5)
+    fun, jac = _model(np, "numpy", "float64")
+    kw: dict = {"jac": jac}
+    if method == "newton":
+        def base(X, Y):
+            r = fun(X, Y)
+            return 0.5 * np.sum(r * r, axis=1)
+
+        kw = {"jac": "3-point", "hess": "3-point"}
+    else:
+        base = fun
+    if method == "hig":
+        kw["options"] = {"line_search": True}
+    calls = []
+
+    def failing(X, Y):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("boom")
+        return base(X, Y)
+
+    X0 = np.tile([1.0, 0.3], (3, 1))
+    with pytest.raises(RuntimeError, match="boom") as info:
+        nk.minimize(failing, X0, method=method, args=(Y,), batch=True, **kw)
+    res = info.value.result
+    assert res.x.shape == (3, 2) and (res.status == 97).any()
+    f0 = base(X0, Y) if method == "newton" else 0.5 * np.sum(fun(X0, Y) ** 2, axis=1)
+    assert np.all(np.isfinite(res.x)) and np.all(res.fun <= f0)
+    i = int(np.nonzero(res.status == 97)[0][0])
+    assert "RuntimeError: boom" in res.message_of(i)
+
+
 # -- chunks --------------------------------------------------------------------------------------
 
 
