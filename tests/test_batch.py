@@ -510,6 +510,34 @@ def test_a_batched_saddle_is_indefinite():
     np.testing.assert_allclose(res.x[1], [0.0, np.sqrt(2.0)], rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("s", [1e4, 1e8])
+def test_newton_steps_are_free_of_a_diagonal_scaling(s):
+    """A convex quadratic with H = D C D, C = [[1, .9], [.9, 1]], D = diag(s, 1): the batch took
+    its step from eigh(H), whose small eigenvalue is accurate to ε‖H‖ only; at s = 1e8 it took
+    166 iterations and ended FTOL at |∇f| = 14·gtol (at 1e9 MAXITER), where the single path's
+    Cholesky solve (free of D) takes one step.  The step now comes from a Cholesky factor of
+    H + τI, as the single path's: the single run's status and nit, and x* to 1e-10 relative
+    (the solve's backward error is ε·κ(C) with κ(C) = 19)."""
+    C = np.array([[1.0, 0.9], [0.9, 1.0]])
+    H = np.diag([s, 1.0]) @ C @ np.diag([s, 1.0])
+    xs = np.array([3.0 / s, -2.0])
+    b = H @ xs
+
+    def f(X):
+        return 0.5 * np.einsum("bi,ij,bj->b", X, H, X) - X @ b
+
+    def g(X):
+        return X @ H - b
+
+    res = nk.minimize(f, np.zeros((1, 2)), method="newton", jac=g, batch=True,
+                      hess=lambda X: np.broadcast_to(H, (X.shape[0], 2, 2)).copy())
+    one = nk.minimize(lambda x: f(x[None])[0], np.zeros(2), method="newton",
+                      jac=lambda x: g(x[None])[0], hess=lambda x: H)
+    assert res.termination_of(0) == one.termination and res.nit[0] == one.nit == 1
+    assert res.success[0]
+    np.testing.assert_allclose(res.x[0], xs, rtol=1e-10)
+
+
 def test_a_tiny_newton_step_at_a_saddle_is_no_convergence():
     """f = c(x₀² − x₁² + x₁⁴) + 1 with c = 1e10 near its saddle 0, x = (1e-17, 1e-17): ‖∇f‖∞ =
     2e-7 is above gtol, but the shifted Newton step (about ‖x‖ = 1.4e-17) is below
