@@ -213,11 +213,15 @@ class _Evaluator:
         # Newton's rows whose central-difference gradient is Richardson's (_BatchRun._steered)
         self.richardson = np.zeros(self.Bn, dtype=bool)
 
-    def linearization_cost(self, n: int) -> int:
+    def linearization_cost(self, n: int, rows: np.ndarray | None = None) -> Any:
         """Calls of ``fun`` per row that one linearisation makes: the difference Jacobian or
-        gradient (n or 2n), and for Newton a difference Hessian of it (n or 2n gradients)."""
+        gradient (n or 2n; 4n for a row switched to Richardson's, where the global indices
+        ``rows`` are given: then an array, one entry per row), and for Newton a difference
+        Hessian of it (n or 2n gradients)."""
         per = {"2-point": n, "3-point": 2 * n}
         first = per.get(self.jac_scheme, 0)
+        if rows is not None and self.kind == "objective" and self.jac_scheme == "3-point":
+            first = np.where(self.richardson[rows], 4 * n, first)
         if self.kind != "objective" or self.hess_scheme not in per:
             return first
         # each difference of the gradient evaluates it anew (and fun there for a 2-point one)
@@ -1493,7 +1497,7 @@ class _BatchRun:
         t_ok = xp.zeros_like(t)
         X1, V1, f1 = self.X, self.V, self.f
         nonfinite = xp.zeros((b,), dtype=xp.bool)
-        cost = ev.linearization_cost(self.X.shape[1])
+        cost = ev.linearization_cost(self.X.shape[1], self.rows)
         for _ in range(o["max_backtracks"]):
             searching = ~self._host(found)
             can = self.reserve(searching, 1 + cost)
@@ -1649,7 +1653,7 @@ class _BatchRun:
         t_ok = xp.zeros_like(t)
         X1, V1, f1 = self.X, self.V, self.f
         nonfinite = xp.zeros((b,), dtype=xp.bool)
-        cost = ev.linearization_cost(self.X.shape[1])
+        cost = ev.linearization_cost(self.X.shape[1], self.rows)
         for _ in range(o["max_backtracks"]):
             searching = ~self._host(found)
             # a trial and the linearisation at the point it may accept must fit in maxfev
@@ -1875,6 +1879,9 @@ class _BatchRun:
         """The Hessians of the rows ``sel``, just switched to Richardson's gradient
         (:meth:`_steered`), anew from differences of it, as the single path's next step takes
         them."""
+        # (reserving a whole linearisation's calls, its gradient's 4n included: the Hessian
+        # spends all but those)
+        sel = self.reserve(sel, self.ev.linearization_cost(self.X.shape[1], self.rows))
         s_np = np.nonzero(sel)[0]
         if not s_np.size:
             return

@@ -1007,6 +1007,22 @@ def test_newton_with_difference_derivatives_takes_the_single_runs_iterates(jac, 
         np.testing.assert_allclose(res["x"][i], one.x, rtol=1e-10)
 
 
+def test_rows_on_richardsons_gradient_stay_within_maxfev():
+    """A row switched to Richardson's gradient spends 4n evaluations per gradient, and a
+    Hessian of such gradients at the switch: the budget reserved 2n and nothing, and rows
+    ended with nfev = 324 for maxfev = 308.  Every maxfev is now kept (a sweep over the run's
+    range)."""
+    def f(X):
+        return 100.0 * (X[:, 1] - X[:, 0] ** 2) ** 2 + (1.0 - X[:, 0]) ** 2
+
+    X0 = np.array([-1.2, 1.0]) + np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))
+    full = nk.minimize(f, X0, method="newton", jac="3-point", batch=True)
+    for maxfev in range(200, int(full.nfev.max()) + 5, 7):
+        res = nk.minimize(f, X0, method="newton", jac="3-point", batch=True,
+                          options={"maxfev": maxfev})
+        assert (res.nfev <= maxfev).all(), (maxfev, res.nfev)
+
+
 @pytest.mark.parametrize("hess", [None, "3-point"])
 def test_newton_switches_to_richardson_as_the_single_path(hess):
     """Newton without ``jac``: central differences, batched as alone (the batch took forward
