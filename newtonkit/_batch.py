@@ -39,7 +39,8 @@ Bounds ``(lb, ub)`` (shared ``(n,)`` or per problem ``(B, n)``), ``"lm"`` and ``
     step on the free columns (A's columns of J zeroed), −g_i/‖J_i‖² on A; backtracking by
     halving along the projection arc P(X + t d) to f ≤ f₀ + c₁gᵀ(P(X + t d) − X) (that term
     negative); where it fails, the same along the scaled projected gradient −g/‖J_i‖².  gtol
-    tests ‖X − P(X − G)‖∞; ftol and xtol after a full step (t = 1) on the step taken.  Every
+    tests the projected gradient p = X − P(X − G) by MINPACK's cosine max_j |p_j|/(‖J̃_j‖‖r̃‖);
+    ftol and xtol after a full step (t = 1) on the step taken.  Every
     evaluated point is in the box (difference steps as in the single path).
 ``"newton"``
     :math:`d = -(H + \tau I)^{-1} g` with :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the
@@ -1337,19 +1338,16 @@ class _BatchRun:
     def _lsq_gradient_test(self, sel: np.ndarray) -> None:
         xp = self.xp
         cn, _ = _safe_column_norms(xp, self.J, xp.linalg.vector_norm(self.J, axis=1))
-        if self.bounds is not None:  # the projected gradient ‖X − P(X − G)‖∞ ≤ gtol
-            pg = xp.max(xp.abs(self._projected_gradient()), axis=1)
-            self._zero_test(sel)
-            self.mark(sel & ~self._host(xp.isfinite(pg)), Status.NONFINITE)
-            self._gradient_test(sel & self._host(pg <= self.tol("gtol")),
-                                np.arange(self.rows.size), cn)
-            return
+        # MINPACK's cosine max_j |g_j|/(‖J_j‖·‖r̃‖), free of the scales of r and x; under
+        # bounds on the projected gradient g = X − P(X − G) (which is G away from the bounds:
+        # its plain ‖·‖∞ ≤ gtol ended GTOL at x0 with residuals of scale 1e-5)
+        g = self.G if self.bounds is None else self._projected_gradient()
         rn = xp.linalg.vector_norm(self._gn_residual(), axis=1)
-        ratio = xp.where(cn > 0, xp.abs(self.G) / xp.where(cn > 0, cn, xp.ones_like(cn)),
-                         xp.zeros_like(self.G))
+        ratio = xp.where(cn > 0, xp.abs(g) / xp.where(cn > 0, cn, xp.ones_like(cn)),
+                         xp.zeros_like(g))
         gs = xp.where(rn > 0, xp.max(ratio, axis=1) / xp.where(rn > 0, rn, 1.0),
                       xp.zeros_like(rn))
-        gs = xp.where(xp.all(xp.isfinite(self.G), axis=1), gs, xp.full_like(gs, math.inf))
+        gs = xp.where(xp.all(xp.isfinite(g), axis=1), gs, xp.full_like(gs, math.inf))
         gs_np = self._host(gs <= self.tol("gtol"))
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)

@@ -297,3 +297,28 @@ def test_autodiff_falls_back_to_reverse_mode_without_forward_ad():
     b = nk.minimize(lambda X, Yr: X[:, :1] * torch.exp(X[:, 1:] * t) - Yr, X0, method="lm",
                     args=(Y,), batch=True)
     assert a.success.all() and torch.allclose(a.x, b.x, rtol=1e-10, atol=0)
+
+
+def test_the_bounded_gradient_test_is_free_of_the_residuals_scale():
+    """Projected Gauss-Newton tested gtol on the plain projected gradient ‖X − P(X − G)‖∞:
+    with residuals of scale 1e-5 the gradient is 1e-10 at x0 and the row ended GTOL, success,
+    there (far from the minimiser (2, 0.3)), as soon as any bound was given.  It now reads
+    MINPACK's cosine on the projected gradient, as the unbounded rows: the run reaches the
+    zero-residual minimiser to 1e-5 relative (Gauss-Newton converges quadratically there; the
+    stop leaves x within about xtol = 1e-8 relative, checked with a 1000× margin)."""
+    t = np.linspace(0, 4, 30)
+    scale = 1e-5
+    y = scale * 2.0 * np.exp(0.3 * t)
+
+    def fun(X):
+        return X[:, :1] * scale * np.exp(X[:, 1:] * t) - y
+
+    def jac(X):
+        e = scale * np.exp(X[:, 1:] * t)
+        return np.stack([e, X[:, :1] * t * e], axis=2)
+
+    res = nk.minimize(fun, np.array([[1.0, 0.1]]), method="gn", jac=jac, batch=True,
+                      bounds=([-100.0, -100.0], [100.0, 100.0]))
+    assert res.success[0]
+    np.testing.assert_allclose(res.x[0], [2.0, 0.3], rtol=1e-5)
+
