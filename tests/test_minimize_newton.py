@@ -355,3 +355,17 @@ def test_a_shifted_step_proves_no_small_change():
                       options={"shift": "fixed", "tau": 10.0})
     assert res.success and res.termination == "GTOL"
     assert np.abs(res.x - 1).max() <= 1e-8
+
+
+def test_a_non_finite_hessian_product_at_the_stop_ends_nonfinite():
+    """``hessp`` turning NaN near the end (x₀ ≤ 2): the final curvature check's Lanczos fed the
+    NaN to SciPy's tridiagonal eigensolver, whose ValueError ended the run as an exception.
+    Lanczos now returns NaN estimates (not converged) for a non-finite product, and the run
+    ends NONFINITE, as the guide says."""
+    r = nk.linalg.lanczos_ritz(nk.operators.FunctionOperator(
+        (3, 3), lambda v: np.full(3, np.nan), like=np.zeros(3), tags=("symmetric",)))
+    assert np.isnan(r.lambda_min) and not r.converged
+    res = nk.minimize(lambda x: ((x - 1) ** 2).sum(), np.array([3.0, 3.0]), method="newton",
+                      jac=lambda x: 2 * (x - 1),
+                      hessp=lambda x, p: 2 * p if x[0] > 2 else np.full(2, np.nan))
+    assert res.termination == "NONFINITE" and not res.success

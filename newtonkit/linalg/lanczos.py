@@ -66,7 +66,8 @@ def lanczos_ritz(H: Any, maxiter: int | None = None, *, tol: float | None = None
         The Ritz estimates (``lambda_min`` is an upper bound on the true smallest eigenvalue,
         tight when the extreme eigenvalue is separated from the rest), their residuals and
         whether they converged: after ``maxiter`` steps without convergence (a dense spectrum)
-        ``lambda_min`` may lie far above the smallest eigenvalue.
+        ``lambda_min`` may lie far above the smallest eigenvalue.  A non-finite product
+        gives NaN estimates and residuals (not converged).
     """
     op = aslinearoperator(H)
     n = op.shape[0]
@@ -93,6 +94,8 @@ def lanczos_ritz(H: Any, maxiter: int | None = None, *, tol: float | None = None
             Qm = xp.stack(Q, axis=1)
             w = w - Qm @ (xp.matrix_transpose(Qm) @ w)
         b = float(xp.linalg.vector_norm(w))
+        if not (math.isfinite(a) and math.isfinite(b)):  # a non-finite product: no estimate
+            return Ritz(math.nan, math.nan, math.nan, math.nan, len(alphas), False)
         theta, s = _ritz(alphas, betas)
         anorm = max(abs(theta[0]), abs(theta[-1]), 1e-300)
         res = (abs(b * s[-1, 0]), abs(b * s[-1, -1]))
