@@ -74,6 +74,7 @@ from .methods import _trust, lookup
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
+from .problems._common import same_backend
 from .problems._fd import (
     RICHARDSON_SHRINK,
     difference_steps,
@@ -276,7 +277,11 @@ class _Evaluator:
         if len(out.shape) != ndim or out.shape[0] != b:
             raise ValueError(f"with batch=True {what} must return {want} for X of shape "
                              f"{tuple(X.shape)}; got shape {tuple(out.shape)}")
+        if ndim == 2 and out.shape[1] == 0:
+            raise ValueError(f"{what} returned m = 0 residuals per problem (shape "
+                             f"{tuple(out.shape)}); there is nothing to fit")
         if out.dtype != X.dtype:
+            same_backend(xp, out, f"the output of {what}")
             B.check_not_complex(xp, out, what)
             self.accuracy = output_accuracy(self.accuracy, out)  # (float32 out, float64 X)
             out = xp.astype(out, X.dtype)
@@ -603,6 +608,8 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     if len(X0.shape) != 2:
         raise ValueError(f"with batch=True X0 must be 2-D (B problems × n unknowns), got shape "
                          f"{tuple(X0.shape)}")
+    if xp.isdtype(X0.dtype, "complex floating"):
+        B.check_real_float(xp, X0, "X0")  # (raises: a cast would drop the imaginary part)
     if not xp.isdtype(X0.dtype, "real floating"):
         X0 = xp.astype(X0, xp.float64)
     B.check_real_float(xp, X0, "X0")

@@ -229,3 +229,21 @@ def test_batch_result_attributes_behave_as_attributes():
                       jac=lambda X: np.broadcast_to(np.eye(2), (X.shape[0], 2, 2)), batch=True)
     assert res.x.shape == (2, 2) and not hasattr(res, "nope")
     assert getattr(res, "nope", 7) == 7
+
+
+def test_batch_inputs_are_checked_like_single_ones():
+    """Found by an audit of the batched driver: a complex X0 was cast to real (its imaginary
+    part dropped), m = 0 residuals raised ZeroDivisionError (single: NumPy's reduction
+    error), and a torch output at NumPy X0 an unrelated dtype error."""
+    fun = lambda X: X - 1.0  # noqa: E731
+    with pytest.raises(TypeError, match="complex"):
+        nk.minimize(fun, np.ones((2, 2)) + 1j, method="lm", jac="2-point", batch=True)
+    with pytest.raises(ValueError, match="m = 0"):
+        nk.minimize(lambda X: X[:, :0], np.ones((2, 2)), method="lm", jac="2-point",
+                    batch=True)
+    with pytest.raises(ValueError, match="m = 0"):
+        nk.minimize(lambda x: x[:0], np.ones(2), method="lm", jac="2-point")
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="torch array, but x0 is a numpy array"):
+        nk.minimize(lambda X: torch.as_tensor(X) - 1.0, np.ones((2, 2)), method="lm",
+                    jac="2-point", batch=True)

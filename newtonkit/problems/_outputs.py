@@ -146,6 +146,9 @@ class OutputProblem(Counters):
             self.accuracy = output_accuracy(float(self.xp.finfo(self.dtype).eps), y)
             self.y_shape = tuple(y.shape)
             self.m = m = int(B.reshape(self.xp, y, (-1,)).shape[0])
+            if m == 0:
+                raise ValueError(f"fun returned an empty output (shape {self.y_shape}): m = 0 "
+                                 f"residuals, nothing to fit")
             # the user's own shapes a dense Jacobian may come in (besides (m, n))
             ys, xs = self.y_shape, self.shape
             self._jac_shapes = (ys + xs, ys + (self.n,), (m,) + xs)
