@@ -1747,30 +1747,42 @@ class _BatchRun:
                                                 ev.accuracy)
 
     def _steered(self, met: np.ndarray) -> np.ndarray:
-        """The rows of ``met`` (stops on a central-difference gradient G) whose Richardson
-        gradient (4·G(h/2) − G(h))/3 neither meets gtol nor agrees with G to gtol (plus its
-        rounding 3ε|f|/h): G's own error h²·f‴/6 steered them.  As the single path
-        (``Newton._unless_steered``), they go on with Richardson's gradient from now on
-        (``_Evaluator.richardson``; rows switched already are not checked again).  2n
-        evaluations each, reserved (rows that cannot afford them end MAXFEV)."""
+        """The rows of ``met`` (stops on a difference gradient G) that Richardson's gradient
+        (4·G(h/2) − G(h))/3 of central differences does not confirm, as the single path's
+        ``Newton._steering_check``.  Central G: Richardson's neither meets gtol nor agrees with
+        G to gtol (plus its rounding 3ε|f|/h); those rows go on with Richardson's gradient
+        from now on (``_Evaluator.richardson``; rows switched already are not checked again).
+        Forward G: Richardson's exceeds gtol plus G's rounding 2ε|f|/h; those rows end
+        GRADIENT_UNVERIFIED.  2n evaluations each (4n forward), reserved (rows that cannot
+        afford them end MAXFEV)."""
         xp, ev = self.xp, self.ev
         n = self.X.shape[1]
+        forward = ev.jac_scheme == "2-point"
         met = met & ~ev.richardson[self.rows]
-        sel = self.reserve(met, 2 * n)
+        sel = self.reserve(met, (4 if forward else 2) * n)
         out = met & ~sel  # (ended MAXFEV)
         s_np = np.nonzero(sel)[0]
         if not s_np.size:
             return out
-        s = self._idx(s_np)
+        s, r, r_np = self._idx(s_np), self._idx(self.rows[s_np]), self.rows[s_np]
         X, G, f = (xp.take(a, s, axis=0) for a in (self.X, self.G, self.f))
-        rich = ev.richardson_gradient(X, G, self._idx(self.rows[s_np]), self.rows[s_np])
+        central = G if not forward else ev._differences(
+            lambda Z: ev.values(Z, r, r_np), X, None, "3-point", ev.accuracy)
+        rich = ev.richardson_gradient(X, central, r, r_np)
         allowed = xp.take(self.tol("gtol"), s, axis=0)[:, None] + 3.0 * gradient_error_bound(
             X, f[:, None], None, "3-point", ev.accuracy)
-        ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
-                                                               axis=1)
+        if forward:
+            allowed = allowed + gradient_error_bound(X, f[:, None], None, "2-point", ev.accuracy)
+            ok = xp.all(xp.abs(rich) <= allowed, axis=1)
+        else:
+            ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
+                                                                   axis=1)
         ok_np = self._host(ok)
         bad = np.zeros_like(met)
         bad[s_np[~ok_np]] = True
+        if forward:
+            self.mark(bad, Status.GRADIENT_UNVERIFIED)
+            return out | bad
         ev.richardson[self.rows[bad]] = True
         self.switched |= bad
         # from here on those rows' gradient is Richardson's, at this point too (a step on the
@@ -1785,7 +1797,7 @@ class _BatchRun:
         if not met.any():
             return
         xp = self.xp
-        if self.ev.jac_scheme == "3-point":
+        if self.ev.jac_scheme in ("2-point", "3-point"):
             met = met & ~self.switched  # (switched by an earlier test of this step)
             met = met & ~self._steered(met)
         w = xp.linalg.eigvalsh(self.H)

@@ -208,7 +208,8 @@ def test_status_codes_follow_scipy():
         "GTOL": 0, "FTOL": 0, "XTOL": 0, "FTOL_XTOL": 0, "ZERO": 0, "MAXITER": 1,
         "MAXFEV": 1, "NO_PROGRESS": 2, "LINE_SEARCH": 2, "FD_ZERO_COLUMN": 2, "UNDERFLOW": 2,
         "NONFINITE": 3,
-        "INDEFINITE": 4, "CURVATURE_UNVERIFIED": 2, "TRUNCATED": 2, "DIVERGED": 5,
+        "INDEFINITE": 4, "CURVATURE_UNVERIFIED": 2, "GRADIENT_UNVERIFIED": 2, "TRUNCATED": 2,
+        "DIVERGED": 5,
         "EXCEPTION": 97,
         "INTERRUPTED": 98, "CALLBACK": 99}
     assert all(s.success == (s.code == 0) for s in Status)

@@ -289,8 +289,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
         # (a step from an iterative solve that did not converge may be short for that alone)
         small_x = solve.converged and self.norm(step) <= tol["xtol"] * (tol["xtol"]
                                                                          + self.norm(state.x))
-        status = small_change(small_f, small_x)
-        if status is not None and mu > 0:  # a step short because μD² is large proves nothing:
+        status = _nonfinite_guard(small_change(small_f, small_x), new)
+        if status in _CHANGE and mu > 0:  # a step short because μD² is large proves nothing:
             # the tests again on the Gauss-Newton step at x (on Beale from 100·x0 the run
             # ended XTOL at f = 3.58, and on Chebyquad FTOL at f = 1e22, with μ grown to 1e10)
             status = self.gauss_newton_check(lin.J, lin.r, f, state.x, status)
@@ -336,6 +336,9 @@ class LevenbergMarquardt(LeastSquaresMethod):
         return out
 
 
+_CHANGE = (Status.FTOL, Status.XTOL, Status.FTOL_XTOL)
+
+
 def _nonfinite_guard(status: Status | None, d: LMData) -> Status | None:
     """A stop reached by shrinking the step away from non-finite values is not convergence:
     ``NONFINITE`` for a stop right after a non-finite trial, after ``MAX_NONFINITE_TRIALS``
@@ -344,7 +347,6 @@ def _nonfinite_guard(status: Status | None, d: LMData) -> Status | None:
     run, since = d.nonfinite_run, d.since_nonfinite
     if run and (status is not None or run >= _trust.MAX_NONFINITE_TRIALS):
         return Status.NONFINITE
-    if (status in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL)
-            and 0 <= since < _trust.RECENT_NONFINITE):
+    if status in _CHANGE and 0 <= since < _trust.RECENT_NONFINITE:
         return Status.NONFINITE
     return status

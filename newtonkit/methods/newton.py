@@ -53,6 +53,7 @@ from .._bounds import project, projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
 from ..problems._common import BudgetExhausted
+from ..problems._fd import gradient_error_bound
 from ._base import (
     Method,
     Option,
@@ -245,9 +246,10 @@ class Newton(Method):
             if self._gradient_test(state, curvature):
                 if self._blind(state):
                     return Status.FD_ZERO_COLUMN
-                # (a central difference's own error may have steered it here as well: then
-                # the failed search stands)
-                return Status.GTOL if self._unless_steered(state, Status.GTOL) else status
+                # (a difference's own error may have steered it here as well: then the failed
+                # search stands, or the forward difference's check says so)
+                checked = self._unless_steered(state, Status.GTOL)
+                return status if checked is None else checked
         if status is not None:
             return status
         if self._gradient_test(state, curvature):
@@ -258,13 +260,14 @@ class Newton(Method):
         return self._unless_steered(state, self._small_change(state))
 
     def _unless_steered(self, state: State, status: Status | None) -> Status | None:
-        """``status``, unless it is a success on a central-difference gradient that
-        :meth:`_steering_check` finds steered by its own error: then the run goes on with
-        Richardson's gradient (``None``; once: after the switch the gradient is it, from this
-        point on, :meth:`_richardson_state`), or ends ``MAXFEV`` where the check is past the
-        budget."""
+        """``status``, unless it is a success on a difference gradient that
+        :meth:`_steering_check` finds steered by its own error: then a central-difference run
+        goes on with Richardson's gradient (``None``; once: after the switch the gradient is
+        it, from this point on, :meth:`_richardson_state`), and a forward-difference one ends
+        ``GRADIENT_UNVERIFIED`` (its scheme is the user's choice); ``MAXFEV`` where the check
+        is past the budget."""
         p = self.problem
-        if status is None or not status.success or p.grad_scheme != "3-point" or p.richardson:
+        if status is None or not status.success or p.grad_scheme is None or p.richardson:
             return status
         try:
             rich = self._steering_check(state)
@@ -272,6 +275,8 @@ class Newton(Method):
             return Status.MAXFEV
         if rich is None:
             return status
+        if p.grad_scheme == "2-point":
+            return Status.GRADIENT_UNVERIFIED
         p.use_richardson(state.x, state.f, rich)
         return None
 
@@ -388,16 +393,23 @@ class Newton(Method):
         return bool(xp.all(xp.abs(g) <= gtol + err))
 
     def _steering_check(self, state: State) -> Any:
-        """For a central-difference gradient G at a stop: its own error h²·f‴/6 is not known,
-        so the stop is checked on Richardson's (4·G(h/2) − G(h))/3, whose h² terms cancel
-        (rounding ≤ 3ε|f|/h).  ``None`` where that gradient meets gtol, or where it agrees
-        with G to gtol (G steered the run faithfully: the stop's own test stands); else that
-        gradient.  (A float32 f ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
+        """A difference gradient G at a stop is checked on Richardson's (4·G(h/2) − G(h))/3 of
+        central differences, whose h² terms cancel (rounding ≤ 3ε|f|/h).  Central G: its own
+        error h²·f‴/6 is not known; ``None`` where that gradient meets gtol, or agrees with G
+        to gtol (G steered the run faithfully: the stop's own test stands).  Forward G (4n
+        evaluations): its bias h·H_jj/2 was subtracted with a difference Hessian's diagonal,
+        whose error is not known either (float32 Jennrich–Sampson ended GTOL at |∇f| = 6.9,
+        the diagonal 30 % high); ``None`` where Richardson's gradient meets the forward test's
+        own allowance, gtol plus G's rounding 2ε|f|/h.  Else that gradient.  (A float32 f
+        ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
         p, xp, tol = self.problem, self.xp, self.tol["gtol"]
-        rich = p.richardson_gradient(state.x, state.f, state.g)
-        if rich is None:
-            return None
-        allowed = tol + 3.0 * p.gradient_error(state.x, state.f, None)
+        forward = p.grad_scheme == "2-point"
+        rich = p.richardson_gradient(state.x, state.f, None if forward else state.g)
+        rounding = 3.0 * gradient_error_bound(state.x, state.f, None, "3-point", p.accuracy)
+        if forward:
+            allowed = tol + p.gradient_error(state.x, state.f, None) + rounding
+            return None if bool(xp.all(xp.abs(rich) <= allowed)) else rich
+        allowed = tol + rounding
         if bool(xp.all(xp.abs(rich) <= allowed)) or bool(
                 xp.all(xp.abs(rich - state.g) <= allowed)):
             return None

@@ -197,19 +197,26 @@ class ScalarProblem(Counters):
 
     richardson = False  # (use_richardson)
 
-    def richardson_gradient(self, x: Any, f: float, g: Any) -> Any:
-        """``(4·G_{h/2} − G_h)/3`` for a central-difference gradient ``G_h = g`` at ``x``
-        (``f = f(x)``): the h² term of both cancels, so what is left is O(h⁴) and the rounding,
-        at most 3ε|f|/h (:func:`._fd.gradient_error_bound`'s central term, ×(4·2 + 1)/3).
-        Costs 2n evaluations; ``None`` unless the gradient is a central difference."""
-        if self.grad_scheme != "3-point":
+    def richardson_gradient(self, x: Any, f: float, g: Any = None) -> Any:
+        """``(4·G_{h/2} − G_h)/3`` from the central-difference gradient ``G_h = g`` at ``x``
+        (``f = f(x)``; computed here, 2n evaluations more, where ``g`` is ``None``): the h²
+        term of both cancels, so what is left is O(h⁴) and the rounding, at most 3ε|f|/h
+        (:func:`._fd.gradient_error_bound`'s central term, ×(4·2 + 1)/3).  Costs 2n
+        evaluations; ``None`` unless the gradient is a difference."""
+        if self.grad_scheme is None:
             return None
         xp = self.xp
+
+        def central(accuracy: float) -> Any:
+            G = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"), dtype=self.dtype),
+                            x, xp.asarray(f, dtype=self.dtype), scheme="3-point",
+                            accuracy=accuracy, bounds=self.bounds)
+            return flat(xp, G, self.dtype, "the gradient", self.n)
+
+        if g is None:
+            g = central(self.accuracy)
         eta = (self.accuracy or float(xp.finfo(self.dtype).eps)) / RICHARDSON_SHRINK
-        half = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"), dtype=self.dtype),
-                           x, xp.asarray(f, dtype=self.dtype), scheme="3-point",
-                           accuracy=eta, bounds=self.bounds)
-        return richardson(flat(xp, half, self.dtype, "the gradient", self.n), g)
+        return richardson(central(eta), g)
 
     def gradient_bias(self, x: Any, diagonal: Any) -> Any:
         """The leading error of a forward-difference gradient at ``x``, ``h_j·H_jj/2`` (``h_j``
