@@ -1258,7 +1258,11 @@ class _BatchRun:
         xp, ev = self.xp, self.ev
         n = self.X.shape[1]
         new = self._host(self.newJ) & (self.status[self.rows] == _RUNNING)
-        self._linearize_lm(self.reserve(new, ev.linearization_cost(n) + 1))
+        new = self.reserve(new, ev.linearization_cost(n))
+        self._linearize_lm(new)
+        # (G is fresh at the rows just linearised: a row that ends at it is not refreshed)
+        self.newJ = self.newJ & ~self._dev(new)
+        self.reserve(self.status[self.rows] == _RUNNING, 1)  # the trial's evaluation
         run = self.status[self.rows] == _RUNNING
         if not run.all():
             self.finish_rows()

@@ -1007,6 +1007,23 @@ def test_newton_with_difference_derivatives_takes_the_single_runs_iterates(jac, 
         np.testing.assert_allclose(res["x"][i], one.x, rtol=1e-10)
 
 
+@pytest.mark.parametrize("jac", ["2-point", "3-point"])
+def test_lm_rows_ending_at_a_new_jacobian_cost_what_they_cost_alone(jac):
+    """r = A x − b (linear: the first step lands on the minimiser, and the next Jacobian's
+    gradient test ends the row GTOL).  The batch evaluated that difference Jacobian again for
+    the row's final gradient (nfev 8 against the single path's 6 with 2-point), and reserved a
+    trial's evaluation before linearising, so maxfev = the single run's nfev ended it MAXFEV.
+    Now: the single run's nfev, and GTOL within that budget."""
+    A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]])
+    b = np.array([1.0, -1.0, 2.0])
+    one = nk.minimize(lambda x: A @ x - b, np.zeros(2), method="lm", jac=jac)
+    for opts in ({}, {"maxfev": int(one.nfev)}):
+        res = nk.minimize(lambda X: X @ A.T - b, np.zeros((1, 2)), method="lm", jac=jac,
+                          batch=True, options=opts)
+        assert res.termination_of(0) == one.termination == "GTOL"
+        assert res.nfev[0] == one.nfev
+
+
 def test_rows_on_richardsons_gradient_stay_within_maxfev():
     """A row switched to Richardson's gradient spends 4n evaluations per gradient, and a
     Hessian of such gradients at the switch: the budget reserved 2n and nothing, and rows
