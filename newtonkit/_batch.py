@@ -720,11 +720,13 @@ def _per_problem(key: str, value: Any, B_: int) -> np.ndarray:
     length B (one value per problem)."""
     integer = key in ("maxiter", "maxfev")
     try:
-        a = np.asarray(B.to_numpy(value) if hasattr(value, "shape") else value,
-                       dtype=np.float64)
+        a = np.asarray(B.to_numpy(value) if hasattr(value, "shape") else value)
     except (TypeError, ValueError):
+        a = np.asarray(None)
+    if a.dtype.kind not in "iuf":  # (not bools, nor strings that a float cast would parse)
         raise ValueError(f"option {key!r} must be a number or an array of B={B_} numbers, got "
-                         f"{value!r}") from None
+                         f"{value!r}")
+    a = a.astype(np.float64)
     if a.ndim == 1 and a.shape[0] != B_:
         raise ValueError(f"option {key!r} has one value per problem: expected an array of "
                          f"length B={B_}, got shape {a.shape}")

@@ -325,6 +325,8 @@ def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str, eps: float = _EPS)
     for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
         if tol is DEFAULT_TOL:
             tol = float(tol) * math.sqrt(max(eps, _EPS) / _EPS)
+        if isinstance(tol, (str, bytes, bool)):
+            raise ValueError(f"{name} must be a non-negative finite number or None, got {tol!r}")
         tol = 0.0 if tol is None else float(tol)
         if not tol >= 0 or math.isinf(tol):
             raise ValueError(f"{name} must be a non-negative finite number or None, got {tol}")

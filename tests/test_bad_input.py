@@ -247,3 +247,19 @@ def test_batch_inputs_are_checked_like_single_ones():
     with pytest.raises(TypeError, match="torch array, but x0 is a numpy array"):
         nk.minimize(lambda X: torch.as_tensor(X) - 1.0, np.ones((2, 2)), method="lm",
                     jac="2-point", batch=True)
+
+
+def test_a_number_given_as_a_string_is_refused():
+    """gtol='1e-3' ran as 1e-3 (``float()`` parses strings) in minimize's options, batched
+    options and least_squares' tolerances; SciPy refuses it.  A clear error everywhere."""
+    fun = lambda x: x - 1.0  # noqa: E731
+    with pytest.raises(ValueError, match="gtol"):
+        nk.minimize(fun, np.zeros(2), method="lm", jac="2-point", options={"gtol": "1e-3"})
+    with pytest.raises(ValueError, match="gtol"):
+        nk.minimize(fun, np.zeros((2, 2)), method="lm", jac="2-point", batch=True,
+                    options={"gtol": "1e-3"})
+    with pytest.raises(ValueError, match="maxfev"):
+        nk.minimize(fun, np.zeros((2, 2)), method="lm", jac="2-point", batch=True,
+                    options={"maxfev": True})
+    with pytest.raises(ValueError, match="gtol"):
+        nk.least_squares(fun, np.zeros(2), gtol="1e-3")

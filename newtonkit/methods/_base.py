@@ -80,8 +80,8 @@ def optional_positive_int(name: str, v: Any) -> int | None:
 
 
 def nonneg_float(name: str, v: Any) -> float:
-    try:
-        x = float(v)
+    try:  # (a number, not a string that float() would parse: '1e-3' is a mistake)
+        x = math.nan if isinstance(v, (str, bytes)) else float(v)
     except (TypeError, ValueError):
         x = math.nan
     if isinstance(v, bool) or not (x >= 0 and math.isfinite(x)):
