@@ -458,3 +458,22 @@ def test_a_step_short_because_of_damping_is_no_convergence(options):
     method = "lm" if "update" in options else "gn"
     res = nk.minimize(p.residual, 100 * p.x0, method=method, jac=p.jacobian, options=options)
     assert not res.success or res.fun <= 1e-10, (res.termination, res.fun)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_radius_that_underflows_is_no_convergence(dtype):
+    """Powell's badly scaled function from (0, 100): the first radius factor·‖Dx₀‖ is tiny,
+    λ's bracket ‖Aᵀr‖/Δ passes float32's range (its cast overflowed, a RuntimeWarning), the
+    step underflows to 0 and Δ to 0, and ``Δ ≤ xtol·‖Dx‖`` ended the float32 run XTOL,
+    success, at x0 (f = 0.5).  The Gauss-Newton step's length now takes part in the xtol test,
+    and α is kept within the dtype: no success at x0, no warning (errors in this suite)."""
+    def r(x):
+        return np.array([1e4 * x[0] * x[1] - 1,
+                         np.exp(-x[0]) + np.exp(-x[1]) - 1.0001]).astype(dtype)
+
+    def jac(x):
+        return np.array([[1e4 * x[1], 1e4 * x[0]],
+                         [-np.exp(-x[0]), -np.exp(-x[1])]]).astype(dtype)
+
+    res = nk.minimize(r, np.array([0.0, 100.0], dtype), method="lm", jac=jac)
+    assert not res.success or res.fun <= 1e-6, (res.termination, res.fun)

@@ -273,6 +273,11 @@ class TrustRegionSubproblem:
             return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
         return self._iterate(delta, par0, n0, *self._svd_bounds, svd=True)
 
+    def _in_range(self, alpha: float) -> float:
+        """α within the SVD terms' dtype (the λ iteration's upper bound ‖Aᵀr‖/Δ can pass
+        float32's 3.4e38, and the cast would overflow; c = sq/(s² + α) is 0 either way)."""
+        return min(alpha, float(self.xp.finfo(self.s2.dtype).max))
+
     def _iterate(self, delta: float, par0: float, n0: float, psi0: float | None,
                  gnorm: float, svd: bool) -> tuple:
         """MINPACK's λ iteration (:func:`newtonkit.methods._trust.lambda_iteration`, the code
@@ -282,7 +287,7 @@ class TrustRegionSubproblem:
         xp = self.xp
 
         def phi_svd(alpha: float) -> tuple[float, Any]:  # c = s q / (s² + α), p̂(α) = -V c
-            den = self.s2 + alpha
+            den = self.s2 + self._in_range(alpha)
             c = self.sq / den
             nrm = B.norm(xp, c)
             u = c / nrm if nrm > 0 else c
@@ -300,6 +305,6 @@ class TrustRegionSubproblem:
             return v, alpha, nrm, jp2
         # ‖A p̂‖² = Σ s²c² = Σ c (sq − α c) = sq·c − α‖c‖²: each term is ≥ 0 and the rounding
         # is ε relative to ‖A p̂‖² + α‖p̂‖², the scale of the predicted reduction it enters.
-        c = self.sq / (self.s2 + alpha)  # the last c of the iteration, computed alike
+        c = self.sq / (self.s2 + self._in_range(alpha))  # the last c of the iteration, alike
         jp2 = max(B.vdot(xp, self.sq, c) - alpha * nrm * nrm, 0.0)
         return B.dot(xp, c, self.Vt), alpha, nrm, jp2
