@@ -69,7 +69,7 @@ import numpy as np
 
 from . import _backend as B
 from ._bounds import as_arrays, check_order
-from ._status import Status
+from ._status import Status, attach_result
 from .methods import _trust, lookup
 from .methods._lmpar import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
@@ -849,13 +849,8 @@ class _BatchRun:
         for i in np.nonzero(self.status == code)[0]:
             self.details[int(i)] = error
         res = self._result()
-        try:
-            exc.result = res
-        except (AttributeError, TypeError):  # an exception type that takes no attributes
-            return
-        if hasattr(exc, "add_note"):  # Python >= 3.11
-            exc.add_note(f"newtonkit.minimize (batch): the batch so far ({res['message']}) "
-                         f"is in this exception's .result")
+        attach_result(exc, res, f"newtonkit.minimize (batch): the batch so far "
+                                f"({res['message']}) is in this exception's .result")
 
     def _chunks(self, X: Any, V0: Any) -> list[np.ndarray]:
         """The row blocks solved one after another: ``chunk_size`` rows, by default (on a CPU)

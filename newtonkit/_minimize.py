@@ -24,7 +24,7 @@ import scipy.optimize
 
 from . import _backend as B
 from ._bounds import active_mask, parse_bounds
-from ._status import Status
+from ._status import Status, attach_result
 from .methods import lookup
 from .methods._base import State, boolean, optional_nonneg_float, optional_positive_int
 from .problems import Composite, FiniteDifferenceWarning, OutputProblem, ScalarProblem
@@ -476,14 +476,9 @@ def _attach_result(exc: Exception, solver: Any, problem: Any, best: State, shape
     except Exception:  # the method's extras call the user's functions again: do without them
         res = _result(solver, problem, best, shape, nit, Status.EXCEPTION, extras=False,
                       details=details)
-    try:
-        exc.result = res
-    except (AttributeError, TypeError):  # an exception type that takes no attributes
-        return
-    if hasattr(exc, "add_note"):  # Python >= 3.11
-        exc.add_note(f"newtonkit.minimize: the run so far ({nit} iterations, {res.nfev} "
-                     f"evaluations of fun, best objective {res.fun:.6e}) is in this "
-                     f"exception's .result")
+    attach_result(exc, res, f"newtonkit.minimize: the run so far ({nit} iterations, "
+                            f"{res.nfev} evaluations of fun, best objective {res.fun:.6e}) "
+                            f"is in this exception's .result")
 
 
 def _detached(a: Any) -> Any:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Status", "FAULTS"]
+__all__ = ["Status", "FAULTS", "attach_result"]
 
 
 class Status(enum.Enum):
@@ -106,3 +106,15 @@ class Status(enum.Enum):
 
 #: The statuses after which the result is the best accepted iterate, not the last one.
 FAULTS = frozenset({Status.NONFINITE, Status.DIVERGED, Status.EXCEPTION, Status.INTERRUPTED})
+
+
+def attach_result(exc: Exception, result: object, note: str) -> None:
+    """Give ``exc`` the run so far: ``exc.result = result`` and ``note`` added to its message
+    (Python ≥ 3.11).  An exception type that takes no attributes is left as it is."""
+    try:
+        exc.result = result  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+

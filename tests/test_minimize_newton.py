@@ -220,6 +220,16 @@ def _rosen_grad(x):
     return np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200 * (x[1] - x[0] ** 2)])
 
 
+def _newton(f, x0, batch, **kw):
+    """``(success, x, termination)`` of Newton on ``f`` (written for rows ``X[..., j]``) from
+    ``x0``: alone, or as a batch of one."""
+    if batch:
+        r = nk.minimize(f, x0[None], method="newton", batch=True, **kw)
+        return bool(r.success[0]), r.x[0], r.termination_of(0)
+    r = nk.minimize(f, x0, method="newton", **kw)
+    return r.success, r.x, r.termination
+
+
 @pytest.mark.parametrize("batch", [False, True])
 def test_forward_difference_bias_is_subtracted_not_allowed_for(batch):
     """A forward difference is off by b_j = h_j·H_jj/2; the gradient test subtracts it.  Allowed
@@ -232,13 +242,7 @@ def test_forward_difference_bias_is_subtracted_not_allowed_for(batch):
         return 100 * (X[..., 1] - X[..., 0] ** 2) ** 2 + (1 - X[..., 0]) ** 2
 
     for x0 in ([-1.2, 1.0], [0.5, 0.5], [2.0, 2.0]):
-        x0 = np.array(x0)
-        if batch:
-            r = nk.minimize(rosen32, x0[None], method="newton", jac="2-point", batch=True)
-            ok, x = bool(r["success"][0]), r["x"][0]
-        else:
-            r = nk.minimize(rosen32, x0, method="newton", jac="2-point")
-            ok, x = r.success, r.x
+        ok, x, _ = _newton(rosen32, np.array(x0), batch, jac="2-point")
         assert not ok or np.abs(_rosen_grad(x)).max() < 1e-2, (x0, x)
     if not batch:
         r = nk.minimize(rosen, np.array([-1.2, 1.0]), method="newton", jac="2-point")
@@ -283,13 +287,7 @@ def test_after_the_switch_the_step_takes_richardsons_gradient(batch):
     def f(X):
         return a * X[..., 0] + X[..., 0] ** 2 / 2 + b * X[..., 0] ** 3 / 6 + (X[..., 1] - 1) ** 2
 
-    x0 = np.array([0.0, 1.0])
-    if batch:
-        r = nk.minimize(f, x0[None], method="newton", jac="3-point", batch=True)
-        ok, x = bool(r["success"][0]), r["x"][0]
-    else:
-        r = nk.minimize(f, x0, method="newton", jac="3-point")
-        ok, x = r.success, r.x
+    ok, x, _ = _newton(f, np.array([0.0, 1.0]), batch, jac="3-point")
     grad = a + x[0] + b * x[0] ** 2 / 2
     assert ok and abs(grad) <= 2e-8 and x[0] != 0.0, (ok, grad, x)
 
@@ -402,12 +400,7 @@ def test_a_forward_difference_stop_is_checked_by_richardson(batch):
     rounding (3ε|f|/h_c), whose float32 bound at f ≤ 70 is below 0.1."""
     f32, grad = _jennrich_sampson32()
     x0 = np.array([3.0, 4.0], np.float32)
+    rows = (lambda X: np.array([f32(x) for x in X])) if batch else f32
     with np.errstate(over="ignore"):  # (f overflows at the first trials: the search halves)
-        if batch:
-            r = nk.minimize(lambda X: np.array([f32(x) for x in X]), x0[None],
-                            method="newton", jac="2-point", batch=True)
-            ok, x, term = bool(r.success[0]), r.x[0], r.termination_of(0)
-        else:
-            r = nk.minimize(f32, x0, method="newton", jac="2-point")
-            ok, x, term = r.success, r.x, r.termination
+        ok, x, term = _newton(rows, x0, batch, jac="2-point")
     assert not ok or np.abs(grad(x)).max() <= 0.1, (term, grad(x))
