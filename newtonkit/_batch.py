@@ -1271,14 +1271,14 @@ class _BatchRun:
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
         # the first trials' ftol test also needs the Gauss-Newton step's offer (the single
         # path's rule: the initial radius knows nothing of the problem's scale)
-        offer = None  # (after every row's first accepted step: MINPACK's test as it is)
-        sub = self.sub
+        offer = gn_length = None  # (after every row's first accepted step: MINPACK's tests)
         if self._host(self.first).any():
+            sub = self.sub
             jp_gn = xp.where(sub.chol, sub.jp0, xp.sum(sub.sq * sub.c0, axis=1))
             safe_f = xp.where(self.f > 0, self.f, xp.ones_like(self.f))
             offer = xp.where(self.first, jp_gn / (2.0 * safe_f), xp.zeros_like(self.f))
-        # the xtol test also needs the Gauss-Newton step's scaled length (the single path's)
-        gn_length = xp.where(sub.chol, sub.n0, _row_norms(xp, sub.c0))
+            n_gn = xp.where(sub.chol, sub.n0, _row_norms(xp, sub.c0))
+            gn_length = xp.where(self.first, n_gn, xp.zeros_like(n_gn))
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
         f1 = ev.objective(V1)
@@ -1375,6 +1375,7 @@ class _BatchRun:
         else:
             thr = o["truncation"] * s[:, :1]
             power, eta = o["exponent"], o["step"]
+            self.threshold = thr[:, 0]  # (the directions dropped: _gauss_newton_check)
         keep = s > thr
         safe = xp.where(keep, s, xp.ones_like(s))
         coef = xp.where(keep, safe ** power * q, xp.zeros_like(q))
@@ -1590,11 +1591,11 @@ class _BatchRun:
     def _gauss_newton_check(self, small_f: np.ndarray,
                             small_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """HIG's change tests ``small_f``/``small_x`` hold on the directions it kept; at the
-        running rows where one holds they are made again, as the single path's
-        ``gauss_newton_check``, on the Gauss-Newton step over all of J's directions at their
-        point, d = −J⁺r̃ (SVD, singular values above ε·max(m, n)·σ_max): its model reduction
-        ½‖Jd‖² ≤ ftol·f for ftol, its length ‖d‖ ≤ xtol·(xtol + ‖x‖) for xtol.  Rows where
-        neither holds end ``TRUNCATED``; returns the tests that hold."""
+        running rows where one holds, the single path's ``gauss_newton_check``: the
+        Gauss-Newton step d = −J⁺r̃ on the directions this step dropped (singular values
+        above ε·max(m, n)·σ_max and at most the step's threshold) must offer ½‖Jd‖² ≤ ftol·f
+        or be at most xtol·(xtol + ‖x‖) long.  Rows where neither holds end ``TRUNCATED``;
+        returns the tests that stand."""
         cand = (small_f | small_x) & (self.status[self.rows] == _RUNNING)
         if not cand.any():
             return small_f, small_x
@@ -1603,19 +1604,19 @@ class _BatchRun:
         c = self._idx(c_np)
         J, r = xp.take(self.J, c, axis=0), xp.take(self._gn_residual(), c, axis=0)
         U, s, _ = _svd(xp, J)
-        q = _vecmat(xp, r, U)
-        keep = s > self.eps * max(J.shape[1], J.shape[2]) * s[:, :1]
-        q = xp.where(keep, q, xp.zeros_like(q))
+        keep = ((s > self.eps * max(J.shape[1], J.shape[2]) * s[:, :1])
+                & (s <= xp.take(self.threshold, c, axis=0)[:, None]))
+        q = xp.where(keep, _vecmat(xp, r, U), xp.zeros_like(s))
         predicted = 0.5 * _rows_dot(xp, q, q)
         step = _row_norms(xp, q / xp.where(keep, s, xp.ones_like(s)))
         xtol = xp.take(self.tol("xtol"), c, axis=0)
         f, X = xp.take(self.f, c, axis=0), xp.take(self.X, c, axis=0)
-        ok_f, ok_x = np.ones_like(cand), np.ones_like(cand)
-        ok_f[c_np] = self._host(predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))
-        ok_x[c_np] = self._host(step <= xtol * (xtol + xp.linalg.vector_norm(X, axis=1)))
-        small_f, small_x = small_f & ok_f, small_x & ok_x
-        self.mark(cand & ~small_f & ~small_x, Status.TRUNCATED)
-        return small_f, small_x
+        ok = ((predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))
+              | (step <= xtol * (xtol + xp.linalg.vector_norm(X, axis=1))))
+        bad = np.zeros_like(cand)
+        bad[c_np[~self._host(ok)]] = True
+        self.mark(bad, Status.TRUNCATED)
+        return small_f & ~bad, small_x & ~bad
 
     def _accept(self, t: Any, nonfinite: Any, X1: Any, V1: Any, f1: Any) -> tuple[Any, Any]:
         """After a line search (``t > 0`` where it found a point): rows without one end
@@ -1753,13 +1754,15 @@ class _BatchRun:
         ``Newton._steering_check``.  Central G: Richardson's neither meets gtol nor agrees with
         G to gtol (plus its rounding 3ε|f|/h); those rows go on with Richardson's gradient
         from now on (``_Evaluator.richardson``; rows switched already are not checked again).
-        Forward G: Richardson's exceeds gtol plus G's rounding 2ε|f|/h; those rows end
-        GRADIENT_UNVERIFIED.  2n evaluations each (4n forward), reserved (rows that cannot
-        afford them end MAXFEV)."""
+        Forward G (GTOL stops only: ftol/xtol make no claim on the gradient): Richardson's
+        neither meets gtol nor agrees with G less its bias (each within G's rounding 2ε|f|/h
+        more); those rows end GRADIENT_UNVERIFIED.  2n
+        evaluations each (4n forward), reserved (rows that cannot afford them end MAXFEV);
+        rows that have ended are not checked."""
         xp, ev = self.xp, self.ev
         n = self.X.shape[1]
         forward = ev.jac_scheme == "2-point"
-        met = met & ~ev.richardson[self.rows]
+        met = met & ~ev.richardson[self.rows] & (self.status[self.rows] == _RUNNING)
         sel = self.reserve(met, (4 if forward else 2) * n)
         out = met & ~sel  # (ended MAXFEV)
         s_np = np.nonzero(sel)[0]
@@ -1772,12 +1775,11 @@ class _BatchRun:
         rich = ev.richardson_gradient(X, central, r, r_np)
         allowed = xp.take(self.tol("gtol"), s, axis=0)[:, None] + 3.0 * gradient_error_bound(
             X, f[:, None], None, "3-point", ev.accuracy)
-        if forward:
+        if forward:  # (G less its bias, with the forward difference's rounding allowed)
             allowed = allowed + gradient_error_bound(X, f[:, None], None, "2-point", ev.accuracy)
-            ok = xp.all(xp.abs(rich) <= allowed, axis=1)
-        else:
-            ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
-                                                                   axis=1)
+            G = xp.take(self._debiased_gradient(), s, axis=0)
+        ok = xp.all(xp.abs(rich) <= allowed, axis=1) | xp.all(xp.abs(rich - G) <= allowed,
+                                                               axis=1)
         ok_np = self._host(ok)
         bad = np.zeros_like(met)
         bad[s_np[~ok_np]] = True
@@ -1798,7 +1800,8 @@ class _BatchRun:
         if not met.any():
             return
         xp = self.xp
-        if self.ev.jac_scheme in ("2-point", "3-point"):
+        scheme = self.ev.jac_scheme
+        if scheme == "3-point" or (scheme == "2-point" and status is Status.GTOL):
             met = met & ~self.switched  # (switched by an earlier test of this step)
             met = met & ~self._steered(met)
         w = xp.linalg.eigvalsh(self.H)
@@ -1883,7 +1886,6 @@ class _BatchRun:
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * scale)
         if ev.accuracy > self.eps:  # f less precise than X: as the single path (its docs)
             small_f &= self.tol("ftol") >= ev.accuracy
-        small_f &= newton  # (a shifted step is short because of τ, as for xtol)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill & (small_x | small_f)
         both, fx = conv & small_x & small_f, conv & small_x

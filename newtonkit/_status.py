@@ -64,12 +64,12 @@ class Status(enum.Enum):
                                       "{steps} steps (estimate {lambda_min:.3g}, residual "
                                       "{residual:.3g}): x may be a saddle point. Pass hess= "
                                       "for a dense check, or check the curvature yourself.")
-    GRADIENT_UNVERIFIED = (2, False, "A convergence test is met on a forward-difference "
+    GRADIENT_UNVERIFIED = (2, False, "The gradient test is met on a forward-difference "
                                      "gradient, but Richardson's extrapolation of central "
-                                     "differences at x exceeds gtol plus the forward "
-                                     "difference's rounding: the difference's error steered the "
-                                     "run (a float32 fun, or large derivatives), and x is not "
-                                     "verified. Pass jac= or jac='3-point'.")
+                                     "differences at x neither meets gtol nor agrees with it: "
+                                     "the difference's error steered the run (a float32 fun, or "
+                                     "large derivatives), and x is not verified. Pass jac= or "
+                                     "jac='3-point'.")
     TRUNCATED = (2, False, "A change test (ftol/xtol) holds on the singular directions HIG "
                            "keeps, but not on the Gauss-Newton step over all of J's directions: "
                            "the directions below the truncation threshold are not converged, "

@@ -344,17 +344,6 @@ def test_a_cg_step_short_because_cg_stopped_early_is_no_convergence():
     assert res.success and res.fun <= 1e-10, (res.termination, res.fun)
 
 
-def test_a_shifted_step_proves_no_small_change():
-    """A step shortened by a shift τ > 0 is small because of τ: neither ftol nor xtol reads it
-    (ftol did: with a fixed τ = 10 and f = 1e10 + ½‖x − 1‖², FTOL, success, at |∇f| = 0.017,
-    where ftol·|f| = 1e-4).  The run goes on to the gradient test."""
-    res = nk.minimize(lambda x: 1e10 + 0.5 * np.sum((x - 1) ** 2), np.zeros(3),
-                      method="newton", jac=lambda x: x - 1, hess=lambda x: np.eye(3),
-                      options={"shift": "fixed", "tau": 10.0})
-    assert res.success and res.termination == "GTOL"
-    assert np.abs(res.x - 1).max() <= 1e-8
-
-
 def test_a_non_finite_hessian_product_at_the_stop_ends_nonfinite():
     """``hessp`` turning NaN near the end (x₀ ≤ 2): the final curvature check's Lanczos fed the
     NaN to SciPy's tridiagonal eigensolver, whose ValueError ended the run as an exception.

@@ -139,24 +139,35 @@ class LeastSquaresMethod(Method):
                 return Status.FD_ZERO_COLUMN
         return Status.GTOL
 
-    def gauss_newton_check(self, J: Any, r: Any, f: float, x: Any,
-                           status: Status) -> Status | None:
+    def gauss_newton_check(self, J: Any, r: Any, f: float, x: Any, status: Status,
+                           above: float | None = None) -> Status | None:
         """An ftol/xtol ``status`` reached on steps that are short for a reason of their own
         (HIG's truncation, LM's damping μD²: a short step there proves nothing), kept where
-        the Gauss-Newton step over all of J's directions at ``x``, d = −J⁺r (minimum norm: SVD
-        at NumPy's rank cut ε·max(m, n)·σ_max for a dense J, converged CGLS for an operator),
-        passes the same test: its model reduction ½‖Jd‖² ≤ ftol·f for ftol, its length ‖d‖ ≤
-        xtol·(xtol + ‖x‖) for xtol.  ``None`` where neither does."""
-        dense = not isinstance(J, LinearOperator)
-        d, info = linalg.gauss_newton_step(J, r, method="lstsq" if dense else "cgls")
-        if not info.converged:
-            return None
-        tol = self.tol
-        small_f = (status in (Status.FTOL, Status.FTOL_XTOL)
-                   and 0.5 * self.norm(J @ d) ** 2 <= tol["ftol"] * abs(f))
-        small_x = (status in (Status.XTOL, Status.FTOL_XTOL)
-                   and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)))
-        return small_change(small_f, small_x)
+        the Gauss-Newton step d = −J⁺r at ``x`` passes either test: its model reduction
+        ½‖Jd‖² ≤ ftol·f, or its length ‖d‖ ≤ xtol·(xtol + ‖x‖) (either: at a zero-residual
+        minimiser the model offers all of f, at a rank-deficient one the step's noise
+        directions are long).  Minimum norm: SVD at NumPy's rank cut ε·max(m, n)·σ_max for a
+        dense J, over the singular values at most ``above`` only where it is given (the
+        directions HIG dropped; its own tests cover the others), converged CGLS over all of
+        an operator's.  ``None`` where neither test holds."""
+        xp, tol = self.xp, self.tol
+        if isinstance(J, LinearOperator):
+            d, info = linalg.gauss_newton_step(J, r, method="cgls")
+            if not info.converged:
+                return None
+            offer, length = 0.5 * self.norm(J @ d) ** 2, self.norm(d)
+        else:
+            U, s, _ = xp.linalg.svd(J, full_matrices=False)
+            keep = s > max(J.shape) * float(xp.finfo(J.dtype).eps) * s[0]
+            if above is not None:
+                keep = keep & (s <= above)
+            q = xp.where(keep, xp.matrix_transpose(U) @ r, xp.zeros_like(s))
+            offer = 0.5 * self.norm(q) ** 2
+            length = self.norm(q / xp.where(keep, s, xp.ones_like(s)))
+        if offer <= tol["ftol"] * abs(f) or length <= tol["xtol"] * (tol["xtol"]
+                                                                     + self.norm(x)):
+            return status
+        return None
 
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient

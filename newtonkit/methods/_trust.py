@@ -116,9 +116,9 @@ def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, ep
     the ftol test also needs at most ftol (a step cut short by the trust region predicts little
     only because it is short: MINPACK's test ended FTOL after a first step of 1e-4 on a
     residual of scale 1e6 at float32's ftol); ``None``: the trial's own (a λ = 0 step).
-    ``gn_length``: the Gauss-Newton step's scaled length ‖D p̂(0)‖, which the xtol test also
-    needs at most xtol·‖Dx‖ (a radius shrunk by rejected trials says nothing of x: on
-    Chebyquad from 10·x0, f = 1e22, MINPACK ends XTOL at x0 with nothing accepted)."""
+    ``gn_length``: likewise the Gauss-Newton step's scaled length ‖D p̂(0)‖, which the xtol
+    test then also needs at most xtol·‖Dx‖ (a radius shrunk by rejected first trials says
+    nothing of x: on Chebyquad from 10·x0, f = 1e22, MINPACK ends XTOL at x0)."""
     calm = 0.5 * u.ratio <= 1
     small_f = (abs(u.actred) <= ftol) & (u.prered <= ftol) & calm
     if offer is not None:

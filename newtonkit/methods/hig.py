@@ -184,16 +184,18 @@ class HIG(LeastSquaresMethod):
                    thresholds=appended(hist["thresholds"], info.threshold),
                    step_lengths=appended(hist["step_lengths"], res.t))
         i = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
-             "rank": info.rank, "nonfinite": res.nonfinite, "gn_step": float(gn_step),
+             "rank": info.rank, "threshold": float(info.threshold),
+             "nonfinite": res.nonfinite, "gn_step": float(gn_step),
              "gn_predicted": float(gn_predicted)}
         return State(ev.x, ev.f, keep["lin"].g, accepted=True, info=i, data=new)
 
     def verify(self, state: State, status: Status) -> tuple[Status, State]:
         """A change test (ftol/xtol) holds on the directions HIG kept (``gauss_newton_bounds``);
         the directions below the truncation are checked here, at ``state.x``, on the
-        Gauss-Newton step over all of J's directions (:meth:`gauss_newton_check`; under bounds
-        on the free variables), else ``TRUNCATED``.  (On NIST's Misra1b HIG ended ``FTOL`` at
-        9e4 times the minimum, a residual–column cosine of 0.6, σ_min/σ_max = 1e-8.)"""
+        Gauss-Newton step on the directions the last step dropped
+        (:meth:`gauss_newton_check`; under bounds on the free variables), else
+        ``TRUNCATED``.  (On NIST's Misra1b HIG ended ``FTOL`` at 9e4 times the minimum, a
+        residual–column cosine of 0.6, σ_min/σ_max = 1e-8.)"""
         if status not in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL):
             return status, state
         xp, lin = self.xp, state.data["lin"]
@@ -204,7 +206,8 @@ class HIG(LeastSquaresMethod):
             held = ((x <= lb) & (g > 0)) | ((x >= ub) & (g < 0))
             free = xp.astype(xp.logical_not(held), J.dtype)
             J = J * free[None, :] if lin.dense else J @ DiagonalOperator(free)
-        checked = self.gauss_newton_check(J, lin.r, state.f, state.x, status)
+        checked = self.gauss_newton_check(J, lin.r, state.f, state.x, status,
+                                          above=state.info.get("threshold"))
         if checked is not None:
             return checked, state
         return Status.TRUNCATED, dataclasses.replace(state, details=dict(state.details))

@@ -237,14 +237,15 @@ class LevenbergMarquardt(LeastSquaresMethod):
         # the first trials (the initial radius, factor·‖Dx₀‖, which knows nothing of the
         # problem's scale): the ftol test also needs the Gauss-Newton step's offer (asked only
         # where the trial's own tests hold and λ > 0).  Later, MINPACK's test as it is: there a
-        # λ > 0 is the model's own verdict, and SciPy's counts stay.  The xtol test needs the
-        # Gauss-Newton step's scaled length at most xtol·‖Dx‖ at every trial (MINPACK's
-        # radius test ended XTOL on Chebyquad at f = 1e22, where D is of order 1e11).
+        # λ > 0 is the model's own verdict, and SciPy's counts stay.  The first trials' xtol
+        # test needs the Gauss-Newton step's scaled length at most xtol·‖Dx‖ too (MINPACK's
+        # radius test ended Chebyquad from 10·x0, f = 1e22, XTOL at x0 with nothing accepted;
+        # at every trial it would refuse singular minimisers, where that step is ½‖Dx‖).
         offer = gn_length = None
         if d.first and par > 0 and abs(u.actred) <= ftol and u.prered <= ftol:
             offer = sub.gn_offer() / (2.0 * f)
-        if u.delta <= self.tol["xtol"] * xnorm:  # xtol's radius, shrunk by rejected trials,
-            gn_length = sub.gn_length()  # says nothing of x: the Gauss-Newton step must agree
+        if d.first and u.delta <= self.tol["xtol"] * xnorm:  # (likewise the xtol test: a
+            gn_length = sub.gn_length()  # radius shrunk by rejected first trials says nothing)
         code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
                                        ftol, self.tol["xtol"], new.nonfinite_run,
                                        new.since_nonfinite, offer, gn_length)
@@ -289,11 +290,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         # (a step from an iterative solve that did not converge may be short for that alone)
         small_x = solve.converged and self.norm(step) <= tol["xtol"] * (tol["xtol"]
                                                                          + self.norm(state.x))
-        status = _nonfinite_guard(small_change(small_f, small_x), new)
-        if status in _CHANGE and mu > 0:  # a step short because μD² is large proves nothing:
-            # the tests again on the Gauss-Newton step at x (on Beale from 100·x0 the run
-            # ended XTOL at f = 3.58, and on Chebyquad FTOL at f = 1e22, with μ grown to 1e10)
-            status = self.gauss_newton_check(lin.J, lin.r, f, state.x, status)
+        status = small_change(small_f, small_x)
         if status is None and not (math.isfinite(mu) and mu <= 1e300):
             status = Status.NO_PROGRESS
         status = _nonfinite_guard(status, new)
@@ -336,9 +333,6 @@ class LevenbergMarquardt(LeastSquaresMethod):
         return out
 
 
-_CHANGE = (Status.FTOL, Status.XTOL, Status.FTOL_XTOL)
-
-
 def _nonfinite_guard(status: Status | None, d: LMData) -> Status | None:
     """A stop reached by shrinking the step away from non-finite values is not convergence:
     ``NONFINITE`` for a stop right after a non-finite trial, after ``MAX_NONFINITE_TRIALS``
@@ -347,6 +341,7 @@ def _nonfinite_guard(status: Status | None, d: LMData) -> Status | None:
     run, since = d.nonfinite_run, d.since_nonfinite
     if run and (status is not None or run >= _trust.MAX_NONFINITE_TRIALS):
         return Status.NONFINITE
-    if status in _CHANGE and 0 <= since < _trust.RECENT_NONFINITE:
+    if (status in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL)
+            and 0 <= since < _trust.RECENT_NONFINITE):
         return Status.NONFINITE
     return status

@@ -83,8 +83,8 @@ ACTIVE_EPS = 1e-3
 DENSE_HESSIAN_BUDGET = 2**30
 
 
-#: The relative residual of the Newton step that checks a change-test stop of the CG route
-#: (:meth:`Newton._on_newton_step`; the CGLS default of the Gauss-Newton steps).
+#: The relative residual of the Newton step that checks an xtol stop of the CG route
+#: (:meth:`Newton._newton_step_is_short`; the CGLS default of the Gauss-Newton steps).
 CHECK_RTOL = 1e-10
 
 
@@ -205,8 +205,8 @@ class Newton(Method):
         tol = self.tol
         # the full Newton step predicts convergence within xtol; a shifted one (τ > 0: fixed,
         # or making an indefinite H definite) is short because of τ, which proves nothing
-        # (a truncated-CG step is short where CG stopped early: its stops are checked on the
-        # Newton step solved tightly, _on_newton_step)
+        # (a truncated-CG step is short where CG stopped early: its xtol stops are checked
+        # on the Newton step solved tightly, _newton_step_is_short)
         newton = not use_cg and last(data["taus"]) == 0.0
         if newton and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
             return stop(state, Status.XTOL)
@@ -263,12 +263,14 @@ class Newton(Method):
         """``status``, unless it is a success on a difference gradient that
         :meth:`_steering_check` finds steered by its own error: then a central-difference run
         goes on with Richardson's gradient (``None``; once: after the switch the gradient is
-        it, from this point on, :meth:`_richardson_state`), and a forward-difference one ends
-        ``GRADIENT_UNVERIFIED`` (its scheme is the user's choice); ``MAXFEV`` where the check
-        is past the budget."""
+        it, from this point on, :meth:`_richardson_state`), and a forward-difference GTOL stop
+        ends ``GRADIENT_UNVERIFIED`` (the scheme is the user's choice); ``MAXFEV`` where the
+        check is past the budget."""
         p = self.problem
         if status is None or not status.success or p.grad_scheme is None or p.richardson:
             return status
+        if p.grad_scheme == "2-point" and status is not Status.GTOL:
+            return status  # (ftol/xtol make no claim on the gradient that its check could test)
         try:
             rich = self._steering_check(state)
         except BudgetExhausted:  # (no evaluations left to check it)
@@ -336,18 +338,22 @@ class Newton(Method):
                              x_finite=state.x_finite)
 
     def _small_change(self, state: State) -> Status | None:
-        """After an accepted full step (step length 1) of Newton's own, unshifted: ``|f_k −
-        f_{k+1}| ≤ ftol·max(|f_k|, |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)``
-        (:func:`small_change`); after a truncated-CG step, checked by :meth:`_on_newton_step`."""
+        """After an accepted full step (step length 1): ``|f_k − f_{k+1}| ≤ ftol·max(|f_k|,
+        |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)`` (:func:`small_change`; xtol only
+        after an unshifted step, and after a truncated-CG step checked by
+        :meth:`_newton_step_is_short`)."""
         i, tol = state.info, self.tol
-        # (a step shortened by a shift τ > 0 is small because of τ: no change test on it)
-        if not (state.accepted and i["step_length"] == 1.0) or i.get("tau"):
+        if not (state.accepted and i["step_length"] == 1.0):
             return None
-        small_x = i["step_norm"] <= tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+        # (a step shortened by a shift τ > 0 is small because of τ: no xtol stop on it; ftol
+        # reads f's change, which a singular H, shifted at every step, needs to end on)
+        small_x = not i.get("tau") and i["step_norm"] <= tol["xtol"] * (tol["xtol"]
+                                                                         + self.norm(state.x))
         small_f = self._resolved() and abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
             abs(i["f_prev"]), abs(state.f), 1.0)
-        status = small_change(small_f, small_x)
-        return status if status is None or not i.get("cg") else self._on_newton_step(state)
+        if small_x and i.get("cg"):
+            small_x = self._newton_step_is_short(state)
+        return small_change(small_f, small_x)
 
     def _resolved(self) -> bool:
         """Whether f resolves a change of ftol: f less precise than x (a float32 f at float64
@@ -356,22 +362,17 @@ class Newton(Method):
         eta = self.problem.accuracy or eps
         return eta <= eps or self.tol["ftol"] >= eta
 
-    def _on_newton_step(self, state: State) -> Status | None:
-        """A change-test stop after a truncated-CG step, which is short where CG stopped early
-        (on Brown's badly scaled function, κ(H) ≈ 1e12, one or two CG iterations made a step
-        of 1e-8 and the run ended XTOL at |∇f| = 2e6): the tests again, on the Newton step
-        solved to ‖Hd + g‖ ≤ :data:`CHECK_RTOL`·‖g‖: its length for xtol, its model
-        reduction −½gᵀd for ftol.  ``None`` (the run goes on) where that solve meets negative
-        curvature or does not converge, or neither test holds."""
+    def _newton_step_is_short(self, state: State) -> bool:
+        """The xtol test after a truncated-CG step, which is short where CG stopped early (on
+        Brown's badly scaled function, κ(H) ≈ 1e12, one or two CG iterations made a step of
+        1e-8 and the run ended XTOL at |∇f| = 2e6): made again on the Newton step solved to
+        ‖Hd + g‖ ≤ :data:`CHECK_RTOL`·‖g‖; false where that solve meets negative curvature
+        or does not converge (the run goes on; ftol, on f's change, stands as it is)."""
         p, tol, x = self.problem, self.tol, state.x
         d, info = linalg.truncated_cg(p.hessian(x, matrix_free=True), state.g, rtol=CHECK_RTOL,
                                       maxiter=self.opts["cg_maxiter"])
-        if not info.converged or info.negative_curvature:
-            return None
-        small_x = self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x))
-        offer = -0.5 * float(self.xp.vecdot(state.g, d))
-        small_f = self._resolved() and offer <= tol["ftol"] * max(abs(state.f), 1.0)
-        return small_change(small_f, small_x)
+        return (info.converged and not info.negative_curvature
+                and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)))
 
     def _gradient_test(self, state: State, curvature: Any) -> bool:
         """``|g_j| <= gtol``; for a difference gradient ``|g_j − b_j| <= gtol + e_j`` (module
@@ -399,19 +400,20 @@ class Newton(Method):
         to gtol (G steered the run faithfully: the stop's own test stands).  Forward G (4n
         evaluations): its bias h·H_jj/2 was subtracted with a difference Hessian's diagonal,
         whose error is not known either (float32 Jennrich–Sampson ended GTOL at |∇f| = 6.9,
-        the diagonal 30 % high); ``None`` where Richardson's gradient meets the forward test's
-        own allowance, gtol plus G's rounding 2ε|f|/h.  Else that gradient.  (A float32 f
-        ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
-        p, xp, tol = self.problem, self.xp, self.tol["gtol"]
+        the diagonal 30 % high); ``None`` where Richardson's gradient meets gtol or agrees
+        with G less its bias, each within G's rounding 2ε|f|/h more.  Else that gradient.  (A
+        float32 f ended GTOL or XTOL on Rosenbrock with |∇f| = 40·gtol.)"""
+        p, xp, tol, g = self.problem, self.xp, self.tol["gtol"], state.g
         forward = p.grad_scheme == "2-point"
-        rich = p.richardson_gradient(state.x, state.f, None if forward else state.g)
-        rounding = 3.0 * gradient_error_bound(state.x, state.f, None, "3-point", p.accuracy)
-        if forward:
-            allowed = tol + p.gradient_error(state.x, state.f, None) + rounding
-            return None if bool(xp.all(xp.abs(rich) <= allowed)) else rich
-        allowed = tol + rounding
-        if bool(xp.all(xp.abs(rich) <= allowed)) or bool(
-                xp.all(xp.abs(rich - state.g) <= allowed)):
+        rich = p.richardson_gradient(state.x, state.f, None if forward else g)
+        allowed = tol + 3.0 * gradient_error_bound(state.x, state.f, None, "3-point",
+                                                   p.accuracy)
+        if forward:  # (G less its bias, with the forward difference's rounding allowed)
+            allowed = allowed + p.gradient_error(state.x, state.f, None)
+            curvature = state.data.get("curvature")
+            bias = None if curvature is None else p.gradient_bias(state.x, curvature)
+            g = g if bias is None else g - bias
+        if bool(xp.all(xp.abs(rich) <= allowed)) or bool(xp.all(xp.abs(rich - g) <= allowed)):
             return None
         return rich
 
