@@ -43,9 +43,9 @@ Bounds ``(lb, ub)`` (shared ``(n,)`` or per problem ``(B, n)``), ``"lm"`` and ``
     ftol and xtol after a full step (t = 1) on the step taken.  Every
     evaluated point is in the box (difference steps as in the single path).
 ``"newton"``
-    :math:`d = -(H + \tau I)^{-1} g` with :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the
-    ``"eigen"`` shift of :func:`newtonkit.linalg.regularized_cholesky_solve`) from one
-    symmetric eigendecomposition, Armijo backtracking; success only where
+    :math:`d = -(H + \tau I)^{-1} g` from a Cholesky factor, with :math:`\tau = 0` where H
+    factors, else :math:`\tau = \max(-1.5\lambda_{\min}, 0)` (the ``"eigen"`` shift of
+    :func:`newtonkit.linalg.regularized_cholesky_solve`), Armijo backtracking; success only where
     :math:`\lambda_{\min}(H) \ge -10^{-8}|\lambda_{\max}|` (else status 4).
 
 Derivatives: ``jac`` callable ``(B, m, n)`` (Newton: gradients ``(B, n)``, ``hess`` ``(B, n,
@@ -721,9 +721,10 @@ def _per_problem(key: str, value: Any, B_: int) -> np.ndarray:
     integer = key in ("maxiter", "maxfev")
     try:
         a = np.asarray(B.to_numpy(value) if hasattr(value, "shape") else value)
-    except (TypeError, ValueError):
-        a = np.asarray(None)
-    if a.dtype.kind not in "iuf":  # (not bools, nor strings that a float cast would parse)
+        numbers = a.dtype.kind in "iuf"  # (not bools, nor strings a float cast would parse)
+    except (TypeError, ValueError):  # (a ragged list)
+        numbers = False
+    if not numbers:
         raise ValueError(f"option {key!r} must be a number or an array of B={B_} numbers, got "
                          f"{value!r}")
     a = a.astype(np.float64)
@@ -767,9 +768,9 @@ class _BatchRun:
         """Calls of ``fun`` each active row may still make (maxfev is never exceeded)."""
         return self.o["maxfev"][self.rows] - self.ev.nfev[self.rows]
 
-    def reserve(self, sel: np.ndarray, calls: int) -> np.ndarray:
-        """``sel`` less the rows that cannot afford ``calls`` more evaluations: those end
-        with MAXFEV now, at their last accepted point."""
+    def reserve(self, sel: np.ndarray, calls: Any) -> np.ndarray:
+        """``sel`` less the rows that cannot afford ``calls`` more evaluations (a number, or
+        one per active row): those end with MAXFEV now, at their last accepted point."""
         short = sel & (self.budget_left() < calls)
         self.mark(short, Status.MAXFEV)
         return sel & ~short
@@ -1817,8 +1818,9 @@ class _BatchRun:
         H = D C D, D = diag(1e8, 1), it took 166 iterations to FTOL at 14·gtol where the
         single path took 1); τ = 0 where H itself factors, else τ = max(−factor·λ_min, 0)
         from H's eigenvalues, and where H + τI does not factor either (a singular
-        semi-definite H) the spectral solve with each eigenvalue at least ε·max|λ|.
-        ``newton`` (host): the step is unshifted (τ = 0, H factored)."""
+        semi-definite H) the spectral solve with each eigenvalue at least ε·max|λ| (the single
+        path retries the factorisation with a growing shift there instead).  ``newton``
+        (host): the step is unshifted (τ = 0, H factored)."""
         xp, o = self.xp, self.o
         L, newton_dev = _cholesky(xp, self.H)
         d = -_cholesky_solve(xp, L, G)

@@ -202,7 +202,8 @@ class ScalarProblem(Counters):
         (``f = f(x)``; computed here, 2n evaluations more, where ``g`` is ``None``): the h²
         term of both cancels, so what is left is O(h⁴) and the rounding, at most 3ε|f|/h
         (:func:`._fd.gradient_error_bound`'s central term, ×(4·2 + 1)/3).  Costs 2n
-        evaluations; ``None`` unless the gradient is a difference."""
+        evaluations (4n where ``g`` is ``None``); ``None`` unless the gradient is a
+        difference."""
         if self.grad_scheme is None:
             return None
         xp = self.xp
