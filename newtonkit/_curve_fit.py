@@ -98,11 +98,10 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         ``docs/least_squares.md``.  ``nan_policy='omit'`` and ``x_scale`` are not batched.
     **kwargs
         Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
-        ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).
-
-    The default budget of ``'lm'`` is SciPy ``curve_fit``'s (``leastsq``'s): 100·(n + 1)
-    evaluations of ``f`` with a Jacobian, 200·(n + 1) with differences (whose evaluations it
-    counts); other methods take :func:`newtonkit.least_squares`' defaults.
+        ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).  The
+        default budget of ``'lm'`` is SciPy ``curve_fit``'s (``leastsq``'s): 100·(n + 1)
+        evaluations of ``f`` with a Jacobian, 200·(n + 1) with differences (whose evaluations
+        it counts); other methods take :func:`newtonkit.least_squares`' defaults.
 
     Returns
     -------
