@@ -72,6 +72,7 @@ from ._bounds import as_arrays, check_order
 from ._status import Status, attach_result
 from .methods import _trust, lookup
 from .methods._lmpar import GRAM_MAX_ERR
+from .methods._lsq import gauss_newton_terms
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 from .problems._common import same_backend
@@ -1603,13 +1604,9 @@ class _BatchRun:
         xp = self.xp
         c_np = np.nonzero(cand)[0]
         c = self._idx(c_np)
-        J, r = xp.take(self.J, c, axis=0), xp.take(self._gn_residual(), c, axis=0)
-        U, s, _ = _svd(xp, J)
-        keep = ((s > self.eps * max(J.shape[1], J.shape[2]) * s[:, :1])
-                & (s <= xp.take(self.threshold, c, axis=0)[:, None]))
-        q = xp.where(keep, _vecmat(xp, r, U), xp.zeros_like(s))
-        predicted = 0.5 * _rows_dot(xp, q, q)
-        step = _row_norms(xp, q / xp.where(keep, s, xp.ones_like(s)))
+        predicted, step = gauss_newton_terms(xp, xp.take(self.J, c, axis=0),
+                                             xp.take(self._gn_residual(), c, axis=0),
+                                             xp.take(self.threshold, c, axis=0))
         xtol = xp.take(self.tol("xtol"), c, axis=0)
         f, X = xp.take(self.f, c, axis=0), xp.take(self.X, c, axis=0)
         ok = ((predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))

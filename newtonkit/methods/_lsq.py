@@ -17,6 +17,19 @@ from ._base import Method, State, small_change
 _MIN_NORMAL = sys.float_info.min
 
 
+def gauss_newton_terms(xp: Any, J: Any, r: Any, above: Any = None) -> tuple[Any, Any]:
+    """``(½‖Jd‖², ‖d‖)`` of the minimum-norm Gauss-Newton step d = −J⁺r of each problem of a
+    stack, ``J`` (b, m, n) and ``r`` (b, m): from the SVD, over the singular values above
+    NumPy's rank cut ε·max(m, n)·σ_max and, where ``above`` (b,) is given, at most it."""
+    U, s, _ = xp.linalg.svd(J, full_matrices=False)
+    keep = s > max(J.shape[1], J.shape[2]) * float(xp.finfo(J.dtype).eps) * s[:, :1]
+    if above is not None:
+        keep = keep & (s <= above[:, None])
+    q = xp.where(keep, (r[:, None, :] @ U)[:, 0, :], xp.zeros_like(s))
+    d = q / xp.where(keep, s, xp.ones_like(s))
+    return 0.5 * xp.sum(q * q, axis=1), xp.sqrt(xp.sum(d * d, axis=1))
+
+
 @dataclass(frozen=True, slots=True)
 class Linearization:
     """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
@@ -157,13 +170,10 @@ class LeastSquaresMethod(Method):
                 return None
             offer, length = 0.5 * self.norm(J @ d) ** 2, self.norm(d)
         else:
-            U, s, _ = xp.linalg.svd(J, full_matrices=False)
-            keep = s > max(J.shape) * float(xp.finfo(J.dtype).eps) * s[0]
-            if above is not None:
-                keep = keep & (s <= above)
-            q = xp.where(keep, xp.matrix_transpose(U) @ r, xp.zeros_like(s))
-            offer = 0.5 * self.norm(q) ** 2
-            length = self.norm(q / xp.where(keep, s, xp.ones_like(s)))
+            cut = None if above is None else xp.asarray([above], dtype=J.dtype,
+                                                         device=B.device(J))
+            offer, length = (float(a[0]) for a in gauss_newton_terms(xp, J[None, ...],
+                                                                     r[None, ...], cut))
         if offer <= tol["ftol"] * abs(f) or length <= tol["xtol"] * (tol["xtol"]
                                                                      + self.norm(x)):
             return status
