@@ -21,10 +21,9 @@ Newton), each step one batched factorisation:
     Per Jacobian, the scaled normal matrix :math:`M = A^TA`, :math:`A = \tilde J D^{-1}`, is
     factored :math:`M = LL^T` by a Cholesky loop vectorised over the problems (batch-last
     arrays: n array passes, where batched LAPACK costs a call per matrix); where
-    :math:`\varepsilon\|M\|_F\|L^{-1}\|_F^2` is below the single path's limit for forming
-    :math:`A^TA` (``GRAM_MAX_ERR``), it gives the Gauss-Newton step, and the rows whose step
-    does not fit the trust region take λ from the eigendecomposition of M (the single path's
-    Gram form); the other rows take the SVD of A (:func:`newtonkit.methods._trust.lm_terms`).
+    :math:`\varepsilon\|M\|_F\|L^{-1}\|_F^2` is below the limit for forming :math:`A^TA`
+    (``GRAM_MAX_ERR``), it gives the Gauss-Newton step, and the rows whose step does not fit
+    the trust region take λ from the eigendecomposition of M; the other rows take the SVD of A (:func:`newtonkit.methods._trust.lm_terms`).
     float32 problems form M in float64.  λ by the Moré-Hebden iteration on all problems at
     once; the radius and λ updates and the termination tests are :mod:`newtonkit.methods.
     _trust` (the same code the single-problem LM runs).
@@ -71,8 +70,8 @@ from . import _backend as B
 from ._bounds import as_arrays, check_order
 from ._status import Status, attach_result
 from .methods import _trust, lookup
-from .methods._lmpar import GRAM_MAX_ERR
 from .methods._lsq import gauss_newton_terms
+from .methods._trust import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
 from .problems._common import same_backend
@@ -644,14 +643,14 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     kind = "objective" if name == "newton" else "outputs"
     if loss is not None and jac is None and callable(getattr(fun, "jacobian", None)):
         jac = fun.jacobian
-    ev = _Evaluator(fun, args, jac, hess, kind, xp, B.copy(xp, X0), vectorize, loss)
+    ev = _Evaluator(fun, args, jac, hess, kind, xp, xp.asarray(X0, copy=True), vectorize, loss)
     for note in ev.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)
     if box is not None:
         dev = array_api_compat.device(X0)
         ev.bounds = run.bounds = tuple(xp.asarray(b, dtype=X0.dtype, device=dev) for b in box)
-    return run.solve(B.copy(xp, X0))
+    return run.solve(xp.asarray(X0, copy=True))
 
 
 def _batch_bounds(bounds: Any, X0: Any) -> tuple[Any, Any] | None:
@@ -665,7 +664,7 @@ def _batch_bounds(bounds: Any, X0: Any) -> tuple[Any, Any] | None:
     xp = B.array_namespace(X)
     lb, ub = as_arrays(bounds, like=X)
     try:
-        LB, UB = (B.copy(xp, xp.broadcast_to(b, tuple(X.shape))) for b in (lb, ub))
+        LB, UB = (xp.asarray(xp.broadcast_to(b, tuple(X.shape)), copy=True) for b in (lb, ub))
     except (ValueError, RuntimeError):
         raise ValueError(f"bounds {tuple(lb.shape)}, {tuple(ub.shape)} do not fit X0 "
                          f"{tuple(X.shape)}: pass scalars, (n,) or (B, n)") from None
@@ -923,7 +922,8 @@ class _BatchRun:
         """What a callback sees: copies (one that writes into ``x`` must not move the
         iterates behind the solver's back: LM then reported XTOL at a point never evaluated)."""
         xp = self.xp
-        return BatchResult(x=B.copy(xp, self.X), fun=B.copy(xp, self.f), rows=self.rows.copy(),
+        return BatchResult(x=xp.asarray(self.X, copy=True), fun=xp.asarray(self.f, copy=True),
+                           rows=self.rows.copy(),
                            nit=self.nit[self.rows].copy(), method=self.name)
 
     def mark(self, mask_np: np.ndarray, status: Status, overwrite: bool = False) -> np.ndarray:
@@ -1190,8 +1190,8 @@ class _BatchRun:
 
     def _with_spectral_terms(self, sub: _Subproblem, need: np.ndarray) -> _Subproblem:
         """``sub`` with the terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the
-        rows ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (the single path's Gram form; exact
-        enough where the Cholesky route was taken): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
+        rows ``need`` from ``M = AᵀA = V diag(s²) Vᵀ`` (exact enough where the Cholesky route
+        was taken: ``GRAM_MAX_ERR``): ``s2``, ``sq = Vᵀg``, ``c0 = sq/s²``."""
         xp = self.xp
         idx = self._idx(np.nonzero(need)[0])
         w, Q = xp.linalg.eigh(xp.take(sub.M, idx, axis=0))  # ascending

@@ -131,7 +131,7 @@ def step_to_bound(xp: Any, x: Any, s: Any, lb: Any, ub: Any) -> tuple[float, Any
     moving = s != 0
     safe = xp.where(moving, s, xp.ones_like(s))
     t = xp.where(moving, xp.maximum((lb - x) / safe, (ub - x) / safe), math.inf)
-    tmin = B.float_min(xp, t)
+    tmin = float(xp.min(t))
     hits = xp.where((t == tmin) & moving, xp.sign(s), 0 * s)
     return tmin, hits
 

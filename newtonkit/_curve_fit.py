@@ -297,7 +297,7 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
         if len(X0.shape) != 2 or X0.shape[0] != Bn:
             raise ValueError(f"with batch=True p0 must be (n,) or (B, n) with B={Bn}, got "
                              f"shape {tuple(X0.shape)}")
-        X0 = B.copy(xp, xp.astype(X0, Y.dtype))
+        X0 = xp.asarray(xp.astype(X0, Y.dtype), copy=True)
         n = X0.shape[1]
     W = _batch_weights(xp, sigma, Y)
     data = (Y,) if W is None else (Y, W)
@@ -402,7 +402,7 @@ def batch_covariance(xp: Any, J: Any, n: int) -> tuple[Any, np.ndarray]:
     Bn, m = J.shape[0], J.shape[1]
     finite = xp.all(xp.isfinite(xp.reshape(J, (Bn, -1))), axis=1)
     J = xp.where(finite[:, None, None], J, xp.zeros_like(J))  # keeps LAPACK calm
-    _, s, Vt = xp.linalg.svd(J, full_matrices=False)
+    _, s, Vt = B.svd(xp, J)
     if s.shape[1] < n:
         return xp.full((Bn, n, n), float("inf"), dtype=J.dtype), np.zeros(Bn, dtype=bool)
     eps = float(xp.finfo(J.dtype).eps)
@@ -431,7 +431,7 @@ def _batch_weights(xp: Any, sigma: Any, Y: Any) -> Any:
         raise ValueError("sigma contains NaN or inf")
     if not bool(xp.all(s > 0)):
         raise ValueError("sigma (standard deviations) must be positive")
-    return B.copy(xp, xp.broadcast_to(1.0 / xp.astype(s, Y.dtype), (Bn, m)))
+    return xp.asarray(xp.broadcast_to(1.0 / xp.astype(s, Y.dtype), (Bn, m)), copy=True)
 
 
 def _namespace(ydata: Any) -> Any:

@@ -294,7 +294,7 @@ def _start(x0: Any) -> Any:
     x = xp.reshape(x0, (-1,))
     if hasattr(x, "detach"):
         x = x.detach()
-    return B.copy(xp, x)
+    return xp.asarray(x, copy=True)
 
 
 def _x_scale(x_scale: Any, n: int) -> np.ndarray | None:

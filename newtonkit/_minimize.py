@@ -292,7 +292,7 @@ def _start_point(x0: Any) -> tuple[Any, Any, tuple[int, ...]]:
         x0 = xp.astype(x0, xp.float64)  # integers and booleans, as scipy.optimize does
     B.check_real_float(xp, x0, "x0")
     shape = tuple(x0.shape)
-    x = B.reshape(xp, B.copy(xp, x0), (-1,))
+    x = xp.reshape(xp.asarray(x0, copy=True), (-1,))
     if x.shape[0] == 0:
         raise ValueError("x0 is empty; there is nothing to optimise")
     if not B.all_finite(xp, x):
@@ -492,16 +492,16 @@ def _result(solver: Any, problem: Any, state: State, shape: tuple, nit: int,
     xp = solver.xp
     more = solver.finish(state) if extras else {"jac": state.g, **state.info}
     # the counts after finish, which may evaluate (the final gradient of LM)
-    res = OptimizeResult(x=B.reshape(xp, B.copy(xp, _detached(state.x)), shape),
+    res = OptimizeResult(x=xp.reshape(xp.asarray(_detached(state.x), copy=True), shape),
                          fun=float(state.f), nit=nit, nfev=problem.nfev, njev=problem.njev,
                          nhev=problem.nhev, method=solver.name)
     jac = more.pop("jac", None)
-    res["jac"] = None if jac is None else B.reshape(xp, _detached(jac), shape)
+    res["jac"] = None if jac is None else xp.reshape(_detached(jac), shape)
     y = more.pop("y", None)
     if y is not None:
         y = _detached(y)
         res["outputs" if getattr(problem, "loss", None) is not None else "residual"] = (
-            B.reshape(xp, y, problem.y_shape) if problem.y_shape is not None else y)
+            xp.reshape(y, problem.y_shape) if problem.y_shape is not None else y)
     res.update(more)
     if status is not None:
         res["status"], res["success"] = status.code, status.success

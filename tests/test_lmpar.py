@@ -1,6 +1,6 @@
 """The LM trust-region subproblem (newtonkit.methods._lmpar) and the backend helpers it uses.
 
-Every route (SVD of A, QR + SVD of R, QR + Cholesky per λ, with and without column pivoting)
+Every route (QR + SVD of R, QR + Cholesky per λ, SVD of a wide A, with and without pivoting)
 must return a step that solves ``(AᵀA + λI) p̂ = -Aᵀr`` with ``λ = 0`` when the Gauss-Newton step
 fits in ``1.1Δ`` and ``|‖p̂‖ − Δ| ≤ 0.1Δ`` otherwise, and ``‖A p̂‖²`` alongside it.
 """
@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 import newtonkit as nk
 from newtonkit import _backend as B
-from newtonkit.methods._lmpar import GRAM_MAX_ERR, QR_MIN_N, SVD_MAX_N, TrustRegionSubproblem
+from newtonkit.methods._lmpar import SVD_MAX_N, TrustRegionSubproblem
+from newtonkit.methods._trust import GRAM_MAX_ERR, lm_terms
 
 EPS, TINY = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
 
@@ -93,11 +94,10 @@ def _check(A, r, delta, out, eps=EPS):
 
 
 @pytest.mark.parametrize("m, n", [(3, 2), (12, 10), (40, 25), (25, 25)])
-@pytest.mark.parametrize("gn_first", [True, False])
 @pytest.mark.parametrize("shrink", [2.0, 0.5, 0.1, 1e-3])
-def test_every_route_solves_the_subproblem(m, n, gn_first, shrink):
+def test_every_route_solves_the_subproblem(m, n, shrink):
     A, r = _case(m, n, seed=m * n)
-    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=gn_first)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY)
     n_gn = np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
     delta = shrink * n_gn
     out = fact.solve(delta, 0.0)
@@ -105,12 +105,14 @@ def test_every_route_solves_the_subproblem(m, n, gn_first, shrink):
     _check(A, r, delta, fact.solve(delta, out[1]))  # again from the λ found (a rejected trial)
 
 
-@pytest.mark.parametrize("m, n", [(12, 10), (40, 25)])
-def test_routes_agree(m, n):
+def test_routes_agree():
+    """The Cholesky route (n > SVD_MAX_N) and the SVD of R solve one subproblem alike."""
+    m, n = 40, 25
     A, r = _case(m, n, seed=7)
     delta = 0.3 * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
-    a = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=True)
-    b = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False)
+    a = TrustRegionSubproblem(np, A, r, EPS, TINY)
+    assert a.use_chol
+    b = TrustRegionSubproblem(np, A, r, EPS, TINY)
     b.use_chol = False  # force the SVD route
     va, la, *_ = a.solve(delta, 0.0)
     vb, lb, *_ = b.solve(delta, 0.0)
@@ -164,53 +166,26 @@ def _consistent(m, n, seed, cond, dtype=np.float64):
     return A, r, x
 
 
+@pytest.mark.parametrize("n", [1, 3, 10])
 @pytest.mark.parametrize("cond", [1.0, 1e3, 9e3, 1.2e4, 1e6])
-def test_gauss_newton_step_accuracy_by_conditioning(cond):
-    """The documented accuracy of the Gram form: relative error ≤ c·ε·κ(AᵀA) and taken only
-    while ε·κ(AᵀA) < GRAM_MAX_ERR (κ(A) < 1e4 in float64); above it the step has the SVD's
-    accuracy, C·n·ε·κ(A) (Wedin with a zero residual), which the Gram form (error ~ ε·κ² =
-    2e-4 at κ = 1e6) would miss by orders of magnitude."""
-    A, r, x = _consistent(12, 10, 11, cond)
-    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False)
+def test_gauss_newton_step_has_backward_stable_accuracy(n, cond):
+    """The Gauss-Newton step comes from the QR: the accuracy of a backward-stable least-squares
+    solve, C·n·ε·κ(A) with a zero residual (Wedin), at every conditioning.  A route through
+    AᵀA (error ~ ε·κ², 2e-4 relative at κ = 1e6) would miss it by orders of magnitude."""
+    A, r, x = _consistent(n + 2, n, 11, cond)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY)
     delta = 2 * np.linalg.norm(x)
     out = fact.solve(delta, 0.0)
     assert out[1] == 0.0
     _check(A, r, delta, out)
-    err = np.linalg.norm(-out[0] - x)
-    if EPS * cond**2 < GRAM_MAX_ERR:  # the Gram form may be used: its bound (C ≥ 50)
-        assert err <= C * EPS * cond**2 * np.linalg.norm(x)
-    else:  # only the SVD's
-        assert err <= _lstsq_bound(A, x, r)
-
-
-@pytest.mark.parametrize("n", [1, 2, QR_MIN_N - 1, QR_MIN_N, 10])
-def test_gauss_newton_step_after_gauss_newton_has_backward_stable_accuracy(n):
-    """After a Gauss-Newton step (gn_first) the next one is expected to be Gauss-Newton again,
-    and it gets the accuracy of a backward-stable least-squares solve (QR from QR_MIN_N
-    unknowns, an SVD below), never the Gram form's: at κ(A) = 9e3 (the Gram form would
-    qualify) and a zero residual, C·n·ε·κ, where ε·κ² = 1.8e-8 relative would not pass."""
-    A, r, x = _consistent(n + 3, n, n, 9e3 if n > 1 else 1.0)
-    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=True)
-    big = 10 * np.linalg.norm(x)
-    out = fact.solve(big, 0.0)
-    assert out[1] == 0.0
-    _check(A, r, big, out)
     assert np.linalg.norm(-out[0] - x) <= _lstsq_bound(A, x, r)
 
 
-def test_gram_false_and_float32_give_the_svd_accuracy():
-    """gram=False: the step has the SVD's accuracy even where the Gram form would qualify
-    (κ = 9e3, zero residual: C·n·ε·κ).  float32 (ε₃₂ > GRAM_MAX_ERR, so never the Gram form):
-    the step solves the subproblem to float32's bounds, the λ band included."""
-    assert float(np.finfo(np.float32).eps) > GRAM_MAX_ERR
-    A, r, x = _consistent(12, 10, 11, 9e3)
-    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False, gram=False)
-    out = fact.solve(2 * np.linalg.norm(x), 0.0)
-    assert out[1] == 0.0
-    assert np.linalg.norm(-out[0] - x) <= _lstsq_bound(A, x, r)
+def test_float32_solves_the_subproblem_to_its_bounds():
+    """float32: the step solves the subproblem to float32's bounds, the λ band included."""
     eps32, tiny32 = float(np.finfo(np.float32).eps), float(np.finfo(np.float32).tiny)
     A32, r32, x32 = _consistent(12, 10, 11, 10.0, np.float32)
-    fact = TrustRegionSubproblem(np, A32, r32, eps32, tiny32, gn_first=False)
+    fact = TrustRegionSubproblem(np, A32, r32, eps32, tiny32)
     for shrink in (2.0, 0.3):
         delta = shrink * float(np.linalg.norm(x32))
         _check(A32, r32, delta, fact.solve(delta, 0.0), eps=eps32)
@@ -218,11 +193,13 @@ def test_gram_false_and_float32_give_the_svd_accuracy():
 
 @given(data=st.data())
 def test_gram_form_matches_the_svd_within_its_error_bound(data):
-    """Over generated shapes (n ≤ SVD_MAX_N), κ(A) up to 1e4, scales and λ ≥ 0: the step
-    p̂(λ) = −V c from the eigendecomposition of AᵀA is within the module docstring's bound of the
-    SVD's, ‖δp̂‖ ≤ c ε (κ(AᵀA + λI) ‖p̂‖ + ‖A‖‖r‖ / (s²_min + λ)); c = 16 is the worst of 30 000
-    random cases, the test allows 50.  (The second term is the rounding of Aᵀr, which the SVD
-    route's Uᵀr shares: it dominates when r is nearly orthogonal to A's range.)"""
+    """The batched LM's Gram form (:func:`newtonkit.methods._trust.lm_terms`), over generated
+    shapes (n ≤ SVD_MAX_N), κ(A) up to 1e4 (where ε·κ(AᵀA) < GRAM_MAX_ERR, so it is taken),
+    scales and λ ≥ 0: the step p̂(λ) = −V c from the eigendecomposition of AᵀA is within the
+    docstring's bound of the SVD's, ‖δp̂‖ ≤ c ε (κ(AᵀA + λI) ‖p̂‖ + ‖A‖‖r‖ / (s²_min + λ));
+    c = 16 is the worst of 30 000 random cases, the test allows 50.  (The second term is the
+    rounding of Aᵀr, which the SVD route's Uᵀr shares: it dominates when r is nearly
+    orthogonal to A's range.)"""
     n = data.draw(st.sampled_from(range(1, SVD_MAX_N + 1)), label="n")
     m = data.draw(st.sampled_from(range(n, 2 * n + 4)), label="m")
     # log10 κ on a grid (st.sampled_from draws it about uniformly; st.floats put κ = 1 in over
@@ -231,27 +208,22 @@ def test_gram_form_matches_the_svd_within_its_error_bound(data):
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
     A, r = _case(m, n, seed, cond=cond)
     A = A * 10.0 ** data.draw(st.sampled_from(S.grid(-3.0, 3.0)), label="log10 scale")
-    gram = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False)
-    exact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=False, gram=False)
-    for fact in (gram, exact):
-        fact._svd_terms()
-    assert gram.gram and exact.gram
-    s2 = np.sort(exact.s2)
+    s2_g, sq_g, _, Vt_g, gram = (t[0] for t in lm_terms(np, A[None], r[None], EPS))
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    s2 = np.sort(s * s)
+    assert EPS * s2[-1] < GRAM_MAX_ERR * s2[0] and gram  # the Gram form qualified and was taken
     lam = data.draw(st.sampled_from([0.0, 1e-3, 1.0, 1e3]), label="λ / s²_min") * s2[0]
-
-    def step(f):
-        return (f.sq / (f.s2 + lam)) @ f.Vt
-
-    ref = step(exact)
+    ref = (s * (U.T @ r) / (s * s + lam)) @ Vt
+    step = (sq_g / (s2_g + lam)) @ Vt_g
     kappa = (s2[-1] + lam) / (s2[0] + lam)
     bound = 50 * EPS * (kappa * np.linalg.norm(ref)
                         + np.sqrt(s2[-1]) * np.linalg.norm(r) / (s2[0] + lam))
-    assert np.linalg.norm(step(gram) - ref) <= bound
+    assert np.linalg.norm(step - ref) <= bound
 
 
 def test_lm_on_badly_and_moderately_conditioned_jacobians():
-    """penalty2_10's scaled Jacobians have κ(AᵀA) ≈ 4e8–2e9 (beyond the Gram form's limit),
-    penalty1_10's ≈ 2e5–1e6 (within it): both reach the global minimum."""
+    """penalty2_10's scaled Jacobians have κ(AᵀA) ≈ 4e8–2e9, penalty1_10's ≈ 2e5–1e6: both
+    reach the global minimum."""
     for name in ("penalty2_10", "penalty1_10"):
         res = _lm(_BY_NAME[name])
         assert _BY_NAME[name].status(res.fun) == "global", name
@@ -266,7 +238,8 @@ def test_qr_r_and_unpermute(backend, pivoting, m, n):
     a_np, b_np = rng.standard_normal((m, n)), rng.standard_normal(m)
     a, b = S.to_backend(a_np, backend, "float64"), S.to_backend(b_np, backend, "float64")
     R, qtb, perm = B.qr_r(xp, a, b, pivoting=pivoting)
-    R = B.to_numpy(B.triu(xp, R))
+    R = B.to_numpy(R)
+    np.testing.assert_array_equal(np.tril(R, -1), 0.0)  # R itself, upper triangular
     perm_np = np.arange(n) if perm is None else B.to_numpy(perm)
     assert sorted(perm_np) == list(range(n))
     Q = np.linalg.lstsq(R.T, a_np[:, perm_np].T, rcond=None)[0].T  # a[:, perm] = Q R
@@ -287,24 +260,12 @@ def test_qr_r_and_unpermute(backend, pivoting, m, n):
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)
-def test_small_helpers_match_the_standard_calls(backend):
+def test_vdot_and_norm_match_the_standard_calls(backend):
     xp = S.namespace(backend)
-    rng = np.random.default_rng(1)
-    a = S.to_backend(rng.standard_normal((4, 4)), backend, "float64")
-    v = S.to_backend(rng.standard_normal(4), backend, "float64")
-    same = np.testing.assert_array_equal
-    same(B.to_numpy(B.triu(xp, a)), B.to_numpy(xp.triu(a)))
-    same(B.to_numpy(B.dot(xp, v, a)), B.to_numpy(v @ a))
+    v = S.to_backend(np.random.default_rng(1).standard_normal(4), backend, "float64")
     # sums of 4 squares in another order: 4·ε relative
     np.testing.assert_allclose(B.vdot(xp, v, v), float(xp.vecdot(v, v)), rtol=4 * EPS)
     np.testing.assert_allclose(B.norm(xp, v), float(xp.linalg.vector_norm(v)), rtol=4 * EPS)
-    same(B.to_numpy(B.reshape(xp, B.copy(xp, a), (16,))), B.to_numpy(xp.reshape(a, (16,))))
-    same(B.to_numpy(B.ones_like(xp, v)), np.ones(4))
-    for driver in ("gesdd", "gesvd"):
-        U, s, Vt = B.svd(xp, a, contiguous=False, driver=driver)
-        # backward stability of the SVD: C·n·ε·‖a‖
-        np.testing.assert_allclose(B.to_numpy((U * s) @ Vt), B.to_numpy(a), rtol=0,
-                                   atol=C * 4 * EPS * np.linalg.norm(B.to_numpy(a), 2))
 
 
 # -- LM end to end ---------------------------------------------------------------------------
@@ -349,8 +310,8 @@ def test_large_problem_is_solved():
 
 @pytest.mark.parametrize("n", [4, SVD_MAX_N + 4])
 def test_array_api_strict_follows_numpy(n):
-    """The generic branches (no pivoting, no LAPACK fast paths; for n > SVD_MAX_N the QR +
-    Cholesky route) reach the same solution as NumPy's."""
+    """The generic branches (no pivoting; for n > SVD_MAX_N the QR + Cholesky route) reach the
+    same solution as NumPy's."""
     out = {}
     for backend in ("numpy", "array_api_strict"):
         xp = S.namespace(backend)
@@ -395,8 +356,7 @@ def test_subproblem_property_over_shapes_conditioning_and_radii(data):
     A, r = _case(m, n, seed, cond=cond)
     shrink = 10.0 ** data.draw(st.sampled_from(S.grid(-4.0, 0.5, 0.125)), label="log10 Δ/‖p̂(0)‖")
     par0 = data.draw(st.sampled_from([0.0, 1e-6, 1.0, 1e3]), label="λ₀")
-    gn_first = data.draw(st.booleans(), label="gn_first")
-    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=gn_first)
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY)
     delta = shrink * np.linalg.norm(np.linalg.lstsq(A, r, rcond=None)[0])
     out = fact.solve(delta, par0)
     _check(A, r, delta, out)
@@ -419,7 +379,7 @@ def test_subproblem_property_rank_deficient(data):
     s[n - k:] = 0.0
     A, r = (U * s) @ V.T, rng.standard_normal(m)
     shrink = 10.0 ** data.draw(st.sampled_from(S.grid(-4.0, 0.5, 0.125)), label="log10 Δ/‖p̂(0)‖")
-    fact = TrustRegionSubproblem(np, A, r, EPS, TINY, gn_first=data.draw(st.booleans()))
+    fact = TrustRegionSubproblem(np, A, r, EPS, TINY)
     delta = shrink * np.linalg.norm(np.linalg.lstsq(A, r, rcond=1e-10)[0])
     _check(A, r, delta, fact.solve(delta, 0.0))
 

@@ -10,45 +10,34 @@ find the scaled step :math:`\hat p = D p` and :math:`\lambda \ge 0` with
 λ follows the Moré-Hebden iteration :math:`\lambda \leftarrow \lambda - \frac{\|\hat p\|}{\Delta}
 \frac{\phi}{\phi'}` on :math:`\phi(\lambda) = \|\hat p(\lambda)\| - \Delta`, with
 :math:`\phi'(\lambda) = -\hat p^T (A^TA + \lambda I)^{-1} \hat p / \|\hat p\|`, safeguarded by the
-bounds of Moré (1978).  Two ways to evaluate :math:`\hat p(\lambda)` and :math:`\phi'(\lambda)`:
+bounds of Moré (1978).
 
-SVD (small ``n``, wide ``A``, or ``R`` with a zero on its diagonal)
-    With :math:`A = U\,\mathrm{diag}(s)\,V^T` and :math:`q = U^T\tilde r`,
-    :math:`\hat p(\lambda) = -V c`, :math:`c = s q / (s^2+\lambda)`, and
+The Gauss-Newton step comes from a QR factorisation with column pivoting, as in MINPACK:
+:math:`A P = QR` gives :math:`\hat p(0) = -P R^{-1}Q^T\tilde r` (``Q`` is never formed); ``R``
+is used unless a diagonal entry is exactly zero.  When it does not fit (λ > 0), two ways to
+evaluate :math:`\hat p(\lambda)` and :math:`\phi'(\lambda)`:
+
+SVD of ``R`` (``n <= SVD_MAX_N``, or when the Cholesky route gives up)
+    With :math:`R = U\,\mathrm{diag}(s)\,W^T` and :math:`q = U^T Q^T\tilde r`,
+    :math:`\hat p(\lambda) = -P W c`, :math:`c = s q / (s^2+\lambda)`, and
     :math:`\phi'(\lambda) = -\sum c^2/(s^2+\lambda) / \|c\|`: one factorisation, then O(n) per λ.
-    Singular values below ``rcond·s_max`` are dropped, which gives the minimum-norm step.  For
-    ``n <= SVD_MAX_N`` the SVD of ``A`` itself is computed at once unless the last step was a
-    Gauss-Newton step (``gn_first``; below ``QR_MIN_N`` unknowns always): at this size every
-    NumPy or LAPACK call costs about a microsecond whatever it does, and one SVD gives the
-    Gauss-Newton step and every λ.
-    Only ``s²``, ``V`` and ``sq = Vᵀ Aᵀ r`` enter, so for a well-conditioned ``A`` they come
-    from the eigendecomposition :math:`A^TA = V\,\mathrm{diag}(s^2)\,V^T` instead (6 µs
-    instead of the SVD's 11 µs at 11 × 10, a tenth of a small LM run).  Forming
-    :math:`A^TA` squares the condition number: the computed :math:`\hat p(\lambda)` differs
-    from the SVD's by :math:`\le c\,\varepsilon\,(\kappa(A^TA+\lambda I)\|\hat p\| +
-    \|A\|\|r\|/(s_{\min}^2+\lambda))`, the second term being the rounding of
-    :math:`A^Tr` that the SVD's :math:`U^Tr` shares (c ≤ 16 in 30 000 generated cases).  So
-    this form is taken only when ε·κ(AᵀA) < ``GRAM_MAX_ERR`` (2·10⁻⁸, a relative error below
-    about 10⁻⁶: ample for a λ iteration that stops within 10 % and for a step of an approximate
-    model), and never when a Gauss-Newton step is expected (``gn_first``): the end game of a
-    problem singular at the solution rides on its accuracy (powell_singular took 59
-    evaluations instead of MINPACK's 38 with Gram-form Gauss-Newton steps).  Otherwise, and
-    always after a QR, the SVD.
+    Singular values below ``rcond·s_max`` are dropped, which gives the minimum-norm step (also
+    for a wide ``A``, ``m < n``, whose SVD is taken directly, and for an ``R`` with a zero on its
+    diagonal).  LAPACK's QR-iteration driver (``gesvd``, MATLAB's) is used: with it the λ
+    iteration's path follows MINPACK's evaluation counts on more problems (brown_dennis: 307,
+    as SciPy, against 304 with ``gesdd``; NIST MGH09: 491 against 503, SciPy 486).
 
-QR (pivoted, as MINPACK), then Cholesky per λ (``n > SVD_MAX_N``)
-    :math:`A P = QR` gives :math:`\hat p(0) = -P R^{-1}Q^T\tilde r` (``Q`` is never formed);
-    as in MINPACK's ``lmpar``, ``R`` is used unless a diagonal entry is exactly zero.  When the
-    trust region is active, every trial λ factors :math:`R^TR + \lambda I = LL^T` (O(n³/3)
-    instead of an SVD's O(n³) with a much larger constant), :math:`\hat p = -P L^{-T}L^{-1}
-    R^TQ^T\tilde r` and :math:`\phi' = -\|L^{-1}P^T\hat p\|^2/\|\hat p\|`.  Forming
-    :math:`R^TR` squares the condition number, so this route takes only λ with
-    :math:`\kappa(R^TR + \lambda I) \le (\|R\|_F^2 + \lambda)/\lambda \le` ``CHOL_MAX_COND``
-    (relative error of :math:`\hat p` below ~n·ε·``CHOL_MAX_COND``); a smaller λ or a failed
-    factorisation switches this Jacobian to the SVD of ``R`` (for ``n <= SVD_MAX_N``, a step that
-    does not fit after a QR goes there directly).  Namespaces without a pivoted QR use
-    ``P = I``.
+Cholesky per λ (``n > SVD_MAX_N``)
+    Every trial λ factors :math:`R^TR + \lambda I = LL^T` (O(n³/3) instead of an SVD's O(n³)
+    with a much larger constant), :math:`\hat p = -P L^{-T}L^{-1} R^TQ^T\tilde r` and
+    :math:`\phi' = -\|L^{-1}P^T\hat p\|^2/\|\hat p\|`.  Forming :math:`R^TR` squares the
+    condition number, so this route takes only λ with :math:`\kappa(R^TR + \lambda I) \le
+    (\|R\|_F^2 + \lambda)/\lambda \le` ``CHOL_MAX_COND`` (relative error of :math:`\hat p` below
+    ~n·ε·``CHOL_MAX_COND``); a smaller λ or a failed factorisation switches this Jacobian to the
+    SVD of ``R``.
 
-Built once per Jacobian, then solved for any (Δ, λ₀).
+Namespaces without a pivoted QR use ``P = I``.  Built once per Jacobian, then solved for any
+(Δ, λ₀).
 """
 
 from __future__ import annotations
@@ -60,18 +49,12 @@ from typing import Any
 from .. import _backend as B
 from . import _trust
 
-__all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "QR_MIN_N", "CHOL_MAX_COND", "GRAM_MAX_ERR"]
+__all__ = ["TrustRegionSubproblem", "SVD_MAX_N", "CHOL_MAX_COND"]
 
-#: Up to this many unknowns the subproblem uses the SVD of ``A`` (module docstring).
+#: Up to this many unknowns a λ > 0 is solved with the SVD of ``R`` (module docstring).
 SVD_MAX_N = 16
-#: Below this many unknowns the SVD of ``A`` is taken even after a Gauss-Newton step: one
-#: LAPACK call costs less than the QR route's three (measured 0.8–0.9× at 2 and 3 columns).
-QR_MIN_N = 4
 #: Bound on the condition number of ``RᵀR + λI`` for the Cholesky route (module docstring).
 CHOL_MAX_COND = 1e8
-#: Bound on ε·κ(AᵀA) for the Gram form of the SVD route (module docstring): in float64 that
-#: is κ(AᵀA) < 1e8, κ(A) < 1e4; float32 never qualifies.
-GRAM_MAX_ERR = 1e8 * 2.0 ** -52
 
 
 class _UseSVD(Exception):
@@ -82,45 +65,33 @@ class TrustRegionSubproblem:
     """Factorisations of one scaled Jacobian ``A`` and residual ``r``; :meth:`solve` per Δ.
 
     ``eps`` and ``tiny`` are the dtype's machine epsilon and smallest normal number.
-    ``gn_first`` says that the Gauss-Newton step will probably fit (the last step was one):
-    for ``QR_MIN_N <= n <= SVD_MAX_N`` it selects a QR first (cheaper than the SVD when it is
-    all that is needed), else the SVD of ``A`` at once.  Either way the result is the same up
-    to rounding.
-    ``gram`` says that the Gram form of the SVD route may qualify (it did for the previous
-    Jacobian): when it is ``False`` (or ``gn_first``) the eigendecomposition, which would
-    probably be wasted, is not tried.  The attribute ``gram`` is the same hint for the next
-    Jacobian: whether ``A`` qualified, once the SVD route has found out (until then the
-    ``gram`` given).
 
-    State: ``gn`` the Gauss-Newton step after a QR (``None`` without a QR or when ``R`` is
-    singular); ``use_chol`` whether the Cholesky route applies (full rank after a QR, ``n >
-    SVD_MAX_N``; ``False`` after it gave up on a λ); each route's terms are computed on first
-    use (``s2``, ... for the SVD, ``None`` until then; the cached ``_svd_bounds`` and
-    ``_chol_bounds``).
+    State: ``R``, ``qtr`` and ``perm`` of the QR (``None`` for a wide ``A``); ``gn`` the
+    Gauss-Newton step after the QR (``None`` when ``R`` is singular); ``use_chol`` whether the
+    Cholesky route applies (full rank, ``n > SVD_MAX_N``; ``False`` after it gave up on a λ); the
+    SVD route's terms (``s2``, ...) are computed on first use (``None`` until then), as are the
+    cached ``_svd_bounds`` and ``_chol_bounds``.
     """
 
-    def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float,
-                 gn_first: bool = True, gram: bool = True) -> None:
+    def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float) -> None:
         self.xp, self.A, self.r, self.eps, self.tiny = xp, A, r, eps, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
         self.R = self.qtr = self.gn = self.perm = self.s2 = None
         self.use_chol = False
-        self.gram = gram
-        self._try_gram = gram and not gn_first  # a probable Gauss-Newton step: no Gram form
-        if m < n or n < QR_MIN_N or (n <= SVD_MAX_N and not gn_first):
+        if m < n:
             self._svd_terms()
             return
         # A[:, perm] = Q R with column pivoting where the backend has it (as MINPACK)
-        R, self.qtr, self.perm = B.qr_r(xp, A, r, pivoting=True)
-        self._Rq = R  # R in its upper triangle only
+        self.R, self.qtr, self.perm = B.qr_r(xp, A, r, pivoting=True)
+        R = self.R
         # As MINPACK's lmpar, the Gauss-Newton step solves with R unless a diagonal entry is
         # exactly zero: truncating at rcond instead stalls the end game of problems that are
         # singular at the solution (ext_powell_singular_200: 171 trials instead of 56).
         if self.perm is not None:  # pivoted: |R_jj| decreases along the diagonal
             small = abs(float(R[n - 1, n - 1]))
         else:
-            small = B.float_min(xp, xp.abs(B.diagonal(xp, R)))
+            small = float(xp.min(xp.abs(xp.linalg.diagonal(R))))
         if small > 0:
             y0 = B.solve_triangular(xp, R, self.qtr, lower=False)  # R y0 = Qᵀr: -p̂(0), pivoted
             n0 = B.norm(xp, y0)
@@ -130,22 +101,30 @@ class TrustRegionSubproblem:
                 self.gn = (B.unpermute(xp, y0, self.perm), n0, B.vdot(xp, self.qtr, self.qtr))
                 self.use_chol = n > SVD_MAX_N  # full rank: the Cholesky route applies
 
-    def _clean_R(self) -> Any:
-        """``R`` with zeros below the diagonal (built on first use)."""
-        if self.R is None:
-            self.R = B.triu(self.xp, self._Rq)
-        return self.R
-
     # -- SVD route -------------------------------------------------------------------------------
     def _svd_terms(self) -> None:
-        """What the SVD route needs from ``A = U diag(s) Vᵀ`` (or ``R``'s; computed once):
-        ``s²``, ``Vᵀ``, ``sq = s·Uᵀr`` and ``c0 = Uᵀr / s``, from the eigendecomposition of
-        ``AᵀA`` when that is accurate enough (:meth:`_gram_terms`), and ``‖p̂(0)‖ = ‖c0‖``."""
+        """What the SVD route needs from ``A = U diag(s) Vᵀ`` (``R``'s after the QR; computed
+        once): ``s²``, ``Vᵀ``, ``sq = s·Uᵀr`` and ``c0 = Uᵀr / s``, and ``‖p̂(0)‖ = ‖c0‖``."""
         xp = self.xp
-        m, n = self.A.shape
-        # (after a QR, gn_first has already ruled the Gram form out)
-        if not (self._try_gram and m >= n and self._gram_terms()):
-            self._svd_of_a_or_r(n)
+        n = self.A.shape[1]
+        if self.qtr is not None:  # A[:, perm] = Q R = (Q U) diag(s) Wᵀ
+            U, s, Wt = B.svd(xp, self.R, driver="gesvd")
+            q = self.qtr @ U
+            Vt = B.unpermute(xp, Wt, self.perm, axis=1)
+        else:
+            U, s, Vt = B.svd(xp, self.A, driver="gesvd")
+            q = self.r @ U
+        # s is sorted in decreasing order: s[-1] decides whether every s is kept
+        smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
+        # full column rank: λ has a lower bound
+        self.full = full = s.shape[0] == n and smin > self.rcond * smax
+        if full:
+            c0 = q / s
+        else:
+            keep = s > self.rcond * smax
+            s_safe = xp.where(keep, s, 1.0)
+            c0 = xp.where(keep, q / s_safe, 0.0)
+        self.Vt, self.s2, self.sq, self.c0 = Vt, s * s, s * q, c0
         self.n0 = B.norm(xp, self.c0)
 
     @functools.cached_property
@@ -157,57 +136,15 @@ class TrustRegionSubproblem:
         psi0 = -B.vdot(xp, u / self.s2, u) if self.full else None
         return psi0, B.norm(xp, self.sq)
 
-    def _gram_terms(self) -> bool:
-        """The terms from ``AᵀA = V diag(s²) Vᵀ`` and ``sq = Vᵀ Aᵀ r``, when
-        ``ε κ(AᵀA) < GRAM_MAX_ERR`` (then ``True``; else ``False`` and nothing is set)."""
-        xp, A = self.xp, self.A
-        s2, V = B.eigh(xp, B.dot(xp, B.transpose(xp, A), A))  # ascending
-        if not self._gram_qualifies(float(s2[0]), float(s2[-1])):
-            return False
-        sq = B.dot(xp, B.dot(xp, self.r, A), V)
-        self.full, self.Vt, self.s2, self.sq, self.c0 = True, B.transpose(xp, V), s2, sq, sq / s2
-        self.gram = True
-        return True
-
-    def _gram_qualifies(self, s2_min: float, s2_max: float) -> bool:
-        """ε·κ(AᵀA) < GRAM_MAX_ERR from the extreme eigenvalues of AᵀA (``False`` for NaN, inf
-        or a zero ``A``)."""
-        return self.eps * s2_max < GRAM_MAX_ERR * s2_min
-
-    def _svd_of_a_or_r(self, n: int) -> None:
-        """The terms from the SVD of ``A``, or of ``R`` after a QR; ``gram`` from its
-        singular values."""
-        xp = self.xp
-        driver = "gesvd" if n <= SVD_MAX_N else "gesdd"  # the faster one at this size
-        if self.qtr is not None:  # A[:, perm] = Q R = (Q U) diag(s) Wᵀ
-            U, s, Wt = B.svd(xp, self._clean_R(), contiguous=False, driver=driver)
-            q = B.dot(xp, self.qtr, U)
-            Vt = B.unpermute(xp, Wt, self.perm, axis=1)
-        else:
-            U, s, Vt = B.svd(xp, self.A, contiguous=False, driver=driver)
-            q = B.dot(xp, self.r, U)
-        # s is sorted in decreasing order: s[-1] decides whether every s is kept
-        smin, smax = (float(s[-1]), float(s[0])) if s.shape[0] else (0.0, 0.0)
-        # full column rank: λ has a lower bound
-        self.full = full = s.shape[0] == n and smin > self.rcond * smax
-        self.gram = full and self._gram_qualifies(smin * smin, smax * smax)
-        if full:
-            c0 = q / s
-        else:
-            keep = s > self.rcond * smax
-            s_safe = xp.where(keep, s, 1.0)
-            c0 = xp.where(keep, q / s_safe, 0.0)
-        self.Vt, self.s2, self.sq, self.c0 = Vt, s * s, s * q, c0
-
     # -- Cholesky route --------------------------------------------------------------------------
     # In pivoted order throughout: (RᵀR + λI) is AᵀA + λI with its rows and columns permuted.
     @functools.cached_property
     def _chol_bounds(self) -> tuple[float, float]:
         """ψ(0) = φ'(0)/‖p̂(0)‖ and ``‖Aᵀr‖`` for the λ iteration; builds ``RᵀR``, ``Aᵀr`` and
         the smallest λ the route takes (once per factorisation)."""
-        xp, R, n0 = self.xp, self._clean_R(), self.gn[1]
-        self._M = B.dot(xp, B.transpose(xp, R), R)  # RᵀR = AᵀA
-        self._g = B.dot(xp, self.qtr, R)  # Rᵀ Qᵀ r = Aᵀ r
+        xp, R, n0 = self.xp, self.R, self.gn[1]
+        self._M = R.T @ R  # RᵀR = AᵀA
+        self._g = self.qtr @ R  # Rᵀ Qᵀ r = Aᵀ r
         self._alpha_min = B.vdot(xp, xp.reshape(R, (-1,)), xp.reshape(R, (-1,))) / (
             CHOL_MAX_COND - 1.0)  # ‖R‖_F² / (κ_max − 1)
         w = B.solve_triangular(xp, R, self._y0 / n0, lower=False, trans=True)  # R⁻ᵀ p̂(0)/n0
@@ -232,7 +169,7 @@ class TrustRegionSubproblem:
         return -B.vdot(self.xp, w, w)
 
     def _chol_step(self, nrm: float) -> tuple[Any, float]:
-        Rv = B.dot(self.xp, self.R, self._v)
+        Rv = self.R @ self._v
         return B.unpermute(self.xp, self._v, self.perm), B.vdot(self.xp, Rv, Rv)
 
     def gn_length(self) -> float:
@@ -270,7 +207,7 @@ class TrustRegionSubproblem:
         xp, n0 = self.xp, self.n0
         if n0 - delta <= 0.1 * delta:
             c0 = self.c0
-            return B.dot(xp, c0, self.Vt), 0.0, n0, B.vdot(xp, self.sq, c0)
+            return c0 @ self.Vt, 0.0, n0, B.vdot(xp, self.sq, c0)
         return self._iterate(delta, par0, n0, *self._svd_bounds, svd=True)
 
     def _in_range(self, alpha: float) -> float:
@@ -307,4 +244,4 @@ class TrustRegionSubproblem:
         # is ε relative to ‖A p̂‖² + α‖p̂‖², the scale of the predicted reduction it enters.
         c = self.sq / (self.s2 + self._in_range(alpha))  # the last c of the iteration, alike
         jp2 = max(B.vdot(xp, self.sq, c) - alpha * nrm * nrm, 0.0)
-        return B.dot(xp, c, self.Vt), alpha, nrm, jp2
+        return c @ self.Vt, alpha, nrm, jp2

@@ -74,10 +74,10 @@ class LeastSquaresMethod(Method):
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
         else:
-            g, cn = B.dot(xp, r, Jt), B.column_norms(xp, Jt)
+            g, cn = r @ Jt, B.column_norms(xp, Jt)
             # ‖J̃‖_F² = cn·cn is finite exactly when every norm is (or it overflows: then the
             # safe norms below, also right)
-            plain = B.count_nonzero(xp, cn) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
+            plain = int(xp.count_nonzero(cn)) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
             # A zero or infinite norm of a finite J̃ may be an underflow or overflow of the
             # squares; either would read as a zero gradient (a false gtol stop) and a wrong
             # scaling D, so this rare case takes the norms scaled per column (MINPACK's enorm).
@@ -115,14 +115,14 @@ class LeastSquaresMethod(Method):
         cn = lin.colnorms
         if lin.plain_norms:  # no zero, NaN or infinite norm: no masking (an infinite one
             # would make inf/inf below, with NumPy's RuntimeWarning)
-            return B.float_max(xp, xp.abs(lin.g) / cn) / lin.rnorm
+            return float(xp.max(xp.abs(lin.g) / cn)) / lin.rnorm
         if not self.finite(lin.g):  # masking could hide a non-finite entry
             return math.nan
         # g finite means J̃ finite, and linearize has taken the norms safely: a zero one is a
         # zero column, whose entry of g is 0
         nz = cn > 0
         ratios = xp.where(nz, xp.abs(lin.g) / xp.where(nz, cn, 1.0), 0.0)
-        return B.float_max(xp, ratios) / lin.rnorm
+        return float(xp.max(ratios)) / lin.rnorm
 
     def gradient_status(self, lin: Linearization, measure: float, details: dict,
                         f: float) -> Status | None:
@@ -145,7 +145,7 @@ class LeastSquaresMethod(Method):
         if not measure <= self.tol["gtol"]:
             return None
         if self.problem.jacobian_is_fd and lin.colnorms is not None:
-            zero = B.count_nonzero(self.xp, lin.colnorms) < lin.colnorms.shape[0]
+            zero = int(self.xp.count_nonzero(lin.colnorms)) < lin.colnorms.shape[0]
             if zero:
                 # the indices, for the message (a rare path: a few scalars to the host)
                 details["columns"] = [int(j) for j in self.xp.nonzero(lin.colnorms == 0)[0]]

@@ -33,8 +33,12 @@ from .. import _backend as B
 from .._status import Status
 
 __all__ = ["SCALAR", "more_update", "more_termination", "lambda_iteration", "lm_subproblem",
-           "CODES", "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
+           "CODES", "GRAM_MAX_ERR", "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
 
+#: Bound on ε·κ(AᵀA) where the batched LM forms ``AᵀA`` (:func:`lm_terms`,
+#: :mod:`newtonkit._batch`): in float64 κ(AᵀA) < 1e8, κ(A) < 1e4, a relative error of the step
+#: below about 1e-6; float32 never qualifies (its normal equations are formed in float64).
+GRAM_MAX_ERR = 1e8 * 2.0 ** -52
 #: Consecutive non-finite trial points after which LM gives up.
 MAX_NONFINITE_TRIALS = 20
 #: A stop on the ftol/xtol test this few trials after a non-finite one is not convergence.
@@ -193,15 +197,17 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
     :math:`s \le \max(m, n)\,\varepsilon\,s_{\max}`), each (B, k), ``Vt`` (B, k, n) and
     ``full`` (B,): whether every s was kept.
 
-    As in :class:`newtonkit.methods._lmpar.TrustRegionSubproblem`, the terms come from the
-    eigendecomposition :math:`A^TA = V\,\mathrm{diag}(s^2)\,V^T`, ``sq = Vᵀ Aᵀ r``, for the
-    problems where that is accurate enough, ε·κ(AᵀA) < ``GRAM_MAX_ERR`` (a relative error of
-    the step below about 1e-6; float32 never qualifies), and from the SVD of A for the others
-    (computed for those rows only).  The eigendecomposition of an n × n Gram costs a quarter
-    of the SVD of a 25 × 5 matrix.
+    The terms come from the eigendecomposition :math:`A^TA = V\,\mathrm{diag}(s^2)\,V^T`,
+    ``sq = Vᵀ Aᵀ r``, for the problems where that is accurate enough, ε·κ(AᵀA) <
+    ``GRAM_MAX_ERR``, and from the SVD of A for the others (computed for those rows only): a
+    stack of n × n eigendecompositions costs a quarter of the SVDs of 25 × 5 matrices.  Forming
+    :math:`A^TA` squares the condition number: the computed :math:`\hat p(\lambda)` differs
+    from the SVD's by :math:`\le c\,\varepsilon\,(\kappa(A^TA+\lambda I)\|\hat p\| +
+    \|A\|\|r\|/(s_{\min}^2+\lambda))`, the second term being the rounding of
+    :math:`A^Tr` that the SVD's :math:`U^Tr` shares: under ``GRAM_MAX_ERR`` a relative error
+    below about 1e-6, ample for a λ iteration that stops within 10 %; float32 never
+    qualifies.
     """
-    from ._lmpar import GRAM_MAX_ERR
-
     b, m, n = A.shape
     k = min(m, n)
     gram = xp.zeros((b,), dtype=xp.bool)

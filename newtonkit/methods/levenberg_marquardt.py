@@ -83,8 +83,7 @@ class LMData:
     accepted yet.
 
     Trust region: ``sub`` the factorisations of ``J̃ D⁻¹`` at ``x`` (kept over rejected
-    trials), ``delta`` Δ, ``par`` λ, ``xnorm`` ‖Dx‖, ``gram`` whether the last Jacobian
-    qualified for the Gram form (:class:`TrustRegionSubproblem`).  Nielsen: ``mu`` μ,
+    trials), ``delta`` Δ, ``par`` λ, ``xnorm`` ‖Dx‖.  Nielsen: ``mu`` μ,
     ``nu`` ν.  Non-finite trials: ``nonfinite_run`` how many in a row, ``since_nonfinite``
     trials since the last one (−1: none yet).  ``trials`` the history (:func:`appended`) of
     ``(damping, radius, ratio)`` after every trial: λ or μ, Δ (``None`` for Nielsen), ρ.
@@ -100,7 +99,6 @@ class LMData:
     delta: float = math.nan
     par: float = 0.0
     xnorm: float = math.nan
-    gram: bool = True
     mu: float | None = None
     nu: float = 2.0
     nonfinite_run: int = 0
@@ -214,8 +212,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         d, x, f = state.data, state.x, state.f
         D, sub, delta, xnorm = d.D, d.sub, d.delta, d.xnorm
         if sub is None:  # a new Jacobian (after a Gauss-Newton step, λ = 0, expect another)
-            sub = TrustRegionSubproblem(self.xp, d.lin.J / D, d.lin.r, self.eps, self.tiny,
-                                        gn_first=d.par == 0.0, gram=d.gram)
+            sub = TrustRegionSubproblem(self.xp, d.lin.J / D, d.lin.r, self.eps, self.tiny)
             if d.first:
                 xnorm = self.norm(D * x)
                 delta = self.opts["factor"] * (xnorm or 1.0)
@@ -228,8 +225,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if u.accepted:
             xnorm = self.norm(D * ev.x)
             new = d.after_trial(u.finite, ev=ev, lin=None, gnorm=None, sub=None, first=False,
-                                delta=u.delta, par=u.par, xnorm=xnorm, gram=sub.gram,
-                                trials=trials)
+                                delta=u.delta, par=u.par, xnorm=xnorm, trials=trials)
         else:
             new = d.after_trial(u.finite, sub=sub, delta=u.delta, par=u.par, xnorm=xnorm,
                                 trials=trials)

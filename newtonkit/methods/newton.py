@@ -157,7 +157,7 @@ class Newton(Method):
                                  "fun and its derivatives are finite")
             data["H0"] = H
             if not isinstance(H, LinearOperator):
-                data["curvature"] = B.diagonal(self.xp, H)  # (signed: _gradient_test)
+                data["curvature"] = self.xp.linalg.diagonal(H)  # (signed: _gradient_test)
         return State(x0, f, g, data=data)
 
     def step(self, state: State) -> State:
@@ -184,7 +184,7 @@ class Newton(Method):
                 # a forward-difference gradient less its bias h_j·H_jj/2 (_gradient_test):
                 # with the bias the iteration would settle where G = g + b vanishes, a point
                 # H⁻¹b away from the minimiser (0.09 on Rosenbrock with a float32 f)
-                bias = p.gradient_bias(x, B.diagonal(xp, H))
+                bias = p.gradient_bias(x, xp.linalg.diagonal(H))
                 g = g if bias is None else g - bias
                 if bool(xp.any(H != 0)):
                     d, cinfo = linalg.regularized_cholesky_solve(
@@ -197,7 +197,7 @@ class Newton(Method):
                     d = -g / tau if tau > 0 else xp.zeros_like(g)
                 data["taus"] = appended(data["taus"], tau)
                 data["lambda_min"] = appended(data["lambda_min"], lam_min)
-                data["curvature"] = B.diagonal(xp, H)  # for the gradient test (signed)
+                data["curvature"] = xp.linalg.diagonal(H)  # for the gradient test (signed)
         except linalg.LinAlgError:
             return stop(state, Status.NONFINITE)
         if not self.finite(d):
@@ -480,7 +480,7 @@ class ProjectedNewton(Newton):
             H = H.to_dense()
         if not self.finite(xp.reshape(H, (-1,))):
             return stop(state, Status.NONFINITE)
-        data["curvature"] = B.diagonal(xp, H)
+        data["curvature"] = xp.linalg.diagonal(H)
         eps = min(ACTIVE_EPS, self.inf_norm(projected_gradient(xp, x, g, lb, ub)))
         act = ((x - lb <= eps) & (g > 0)) | ((ub - x <= eps) & (g < 0))
         fm = xp.where(act, xp.zeros_like(x), xp.ones_like(x))  # 1 on the free set

@@ -154,21 +154,21 @@ class TrustRegionReflective(LeastSquaresMethod):
         m, n = J.shape
         # A = [Ĵ; C^½] (Ĵ without bounds) and [r; 0], the matrix SciPy factors; A is built
         # column-major (as the transpose of [Ĵᵀ, C^½]), LAPACK's layout: no copy in the SVD
-        blocks, r = [B.transpose(xp, J_h)], lin.r
+        blocks, r = [J_h.T], lin.r
         if self.bounds is not None:
             blocks.append(xp.eye(n, dtype=J.dtype, device=B.device(J)) * xp.sqrt(diag_h)[:, None])
             r = xp.concat([r, xp.zeros_like(g)])
-        A = B.transpose(xp, xp.concat(blocks, axis=1))
+        A = xp.concat(blocks, axis=1).T
         # Its SVD in SciPy's operations (Uᵀ[r; 0] as U.T @ r, U column-major as LAPACK
         # returns it): the same rounding, so the same path wherever rounding decides it
         # (rank-deficient Ĵ, long runs; module docstring).
-        U, s, Vt = B.svd(xp, A, contiguous=False)
-        uf = B.dot(xp, B.transpose(xp, U), r)
+        U, s, Vt = B.svd(xp, A)
+        uf = U.T @ r
         if d["delta"] is None:
             delta = self.norm(x * scale_inv / xp.sqrt(v))
             d["delta"] = delta if delta > 0 and math.isfinite(delta) else 1.0
         return {"g": g, "gnorm": gnorm, "d": dd, "diag_h": diag_h, "g_h": g_h, "J_h": J_h,
-                "s": s, "V": B.transpose(xp, Vt), "uf": uf, "m": m, "n": n,
+                "s": s, "V": Vt.T, "uf": uf, "m": m, "n": n,
                 "theta": max(0.995, 1.0 - gnorm)}
 
     def _scale(self, lin: Any, old: Any) -> tuple[Any, Any]:
@@ -181,7 +181,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         J = lin.J
         if scaling is True:
             cn = lin.colnorms
-            inv = xp.where(cn > 0, cn, B.ones_like(xp, cn)) if old is None else xp.maximum(old,
+            inv = xp.where(cn > 0, cn, xp.ones_like(cn)) if old is None else xp.maximum(old,
                                                                                            cn)
             return 1.0 / inv, inv
         if scaling is False:
@@ -359,7 +359,7 @@ def _trust_region_step(xp: Any, M: dict, delta: float, alpha: float,
     steps; Moré 1978), the step then put on the sphere.  Returns ``(p̂, α)``."""
     s, uf, V, m, n = M["s"], M["uf"], M["V"], M["m"], M["n"]
     suf = s * uf
-    full_rank = m >= n and B.float_min(xp, s) > eps * m * B.float_max(xp, s)
+    full_rank = m >= n and float(xp.min(s)) > eps * m * float(xp.max(s))
     if full_rank:
         p = -(V @ (uf / s))
         if B.norm(xp, p) <= delta:
@@ -372,9 +372,9 @@ def _trust_region_step(xp: Any, M: dict, delta: float, alpha: float,
         if not pn > 0:  # ‖p̂‖ underflowed: nothing left to iterate on (the loop stops)
             return pn - delta, 0.0
         with np.errstate(over="ignore"):  # SciPy's Σ suf²/den³ (its rounding) ...
-            dphi = -B.float_sum(xp, suf * suf / den ** 3) / pn
+            dphi = -float(xp.sum(suf * suf / den ** 3)) / pn
         if not dphi < 0:  # ... unless den³ overflowed (s ≳ 1e50): Σ q²/den, the same sum
-            dphi = -B.float_sum(xp, q * q / den) / pn
+            dphi = -float(xp.sum(q * q / den)) / pn
         return pn - delta, dphi
 
     upper = B.norm(xp, suf) / delta

@@ -34,7 +34,7 @@ def flat(xp: Any, a: Any, dtype: Any, what: str, size: int | None = None) -> Any
         same_backend(xp, a, what)
         B.check_not_complex(xp, a, what)
         a = xp.astype(a, dtype)
-    a = B.reshape(xp, a, (-1,))
+    a = xp.reshape(a, (-1,))
     if size is not None and a.shape[0] != size:
         raise ValueError(f"{what} has {a.shape[0]} entries, expected {size}")
     return a

@@ -145,7 +145,7 @@ class OutputProblem(Counters):
             same_backend(self.xp, y, "the output of fun")
             self.accuracy = output_accuracy(float(self.xp.finfo(self.dtype).eps), y)
             self.y_shape = tuple(y.shape)
-            self.m = m = int(B.reshape(self.xp, y, (-1,)).shape[0])
+            self.m = m = int(self.xp.reshape(y, (-1,)).shape[0])
             if m == 0:
                 raise ValueError(f"fun returned an empty output (shape {self.y_shape}): m = 0 "
                                  f"residuals, nothing to fit")

@@ -1,8 +1,6 @@
-"""The NumPy fast paths of newtonkit._backend give bit for bit what the standard calls give.
-
-LM's iterates must not depend on which path ran, so the comparison is exact (``array_equal``,
-NaN in the same places), on NumPy and, through the generic branch, on the other backends.
-"""
+"""The linear algebra of newtonkit._backend that the array API standard lacks: Cholesky with a
+shift, triangular solves, overflow-safe norms; each checked against its backward-error bound on
+every backend."""
 
 from __future__ import annotations
 
@@ -12,17 +10,6 @@ import pytest
 import strategies as S
 
 from newtonkit import _backend as B
-
-_SPECIAL = (np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, 1e308)
-
-
-def _cases(seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = [rng.standard_normal((m, n)) * 10.0 ** rng.uniform(-150, 150)
-           for m, n in ((1, 1), (3, 2), (7, 5), (40, 9))]
-    a = rng.standard_normal((6, 4))
-    a.flat[rng.choice(a.size, 5, replace=False)] = rng.choice(_SPECIAL, 5)
-    return [*out, a]
 
 
 def _gamma(k: int) -> float:
@@ -37,29 +24,11 @@ def test_array_namespace_of_an_ndarray_is_compats():
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)
-@pytest.mark.parametrize("seed", range(5))
-def test_reductions_match_the_standard_calls(backend, seed):
-    xp = S.namespace(backend)
-    with np.errstate(all="ignore"):
-        for a_np in _cases(seed):
-            a = S.to_backend(a_np, backend, "float64")
-            v = a[:, 0]
-            same = np.testing.assert_array_equal
-            same(B.to_numpy(B.column_norms(xp, a)), B.to_numpy(xp.linalg.vector_norm(a, axis=0)))
-            same(B.to_numpy(B.diagonal(xp, a)), B.to_numpy(xp.linalg.diagonal(a)))
-            for fast, ref in ((B.float_sum, xp.sum), (B.float_max, xp.max),
-                              (B.float_min, xp.min)):
-                same(fast(xp, v), float(ref(v)))
-            assert B.count_nonzero(xp, v) == int(np.sum(B.to_numpy(v) != 0))  # NaN counts
-
-
-@pytest.mark.parametrize("backend", S.BACKENDS)
 @pytest.mark.parametrize("n", [1, 3, 12, 70])
 @pytest.mark.parametrize("shift", [0.0, 0.3])
 def test_shifted_cholesky_and_its_solves(backend, n, shift):
-    """``cholesky(a, shift)`` factors ``a + shift·I`` (NumPy float64: bit for bit what SciPy's
-    cholesky of the shifted matrix gives); ``cho_solve`` and ``solve_triangular`` solve with the
-    factor; an indefinite matrix is reported, not raised."""
+    """``cholesky(a, shift)`` factors ``a + shift·I``; ``cho_solve`` and ``solve_triangular``
+    solve with the factor; an indefinite matrix is reported, not raised."""
     import scipy.linalg
 
     xp = S.namespace(backend)
@@ -71,8 +40,6 @@ def test_shifted_cholesky_and_its_solves(backend, n, shift):
     assert ok
     L_np = B.to_numpy(L)
     want = scipy.linalg.cholesky(a_np + shift * np.eye(n), lower=True)
-    if backend == "numpy":
-        np.testing.assert_array_equal(L_np, want)
     a_s = a_np + shift * np.eye(n)
     norm_a = np.linalg.norm(a_s, 2)
     # Cholesky is backward stable: L Lᵀ = A + ΔA, |ΔA| ≤ γ_{n+1}|L||Lᵀ| and ‖|L||Lᵀ|‖₂ ≤ n‖A‖₂
@@ -91,9 +58,6 @@ def test_shifted_cholesky_and_its_solves(backend, n, shift):
             for T_b in (T, np.asfortranarray(T)):
                 got = B.to_numpy(B.solve_triangular(xp, S.to_backend(T_b, backend, "float64"),
                                                     b, lower=lower, trans=trans))
-                ref = scipy.linalg.solve_triangular(T_b, b_np, lower=lower, trans=int(trans))
-                if backend == "numpy":
-                    np.testing.assert_array_equal(got, ref)
                 # substitution is componentwise backward stable: (T + ΔT) x = b with
                 # |ΔT| ≤ γ_n |T| (Higham Thm 8.5), so |op(T) x − b| ≤ γ_n |op(T)||x| (+ γ_n
                 # for forming the product here)
@@ -142,37 +106,3 @@ def test_norm_does_not_overflow(backend):
         for bad, want in ((np.inf, np.inf), (np.nan, np.nan)):
             v = S.to_backend(np.array([1e200, bad, 1.0]), backend, "float64")
             np.testing.assert_equal(B.norm(xp, v), want)
-
-
-@pytest.mark.parametrize("backend", S.BACKENDS)
-@pytest.mark.parametrize("m, n", [(1, 1), (4, 3), (11, 10), (20, 16)])
-def test_eigh_and_transpose(backend, m, n):
-    """``eigh`` gives ascending eigenvalues and orthonormal eigenvectors with ``a V = V diag(w)``
-    (NumPy float64: bit for bit SciPy's ``syev``, which ``scipy.linalg.eigh(driver="ev")``
-    calls); ``transpose`` is exactly ``aᵀ`` and ``dot(aᵀ, a)`` is ``aᵀa`` to rounding."""
-    import scipy.linalg
-
-    xp = S.namespace(backend)
-    rng = np.random.default_rng(m * n)
-    a_np = rng.standard_normal((m, n))
-    a = S.to_backend(a_np, backend, "float64")
-    np.testing.assert_array_equal(B.to_numpy(B.transpose(xp, a)), a_np.T)
-    g = B.dot(xp, B.transpose(xp, a), a)
-    g_np = B.to_numpy(g)
-    # an inner product of length m: |fl(aᵀa) − aᵀa| ≤ γ_m |a|ᵀ|a| entrywise (Higham §3.5),
-    # for both products
-    absg = np.abs(a_np).T @ np.abs(a_np)
-    assert np.all(np.abs(g_np - a_np.T @ a_np) <= 2 * _gamma(m) * absg)
-    w, V = (B.to_numpy(t) for t in B.eigh(xp, g))
-    assert np.all(np.diff(w) >= 0)
-    # the symmetric QR algorithm is backward stable with orthogonal V: ‖VᵀV − I‖ and
-    # ‖G V − V Λ‖ / ‖G‖ are p(n)·ε for a modest p(n) (Golub & Van Loan §8.3.3); LAPACK's
-    # eigenvalue test drivers measure these ratios in units of n·ε against thresholds of a few
-    # tens: p(n) = 30·n here
-    p_n = 30 * n * np.finfo(np.float64).eps
-    assert np.linalg.norm(V.T @ V - np.eye(n), 2) <= p_n
-    assert np.linalg.norm(g_np @ V - V * w, 2) <= p_n * np.linalg.norm(g_np, 2)
-    if backend == "numpy":
-        w_ref, V_ref = scipy.linalg.eigh(g_np, driver="ev", lower=False)
-        np.testing.assert_array_equal(w, w_ref)
-        np.testing.assert_array_equal(V, V_ref)
