@@ -17,6 +17,7 @@ from typing import Any
 
 import array_api_compat as _compat
 import numpy as np
+import scipy.linalg.lapack
 
 __all__ = [
     "array_namespace",
@@ -29,7 +30,6 @@ __all__ = [
     "cho_solve",
     "column_norms",
     "qr_r",
-    "unpermute",
     "svd",
     "vdot",
     "norm",
@@ -199,17 +199,16 @@ def cholesky(xp: Any, a: Any, shift: float = 0.0) -> tuple[Any, bool]:
 def solve_triangular(xp: Any, L: Any, b: Any, *, lower: bool = True, trans: bool = False) -> Any:
     """Solve ``L x = b`` (or ``Lᵀ x = b`` with ``trans``) for triangular ``L``; ``b`` 1-D or 2-D.
 
-    A singular ``L`` (a zero on its diagonal) raises ``LinAlgError`` on NumPy (SciPy's
-    ``solve_triangular``).
+    A singular ``L`` (a zero on its diagonal) raises ``LinAlgError`` on NumPy (LAPACK
+    ``trtrs``, as SciPy's ``solve_triangular``).
     """
     name = backend_name(xp)
     vec = b.ndim == 1
     if name == "numpy":
-        import scipy.linalg
-
-        return scipy.linalg.solve_triangular(
-            L, b, lower=lower, trans=1 if trans else 0, check_finite=False
-        )
+        x, info = _lapack("trtrs", L)(L, b, lower=lower, trans=1 if trans else 0)
+        if info > 0:
+            raise np.linalg.LinAlgError(f"singular matrix: zero on the diagonal at {info - 1}")
+        return x
     if name == "torch":
         import torch
 
@@ -229,6 +228,19 @@ def solve_triangular(xp: Any, L: Any, b: Any, *, lower: bool = True, trans: bool
     B = b[:, None] if vec else b
     x = solve(A, B)
     return x[:, 0] if vec else x
+
+
+# NumPy calls the LAPACK routines of LM's subproblem (QR, SVD, triangular solves) through
+# SciPy's low-level wrappers, ``scipy.linalg.lapack``: SciPy's high-level functions check and
+# batch their arguments at 10–60 µs a call (SciPy 1.17), while the routines cost 1–5 µs at the
+# n ≤ 10 of most fits, and LM makes several such calls per Jacobian (bench_nls, n ≤ 10: a median
+# of 5.3× SciPy's lm with the high-level functions, 3.7× with these).
+
+
+def _lapack(name: str, a: Any) -> Callable:
+    """SciPy's wrapper of the LAPACK routine ``name`` for ``a``'s dtype, float64 (``d``) or
+    float32 (``s``): ``scipy.linalg.lapack.dgeqp3`` for ``"geqp3"``."""
+    return getattr(scipy.linalg.lapack, ("d" if a.dtype == np.float64 else "s") + name)
 
 
 def cho_solve(xp: Any, L: Any, b: Any) -> Any:
@@ -257,18 +269,25 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
     ``m >= n``; ``Q`` is not formed.
 
     ``pivoting`` asks for column pivoting (``|R₀₀| ≥ |R₁₁| ≥ ...``, as MINPACK), an integer
-    ``perm``.  NumPy: SciPy's ``qr_multiply`` (LAPACK ``geqp3`` or ``geqrf``, then ``ormqr``
-    applies the reflectors to ``b``).  torch and CuPy have no pivoted QR: they factor ``[a |
-    b]`` with their R-only QR (``mode="r"``; Householder QR works column by column, so the
-    first ``n`` columns of that factor are ``R`` and the last holds ``Qᵀb``) and return ``perm
-    = None``, the identity; so do other namespaces with the standard's ``qr`` and ``b @ Q``.
+    ``perm``.  NumPy: LAPACK ``geqp3`` or ``geqrf``, then ``ormqr`` applies the reflectors to
+    ``b`` (SciPy's ``qr_multiply``, without its checks).  torch and CuPy have no pivoted QR:
+    they factor ``[a | b]`` with their R-only QR (``mode="r"``; Householder QR works column by
+    column, so the first ``n`` columns of that factor are ``R`` and the last holds ``Qᵀb``) and
+    return ``perm = None``, the identity; so do other namespaces with the standard's ``qr`` and
+    ``b @ Q``.
     """
     name, n = backend_name(xp), a.shape[1]
     if name == "numpy":
-        import scipy.linalg
-
-        qtb, R, *perm = scipy.linalg.qr_multiply(a, b, mode="right", pivoting=pivoting)
-        return R, qtb, perm[0] if pivoting else None
+        if pivoting:
+            qr, jpvt, tau, _, info = _lapack("geqp3", a)(a)
+            perm = jpvt - 1  # LAPACK counts from 1
+        else:
+            qr, tau, _, info = _lapack("geqrf", a)(a)
+            perm = None
+        qtb, _, info_q = _lapack("ormqr", a)("L", "T", qr, tau, b[:, None], lwork=1)
+        if info != 0 or info_q != 0:
+            raise ValueError(f"QR: LAPACK info {info}, {info_q}")
+        return np.triu(qr[:n]), qtb[:n, 0], perm
     if name not in ("torch", "cupy"):
         Q, R = xp.linalg.qr(a)
         return R, b @ Q, None
@@ -285,24 +304,17 @@ def qr_r(xp: Any, a: Any, b: Any, *, pivoting: bool = False) -> tuple[Any, Any, 
 
 
 def svd(xp: Any, a: Any, driver: str = "gesdd") -> tuple[Any, Any, Any]:
-    """The reduced SVD ``(U, s, Vᵀ)`` of a 2-D ``a``.  NumPy: SciPy's ``svd`` with LAPACK's
-    ``driver`` (``"gesdd"``, divide and conquer, the call SciPy's ``least_squares`` makes, so
-    that ``method="trf"`` repeats its rounding; or ``"gesvd"``, QR iteration); other
-    namespaces their ``linalg.svd``."""
-    if backend_name(xp) == "numpy":
-        import scipy.linalg
-
-        return scipy.linalg.svd(a, full_matrices=False, check_finite=False,
-                                lapack_driver=driver)
-    return xp.linalg.svd(a, full_matrices=False)
-
-
-def unpermute(xp: Any, y: Any, perm: Any, axis: int = 0) -> Any:
-    """``out`` with ``out[perm] = y`` (along ``axis``, 0 or 1 of a 2-D ``y``): undoes the
-    column permutation of :func:`qr_r` (``perm = None``: ``y`` itself)."""
-    if perm is None:
-        return y
-    return xp.take(y, xp.argsort(xp.asarray(perm, device=device(y))), axis=axis)
+    """The reduced SVD ``(U, s, Vᵀ)`` of a 2-D ``a``.  NumPy: LAPACK's ``driver`` with the
+    workspace LAPACK asks for, as SciPy's ``svd`` (``"gesdd"``, divide and conquer, the call
+    SciPy's ``least_squares`` makes, so that ``method="trf"`` repeats its rounding; or
+    ``"gesvd"``, QR iteration); other namespaces their ``linalg.svd``."""
+    if backend_name(xp) != "numpy":
+        return xp.linalg.svd(a, full_matrices=False)
+    work, _ = _lapack(driver + "_lwork", a)(*a.shape, compute_uv=1, full_matrices=0)
+    U, s, Vt, info = _lapack(driver, a)(a, compute_uv=1, full_matrices=0, lwork=int(work.real))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"SVD failed (LAPACK {driver} info {info})")
+    return U, s, Vt
 
 
 def norm(xp: Any, v: Any) -> float:

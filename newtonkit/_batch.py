@@ -23,7 +23,8 @@ Newton), each step one batched factorisation:
     arrays: n array passes, where batched LAPACK costs a call per matrix); where
     :math:`\varepsilon\|M\|_F\|L^{-1}\|_F^2` is below the limit for forming :math:`A^TA`
     (``GRAM_MAX_ERR``), it gives the Gauss-Newton step, and the rows whose step does not fit
-    the trust region take λ from the eigendecomposition of M; the other rows take the SVD of A (:func:`newtonkit.methods._trust.lm_terms`).
+    the trust region take λ from the eigendecomposition of M; the other rows take the SVD of A
+    (:func:`newtonkit.methods._trust.lm_terms`).
     float32 problems form M in float64.  λ by the Moré-Hebden iteration on all problems at
     once; the radius and λ updates and the termination tests are :mod:`newtonkit.methods.
     _trust` (the same code the single-problem LM runs).

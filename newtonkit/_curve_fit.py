@@ -402,7 +402,7 @@ def batch_covariance(xp: Any, J: Any, n: int) -> tuple[Any, np.ndarray]:
     Bn, m = J.shape[0], J.shape[1]
     finite = xp.all(xp.isfinite(xp.reshape(J, (Bn, -1))), axis=1)
     J = xp.where(finite[:, None, None], J, xp.zeros_like(J))  # keeps LAPACK calm
-    _, s, Vt = B.svd(xp, J)
+    _, s, Vt = xp.linalg.svd(J, full_matrices=False)
     if s.shape[1] < n:
         return xp.full((Bn, n, n), float("inf"), dtype=J.dtype), np.zeros(Bn, dtype=bool)
     eps = float(xp.finfo(J.dtype).eps)

@@ -232,7 +232,7 @@ def test_lm_on_badly_and_moderately_conditioned_jacobians():
 @pytest.mark.parametrize("backend", S.BACKENDS)
 @pytest.mark.parametrize("pivoting", [False, True])
 @pytest.mark.parametrize("m, n", [(5, 3), (9, 9), (40, 17)])
-def test_qr_r_and_unpermute(backend, pivoting, m, n):
+def test_qr_r(backend, pivoting, m, n):
     xp = S.namespace(backend)
     rng = np.random.default_rng(m + n)
     a_np, b_np = rng.standard_normal((m, n)), rng.standard_normal(m)
@@ -251,12 +251,6 @@ def test_qr_r_and_unpermute(backend, pivoting, m, n):
     if pivoting and backend == "numpy":
         d = np.abs(np.diag(R))
         assert np.all(d[:-1] >= d[1:] * (1 - 1e-12))
-    y = S.to_backend(rng.standard_normal(n), backend, "float64")
-    x = B.to_numpy(B.unpermute(xp, y, perm))
-    np.testing.assert_array_equal(x[perm_np], B.to_numpy(y))
-    Y = S.to_backend(rng.standard_normal((2, n)), backend, "float64")
-    X = B.to_numpy(B.unpermute(xp, Y, perm, axis=1))
-    np.testing.assert_array_equal(X[:, perm_np], B.to_numpy(Y))
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)

@@ -66,7 +66,8 @@ class TrustRegionSubproblem:
 
     ``eps`` and ``tiny`` are the dtype's machine epsilon and smallest normal number.
 
-    State: ``R``, ``qtr`` and ``perm`` of the QR (``None`` for a wide ``A``); ``gn`` the
+    State: ``R``, ``qtr`` and ``perm`` of the QR (``None`` for a wide ``A``), ``iperm`` the
+    inverse permutation (``None``: the identity); ``gn`` the
     Gauss-Newton step after the QR (``None`` when ``R`` is singular); ``use_chol`` whether the
     Cholesky route applies (full rank, ``n > SVD_MAX_N``; ``False`` after it gave up on a λ); the
     SVD route's terms (``s2``, ...) are computed on first use (``None`` until then), as are the
@@ -77,7 +78,7 @@ class TrustRegionSubproblem:
         self.xp, self.A, self.r, self.eps, self.tiny = xp, A, r, eps, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
-        self.R = self.qtr = self.gn = self.perm = self.s2 = None
+        self.R = self.qtr = self.gn = self.perm = self.iperm = self.s2 = None
         self.use_chol = False
         if m < n:
             self._svd_terms()
@@ -85,6 +86,8 @@ class TrustRegionSubproblem:
         # A[:, perm] = Q R with column pivoting where the backend has it (as MINPACK)
         self.R, self.qtr, self.perm = B.qr_r(xp, A, r, pivoting=True)
         R = self.R
+        if self.perm is not None:
+            self.iperm = xp.argsort(xp.asarray(self.perm, device=B.device(A)))
         # As MINPACK's lmpar, the Gauss-Newton step solves with R unless a diagonal entry is
         # exactly zero: truncating at rcond instead stalls the end game of problems that are
         # singular at the solution (ext_powell_singular_200: 171 trials instead of 56).
@@ -98,8 +101,12 @@ class TrustRegionSubproblem:
             if math.isfinite(n0):  # non-finite exactly when y0 is (or ‖y0‖ overflows)
                 self._y0 = y0
                 # ‖A p̂(0)‖² = ‖Qᵀr‖²
-                self.gn = (B.unpermute(xp, y0, self.perm), n0, B.vdot(xp, self.qtr, self.qtr))
+                self.gn = (self._unpermute(y0), n0, B.vdot(xp, self.qtr, self.qtr))
                 self.use_chol = n > SVD_MAX_N  # full rank: the Cholesky route applies
+
+    def _unpermute(self, y: Any, axis: int = 0) -> Any:
+        """``out`` with ``out[perm] = y`` along ``axis``: from the pivoted order back."""
+        return y if self.iperm is None else self.xp.take(y, self.iperm, axis=axis)
 
     # -- SVD route -------------------------------------------------------------------------------
     def _svd_terms(self) -> None:
@@ -110,7 +117,7 @@ class TrustRegionSubproblem:
         if self.qtr is not None:  # A[:, perm] = Q R = (Q U) diag(s) Wᵀ
             U, s, Wt = B.svd(xp, self.R, driver="gesvd")
             q = self.qtr @ U
-            Vt = B.unpermute(xp, Wt, self.perm, axis=1)
+            Vt = self._unpermute(Wt, axis=1)
         else:
             U, s, Vt = B.svd(xp, self.A, driver="gesvd")
             q = self.r @ U
@@ -170,7 +177,7 @@ class TrustRegionSubproblem:
 
     def _chol_step(self, nrm: float) -> tuple[Any, float]:
         Rv = self.R @ self._v
-        return B.unpermute(self.xp, self._v, self.perm), B.vdot(self.xp, Rv, Rv)
+        return self._unpermute(self._v), B.vdot(self.xp, Rv, Rv)
 
     def gn_length(self) -> float:
         """``‖p̂(0)‖``, the length of the (scaled) Gauss-Newton step."""
