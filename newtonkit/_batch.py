@@ -254,16 +254,17 @@ class _Evaluator:
         raise ValueError(f"{name} must be a callable, '2-point' or '3-point' with batch=True, "
                          f"got {type(d).__name__}")
 
-    def _args(self, rows: Any) -> tuple:
-        """The per-problem ``args`` of the rows ``rows`` (all of them as they are while no
-        row has been compacted out)."""
-        if rows.shape[0] == self.Bn:  # the rows of a run are distinct and in order
+    def _args(self, rows: Any, rows_np: np.ndarray) -> tuple:
+        """The per-problem ``args`` of the rows ``rows`` (``rows_np`` on the host): ``args``
+        themselves where those are all B rows in order (the rows of a call are distinct, but
+        LM puts the rows that have just ended last)."""
+        if rows_np.size == self.Bn and bool(np.all(rows_np[1:] > rows_np[:-1])):
             return self.args
         return tuple(self.xp.take(a, rows, axis=0) for a in self.args)
 
     def values(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
         """``fun`` on the rows ``rows`` (global indices), checked: (b, m) or (b,)."""
-        out = self.fun(X, *self._args(rows))
+        out = self.fun(X, *self._args(rows, rows_np))
         self.nfev[rows_np] += 1
         return self._check(out, X, "fun")
 
@@ -311,7 +312,7 @@ class _Evaluator:
         xp, b, n = self.xp, X.shape[0], X.shape[1]
         scheme = self.jac_scheme
         if scheme == "callable":
-            D = self.jac(X, *self._args(rows))
+            D = self.jac(X, *self._args(rows, rows_np))
             if self.torch:
                 D = D.detach()
             want = (b, n) if self.kind == "objective" else (b, V.shape[1], n)
@@ -325,7 +326,7 @@ class _Evaluator:
                 D = xp.astype(D, X.dtype)
         elif scheme == "autodiff":
             self._check_graph(X, rows, rows_np)
-            D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
+            D = self._autodiff_first(X, rows, rows_np, None if V is None else V.shape[-1])
         else:
             D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme,
                                   self.accuracy, self._box(rows))
@@ -354,7 +355,7 @@ class _Evaluator:
     def hessian(self, X: Any, G: Any, rows: Any, rows_np: np.ndarray) -> Any:
         xp = self.xp
         if self.hess_scheme == "callable":
-            H = self.hess(X, *self._args(rows))
+            H = self.hess(X, *self._args(rows, rows_np))
             if self.torch:
                 H = H.detach()
             b, n = X.shape
@@ -366,7 +367,7 @@ class _Evaluator:
                 H = xp.astype(H, X.dtype)
         elif self.hess_scheme == "autodiff":
             self._check_graph(X, rows, rows_np)
-            H = self._autodiff_hessian(X, rows)
+            H = self._autodiff_hessian(X, rows, rows_np)
         else:
             def grad(Z: Any) -> Any:
                 V = self.values(Z, rows, rows_np) if self.jac_scheme == "2-point" else None
@@ -428,18 +429,18 @@ class _Evaluator:
             return
         x = X[:1].detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            out = self.fun(x, *(a[:1] for a in self._args(rows)))
+            out = self.fun(x, *(a[:1] for a in self._args(rows, rows_np)))
         self.nfev[rows_np[:1]] += 1
         if not out.requires_grad and (self.kind == "objective" or bool((out != 0).any())):
             raise ValueError(NOT_IN_GRAPH)
         self.graph_checked = True
 
-    def _autodiff_first(self, X: Any, rows: Any, m: int | None) -> Any:
+    def _autodiff_first(self, X: Any, rows: Any, rows_np: np.ndarray, m: int | None) -> Any:
         """Per-problem derivatives by ``vmap``: gradients, or Jacobians in forward mode (n
         tangents) where n < m and the model supports it, else reverse mode (m cotangents)."""
         import torch
 
-        args = self._args(rows)
+        args = self._args(rows, rows_np)
         fun = self.fun
 
         def one(x, *a):  # one problem: the batched fun on a batch of one
@@ -457,10 +458,10 @@ class _Evaluator:
                 self.forward_ad = False
         return torch.func.vmap(torch.func.jacrev(one))(X, *args).detach()
 
-    def _autodiff_hessian(self, X: Any, rows: Any) -> Any:
+    def _autodiff_hessian(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
         import torch
 
-        args = self._args(rows)
+        args = self._args(rows, rows_np)
         fun = self.fun
 
         def one(x, *a):
@@ -936,12 +937,15 @@ class _BatchRun:
         return i
 
     def finish_rows(self) -> None:
-        """Budgets, divergence and the best iterate on faults; then compaction: rows with a
-        status leave the working arrays."""
+        """Budgets, LM's new Jacobians (:meth:`_linearize_lm`), divergence and the best iterate
+        on faults; then compaction: rows with a status leave the working arrays."""
         o, ev, xp = self.o, self.ev, self.xp
         running = self.status[self.rows] == _RUNNING
         self.mark(running & (self.nit[self.rows] >= o["maxiter"][self.rows]), Status.MAXITER)
         self.mark(running & (ev.nfev[self.rows] >= o["maxfev"][self.rows]), Status.MAXFEV)
+        if self.name == "lm":
+            self._linearize_lm()
+            self.reserve(self.status[self.rows] == _RUNNING, 1)  # the next trial's evaluation
         st = self.status[self.rows]
         ended = st != _RUNNING
         if not ended.any():
@@ -952,8 +956,6 @@ class _BatchRun:
         self.mark(ended & above & soft, Status.DIVERGED, overwrite=True)
         st = self.status[self.rows]
         fault = np.isin(st, [_STATUSES.index(s) for s in Status if s.fault])
-        if self.name == "lm":
-            self._refresh_gradient(ended)
         X, f, V, G = self.X, self.f, self.V, self.G
         if fault.any() and self.tracks_best:
             # a fault returns the best accepted iterate (LM's accepted steps always lower f,
@@ -1020,31 +1022,6 @@ class _BatchRun:
     def step(self) -> None:
         getattr(self, f"_step_{self.name if self.name != 'hig' else 'gn'}")()
 
-    def _refresh_gradient(self, ended: np.ndarray) -> None:
-        """LM linearises only before its next trial: rows that stopped right after an accepted
-        step get the gradient there now (not counted in njev, as SciPy and the single-problem
-        LM do)."""
-        xp = self.xp
-        stale = ended & self._host(self.newJ)
-        # where a difference Jacobian would exceed maxfev the gradient is not computed: NaN
-        cost = self.ev.linearization_cost(self.X.shape[1])
-        short = stale & (self.budget_left() < cost)
-        if short.any():
-            self.G = _merge(xp, self._dev(short), xp.full_like(self.G, math.nan), self.G)
-        s_np = np.nonzero(stale & ~short)[0]
-        if not s_np.size:
-            return
-        s = self._idx(s_np)
-        Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
-        njev = self.ev.njev.copy()
-        Js = self.ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
-        Vs, Js = self.ev.gauss_newton(Vs, Js)
-        self.ev.njev = njev
-        sel = np.zeros(self.rows.size, bool)
-        sel[s_np] = True
-        put = B.scatter_rows(xp, sel)
-        self.G = put(_vecmat(xp, Vs, Js), self.G)
-
     def track_best(self, accepted: Any) -> None:
         xp = self.xp
         better = accepted & (self.f < self.fbest)
@@ -1078,18 +1055,39 @@ class _BatchRun:
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
         self.since = xp.full((b,), -1, dtype=xp.int64)
 
-    def _linearize_lm(self, sel: np.ndarray) -> None:
-        """A new Jacobian at the rows ``sel`` (bool over the active rows): gradient, the
-        gradient test, scaling D and the SVD of J D⁻¹."""
+    def _linearize_lm(self) -> None:
+        """A new Jacobian at every row that moved (``newJ``), in one call: at the running rows
+        the gradient, the gradient test, scaling D and the subproblem's terms; at rows that
+        have just ended the gradient they report (not counted in njev, as SciPy and the
+        single-problem LM do).  Where a difference Jacobian would exceed maxfev a row ends
+        MAXFEV with a NaN gradient."""
         xp, o, ev = self.xp, self.o, self.ev
+        new = self._host(self.newJ)
+        short = new & (self.budget_left() < ev.linearization_cost(self.X.shape[1]))
+        self.mark(short, Status.MAXFEV)
+        if short.any():
+            self.G = _merge(xp, self._dev(short), xp.full_like(self.G, math.nan), self.G)
+        running = self.status[self.rows] == _RUNNING
+        sel, ended = new & ~short & running, new & ~short & ~running
+        # the running rows first, then the ended ones: each part of J a slice of the whole
         s_np = np.nonzero(sel)[0]
-        if not s_np.size:
+        order = np.concatenate([s_np, np.nonzero(ended)[0]])
+        if not order.size:
             return
-        s = self._idx(s_np)
+        s = self._idx(order)
         X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, s, axis=0),
                                                    xp.take(self.V, s, axis=0))
-        J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
+        J = ev.first(X, V, self._idx(self.rows[order]), self.rows[order])
+        self.newJ = xp.zeros_like(self.newJ)
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
+        k = s_np.size
+        if ended.any():
+            ev.njev[self.rows[ended]] -= 1
+            self.G = B.scatter_rows(xp, ended)(_vecmat(xp, V[k:, ...], J[k:, ...]), self.G)
+            X, V, J = X[:k, ...], V[:k, ...], J[:k, ...]
+        if not k:
+            return
+        s = self._idx(s_np)
         # the normal equations in float64 for float32 problems (where forming AᵀA in float32
         # would lose ε₃₂·κ(A)² and no Jacobian could qualify for the Cholesky route)
         Jw, Vw = (J, V) if self.wide == J.dtype else (xp.astype(J, self.wide),
@@ -1254,20 +1252,8 @@ class _BatchRun:
                 self.details[int(self.rows[i])] = {"columns": cols}
 
     def _step_lm(self) -> None:
+        """One trial per row, on the Jacobian :meth:`finish_rows` linearised last."""
         xp, ev = self.xp, self.ev
-        n = self.X.shape[1]
-        new = self._host(self.newJ) & (self.status[self.rows] == _RUNNING)
-        new = self.reserve(new, ev.linearization_cost(n))
-        self._linearize_lm(new)
-        # (G is fresh at the rows just linearised: a row that ends at it is not refreshed)
-        self.newJ = self.newJ & ~self._dev(new)
-        self.reserve(self.status[self.rows] == _RUNNING, 1)  # the trial's evaluation
-        run = self.status[self.rows] == _RUNNING
-        if not run.all():
-            self.finish_rows()
-            run = self.status[self.rows] == _RUNNING
-            if not self.rows.size:
-                return
         v, par, pnorm, jp2 = self._lm_step()
         v = v / self.D
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
