@@ -95,6 +95,8 @@ _CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status
 _SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
 _RUNNING = -1
 _UNLIMITED = 2**62  # maxiter or maxfev without a limit
+#: The status index of each code of :func:`newtonkit.methods._trust.more_termination`.
+_TRUST_CODES = np.array([_RUNNING if s is None else _STATUSES.index(s) for s in _trust.CODES])
 _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton": "gn",
             "hig": "hig", "half-inverse": "hig", "newton": "newton"}
 #: Options each batched method understands (beyond maxiter, maxfev, gtol, ftol, xtol, disp,
@@ -337,7 +339,7 @@ class _Evaluator:
                 k = xp.asarray(np.nonzero(sel)[0], device=array_api_compat.device(X))
                 rich = self.richardson_gradient(xp.take(X, k, axis=0), xp.take(D, k, axis=0),
                                                 xp.take(rows, k, axis=0), rows_np[sel])
-                D = B.scatter_rows(xp, sel)(rich, D)
+                D = B.scatter_rows(xp, sel, array_api_compat.device(D))(rich, D)
         self.njev[rows_np] += 1
         return D
 
@@ -1083,7 +1085,7 @@ class _BatchRun:
         k = s_np.size
         if ended.any():
             ev.njev[self.rows[ended]] -= 1
-            self.G = B.scatter_rows(xp, ended)(_vecmat(xp, V[k:, ...], J[k:, ...]), self.G)
+            self.G = self._scatter(ended)(_vecmat(xp, V[k:, ...], J[k:, ...]), self.G)
             X, V, J = X[:k, ...], V[:k, ...], J[:k, ...]
         if not k:
             return
@@ -1126,24 +1128,29 @@ class _BatchRun:
             eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
             M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
             J, Gw = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, Gw, xp.zeros_like(Gw))
-        sub = self._lm_terms(M, J, D, V, Gw / Dw)
+        sub, rest, terms = self._lm_terms(M, J, D, V, Gw / Dw)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
-        put = B.scatter_rows(xp, sel)
+        put = self._scatter(sel)
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
         self.sub = _Subproblem(*(old if new is None else put(new, old)
                                  for new, old in zip(sub, self.sub, strict=True)))
+        if rest.any():
+            svd = np.zeros_like(sel)
+            svd[s_np[rest]] = True
+            self.sub = self._with_terms(self.sub, svd, terms)
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
-        gs = np.asarray(B.to_numpy(put(gscaled, self.gscaled)), dtype=np.float64)
+        gs = np.asarray(B.to_numpy(self.gscaled), dtype=np.float64)
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn)
 
-    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> _Subproblem:
+    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any,
+                  g: Any) -> tuple[_Subproblem, np.ndarray, tuple]:
         """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
         with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
         routes (the single path's forms of the subproblem, :mod:`newtonkit.methods._lmpar`):
@@ -1157,8 +1164,8 @@ class _BatchRun:
         * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
           :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
 
-        The spectral fields are ``None`` where no row took the SVD (the rows' old entries stay,
-        marked stale by ``spec``).
+        Returns the subproblem with the spectral fields ``None``, the SVD rows ``rest`` (host
+        mask) and their spectral terms (one row each; :meth:`_with_terms` puts them in).
         """
         xp = self.xp
         b, m, n = J.shape
@@ -1173,18 +1180,14 @@ class _BatchRun:
         n0 = _row_norms(xp, v0)
         jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
         v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
-        spectral = (None,) * len(_SPECTRAL)
+        terms = ()
         rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
         if rest.any():
             idx = self._idx(np.nonzero(rest)[0])
             A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
             terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
-            k = min(m, n)
-            put = B.scatter_rows(xp, rest)
-            zeros = (xp.zeros((b, k), dtype=J.dtype),) * 3 + (
-                xp.zeros((b, k, n), dtype=J.dtype), xp.zeros((b,), dtype=xp.bool))
-            spectral = tuple(put(value, z) for value, z in zip(terms, zeros, strict=True))
-        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral)
+        spectral = (None,) * len(_SPECTRAL)
+        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral), rest, terms
 
     def _with_spectral_terms(self, sub: _Subproblem, need: np.ndarray) -> _Subproblem:
         """``sub`` with the terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the
@@ -1197,8 +1200,13 @@ class _BatchRun:
         dt = self.X.dtype  # (M is float64 for float32 problems: the terms are rounded once)
         terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
             xp.ones((w.shape[0],), dtype=xp.bool),)
-        put = B.scatter_rows(xp, need)
-        return sub._replace(spec=sub.spec | self._dev(need), **{
+        return self._with_terms(sub, need, terms)
+
+    def _with_terms(self, sub: _Subproblem, rows: np.ndarray, terms: tuple) -> _Subproblem:
+        """``sub`` with the spectral fields of the active rows ``rows`` set to ``terms`` (one
+        row each, in order) and marked fresh (``spec``)."""
+        put = self._scatter(rows)
+        return sub._replace(spec=sub.spec | self._dev(rows), **{
             name: put(value, getattr(sub, name))
             for name, value in zip(_SPECTRAL, terms, strict=True)})
 
@@ -1224,9 +1232,13 @@ class _BatchRun:
         c, par_i, pnorm_i, jp2_i = _trust.lm_subproblem(
             xp, t(sub.s2), t(sub.sq), t(sub.c0), t(sub.full), t(self.delta), t(self.par),
             self.tiny)
-        put = B.scatter_rows(xp, iterate)
+        put = self._scatter(iterate)
         return (put(_vecmat(xp, c, t(sub.Vt)), v), put(par_i, par), put(pnorm_i, pnorm),
                 put(jp2_i, jp2))
+
+    def _scatter(self, sel: np.ndarray) -> Any:
+        """:func:`newtonkit._backend.scatter_rows` over the active rows ``sel``."""
+        return B.scatter_rows(self.xp, sel, array_api_compat.device(self.X))
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -1293,10 +1305,11 @@ class _BatchRun:
         self._mark_codes(code)
 
     def _mark_codes(self, code: Any) -> None:
+        """The statuses of :func:`~newtonkit.methods._trust.more_termination`'s codes."""
         code_np = np.asarray(B.to_numpy(code)).astype(np.int64)
-        for k, status in enumerate(_trust.CODES):
-            if status is not None:
-                self.mark(code_np == k, status)
+        i = np.nonzero(code_np)[0]  # (0: go on)
+        i = i[self.status[self.rows[i]] == _RUNNING]
+        self.status[self.rows[i]] = _TRUST_CODES[code_np[i]]
 
     # == Gauss-Newton and HIG (line search on an SVD direction) ==================================
     def _init_gn(self) -> None:
@@ -1514,7 +1527,7 @@ class _BatchRun:
             good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = B.scatter_rows(xp, sel)
+            put = self._scatter(sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1627,7 +1640,7 @@ class _BatchRun:
         Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
         Rs, Js = ev.gauss_newton(Vs, Js)
-        put = B.scatter_rows(xp, ok)
+        put = self._scatter(ok)
         self.J = put(Js, self.J)
         if ev.loss is not None:
             self.R = put(Rs, self.R)
@@ -1664,7 +1677,7 @@ class _BatchRun:
             good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = B.scatter_rows(xp, sel)
+            put = self._scatter(sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1774,7 +1787,7 @@ class _BatchRun:
         self.switched |= bad
         # from here on those rows' gradient is Richardson's, at this point too (a step on the
         # G that steered the stop would read as converged: XTOL where ∇f is not small)
-        self.G = B.scatter_rows(xp, bad)(xp.take(rich, self._idx(np.nonzero(~ok_np)[0]),
+        self.G = self._scatter(bad)(xp.take(rich, self._idx(np.nonzero(~ok_np)[0]),
                                                  axis=0), self.G)
         return out | bad
 
@@ -1828,7 +1841,7 @@ class _BatchRun:
         eye = xp.eye(lam.shape[1], dtype=lam.dtype, device=array_api_compat.device(lam))
         Lr, chol = _cholesky(xp, H + tau[:, :, None] * eye)
         dr = xp.where(chol[:, None], -_cholesky_solve(xp, Lr, Gr), spectral)
-        return B.scatter_rows(xp, ~newton)(dr, d), newton
+        return self._scatter(~newton)(dr, d), newton
 
     def _step_newton(self) -> None:
         xp, o, ev = self.xp, self.o, self.ev
@@ -1861,7 +1874,7 @@ class _BatchRun:
             r = self._idx(self.rows[s_np])
             Gs = ev.first(Xs, Vs, r, self.rows[s_np])
             Hs = ev.hessian(Xs, Gs, r, self.rows[s_np])
-            put = B.scatter_rows(xp, ok)
+            put = self._scatter(ok)
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
@@ -1893,7 +1906,7 @@ class _BatchRun:
         xp = self.xp
         s, r, r_np = self._idx(s_np), self._idx(self.rows[s_np]), self.rows[s_np]
         Xs, Gs = xp.take(self.X, s, axis=0), xp.take(self.G, s, axis=0)
-        self.H = B.scatter_rows(xp, sel)(self.ev.hessian(Xs, Gs, r, r_np), self.H)
+        self.H = self._scatter(sel)(self.ev.hessian(Xs, Gs, r, r_np), self.H)
 
 
 def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) -> Any:

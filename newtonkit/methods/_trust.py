@@ -225,7 +225,8 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
     terms = (s * s, s * q, c0, Vt, full)
     if rest.size == b:  # (always for wide A: no Gram terms)
         return terms
-    put = B.scatter_rows(xp, svd_rows)  # the SVD rows in among the Gram rows
+    # the SVD rows in among the Gram rows
+    put = B.scatter_rows(xp, svd_rows, array_api_compat.device(A))
     return tuple(put(new, old)
                  for new, old in zip(terms, (s2_g, sq_g, c0_g, Vt_g, gram), strict=True))
 
