@@ -93,6 +93,8 @@ __all__ = ["minimize_batch", "BatchResult", "multistart"]
 _STATUSES = list(Status)
 _CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status, by index
 _SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
+_SOFT = np.array([s.code in (0, 1, 2) for s in _STATUSES])  # converged, budget, no progress
+_FAULT = np.array([s.fault for s in _STATUSES])
 _RUNNING = -1
 _UNLIMITED = 2**62  # maxiter or maxfev without a limit
 #: The status index of each code of :func:`newtonkit.methods._trust.more_termination`.
@@ -954,10 +956,9 @@ class _BatchRun:
             return
         # a run that ends above f(x0) with a converged/budget/no-progress status diverged
         above = self._host(self.f > self.f0)
-        soft = np.isin(st, [_STATUSES.index(s) for s in Status if s.code in (0, 1, 2)])
-        self.mark(ended & above & soft, Status.DIVERGED, overwrite=True)
-        st = self.status[self.rows]
-        fault = np.isin(st, [_STATUSES.index(s) for s in Status if s.fault])
+        soft = ended & _SOFT[st]  # (at running rows, st = −1: masked by ended)
+        self.mark(above & soft, Status.DIVERGED, overwrite=True)
+        fault = ended & _FAULT[self.status[self.rows]]
         X, f, V, G = self.X, self.f, self.V, self.G
         if fault.any() and self.tracks_best:
             # a fault returns the best accepted iterate (LM's accepted steps always lower f,
