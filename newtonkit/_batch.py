@@ -1129,7 +1129,7 @@ class _BatchRun:
             eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
             M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
             J, Gw = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, Gw, xp.zeros_like(Gw))
-        sub, rest, terms = self._lm_terms(M, J, D, V, Gw / Dw)
+        sub, groups = self._lm_terms(M, J, D, V, Gw / Dw)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
         put = self._scatter(sel)
@@ -1138,10 +1138,10 @@ class _BatchRun:
         self.D = put(D, self.D)
         self.sub = _Subproblem(*(old if new is None else put(new, old)
                                  for new, old in zip(sub, self.sub, strict=True)))
-        if rest.any():
-            svd = np.zeros_like(sel)
-            svd[s_np[rest]] = True
-            self.sub = self._with_terms(self.sub, svd, terms)
+        for rows, terms in groups:  # (the rows off the Cholesky route)
+            into = np.zeros_like(sel)
+            into[s_np[rows]] = True
+            self.sub = self._with_terms(self.sub, into, terms)
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
@@ -1151,7 +1151,7 @@ class _BatchRun:
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn)
 
     def _lm_terms(self, M: Any, J: Any, D: Any, r: Any,
-                  g: Any) -> tuple[_Subproblem, np.ndarray, tuple]:
+                  g: Any) -> tuple[_Subproblem, list[tuple[np.ndarray, tuple]]]:
         """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
         with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
         routes (the single path's forms of the subproblem, :mod:`newtonkit.methods._lmpar`):
@@ -1163,10 +1163,15 @@ class _BatchRun:
           eigendecomposition of ``M`` (:meth:`_with_spectral_terms`, taken then, once per
           Jacobian).
         * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
-          :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
+          :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.  Its Gram form is
+          tried only where ``M`` factors and ε·‖M‖_F·‖L⁻¹‖_F² < 2n^{3/2}·``GRAM_MAX_ERR``:
+          that bound is at most n^{3/2}·κ(M), so elsewhere the test ε·κ(AᵀA) <
+          ``GRAM_MAX_ERR`` fails (by a factor 2 beyond rounding; a matrix that does not
+          factor has κ ≳ 1/(nε)).
 
-        Returns the subproblem with the spectral fields ``None``, the SVD rows ``rest`` (host
-        mask) and their spectral terms (one row each; :meth:`_with_terms` puts them in).
+        Returns the subproblem with the spectral fields ``None``, and the groups of
+        ``lm_terms`` (host masks over the rows, the terms of those rows) that
+        :meth:`_with_terms` puts in.
         """
         xp = self.xp
         b, m, n = J.shape
@@ -1181,14 +1186,19 @@ class _BatchRun:
         n0 = _row_norms(xp, v0)
         jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
         v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
-        terms = ()
+        groups = []
         rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
         if rest.any():
-            idx = self._idx(np.nonzero(rest)[0])
+            rest_np = np.nonzero(rest)[0]
+            idx = self._idx(rest_np)
             A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
-            terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
+            gram = self._host(ok & (self.eps * cond < 2.0 * n**1.5 * GRAM_MAX_ERR))[rest_np]
+            for rows, terms in _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps, gram):
+                into = np.zeros_like(rest)
+                into[rest_np[rows]] = True
+                groups.append((into, terms))
         spectral = (None,) * len(_SPECTRAL)
-        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral), rest, terms
+        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral), groups
 
     def _with_spectral_terms(self, sub: _Subproblem, need: np.ndarray) -> _Subproblem:
         """``sub`` with the terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the
