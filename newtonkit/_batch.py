@@ -1077,9 +1077,9 @@ class _BatchRun:
         order = np.concatenate([s_np, np.nonzero(ended)[0]])
         if not order.size:
             return
-        s = self._idx(order)
-        X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, s, axis=0),
-                                                   xp.take(self.V, s, axis=0))
+        at = self._idx(order)
+        X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, at, axis=0),
+                                                   xp.take(self.V, at, axis=0))
         J = ev.first(X, V, self._idx(self.rows[order]), self.rows[order])
         self.newJ = xp.zeros_like(self.newJ)
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
