@@ -129,22 +129,23 @@ def all_finite(xp: Any, a: Any) -> bool:
     return bool(xp.all(xp.isfinite(a)))
 
 
-def scatter_rows(xp: Any, sel: np.ndarray) -> Callable[[Any, Any], Any]:
+def scatter_rows(xp: Any, sel: np.ndarray, dev: Any) -> Callable[[Any, Any], Any]:
     """A function ``put(new, old)``: ``old`` with the rows where ``sel`` (a NumPy bool array
     over the rows of ``old``) replaced by the rows of ``new`` (one per selected row, in order);
-    a new array, ``old`` is not changed."""
+    a new array, ``old`` is not changed.  Arrays on the device ``dev``, where the row map is
+    placed once for all the arrays it scatters."""
     every = bool(sel.all())
-    pos = np.maximum(np.cumsum(sel) - 1, 0)  # the row of ``new`` for each selected row
+    if not every:
+        pos = xp.asarray(np.maximum(np.cumsum(sel) - 1, 0), device=dev)  # new's row, per row
+        mask = xp.asarray(sel, device=dev)
 
     def put(new: Any, old: Any) -> Any:
         if new.shape[0] == 0:
             return old
         if every:  # all rows replaced
             return new
-        dev = device(old)
-        gathered = xp.take(new, xp.asarray(pos, device=dev), axis=0)
-        mask = xp.reshape(xp.asarray(sel, device=dev), (sel.size,) + (1,) * (len(old.shape) - 1))
-        return xp.where(mask, gathered, old)
+        rows = xp.reshape(mask, (sel.size,) + (1,) * (len(old.shape) - 1))
+        return xp.where(rows, xp.take(new, pos, axis=0), old)
 
     return put
 

@@ -93,8 +93,12 @@ __all__ = ["minimize_batch", "BatchResult", "multistart"]
 _STATUSES = list(Status)
 _CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status, by index
 _SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
+_SOFT = np.array([s.code in (0, 1, 2) for s in _STATUSES])  # converged, budget, no progress
+_FAULT = np.array([s.fault for s in _STATUSES])
 _RUNNING = -1
 _UNLIMITED = 2**62  # maxiter or maxfev without a limit
+#: The status index of each code of :func:`newtonkit.methods._trust.more_termination`.
+_TRUST_CODES = np.array([_RUNNING if s is None else _STATUSES.index(s) for s in _trust.CODES])
 _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton": "gn",
             "hig": "hig", "half-inverse": "hig", "newton": "newton"}
 #: Options each batched method understands (beyond maxiter, maxfev, gtol, ftol, xtol, disp,
@@ -254,16 +258,17 @@ class _Evaluator:
         raise ValueError(f"{name} must be a callable, '2-point' or '3-point' with batch=True, "
                          f"got {type(d).__name__}")
 
-    def _args(self, rows: Any) -> tuple:
-        """The per-problem ``args`` of the rows ``rows`` (all of them as they are while no
-        row has been compacted out)."""
-        if rows.shape[0] == self.Bn:  # the rows of a run are distinct and in order
+    def _args(self, rows: Any, rows_np: np.ndarray) -> tuple:
+        """The per-problem ``args`` of the rows ``rows`` (``rows_np`` on the host): ``args``
+        themselves where those are all B rows in order (the rows of a call are distinct, but
+        LM puts the rows that have just ended last)."""
+        if rows_np.size == self.Bn and bool(np.all(rows_np[1:] > rows_np[:-1])):
             return self.args
         return tuple(self.xp.take(a, rows, axis=0) for a in self.args)
 
     def values(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
         """``fun`` on the rows ``rows`` (global indices), checked: (b, m) or (b,)."""
-        out = self.fun(X, *self._args(rows))
+        out = self.fun(X, *self._args(rows, rows_np))
         self.nfev[rows_np] += 1
         return self._check(out, X, "fun")
 
@@ -311,7 +316,7 @@ class _Evaluator:
         xp, b, n = self.xp, X.shape[0], X.shape[1]
         scheme = self.jac_scheme
         if scheme == "callable":
-            D = self.jac(X, *self._args(rows))
+            D = self.jac(X, *self._args(rows, rows_np))
             if self.torch:
                 D = D.detach()
             want = (b, n) if self.kind == "objective" else (b, V.shape[1], n)
@@ -325,7 +330,7 @@ class _Evaluator:
                 D = xp.astype(D, X.dtype)
         elif scheme == "autodiff":
             self._check_graph(X, rows, rows_np)
-            D = self._autodiff_first(X, rows, None if V is None else V.shape[-1])
+            D = self._autodiff_first(X, rows, rows_np, None if V is None else V.shape[-1])
         else:
             D = self._differences(lambda Z: self.values(Z, rows, rows_np), X, V, scheme,
                                   self.accuracy, self._box(rows))
@@ -336,7 +341,7 @@ class _Evaluator:
                 k = xp.asarray(np.nonzero(sel)[0], device=array_api_compat.device(X))
                 rich = self.richardson_gradient(xp.take(X, k, axis=0), xp.take(D, k, axis=0),
                                                 xp.take(rows, k, axis=0), rows_np[sel])
-                D = B.scatter_rows(xp, sel)(rich, D)
+                D = B.scatter_rows(xp, sel, array_api_compat.device(D))(rich, D)
         self.njev[rows_np] += 1
         return D
 
@@ -354,7 +359,7 @@ class _Evaluator:
     def hessian(self, X: Any, G: Any, rows: Any, rows_np: np.ndarray) -> Any:
         xp = self.xp
         if self.hess_scheme == "callable":
-            H = self.hess(X, *self._args(rows))
+            H = self.hess(X, *self._args(rows, rows_np))
             if self.torch:
                 H = H.detach()
             b, n = X.shape
@@ -366,7 +371,7 @@ class _Evaluator:
                 H = xp.astype(H, X.dtype)
         elif self.hess_scheme == "autodiff":
             self._check_graph(X, rows, rows_np)
-            H = self._autodiff_hessian(X, rows)
+            H = self._autodiff_hessian(X, rows, rows_np)
         else:
             def grad(Z: Any) -> Any:
                 V = self.values(Z, rows, rows_np) if self.jac_scheme == "2-point" else None
@@ -428,18 +433,18 @@ class _Evaluator:
             return
         x = X[:1].detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            out = self.fun(x, *(a[:1] for a in self._args(rows)))
+            out = self.fun(x, *(a[:1] for a in self._args(rows, rows_np)))
         self.nfev[rows_np[:1]] += 1
         if not out.requires_grad and (self.kind == "objective" or bool((out != 0).any())):
             raise ValueError(NOT_IN_GRAPH)
         self.graph_checked = True
 
-    def _autodiff_first(self, X: Any, rows: Any, m: int | None) -> Any:
+    def _autodiff_first(self, X: Any, rows: Any, rows_np: np.ndarray, m: int | None) -> Any:
         """Per-problem derivatives by ``vmap``: gradients, or Jacobians in forward mode (n
         tangents) where n < m and the model supports it, else reverse mode (m cotangents)."""
         import torch
 
-        args = self._args(rows)
+        args = self._args(rows, rows_np)
         fun = self.fun
 
         def one(x, *a):  # one problem: the batched fun on a batch of one
@@ -457,10 +462,10 @@ class _Evaluator:
                 self.forward_ad = False
         return torch.func.vmap(torch.func.jacrev(one))(X, *args).detach()
 
-    def _autodiff_hessian(self, X: Any, rows: Any) -> Any:
+    def _autodiff_hessian(self, X: Any, rows: Any, rows_np: np.ndarray) -> Any:
         import torch
 
-        args = self._args(rows)
+        args = self._args(rows, rows_np)
         fun = self.fun
 
         def one(x, *a):
@@ -937,24 +942,24 @@ class _BatchRun:
         return i
 
     def finish_rows(self) -> None:
-        """Budgets, divergence and the best iterate on faults; then compaction: rows with a
-        status leave the working arrays."""
+        """Budgets, LM's new Jacobians (:meth:`_linearize_lm`), divergence and the best iterate
+        on faults; then compaction: rows with a status leave the working arrays."""
         o, ev, xp = self.o, self.ev, self.xp
         running = self.status[self.rows] == _RUNNING
         self.mark(running & (self.nit[self.rows] >= o["maxiter"][self.rows]), Status.MAXITER)
         self.mark(running & (ev.nfev[self.rows] >= o["maxfev"][self.rows]), Status.MAXFEV)
+        if self.name == "lm":
+            self._linearize_lm()
+            self.reserve(self.status[self.rows] == _RUNNING, 1)  # the next trial's evaluation
         st = self.status[self.rows]
         ended = st != _RUNNING
         if not ended.any():
             return
         # a run that ends above f(x0) with a converged/budget/no-progress status diverged
         above = self._host(self.f > self.f0)
-        soft = np.isin(st, [_STATUSES.index(s) for s in Status if s.code in (0, 1, 2)])
-        self.mark(ended & above & soft, Status.DIVERGED, overwrite=True)
-        st = self.status[self.rows]
-        fault = np.isin(st, [_STATUSES.index(s) for s in Status if s.fault])
-        if self.name == "lm":
-            self._refresh_gradient(ended)
+        soft = ended & _SOFT[st]  # (at running rows, st = −1: masked by ended)
+        self.mark(above & soft, Status.DIVERGED, overwrite=True)
+        fault = ended & _FAULT[self.status[self.rows]]
         X, f, V, G = self.X, self.f, self.V, self.G
         if fault.any() and self.tracks_best:
             # a fault returns the best accepted iterate (LM's accepted steps always lower f,
@@ -1021,31 +1026,6 @@ class _BatchRun:
     def step(self) -> None:
         getattr(self, f"_step_{self.name if self.name != 'hig' else 'gn'}")()
 
-    def _refresh_gradient(self, ended: np.ndarray) -> None:
-        """LM linearises only before its next trial: rows that stopped right after an accepted
-        step get the gradient there now (not counted in njev, as SciPy and the single-problem
-        LM do)."""
-        xp = self.xp
-        stale = ended & self._host(self.newJ)
-        # where a difference Jacobian would exceed maxfev the gradient is not computed: NaN
-        cost = self.ev.linearization_cost(self.X.shape[1])
-        short = stale & (self.budget_left() < cost)
-        if short.any():
-            self.G = _merge(xp, self._dev(short), xp.full_like(self.G, math.nan), self.G)
-        s_np = np.nonzero(stale & ~short)[0]
-        if not s_np.size:
-            return
-        s = self._idx(s_np)
-        Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
-        njev = self.ev.njev.copy()
-        Js = self.ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
-        Vs, Js = self.ev.gauss_newton(Vs, Js)
-        self.ev.njev = njev
-        sel = np.zeros(self.rows.size, bool)
-        sel[s_np] = True
-        put = B.scatter_rows(xp, sel)
-        self.G = put(_vecmat(xp, Vs, Js), self.G)
-
     def track_best(self, accepted: Any) -> None:
         xp = self.xp
         better = accepted & (self.f < self.fbest)
@@ -1079,18 +1059,39 @@ class _BatchRun:
         self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
         self.since = xp.full((b,), -1, dtype=xp.int64)
 
-    def _linearize_lm(self, sel: np.ndarray) -> None:
-        """A new Jacobian at the rows ``sel`` (bool over the active rows): gradient, the
-        gradient test, scaling D and the SVD of J D⁻¹."""
+    def _linearize_lm(self) -> None:
+        """A new Jacobian at every row that moved (``newJ``), in one call: at the running rows
+        the gradient, the gradient test, scaling D and the subproblem's terms; at rows that
+        have just ended the gradient they report (not counted in njev, as SciPy and the
+        single-problem LM do).  Where a difference Jacobian would exceed maxfev a row ends
+        MAXFEV with a NaN gradient."""
         xp, o, ev = self.xp, self.o, self.ev
+        new = self._host(self.newJ)
+        short = new & (self.budget_left() < ev.linearization_cost(self.X.shape[1]))
+        self.mark(short, Status.MAXFEV)
+        if short.any():
+            self.G = _merge(xp, self._dev(short), xp.full_like(self.G, math.nan), self.G)
+        running = self.status[self.rows] == _RUNNING
+        sel, ended = new & ~short & running, new & ~short & ~running
+        # the running rows first, then the ended ones: each part of J a slice of the whole
         s_np = np.nonzero(sel)[0]
-        if not s_np.size:
+        order = np.concatenate([s_np, np.nonzero(ended)[0]])
+        if not order.size:
+            return
+        at = self._idx(order)
+        X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, at, axis=0),
+                                                   xp.take(self.V, at, axis=0))
+        J = ev.first(X, V, self._idx(self.rows[order]), self.rows[order])
+        self.newJ = xp.zeros_like(self.newJ)
+        V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
+        k = s_np.size
+        if ended.any():
+            ev.njev[self.rows[ended]] -= 1
+            self.G = self._scatter(ended)(_vecmat(xp, V[k:, ...], J[k:, ...]), self.G)
+            X, V, J = X[:k, ...], V[:k, ...], J[:k, ...]
+        if not k:
             return
         s = self._idx(s_np)
-        X, V = (self.X, self.V) if sel.all() else (xp.take(self.X, s, axis=0),
-                                                   xp.take(self.V, s, axis=0))
-        J = ev.first(X, V, self._idx(self.rows[s_np]), self.rows[s_np])
-        V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
         # the normal equations in float64 for float32 problems (where forming AᵀA in float32
         # would lose ε₃₂·κ(A)² and no Jacobian could qualify for the Cholesky route)
         Jw, Vw = (J, V) if self.wide == J.dtype else (xp.astype(J, self.wide),
@@ -1129,24 +1130,29 @@ class _BatchRun:
             eye = xp.eye(n, dtype=M.dtype, device=array_api_compat.device(M))
             M, V = _merge(xp, ok, M, eye + xp.zeros_like(M)), _merge(xp, ok, V, xp.zeros_like(V))
             J, Gw = _merge(xp, ok, J, xp.zeros_like(J)), _merge(xp, ok, Gw, xp.zeros_like(Gw))
-        sub = self._lm_terms(M, J, D, V, Gw / Dw)
+        sub, groups = self._lm_terms(M, J, D, V, Gw / Dw)
         xn = xp.linalg.vector_norm(D * X, axis=1)
         delta0 = o["factor"] * xp.where(xn > 0, xn, xp.ones_like(xn))
-        put = B.scatter_rows(xp, sel)
+        put = self._scatter(sel)
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
         self.sub = _Subproblem(*(old if new is None else put(new, old)
                                  for new, old in zip(sub, self.sub, strict=True)))
+        for rows, terms in groups:  # (the rows off the Cholesky route)
+            into = np.zeros_like(sel)
+            into[s_np[rows]] = True
+            self.sub = self._with_terms(self.sub, into, terms)
         self.xnorm = xp.where(self._dev(sel) & self.first, put(xn, self.xnorm), self.xnorm)
         self.delta = xp.where(self._dev(sel) & self.first, put(delta0, self.delta), self.delta)
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
-        gs = np.asarray(B.to_numpy(put(gscaled, self.gscaled)), dtype=np.float64)
+        gs = np.asarray(B.to_numpy(self.gscaled), dtype=np.float64)
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn)
 
-    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any, g: Any) -> _Subproblem:
+    def _lm_terms(self, M: Any, J: Any, D: Any, r: Any,
+                  g: Any) -> tuple[_Subproblem, list[tuple[np.ndarray, tuple]]]:
         """What the trust-region subproblems of the scaled Jacobians ``A = J D⁻¹`` (b, m, n)
         with residuals ``r``, ``M = AᵀA`` and ``g = Aᵀr`` need, per row, by one of two
         routes (the single path's forms of the subproblem, :mod:`newtonkit.methods._lmpar`):
@@ -1158,10 +1164,15 @@ class _BatchRun:
           eigendecomposition of ``M`` (:meth:`_with_spectral_terms`, taken then, once per
           Jacobian).
         * SVD (the other rows: rank-deficient, ill-conditioned or wide): the terms of
-          :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.
+          :func:`newtonkit.methods._trust.lm_terms` (``spec``), at once.  Its Gram form is
+          tried only where ``M`` factors and ε·‖M‖_F·‖L⁻¹‖_F² < 2n^{3/2}·``GRAM_MAX_ERR``:
+          that bound is at most n^{3/2}·κ(M), so elsewhere the test ε·κ(AᵀA) <
+          ``GRAM_MAX_ERR`` fails (by a factor 2 beyond rounding; a matrix that does not
+          factor has κ ≳ 1/(nε)).
 
-        The spectral fields are ``None`` where no row took the SVD (the rows' old entries stay,
-        marked stale by ``spec``).
+        Returns the subproblem with the spectral fields ``None``, and the groups of
+        ``lm_terms`` (host masks over the rows, the terms of those rows) that
+        :meth:`_with_terms` puts in.
         """
         xp = self.xp
         b, m, n = J.shape
@@ -1176,18 +1187,19 @@ class _BatchRun:
         n0 = _row_norms(xp, v0)
         jp0 = xp.maximum(_rows_dot(xp, v0, g), xp.zeros_like(n0))  # gᵀM⁻¹g = ‖A v0‖²
         v0, n0, jp0 = (xp.astype(a, J.dtype) for a in (v0, n0, jp0))
-        spectral = (None,) * len(_SPECTRAL)
+        groups = []
         rest = ~np.asarray(B.to_numpy(chol), dtype=bool)
         if rest.any():
-            idx = self._idx(np.nonzero(rest)[0])
+            rest_np = np.nonzero(rest)[0]
+            idx = self._idx(rest_np)
             A = xp.take(J, idx, axis=0) / xp.take(D, idx, axis=0)[:, None, :]
-            terms = _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps)
-            k = min(m, n)
-            put = B.scatter_rows(xp, rest)
-            zeros = (xp.zeros((b, k), dtype=J.dtype),) * 3 + (
-                xp.zeros((b, k, n), dtype=J.dtype), xp.zeros((b,), dtype=xp.bool))
-            spectral = tuple(put(value, z) for value, z in zip(terms, zeros, strict=True))
-        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral)
+            gram = self._host(ok & (self.eps * cond < 2.0 * n**1.5 * GRAM_MAX_ERR))[rest_np]
+            for rows, terms in _trust.lm_terms(xp, A, xp.take(r, idx, axis=0), self.eps, gram):
+                into = np.zeros_like(rest)
+                into[rest_np[rows]] = True
+                groups.append((into, terms))
+        spectral = (None,) * len(_SPECTRAL)
+        return _Subproblem(chol, M, g, v0, n0, jp0, ~chol, *spectral), groups
 
     def _with_spectral_terms(self, sub: _Subproblem, need: np.ndarray) -> _Subproblem:
         """``sub`` with the terms of :func:`~newtonkit.methods._trust.lm_subproblem` for the
@@ -1200,8 +1212,13 @@ class _BatchRun:
         dt = self.X.dtype  # (M is float64 for float32 problems: the terms are rounded once)
         terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
             xp.ones((w.shape[0],), dtype=xp.bool),)
-        put = B.scatter_rows(xp, need)
-        return sub._replace(spec=sub.spec | self._dev(need), **{
+        return self._with_terms(sub, need, terms)
+
+    def _with_terms(self, sub: _Subproblem, rows: np.ndarray, terms: tuple) -> _Subproblem:
+        """``sub`` with the spectral fields of the active rows ``rows`` set to ``terms`` (one
+        row each, in order) and marked fresh (``spec``)."""
+        put = self._scatter(rows)
+        return sub._replace(spec=sub.spec | self._dev(rows), **{
             name: put(value, getattr(sub, name))
             for name, value in zip(_SPECTRAL, terms, strict=True)})
 
@@ -1227,9 +1244,13 @@ class _BatchRun:
         c, par_i, pnorm_i, jp2_i = _trust.lm_subproblem(
             xp, t(sub.s2), t(sub.sq), t(sub.c0), t(sub.full), t(self.delta), t(self.par),
             self.tiny)
-        put = B.scatter_rows(xp, iterate)
+        put = self._scatter(iterate)
         return (put(_vecmat(xp, c, t(sub.Vt)), v), put(par_i, par), put(pnorm_i, pnorm),
                 put(jp2_i, jp2))
+
+    def _scatter(self, sel: np.ndarray) -> Any:
+        """:func:`newtonkit._backend.scatter_rows` over the active rows ``sel``."""
+        return B.scatter_rows(self.xp, sel, array_api_compat.device(self.X))
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -1255,20 +1276,8 @@ class _BatchRun:
                 self.details[int(self.rows[i])] = {"columns": cols}
 
     def _step_lm(self) -> None:
+        """One trial per row, on the Jacobian :meth:`finish_rows` linearised last."""
         xp, ev = self.xp, self.ev
-        n = self.X.shape[1]
-        new = self._host(self.newJ) & (self.status[self.rows] == _RUNNING)
-        new = self.reserve(new, ev.linearization_cost(n))
-        self._linearize_lm(new)
-        # (G is fresh at the rows just linearised: a row that ends at it is not refreshed)
-        self.newJ = self.newJ & ~self._dev(new)
-        self.reserve(self.status[self.rows] == _RUNNING, 1)  # the trial's evaluation
-        run = self.status[self.rows] == _RUNNING
-        if not run.all():
-            self.finish_rows()
-            run = self.status[self.rows] == _RUNNING
-            if not self.rows.size:
-                return
         v, par, pnorm, jp2 = self._lm_step()
         v = v / self.D
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
@@ -1308,10 +1317,11 @@ class _BatchRun:
         self._mark_codes(code)
 
     def _mark_codes(self, code: Any) -> None:
+        """The statuses of :func:`~newtonkit.methods._trust.more_termination`'s codes."""
         code_np = np.asarray(B.to_numpy(code)).astype(np.int64)
-        for k, status in enumerate(_trust.CODES):
-            if status is not None:
-                self.mark(code_np == k, status)
+        i = np.nonzero(code_np)[0]  # (0: go on)
+        i = i[self.status[self.rows[i]] == _RUNNING]
+        self.status[self.rows[i]] = _TRUST_CODES[code_np[i]]
 
     # == Gauss-Newton and HIG (line search on an SVD direction) ==================================
     def _init_gn(self) -> None:
@@ -1529,7 +1539,7 @@ class _BatchRun:
             good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = B.scatter_rows(xp, sel)
+            put = self._scatter(sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1642,7 +1652,7 @@ class _BatchRun:
         Xs, Vs = xp.take(self.X, s, axis=0), xp.take(self.V, s, axis=0)
         Js = ev.first(Xs, Vs, self._idx(self.rows[s_np]), self.rows[s_np])
         Rs, Js = ev.gauss_newton(Vs, Js)
-        put = B.scatter_rows(xp, ok)
+        put = self._scatter(ok)
         self.J = put(Js, self.J)
         if ev.loss is not None:
             self.R = put(Rs, self.R)
@@ -1679,7 +1689,7 @@ class _BatchRun:
             good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
             sel = np.zeros(b, bool)
             sel[s_np] = True
-            put = B.scatter_rows(xp, sel)
+            put = self._scatter(sel)
             good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
@@ -1789,7 +1799,7 @@ class _BatchRun:
         self.switched |= bad
         # from here on those rows' gradient is Richardson's, at this point too (a step on the
         # G that steered the stop would read as converged: XTOL where ∇f is not small)
-        self.G = B.scatter_rows(xp, bad)(xp.take(rich, self._idx(np.nonzero(~ok_np)[0]),
+        self.G = self._scatter(bad)(xp.take(rich, self._idx(np.nonzero(~ok_np)[0]),
                                                  axis=0), self.G)
         return out | bad
 
@@ -1843,7 +1853,7 @@ class _BatchRun:
         eye = xp.eye(lam.shape[1], dtype=lam.dtype, device=array_api_compat.device(lam))
         Lr, chol = _cholesky(xp, H + tau[:, :, None] * eye)
         dr = xp.where(chol[:, None], -_cholesky_solve(xp, Lr, Gr), spectral)
-        return B.scatter_rows(xp, ~newton)(dr, d), newton
+        return self._scatter(~newton)(dr, d), newton
 
     def _step_newton(self) -> None:
         xp, o, ev = self.xp, self.o, self.ev
@@ -1876,7 +1886,7 @@ class _BatchRun:
             r = self._idx(self.rows[s_np])
             Gs = ev.first(Xs, Vs, r, self.rows[s_np])
             Hs = ev.hessian(Xs, Gs, r, self.rows[s_np])
-            put = B.scatter_rows(xp, ok)
+            put = self._scatter(ok)
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
@@ -1908,7 +1918,7 @@ class _BatchRun:
         xp = self.xp
         s, r, r_np = self._idx(s_np), self._idx(self.rows[s_np]), self.rows[s_np]
         Xs, Gs = xp.take(self.X, s, axis=0), xp.take(self.G, s, axis=0)
-        self.H = B.scatter_rows(xp, sel)(self.ev.hessian(Xs, Gs, r, r_np), self.H)
+        self.H = self._scatter(sel)(self.ev.hessian(Xs, Gs, r, r_np), self.H)
 
 
 def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) -> Any:

@@ -229,6 +229,6 @@ def test_scatter_rows_replaces_the_selected_rows_in_order(backend, sel, extra_di
     old, new = S.to_backend(old64, backend, "float64"), S.to_backend(new64, backend, "float64")
     want = old64.copy()
     want[sel] = new64
-    out = B.scatter_rows(xp, sel)(new, old)
+    out = B.scatter_rows(xp, sel, B.device(old))(new, old)
     np.testing.assert_array_equal(S.to_np(out), want)
     np.testing.assert_array_equal(S.to_np(old), old64)

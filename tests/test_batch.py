@@ -92,6 +92,26 @@ def test_each_problem_of_a_batch_runs_as_alone(B_, seed, backend, method):
         np.testing.assert_array_equal(S.to_np(one.x[0, :]), S.to_np(res.x[i, :]))
 
 
+@pytest.mark.parametrize("backend", S.BACKENDS)
+def test_lm_difference_jacobians_read_each_rows_data(backend):
+    """LM linearises the rows that have just ended in the running rows' call, placed last:
+    per-problem ``args`` (which a difference Jacobian reads, unlike ``jac`` here) must follow
+    that order, also before any row has been compacted out."""
+    xp = S.namespace(backend)
+    fun, _ = _model(xp, backend, "float64")
+    Y = S.to_backend(_data(6, 0), backend, "float64")
+    X0 = S.to_backend(np.tile([1.0, 0.3], (6, 1)), backend, "float64")
+    res = nk.minimize(fun, X0, method="lm", jac="2-point", args=(Y,), batch=True)
+    assert res.nit[2] < res.nit.min(initial=99, where=np.arange(6) != 2)  # (row 2 ends first)
+    for i in range(6):
+        one = nk.minimize(fun, X0[i:i + 1, :], method="lm", jac="2-point",
+                          args=(Y[i:i + 1, :],), batch=True)
+        assert one.termination_of(0) == res.termination_of(i)
+        assert (one.nfev[0], one.njev[0], one.nit[0]) == (res.nfev[i], res.njev[i], res.nit[i])
+        np.testing.assert_array_equal(S.to_np(one.x[0, :]), S.to_np(res.x[i, :]))
+        np.testing.assert_array_equal(S.to_np(one.jac[0, :]), S.to_np(res.jac[i, :]))
+
+
 @given(B_=st.integers(1, 6), seed=st.integers(0, 2**16), method=st.sampled_from(["lm", "gn"]))
 def test_batched_lm_and_gn_agree_with_single_problem_runs(B_, seed, method):
     """Against the single-problem path (another factorisation of each J: the rounding differs

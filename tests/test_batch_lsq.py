@@ -322,3 +322,24 @@ def test_the_bounded_gradient_test_is_free_of_the_residuals_scale():
     assert res.success[0]
     np.testing.assert_allclose(res.x[0], [2.0, 0.3], rtol=1e-5)
 
+
+
+def test_lm_terms_groups_hold_each_rows_own_terms():
+    """``_trust.lm_terms`` splits a stack into its Gram rows (tried, and ε·κ(AᵀA) below
+    ``GRAM_MAX_ERR``) and its SVD rows (the others, the rows not tried included): each row's
+    terms are those it gets alone, bit for bit."""
+    from newtonkit.methods import _trust
+
+    eps = float(np.finfo(np.float64).eps)
+    rng = np.random.default_rng(1)
+    A, r = rng.standard_normal((12, 10, 4)), rng.standard_normal((12, 10))
+    A[::3, :, 3] = A[::3, :, 2] + 1e-9 * rng.standard_normal((4, 10))  # κ(AᵀA) ~ 1e18
+    tried = np.arange(12) % 4 != 1
+    groups = _trust.lm_terms(np, A, r, eps, tried)
+    assert [rows.tolist() for rows, _ in groups] == [
+        (tried & (np.arange(12) % 3 != 0)).tolist(), (~tried | (np.arange(12) % 3 == 0)).tolist()]
+    for rows, terms in groups:
+        for j, i in enumerate(np.nonzero(rows)[0]):
+            [(_, alone)] = _trust.lm_terms(np, A[i:i + 1], r[i:i + 1], eps, tried[i:i + 1])
+            for a, b in zip(terms, alone, strict=True):
+                np.testing.assert_array_equal(a[j], b[0])

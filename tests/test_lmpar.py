@@ -208,10 +208,11 @@ def test_gram_form_matches_the_svd_within_its_error_bound(data):
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
     A, r = _case(m, n, seed, cond=cond)
     A = A * 10.0 ** data.draw(st.sampled_from(S.grid(-3.0, 3.0)), label="log10 scale")
-    s2_g, sq_g, _, Vt_g, gram = (t[0] for t in lm_terms(np, A[None], r[None], EPS))
+    [(gram, terms)] = lm_terms(np, A[None], r[None], EPS, np.ones(1, bool))
+    s2_g, sq_g, _, Vt_g, _ = (t[0] for t in terms)
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     s2 = np.sort(s * s)
-    assert EPS * s2[-1] < GRAM_MAX_ERR * s2[0] and gram  # the Gram form qualified and was taken
+    assert EPS * s2[-1] < GRAM_MAX_ERR * s2[0] and gram[0]  # the Gram form qualified and was taken
     lam = data.draw(st.sampled_from([0.0, 1e-3, 1.0, 1e3]), label="λ / s²_min") * s2[0]
     ref = (s * (U.T @ r) / (s * s + lam)) @ Vt
     step = (sq_g / (s2_g + lam)) @ Vt_g

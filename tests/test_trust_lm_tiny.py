@@ -139,7 +139,8 @@ def test_scalar_and_array_lambda_iterations_agree(a, b):
         n0 = np.linalg.norm(np.linalg.lstsq(As, rs, rcond=None)[0])  # (normal: b/a = 2⁻⁵⁰⁵)
         delta = 0.3 * n0
         _, lam, pnorm, _ = TrustRegionSubproblem(np, As, rs, EPS, TINY).solve(delta, 0.0)
-        s2, sq, c0, _, full = _trust.lm_terms(np, As[None], rs[None], EPS)
+        [(_, terms)] = _trust.lm_terms(np, As[None], rs[None], EPS, np.ones(1, bool))
+        s2, sq, c0, _, full = terms
         _, lam_b, pnorm_b, _ = _trust.lm_subproblem(np, s2, sq, c0, full, np.array([delta]),
                                                     np.zeros(1), TINY)
         assert abs(lam_b[0] - lam) <= 3.6e-10 * lam

@@ -191,11 +191,12 @@ def lambda_iteration(ops: Any, phi: Callable[[Any], tuple[Any, Callable[[], Any]
     return alpha_out, nrm_out
 
 
-def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, Any]:
+def lm_terms(xp: Any, A: Any, r: Any, eps: float,
+             gram_rows: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
     r"""What :func:`lm_subproblem` needs from each scaled Jacobian of a stack ``A`` (B, m, n)
     with residuals ``r`` (B, m): ``s2 = s²``, ``sq = s·Uᵀr``, ``c0 = Uᵀr/s`` (0 for
-    :math:`s \le \max(m, n)\,\varepsilon\,s_{\max}`), each (B, k), ``Vt`` (B, k, n) and
-    ``full`` (B,): whether every s was kept.
+    :math:`s \le \max(m, n)\,\varepsilon\,s_{\max}`), each (b, k), ``Vt`` (b, k, n) and
+    ``full`` (b,): whether every s was kept.
 
     The terms come from the eigendecomposition :math:`A^TA = V\,\mathrm{diag}(s^2)\,V^T`,
     ``sq = Vᵀ Aᵀ r``, for the problems where that is accurate enough, ε·κ(AᵀA) <
@@ -206,34 +207,42 @@ def lm_terms(xp: Any, A: Any, r: Any, eps: float) -> tuple[Any, Any, Any, Any, A
     \|A\|\|r\|/(s_{\min}^2+\lambda))`, the second term being the rounding of
     :math:`A^Tr` that the SVD's :math:`U^Tr` shares: under ``GRAM_MAX_ERR`` a relative error
     below about 1e-6, ample for a λ iteration that stops within 10 %; float32 never
-    qualifies.
+    qualifies.  The eigendecomposition is tried at the rows ``gram_rows`` (a host mask) only,
+    the others being known to fail the test.
+
+    Returns ``[(rows, terms), ...]``, the Gram rows and the SVD rows (where there are any): a
+    host mask over the B problems and the five terms of those rows, in order.
     """
     b, m, n = A.shape
     k = min(m, n)
-    gram = xp.zeros((b,), dtype=xp.bool)
-    if m >= n:
-        w, Q = xp.linalg.eigh(xp.matrix_transpose(A) @ A)  # ascending
-        gram = (w[:, 0] > 0) & (eps * w[:, -1] < GRAM_MAX_ERR * w[:, 0])
-        aTr = (r[:, None, :] @ A)[:, 0, :]
-        sq_g = (aTr[:, None, :] @ Q)[:, 0, :]
-        s2_g, Vt_g = w, xp.matrix_transpose(Q)
-        c0_g = sq_g / xp.where(w > 0, w, 1.0)
-    svd_rows = ~np.asarray(B.to_numpy(gram), dtype=bool)
-    rest = np.nonzero(svd_rows)[0]
-    if rest.size == 0:
-        return s2_g, sq_g, c0_g, Vt_g, gram
-    idx = xp.asarray(rest, device=array_api_compat.device(A))
-    U, s, Vt = xp.linalg.svd(xp.take(A, idx, axis=0), full_matrices=False)
-    q = (xp.take(r, idx, axis=0)[:, None, :] @ U)[:, 0, :]
-    keep = s > eps * max(m, n) * s[:, :1]
-    c0 = xp.where(keep, q / xp.where(keep, s, 1.0), 0.0 * s)
-    full = xp.all(keep, axis=1) & (k == n)
-    terms = (s * s, s * q, c0, Vt, full)
-    if rest.size == b:  # (always for wide A: no Gram terms)
-        return terms
-    put = B.scatter_rows(xp, svd_rows)  # the SVD rows in among the Gram rows
-    return tuple(put(new, old)
-                 for new, old in zip(terms, (s2_g, sq_g, c0_g, Vt_g, gram), strict=True))
+    dev = array_api_compat.device(A)
+    gram = np.zeros(b, dtype=bool)
+    out = []
+    try_np = np.nonzero(gram_rows)[0] if m >= n else np.zeros(0, dtype=np.int64)
+    if try_np.size:
+        idx = xp.asarray(try_np, device=dev)
+        At, rt = xp.take(A, idx, axis=0), xp.take(r, idx, axis=0)
+        w, Q = xp.linalg.eigh(xp.matrix_transpose(At) @ At)  # ascending
+        good = (w[:, 0] > 0) & (eps * w[:, -1] < GRAM_MAX_ERR * w[:, 0])
+        aTr = (rt[:, None, :] @ At)[:, 0, :]
+        sq = (aTr[:, None, :] @ Q)[:, 0, :]
+        terms = (w, sq, sq / xp.where(w > 0, w, 1.0), xp.matrix_transpose(Q), good)
+        good_np = np.asarray(B.to_numpy(good), dtype=bool)
+        gram[try_np[good_np]] = True
+        if good_np.any():
+            keep = xp.asarray(np.nonzero(good_np)[0], device=dev)
+            out.append((gram, tuple(t if good_np.all() else xp.take(t, keep, axis=0)
+                                    for t in terms)))
+    rest = np.nonzero(~gram)[0]
+    if rest.size:
+        idx = xp.asarray(rest, device=dev)
+        U, s, Vt = xp.linalg.svd(xp.take(A, idx, axis=0), full_matrices=False)
+        q = (xp.take(r, idx, axis=0)[:, None, :] @ U)[:, 0, :]
+        keep = s > eps * max(m, n) * s[:, :1]
+        c0 = xp.where(keep, q / xp.where(keep, s, 1.0), 0.0 * s)
+        full = xp.all(keep, axis=1) & (k == n)
+        out.append((~gram, (s * s, s * q, c0, Vt, full)))
+    return out
 
 
 def lm_subproblem(xp: Any, s2: Any, sq: Any, c0: Any, full: Any, delta: Any, par0: Any,
