@@ -66,12 +66,12 @@ class TrustRegionSubproblem:
 
     ``eps`` and ``tiny`` are the dtype's machine epsilon and smallest normal number.
 
-    State: ``R``, ``qtr`` and ``perm`` of the QR (``None`` for a wide ``A``), ``iperm`` the
-    inverse permutation (``None``: the identity); ``gn`` the
-    Gauss-Newton step after the QR (``None`` when ``R`` is singular); ``use_chol`` whether the
-    Cholesky route applies (full rank, ``n > SVD_MAX_N``; ``False`` after it gave up on a λ); the
-    SVD route's terms (``s2``, ...) are computed on first use (``None`` until then), as are the
-    cached ``_svd_bounds`` and ``_chol_bounds``.
+    State: ``R``, ``qtr`` and ``perm`` of the QR (``None`` for a wide ``A``) and ``iperm``, the
+    inverse permutation (``None``: the identity); ``gn`` the Gauss-Newton step after the QR
+    (``None`` when ``R`` is singular); ``use_chol`` whether the Cholesky route applies (full
+    rank, ``n > SVD_MAX_N``; ``False`` after it gave up on a λ); the SVD route's terms (``s2``,
+    ...) are computed on first use (``None`` until then), as are the cached ``_svd_bounds`` and
+    ``_chol_bounds``.
     """
 
     def __init__(self, xp: Any, A: Any, r: Any, eps: float, tiny: float) -> None:
@@ -86,12 +86,11 @@ class TrustRegionSubproblem:
         # A[:, perm] = Q R with column pivoting where the backend has it (as MINPACK)
         self.R, self.qtr, self.perm = B.qr_r(xp, A, r, pivoting=True)
         R = self.R
-        if self.perm is not None:
-            self.iperm = xp.argsort(xp.asarray(self.perm, device=B.device(A)))
         # As MINPACK's lmpar, the Gauss-Newton step solves with R unless a diagonal entry is
         # exactly zero: truncating at rcond instead stalls the end game of problems that are
         # singular at the solution (ext_powell_singular_200: 171 trials instead of 56).
         if self.perm is not None:  # pivoted: |R_jj| decreases along the diagonal
+            self.iperm = xp.argsort(xp.asarray(self.perm, device=B.device(A)))
             small = abs(float(R[n - 1, n - 1]))
         else:
             small = float(xp.min(xp.abs(xp.linalg.diagonal(R))))
