@@ -188,15 +188,53 @@ def test_array_api_strict():
 
 def test_lm_takes_scipy_curve_fits_budget():
     """``'lm'``'s default budget is SciPy curve_fit's (leastsq's), 100·(n + 1) evaluations with
-    a Jacobian and 200·(n + 1) with differences, not least_squares' 100·n: NIST's MGH09 from
-    its start 1 (https://www.itl.nist.gov/div898/strd/nls/data/mgh09.shtml) needs about 490
-    evaluations; SciPy's curve_fit solves it and newtonkit's raised RuntimeError at 400 (an
-    audit against NIST's StRD).  The fit must reach the certified parameters to 1e-3
-    relative (LRE 4, the accuracy SciPy's run reaches there)."""
+    a Jacobian and 200·(n + 1) with differences, not least_squares' 100·n, single and batched.
+    On r = exp(−a·x − b), whose infimum 0 is at infinity, every step lowers f by a constant
+    factor, the cosine of r with J's range stays 1 and the steps stay of order one, so no
+    test stops the run: it ends at the budget, as SciPy's does (300 and 600 calls here)."""
+    x, y = np.array([1.0, 2.0]), np.zeros(2)
+    n = 2
+
+    def f(x, a, b):
+        return np.exp(-a * x - b)
+
+    def jac(x, a, b):
+        e = np.exp(-a * x - b)
+        return np.stack([-x * e, -e], axis=-1)
+
+    calls = []
+
+    def counted(x, *p):
+        calls.append(p)
+        return f(x, *p)
+
+    for j, budget in ((jac, 100 * (n + 1)), (None, 200 * (n + 1))):
+        calls.clear()
+        with pytest.raises(RuntimeError, match="function evaluations"):
+            nk.curve_fit(counted, x, y, p0=[0.0, 0.0], jac=j)
+        # with differences, the final Jacobian's n + 1 calls (f at x and n steps) are not
+        # counted, as in SciPy
+        assert budget <= len(calls) <= budget + (0 if j is jac else n + 1)
+        *_, info, _, _ = nk.curve_fit(f, x, y[None], p0=[0.0, 0.0], jac=j, batch=True,
+                                      full_output=True)
+        assert info["nfev"][0] == budget and not info["success"][0]
+
+
+def test_lm_solves_nist_mgh09_from_start_1():
+    """NIST's MGH09 from its start 1 (https://www.itl.nist.gov/div898/strd/nls/data/mgh09.shtml),
+    a long crawl along a flat valley: SciPy's MINPACK takes 486 evaluations on any CPU (it calls
+    no BLAS); newtonkit's path turns on the last bits of LAPACK's QR and SVD, so its count
+    depends on the BLAS kernels (491 with OpenBLAS's Haswell kernels, 492 with Prescott's, 506
+    with Sandybridge's; batched 484–486), around the default budget of 500.  Before the audit
+    against NIST's StRD that found this case, newtonkit's budget was 400 and it raised
+    RuntimeError where SciPy's curve_fit solves it.  With a budget of 1,000 (SciPy's with
+    differences) the fit must reach the certified parameters to 1e-3 relative (LRE 4, the
+    accuracy SciPy's run reaches there), single and batched."""
     x = np.array([4.0, 2.0, 1.0, 0.5, 0.25, 0.167, 0.125, 0.1, 0.0833, 0.0714, 0.0625])
     y = np.array([0.1957, 0.1947, 0.1735, 0.16, 0.0844, 0.0627, 0.0456, 0.0342, 0.0323,
                   0.0235, 0.0246])
     cert = np.array([1.9280693458e-01, 1.9128232873e-01, 1.2305650693e-01, 1.3606233068e-01])
+    p0 = [25.0, 39.0, 41.5, 39.0]
 
     def f(x, b1, b2, b3, b4):
         return b1 * (x * x + x * b2) / (x * x + x * b3 + b4)
@@ -208,19 +246,9 @@ def test_lm_takes_scipy_curve_fits_budget():
                                    -b1 * num / d ** 2)
         return np.stack(cols, axis=-1)
 
-    calls = []
-
-    def counted(x, *p):
-        calls.append(p)
-        return f(x, *p)
-
-    popt, _ = nk.curve_fit(counted, x, y, p0=[25.0, 39.0, 41.5, 39.0], jac=jac)
-    assert 400 < len(calls) <= 100 * 5
+    popt, _ = nk.curve_fit(f, x, y, p0=p0, jac=jac, maxfev=1000)
     np.testing.assert_allclose(popt, cert, rtol=1e-3)
-    with pytest.raises(RuntimeError):  # SciPy's 200·(n + 1) = 1000 with differences: fails too
-        nk.curve_fit(f, x, y, p0=[25.0, 39.0, 41.5, 39.0])
-    # batched, the same budget for each row
-    P, _, info, _, _ = nk.curve_fit(f, x, y[None], p0=[25.0, 39.0, 41.5, 39.0], batch=True,
-                                    full_output=True, jac=jac)
-    assert info["success"][0] and 400 < info["nfev"][0] <= 500
+    P, _, info, _, _ = nk.curve_fit(f, x, y[None], p0=p0, batch=True, full_output=True,
+                                    jac=jac, maxfev=1000)
+    assert info["success"][0]
     np.testing.assert_allclose(P[0], cert, rtol=1e-3)

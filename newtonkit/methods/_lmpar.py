@@ -25,7 +25,8 @@ SVD of ``R`` (``n <= SVD_MAX_N``, or when the Cholesky route gives up)
     for a wide ``A``, ``m < n``, whose SVD is taken directly, and for an ``R`` with a zero on its
     diagonal).  LAPACK's QR-iteration driver (``gesvd``, MATLAB's) is used: with it the λ
     iteration's path follows MINPACK's evaluation counts on more problems (brown_dennis: 307,
-    as SciPy, against 304 with ``gesdd``; NIST MGH09: 491 against 503, SciPy 486).
+    as SciPy, against 304 with ``gesdd``; NIST MGH09: 491 against 503, SciPy 486, with
+    OpenBLAS's Haswell kernels).
 
 Cholesky per λ (``n > SVD_MAX_N``)
     Every trial λ factors :math:`R^TR + \lambda I = LL^T` (O(n³/3) instead of an SVD's O(n³)
