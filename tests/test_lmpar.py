@@ -231,27 +231,54 @@ def test_lm_on_badly_and_moderately_conditioned_jacobians():
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("pivoting", [False, True])
 @pytest.mark.parametrize("m, n", [(5, 3), (9, 9), (40, 17)])
-def test_qr_r(backend, pivoting, m, n):
+def test_qr_r(backend, dtype, pivoting, m, n):
     xp = S.namespace(backend)
+    eps = float(np.finfo(dtype).eps)
     rng = np.random.default_rng(m + n)
-    a_np, b_np = rng.standard_normal((m, n)), rng.standard_normal(m)
-    a, b = S.to_backend(a_np, backend, "float64"), S.to_backend(b_np, backend, "float64")
+    a, b = (S.to_backend(v, backend, dtype)
+            for v in (rng.standard_normal((m, n)), rng.standard_normal(m)))
+    a_np, b_np = (B.to_numpy(v).astype(np.float64) for v in (a, b))  # the rounded data
     R, qtb, perm = B.qr_r(xp, a, b, pivoting=pivoting)
-    R = B.to_numpy(R)
+    assert R.dtype == a.dtype and qtb.dtype == a.dtype
+    R = B.to_numpy(R).astype(np.float64)
     np.testing.assert_array_equal(np.tril(R, -1), 0.0)  # R itself, upper triangular
     perm_np = np.arange(n) if perm is None else B.to_numpy(perm)
     assert sorted(perm_np) == list(range(n))
     Q = np.linalg.lstsq(R.T, a_np[:, perm_np].T, rcond=None)[0].T  # a[:, perm] = Q R
     # Q recovered through R⁻ᵀ: orthonormal to C·n·ε·κ(a) (κ of a Gaussian 40×17 is below 10)
     kappa = np.linalg.cond(a_np)
-    np.testing.assert_allclose(Q.T @ Q, np.eye(n), rtol=0, atol=C * n * EPS * kappa)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), rtol=0, atol=C * n * eps * kappa)
     np.testing.assert_allclose(B.to_numpy(qtb), Q.T @ b_np, rtol=0,
-                               atol=C * n * EPS * kappa * np.linalg.norm(b_np))
+                               atol=C * n * eps * kappa * np.linalg.norm(b_np))
     if pivoting and backend == "numpy":
         d = np.abs(np.diag(R))
         assert np.all(d[:-1] >= d[1:] * (1 - 1e-12))
+
+
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("driver", ["gesdd", "gesvd"])
+@pytest.mark.parametrize("m, n", [(7, 4), (4, 7), (30, 30)])
+def test_svd_is_backward_stable(backend, dtype, driver, m, n):
+    """``B.svd`` (NumPy: LAPACK's ``driver`` with its workspace query; other namespaces their
+    ``linalg.svd``): the reduced factors, singular values in decreasing order, ``U`` and ``Vᵀ``
+    orthonormal to C·k·ε and ``U diag(s) Vᵀ`` equal to ``a`` to C·k·ε·‖a‖₂ (backward
+    stability; k = min(m, n))."""
+    xp = S.namespace(backend)
+    eps, k = float(np.finfo(dtype).eps), min(m, n)
+    a = S.to_backend(np.random.default_rng(m * n).standard_normal((m, n)), backend, dtype)
+    U, s, Vt = B.svd(xp, a, driver=driver)
+    assert (tuple(U.shape), tuple(s.shape), tuple(Vt.shape)) == ((m, k), (k,), (k, n))
+    assert U.dtype == s.dtype == Vt.dtype == a.dtype
+    U, s, Vt, a_np = (B.to_numpy(v).astype(np.float64) for v in (U, s, Vt, a))
+    assert np.all(s[:-1] >= s[1:])
+    for Q in (U.T @ U, Vt @ Vt.T):
+        np.testing.assert_allclose(Q, np.eye(k), rtol=0, atol=C * k * eps)
+    np.testing.assert_allclose((U * s) @ Vt, a_np, rtol=0,
+                               atol=C * k * eps * np.linalg.norm(a_np, 2))
 
 
 @pytest.mark.parametrize("backend", S.BACKENDS)

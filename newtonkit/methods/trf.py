@@ -181,8 +181,7 @@ class TrustRegionReflective(LeastSquaresMethod):
         J = lin.J
         if scaling is True:
             cn = lin.colnorms
-            inv = xp.where(cn > 0, cn, xp.ones_like(cn)) if old is None else xp.maximum(old,
-                                                                                           cn)
+            inv = xp.where(cn > 0, cn, xp.ones_like(cn)) if old is None else xp.maximum(old, cn)
             return 1.0 / inv, inv
         if scaling is False:
             one = xp.ones(J.shape[1], dtype=J.dtype, device=B.device(J))
