@@ -276,3 +276,93 @@ def test_newton_cg_counts_its_hessian_vector_products():
                options={"linear_solver": "cg"})
     assert res.termination == "GTOL", res.message
     assert res.nhev == len(products) > 0
+
+
+# -- LM's difference steps: MINPACK's rule (SciPy's lm and curve_fit) ----------------------------
+
+
+def test_difference_step_rules():
+    """SciPy's rule η^½·max(1, |x|); MINPACK's η^½·|x|, η^½ at x = 0 (3-point: η^⅓)."""
+    from newtonkit.problems._fd import difference_steps
+
+    x = np.array([-3.0, -1e-9, 0.0, 1e-300, 0.5, 2.0])
+    c2, c3 = math.sqrt(EPS), EPS ** (1.0 / 3.0)
+    np.testing.assert_array_equal(difference_steps(np, x, "2-point"),
+                                  c2 * np.maximum(np.abs(x), 1.0))
+    np.testing.assert_array_equal(difference_steps(np, x, "2-point", rule="minpack"),
+                                  c2 * np.where(x != 0, np.abs(x), 1.0))
+    np.testing.assert_array_equal(difference_steps(np, x, "3-point", rule="minpack"),
+                                  c3 * np.where(x != 0, np.abs(x), 1.0))
+    with pytest.raises(ValueError, match="rule must be 'scipy' or 'minpack'"):
+        difference_steps(np, x, "2-point", rule="relative")
+
+
+def _nanosecond_decay():
+    """a·exp(−t/τ) with τ = 1 ns, t in seconds: the parameter τ is 1e-9."""
+    t = np.linspace(0.0, 5e-9, 50)
+    y = 2.0 * np.exp(-t / 1e-9) + 0.01 * np.sin(1.7 * np.arange(t.size))
+
+    def fun(p):
+        return p[0] * np.exp(-t / p[1]) - y
+
+    def jac(p):
+        e = np.exp(-t / p[1])
+        return np.stack([e, p[0] * t / p[1] ** 2 * e], axis=1)
+
+    def model(t_, a, tau):
+        return a * np.exp(-t_ / tau)
+
+    return t, y, fun, jac, model
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_lm_differences_of_a_nanosecond_parameter(batch):
+    """τ = 1e-9: SciPy's step for it would be 1.5e-8, fifteen times τ, and its "derivative" a
+    secant across the whole decay; with it LM stopped XTOL, reported as success, at a cost 7 %
+    above the minimum.  With MINPACK's relative steps the forward-difference run reaches the
+    analytic-Jacobian run's minimum.  Bound: the ftol = 1e-8 stop is within about ftol·f of
+    the minimum cost; 1e-6 relative leaves a factor 100."""
+    _, _, fun, jac, _ = _nanosecond_decay()
+    x0 = np.array([1.0, 2e-9])
+    exact = nk.minimize(fun, x0, method="lm", jac=jac)
+    assert exact.success
+    if batch:
+        def F(X):
+            return np.stack([fun(x) for x in X])
+
+        res = nk.minimize(F, np.stack([x0, x0 * 1.1]), method="lm", jac="2-point",
+                          batch=True)
+        single = nk.minimize(fun, x0 * 1.1, method="lm", jac="2-point")
+        np.testing.assert_allclose(res.x[1], single.x, rtol=1e-10)  # batched = single path
+        assert res.nfev[1] == single.nfev
+        assert bool(res.success[0])
+        x, cost = res.x[0], float(res.fun[0])
+    else:
+        res = nk.minimize(fun, x0, method="lm", jac="2-point")
+        assert res.success
+        x, cost = res.x, res.fun
+    assert cost <= exact.fun * (1.0 + 1e-6)
+    assert abs(x[1] / exact.x[1] - 1.0) < 1e-5  # (σ_τ/τ ≈ 4e-3: far below the noise)
+
+
+def test_curve_fit_of_a_nanosecond_parameter_is_scipys():
+    """``curve_fit`` without a Jacobian on τ = 1e-9: SciPy's curve_fit (MINPACK's lmdif, the
+    same relative steps) and newtonkit's reach the same minimum and covariance.
+
+    Bounds.  Parameters: each run stops (ftol = 1e-8) within about ftol·f of the minimum cost
+    f, so within √(2·ftol·f) of it in the metric of JᵀJ, i.e. within √(ftol·(m − n))·σ_j of
+    each other per parameter (σ² = diag(pcov), pcov = 2f/(m − n)·(JᵀJ)⁻¹), doubled for two
+    runs.  Covariance: each is (JᵀJ)⁻¹ of a forward-difference J, whose columns are off by
+    at most about 8√ε relative here (truncation (h/2)|r''|/|r'| ≤ 1.5√ε for t ≤ 5τ, rounding
+    2ε|y|/(h|r'|) in norm a few √ε); through the inverse of the column-scaled Gram matrix,
+    2κ times that per run."""
+    from scipy.optimize import curve_fit
+
+    t, y, _, jac, model = _nanosecond_decay()
+    p_s, c_s = curve_fit(model, t, y, p0=(1.0, 2e-9))
+    p_n, c_n = nk.curve_fit(model, t, y, p0=(1.0, 2e-9))
+    sigma = np.sqrt(np.diag(c_s))
+    assert np.all(np.abs(p_n - p_s) <= 2.0 * math.sqrt(1e-8 * (t.size - 2)) * sigma)
+    Js = jac(p_s) / np.linalg.norm(jac(p_s), axis=0)
+    kappa = np.linalg.cond(Js.T @ Js)  # (about 5)
+    np.testing.assert_allclose(c_n, c_s, rtol=2 * 2 * kappa * 8 * math.sqrt(EPS))
