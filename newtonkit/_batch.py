@@ -392,7 +392,8 @@ class _Evaluator:
         """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with the
         steps of the single path (:func:`~newtonkit.problems._fd.difference_steps` by the
         method's rule ``fd_steps``: SciPy's h = ε^(1/2)·max(1, |x|) (2-point) or
-        ε^(1/3)·max(1, |x|) (3-point); LM's MINPACK rule, ε^(1/2)·|x|).  With ``box`` every point lies in the box (the single path's rule,
+        ε^(1/3)·max(1, |x|) (3-point); LM's MINPACK rule, ε^(1/2)·|x|).  With ``box`` every
+        point lies in the box (the single path's rule,
         :func:`~newtonkit.problems._fd.steps_in_box`, elementwise): a 2-point step past a bound
         turns back; a 3-point difference without room for ±h is one-sided,
         (−3f(x) + 4f(x + h) − f(x + 2h))/(2h), towards the farther bound."""

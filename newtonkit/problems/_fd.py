@@ -13,9 +13,9 @@ steps of ``lmdif``, which SciPy's ``least_squares(method="lm")`` and ``curve_fit
 :math:`h_j = \eta^{1/2}|x_j|`, or :math:`\eta^{1/2}` where :math:`x_j = 0`.  The two differ
 for :math:`|x_j| < 1`: a parameter of scale 1e-9 (a time constant in seconds) gets a step of
 1.5e-8 from SciPy's rule, fifteen times the parameter itself, and a Jacobian column that is
-no derivative; MINPACK's step is relative.  Column ``j`` of the Jacobian is :math:`(F(x + h_j e_j) - F(x)) / h_j` or
-:math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`, with :math:`h_j` the step actually
-representable in floating point.
+no derivative; MINPACK's step is relative.  Column ``j`` of the Jacobian is
+:math:`(F(x + h_j e_j) - F(x)) / h_j` or :math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`,
+with :math:`h_j` the step actually representable in floating point.
 
 A gradient that is itself a difference is only accurate to
 :math:`\eta_g = \epsilon^{1/2}` (forward) or :math:`\epsilon^{2/3}` (central)
