@@ -217,7 +217,6 @@ class _Evaluator:
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
         self.graph_checked = False  # autodiff: fun seen in autograd's graph (_check_graph)
         self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
-        self.fd_steps = "scipy"  # the difference steps' rule: the method's (LM: "minpack")
         # Newton's rows whose central-difference gradient is Richardson's (_BatchRun._steered)
         self.richardson = np.zeros(self.Bn, dtype=bool)
 
@@ -389,17 +388,15 @@ class _Evaluator:
 
     def _differences(self, f: Callable, X: Any, F0: Any, scheme: str, accuracy: float,
                      box: tuple[Any, Any] | None = None) -> Any:
-        """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with the
-        steps of the single path (:func:`~newtonkit.problems._fd.difference_steps` by the
-        method's rule ``fd_steps``: SciPy's h = ε^(1/2)·max(1, |x|) (2-point) or
-        ε^(1/3)·max(1, |x|) (3-point); LM's MINPACK rule, ε^(1/2)·|x|).  With ``box`` every
-        point lies in the box (the single path's rule,
+        """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with
+        SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point).
+        With ``box`` every point lies in the box (the single path's rule,
         :func:`~newtonkit.problems._fd.steps_in_box`, elementwise): a 2-point step past a bound
         turns back; a 3-point difference without room for ±h is one-sided,
         (−3f(x) + 4f(x + h) − f(x + 2h))/(2h), towards the farther bound."""
         xp = self.xp
         n = X.shape[1]
-        H = difference_steps(xp, X, scheme, accuracy, self.fd_steps)
+        H = difference_steps(xp, X, scheme, accuracy)
         one_sided = None  # (3-point: F0 enters only one-sided differences, in a box)
         if box is not None:
             H, one_sided = steps_in_box(xp, X, H, scheme, box)
@@ -653,7 +650,6 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     if loss is not None and jac is None and callable(getattr(fun, "jacobian", None)):
         jac = fun.jacobian
     ev = _Evaluator(fun, args, jac, hess, kind, xp, xp.asarray(X0, copy=True), vectorize, loss)
-    ev.fd_steps = single.fd_steps  # (with bounds name is "gn": SciPy's rule)
     for note in ev.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)

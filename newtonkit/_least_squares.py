@@ -249,9 +249,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     if J is not None and scale is not None:
         J = J / scale[None, :]
     if J is None:
-        # differences by the rule of the method that ran (bounded lm runs trf: SciPy's)
-        rule = "minpack" if nk_method == "lm" and box is None else "scipy"
-        J = _final_jacobian(fun, jac, args, kwargs, xs, box, xp, rule)
+        J = _final_jacobian(fun, jac, args, kwargs, xs, box, xp)
     if robust:
         scipy_loss = RobustLoss(loss, f_scale, floor=0.0)  # SciPy's J and grad at x
         _, (_, p1, _) = scipy_loss.rho(r)
@@ -346,10 +344,9 @@ def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str, eps: float = _EPS)
 
 
 def _final_jacobian(fun: Callable, jac: Any, args: tuple, kwargs: dict, x: Any, box: Any,
-                    xp: Any, rule: str) -> Any:
+                    xp: Any) -> Any:
     """:math:`J` at the solution ``x``, dense ``(m, n)`` or an operator, differences within
-    the box ``box`` with the steps' ``rule`` (:func:`newtonkit.problems._fd.difference_steps`);
-    not counted in ``nfev``/``njev`` (SciPy's ``'lm'`` does not count it
+    the box ``box``; not counted in ``nfev``/``njev`` (SciPy's ``'lm'`` does not count it
     either)."""
     model = _Residual(fun, jac, args, kwargs, None, xp)
     pjac = model.dense_jacobian if callable(jac) else jac
@@ -358,6 +355,5 @@ def _final_jacobian(fun: Callable, jac: Any, args: tuple, kwargs: dict, x: Any, 
         problem = OutputProblem(model, x, (x.shape[0],), (), pjac, xp=xp)
     if box is not None:
         problem.bounds = tuple(xp.asarray(b, dtype=x.dtype, device=B.device(x)) for b in box)
-    problem.fd_steps = rule
     problem.outputs(x)  # sets m; 2-point differences reuse it
     return problem.jacobian(x)

@@ -234,7 +234,6 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
 
     problem.maxfev = common["maxfev"]  # the problem refuses calls of fun beyond it
     problem.bounds = common.get("bounds")  # its difference steps stay in the box
-    problem.fd_steps = cls.fd_steps  # and follow the method's rule
     try:
         state = solver.init(x)
     except BudgetExhausted:

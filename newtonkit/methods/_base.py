@@ -141,10 +141,6 @@ class Method:
     default_maxfev: ClassVar[Callable[[int], int | None]] = staticmethod(lambda n: None)
     #: Default tolerances in float64; other dtypes scale them by sqrt(eps / eps_float64).
     default_tol: ClassVar[dict[str, float]] = {"gtol": 1e-8, "ftol": 1e-8, "xtol": 1e-8}
-    #: The rule of the difference steps of a Jacobian or gradient that ``fun``'s differences give
-    #: (:func:`newtonkit.problems._fd.difference_steps`): SciPy's ``approx_derivative``, or
-    #: ``"minpack"`` (Levenberg-Marquardt, as SciPy's ``lm``).
-    fd_steps: ClassVar[str] = "scipy"
 
     @classmethod
     def select(cls, opts: dict) -> type:

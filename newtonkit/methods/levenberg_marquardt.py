@@ -135,7 +135,6 @@ class LevenbergMarquardt(LeastSquaresMethod):
     }
     default_maxiter = staticmethod(lambda n: None)
     default_maxfev = staticmethod(lambda n: 100 * n)
-    fd_steps = "minpack"  # MINPACK's relative difference steps, as SciPy's lm and curve_fit
 
     @classmethod
     def bounded(cls, opts: dict) -> type:

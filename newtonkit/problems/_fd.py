@@ -7,15 +7,9 @@ machine epsilon, for ``fun`` itself) is differenced with the steps
           h_j = \eta^{1/3}\max(1, |x_j|) \;\text{(central, "3-point")},
 
 which balance the truncation and the rounding errors (SciPy's rule for :math:`\eta =
-\epsilon`, ``rule="scipy"``: its ``approx_derivative``, what ``least_squares(method="trf")``
-and ``minimize`` take).  Levenberg-Marquardt takes MINPACK's rule (``rule="minpack"``, the
-steps of ``lmdif``, which SciPy's ``least_squares(method="lm")`` and ``curve_fit`` call):
-:math:`h_j = \eta^{1/2}|x_j|`, or :math:`\eta^{1/2}` where :math:`x_j = 0`.  The two differ
-for :math:`|x_j| < 1`: a parameter of scale 1e-9 (a time constant in seconds) gets a step of
-1.5e-8 from SciPy's rule, fifteen times the parameter itself, and a Jacobian column that is
-no derivative; MINPACK's step is relative.  Column ``j`` of the Jacobian is
-:math:`(F(x + h_j e_j) - F(x)) / h_j` or :math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`,
-with :math:`h_j` the step actually representable in floating point.
+\epsilon`).  Column ``j`` of the Jacobian is :math:`(F(x + h_j e_j) - F(x)) / h_j` or
+:math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`, with :math:`h_j` the step actually
+representable in floating point.
 
 A gradient that is itself a difference is only accurate to
 :math:`\eta_g = \epsilon^{1/2}` (forward) or :math:`\epsilon^{2/3}` (central)
@@ -42,19 +36,12 @@ def _power(scheme: str) -> float:
     return 0.5 if scheme == "2-point" else 1.0 / 3.0
 
 
-def difference_steps(xp: Any, x: Any, scheme: str, accuracy: float | None = None,
-                     rule: str = "scipy") -> Any:
-    """The difference steps, elementwise for ``x`` of any shape, η the relative accuracy of
-    ``fun`` (default: the dtype's ε) and ``c = η^(1/2)`` (2-point) or ``η^(1/3)`` (3-point):
-    ``c·max(1, |x|)`` (``rule="scipy"``) or ``c·|x|``, ``c`` where ``x = 0``
-    (``rule="minpack"``; module docstring)."""
+def difference_steps(xp: Any, x: Any, scheme: str, accuracy: float | None = None) -> Any:
+    """SciPy's difference steps, elementwise for ``x`` of any shape: η^(1/2)·max(1, |x|)
+    (2-point) or η^(1/3)·max(1, |x|) (3-point), η the relative accuracy of ``fun``
+    (default: the dtype's ε)."""
     eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
-    c, ax = eta ** _power(scheme), xp.abs(x)
-    if rule == "minpack":
-        return c * xp.where(ax > 0, ax, xp.ones_like(x))
-    if rule != "scipy":
-        raise ValueError(f"rule must be 'scipy' or 'minpack', got {rule!r}")
-    return c * xp.maximum(ax, xp.ones_like(x))
+    return (eta ** _power(scheme)) * xp.maximum(xp.abs(x), xp.ones_like(x))
 
 
 def output_accuracy(eps: float, out: Any) -> float:
@@ -102,17 +89,15 @@ def steps_in_box(xp: Any, x: Any, h: Any, scheme: str, bounds: tuple[Any, Any]) 
 
 
 def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point",
-                accuracy: float | None = None, bounds: tuple[Any, Any] | None = None,
-                rule: str = "scipy") -> Any:
+                accuracy: float | None = None, bounds: tuple[Any, Any] | None = None) -> Any:
     """Finite-difference Jacobian ``(m, n)`` of ``fun: (n,) -> (m,)`` (``(n,)`` if ``fun`` is
     scalar-valued, the gradient).  ``f0 = fun(x)`` saves one evaluation of the 2-point scheme;
-    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε), ``rule`` the
-    step rule (:func:`difference_steps`).  With
+    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε).  With
     ``bounds = (lb, ub)`` every point evaluated is in the box (:func:`steps_in_box`; a
     one-sided 3-point difference is (−3f(x) + 4f(x + h) − f(x + 2h))/(2h))."""
     xp = B.array_namespace(x)
     n = x.shape[0]
-    h = difference_steps(xp, x, scheme, accuracy, rule)
+    h = difference_steps(xp, x, scheme, accuracy)
     one_sided = None
     if bounds is not None:
         h, one_sided = steps_in_box(xp, x, h, scheme, bounds)

@@ -75,7 +75,6 @@ class OutputProblem(Counters):
         self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
         self._returned: tuple[Any, Any] | None = None  # jac=True: (x, J) of the last call
         self._last: tuple[Any, Any] | None = None  # (x, F(x)) of the last call, for 2-point
-        self.fd_steps = "scipy"  # the difference steps' rule (the method's: _fd.difference_steps)
 
     @property
     def jacobian_is_fd(self) -> bool:
@@ -214,7 +213,7 @@ class OutputProblem(Counters):
             last = self._last  # F(x) is usually the last output computed: 2-point reuses it
             f0 = last[1] if last is not None and last[0] is x else None
             J = fd_jacobian(self.outputs, x, f0, scheme=self._jac, bounds=self.bounds,
-                            accuracy=self.accuracy, rule=self.fd_steps)
+                            accuracy=self.accuracy)
         if isinstance(J, LinearOperator):
             if self.m is not None and J.shape != (self.m, n):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
