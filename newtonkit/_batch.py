@@ -71,7 +71,7 @@ from . import _backend as B
 from ._bounds import as_arrays, check_order
 from ._status import Status, attach_result
 from .methods import _trust, lookup
-from .methods._lsq import gauss_newton_terms
+from .methods._lsq import DIFF_STEP, gauss_newton_terms
 from .methods._trust import GRAM_MAX_ERR
 from .methods.hig import gauss_newton_bounds
 from .problems import Composite, FiniteDifferenceWarning, RobustLoss
@@ -104,10 +104,10 @@ _METHODS = {"lm": "lm", "levenberg-marquardt": "lm", "gn": "gn", "gauss-newton":
 #: Options each batched method understands (beyond maxiter, maxfev, gtol, ftol, xtol, disp,
 #: progress).
 _OPTIONS = {
-    "lm": {"factor": 100.0, "scaling": True},
-    "gn": {"line_search": True, "c1": 1e-4, "max_backtracks": 30},
+    "lm": {"factor": 100.0, "scaling": True, "diff_step": None},
+    "gn": {"line_search": True, "c1": 1e-4, "max_backtracks": 30, "diff_step": None},
     "hig": {"exponent": -0.5, "truncation": 1e-6, "step": 1.0, "line_search": False,
-            "c1": 1e-4, "max_backtracks": 30},
+            "c1": 1e-4, "max_backtracks": 30, "diff_step": None},
     "newton": {"line_search": True, "c1": 1e-4, "max_backtracks": 30, "factor": 1.5,
                "indefinite_tol": None},  # None: √ε of the dtype, as the single path
 }
@@ -217,6 +217,7 @@ class _Evaluator:
         self.forward_ad: bool | None = None  # autodiff Jacobians: decided at the first one
         self.graph_checked = False  # autodiff: fun seen in autograd's graph (_check_graph)
         self.bounds: tuple[Any, Any] | None = None  # (LB, UB) over all B rows, when bounded
+        self.diff_step: float | None = None  # the relative difference steps (option diff_step)
         # Newton's rows whose central-difference gradient is Richardson's (_BatchRun._steered)
         self.richardson = np.zeros(self.Bn, dtype=bool)
 
@@ -389,14 +390,15 @@ class _Evaluator:
     def _differences(self, f: Callable, X: Any, F0: Any, scheme: str, accuracy: float,
                      box: tuple[Any, Any] | None = None) -> Any:
         """``(b, n, ...)``: row j the difference quotient of ``f`` along coordinate j, with
-        SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point).
-        With ``box`` every point lies in the box (the single path's rule,
+        SciPy's steps h = ε^(1/2)·max(1, |x|) (2-point) or ε^(1/3)·max(1, |x|) (3-point), or
+        ``diff_step``·|x| (:func:`~newtonkit.problems._fd.difference_steps`).  With ``box``
+        every point lies in the box (the single path's rule,
         :func:`~newtonkit.problems._fd.steps_in_box`, elementwise): a 2-point step past a bound
         turns back; a 3-point difference without room for ±h is one-sided,
         (−3f(x) + 4f(x + h) − f(x + 2h))/(2h), towards the farther bound."""
         xp = self.xp
         n = X.shape[1]
-        H = difference_steps(xp, X, scheme, accuracy)
+        H = difference_steps(xp, X, scheme, accuracy, self.diff_step)
         one_sided = None  # (3-point: F0 enters only one-sided differences, in a box)
         if box is not None:
             H, one_sided = steps_in_box(xp, X, H, scheme, box)
@@ -650,6 +652,8 @@ def minimize_batch(fun: Callable, X0: Any, method: str | None, jac: Any, hess: A
     if loss is not None and jac is None and callable(getattr(fun, "jacobian", None)):
         jac = fun.jacobian
     ev = _Evaluator(fun, args, jac, hess, kind, xp, xp.asarray(X0, copy=True), vectorize, loss)
+    if "diff_step" in o:
+        ev.diff_step = DIFF_STEP.check("diff_step", o["diff_step"])
     for note in ev.notes:
         warnings.warn(note, FiniteDifferenceWarning, stacklevel=3)
     run = _BatchRun(name, ev, o, xp, callback)

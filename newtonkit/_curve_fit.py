@@ -14,6 +14,7 @@ from the SVD :math:`J = U\Sigma V^T` of the whitened Jacobian at the solution (`
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,14 @@ from .operators import LinearOperator
 from .problems._registry import get_autodiff
 
 __all__ = ["curve_fit"]
+
+
+def _lmdif_step(xp: Any, dtype: Any) -> float:
+    """``diff_step`` of ``'lm'`` without a Jacobian: √ε, MINPACK ``lmdif``'s relative steps
+    √ε·|p_j| (√ε at p_j = 0), which SciPy's ``curve_fit`` takes through ``leastsq``; SciPy's
+    default √ε·max(1, |p_j|) is far larger than a parameter of scale ≪ 1 (a time constant of
+    1e-9 s got a step fifteen times itself, and its fit stopped short of the minimum)."""
+    return math.sqrt(float(xp.finfo(dtype).eps))
 
 
 def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = None,
@@ -98,10 +107,12 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         ``docs/least_squares.md``.  ``nan_policy='omit'`` and ``x_scale`` are not batched.
     **kwargs
         Passed to :func:`newtonkit.least_squares` (``ftol``, ``xtol``, ``gtol``, ``loss``,
-        ``f_scale``, ``x_scale``, ``max_nfev``; ``maxfev`` is read as ``max_nfev``).  The
-        default budget of ``'lm'`` is SciPy ``curve_fit``'s (``leastsq``'s): 100·(n + 1)
-        evaluations of ``f`` with a Jacobian, 200·(n + 1) with differences (whose evaluations
-        it counts); other methods take :func:`newtonkit.least_squares`' defaults.
+        ``f_scale``, ``x_scale``, ``diff_step``, ``max_nfev``; ``maxfev`` is read as
+        ``max_nfev``).  The default budget of ``'lm'`` is SciPy ``curve_fit``'s
+        (``leastsq``'s): 100·(n + 1) evaluations of ``f`` with a Jacobian, 200·(n + 1) with
+        differences (whose evaluations it counts), and so are its difference steps,
+        ``diff_step=√ε`` (relative, as MINPACK's ``lmdif``); other methods take
+        :func:`newtonkit.least_squares`' defaults.
 
     Returns
     -------
@@ -190,6 +201,8 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
         jac = "2-point"
     if str(method).lower() in ("lm", "levenberg-marquardt"):
         kwargs.setdefault("max_nfev", _lm_budget(n, isinstance(jac, str)))
+        if isinstance(jac, str):
+            kwargs.setdefault("diff_step", _lmdif_step(xp, ydata.dtype))
     res = least_squares(residual, p0, jac=jac, bounds=bounds, method=method, **kwargs)
     if not res.success:
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
@@ -341,6 +354,9 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
     options: dict = {**tols, "maxfev": int(maxfev) if maxfev is not None else
                      _lm_budget(n, fd) if name == "lm" else
                      (100 * n * (n + 1) if fd else 100 * n)}
+    if fd:
+        options["diff_step"] = kwargs.get("diff_step",
+                                          _lmdif_step(xp, Y.dtype) if name == "lm" else None)
     if name == "lm":
         options["scaling"] = True
     elif name == "gn":
@@ -352,6 +368,7 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
                    bounds=None if box is None else box)
     # the whitened Jacobian at the solutions (not counted in nfev), for the covariance
     ev = _Evaluator(residual, data, jac, None, "outputs", xp, X0, False)
+    ev.diff_step = options.get("diff_step")
     if box is not None:  # its 2-point steps turn back at an upper bound, as the fit's do
         ev.bounds = tuple(xp.asarray(b, dtype=X0.dtype, device=dev) for b in box)
     rows_np = np.arange(Bn)

@@ -100,8 +100,8 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
                   ftol: float | None = DEFAULT_TOL, xtol: float | None = DEFAULT_TOL,
                   gtol: float | None = DEFAULT_TOL, x_scale: Any = None,
                   loss: str | Callable = "linear", f_scale: float = 1.0,
-                  max_nfev: int | None = None, verbose: int = 0, args: tuple = (),
-                  kwargs: dict | None = None) -> OptimizeResult:
+                  diff_step: float | None = None, max_nfev: int | None = None,
+                  verbose: int = 0, args: tuple = (), kwargs: dict | None = None) -> OptimizeResult:
     r"""Solve a nonlinear least-squares problem (SciPy's ``least_squares`` interface).
 
     Minimises the cost
@@ -151,6 +151,12 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         SciPy's).
     f_scale : float
         :math:`C > 0`, the soft margin between inlier and outlier residuals.
+    diff_step : float, optional
+        Relative step of a difference Jacobian: :math:`h_j = \mathtt{diff\_step}\cdot|x_j|`
+        (SciPy's ``diff_step``).  Default ``None``: SciPy's :math:`\sqrt\epsilon\max(1,
+        |x_j|)`, which is far larger than parameters of scale ≪ 1 (a time constant of 1e-9 s
+        gets a step fifteen times itself, and a column that is no derivative): give such fits
+        ``diff_step=1.5e-8`` (√ε), or a Jacobian, or ``x0`` of order 1.
     max_nfev : int, optional
         Budget of calls of ``fun`` (difference calls included).  Default: ``100·n`` with a
         callable or autodiff Jacobian, ``100·n·(n+1)`` with differences (MINPACK's ``lmdif``).
@@ -209,7 +215,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     fd = isinstance(jac, str)
     if max_nfev is None:
         max_nfev = 100 * n * (n + 1) if fd else 100 * n
-    options: dict = {**tols, "maxfev": int(max_nfev), "disp": verbose}
+    options: dict = {**tols, "maxfev": int(max_nfev), "disp": verbose, "diff_step": diff_step}
     if nk_method == "lm":
         options["scaling"] = scale is None
     elif nk_method == "trf":  # SciPy's trf: x_scale=None is 1, 'jac' the column norms, an
@@ -249,7 +255,7 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
     if J is not None and scale is not None:
         J = J / scale[None, :]
     if J is None:
-        J = _final_jacobian(fun, jac, args, kwargs, xs, box, xp)
+        J = _final_jacobian(fun, jac, args, kwargs, xs, box, xp, diff_step)
     if robust:
         scipy_loss = RobustLoss(loss, f_scale, floor=0.0)  # SciPy's J and grad at x
         _, (_, p1, _) = scipy_loss.rho(r)
@@ -344,10 +350,10 @@ def _tolerances(ftol: Any, xtol: Any, gtol: Any, method: str, eps: float = _EPS)
 
 
 def _final_jacobian(fun: Callable, jac: Any, args: tuple, kwargs: dict, x: Any, box: Any,
-                    xp: Any) -> Any:
+                    xp: Any, diff_step: float | None) -> Any:
     """:math:`J` at the solution ``x``, dense ``(m, n)`` or an operator, differences within
-    the box ``box``; not counted in ``nfev``/``njev`` (SciPy's ``'lm'`` does not count it
-    either)."""
+    the box ``box`` with the relative steps ``diff_step``; not counted in ``nfev``/``njev``
+    (SciPy's ``'lm'`` does not count it either)."""
     model = _Residual(fun, jac, args, kwargs, None, xp)
     pjac = model.dense_jacobian if callable(jac) else jac
     with warnings.catch_warnings():
@@ -355,5 +361,6 @@ def _final_jacobian(fun: Callable, jac: Any, args: tuple, kwargs: dict, x: Any, 
         problem = OutputProblem(model, x, (x.shape[0],), (), pjac, xp=xp)
     if box is not None:
         problem.bounds = tuple(xp.asarray(b, dtype=x.dtype, device=B.device(x)) for b in box)
+    problem.diff_step = diff_step
     problem.outputs(x)  # sets m; 2-point differences reuse it
     return problem.jacobian(x)

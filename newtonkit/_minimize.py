@@ -234,6 +234,8 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
 
     problem.maxfev = common["maxfev"]  # the problem refuses calls of fun beyond it
     problem.bounds = common.get("bounds")  # its difference steps stay in the box
+    if "diff_step" in method_opts:  # (the least-squares methods' relative steps)
+        problem.diff_step = method_opts["diff_step"]
     try:
         state = solver.init(x)
     except BudgetExhausted:

@@ -83,13 +83,14 @@ BAD = {
                ("line_search", 1), ("c1", 1.0), ("max_backtracks", 0), ("cg_rtol", -1.0),
                ("cg_maxiter", 0), ("indefinite_tol", -1.0)],
     "gn": [("linear_solver", "svd"), ("line_search", "no"), ("c1", 0.0),
-           ("max_backtracks", 0.5), ("cg_rtol", 0.0), ("cg_maxiter", -2), ("damping", -1.0)],
+           ("max_backtracks", 0.5), ("cg_rtol", 0.0), ("cg_maxiter", -2), ("damping", -1.0),
+           ("diff_step", 0.0)],
     "lm": [("update", "marquardt"), ("damping", -1.0), ("scaling", None), ("factor", 0.0),
-           ("linear_solver", "lu"), ("cg_rtol", -1.0), ("cg_maxiter", 0)],
+           ("linear_solver", "lu"), ("cg_rtol", -1.0), ("cg_maxiter", 0), ("diff_step", -1e-8)],
     "hig": [("exponent", 5.0), ("exponent", "half"), ("truncation", -1.0), ("truncation", 1.0),
             ("relative", 0), ("step", 0.0), ("line_search", None), ("c1", 2.0),
             ("max_backtracks", 0), ("route", "qr"), ("rank", 0), ("oversampling", 0),
-            ("power_iterations", 0), ("seed", -5)],
+            ("power_iterations", 0), ("seed", -5), ("diff_step", "x")],
 }
 
 

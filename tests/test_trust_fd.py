@@ -10,8 +10,11 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import newtonkit as nk
+from benchmarks import nls_problems as nls
 from newtonkit.methods import newton as newton_module
 from newtonkit.operators import LinearOperator
 from newtonkit.problems import ScalarProblem, _objective
@@ -276,3 +279,119 @@ def test_newton_cg_counts_its_hessian_vector_products():
                options={"linear_solver": "cg"})
     assert res.termination == "GTOL", res.message
     assert res.nhev == len(products) > 0
+
+
+# -- relative difference steps (SciPy's diff_step) -----------------------------------------------
+
+
+@given(n=st.integers(1, 6), seed=st.integers(0, 10**6), rel=st.sampled_from([None, 1e-8, 1e-3]),
+       scheme=st.sampled_from(["2-point", "3-point"]))
+def test_difference_steps_are_scipys(n, seed, rel, scheme):
+    """``difference_steps`` is SciPy's ``_compute_absolute_step`` (``approx_derivative``) up
+    to its sign, with and without a relative step (``diff_step``), at zero, subnormal, tiny,
+    moderate and large x."""
+    from scipy.optimize._numdiff import _compute_absolute_step
+
+    from newtonkit.problems._fd import difference_steps
+
+    rng = np.random.default_rng(seed)
+    x = rng.choice([0.0, 5e-324, 1e-300, 1e-9, -0.3, 2.0, -7e5], n) * rng.uniform(0.5, 2.0, n)
+    ours = difference_steps(np, x, scheme, rel_step=rel)
+    theirs = _compute_absolute_step(rel, x, np.zeros(1), scheme)
+    np.testing.assert_array_equal(ours, np.abs(theirs))
+
+
+def _nanosecond_decay():
+    """a·exp(−t/τ) with τ = 1 ns, t in seconds: the parameter τ is 1e-9."""
+    t = np.linspace(0.0, 5e-9, 50)
+    y = 2.0 * np.exp(-t / 1e-9) + 0.01 * np.sin(1.7 * np.arange(t.size))
+
+    def fun(p):
+        return p[0] * np.exp(-t / p[1]) - y
+
+    def jac(p):
+        e = np.exp(-t / p[1])
+        return np.stack([e, p[0] * t / p[1] ** 2 * e], axis=1)
+
+    def model(t_, a, tau):
+        return a * np.exp(-t_ / tau)
+
+    return t, y, fun, jac, model
+
+
+@pytest.mark.parametrize("method", ["lm", "gn", "trf"])
+def test_diff_step_reaches_the_minimum_of_a_nanosecond_parameter(method):
+    """τ = 1e-9: SciPy's default step √ε·max(1, |τ|) = 1.5e-8 is fifteen times τ, and the
+    column a secant across the whole decay; ``diff_step=√ε`` (h = √ε·|x|) reaches the
+    analytic-Jacobian minimum.  Bound: each run stops (ftol = 1e-8) within about ftol·f of
+    the minimum cost; 1e-6 relative leaves a factor 100 (the default step stopped 0.1-7 %
+    above it, or at x0)."""
+    _, _, fun, jac, _ = _nanosecond_decay()
+    x0 = np.array([1.0, 2e-9])
+    exact = nk.least_squares(fun, x0, jac=jac, method="lm")
+    res = nk.least_squares(fun, x0, method=method, diff_step=math.sqrt(EPS))
+    assert res.success
+    assert res.cost <= exact.cost * (1.0 + 1e-6)
+
+
+def test_batched_diff_step_is_the_single_paths():
+    """The batched LM's relative steps are the single path's: the same trials (x to 1e-10,
+    the same counts), and the same refusal of a bad value."""
+    _, _, fun, _, _ = _nanosecond_decay()
+    X0 = np.array([[1.0, 2e-9], [1.5, 0.5e-9]])
+
+    def F(X):
+        return np.stack([fun(x) for x in X])
+
+    opts = {"diff_step": math.sqrt(EPS)}
+    res = nk.minimize(F, X0, method="lm", jac="2-point", batch=True, options=opts)
+    for i, x0 in enumerate(X0):
+        one = nk.minimize(fun, x0, method="lm", jac="2-point", options=opts)
+        np.testing.assert_allclose(res.x[i], one.x, rtol=1e-10)
+        assert (res.nfev[i], res.status[i]) == (one.nfev, one.status)
+    for bad in (0.0, -1e-8, math.inf):
+        with pytest.raises(ValueError, match="diff_step"):
+            nk.minimize(F, X0, method="lm", jac="2-point", batch=True,
+                        options={"diff_step": bad})
+        with pytest.raises(ValueError, match="diff_step"):
+            nk.minimize(fun, X0[0], method="lm", jac="2-point", options={"diff_step": bad})
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_curve_fit_of_a_nanosecond_parameter_is_scipys(batch):
+    """``curve_fit`` with ``'lm'`` and no Jacobian takes MINPACK ``lmdif``'s relative steps, as
+    SciPy's does (``leastsq``): on τ = 1e-9 both reach the same minimum and covariance (with
+    SciPy's default steps the fit stopped XTOL, as success, 7 % above the minimum cost).
+
+    Bounds.  Parameters: each run stops (ftol = 1e-8) within about ftol·f of the minimum cost
+    f, so within √(2·ftol·f) of it in the metric of JᵀJ, i.e. within √(ftol·(m − n))·σ_j per
+    parameter (σ² = diag(pcov), pcov = 2f/(m − n)·(JᵀJ)⁻¹), doubled for two runs.
+    Covariance: each is (JᵀJ)⁻¹ of a forward-difference J, whose columns are off by at most
+    about 8√ε relative here (truncation (h/2)|r''|/|r'| ≤ 1.5√ε for t ≤ 5τ, rounding
+    2ε|y|/(h|r'|) in norm a few √ε); through the inverse of the column-scaled Gram matrix,
+    2κ times that per run."""
+    from scipy.optimize import curve_fit
+
+    t, y, _, jac, model = _nanosecond_decay()
+    p_s, c_s = curve_fit(model, t, y, p0=(1.0, 2e-9))
+    if batch:
+        P, C = nk.curve_fit(model, t, np.stack([y, y]), p0=(1.0, 2e-9), batch=True)
+        p_n, c_n = P[1], C[1]
+    else:
+        p_n, c_n = nk.curve_fit(model, t, y, p0=(1.0, 2e-9))
+    sigma = np.sqrt(np.diag(c_s))
+    assert np.all(np.abs(p_n - p_s) <= 2.0 * math.sqrt(1e-8 * (t.size - 2)) * sigma)
+    Js = jac(p_s) / np.linalg.norm(jac(p_s), axis=0)
+    kappa = np.linalg.cond(Js.T @ Js)  # (about 5)
+    np.testing.assert_allclose(c_n, c_s, rtol=2 * 2 * kappa * 8 * math.sqrt(EPS))
+
+
+@pytest.mark.parametrize("name", ["watson_6", "watson_9"])
+def test_default_steps_solve_watson_from_zero(name):
+    """Why ``least_squares`` keeps SciPy's default steps (as SciPy's own ``least_squares``):
+    from Watson's standard start x0 = 0 relative steps are too short for the parameters that
+    pass near 0 on a scale of 1, and LM stopped FTOL, as success, 14 % above the minimum
+    (n = 6), as SciPy's ``leastsq`` does with them.  Solved = the MGH minimum to 1e-5."""
+    p = {q.name: q for q in nls.all_problems()}[name]
+    res = nk.least_squares(p.residual, np.zeros(p.n), method="lm")
+    assert res.success and res.cost <= p.f_star * (1.0 + 1e-5)

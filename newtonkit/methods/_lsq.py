@@ -12,9 +12,19 @@ from .. import linalg
 from .._bounds import projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
-from ._base import Method, State, small_change
+from ._base import Method, Option, State, positive_float, small_change
 
 _MIN_NORMAL = sys.float_info.min
+
+
+def _diff_step(name: str, v: Any) -> float | None:
+    return None if v is None else positive_float(name, v)
+
+
+#: The option of every least-squares method for a difference Jacobian's steps: SciPy's
+#: ``diff_step`` (:func:`newtonkit.problems._fd.difference_steps`).
+DIFF_STEP = Option(None, _diff_step, "relative difference step: h = diff_step·|x| "
+                                     "(SciPy's diff_step; None: √ε·max(1, |x|))")
 
 
 def gauss_newton_terms(xp: Any, J: Any, r: Any, above: Any = None) -> tuple[Any, Any]:

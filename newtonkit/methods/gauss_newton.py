@@ -42,7 +42,7 @@ from ._base import (
     unit_interval,
 )
 from ._linesearch import backtrack
-from ._lsq import LeastSquaresMethod
+from ._lsq import DIFF_STEP, LeastSquaresMethod
 from .levenberg_marquardt import SOLVERS, LevenbergMarquardt
 
 __all__ = ["GaussNewton"]
@@ -62,6 +62,7 @@ class GaussNewton(LeastSquaresMethod):
         "cg_rtol": Option(1e-10, positive_float, "CGLS tolerance"),
         "cg_maxiter": Option(None, optional_positive_int, "CGLS iterations"),
         "damping": Option(None, optional_nonneg_float, "given: Levenberg-Marquardt"),
+        "diff_step": DIFF_STEP,
     }
     default_maxiter = staticmethod(lambda n: 100 * n)
 

@@ -54,7 +54,7 @@ from ._base import (
     unit_interval,
 )
 from ._linesearch import backtrack
-from ._lsq import LeastSquaresMethod
+from ._lsq import DIFF_STEP, LeastSquaresMethod
 
 __all__ = ["HIG"]
 
@@ -110,6 +110,7 @@ class HIG(LeastSquaresMethod):
         "power_iterations": Option(2, positive_int, "randomized route power iterations"),
         "seed": Option(0, lambda n, v: v if v is None else positive_int(n, v + 1) - 1,
                        "randomized route seed"),
+        "diff_step": DIFF_STEP,
     }
     default_maxiter = staticmethod(lambda n: 1000)
 

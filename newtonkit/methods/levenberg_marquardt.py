@@ -64,7 +64,7 @@ from ._base import (
     stop,
 )
 from ._lmpar import TrustRegionSubproblem
-from ._lsq import LeastSquaresMethod, Linearization
+from ._lsq import DIFF_STEP, LeastSquaresMethod, Linearization
 
 __all__ = ["LevenbergMarquardt", "LMData"]
 
@@ -132,6 +132,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         "linear_solver": Option("auto", choice("auto", "svd", *SOLVERS[1:]), "step solver"),
         "cg_rtol": Option(1e-10, positive_float, "CGLS tolerance"),
         "cg_maxiter": Option(None, optional_positive_int, "CGLS iterations"),
+        "diff_step": DIFF_STEP,
     }
     default_maxiter = staticmethod(lambda n: None)
     default_maxfev = staticmethod(lambda n: 100 * n)

@@ -60,7 +60,7 @@ from .._bounds import cl_scaling, step_to_bound, strictly_feasible
 from .._status import Status
 from ..problems._common import BudgetExhausted
 from ._base import Option, State, register, small_change, stop
-from ._lsq import LeastSquaresMethod
+from ._lsq import DIFF_STEP, LeastSquaresMethod
 
 __all__ = ["TrustRegionReflective", "MAX_NONFINITE_TRIALS"]
 
@@ -86,7 +86,8 @@ class TrustRegionReflective(LeastSquaresMethod):
     aliases = ("trust-region-reflective",)
     options = {"scaling": Option(False, _scaling, "True: D = running max of the Jacobian's "
                                                   "column norms (SciPy's x_scale='jac'); an "
-                                                  "array s > 0: D = 1/s (x_scale=s)")}
+                                                  "array s > 0: D = 1/s (x_scale=s)"),
+               "diff_step": DIFF_STEP}
     default_maxiter = staticmethod(lambda n: None)
     default_maxfev = staticmethod(lambda n: 100 * n)
 

@@ -7,9 +7,12 @@ machine epsilon, for ``fun`` itself) is differenced with the steps
           h_j = \eta^{1/3}\max(1, |x_j|) \;\text{(central, "3-point")},
 
 which balance the truncation and the rounding errors (SciPy's rule for :math:`\eta =
-\epsilon`).  Column ``j`` of the Jacobian is :math:`(F(x + h_j e_j) - F(x)) / h_j` or
-:math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`, with :math:`h_j` the step actually
-representable in floating point.
+\epsilon`).  A relative step ``rel_step`` (SciPy's ``diff_step``) gives :math:`h_j =
+\mathtt{rel\_step}\cdot|x_j|` instead, the rule above where that step vanishes (:math:`x_j
+= 0`): for parameters whose scale is far below 1 (a time constant of 1e-9 s gets a forward step
+of 1.5e-8 by the rule above, fifteen times itself).  Column ``j`` of the Jacobian is
+:math:`(F(x + h_j e_j) - F(x)) / h_j` or :math:`(F(x + h_j e_j) - F(x - h_j e_j)) / (2 h_j)`,
+with :math:`h_j` the step actually representable in floating point.
 
 A gradient that is itself a difference is only accurate to
 :math:`\eta_g = \epsilon^{1/2}` (forward) or :math:`\epsilon^{2/3}` (central)
@@ -36,12 +39,18 @@ def _power(scheme: str) -> float:
     return 0.5 if scheme == "2-point" else 1.0 / 3.0
 
 
-def difference_steps(xp: Any, x: Any, scheme: str, accuracy: float | None = None) -> Any:
-    """SciPy's difference steps, elementwise for ``x`` of any shape: η^(1/2)·max(1, |x|)
-    (2-point) or η^(1/3)·max(1, |x|) (3-point), η the relative accuracy of ``fun``
-    (default: the dtype's ε)."""
+def difference_steps(xp: Any, x: Any, scheme: str, accuracy: float | None = None,
+                     rel_step: float | None = None) -> Any:
+    """SciPy's difference steps (``approx_derivative``), elementwise for ``x`` of any shape:
+    η^(1/2)·max(1, |x|) (2-point) or η^(1/3)·max(1, |x|) (3-point), η the relative accuracy
+    of ``fun`` (default: the dtype's ε); with ``rel_step``, ``rel_step·|x|``, and the former
+    where ``x + rel_step·|x|`` rounds to ``x``."""
     eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
-    return (eta ** _power(scheme)) * xp.maximum(xp.abs(x), xp.ones_like(x))
+    h = (eta ** _power(scheme)) * xp.maximum(xp.abs(x), xp.ones_like(x))
+    if rel_step is None:
+        return h
+    h_rel = rel_step * xp.abs(x)
+    return xp.where((x + h_rel) - x == 0, h, h_rel)
 
 
 def output_accuracy(eps: float, out: Any) -> float:
@@ -89,15 +98,17 @@ def steps_in_box(xp: Any, x: Any, h: Any, scheme: str, bounds: tuple[Any, Any]) 
 
 
 def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point",
-                accuracy: float | None = None, bounds: tuple[Any, Any] | None = None) -> Any:
+                accuracy: float | None = None, bounds: tuple[Any, Any] | None = None,
+                rel_step: float | None = None) -> Any:
     """Finite-difference Jacobian ``(m, n)`` of ``fun: (n,) -> (m,)`` (``(n,)`` if ``fun`` is
     scalar-valued, the gradient).  ``f0 = fun(x)`` saves one evaluation of the 2-point scheme;
-    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε).  With
+    ``accuracy`` is the relative accuracy η of ``fun`` (default: the dtype's ε), ``rel_step``
+    a relative step (:func:`difference_steps`).  With
     ``bounds = (lb, ub)`` every point evaluated is in the box (:func:`steps_in_box`; a
     one-sided 3-point difference is (−3f(x) + 4f(x + h) − f(x + 2h))/(2h))."""
     xp = B.array_namespace(x)
     n = x.shape[0]
-    h = difference_steps(xp, x, scheme, accuracy)
+    h = difference_steps(xp, x, scheme, accuracy, rel_step)
     one_sided = None
     if bounds is not None:
         h, one_sided = steps_in_box(xp, x, h, scheme, bounds)

@@ -75,6 +75,7 @@ class OutputProblem(Counters):
         self._jac_mode, self._jac, self._provider = self._jacobian_source(jac)
         self._returned: tuple[Any, Any] | None = None  # jac=True: (x, J) of the last call
         self._last: tuple[Any, Any] | None = None  # (x, F(x)) of the last call, for 2-point
+        self.diff_step: float | None = None  # relative difference steps (the driver sets it)
 
     @property
     def jacobian_is_fd(self) -> bool:
@@ -213,7 +214,7 @@ class OutputProblem(Counters):
             last = self._last  # F(x) is usually the last output computed: 2-point reuses it
             f0 = last[1] if last is not None and last[0] is x else None
             J = fd_jacobian(self.outputs, x, f0, scheme=self._jac, bounds=self.bounds,
-                            accuracy=self.accuracy)
+                            accuracy=self.accuracy, rel_step=self.diff_step)
         if isinstance(J, LinearOperator):
             if self.m is not None and J.shape != (self.m, n):
                 raise ValueError(f"the Jacobian operator has shape {J.shape}, expected "
