@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -395,3 +396,30 @@ def test_default_steps_solve_watson_from_zero(name):
     p = {q.name: q for q in nls.all_problems()}[name]
     res = nk.least_squares(p.residual, np.zeros(p.n), method="lm")
     assert res.success and res.cost <= p.f_star * (1.0 + 1e-5)
+
+
+@pytest.mark.parametrize("backend", S.ALL_BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_diff_step_on_every_backend(backend, dtype):
+    """The relative steps on each backend and dtype: ``difference_steps`` equals NumPy's
+    formula on the rounded x (exactly: |x|·c and a comparison), and ``least_squares`` with
+    ``diff_step=√ε`` reaches the nanosecond decay's minimum, in the input's dtype.  Bound:
+    within 100·ftol of the float64 analytic minimum cost, ftol the dtype's default (1e-8,
+    times √(ε/ε₆₄) in float32)."""
+    from newtonkit.problems._fd import difference_steps
+
+    xp, e = S.namespace(backend), S.eps(dtype)
+    x = np.array([0.0, 1e-9, -0.3, 2.0])
+    h = difference_steps(xp, S.to_backend(x, backend, dtype), "2-point", rel_step=math.sqrt(e))
+    xr = S.rounded(x, dtype)
+    np.testing.assert_allclose(S.to_np(h), np.where(xr != 0, math.sqrt(e) * np.abs(xr),
+                                                    math.sqrt(e)), rtol=e)
+    t_np, y_np, fun, jac, _ = _nanosecond_decay()
+    t, y = S.to_backend(t_np, backend, dtype), S.to_backend(y_np, backend, dtype)
+    res = nk.least_squares(lambda p: p[0] * xp.exp(-t / p[1]) - y,
+                           S.to_backend([1.0, 2e-9], backend, dtype), jac="2-point",
+                           diff_step=math.sqrt(e))
+    exact = nk.least_squares(fun, np.array([1.0, 2e-9]), jac=jac)
+    ftol = 1e-8 * math.sqrt(e / EPS)
+    assert res.success and S.dtype_name(res.x) == dtype
+    assert res.cost <= exact.cost * (1.0 + 100 * ftol)
