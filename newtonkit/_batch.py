@@ -68,7 +68,7 @@ import array_api_compat
 import numpy as np
 
 from . import _backend as B
-from ._bounds import as_arrays, check_order
+from ._bounds import as_arrays, check_order, projected_gradient
 from ._status import Status, attach_result
 from .methods import _trust, lookup
 from .methods._lsq import DIFF_STEP, gauss_newton_terms
@@ -1364,9 +1364,13 @@ class _BatchRun:
         xp = self.xp
         cn, _ = _safe_column_norms(xp, self.J, xp.linalg.vector_norm(self.J, axis=1))
         # MINPACK's cosine max_j |g_j|/(‖J_j‖·‖r̃‖), free of the scales of r and x; under
-        # bounds on the projected gradient g = X − P(X − G) (which is G away from the bounds:
+        # bounds on the projected gradient in the variables scaled by ‖J_j‖ (the single
+        # path's, _bounds.projected_gradient with h = ‖J_j‖²; which is G away from the bounds:
         # its plain ‖·‖∞ ≤ gtol ended GTOL at x0 with residuals of scale 1e-5)
-        g = self.G if self.bounds is None else self._projected_gradient()
+        g = self.G
+        if self.bounds is not None:
+            g = projected_gradient(xp, self.X, self.G, self.LB, self.UB,
+                                   xp.where(cn > 0, cn * cn, xp.ones_like(cn)))
         rn = xp.linalg.vector_norm(self._gn_residual(), axis=1)
         ratio = xp.where(cn > 0, xp.abs(g) / xp.where(cn > 0, cn, xp.ones_like(cn)),
                          xp.zeros_like(g))
@@ -1410,7 +1414,7 @@ class _BatchRun:
         return self.xp.minimum(self.xp.maximum(X, self.LB), self.UB)
 
     def _projected_gradient(self) -> Any:
-        return self.X - self._project(self.X - self.G)
+        return projected_gradient(self.xp, self.X, self.G, self.LB, self.UB)
 
     def _active_set(self) -> Any:
         """Bertsekas' ε-active set (b, n): within ε = min(1e-3, ‖X − P(X − G)‖∞) of a bound,

@@ -410,3 +410,62 @@ def test_difference_steps_in_the_box_are_scipys(n, seed, scheme):
     far = np.where(one_sided, x + 2 * ours, x - ours)
     for z in (x + ours, far if scheme == "3-point" else x):
         assert np.all(z >= lb) and np.all(z <= ub)
+
+
+# -- the projected gradient: rounding and scales -------------------------------------------------
+
+
+def test_projected_gradient_keeps_a_gradient_below_the_rounding_of_x():
+    """A free variable's entry is g itself, however small against x: x − (x − g) rounds to 0
+    where |g| < ulp(x)/2 (Meyer's function at x₃ = 2e18 had g₃ = −4e-29 and a scaled gradient
+    of 0.8, read as 0: a false gtol stop).  On a bound, the part pointing out is dropped; a
+    variable whose step passes a bound gets the way to it."""
+    x = np.array([2e18, -2987.9, 0.5, 1.0, 0.0])
+    g = np.array([-4e-29, 3e-14, 2.0, -3.0, 0.25])
+    lb = np.array([0.0, -2987.9, 0.5, -1.0, -1.0])
+    ub = np.array([np.inf, np.inf, 1.0, 1.5, 1.0])
+    pg = projected_gradient(np, x, g, lb, ub)
+    np.testing.assert_array_equal(pg, [-4e-29, 3e-14, 0.0, -0.5, 0.25])
+
+
+@given(seed=st.integers(0, 10**6), k=st.sampled_from([-40, -10, 0, 13, 50]))
+def test_scaled_projected_gradient_is_free_of_the_variables_scales(seed, k):
+    """With h = ‖J_j‖² the projected gradient over the column norms is the projected gradient in
+    z = ‖J_j‖·x, so it is the same for the variables x' = x/c (J' = cJ, g' = cg, bounds /c).
+    With c powers of two every operation scales exactly: equal bit for bit.  The plain
+    x − P(x − g) is not: a variable on its way to a bound contributes its distance, whose
+    units are not the gradient's (c² apart here; Osborne 1: 1e-62 by MINPACK's cosine, 2.7
+    from a bound, a false gtol stop at x0)."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    x = rng.uniform(-1.0, 1.0, n)
+    lb, ub = x - rng.uniform(0.0, 1.0, n), x + rng.uniform(0.0, 1.0, n)
+    on = rng.random(n) < 0.3
+    lb[on] = x[on]  # some on a bound
+    ub[rng.random(n) < 0.2] = np.inf
+    g = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)
+    cn = 10.0 ** rng.uniform(-3, 3, n)
+    c = 2.0 ** (k + rng.integers(-2, 3, n))
+    a = projected_gradient(np, x, g, lb, ub, cn * cn) / cn
+    b = projected_gradient(np, x / c, c * g, lb / c, ub / c, (c * cn) ** 2) / (c * cn)
+    np.testing.assert_array_equal(b, a)
+
+
+def test_a_bounded_run_far_from_a_bound_does_not_stop_gtol_at_x0():
+    """Osborne 1 from x0 = (0.36, 0.79, −1.07, −0.22, 0.25), f = 4.4e60: x₂ and x₄ have huge
+    gradients (columns of norm 1e30) pushing them to bounds 2.7 and 0.19 away.  The plain
+    projected gradient (those distances) over the column norms read 1e-62 and HIG and the
+    batched projected Gauss-Newton reported GTOL, success, at x0."""
+    p = nls.osborne1()
+    s = np.array([0.36, 0.79, -1.07, -0.22, 0.25])
+    lb = np.array([-0.4, -1.95, -2.74, -1.94, -np.inf])
+    ub = np.array([0.98, 3.17, np.inf, -0.03, np.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = nk.minimize(p.residual, s, method="hig", jac=p.jacobian, bounds=(lb, ub),
+                          options={"maxiter": 5})
+        bat = nk.minimize(lambda X: np.stack([p.residual(x) for x in X]), s[None],
+                          method="gn", jac=lambda X: np.stack([p.jacobian(x) for x in X]),
+                          bounds=(lb, ub), batch=True, options={"maxiter": 1})
+    assert res.termination != "GTOL" and res.nit > 0
+    assert bat.status[0] != "GTOL"

@@ -103,10 +103,14 @@ class LeastSquaresMethod(Method):
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
         \|\tilde r\|)` (the largest cosine between ``r̃`` and a column of ``J̃``); for an
         operator Jacobian :math:`\|\tilde J^T \tilde r\|_\infty / \|\tilde r\|`.  ``inf``
-        when the gradient is not finite.  Under bounds the projected gradient
-        :math:`x - P(x - g)` replaces :math:`g` (zero at a first-order point on the box)."""
+        when the gradient is not finite.  Under bounds the projected gradient replaces
+        :math:`g`, in the variables scaled by the column norms
+        (:func:`newtonkit._bounds.projected_gradient` with :math:`h_j = \|\tilde J_j\|^2`;
+        zero at a first-order point on the box)."""
         if self.bounds is not None:
-            lin = replace(lin, g=projected_gradient(self.xp, lin.x, lin.g, *self.bounds))
+            cn = lin.colnorms
+            h = None if cn is None else self.xp.where(cn > 0, cn * cn, self.xp.ones_like(cn))
+            lin = replace(lin, g=projected_gradient(self.xp, lin.x, lin.g, *self.bounds, h))
         val = self.scaled_gradient(lin)
         return val if math.isfinite(val) else math.inf
 
