@@ -1365,12 +1365,11 @@ class _BatchRun:
         cn, _ = _safe_column_norms(xp, self.J, xp.linalg.vector_norm(self.J, axis=1))
         # MINPACK's cosine max_j |g_j|/(‖J_j‖·‖r̃‖), free of the scales of r and x; under
         # bounds on the projected gradient in the variables scaled by ‖J_j‖ (the single
-        # path's, _bounds.projected_gradient with h = ‖J_j‖²; which is G away from the bounds:
+        # path's, _bounds.projected_gradient with the column norms; which is G away from the bounds:
         # its plain ‖·‖∞ ≤ gtol ended GTOL at x0 with residuals of scale 1e-5)
         g = self.G
         if self.bounds is not None:
-            g = projected_gradient(xp, self.X, self.G, self.LB, self.UB,
-                                   xp.where(cn > 0, cn * cn, xp.ones_like(cn)))
+            g = projected_gradient(xp, self.X, self.G, self.LB, self.UB, cn)
         rn = xp.linalg.vector_norm(self._gn_residual(), axis=1)
         ratio = xp.where(cn > 0, xp.abs(g) / xp.where(cn > 0, cn, xp.ones_like(cn)),
                          xp.zeros_like(g))

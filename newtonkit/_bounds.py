@@ -104,22 +104,22 @@ def project(xp: Any, x: Any, lb: Any, ub: Any) -> Any:
     return xp.minimum(xp.maximum(x, lb), ub)
 
 
-def projected_gradient(xp: Any, x: Any, g: Any, lb: Any, ub: Any, h: Any = None) -> Any:
-    r""":math:`h \odot (x - P(x - g/h))` (``h = 1`` when ``None``): :math:`g_i` where
-    :math:`x_i - g_i/h_i` is in the box, else :math:`h_i` times the way to the bound it passes,
-    :math:`h_i(x_i - l_i)` or :math:`h_i(x_i - u_i)`; zero at a KKT point.
+def projected_gradient(xp: Any, x: Any, g: Any, lb: Any, ub: Any, scale: Any = None) -> Any:
+    r""":math:`h \odot (x - P(x - g/h))`, :math:`h = d^2` for the scales ``d = scale`` (a 0
+    read as 1; ``None``: all 1): :math:`g_i` where :math:`x_i - g_i/h_i` is in the box, else
+    :math:`h_i` times the way to the bound it passes, :math:`h_i(x_i - l_i)` or
+    :math:`h_i(x_i - u_i)`; zero at a KKT point.
 
-    ``h > 0`` is a diagonal curvature that sets the scale of each variable: with the squared
-    column norms of J (the diagonal of JᵀJ) the result divided by the norms is the projected
-    gradient in the scaled variables :math:`z = \|J_j\| x_j` (MINPACK's), free of the
-    scales of x; the plain :math:`x - P(x - g)` mixes gradient and distance units, and its
+    With the column norms of J as ``scale`` (h the diagonal of JᵀJ) the result divided by
+    them is the projected gradient in the scaled variables :math:`z = \|J_j\| x_j`
+    (MINPACK's), free of the scales of x; the plain :math:`x - P(x - g)` mixes gradient and distance units, and its
     cosine with the column norms read 1e-62 on the way to a bound 2.7 away (Osborne 1, a false
     gtol stop at x0).  Not computed as ``x - P(x - g)`` either: where :math:`|g_i|` is below
     the rounding of :math:`x_i`, :math:`x_i - g_i` rounds to :math:`x_i` and that difference
     to 0, a zero gradient and a false gtol stop (Meyer's function at :math:`x_3 = 2\cdot
     10^{18}`, where :math:`g_3 = -4\cdot 10^{-29}` and the scaled gradient is 0.8)."""
-    if h is None:
-        h = xp.ones_like(x)
+    h = xp.ones_like(x) if scale is None else xp.where(scale > 0, scale * scale,
+                                                         xp.ones_like(scale))
     y = x - g / h
     return xp.where(y < lb, h * (x - lb), xp.where(y > ub, h * (x - ub), g))
 

@@ -430,3 +430,20 @@ def test_diff_step_on_every_backend(backend, dtype):
     ftol = 1e-8 * math.sqrt(e / EPS)
     assert res.success and S.dtype_name(res.x) == dtype
     assert res.cost <= exact.cost * (1.0 + 100 * ftol)
+
+
+def test_diff_step_reaches_the_reported_jacobian_of_a_robust_fit():
+    """With a robust loss ``least_squares`` differences J once more at the solution for
+    ``res.jac`` (SciPy's √w·J): it takes ``diff_step`` too.  The a-column (a ≈ 2, any step is
+    fine) gives √w; the τ-column must then be √w·∂r/∂τ to a forward difference's accuracy:
+    truncation ≤ 1.5√ε and rounding a few √ε relative in norm (the nanosecond test's
+    bound), 8√ε, doubled for the √w read off the other column.  With SciPy's default step
+    the τ-column is a secant across fifteen τ, off by order 1."""
+    _, _, fun, jac, _ = _nanosecond_decay()
+    res = nk.least_squares(fun, np.array([1.0, 2e-9]), loss="soft_l1", f_scale=0.1,
+                           diff_step=math.sqrt(EPS))
+    assert res.success
+    J = jac(res.x)
+    sw = res.jac[:, 0] / J[:, 0]
+    want = sw * J[:, 1]
+    assert np.linalg.norm(res.jac[:, 1] - want) <= 16 * math.sqrt(EPS) * np.linalg.norm(want)

@@ -105,12 +105,11 @@ class LeastSquaresMethod(Method):
         operator Jacobian :math:`\|\tilde J^T \tilde r\|_\infty / \|\tilde r\|`.  ``inf``
         when the gradient is not finite.  Under bounds the projected gradient replaces
         :math:`g`, in the variables scaled by the column norms
-        (:func:`newtonkit._bounds.projected_gradient` with :math:`h_j = \|\tilde J_j\|^2`;
+        (:func:`newtonkit._bounds.projected_gradient` with the column norms as scales;
         zero at a first-order point on the box)."""
         if self.bounds is not None:
-            cn = lin.colnorms
-            h = None if cn is None else self.xp.where(cn > 0, cn * cn, self.xp.ones_like(cn))
-            lin = replace(lin, g=projected_gradient(self.xp, lin.x, lin.g, *self.bounds, h))
+            lin = replace(lin, g=projected_gradient(self.xp, lin.x, lin.g, *self.bounds,
+                                                    lin.colnorms))
         val = self.scaled_gradient(lin)
         return val if math.isfinite(val) else math.inf
 
