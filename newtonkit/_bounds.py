@@ -112,12 +112,13 @@ def projected_gradient(xp: Any, x: Any, g: Any, lb: Any, ub: Any, scale: Any = N
 
     With the column norms of J as ``scale`` (h the diagonal of JᵀJ) the result divided by
     them is the projected gradient in the scaled variables :math:`z = \|J_j\| x_j`
-    (MINPACK's), free of the scales of x; the plain :math:`x - P(x - g)` mixes gradient and distance units, and its
-    cosine with the column norms read 1e-62 on the way to a bound 2.7 away (Osborne 1, a false
-    gtol stop at x0).  Not computed as ``x - P(x - g)`` either: where :math:`|g_i|` is below
-    the rounding of :math:`x_i`, :math:`x_i - g_i` rounds to :math:`x_i` and that difference
-    to 0, a zero gradient and a false gtol stop (Meyer's function at :math:`x_3 = 2\cdot
-    10^{18}`, where :math:`g_3 = -4\cdot 10^{-29}` and the scaled gradient is 0.8)."""
+    (MINPACK's), free of the scales of x; the plain :math:`x - P(x - g)` mixes gradient and
+    distance units, and its cosine with the column norms read 1e-62 on the way to a bound 2.7
+    away (Osborne 1, a false gtol stop at x0).  Not computed as ``x - P(x - g)`` either:
+    where :math:`|g_i|` is below the rounding of :math:`x_i`, :math:`x_i - g_i` rounds to
+    :math:`x_i` and that difference to 0, a zero gradient and a false gtol stop (Meyer's
+    function at :math:`x_3 = 2\cdot 10^{18}`, where :math:`g_3 = -4\cdot 10^{-29}` and the
+    scaled gradient is 0.8)."""
     h = xp.ones_like(x) if scale is None else xp.where(scale > 0, scale * scale,
                                                          xp.ones_like(scale))
     y = x - g / h
