@@ -1287,18 +1287,20 @@ class _BatchRun:
         delta = xp.where(self.first, xp.minimum(self.delta, pnorm), self.delta)
         # the first trials' ftol test also needs the Gauss-Newton step's offer (the single
         # path's rule: the initial radius knows nothing of the problem's scale)
-        offer = gn_length = None  # (after every row's first accepted step: MINPACK's tests)
+        sub, offer = self.sub, None  # (after every row's first accepted step: MINPACK's test)
         if self._host(self.first).any():
-            sub = self.sub
             jp_gn = xp.where(sub.chol, sub.jp0, xp.sum(sub.sq * sub.c0, axis=1))
             safe_f = xp.where(self.f > 0, self.f, xp.ones_like(self.f))
             offer = xp.where(self.first, jp_gn / (2.0 * safe_f), xp.zeros_like(self.f))
-            n_gn = xp.where(sub.chol, sub.n0, _row_norms(xp, sub.c0))
-            gn_length = xp.where(self.first, n_gn, xp.zeros_like(n_gn))
         X1 = self.X - v
         V1 = ev.values(X1, self._idx(self.rows), self.rows)
         f1 = ev.objective(V1)
         upd = _trust.more_update(xp, self.f, f1, delta, par, pnorm, jp2)
+        # the xtol test also needs the Gauss-Newton step's length where the radius is unproven
+        # (_trust.radius_unproven; 0 elsewhere: MINPACK's test as it is)
+        n_gn = xp.where(sub.chol, sub.n0, _row_norms(xp, sub.c0))
+        gn_length = xp.where(_trust.radius_unproven(self.first, par, upd.ratio), n_gn,
+                             xp.zeros_like(n_gn))
         acc = upd.accepted
         self.X = _merge(xp, acc, X1, self.X)
         self.V = _merge(xp, acc, V1, self.V)

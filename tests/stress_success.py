@@ -15,11 +15,14 @@ Suites (the methods each runs):
 - ``bounds``: random boxes (sides infinite at random): trf (analytic and 2-point), lm and hig
   with bounds, the batched projected Gauss-Newton;
 - ``newton``: Newton on ½‖r‖² (gradient callable, 3-point, batched);
-- ``robust``: every built-in robust loss, ``f_scale`` 0.1, 1 or 10: lm, trf, gn.
+- ``robust``: every built-in robust loss, ``f_scale`` 0.1, 1 or 10: lm, trf, gn;
+- ``float32``: the problems in float32 (residuals and Jacobians computed in float64 and
+  rounded): lm (also 2-point), gn, hig, trf in a wide box, Newton, batched lm.
 
 The oracle, from the returned point with tolerances 1e-15: SciPy's ``least_squares`` (``lm``;
 ``trf`` with the same bounds or loss), or BFGS for Newton.  A run is flagged where it lowers
-the cost by more than 1e-6 of it and by more than 1e-12 of the cost at the start.  A flag is a
+the cost by more than 1e-6 of it and by more than 1e-12 of the cost at the start (float32:
+1e-3 and 1e-6, about 10⁴ and 10 of its ε, since float32 residuals round at ε·|y|).  A flag is a
 lead, not a verdict: a trust-region oracle can jump to another basin of a non-convex cost
 (the redescending losses), and some stops are the documented semantics of a test (Newton's
 absolute gtol; xtol in unscaled x as SciPy's).  docs/DEVELOPING.md lists what the runs of
@@ -117,10 +120,13 @@ class Stress:
         self.check(p, label, s, (np.asarray(res.x), bool(res.success), res.message),
                    bounds=bounds, loss=loss, f_scale=f_scale, newton=newton)
 
-    def check(self, p, label, s, out, bounds=None, loss="linear", f_scale=1.0, newton=False):
-        """Flag a success at ``out = (x, success, message)`` that the oracle improves."""
+    def check(self, p, label, s, out, bounds=None, loss="linear", f_scale=1.0, newton=False,
+              rel=(1e-6, 1e-12)):
+        """Flag a success at ``out = (x, success, message)`` that the oracle improves by more
+        than ``rel[0]`` of the cost there and ``rel[1]`` of the cost at the start."""
         self.runs += 1
         x, ok, msg = out
+        x = np.asarray(x, dtype=np.float64)
         if not ok or not np.all(np.isfinite(x)):
             return
         if bounds is not None and (np.any(x < bounds[0]) or np.any(x > bounds[1])):
@@ -134,7 +140,7 @@ class Stress:
         if best is None:
             return
         dec = f - best
-        if dec > 1e-6 * abs(f) and dec > 1e-12 * abs(f_start):
+        if dec > rel[0] * abs(f) and dec > rel[1] * abs(f_start):
             self.flags += 1
             print(f"FLAG {p.name:24s} {label:14s} f={f:.6g} (start {f_start:.3g}) "
                   f"oracle lowers it by {dec:.2e}: {msg}\n     from {s.tolist()!r}", flush=True)
@@ -254,9 +260,51 @@ class Stress:
                                  p.residual, s, jac=p.jacobian, method=method, loss=loss,
                                  f_scale=fs)
 
+    def float32(self):
+        rel = (1e-3, 1e-6)
+        for p in self.problems:
+            def r(x, p=p):
+                return p.residual(x.astype(np.float64)).astype(np.float32)
+
+            def J(x, p=p):
+                return p.jacobian(x.astype(np.float64)).astype(np.float32)
+
+            def f(x):
+                return np.float32(0.5 * np.sum(r(x).astype(np.float64) ** 2))
+
+            def g(x):
+                return J(x).T @ r(x)
+
+            S = [s.astype(np.float32) for s in self.points(p)]
+            S = [s for s in S if np.all(np.isfinite(r(s)))]
+            for s in S:
+                s64 = s.astype(np.float64)
+                wide = 1e3 * np.maximum(np.abs(s), 1)
+                for label, fun, kw in (("lm", r, dict(method="lm", jac=J)),
+                                       ("lm-2pt", r, dict(method="lm", jac="2-point")),
+                                       ("gn", r, dict(method="gn", jac=J)),
+                                       ("hig", r, dict(method="hig", jac=J)),
+                                       ("trf-wide", r, dict(method="lm", jac=J,
+                                                            bounds=(s - wide, s + wide))),
+                                       ("newton", f, dict(method="newton", jac=g))):
+                    try:
+                        res = nk.minimize(fun, s.copy(), **kw)
+                    except Exception:
+                        continue
+                    self.check(p, f"f32 {label}", s64, (res.x, bool(res.success),
+                                                        res.message),
+                               newton=label == "newton", rel=rel)
+            if S:
+                res = nk.minimize(lambda X: np.stack([r(x) for x in X]), np.array(S),
+                                  jac=lambda X: np.stack([J(x) for x in X]), batch=True,
+                                  method="lm")
+                for i, s in enumerate(S):
+                    self.check(p, "f32 lm-batch", s.astype(np.float64),
+                               (res.x[i], bool(res.success[i]), res.message_of(i)), rel=rel)
+
 
 def main(argv=None):
-    suites = ("plain", "scaled", "bounds", "newton", "robust")
+    suites = ("plain", "scaled", "bounds", "newton", "robust", "float32")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suite", nargs="*", help=f"any of {', '.join(suites)} (default: all)")
     ap.add_argument("--seed", type=int, default=0)

@@ -410,20 +410,36 @@ def test_subproblem_property_rank_deficient(data):
 def test_a_radius_shrunk_by_rejections_is_no_xtol(batch):
     """Chebyquad (n = 8) from 10·x0, f = 1e22: the column scaling D is of order 1e11, so
     MINPACK's xtol test Δ ≤ xtol·‖Dx‖ held once rejected first trials had shrunk Δ, and the
-    run ended XTOL, success, at x0 with nothing accepted (SciPy's lm too, status 3).  On the
-    first trials xtol now also needs the Gauss-Newton step's scaled length at most
-    xtol·‖Dx‖: the run does not end at x0 (nit > 0)."""
+    run ended XTOL, success, at x0 with nothing accepted (SciPy's lm too, status 3).  With the
+    Gauss-Newton step's length asked on the first trials only, it ended XTOL two accepted
+    steps later (ρ = 0.91, 0.9999, λ > 0: a radius growing back), still at f = 1e22; it is now
+    asked wherever the radius is unproven (``_trust.radius_unproven``).  A success must be at
+    one of the problem's known minima (this start reaches none within maxfev)."""
     p = _BY_NAME["chebyquad_8"]
     x0 = 10 * p.x0
     if batch:
         res = nk.minimize(lambda X: np.stack([p.residual(x) for x in X]), x0[None],
                           method="lm", jac=lambda X: np.stack([p.jacobian(x) for x in X]),
                           batch=True)
-        ok, nit = bool(res.success[0]), int(res.nit[0])
+        ok, f = bool(res.success[0]), float(res.fun[0])
     else:
         res = nk.minimize(p.residual, x0, method="lm", jac=p.jacobian)
-        ok, nit = res.success, res.nit
-    assert nit > 0 or not ok, (ok, nit)
+        ok, f = res.success, res.fun
+    assert not ok or p.status(f) != "failed", (ok, f)
+
+
+def test_radius_unproven_rule():
+    """The rule itself, on scalars and elementwise on arrays: unproven before the first
+    acceptance, and after a λ > 0 trial with ρ > ¼; MINPACK's test (proven) after a shrink
+    (ρ ≤ ¼) or a Gauss-Newton step (λ = 0)."""
+    from newtonkit.methods._trust import radius_unproven
+    cases = [(True, 0.0, -1.0, True), (True, 1.0, 0.1, True), (False, 1.0, 0.9, True),
+             (False, 1.0, 0.3, True), (False, 1.0, 0.25, False), (False, 1.0, -2.0, False),
+             (False, 0.0, 0.9, False), (False, 0.0, 0.1, False)]
+    for first, par, ratio, want in cases:
+        assert bool(radius_unproven(first, par, ratio)) is want, (first, par, ratio)
+    first, par, ratio, want = (np.array(c) for c in zip(*cases, strict=True))
+    np.testing.assert_array_equal(radius_unproven(first, par, ratio), want)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -33,7 +33,8 @@ from .. import _backend as B
 from .._status import Status
 
 __all__ = ["SCALAR", "more_update", "more_termination", "lambda_iteration", "lm_subproblem",
-           "CODES", "GRAM_MAX_ERR", "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE"]
+           "CODES", "GRAM_MAX_ERR", "MAX_NONFINITE_TRIALS", "RECENT_NONFINITE",
+           "radius_unproven"]
 
 #: Bound on ε·κ(AᵀA) where the batched LM forms ``AᵀA`` (:func:`lm_terms`,
 #: :mod:`newtonkit._batch`): in float64 κ(AᵀA) < 1e8, κ(A) < 1e4, a relative error of the step
@@ -106,6 +107,20 @@ def more_update(ops: Any, f: Any, f1: Any, delta: Any, par: Any, pnorm: Any,
                           ops.where(grow, pnorm / 0.5, delta))
     new_par = ops.where(shrink, par / temp, ops.where(grow, 0.5 * par, par))
     return Update(new_delta, new_par, ratio, actred, prered, ratio >= 1e-4, finite)
+
+
+def radius_unproven(first: Any, par: Any, ratio: Any) -> Any:
+    """Where MINPACK's xtol test Δ ≤ xtol·‖Dx‖ proves nothing by itself, so that it also
+    needs the Gauss-Newton step's scaled length ‖D p̂(0)‖ ≤ xtol·‖Dx‖: before the first
+    accepted step (``first``: the radius is the initial one, factor·‖Dx₀‖, or that cut by
+    rejections, and knows nothing of the problem's scale: MINPACK ended Chebyquad from 10·x0,
+    f = 1e22, XTOL at x0), and after a trial cut by the radius (λ > 0) that did not shrink
+    it (ρ > ¼): such a radius is one not yet grown back (by at most 2× a trial) from a cut,
+    not the model's verdict.  A radius the model shrank (ρ ≤ ¼) or that of a Gauss-Newton
+    step (λ = 0) keeps MINPACK's test as it is; asking the Gauss-Newton step there too would
+    refuse singular minimisers, where that step is ½‖Dx‖.  Elementwise on arrays (the batched
+    LM) as on scalars."""
+    return first | ((par > 0) & (ratio > 0.25))
 
 
 def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, eps: float,

@@ -30,8 +30,11 @@ Termination (MINPACK's tests): ``gtol``, the scaled gradient
 (:meth:`LeastSquaresMethod.gradient_measure`) ≤ gtol, read once per Jacobian; ``ftol``:
 :math:`|\mathrm{ared}| \le \mathrm{ftol}` and :math:`\mathrm{pred} \le \mathrm{ftol}` (both
 relative to ``f``) and :math:`\rho \le 2`; ``xtol``: :math:`\Delta \le \mathrm{xtol}\,\|Dx\|`
-(trust region) or :math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} + \|x\|)`.  A stop reached by
-shrinking the step away from non-finite values is ``NONFINITE``, not convergence.
+(trust region; where the radius is not the model's verdict, before the first accepted step or
+after a λ > 0 trial that did not shrink it, the Gauss-Newton step's :math:`\|D\hat p(0)\|`
+too: :func:`._trust.radius_unproven`) or :math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} +
+\|x\|)` (Nielsen).  A stop reached by shrinking the step away from non-finite values is
+``NONFINITE``, not convergence.
 
 Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to trial is an
 :class:`LMData` (``State.data``), which a trial never changes: it makes the next one.
@@ -231,20 +234,19 @@ class LevenbergMarquardt(LeastSquaresMethod):
             new = d.after_trial(u.finite, sub=sub, delta=u.delta, par=u.par, xnorm=xnorm,
                                 trials=trials)
         ftol = self.tol["ftol"]
-        # the first trials (the initial radius, factor·‖Dx₀‖, which knows nothing of the
-        # problem's scale): the ftol test also needs the Gauss-Newton step's offer (asked only
-        # where the trial's own tests hold and λ > 0).  Later, MINPACK's test as it is: there a
-        # λ > 0 is the model's own verdict, and SciPy's counts stay.  The first trials' xtol
-        # test needs the Gauss-Newton step's scaled length at most xtol·‖Dx‖ too (MINPACK's
-        # radius test ended Chebyquad from 10·x0, f = 1e22, XTOL at x0 with nothing accepted;
-        # at every trial it would refuse singular minimisers, where that step is ½‖Dx‖).
+        # The first trials (the initial radius, factor·‖Dx₀‖, knows nothing of the problem's
+        # scale): the ftol test also needs the Gauss-Newton step's offer (asked only where the
+        # trial's own tests hold and λ > 0); later MINPACK's test as it is (SciPy's counts
+        # stay).  The xtol test needs the Gauss-Newton step's length too wherever the radius
+        # is unproven (_trust.radius_unproven).
         offer = gn_length = None
         if d.first and par > 0 and abs(u.actred) <= ftol and u.prered <= ftol:
             offer = sub.gn_offer() / (2.0 * f)
-        if d.first and u.delta <= self.tol["xtol"] * xnorm:  # (likewise the xtol test: a
-            gn_length = sub.gn_length()  # radius shrunk by rejected first trials says nothing)
+        xtol = self.tol["xtol"]
+        if _trust.radius_unproven(d.first, par, u.ratio) and u.delta <= xtol * xnorm:
+            gn_length = sub.gn_length()
         code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
-                                       ftol, self.tol["xtol"], new.nonfinite_run,
+                                       ftol, xtol, new.nonfinite_run,
                                        new.since_nonfinite, offer, gn_length)
         status = _trust.CODES[int(code)]
         if not u.accepted:
