@@ -85,6 +85,7 @@ from .problems._fd import (
     output_accuracy,
     richardson,
     steps_in_box,
+    unseen_gradient,
 )
 from .problems._registry import NOT_IN_GRAPH
 
@@ -349,6 +350,18 @@ class _Evaluator:
     def _box(self, rows: Any) -> tuple[Any, Any] | None:
         return None if self.bounds is None else tuple(
             self.xp.take(b, rows, axis=0) for b in self.bounds)
+
+    def unseen_gradient(self, X: Any, Y: Any, J: Any, rows: Any) -> Any:
+        """For a difference Jacobian ``J`` (b, m, n) of the outputs ``Y`` at ``X`` (rows
+        ``rows``), the bounds ``(unseen, seen)`` per row and column on the gradient that its
+        exactly zero entries may hide and the rounding of the others may shift
+        (:func:`~newtonkit.problems._fd.unseen_gradient`; the Gauss-Newton J̃ has the same
+        zeros); else ``None``."""
+        if self.jac_scheme not in ("2-point", "3-point"):
+            return None
+        gy = Y if self.loss is None else self.loss.grad(Y)
+        return unseen_gradient(self.xp, J, Y, gy, X, self.jac_scheme, self.accuracy,
+                               self.diff_step, self._box(rows))
 
     def richardson_gradient(self, X: Any, G: Any, rows: Any, rows_np: np.ndarray) -> Any:
         """Richardson's ``(4·G(h/2) − G(h))/3`` from the central-difference gradients ``G``
@@ -1087,12 +1100,13 @@ class _BatchRun:
                                                    xp.take(self.V, at, axis=0))
         J = ev.first(X, V, self._idx(self.rows[order]), self.rows[order])
         self.newJ = xp.zeros_like(self.newJ)
+        Y = V  # (the outputs, for the gradient test's difference Jacobian check)
         V, J = ev.gauss_newton(V, J)  # from here on r̃ and J̃ (r and J without a loss)
         k = s_np.size
         if ended.any():
             ev.njev[self.rows[ended]] -= 1
             self.G = self._scatter(ended)(_vecmat(xp, V[k:, ...], J[k:, ...]), self.G)
-            X, V, J = X[:k, ...], V[:k, ...], J[:k, ...]
+            X, Y, V, J = X[:k, ...], Y[:k, ...], V[:k, ...], J[:k, ...]
         if not k:
             return
         s = self._idx(s_np)
@@ -1153,7 +1167,7 @@ class _BatchRun:
         gs = np.asarray(B.to_numpy(self.gscaled), dtype=np.float64)
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
-        self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn)
+        self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn, rn, X, Y, J)
 
     def _lm_terms(self, M: Any, J: Any, D: Any, r: Any,
                   g: Any) -> tuple[_Subproblem, list[tuple[np.ndarray, tuple]]]:
@@ -1259,10 +1273,19 @@ class _BatchRun:
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
 
-    def _gradient_test(self, met: np.ndarray, s_np: np.ndarray, cn: Any) -> None:
-        """GTOL for the rows in ``met``, FD_ZERO_COLUMN where a difference Jacobian has an
-        exactly zero column (its gradient entry says nothing)."""
-        self._fd_zero_columns(met, s_np, cn == 0)
+    def _gradient_test(self, met: np.ndarray, s_np: np.ndarray, cn: Any, rn: Any, X: Any,
+                       Y: Any, J: Any) -> None:
+        """GTOL for the rows in ``met``, FD_ZERO_COLUMN where a difference Jacobian's exactly
+        zero entries may hide more of a gradient entry than the test allows plus the rounding
+        of its other entries (the single path's ``gradient_status``): ``cn`` (b′, n) and
+        ``rn`` (b′,) the column norms of J̃ and the norm of r̃, ``X``, ``Y`` (the outputs) and
+        ``J`` (J̃) of the active rows ``s_np``."""
+        bounds = self.ev.unseen_gradient(X, Y, J, self._idx(self.rows[s_np])) if met.any() \
+            else None
+        if bounds is not None:
+            unseen, seen = bounds
+            gtol = self.xp.take(self.tol("gtol"), self._idx(s_np), axis=0)
+            self._fd_zero_columns(met, s_np, unseen > gtol[:, None] * cn * rn[:, None] + seen)
         self.mark(met, Status.GTOL)
 
     def _fd_zero_columns(self, met: np.ndarray, s_np: np.ndarray, blind: Any) -> None:
@@ -1381,7 +1404,8 @@ class _BatchRun:
         gs_np = self._host(gs <= self.tol("gtol"))
         self._zero_test(sel)
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
-        self._gradient_test(sel & gs_np, np.arange(self.rows.size), cn)
+        self._gradient_test(sel & gs_np, np.arange(self.rows.size), cn, rn, self.X, self.V,
+                            self.J)
 
     def _direction_gn(self) -> tuple[Any, Any]:
         """−J⁺r (gn) or −η V Σ^κ Uᵀr (hig), dropping σ ≤ threshold; for HIG also the bounds

@@ -94,6 +94,77 @@ def test_zero_column_rule_leaves_analytic_jacobians_alone():
     assert res.termination != "FD_ZERO_COLUMN"
 
 
+# -- zero difference entries that hide the gradient ---------------------------------------------
+def _brown_badly_scaled_f32(x):
+    # MGH's Brown badly scaled function, computed in float64 and rounded to float32 (so each
+    # output is within half an ulp of the exact value)
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([x[0] - 1e6, x[1] - 2e-6, x[0] * x[1] - 2.0]).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["lm", "gn", "hig", "lm-batch", "gn-batch"])
+@pytest.mark.parametrize("scheme", ["2-point", "3-point"])
+def test_zero_difference_entries_that_hide_the_gradient_are_not_success(method, scheme):
+    """At x0 = (1, 1) in float32 the difference step of x₁, 3.5e-4 (2-point), is below the
+    rounding of r₁ = x₁ − 1e6 (an ulp of 1e6 is 0.06): ∂r₁/∂x₁ = 1 differences to exactly 0,
+    g₁ loses its term −1e6 and the scaled gradient reads 1e-6 < gtol = 2.3e-4.  The column is
+    not zero (r₃ = x₁x₂ − 2 shows x₁), so only the bound on what its zero entries hide
+    (``_fd.unseen_gradient``, about 7e8 against gtol·‖J₁‖·‖r‖ ≈ 230 plus the rounding of
+    the entry of r₃, about 7e-4) tells: FD_ZERO_COLUMN, not GTOL, success, at x0
+    (f = 5e11)."""
+    x0 = np.ones(2, np.float32)
+    if method.endswith("-batch"):
+        res = nk.minimize(lambda X: np.stack([_brown_badly_scaled_f32(x) for x in X]),
+                          x0[None], method=method[:2], jac=scheme, batch=True)
+        termination, ok, msg = res.termination_of(0), bool(res.success[0]), res.message_of(0)
+    else:
+        res = nk.minimize(_brown_badly_scaled_f32, x0, method=method, jac=scheme)
+        termination, ok, msg = res.termination, res.success, res.message
+    assert termination == "FD_ZERO_COLUMN" and not ok, msg
+    assert "column(s) [0, 1]" in msg
+
+
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_a_structural_zero_in_a_large_residual_keeps_gtol(method):
+    """r_i = p·t_i − y_i with t₀ = 0: the entry of row 0 is a true zero in a residual of 3,
+    where a derivative up to 2ε·3/h (4e-8) could hide, above gtol·‖J‖·‖r‖; but the rounding
+    that the nonzero entries carry (s_j, the same bound over rows 1-49) is larger, and a
+    difference gradient is never known better than that: GTOL, success, as with jac."""
+    t = np.linspace(0.0, 4.0, 50)
+    y = 3.0 * np.exp(-t / 2) + 0.1 * np.sin(7 * t)
+    res = nk.minimize(lambda p: p[0] * t - y, np.array([1.0]), method=method, jac="2-point")
+    assert res.termination == "GTOL" and res.success, res.message
+    np.testing.assert_allclose(res.x, [t @ y / (t @ t)], rtol=1e-7)  # the 2-point step's
+    # truncation is 0 (r is linear): x is exact to the rounding of J, 2ε·|r|/h ≈ 1e-7 relative
+
+
+@given(data=st.data())
+def test_unseen_gradient_bounds_what_zero_entries_hide(data):
+    """For residuals correctly rounded to float32 (r = A x − b computed in float64), every
+    exactly zero entry of a difference Jacobian hides a true derivative A_ij with
+    |A_ij h_j| ≤ ulp(r_i) ≤ ε|r_i| (two roundings of half an ulp; linear, so no truncation):
+    the bound u_j of ``_fd.unseen_gradient`` (c = 2 forward, 1 central) is at least
+    Σ over those entries of |r_i A_ij|, the part of g_j = Σ r_i A_ij the difference drops."""
+    from newtonkit.problems._fd import fd_jacobian, unseen_gradient
+    m = data.draw(st.integers(2, 6), label="m")
+    n = data.draw(st.integers(1, 4), label="n")
+    scheme = data.draw(st.sampled_from(["2-point", "3-point"]), label="scheme")
+    seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n)) * 10.0 ** rng.uniform(-3, 1, (m, n))
+    b = rng.standard_normal(m) * 10.0 ** rng.uniform(0, 9, m)  # some residuals far above h
+    x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-1, 2, n)).astype(np.float32)
+
+    def r(z):
+        return (A @ np.asarray(z, np.float64) - b).astype(np.float32)
+
+    J = fd_jacobian(r, x, scheme=scheme)
+    y = r(x)
+    u, _ = unseen_gradient(np, J, y, y, x, scheme)
+    hidden = np.sum(np.where(J == 0, np.abs(y.astype(np.float64)[:, None] * A), 0.0), axis=0)
+    assert np.all(hidden <= u), (hidden, u)
+
+
 # -- Newton on a quadratic with difference derivatives -------------------------------------------
 def _quadratic(x):
     return float(np.sum((x - 2.0) ** 2))

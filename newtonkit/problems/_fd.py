@@ -32,7 +32,7 @@ from .. import _backend as B
 
 __all__ = ["fd_jacobian", "fd_hessian_from_grad", "fd_hvp", "gradient_accuracy",
            "gradient_error_bound", "difference_steps", "steps_in_box", "output_accuracy",
-           "forward_difference_bias", "richardson"]
+           "forward_difference_bias", "richardson", "unseen_gradient"]
 
 
 def _power(scheme: str) -> float:
@@ -129,6 +129,44 @@ def fd_jacobian(fun: Callable, x: Any, f0: Any = None, *, scheme: str = "2-point
             xm = x - step
             cols.append((fun(xj) - fun(xm)) / (xj - xm)[j])
     return xp.stack(cols, axis=-1)
+
+
+def unseen_gradient(xp: Any, J: Any, y: Any, gy: Any, x: Any, scheme: str,
+                    accuracy: float | None = None, rel_step: float | None = None,
+                    bounds: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+    r"""Bounds on the parts of the gradient :math:`g = J^T g_y` that a difference Jacobian
+    ``J`` of outputs ``y`` (``g_y`` the loss's gradient in them, ``y`` itself for ½‖y‖²) at
+    ``x`` cannot show, ``(unseen, seen)``:
+
+    .. math:: u_j = \sum_{i:\,J_{ij} = 0} |g_{y,i}|\,\frac{c\,\eta\,|y_i|}{|h_j|},\qquad
+              s_j = \sum_{i:\,J_{ij} \ne 0} |g_{y,i}|\,\frac{c\,\eta\,|y_i|}{|h_j|},
+
+    ``c = 2`` forward, 1 central, 4 one-sided (3-point in a box), η the outputs' relative
+    accuracy (default: the dtype's ε), :math:`h_j` the step (:func:`difference_steps`,
+    :func:`steps_in_box`).  Each difference entry is off by up to :math:`c\eta|y_i|/|h_j|`,
+    the rounding of output i: ``s`` bounds what that shifts of g, which every difference
+    gradient carries; an entry exactly 0 means output i did not change by more than its
+    rounding, which hides a derivative up to that much, and ``u`` bounds what those entries
+    hide.  (:math:`y_1 = x_1 - 10^6` in float32 at :math:`x_1 = 1`: a step of 3.5e-4 is below
+    the rounding of 1e6, 0.06, so :math:`\partial y_1/\partial x_1 = 1` differences to 0 and
+    :math:`g_1` loses the term −1e6.)  Rows of a batch: leading axes on every argument."""
+    eta = float(xp.finfo(x.dtype).eps) if accuracy is None else accuracy
+    h = difference_steps(xp, x, scheme, eta, rel_step)
+    one_sided = None
+    if bounds is not None:
+        h, one_sided = steps_in_box(xp, x, h, scheme, bounds)
+    if scheme == "2-point":
+        c = 2.0
+    elif one_sided is None:
+        c = 1.0
+    else:
+        c = xp.where(one_sided, xp.full_like(h, 4.0), xp.ones_like(h))
+    w = xp.abs(gy) * xp.abs(y)
+    zero = J == 0
+    unseen = xp.sum(xp.where(zero, w[..., :, None], xp.zeros_like(J)), axis=-2)
+    seen = xp.sum(xp.where(zero, xp.zeros_like(J), w[..., :, None]), axis=-2)
+    scale = c * eta / xp.abs(h)
+    return scale * unseen, scale * seen
 
 
 def fd_hessian_from_grad(grad: Callable, x: Any, g0: Any, *, scheme: str = "2-point",

@@ -27,7 +27,7 @@ from ..operators import (
 )
 from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, same_backend, scalar
 from ._composite import Composite
-from ._fd import fd_jacobian, output_accuracy
+from ._fd import fd_jacobian, output_accuracy, unseen_gradient
 from ._registry import get_autodiff
 
 __all__ = ["OutputProblem", "Evaluation"]
@@ -81,6 +81,17 @@ class OutputProblem(Counters):
     def jacobian_is_fd(self) -> bool:
         """Whether :meth:`jacobian` is a finite difference."""
         return self._jac_mode == "fd"
+
+    def unseen_gradient(self, ev: Any, J: Any) -> Any:
+        """For a difference Jacobian, the bounds ``(unseen, seen)`` on each gradient entry's
+        parts that its exactly zero entries may hide and that the rounding of the others may
+        shift (:func:`._fd.unseen_gradient`; ``J`` the Jacobian at the evaluation ``ev``, or
+        the Gauss-Newton J̃, which has the same zeros); else ``None``."""
+        if not self.jacobian_is_fd:
+            return None
+        xp = self.xp
+        return unseen_gradient(xp, J, xp.reshape(ev.y, (-1,)), ev.gy, ev.x, self._jac,
+                               self.accuracy, self.diff_step, self.bounds)
 
     def _jacobian_source(self, jac: Any) -> tuple[str, Any, Any]:
         if jac is True:  # fun returns (r, J): outputs keeps the J of its last call
