@@ -276,7 +276,7 @@ class Stress:
                 return J(x).T @ r(x)
 
             S = [s.astype(np.float32) for s in self.points(p)]
-            S = [s for s in S if np.all(np.isfinite(r(s)))]
+            S = [s for s in S if np.isfinite(np.sum(np.square(r(s))))]  # (f in float32)
             for s in S:
                 s64 = s.astype(np.float64)
                 wide = 1e3 * np.maximum(np.abs(s), 1)
