@@ -1057,11 +1057,12 @@ class _BatchRun:
         b, n = self.X.shape
         z = xp.zeros((b,), dtype=self.X.dtype)
         k = min(self.V.shape[1], n)
-        self.method_state = ["D", "delta", "par", "first", "newJ", "xnorm", "gscaled",
-                             "nonfinite_run", "since", "sub"]
+        self.method_state = ["D", "delta", "par", "first", "gn_step", "newJ", "xnorm",
+                             "gscaled", "nonfinite_run", "since", "sub"]
         self.D = xp.ones_like(self.X)
         self.delta, self.par, self.xnorm = z, z, z
         self.first = xp.ones((b,), dtype=xp.bool)
+        self.gn_step = xp.zeros((b,), dtype=xp.bool)  # a Gauss-Newton step (λ = 0) accepted
         self.newJ = xp.ones((b,), dtype=xp.bool)
         # the normal equations' precision: float64 for float32 problems (_linearize_lm)
         self.wide = xp.float64 if self.X.dtype == xp.float32 else self.X.dtype
@@ -1322,7 +1323,7 @@ class _BatchRun:
         # the xtol test also needs the Gauss-Newton step's length where the radius is unproven
         # (_trust.radius_unproven; 0 elsewhere: MINPACK's test as it is)
         n_gn = xp.where(sub.chol, sub.n0, _row_norms(xp, sub.c0))
-        gn_length = xp.where(_trust.radius_unproven(self.first, par, upd.ratio), n_gn,
+        gn_length = xp.where(_trust.radius_unproven(~self.gn_step, par, upd.ratio), n_gn,
                              xp.zeros_like(n_gn))
         acc = upd.accepted
         self.X = _merge(xp, acc, X1, self.X)
@@ -1332,6 +1333,7 @@ class _BatchRun:
         self.xnorm = xp.where(acc, xn1, self.xnorm)
         self.delta, self.par = upd.delta, upd.par
         self.first = self.first & ~acc
+        self.gn_step = self.gn_step | (acc & (par == 0))
         self.newJ = acc
         acc_np = self._host(acc)
         self.nit[self.rows[acc_np]] += 1

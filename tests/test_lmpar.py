@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -429,17 +430,53 @@ def test_a_radius_shrunk_by_rejections_is_no_xtol(batch):
 
 
 def test_radius_unproven_rule():
-    """The rule itself, on scalars and elementwise on arrays: unproven before the first
-    acceptance, and after a λ > 0 trial with ρ > ¼; MINPACK's test (proven) after a shrink
-    (ρ ≤ ¼) or a Gauss-Newton step (λ = 0)."""
+    """The rule itself, on scalars and elementwise on arrays: unproven until a Gauss-Newton
+    step has been accepted, and after a λ > 0 trial with ρ > ¼; MINPACK's test (proven)
+    after a shrink (ρ ≤ ¼) or a Gauss-Newton step (λ = 0) once one has been accepted."""
     from newtonkit.methods._trust import radius_unproven
     cases = [(True, 0.0, -1.0, True), (True, 1.0, 0.1, True), (False, 1.0, 0.9, True),
              (False, 1.0, 0.3, True), (False, 1.0, 0.25, False), (False, 1.0, -2.0, False),
              (False, 0.0, 0.9, False), (False, 0.0, 0.1, False)]
-    for first, par, ratio, want in cases:
-        assert bool(radius_unproven(first, par, ratio)) is want, (first, par, ratio)
-    first, par, ratio, want = (np.array(c) for c in zip(*cases, strict=True))
-    np.testing.assert_array_equal(radius_unproven(first, par, ratio), want)
+    for no_gn_step, par, ratio, want in cases:
+        assert bool(radius_unproven(no_gn_step, par, ratio)) is want, (no_gn_step, par, ratio)
+    no_gn_step, par, ratio, want = (np.array(c) for c in zip(*cases, strict=True))
+    np.testing.assert_array_equal(radius_unproven(no_gn_step, par, ratio), want)
+
+
+def test_a_radius_cut_before_any_gauss_newton_step_is_no_xtol():
+    """Chebyquad (n = 8) from 10·x0 with 3-point differences: the run ended XTOL, success,
+    at f = 1e22 after a trial that shrank the radius (ρ ≤ ¼), before any Gauss-Newton step
+    had been accepted: every radius so far came from the initial one by cuts, and the
+    Gauss-Newton step's length is now asked until such a step is accepted.  A success must be
+    at one of the problem's known minima."""
+    p = _BY_NAME["chebyquad_8"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nk.problems.FiniteDifferenceWarning)
+        res = nk.minimize(p.residual, 10 * p.x0, method="lm", jac="3-point")
+    assert not res.success or p.status(res.fun) != "failed", (res.termination, res.fun)
+
+
+def test_batched_radius_cut_before_any_gauss_newton_step_is_no_xtol():
+    """The batched LM's rule (the single path's): Chebyquad in float32 (residuals and
+    Jacobian computed in float64 and rounded) from a start of the stress runs ended XTOL,
+    success, at f = 1.19e7 (f(x0) = 1.2e7) after a trial that shrank a radius never grown
+    back from its cuts, with no Gauss-Newton step accepted.  A success must be at one of
+    the problem's known minima."""
+    p = _BY_NAME["chebyquad_8"]
+    x0 = np.array([0.034941792488098145, -0.013885749503970146, -0.1690671741962433,
+                   0.09446117281913757, -0.1810159832239151, 1.2688648700714111,
+                   1.5731282234191895, 0.26081985235214233], np.float32)
+
+    def r(X):
+        return np.stack([p.residual(x.astype(np.float64)) for x in X]).astype(np.float32)
+
+    def jac(X):
+        return np.stack([p.jacobian(x.astype(np.float64)) for x in X]).astype(np.float32)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = nk.minimize(r, x0[None], method="lm", jac=jac, batch=True)
+    ok, f = bool(res.success[0]), float(res.fun[0])
+    assert not ok or p.status(f) != "failed", (res.termination_of(0), f)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

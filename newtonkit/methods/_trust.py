@@ -109,18 +109,20 @@ def more_update(ops: Any, f: Any, f1: Any, delta: Any, par: Any, pnorm: Any,
     return Update(new_delta, new_par, ratio, actred, prered, ratio >= 1e-4, finite)
 
 
-def radius_unproven(first: Any, par: Any, ratio: Any) -> Any:
+def radius_unproven(no_gn_step: Any, par: Any, ratio: Any) -> Any:
     """Where MINPACK's xtol test Δ ≤ xtol·‖Dx‖ proves nothing by itself, so that it also
-    needs the Gauss-Newton step's scaled length ‖D p̂(0)‖ ≤ xtol·‖Dx‖: before the first
-    accepted step (``first``: the radius is the initial one, factor·‖Dx₀‖, or that cut by
-    rejections, and knows nothing of the problem's scale: MINPACK ended Chebyquad from 10·x0,
-    f = 1e22, XTOL at x0), and after a trial cut by the radius (λ > 0) that did not shrink
-    it (ρ > ¼): such a radius is one not yet grown back (by at most 2× a trial) from a cut,
-    not the model's verdict.  A radius the model shrank (ρ ≤ ¼) or that of a Gauss-Newton
-    step (λ = 0) keeps MINPACK's test as it is; asking the Gauss-Newton step there too would
-    refuse singular minimisers, where that step is ½‖Dx‖.  Elementwise on arrays (the batched
-    LM) as on scalars."""
-    return first | ((par > 0) & (ratio > 0.25))
+    needs the Gauss-Newton step's scaled length ‖D p̂(0)‖ ≤ xtol·‖Dx‖.  Until a Gauss-Newton
+    step (λ = 0) has been accepted (``no_gn_step``), the radius is the initial one,
+    factor·‖Dx₀‖, cut by rejections and grown back at most 2× a trial, and knows nothing of
+    the problem's scale (MINPACK ended Chebyquad from 10·x0, f = 1e22, XTOL at x0; with that
+    asked only before the first accepted step, two accepted steps later, and with 3-point
+    differences after a later cut, still at f = 1e22).  Later, after a trial cut by the
+    radius (λ > 0) that did not shrink it (ρ > ¼): a radius growing back from a cut, not the
+    model's verdict.  Otherwise (a radius the model shrank, or a Gauss-Newton step's) MINPACK's
+    test as it is: asking the Gauss-Newton step at every trial would refuse singular
+    minimisers, where that step is ½‖Dx‖ (ext_powell_singular).  Elementwise on arrays (the
+    batched LM) as on scalars."""
+    return no_gn_step | ((par > 0) & (ratio > 0.25))
 
 
 def more_termination(ops: Any, u: Update, delta: Any, xnorm: Any, gnorm: Any, eps: float,

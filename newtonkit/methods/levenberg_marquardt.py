@@ -30,11 +30,11 @@ Termination (MINPACK's tests): ``gtol``, the scaled gradient
 (:meth:`LeastSquaresMethod.gradient_measure`) ≤ gtol, read once per Jacobian; ``ftol``:
 :math:`|\mathrm{ared}| \le \mathrm{ftol}` and :math:`\mathrm{pred} \le \mathrm{ftol}` (both
 relative to ``f``) and :math:`\rho \le 2`; ``xtol``: :math:`\Delta \le \mathrm{xtol}\,\|Dx\|`
-(trust region; where the radius is not the model's verdict, before the first accepted step or
-after a λ > 0 trial that did not shrink it, the Gauss-Newton step's :math:`\|D\hat p(0)\|`
-too: :func:`._trust.radius_unproven`) or :math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} +
-\|x\|)` (Nielsen).  A stop reached by shrinking the step away from non-finite values is
-``NONFINITE``, not convergence.
+(trust region; where the radius is not the model's verdict, until a Gauss-Newton step (λ = 0)
+has been accepted and after a λ > 0 trial that did not shrink it, the Gauss-Newton step's
+:math:`\|D\hat p(0)\|` too: :func:`._trust.radius_unproven`) or
+:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} + \|x\|)` (Nielsen).  A stop reached by
+shrinking the step away from non-finite values is ``NONFINITE``, not convergence.
 
 Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to trial is an
 :class:`LMData` (``State.data``), which a trial never changes: it makes the next one.
@@ -83,7 +83,7 @@ class LMData:
     accepted step until the next trial evaluates the Jacobian); ``gnorm`` the scaled gradient,
     ``None`` until the first trial at ``x`` has read it (and run the gradient test); ``D`` the
     scaling; ``update`` the rule (``"trust-region"`` or ``"nielsen"``); ``first``: no step
-    accepted yet.
+    accepted yet; ``gn_step``: a Gauss-Newton step (λ = 0) accepted (trust region).
 
     Trust region: ``sub`` the factorisations of ``J̃ D⁻¹`` at ``x`` (kept over rejected
     trials), ``delta`` Δ, ``par`` λ, ``xnorm`` ‖Dx‖.  Nielsen: ``mu`` μ,
@@ -98,6 +98,7 @@ class LMData:
     gnorm: float | None = None
     D: Any = None
     first: bool = True
+    gn_step: bool = False
     sub: TrustRegionSubproblem | None = None
     delta: float = math.nan
     par: float = 0.0
@@ -229,6 +230,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if u.accepted:
             xnorm = self.norm(D * ev.x)
             new = d.after_trial(u.finite, ev=ev, lin=None, gnorm=None, sub=None, first=False,
+                                gn_step=d.gn_step or par == 0,
                                 delta=u.delta, par=u.par, xnorm=xnorm, trials=trials)
         else:
             new = d.after_trial(u.finite, sub=sub, delta=u.delta, par=u.par, xnorm=xnorm,
@@ -243,7 +245,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
         if d.first and par > 0 and abs(u.actred) <= ftol and u.prered <= ftol:
             offer = sub.gn_offer() / (2.0 * f)
         xtol = self.tol["xtol"]
-        if _trust.radius_unproven(d.first, par, u.ratio) and u.delta <= xtol * xnorm:
+        if _trust.radius_unproven(not d.gn_step, par, u.ratio) and u.delta <= xtol * xnorm:
             gn_length = sub.gn_length()
         code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
                                        ftol, xtol, new.nonfinite_run,
