@@ -238,9 +238,11 @@ class LevenbergMarquardt(LeastSquaresMethod):
         ftol = self.tol["ftol"]
         # The first trials (the initial radius, factor·‖Dx₀‖, knows nothing of the problem's
         # scale): the ftol test also needs the Gauss-Newton step's offer (asked only where the
-        # trial's own tests hold and λ > 0); later MINPACK's test as it is (SciPy's counts
-        # stay).  The xtol test needs the Gauss-Newton step's length too wherever the radius
-        # is unproven (_trust.radius_unproven).
+        # trial's own tests hold and λ > 0); later MINPACK's test as it is: asked as long as
+        # xtol's below, it changed SciPy's float64 counts, on runs that converge by λ > 0
+        # steps only (Brown-Dennis, penalty 2; docs/DEVELOPING.md).  The xtol test needs the
+        # Gauss-Newton step's length too wherever the radius is unproven
+        # (_trust.radius_unproven).
         offer = gn_length = None
         if d.first and par > 0 and abs(u.actred) <= ftol and u.prered <= ftol:
             offer = sub.gn_offer() / (2.0 * f)
