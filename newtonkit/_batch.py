@@ -1281,10 +1281,10 @@ class _BatchRun:
         of its other entries (the single path's ``gradient_status``): ``cn`` (b′, n) and
         ``rn`` (b′,) the column norms of J̃ and the norm of r̃, ``X``, ``Y`` (the outputs) and
         ``J`` (J̃) of the active rows ``s_np``."""
-        bounds = self.ev.unseen_gradient(X, Y, J, self._idx(self.rows[s_np])) if met.any() \
+        rounding = self.ev.unseen_gradient(X, Y, J, self._idx(self.rows[s_np])) if met.any() \
             else None
-        if bounds is not None:
-            unseen, seen = bounds
+        if rounding is not None:
+            unseen, seen = rounding
             gtol = self.xp.take(self.tol("gtol"), self._idx(s_np), axis=0)
             self._fd_zero_columns(met, s_np, unseen > gtol[:, None] * cn * rn[:, None] + seen)
         self.mark(met, Status.GTOL)

@@ -66,19 +66,6 @@ def improvable(p, x, bounds=None, loss="linear", f_scale=1.0):
         return None
 
 
-def batched(p, S, **kw):
-    """The batched run from the rows of ``S``: ``[(x, success, message)]``."""
-    def F(X):
-        return np.stack([p.residual(x) for x in X])
-
-    def J(X):
-        return np.stack([p.jacobian(x) for x in X])
-
-    res = nk.minimize(F, S.copy(), jac=J, batch=True, **kw)
-    return [(np.asarray(res.x[i]), bool(res.success[i]), res.message_of(i))
-            for i in range(S.shape[0])]
-
-
 def bfgs_cost(p, x):
     """The cost BFGS reaches on ½‖r‖² from ``x`` (the oracle of Newton's runs)."""
     return minimize(lambda z: cost(p, z), x, jac=lambda z: p.jacobian(z).T @ p.residual(z),
@@ -153,9 +140,13 @@ class Stress:
             return np.stack([p.jacobian(x) for x in X])
 
         res = nk.minimize(F, np.array(S), jac=J, batch=True, bounds=bounds, **kw)
+        self.check_rows(p, label, S, res, bounds=bounds)
+
+    def check_rows(self, p, label, S, res, **kw):
+        """:meth:`check` on each row of the batched result ``res`` from the starts ``S``."""
         for i, s in enumerate(S):
             out = (np.asarray(res.x[i]), bool(res.success[i]), res.message_of(i))
-            self.check(p, label, s, out, bounds=bounds)
+            self.check(p, label, np.asarray(s, dtype=np.float64), out, **kw)
 
     def plain(self):
         for p in self.problems:
@@ -244,9 +235,7 @@ class Stress:
             res = nk.minimize(lambda X, f=f: np.array([f(x) for x in X]), np.array(S),
                               method="newton", jac=lambda X, g=g: np.stack([g(x) for x in X]),
                               batch=True)
-            for i, s in enumerate(S):
-                out = (np.asarray(res.x[i]), bool(res.success[i]), res.message_of(i))
-                self.check(p, "newton-batch", s, out, newton=True)
+            self.check_rows(p, "newton-batch", S, res, newton=True)
 
     def robust(self):
         for p in self.problems:
@@ -298,9 +287,7 @@ class Stress:
                 res = nk.minimize(lambda X: np.stack([r(x) for x in X]), np.array(S),
                                   jac=lambda X: np.stack([J(x) for x in X]), batch=True,
                                   method="lm")
-                for i, s in enumerate(S):
-                    self.check(p, "f32 lm-batch", s.astype(np.float64),
-                               (res.x[i], bool(res.success[i]), res.message_of(i)), rel=rel)
+                self.check_rows(p, "f32 lm-batch", S, res, rel=rel)
 
 
 def main(argv=None):

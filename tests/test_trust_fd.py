@@ -144,12 +144,15 @@ def test_unseen_gradient_bounds_what_zero_entries_hide(data):
     """For residuals correctly rounded to float32 (r = A x − b computed in float64), every
     exactly zero entry of a difference Jacobian hides a true derivative A_ij with
     |A_ij h_j| ≤ ulp(r_i) ≤ ε|r_i| (two roundings of half an ulp; linear, so no truncation):
-    the bound u_j of ``_fd.unseen_gradient`` (c = 2 forward, 1 central) is at least
-    Σ over those entries of |r_i A_ij|, the part of g_j = Σ r_i A_ij the difference drops."""
-    from newtonkit.problems._fd import fd_jacobian, unseen_gradient
+    the bound u_j of ``_fd.unseen_gradient`` (c = 2 forward, 1 central, 4 one-sided) is at
+    least Σ over those entries of |r_i A_ij|, the part of g_j = Σ r_i A_ij the difference
+    drops.  In a box whose upper side is closer than the step, a 2-point step turns back and
+    a 3-point difference is one-sided (``steps_in_box``)."""
+    from newtonkit.problems._fd import difference_steps, fd_jacobian, unseen_gradient
     m = data.draw(st.integers(2, 6), label="m")
     n = data.draw(st.integers(1, 4), label="n")
     scheme = data.draw(st.sampled_from(["2-point", "3-point"]), label="scheme")
+    boxed = data.draw(st.booleans(), label="box")
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((m, n)) * 10.0 ** rng.uniform(-3, 1, (m, n))
@@ -159,9 +162,13 @@ def test_unseen_gradient_bounds_what_zero_entries_hide(data):
     def r(z):
         return (A @ np.asarray(z, np.float64) - b).astype(np.float32)
 
-    J = fd_jacobian(r, x, scheme=scheme)
+    box = None
+    if boxed:
+        h = difference_steps(np, x, scheme)
+        box = ((x - 10 * h).astype(np.float32), (x + 0.3 * h).astype(np.float32))
+    J = fd_jacobian(r, x, scheme=scheme, bounds=box)
     y = r(x)
-    u, _ = unseen_gradient(np, J, y, y, x, scheme)
+    u, _ = unseen_gradient(np, J, y, y, x, scheme, bounds=box)
     hidden = np.sum(np.where(J == 0, np.abs(y.astype(np.float64)[:, None] * A), 0.0), axis=0)
     assert np.all(hidden <= u), (hidden, u)
 

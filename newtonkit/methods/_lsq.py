@@ -44,17 +44,20 @@ def gauss_newton_terms(xp: Any, J: Any, r: Any, above: Any = None) -> tuple[Any,
 class Linearization:
     """``r`` the Gauss-Newton residual r̃, ``J`` its Jacobian J̃ (dense or operator),
     ``g = J̃ᵀ r̃`` the gradient, ``colnorms`` the column norms of a dense J̃ (else ``None``),
-    ``rnorm = ‖r̃‖``, ``x`` the point; ``plain_norms``: every column norm is positive and
-    finite (the usual case, which needs no masking); ``ev`` the evaluation at ``x``."""
+    ``rnorm = ‖r̃‖``, ``ev`` the evaluation at the point ``x``; ``plain_norms``: every column
+    norm is positive and finite (the usual case, which needs no masking)."""
 
     r: Any
     J: Any
     g: Any
     colnorms: Any
     rnorm: float
-    x: Any = None
+    ev: Any
     plain_norms: bool = False
-    ev: Any = None
+
+    @property
+    def x(self) -> Any:
+        return self.ev.x
 
     @property
     def dense(self) -> bool:
@@ -98,7 +101,7 @@ class LeastSquaresMethod(Method):
             rnorm = math.sqrt(2.0 * ev.f)  # f = ½ r·r, and halving a normal float is exact
         else:
             rnorm = self.norm(r)
-        return Linearization(r, Jt, g, cn, rnorm, ev.x, plain, ev)
+        return Linearization(r, Jt, g, cn, rnorm, ev, plain)
 
     def gradient_measure(self, lin: Linearization) -> float:
         r"""MINPACK's scaled gradient :math:`\max_j |(\tilde J^T\tilde r)_j| / (\|\tilde J_j\|
