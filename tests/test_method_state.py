@@ -25,6 +25,8 @@ def jacobian(x):
 def _fields(data):
     if dataclasses.is_dataclass(data):
         return {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
+    if hasattr(data, "_asdict"):  # a NamedTuple (LMData)
+        return data._asdict()
     return dict(data)
 
 
@@ -98,7 +100,7 @@ def test_lm_data_copies_are_new_and_checked():
     assert (d.par, d.nonfinite_run, d.since_nonfinite) == (0.0, 0, -1)
     f = e.after_trial(True)
     assert (f.nonfinite_run, f.since_nonfinite) == (0, 1)
-    with pytest.raises(TypeError, match="pra"):
+    with pytest.raises(ValueError, match="pra"):
         d.but(pra=1.0)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         d.par = 1.0

@@ -79,6 +79,7 @@ class TrustRegionSubproblem:
         self.xp, self.A, self.r, self.eps, self.tiny = xp, A, r, eps, tiny
         m, n = A.shape
         self.rcond = eps * max(m, n)  # singular values below rcond·s_max count as zero
+        self.huge = float(xp.finfo(A.dtype).max)
         self.R = self.qtr = self.gn = self.perm = self.iperm = self.s2 = None
         self.use_chol = False
         if m < n:
@@ -91,7 +92,7 @@ class TrustRegionSubproblem:
         # exactly zero: truncating at rcond instead stalls the end game of problems that are
         # singular at the solution (ext_powell_singular_200: 171 trials instead of 56).
         if self.perm is not None:  # pivoted: |R_jj| decreases along the diagonal
-            self.iperm = xp.argsort(xp.asarray(self.perm, device=B.device(A)))
+            self.iperm = xp.argsort(self.perm)
             small = abs(float(R[n - 1, n - 1]))
         else:
             small = float(xp.min(xp.abs(xp.linalg.diagonal(R))))
@@ -220,7 +221,7 @@ class TrustRegionSubproblem:
     def _in_range(self, alpha: float) -> float:
         """α within the SVD terms' dtype (the λ iteration's upper bound ‖Aᵀr‖/Δ can pass
         float32's 3.4e38, and the cast would overflow; c = sq/(s² + α) is 0 either way)."""
-        return min(alpha, float(self.xp.finfo(self.s2.dtype).max))
+        return min(alpha, self.huge)
 
     def _iterate(self, delta: float, par0: float, n0: float, psi0: float | None,
                  gnorm: float, svd: bool) -> tuple:

@@ -42,10 +42,8 @@ Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import linalg
 from .._status import Status
@@ -75,8 +73,7 @@ __all__ = ["LevenbergMarquardt", "LMData"]
 SOLVERS = ("auto", "qr", "lstsq", "cholesky", "cgls", "kernel", "kernel-cg")
 
 
-@dataclass(frozen=True)
-class LMData:
+class LMData(NamedTuple):
     """What LM carries from one trial to the next (``State.data``); a trial makes a new one.
 
     At the iterate ``x``: ``ev`` its evaluation; ``lin`` its linearisation (``None`` from an
@@ -111,7 +108,7 @@ class LMData:
 
     def but(self, **changes: Any) -> LMData:
         """A copy with ``changes``."""
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
     def after_trial(self, finite: bool, **changes: Any) -> LMData:
         """The next trial's data: ``changes``, and the non-finite counts after a trial whose
@@ -119,7 +116,7 @@ class LMData:
         since = self.since_nonfinite
         changes["nonfinite_run"] = 0 if finite else self.nonfinite_run + 1
         changes["since_nonfinite"] = 0 if not finite else -1 if since < 0 else since + 1
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
 
 @register
