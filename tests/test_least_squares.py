@@ -219,6 +219,43 @@ def test_robust_loss_grad_is_derivative_of_value(name, r, c):
     assert abs(fd - g) <= tol, (fd, g, tol)
 
 
+@pytest.mark.parametrize("name", ["soft_l1", "huber", "cauchy", "arctan"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_curvature_floor_is_relative_to_rho_prime(name, dtype):
+    """With δ > 0 an outlier row's weight is max(ρ′ + 2ρ″z, δρ′), relative to its own ρ′ at
+    any distance: an absolute ε beside it ruled wherever ρ′ < ε/δ (far outliers) and gave those
+    rows up to ε/ρ′ times their IRLS curvature.  The residuals run from 100·C out to where z
+    nears the dtype's overflow (rows whose δρ′ is below the smallest normal left out)."""
+    loss = RobustLoss(name, 0.5)
+    top = 1e150 if dtype == np.float64 else 1e18
+    r = np.geomspace(1e2, top, 9).astype(dtype) * 0.5
+    z, (_, p1, p2) = loss.rho(r)
+    keep = p1 >= np.finfo(dtype).smallest_normal / loss.floor
+    w = loss.hessian_diag(r)[keep]
+    want = np.maximum(p1 + 2 * p2 * z, loss.floor * p1)[keep]
+    # the same arithmetic: equal to the last bit
+    assert np.array_equal(w, want), (w, want)
+    assert np.all(w >= loss.floor * p1[keep]) and np.all(w > 0)
+    assert keep.sum() >= 3
+    # δ = 0 keeps SciPy's clamp at ε
+    scipy_w = RobustLoss(name, 0.5, floor=0.0).hessian_diag(r)
+    assert np.all(scipy_w >= np.finfo(dtype).eps)
+
+
+def test_robust_lm_far_from_the_solution_is_no_success_at_x0():
+    """Osborne 1 from a start with residuals up to 6e60 (x₄ < 0), soft_l1, C = 0.1: with an
+    absolute curvature floor the Gauss-Newton step was 1e-49 of x and LM ended FTOL_XTOL,
+    success, at x0 (cost 6e59, gradient 2e62).  It must move, and a success must be below the
+    start's cost by more than ftol could explain."""
+    p = nls.osborne1()
+    s = np.array([1.0449427822643431, 1.4775895639231607, -0.9740142211034374,
+                  -0.4361218609026194, 0.51420171990683])
+    cost0 = float(RobustLoss("soft_l1", 0.1).value(p.residual(s)))
+    res = nk.least_squares(p.residual, s, jac=p.jacobian, loss="soft_l1", f_scale=0.1)
+    assert res.cost < 1e-6 * cost0  # (7.8e31 against 6.1e59 measured)
+    assert not res.success or res.optimality < 1e-6 * np.abs(res.jac).max() * np.abs(res.fun).max()
+
+
 # -- backends --------------------------------------------------------------------------------
 def test_torch_autodiff_matches_numpy():
     torch = pytest.importorskip("torch")

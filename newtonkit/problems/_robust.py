@@ -28,7 +28,8 @@ Derivatives in :math:`r` (:math:`\rho' = d\rho/dz`, :math:`\rho'' = d^2\rho/dz^2
 :math:`\tilde J^T\tilde r = J^T \rho' r` is the exact gradient and :math:`\tilde J^T\tilde J`
 the Gauss-Newton Hessian with curvature weights
 
-.. math::  w_i = \max(\rho' + 2\rho'' z_i,\ \delta\rho',\ \varepsilon).
+.. math::  w_i = \max(\rho' + 2\rho'' z_i,\ \delta\rho') \quad (\delta > 0),\qquad
+           w_i = \max(\rho' + 2\rho'' z_i,\ \varepsilon) \quad (\delta = 0).
 
 ``δ = 0`` is SciPy's model (Triggs et al. 2000, as ``trf``/``dogbox``: clamp at ε only).
 newtonkit's default ``δ = 0.1`` keeps at least a tenth of the IRLS curvature :math:`\rho'` on
@@ -38,12 +39,22 @@ rows where the loss is flat or concave (outliers: :math:`w = 0` exactly for ``hu
 (:math:`\|\tilde r\|` in its denominator) stop falsely and gives Gauss-Newton steps that
 overshoot; with δ = 0.1 lm and gn reach SciPy's ``trf`` solution on every built-in loss
 (``tests/test_least_squares.py``).  The cost and its minimisers do not depend on δ.
+
+With δ > 0 the floor is δρ′ alone, relative to the row's own scale (ε only where a user's ρ′
+is not positive).  An absolute ε beside it rules wherever ρ′ < ε/δ, on far outliers
+(``soft_l1`` and ``huber`` beyond |r| ≈ 5e14·C, ``cauchy`` 2e7·C, ``arctan`` 5e3·C in
+float64), and there gives those rows up to ε/ρ′ times their IRLS curvature: from a start with
+residuals up to 6e60 (Osborne 1, ``soft_l1``, C = 0.1), :math:`\rho' \approx 10^{-62}`, the
+Gauss-Newton step was 1e-49 of x, and LM's ftol and xtol tests both held at x0 (cost 6e59,
+gradient 2e62).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from .. import _backend as B
 
@@ -57,9 +68,13 @@ def _linear(xp: Any, z: Any) -> tuple[Any, Any, Any]:
 def _soft_l1(xp: Any, z: Any) -> tuple[Any, Any, Any]:
     t = 1.0 + z
     s = xp.sqrt(t)
-    # 2(√(1+z) − 1) as 2z/(√(1+z) + 1): no cancellation for small z (SciPy's form loses all
-    # digits below z ≈ ε, so a huge f_scale would give a zero cost there)
-    return 2.0 * z / (s + 1.0), 1.0 / s, -0.5 / (t * s)
+    # 2(√(1+z) − 1) as 2z/(√(1+z) + 1) for z ≤ 1: no cancellation for small z (SciPy's form
+    # loses all digits below z ≈ ε, so a huge f_scale would give a zero cost there); above,
+    # SciPy's form, which stays inf at z = inf (an overflowed trial point) instead of inf/inf
+    small = z <= 1.0
+    zs = xp.where(small, z, xp.zeros_like(z))
+    rho = xp.where(small, 2.0 * zs / (xp.sqrt(1.0 + zs) + 1.0), 2.0 * (s - 1.0))
+    return rho, 1.0 / s, -0.5 / (t * s)
 
 
 def _huber(xp: Any, z: Any) -> tuple[Any, Any, Any]:
@@ -115,14 +130,14 @@ class RobustLoss:
     f_scale : float
         :math:`C > 0`, the residual size beyond which a residual counts as an outlier.
     floor : float
-        δ ≥ 0 in the curvature weights ``max(ρ′ + 2ρ″z, δρ′, ε)`` (module docstring); 0 is
-        SciPy's Triggs model.
+        δ ≥ 0 in the curvature weights ``max(ρ′ + 2ρ″z, δρ′)`` (module docstring); 0 is
+        SciPy's Triggs model, ``max(ρ′ + 2ρ″z, ε)``.
 
     Notes
     -----
     ``value(r)`` is SciPy's ``cost``; ``grad(r) = ρ′ r``; ``hessian_diag(r) = max(ρ′ + 2ρ″z,
-    δρ′, ε)``, the diagonal Hessian in ``r`` where it is at least δρ′ (and so SciPy's Triggs
-    weights for δ = 0).  ``rho(r)`` gives ``z`` and ``(ρ, ρ′, ρ″)``.
+    δρ′)``, the diagonal Hessian in ``r`` where it is at least δρ′ (for δ = 0 SciPy's Triggs
+    weights, ``max(ρ′ + 2ρ″z, ε)``).  ``rho(r)`` gives ``z`` and ``(ρ, ρ′, ρ″)``.
     """
 
     def __init__(self, loss: str | Callable = "soft_l1", f_scale: float = 1.0,
@@ -145,9 +160,12 @@ class RobustLoss:
     def rho(self, r: Any) -> tuple[Any, tuple[Any, Any, Any]]:
         """``z = (r/C)²`` and ``(ρ, ρ′, ρ″)`` at ``z`` (each shaped like ``r``)."""
         xp = B.array_namespace(r)
-        z = (r / self.f_scale) ** 2
-        if self._rho is not None:
-            return z, self._rho(xp, z)
+        # A far trial point (|r| > 1e154·C) overflows z or a product inside ρ to inf, where each
+        # part takes its limit (ρ → inf, ρ′ and ρ″ → 0): NumPy's warning there is no error.
+        with np.errstate(over="ignore"):
+            z = (r / self.f_scale) ** 2
+            if self._rho is not None:
+                return z, self._rho(xp, z)
         out = self._user(z)
         try:
             parts = tuple(out[k] for k in range(3))
@@ -173,18 +191,22 @@ class RobustLoss:
     def grad(self, r: Any) -> Any:
         """:math:`\\rho'(z)\\, r`."""
         _, (_, p1, _) = self.rho(r)
-        return p1 * r
+        with np.errstate(invalid="ignore"):  # ρ′ = 0 at r = ±inf (an overflowed trial): NaN
+            return p1 * r
 
     def hessian_diag(self, r: Any) -> Any:
-        """:math:`\\max(\\rho' + 2\\rho'' z, \\delta\\rho', \\varepsilon)` (ε of ``r``'s dtype)."""
+        """:math:`\\max(\\rho' + 2\\rho'' z, \\delta\\rho')`; for δ = 0, or where ρ′ ≤ 0,
+        :math:`\\max(\\rho' + 2\\rho'' z, \\varepsilon)` (ε of ``r``'s dtype)."""
         z, (_, p1, p2) = self.rho(r)
         return self._weights(r, z, p1, p2)
 
     def _weights(self, r: Any, z: Any, p1: Any, p2: Any) -> Any:
         xp = B.array_namespace(r)
-        eps = float(xp.finfo(r.dtype).eps)
-        w = xp.maximum(p1 + 2.0 * p2 * z, xp.full_like(r, eps))
-        return w if self.floor == 0.0 else xp.maximum(w, self.floor * p1)
+        w = p1 + 2.0 * p2 * z
+        clamp = xp.full_like(r, float(xp.finfo(r.dtype).eps))
+        if self.floor > 0.0:  # δρ′ where ρ′ > 0 (every built-in loss)
+            clamp = xp.where(p1 > 0, self.floor * p1, clamp)
+        return xp.maximum(w, clamp)
 
     def gauss_newton(self, r: Any) -> tuple[Any, Any]:
         r"""``(r̃, √w)``, elementwise on residuals of any shape (one :meth:`rho` call): the
