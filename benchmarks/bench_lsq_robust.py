@@ -96,14 +96,20 @@ SYMMETRIES = {
 
 def parameter_error(p, x: np.ndarray, xs: np.ndarray, symmetric: bool = False) -> float:
     """``‖x − x*‖₂``; with ``symmetric`` the least over the residual's exact symmetries
-    (:data:`SYMMETRIES`), ``min_π ‖x[π] − x*‖₂``."""
+    (:data:`SYMMETRIES`), ``min_π ‖x[π] − x*‖₂``.
+
+    Each symmetry is checked at a fixed probe point of order 1, where the residual's terms are
+    of the size of the residual and reordering them changes it by rounding only; at the
+    estimate itself a near-zero residual is a cancellation of O(1) terms (biggs_exp6: max|r| =
+    3.7e-5, changed by 1.1e-16 when its two exponentials swap), which no tolerance relative to
+    r would pass."""
     err = float(np.linalg.norm(x - xs))
     if symmetric:
+        probe = np.random.default_rng(0).uniform(0.5, 1.5, p.n)
         for q in SYMMETRIES.get(p.name, []):
-            xq = x[list(q)]
-            r0, r1 = p.residual(x), p.residual(xq)
+            r0, r1 = p.residual(probe), p.residual(probe[list(q)])
             assert np.allclose(r1, r0, rtol=1e-12, atol=1e-12 * np.abs(r0).max()), p.name
-            err = min(err, float(np.linalg.norm(xq - xs)))
+            err = min(err, float(np.linalg.norm(x[list(q)] - xs)))
     return err
 
 
