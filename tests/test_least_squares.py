@@ -155,6 +155,37 @@ def test_huge_f_scale_is_linear(loss):
     assert a.cost == pytest.approx(b.cost, rel=1e-12)
 
 
+
+@pytest.mark.parametrize("name", ["soft_l1", "huber", "cauchy", "arctan"])
+def test_far_residuals_take_the_limits_without_warnings(name):
+    """A far trial point (|r| beyond 1e154·C: z overflows) or an infinite residual: the loss
+    takes its limits, ρ → inf (arctan: π/2), ρ′ and ρ″ → 0, with no NumPy warning (the suite
+    turns the library's RuntimeWarnings into errors); soft_l1 used to give inf/inf = NaN."""
+    loss = RobustLoss(name, 0.5)
+    r = np.array([1e200, -1e300, np.inf, -np.inf])
+    value = float(loss.value(r))
+    _, (p0, p1, p2) = loss.rho(r)
+    if name == "arctan":
+        assert np.all(p0 == np.pi / 2) and value == 0.5 * 0.25 * 4 * (np.pi / 2)
+    else:
+        assert np.all(p0 == np.inf) and value == np.inf
+    assert np.all(p1 == 0) and np.all(p2 == 0)
+    assert np.all(np.isfinite(loss.grad(r[:2])))  # ρ′r = 0 · finite
+
+
+def test_soft_l1_is_scipys_above_one_and_cancellation_free_below():
+    """ρ = 2(√(1+z) − 1), SciPy's form, for z > 1 (bit for bit); 2z/(√(1+z) + 1) for z ≤ 1,
+    where SciPy's form cancels (z = 1e-20: SciPy's reads 0, the true value 2e-20·(1 − z/4))."""
+    z_big = np.geomspace(1.0 + 2 * EPS, 1e300, 50)
+    _, (rho, _, _) = RobustLoss("soft_l1", 1.0).rho(np.sqrt(z_big))
+    assert np.array_equal(rho, 2 * ((1 + z_big) ** 0.5 - 1))
+    z_small = np.array([1e-20, 1e-10, 0.5, 1.0])
+    _, (rho, _, _) = RobustLoss("soft_l1", 1.0).rho(np.sqrt(z_small))
+    exact = 2 * z_small / (np.sqrt(1 + z_small) + 1)
+    # one correctly rounded sqrt, an add and a divide: 3 roundings, and z itself from √z²
+    assert np.all(np.abs(rho - exact) <= 6 * EPS * exact)
+    assert rho[0] > 0
+
 def test_callable_loss_matches_builtin():
     fun, jac, x0 = _outlier_problem()
 
