@@ -901,6 +901,10 @@ class _BatchRun:
         self.rows = rows
         self.X, self.V = mine(X), mine(V0)
         self.f = self.f0 = mine(f0)
+        # ‖x₀‖ per row (1 where 0): the xtol tests' floor scales with x (Method.xtol_bound)
+        x0_norm = self.xp.linalg.vector_norm(self.X, axis=1)
+        self.xscale = self.xp.where((x0_norm > 0) & (x0_norm < math.inf), x0_norm,
+                                    self.xp.ones_like(x0_norm))
         self.tracks_best = self.name != "lm"
         self.Xbest, self.fbest, self.Vbest = self.X, self.f, self.V
         self.G = self.Gbest = None  # (the method's init computes them)
@@ -1001,7 +1005,7 @@ class _BatchRun:
 
     def state_names(self) -> list[str]:
         best = ["Xbest", "fbest", "Vbest", "Gbest"] if self.tracks_best else []
-        return ["X", "V", "f", "f0", "G"] + best + self.method_state
+        return ["X", "V", "f", "f0", "xscale", "G"] + best + self.method_state
 
     def _result(self) -> BatchResult:
         xp, ev, Bn = self.xp, self.ev, self.ev.Bn
@@ -1271,6 +1275,13 @@ class _BatchRun:
         """:func:`newtonkit._backend.scatter_rows` over the active rows ``sel``."""
         return B.scatter_rows(self.xp, sel, array_api_compat.device(self.X))
 
+    def _xtol_bound(self, X: Any) -> Any:
+        """The xtol test's bound on a step from each row of ``X`` (the active rows):
+        ``xtol·(xtol·‖x₀‖ + ‖x‖)``, per row the single path's
+        :meth:`~newtonkit.methods._base.Method.xtol_bound`."""
+        xtol = self.tol("xtol")
+        return xtol * (xtol * self.xscale + self.xp.linalg.vector_norm(X, axis=1))
+
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
 
@@ -1491,10 +1502,8 @@ class _BatchRun:
         self.mark(self._host(bad), Status.NONFINITE)
         # as without bounds: a full step within xtol ends the row before any trial (at the
         # rounding level of f no trial could pass the Armijo test: the search would fail)
-        xtol = self.tol("xtol")
         snorm = xp.linalg.vector_norm(s, axis=1)
-        self.mark(self._host(snorm <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1))),
-                  Status.XTOL)
+        self.mark(self._host(snorm <= self._xtol_bound(self.X)), Status.XTOL)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
             d, self.status[self.rows] != _RUNNING)
         retry = self._host(~(t > 0)) & (self.status[self.rows] == _RUNNING)
@@ -1517,7 +1526,7 @@ class _BatchRun:
             bound = xp.take(self.tol("ftol") * xp.abs(self.f), k, axis=0)
             small_f[small_f] = self._host(self._gauss_newton_offer(small_f) <= bound)
         step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
-        small_x = self._host(step <= xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1)))
+        small_x = self._host(step <= self._xtol_bound(self.X))
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
         self.mark(full & small_x, Status.XTOL)
@@ -1592,13 +1601,11 @@ class _BatchRun:
         d, gn_bounds = self._direction_gn()
         slope = _rows_dot(xp, self.G, d)
         dnorm = xp.linalg.vector_norm(d, axis=1)
-        xnorm = xp.linalg.vector_norm(self.X, axis=1)
         armijo = o["line_search"]
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
-            xtol = self.tol("xtol")
-            self.mark(self._host(dnorm <= xtol * (xtol + xnorm)), Status.XTOL)
+            self.mark(self._host(dnorm <= self._xtol_bound(self.X)), Status.XTOL)
         if armijo:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, armijo)
@@ -1611,8 +1618,7 @@ class _BatchRun:
         full = self._host(t == 1.0) & ok
         short = ok & ~full
         bound_f = self.tol("ftol") * xp.abs(f_prev)
-        xtol = self.tol("xtol")
-        bound_x = xtol * (xtol + xp.linalg.vector_norm(self.X, axis=1))
+        bound_x = self._xtol_bound(self.X)
         # ftol is MINPACK's test, actual and predicted reductions: for GN the model's for the
         # full step, −½gᵀd (as the single path); for HIG the Gauss-Newton step's bound
         small_f = self._host(xp.abs(f_prev - self.f) <= bound_f)
@@ -1642,7 +1648,7 @@ class _BatchRun:
         running rows where one holds, the single path's ``gauss_newton_check``: the
         Gauss-Newton step d = −J⁺r̃ on the directions this step dropped (singular values
         above ε·max(m, n)·σ_max and at most the step's threshold) must offer ½‖Jd‖² ≤ ftol·f
-        or be at most xtol·(xtol + ‖x‖) long.  Rows where neither holds end ``TRUNCATED``;
+        or be at most :meth:`_xtol_bound` long.  Rows where neither holds end ``TRUNCATED``;
         returns the tests that stand."""
         cand = (small_f | small_x) & (self.status[self.rows] == _RUNNING)
         if not cand.any():
@@ -1653,10 +1659,9 @@ class _BatchRun:
         predicted, step = gauss_newton_terms(xp, xp.take(self.J, c, axis=0),
                                              xp.take(self._gn_residual(), c, axis=0),
                                              xp.take(self.threshold, c, axis=0))
-        xtol = xp.take(self.tol("xtol"), c, axis=0)
-        f, X = xp.take(self.f, c, axis=0), xp.take(self.X, c, axis=0)
+        f = xp.take(self.f, c, axis=0)
         ok = ((predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))
-              | (step <= xtol * (xtol + xp.linalg.vector_norm(X, axis=1))))
+              | (step <= xp.take(self._xtol_bound(self.X), c, axis=0)))
         bad = np.zeros_like(cand)
         bad[c_np[~self._host(ok)]] = True
         self.mark(bad, Status.TRUNCATED)
@@ -1898,12 +1903,10 @@ class _BatchRun:
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         dnorm = xp.linalg.vector_norm(d, axis=1)
-        xnorm = xp.linalg.vector_norm(self.X, axis=1)
-        xtol = self.tol("xtol")
         # the full Newton step predicts convergence within xtol; a shifted one (τ > 0, or the
         # floor) is short because of the shift, which proves nothing.  (An unshifted step has
         # a Cholesky factor of H: no curvature check is left to do.)
-        self.mark(self._host(dnorm <= xtol * (xtol + xnorm)) & newton, Status.XTOL)
+        self.mark(self._host(dnorm <= self._xtol_bound(self.X)) & newton, Status.XTOL)
         slope = _rows_dot(xp, G, d)
         if o["line_search"]:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
@@ -1925,8 +1928,7 @@ class _BatchRun:
             self.G, self.H = put(Gs, self.G), put(Hs, self.H)
         self._newton_tests(ok)
         full = self._host(t == 1.0) & ok & (self.status[self.rows] == _RUNNING)
-        small_x = newton & self._host(t * dnorm <= xtol * (xtol + xp.linalg.vector_norm(self.X,
-                                                                                     axis=1)))
+        small_x = newton & self._host(t * dnorm <= self._xtol_bound(self.X))
         scale = xp.maximum(xp.maximum(xp.abs(f_prev), xp.abs(self.f)), xp.ones_like(self.f))
         small_f = self._host(xp.abs(f_prev - self.f) <= self.tol("ftol") * scale)
         if ev.accuracy > self.eps:  # f less precise than X: as the single path (its docs)

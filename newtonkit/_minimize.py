@@ -217,6 +217,8 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
     common = _common_options(opts, cls, x.dtype, xp, n, tol)
     if box is not None:
         common["bounds"] = _box_on(xp, x, box)
+    x0_norm = B.norm(xp, x)  # the xtol tests' floor scales with x (Method.xtol_bound)
+    common["x_scale"] = x0_norm if 0.0 < x0_norm < math.inf else 1.0
     method_opts = {k: opt.check(k, opts.get(k, opt.default)) if k in opts else opt.default
                    for k, opt in cls.options.items()}
 

@@ -451,3 +451,40 @@ def test_lm_first_radius_limited_step_is_not_an_ftol_stop(batch):
                           jac=lambda x: np.diag([s, 1]).astype(np.float32))
         ok, x = res.success, res.x
     assert ok and np.abs(x - [1.0, 2.0]).max() < 1e-5, x
+
+
+@pytest.mark.parametrize("name", ["powell_singular", "rosenbrock", "helical_valley", "box3d"])
+@pytest.mark.parametrize("e", [-300, -40, 40, 300])
+def test_gauss_newton_runs_are_the_same_in_any_units_of_x(name, e):
+    """x in units 2^e times larger, r(x) = r_p(x/2^e): every product with a power of two is
+    exact (no value here leaves the normal range), so GN, LM's Nielsen update and the batched
+    GN must take the same steps bit for bit, and their xtol floor, xtol²·‖x₀‖, scales along.
+    With SciPy's absolute floor xtol², every step of an x of scale 2^-40 ≈ 1e-12 passed: GN
+    ended XTOL, success, at x0 after one evaluation (Nielsen after two)."""
+    from benchmarks import nls_problems
+
+    p = getattr(nls_problems, name)()
+    X0 = np.stack([p.x0, 1.5 * p.x0])
+    runs = []
+    for s in (1.0, 2.0 ** e):
+        def r(x, s=s):
+            return p.residual(x / s)
+
+        def jac(x, s=s):
+            return p.jacobian(x / s) / s
+
+        def R(X, s=s):
+            return np.stack([p.residual(x / s) for x in X])
+
+        def JJ(X, s=s):
+            return np.stack([p.jacobian(x / s) / s for x in X])
+
+        gn = nk.minimize(r, s * p.x0, method="gn", jac=jac)
+        nielsen = nk.minimize(r, s * p.x0, method="lm", jac=jac, options={"update": "nielsen"})
+        batch = nk.minimize(R, s * X0, method="gn", jac=JJ, batch=True)
+        runs.append([(res.status, res.nfev, res.x / s) for res in (gn, nielsen)]
+                    + [(tuple(batch.status), tuple(batch.nfev), batch.x / s)])
+    for (status, nfev, x), (status_s, nfev_s, x_s) in zip(*runs, strict=True):
+        assert status == status_s and nfev == nfev_s
+        assert np.array_equal(x, x_s)
+    assert all(status == 0 for status, *_ in runs[0][:2])  # (the runs converge)

@@ -158,6 +158,8 @@ class Method:
         self.xp = problem.xp
         #: ``(lb, ub)`` on x's backend (flat), or ``None`` without finite bounds
         self.bounds = tol.get("bounds")
+        #: ‖x₀‖ (1 where x₀ = 0): the scale of the xtol tests' floor (:meth:`xtol_bound`)
+        self.x_scale = tol.get("x_scale", 1.0)
 
     def init(self, x0: Any) -> State:
         raise NotImplementedError
@@ -186,6 +188,16 @@ class Method:
 
     def finite(self, v: Any) -> bool:
         return B.all_finite(self.xp, v)
+
+    def xtol_bound(self, x: Any) -> float:
+        r"""The xtol test's bound on a step from ``x``: :math:`\mathrm{xtol}\,(\mathrm{xtol}\,s
+        + \|x\|)` with ``s = ‖x₀‖`` (1 where x₀ = 0).  SciPy's ``xtol·(xtol + ‖x‖)`` with its
+        floor xtol² scaled by x's size at the start, so that the test is the same in any units
+        of x: with the absolute floor every step of an x of scale 1e-100 passed, and GN ended
+        XTOL at x0 (its steps halve x on singular problems, x* = 0, where the floor is what
+        ends the run).  trf keeps SciPy's test (its parity)."""
+        xtol = self.tol["xtol"]
+        return xtol * (xtol * self.x_scale + self.norm(x))
 
 
 def stop(state: State, status: Status, details: dict | None = None) -> State:

@@ -177,7 +177,7 @@ class LeastSquaresMethod(Method):
         """An ftol/xtol ``status`` reached on steps that are short for a reason of their own
         (HIG's truncation, LM's damping μD²: a short step there proves nothing), kept where
         the Gauss-Newton step d = −J⁺r at ``x`` passes either test: its model reduction
-        ½‖Jd‖² ≤ ftol·f, or its length ‖d‖ ≤ xtol·(xtol + ‖x‖) (either: at a zero-residual
+        ½‖Jd‖² ≤ ftol·f, or its length ‖d‖ ≤ :meth:`xtol_bound` (either: at a zero-residual
         minimiser the model offers all of f, at a rank-deficient one the step's noise
         directions are long).  Minimum norm: SVD at NumPy's rank cut ε·max(m, n)·σ_max for a
         dense J, over the singular values at most ``above`` only where it is given (the
@@ -194,20 +194,19 @@ class LeastSquaresMethod(Method):
                                                          device=B.device(J))
             offer, length = (float(a[0]) for a in gauss_newton_terms(xp, J[None, ...],
                                                                      r[None, ...], cut))
-        if offer <= tol["ftol"] * abs(f) or length <= tol["xtol"] * (tol["xtol"]
-                                                                     + self.norm(x)):
+        if offer <= tol["ftol"] * abs(f) or length <= self.xtol_bound(x):
             return status
         return None
 
     def terminate(self, state: State) -> Status | None:
         """The tests of a line-search method (Gauss-Newton, HIG): f = 0; the scaled gradient
         ≤ gtol; after an accepted full step (step length 1), |f_k − f_{k+1}| ≤ ftol·|f_k|
-        and/or ‖Δx‖ ≤ xtol·(xtol + ‖x‖) (HIG, whose step is not a Gauss-Newton step: each
-        also on the Gauss-Newton step's bounds ``info["gn_predicted"]`` and ``info["gn_step"]``).
-        A step the line search shortened (for sufficient decrease, or away from non-finite
-        values) is small because the search made it so, not because the iterates converged:
-        after one, the change tests alone prove nothing.  The
-        run ends successfully there by the gradient test, or by MINPACK's ftol test where the
+        and/or ‖Δx‖ ≤ xtol·(xtol·‖x₀‖ + ‖x‖) (:meth:`xtol_bound`; HIG, whose step is not a
+        Gauss-Newton step: each also on the Gauss-Newton step's bounds ``info["gn_predicted"]``
+        and ``info["gn_step"]``).  A step the line search shortened (for sufficient decrease,
+        or away from non-finite values) is small because the search made it so, not because
+        the iterates converged: after one, the change tests alone prove nothing.  The run
+        ends successfully there by the gradient test, or by MINPACK's ftol test where the
         method reports the model's reduction for the full step (``info["predicted"]``, Gauss-
         Newton): actual and predicted reductions both ≤ ftol·|f_k| (a step shortened only by
         the rounding of f, at a point where the model offers no more than ftol).  Otherwise a
@@ -232,7 +231,7 @@ class LeastSquaresMethod(Method):
                 return Status.NO_PROGRESS
         elif state.accepted:
             bound_f = tol["ftol"] * abs(i["f_prev"])
-            bound_x = tol["xtol"] * (tol["xtol"] + self.norm(state.x))
+            bound_x = self.xtol_bound(state.x)
             # MINPACK's ftol test: the model's predicted reduction too (Gauss-Newton's for
             # the full step; a small actual change where the model promised much is no
             # convergence)

@@ -33,7 +33,7 @@ relative to ``f``) and :math:`\rho \le 2`; ``xtol``: :math:`\Delta \le \mathrm{x
 (trust region; where the radius is not the model's verdict, until a Gauss-Newton step (λ = 0)
 has been accepted and after a λ > 0 trial that did not shrink it, the Gauss-Newton step's
 :math:`\|D\hat p(0)\|` too: :func:`._trust.radius_unproven`) or
-:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol} + \|x\|)` (Nielsen).  A stop reached by
+:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)` (Nielsen).  A stop reached by
 shrinking the step away from non-finite values is ``NONFINITE``, not convergence.
 
 Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to trial is an
@@ -288,8 +288,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
             new = d.after_trial(math.isfinite(f1), mu=mu, nu=nu, trials=trials)
         small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
         # (a step from an iterative solve that did not converge may be short for that alone)
-        small_x = solve.converged and self.norm(step) <= tol["xtol"] * (tol["xtol"]
-                                                                         + self.norm(state.x))
+        small_x = solve.converged and self.norm(step) <= self.xtol_bound(state.x)
         status = small_change(small_f, small_x)
         if status is None and not (math.isfinite(mu) and mu <= 1e300):
             status = Status.NO_PROGRESS

@@ -202,13 +202,12 @@ class Newton(Method):
             return stop(state, Status.NONFINITE)
         if not self.finite(d):
             return stop(state, Status.NONFINITE)
-        tol = self.tol
         # the full Newton step predicts convergence within xtol; a shifted one (τ > 0: fixed,
         # or making an indefinite H definite) is short because of τ, which proves nothing
         # (a truncated-CG step is short where CG stopped early: its xtol stops are checked
         # on the Newton step solved tightly, _newton_step_is_short)
         newton = not use_cg and last(data["taus"]) == 0.0
-        if newton and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)):
+        if newton and self.norm(d) <= self.xtol_bound(x):
             return stop(state, Status.XTOL)
         slope = float(xp.vecdot(g, d))
         if not slope < 0:  # cannot happen for a positive definite shift; guard against rounding
@@ -339,7 +338,7 @@ class Newton(Method):
 
     def _small_change(self, state: State) -> Status | None:
         """After an accepted full step (step length 1): ``|f_k − f_{k+1}| ≤ ftol·max(|f_k|,
-        |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol + ‖x‖)`` (:func:`small_change`; xtol only
+        |f_{k+1}|, 1)`` and/or ``‖Δx‖ ≤ xtol·(xtol·‖x₀‖ + ‖x‖)`` (:func:`small_change`; xtol only
         after an unshifted step, and after a truncated-CG step checked by
         :meth:`_newton_step_is_short`)."""
         i, tol = state.info, self.tol
@@ -347,8 +346,7 @@ class Newton(Method):
             return None
         # (a step shortened by a shift τ > 0 is small because of τ: no xtol stop on it; ftol
         # reads f's change, which a singular H, shifted at every step, needs to end on)
-        small_x = not i.get("tau") and i["step_norm"] <= tol["xtol"] * (tol["xtol"]
-                                                                         + self.norm(state.x))
+        small_x = not i.get("tau") and i["step_norm"] <= self.xtol_bound(state.x)
         small_f = self._resolved() and abs(i["f_prev"] - state.f) <= tol["ftol"] * max(
             abs(i["f_prev"]), abs(state.f), 1.0)
         if small_x and i.get("cg"):
@@ -368,11 +366,11 @@ class Newton(Method):
         1e-8 and the run ended XTOL at |∇f| = 2e6): made again on the Newton step solved to
         ‖Hd + g‖ ≤ :data:`CHECK_RTOL`·‖g‖; false where that solve meets negative curvature
         or does not converge (the run goes on; ftol, on f's change, stands as it is)."""
-        p, tol, x = self.problem, self.tol, state.x
+        p, x = self.problem, state.x
         d, info = linalg.truncated_cg(p.hessian(x, matrix_free=True), state.g, rtol=CHECK_RTOL,
                                       maxiter=self.opts["cg_maxiter"])
         return (info.converged and not info.negative_curvature
-                and self.norm(d) <= tol["xtol"] * (tol["xtol"] + self.norm(x)))
+                and self.norm(d) <= self.xtol_bound(x))
 
     def _gradient_test(self, state: State, curvature: Any) -> bool:
         """``|g_j| <= gtol``; for a difference gradient ``|g_j − b_j| <= gtol + e_j`` (module
