@@ -155,7 +155,8 @@ def least_squares(fun: Callable, x0: Any, jac: Any = "2-point",
         Relative step of a difference Jacobian: :math:`h_j = \mathtt{diff\_step}\cdot|x_j|`
         (SciPy's ``diff_step``).  Default ``None``: SciPy's :math:`\sqrt\epsilon\max(1,
         |x_j|)`, which is far larger than parameters of scale ≪ 1 (a time constant of 1e-9 s
-        gets a step fifteen times itself, and a column that is no derivative): give such fits
+        gets a step fifteen times itself, and a column that is no derivative; a
+        ``FiniteDifferenceWarning`` names such parameters of ``x0``): give such fits
         ``diff_step=1.5e-8`` (√ε), or a Jacobian, or ``x0`` of order 1.
     max_nfev : int, optional
         Budget of calls of ``fun`` (difference calls included).  Default: ``100·n`` with a

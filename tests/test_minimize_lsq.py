@@ -1,5 +1,7 @@
 """Gauss-Newton and Levenberg-Marquardt against scipy.optimize.least_squares."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.optimize as so
@@ -488,3 +490,24 @@ def test_gauss_newton_runs_are_the_same_in_any_units_of_x(name, e):
         assert status == status_s and nfev == nfev_s
         assert np.array_equal(x, x_s)
     assert all(status == 0 for status, *_ in runs[0][:2])  # (the runs converge)
+
+
+def test_difference_steps_beyond_a_tiny_parameter_are_warned():
+    """SciPy's default step η^½·max(1, |x|) = 1.5e-8 is 12 times a time constant of 1.2e-9:
+    its Jacobian column is a secant over more than the parameter itself, and a warning names
+    the parameter; none with diff_step (relative steps), a Jacobian, or a parameter at 0."""
+    t = np.linspace(0.0, 1e-8, 40)
+    y = np.exp(-t / 2e-9)
+
+    def r(x):
+        return x[0] * np.exp(-t / x[1]) - y + x[2]
+
+    x0 = np.array([0.8, 1.2e-9, 0.0])
+    with pytest.warns(nk.FiniteDifferenceWarning, match=r"exceed \|x0\[j\]\| for j = 1 "):
+        nk.least_squares(r, x0)
+    with pytest.warns(nk.FiniteDifferenceWarning, match=r"for j = 1 "):
+        nk.minimize(r, x0, method="gn", jac="3-point")  # (6e-6 central steps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nk.FiniteDifferenceWarning)
+        nk.least_squares(r, x0, diff_step=1.5e-8)
+        nk.least_squares(r, x0 * [1, 1e9, 1])  # x of order 1: steps below |x|

@@ -27,7 +27,7 @@ from ..operators import (
 )
 from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, same_backend, scalar
 from ._composite import Composite
-from ._fd import fd_jacobian, output_accuracy, unseen_gradient
+from ._fd import difference_steps, fd_jacobian, output_accuracy, unseen_gradient
 from ._registry import get_autodiff
 
 __all__ = ["OutputProblem", "Evaluation"]
@@ -81,6 +81,19 @@ class OutputProblem(Counters):
     def jacobian_is_fd(self) -> bool:
         """Whether :meth:`jacobian` is a finite difference."""
         return self._jac_mode == "fd"
+
+    def steps_beyond_x(self, x: Any) -> list[int]:
+        """The indices j where a difference step exceeds a nonzero |x_j|: SciPy's default
+        steps, η^p·max(1, |x_j|), at parameters of magnitude below η^p (1.5e-8 forward, 6e-6
+        central in float64).  There the Jacobian column is a secant over more than the
+        parameter itself.  Empty without differences, or with ``diff_step`` (steps relative
+        to |x|)."""
+        if not self.jacobian_is_fd or self.diff_step is not None:
+            return []
+        xp = self.xp
+        h = difference_steps(xp, x, self._jac, self.accuracy)
+        size = xp.abs(x)
+        return [int(j) for j in xp.nonzero((size > 0) & (size < h))[0]]
 
     def unseen_gradient(self, ev: Any, J: Any) -> Any:
         """For a difference Jacobian, the bounds ``(unseen, seen)`` on each gradient entry's
