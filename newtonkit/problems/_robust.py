@@ -72,8 +72,8 @@ def _soft_l1(xp: Any, z: Any) -> tuple[Any, Any, Any]:
     # loses all digits below z ≈ ε, so a huge f_scale would give a zero cost there); above,
     # SciPy's form, which stays inf at z = inf (an overflowed trial point) instead of inf/inf
     small = z <= 1.0
-    zs = xp.where(small, z, xp.zeros_like(z))
-    rho = xp.where(small, 2.0 * zs / (xp.sqrt(1.0 + zs) + 1.0), 2.0 * (s - 1.0))
+    zs = xp.where(small, z, xp.zeros_like(z))  # (0/(s + 1) = 0 in the other lanes, inf's too)
+    rho = xp.where(small, 2.0 * zs / (s + 1.0), 2.0 * (s - 1.0))
     return rho, 1.0 / s, -0.5 / (t * s)
 
 
