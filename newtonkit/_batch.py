@@ -1171,6 +1171,7 @@ class _BatchRun:
         # the tests at a new Jacobian: f = 0, non-finite gradient, the scaled gradient
         gs = np.asarray(B.to_numpy(self.gscaled), dtype=np.float64)
         self._zero_test(sel)
+        self._flat_loss_test(s_np, rn)
         self.mark(sel & ~np.isfinite(gs), Status.NONFINITE)
         self._gradient_test(sel & (gs <= o["gtol"][self.rows]), s_np, cn, rn, X, Y, J)
 
@@ -1398,6 +1399,24 @@ class _BatchRun:
             self.details[int(self.rows[i])] = {"rmax": float(rmax[i])}
         self.mark(at_zero, Status.ZERO)
 
+    def _flat_loss_test(self, s_np: np.ndarray, rn: Any) -> None:
+        """``FLAT_LOSS`` at the active rows ``s_np`` (running ones) whose Gauss-Newton residual
+        has norm ``rn`` = 0 at a normal f: with a robust loss some residual is not 0 there and
+        every ρ′r is, so the gradient is 0 only because the loss is flat (the single path's
+        ``gradient_status``)."""
+        if self.ev.loss is None or not s_np.size:
+            return
+        f = B.to_numpy(self.xp.take(self.f, self._idx(s_np), axis=0))
+        flat_np = s_np[(B.to_numpy(rn) == 0) & (f >= self.tiny)]
+        if not flat_np.size:
+            return
+        flat = np.zeros(self.rows.size, dtype=bool)
+        flat[flat_np] = True
+        rmax = B.to_numpy(self.xp.max(self.xp.abs(self.V), axis=1))
+        for i in self.mark(flat, Status.FLAT_LOSS):
+            self.details[int(self.rows[i])] = {"rmax": float(rmax[i]),
+                                               "f_scale": self.ev.loss.f_scale}
+
     def _lsq_gradient_test(self, sel: np.ndarray) -> None:
         xp = self.xp
         cn, _ = _safe_column_norms(xp, self.J, xp.linalg.vector_norm(self.J, axis=1))
@@ -1416,6 +1435,8 @@ class _BatchRun:
         gs = xp.where(xp.all(xp.isfinite(g), axis=1), gs, xp.full_like(gs, math.inf))
         gs_np = self._host(gs <= self.tol("gtol"))
         self._zero_test(sel)
+        s_np = np.nonzero(sel)[0]
+        self._flat_loss_test(s_np, xp.take(rn, self._idx(s_np), axis=0))
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
         self._gradient_test(sel & gs_np, np.arange(self.rows.size), cn, rn, self.X, self.V,
                             self.J)

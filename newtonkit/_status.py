@@ -55,6 +55,11 @@ class Status(enum.Enum):
                            "{rmax:.3g}): there f has lost its significant bits, no test on f is "
                            "meaningful, and x is not verified. Rescale fun (residuals of order 1 "
                            "at x0).")
+    FLAT_LOSS = (2, False, "The gradient is zero only because the robust loss is flat at every "
+                           "nonzero residual (its slope rho' is 0 there in floating point; "
+                           "largest |r_i| = {rmax:.3g}, f_scale = {f_scale:.3g}): no residual "
+                           "carries weight, so x is not a fit to the data. Start closer, or "
+                           "raise f_scale.")
     NONFINITE = (3, False, "Non-finite value (NaN or inf) encountered and shortening the step "
                            "did not avoid it; x is the best accepted iterate (lowest objective).")
     INDEFINITE = (4, False, "A convergence test is met but the Hessian is indefinite beyond "

@@ -173,6 +173,75 @@ def test_far_residuals_take_the_limits_without_warnings(name):
     assert np.all(np.isfinite(loss.grad(r[:2])))  # ρ′r = 0 · finite
 
 
+@pytest.mark.parametrize("name", ["soft_l1", "huber", "cauchy", "arctan"])
+def test_weights_where_z_overflows_are_finite(name):
+    """Where z = (r/C)² overflows (|r| > 1e154·C, r finite) ρ′ and ρ″ are 0, and ρ″ adds
+    nothing to the curvature weight: max(ρ′ + 2ρ″z, δρ′) is its clamp, not 0·inf = NaN (arctan
+    gave NaN weights, with NumPy's warning, at a start with residuals of 1e217).  Such a row
+    carries nothing: r̃ = ρ′r/√w = 0."""
+    r = np.array([1e200, -1e300, 3.0])
+    for floor in (0.1, 0.0):
+        loss = RobustLoss(name, 0.5, floor=floor)
+        w = loss.hessian_diag(r)
+        rt, sw = loss.gauss_newton(r)
+        assert np.all(np.isfinite(w)) and np.all(w[:2] <= EPS)
+        assert np.array_equal(rt[:2], [0.0, 0.0]) and np.isfinite(sw).all() and rt[2] != 0
+
+
+def _flat_arctan_problem():
+    """A fit (x* = 0.02) whose start x = 5 has residuals from 3.7e108 to 1.4e217: arctan's
+    ρ′ = 1/(1 + z²) underflows to 0 at every one (z² or z itself overflows)."""
+    t = np.linspace(0.5, 1.0, 8)
+    y = np.exp(2.0 * t)
+
+    def fun(x):
+        with np.errstate(over="ignore"):  # (inf at far trial points)
+            return np.exp(100.0 * x[..., :1] * t) - y
+
+    def jac(x):
+        with np.errstate(over="ignore"):
+            return (100.0 * t * np.exp(100.0 * x[..., :1] * t))[..., None]
+
+    return fun, jac
+
+
+@pytest.mark.parametrize("method", ["lm", "trf", "gn", "hig"])
+def test_a_loss_flat_at_every_residual_is_no_success(method):
+    """Every residual beyond where arctan's slope underflows: the gradient J^T(ρ′r) is exactly
+    0, so the gradient test held and the run ended GTOL, success, at x0, far from the fit
+    (reached from x0 = 0.05).  It ends FLAT_LOSS."""
+    fun, jac = _flat_arctan_problem()
+    x0 = np.array([5.0])
+
+    class Model:
+        def __call__(self, x):
+            return fun(x)
+
+        def jacobian(self, x):
+            return jac(x)
+
+    if method in ("lm", "trf"):
+        res = nk.least_squares(fun, x0, jac=jac, loss="arctan", method=method)
+        assert res.status == -3
+    else:
+        res = nk.minimize(nk.Composite(Model(), RobustLoss("arctan")), x0, method=method)
+    assert not res.success and res.termination == "FLAT_LOSS"
+    assert "1.4e+217" in res.message and np.array_equal(x0, [5.0])
+    good = nk.least_squares(fun, np.array([0.05]), jac=jac, loss="arctan", method="lm")
+    assert good.success and abs(good.x[0] - 0.02) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_batched_loss_flat_at_every_residual_is_no_success(method):
+    """The batched path's rows: the flat one ends FLAT_LOSS, the other converges."""
+    fun, jac = _flat_arctan_problem()
+    X0 = np.array([[5.0], [0.05]])
+    res = nk.minimize(nk.Composite(fun, RobustLoss("arctan")), X0, method=method, jac=jac,
+                      batch=True)
+    assert res.termination_of(0) == "FLAT_LOSS" and not res.success[0]
+    assert res.success[1] and abs(res.x[1, 0] - 0.02) < 1e-6
+
+
 def test_soft_l1_is_scipys_above_one_and_cancellation_free_below():
     """ρ = 2(√(1+z) − 1), SciPy's form, for z > 1 (bit for bit); 2z/(√(1+z) + 1) for z ≤ 1,
     where SciPy's form cancels (z = 1e-20: SciPy's reads 0, the true value 2e-20·(1 − z/4))."""

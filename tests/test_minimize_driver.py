@@ -208,7 +208,7 @@ def test_status_codes_follow_scipy():
     assert {s.name: s.code for s in Status} == {
         "GTOL": 0, "FTOL": 0, "XTOL": 0, "FTOL_XTOL": 0, "ZERO": 0, "MAXITER": 1,
         "MAXFEV": 1, "NO_PROGRESS": 2, "LINE_SEARCH": 2, "FD_ZERO_COLUMN": 2, "UNDERFLOW": 2,
-        "NONFINITE": 3,
+        "FLAT_LOSS": 2, "NONFINITE": 3,
         "INDEFINITE": 4, "CURVATURE_UNVERIFIED": 2, "GRADIENT_UNVERIFIED": 2, "TRUNCATED": 2,
         "DIVERGED": 5,
         "EXCEPTION": 97,

@@ -7,11 +7,14 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from .. import _backend as B
 from .. import linalg
 from .._bounds import projected_gradient
 from .._status import Status
 from ..operators import LinearOperator
+from ..problems._robust import RobustLoss
 from ._base import Method, Option, State, positive_float, small_change
 
 _MIN_NORMAL = sys.float_info.min
@@ -88,7 +91,9 @@ class LeastSquaresMethod(Method):
         if isinstance(Jt, LinearOperator):
             g, cn = Jt.rmatvec(r), None
         else:
-            g, cn = r @ Jt, B.column_norms(xp, Jt)
+            g = r @ Jt
+            with np.errstate(over="ignore"):  # (an overflow takes the safe norms below)
+                cn = B.column_norms(xp, Jt)
             # ‖J̃‖_F² = cn·cn is finite exactly when every norm is (or it overflows: then the
             # safe norms below, also right)
             plain = int(xp.count_nonzero(cn)) == cn.shape[0] and B.vdot(xp, cn, cn) < math.inf
@@ -149,6 +154,9 @@ class LeastSquaresMethod(Method):
         its significant bits, and every test on f would read rounding; the residuals' largest
         magnitude goes in ``details``).  Otherwise ``GTOL``
         when ``measure`` (the scaled gradient of ``lin``) ≤ gtol, else ``None``; but
+        ``FLAT_LOSS`` with a robust loss where r̃ = 0 (each ρ′r is 0 while some r is not: the
+        gradient vanishes because the loss is flat there, as ``arctan``'s slope underflows far
+        out, not because x fits), and
         ``FD_ZERO_COLUMN`` (column indices put in ``details``) when the Jacobian is a finite
         difference whose exactly zero entries may hide more of a gradient entry than the test
         allows plus what the rounding of its other entries may shift, u_j > gtol·‖J̃_j‖·‖r̃‖
@@ -163,6 +171,12 @@ class LeastSquaresMethod(Method):
             return Status.UNDERFLOW
         if not measure <= self.tol["gtol"]:
             return None
+        loss = self.problem.loss
+        if lin.rnorm == 0.0 and isinstance(loss, RobustLoss):
+            # f is normal, so some r_i ≠ 0, and every ρ′_i r_i = 0: the loss is flat there
+            details["rmax"] = float(self.xp.max(self.xp.abs(lin.ev.y)))
+            details["f_scale"] = loss.f_scale
+            return Status.FLAT_LOSS
         if self.problem.jacobian_is_fd and lin.colnorms is not None:
             unseen, seen = self.problem.unseen_gradient(lin.ev, lin.J)
             blind = unseen > self.tol["gtol"] * lin.colnorms * lin.rnorm + seen

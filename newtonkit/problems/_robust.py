@@ -41,7 +41,8 @@ overshoot; with δ = 0.1 lm and gn reach SciPy's ``trf`` solution on every built
 (``tests/test_least_squares.py``).  The cost and its minimisers do not depend on δ.
 
 With δ > 0 the floor is δρ′ alone, relative to the row's own scale (ε only where a user's ρ′
-is not positive).  An absolute ε beside it rules wherever ρ′ < ε/δ, on far outliers
+is negative); a row with ρ′ = 0 (a flat part of the loss, or ρ′ underflowed far out) has
+weight 0 and carries nothing.  An absolute ε beside it rules wherever ρ′ < ε/δ, on far outliers
 (``soft_l1`` and ``huber`` beyond |r| ≈ 5e14·C, ``cauchy`` 2e7·C, ``arctan`` 5e3·C in
 float64), and there gives those rows up to ε/ρ′ times their IRLS curvature: from a start with
 residuals up to 6e60 (Osborne 1, ``soft_l1``, C = 0.1), :math:`\rho' \approx 10^{-62}`, the
@@ -195,17 +196,19 @@ class RobustLoss:
             return p1 * r
 
     def hessian_diag(self, r: Any) -> Any:
-        """:math:`\\max(\\rho' + 2\\rho'' z, \\delta\\rho')`; for δ = 0, or where ρ′ ≤ 0,
+        """:math:`\\max(\\rho' + 2\\rho'' z, \\delta\\rho')`; for δ = 0, or where ρ′ < 0,
         :math:`\\max(\\rho' + 2\\rho'' z, \\varepsilon)` (ε of ``r``'s dtype)."""
         z, (_, p1, p2) = self.rho(r)
         return self._weights(r, z, p1, p2)
 
     def _weights(self, r: Any, z: Any, p1: Any, p2: Any) -> Any:
         xp = B.array_namespace(r)
-        w = p1 + 2.0 * p2 * z
+        # ρ″ = 0 adds nothing, also where z overflowed to inf (|r| > 1e154·C, where every
+        # built-in ρ″z → 0): the product 0·inf would be NaN
+        w = p1 + 2.0 * p2 * xp.where(p2 == 0, xp.zeros_like(z), z)
         clamp = xp.full_like(r, float(xp.finfo(r.dtype).eps))
-        if self.floor > 0.0:  # δρ′ where ρ′ > 0 (every built-in loss)
-            clamp = xp.where(p1 > 0, self.floor * p1, clamp)
+        if self.floor > 0.0:  # δρ′ where ρ′ ≥ 0 (every built-in loss)
+            clamp = xp.where(p1 >= 0, self.floor * p1, clamp)
         return xp.maximum(w, clamp)
 
     def gauss_newton(self, r: Any) -> tuple[Any, Any]:
