@@ -1406,8 +1406,8 @@ class _BatchRun:
         ``gradient_status``)."""
         if self.ev.loss is None or not s_np.size:
             return
-        f = B.to_numpy(self.xp.take(self.f, self._idx(s_np), axis=0))
-        flat_np = s_np[(B.to_numpy(rn) == 0) & (f >= self.tiny)]
+        f = self.xp.take(self.f, self._idx(s_np), axis=0)
+        flat_np = s_np[self._host((rn == 0) & (f >= self.tiny))]
         if not flat_np.size:
             return
         flat = np.zeros(self.rows.size, dtype=bool)
