@@ -252,15 +252,17 @@ def minimize(fun: Callable, x0: Any, method: str | None = None, jac: Any = None,
                     f"work in float64)")
         raise ValueError(f"the {what} is not finite at x0{hint}; start from a point where fun "
                          f"and its derivatives are finite")
-    beyond = problem.steps_beyond_x(x) if isinstance(problem, OutputProblem) else []
+    beyond = problem.steps_beyond_x(x)
     if beyond:
         listed = ", ".join(str(j) for j in beyond[:5]) + (", ..." if len(beyond) > 5 else "")
+        remedy = ("options['diff_step'] (least_squares' diff_step: steps relative to |x|, e.g. "
+                  "1.5e-8), a Jacobian" if isinstance(problem, OutputProblem) else
+                  "the derivatives (jac=, hess= or hessp=)")
         warnings.warn(f"the difference steps exceed |x0[j]| for j = {listed} (SciPy's default "
-                      f"step η^p·max(1, |x|) at parameters below η^p): those Jacobian columns "
-                      f"are secants over more than the parameters themselves, and the run may "
-                      f"stop far from a minimum; pass options['diff_step'] (least_squares' "
-                      f"diff_step: steps relative to |x|, e.g. 1.5e-8), a Jacobian, or rescale "
-                      f"x to order 1", FiniteDifferenceWarning, stacklevel=2)
+                      f"step η^p·max(1, |x|) at parameters below η^p): those differences are "
+                      f"secants over more than the parameters themselves, and the run may stop "
+                      f"far from a minimum; pass {remedy}, or rescale x to order 1",
+                      FiniteDifferenceWarning, stacklevel=2)
     res = _run(solver, problem, state, shape, common, callback)
     if bounds is not None:
         res["active_mask"] = xp.reshape(_active_mask(xp, res.x, box, common["xtol"]), shape)

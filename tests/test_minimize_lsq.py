@@ -511,3 +511,37 @@ def test_difference_steps_beyond_a_tiny_parameter_are_warned():
         warnings.simplefilter("error", nk.FiniteDifferenceWarning)
         nk.least_squares(r, x0, diff_step=1.5e-8)
         nk.least_squares(r, x0 * [1, 1e9, 1])  # x of order 1: steps below |x|
+
+
+def test_newton_difference_steps_beyond_a_tiny_parameter_are_warned():
+    """Newton's difference Hessian (of the gradient) and difference gradient take SciPy's
+    steps too: Rosenbrock in x = 1e-12·u, from 1e-12·(−1.2, 1) with the gradient given, ended
+    XTOL, success, at f = 2.42 (its secants over 1.5e-8 read the function 1e4 units of u
+    away).  A warning names the parameters; none with hess given, or at x of order 1."""
+    s = 1e-12
+
+    def r(x):
+        u = x / s
+        return np.array([10.0 * (u[1] - u[0] ** 2), 1.0 - u[0]])
+
+    def J(x):
+        u = x / s
+        return np.array([[-20.0 * u[0], 10.0], [-1.0, 0.0]]) / s
+
+    def f(x):
+        return 0.5 * float(r(x) @ r(x))
+
+    def g(x):
+        return J(x).T @ r(x)
+
+    x0 = s * np.array([-1.2, 1.0])
+    with pytest.warns(nk.FiniteDifferenceWarning, match=r"exceed \|x0\[j\]\| for j = 0, 1 "):
+        nk.minimize(f, x0, method="newton", jac=g)
+    with pytest.warns(nk.FiniteDifferenceWarning, match=r"exceed \|x0\[j\]\| for j = 0, 1 "):
+        nk.minimize(f, x0, method="newton", jac="3-point", hess=lambda x: J(x).T @ J(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nk.FiniteDifferenceWarning)
+        nk.minimize(f, x0, method="newton", jac=g, hess=lambda x: J(x).T @ J(x))
+        s = 1.0  # (r and J read s: the same problem in x of order 1)
+        with pytest.warns(nk.FiniteDifferenceWarning, match="no Hessian given"):
+            nk.minimize(f, np.array([-1.2, 1.0]), method="newton", jac=g)

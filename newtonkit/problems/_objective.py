@@ -20,6 +20,7 @@ from ._common import FD_SCHEMES, Counters, flat, is_array, matrix, scalar
 from ._composite import Composite
 from ._fd import (
     RICHARDSON_SHRINK,
+    difference_steps,
     fd_hessian_from_grad,
     fd_hvp,
     fd_jacobian,
@@ -234,6 +235,30 @@ class ScalarProblem(Counters):
         """Whether :meth:`hessian` returns a matrix-free operator (``hessp`` given)."""
         return self._hess_mode == "hessp"
 
+    def _hessian_differences(self) -> tuple[str, float]:
+        """The scheme of a difference Hessian and the accuracy η of the gradient it differences
+        (its steps are for the gradient's own accuracy, :mod:`._fd`)."""
+        scheme = self.hess if isinstance(self.hess, str) else "2-point"
+        eps = float(self.xp.finfo(self.dtype).eps)
+        own = (self.accuracy if self.grad_scheme else self.grad_accuracy) or eps
+        return scheme, gradient_accuracy(own, self.grad_scheme)
+
+    def steps_beyond_x(self, x: Any) -> list[int]:
+        """The indices j where a difference step of the gradient or of the Hessian exceeds a
+        nonzero |x_j|: SciPy's default steps, η^p·max(1, |x_j|) (η the accuracy of what is
+        differenced), at parameters below η^p.  There a gradient entry or a Hessian column is
+        a secant over more than the parameter itself.  Empty without differences."""
+        xp, h = self.xp, None
+        if self._grad_mode == "fd":
+            h = difference_steps(xp, x, self.jac, self.accuracy)
+        if self._hess_mode == "fd":
+            hh = difference_steps(xp, x, *self._hessian_differences())
+            h = hh if h is None else xp.maximum(h, hh)
+        if h is None:
+            return []
+        size = xp.abs(x)
+        return [int(j) for j in xp.nonzero((size > 0) & (size < h))[0]]
+
     def hessian(self, x: Any, *, matrix_free: bool = False) -> Any:
         """:math:`\\nabla^2 f(x)`: a dense ``(n, n)`` array or a :class:`LinearOperator`.
 
@@ -243,11 +268,7 @@ class ScalarProblem(Counters):
         """
         xp, n, mode = self.xp, self.n, self._hess_mode
         if mode == "fd":
-            # differences of the gradient, with steps for the gradient's own accuracy (_fd)
-            scheme = self.hess if isinstance(self.hess, str) else "2-point"
-            eps = float(xp.finfo(self.dtype).eps)
-            own = (self.accuracy if self.grad_scheme else self.grad_accuracy) or eps
-            eta = gradient_accuracy(own, self.grad_scheme)
+            scheme, eta = self._hessian_differences()
             g0 = self.grad(x)
 
             def grad(z: Any) -> Any:
