@@ -322,7 +322,8 @@ def norm(xp: Any, v: Any) -> float:
     """``‖v‖₂`` of a real 1-D ``v`` as a float: √(v·v) (cheap), or, when v·v overflows or
     falls below the normal range, ``s ‖v / s‖`` with ``s = max |vᵢ|`` (NumPy's and torch's
     ``vector_norm`` overflow too); NaN when ``v`` has a NaN."""
-    sq = vdot(xp, v, v)
+    with np.errstate(over="ignore"):  # (an overflow takes the scaled form below)
+        sq = vdot(xp, v, v)
     if _MIN_NORMAL64 <= sq < math.inf:
         return math.sqrt(sq)
     s = float(xp.max(xp.abs(v)))

@@ -302,7 +302,8 @@ class _Evaluator:
             return V
         if self.loss is not None:
             return self.loss.value(V, axis=1)
-        return 0.5 * self.xp.sum(V * V, axis=1)
+        with np.errstate(over="ignore"):  # (inf at a far trial point: a rejected trial)
+            return 0.5 * self.xp.sum(V * V, axis=1)
 
     def gauss_newton(self, V: Any, J: Any) -> tuple[Any, Any]:
         """``(r̃, J̃)`` per row: ``(V, J)`` for least squares; with a robust loss

@@ -277,3 +277,21 @@ def test_the_truncated_direction_decides(how, offset):
         assert ok and np.abs(x - xs).max() <= 1e-6, (term, x - xs)
     else:
         assert not ok and term == "TRUNCATED", term
+
+
+def test_an_overflowing_trial_is_a_rejected_trial_without_warnings():
+    """Powell singular in x = 2⁻³⁰⁰·u: HIG's σ^(−1/2) step is not scale-invariant, so its
+    trials land where ½‖r‖² (and the steps' norms) overflow.  Those are rejected trials the
+    line search handles (the run ends, not a success), not NumPy warnings (errors in this
+    suite): the objective and the norm take inf and its scaled form there."""
+    from benchmarks import nls_problems as nls
+
+    p, s = nls.powell_singular(), 2.0 ** -300
+    res = nk.minimize(lambda x: p.residual(x / s), s * p.x0, method="hig",
+                      jac=lambda x: p.jacobian(x / s) / s)
+    f0 = 0.5 * np.sum(p.residual(p.x0) ** 2)
+    assert not res.success and np.isfinite(res.fun) and res.fun <= f0
+    rows = nk.minimize(lambda X: np.stack([p.residual(x / s) for x in X]), s * p.x0[None],
+                       method="hig", batch=True,
+                       jac=lambda X: np.stack([p.jacobian(x / s) / s for x in X]))
+    assert not rows.success[0] and np.isfinite(rows.fun[0]) and rows.fun[0] <= f0

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .. import _backend as B
 from ..operators import (
     DiagonalOperator,
@@ -199,7 +201,8 @@ class OutputProblem(Counters):
         xp = self.xp
         y = self.outputs(x)
         if self.loss is None:
-            f = 0.5 * B.vdot(xp, y, y)
+            with np.errstate(over="ignore"):  # (inf at a far trial point: a rejected trial)
+                f = 0.5 * B.vdot(xp, y, y)
             gy = y
         else:
             ys = xp.reshape(y, self.y_shape)
