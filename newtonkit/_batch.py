@@ -236,6 +236,23 @@ class _Evaluator:
         # each difference of the gradient evaluates it anew (and fun there for a 2-point one)
         return first + per[self.hess_scheme] * (first + (self.jac_scheme == "2-point"))
 
+    def steps_beyond_x(self, X: Any) -> np.ndarray:
+        """Per entry of ``X`` (b, n), whether a default difference step exceeds a nonzero
+        |x| (the single paths' ``steps_beyond_x``): there a difference Jacobian, gradient or
+        Hessian column is a secant over more than the parameter itself.  None without
+        differences, or with ``diff_step`` (steps relative to |x|)."""
+        xp, h = self.xp, None
+        fd = self.jac_scheme if self.jac_scheme in ("2-point", "3-point") else None
+        if fd is not None and self.diff_step is None:
+            h = difference_steps(xp, X, fd, self.accuracy)
+        if self.hess_scheme in ("2-point", "3-point"):
+            hh = difference_steps(xp, X, self.hess_scheme, self._gradient_accuracy())
+            h = hh if h is None else xp.maximum(h, hh)
+        if h is None:
+            return np.zeros(tuple(X.shape), dtype=bool)
+        size = xp.abs(X)
+        return np.asarray(B.to_numpy((size > 0) & (size < h)), dtype=bool)
+
     def _scheme(self, d: Any, name: str) -> str:
         if d is None:
             if self.torch:
@@ -392,14 +409,17 @@ class _Evaluator:
                 V = self.values(Z, rows, rows_np) if self.jac_scheme == "2-point" else None
                 return self.first(Z, V, rows, rows_np)
 
-            # steps for the gradient's own accuracy, as the single path (problems._fd)
-            fd = self.jac_scheme if self.jac_scheme in ("2-point", "3-point") else None
-            eta = gradient_accuracy(self.accuracy if fd else self.grad_accuracy, fd)
-            H = self._differences(grad, X, G, self.hess_scheme, eta)
+            H = self._differences(grad, X, G, self.hess_scheme, self._gradient_accuracy())
             self.njev[rows_np] -= H.shape[1] * (2 if self.hess_scheme == "3-point" else 1)
             H = 0.5 * (H + xp.permute_dims(H, (0, 2, 1)))
         self.nhev[rows_np] += 1
         return H
+
+    def _gradient_accuracy(self) -> float:
+        """The accuracy η of the gradient that a difference Hessian differences: its steps are
+        for the gradient's own accuracy, as the single path's (:mod:`newtonkit.problems._fd`)."""
+        fd = self.jac_scheme if self.jac_scheme in ("2-point", "3-point") else None
+        return gradient_accuracy(self.accuracy if fd else self.grad_accuracy, fd)
 
     def _differences(self, f: Callable, X: Any, F0: Any, scheme: str, accuracy: float,
                      box: tuple[Any, Any] | None = None) -> Any:
@@ -824,6 +844,16 @@ class _BatchRun:
             bad = int(np.nonzero(~self._host(xp.isfinite(f0)))[0][0])
             raise ValueError(f"the objective is not finite at X0[{bad}]; start every problem "
                              f"where fun is finite")
+        beyond = ev.steps_beyond_x(X)
+        if beyond.any():
+            i, j = (int(k[0]) for k in np.nonzero(beyond))
+            warnings.warn(f"the difference steps exceed |X0[i, j]| at {int(beyond.sum())} "
+                          f"entries, the first X0[{i}, {j}] (SciPy's default step "
+                          f"η^p·max(1, |x|) at parameters below η^p): those differences are "
+                          f"secants over more than the parameters themselves, and those rows "
+                          f"may stop far from a minimum; pass the derivatives, "
+                          f"options['diff_step'] (least squares: steps relative to |x|), or "
+                          f"rescale x to order 1", FiniteDifferenceWarning, stacklevel=4)
         chunks = self._chunks(X, V0)
         bar = None
         if self.o["progress"]:

@@ -545,3 +545,29 @@ def test_newton_difference_steps_beyond_a_tiny_parameter_are_warned():
         s = 1.0  # (r and J read s: the same problem in x of order 1)
         with pytest.warns(nk.FiniteDifferenceWarning, match="no Hessian given"):
             nk.minimize(f, np.array([-1.2, 1.0]), method="newton", jac=g)
+
+
+def test_batched_difference_steps_beyond_a_tiny_parameter_are_warned():
+    """The batched path warns as the single one: the count of entries of X0 whose default
+    difference step exceeds them, and the first (LM's 2-point Jacobian; Newton's difference
+    gradient and Hessian); none with a Jacobian or diff_step."""
+    t = np.linspace(0.0, 1e-8, 40)
+    y = np.exp(-t / 2e-9)
+
+    def r(X):
+        return X[:, :1] * np.exp(-t / X[:, 1:2]) - y
+
+    X0 = np.array([[0.8, 1.2e-9], [1.0, 3e-9], [0.9, 0.0]])
+    with pytest.warns(nk.FiniteDifferenceWarning, match=r"at 2 entries, the first X0\[0, 1\]"):
+        nk.minimize(r, X0[:2], method="lm", jac="2-point", batch=True)
+    with pytest.warns(nk.FiniteDifferenceWarning, match=r"at 4 entries, the first X0\[0, 0\]"):
+        nk.minimize(lambda X: np.sum(X ** 2, axis=1), 1e-12 * X0[:2], method="newton",
+                    jac=lambda X: 2 * X, batch=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nk.FiniteDifferenceWarning)
+        nk.minimize(r, X0[:2], method="lm", jac="2-point", batch=True,
+                    options={"diff_step": 1.5e-8})
+        nk.minimize(lambda X: np.sum(X ** 2, axis=1), 1e-12 * X0[:2], method="newton",
+                    jac=lambda X: 2 * X, hess=lambda X: np.broadcast_to(2 * np.eye(2),
+                                                                       (2, 2, 2)),
+                    batch=True)
