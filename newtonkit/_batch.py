@@ -95,6 +95,9 @@ _STATUSES = list(Status)
 _CODES = np.array([s.code for s in _STATUSES], dtype=np.int64)  # SciPy's status, by index
 _SUCCESS = np.array([s.success for s in _STATUSES], dtype=bool)
 _SOFT = np.array([s.code in (0, 1, 2) for s in _STATUSES])  # converged, budget, no progress
+#: The indices of the change tests' statuses (ftol/xtol), which a difference Jacobian's zero
+#: column can turn into FD_ZERO_COLUMN (:meth:`_BatchRun._blind_change_stops`).
+_CHANGE_CODES = [_STATUSES.index(s) for s in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL)]
 _FAULT = np.array([s.fault for s in _STATUSES])
 _RUNNING = -1
 _UNLIMITED = 2**62  # maxiter or maxfev without a limit
@@ -1142,6 +1145,12 @@ class _BatchRun:
         if ended.any():
             ev.njev[self.rows[ended]] -= 1
             self.G = self._scatter(ended)(_vecmat(xp, V[k:, ...], J[k:, ...]), self.G)
+            changed = np.isin(self.status[self.rows[order[k:]]], _CHANGE_CODES)
+            if changed.any():  # (the Jacobian at a point an ftol/xtol stop accepted)
+                c = self._idx(np.nonzero(changed)[0] + k)
+                self._blind_change_stops(order[k:][changed], *(xp.take(a, c, axis=0)
+                                                               for a in (X, Y, J)),
+                                         overwrite=True)
             X, Y, V, J = X[:k, ...], Y[:k, ...], V[:k, ...], J[:k, ...]
         if not k:
             return
@@ -1345,6 +1354,38 @@ class _BatchRun:
                 k = int(np.nonzero(s_np == i)[0][0])
                 cols = np.nonzero(B.to_numpy(blind[k, ...]))[0].tolist()
                 self.details[int(self.rows[i])] = {"columns": cols}
+
+    def _blind_change_stops(self, s_np: np.ndarray, X: Any, Y: Any, J: Any,
+                            overwrite: bool = False) -> None:
+        """FD_ZERO_COLUMN at the active rows ``s_np`` where a change test (ftol/xtol) holds or
+        held, if ``J`` (theirs: a difference Jacobian at ``X``, outputs ``Y``) has a column that
+        is exactly zero while fun's rounding could hide a change along it: no step moved that
+        parameter, so the test proves nothing about it (the single path's
+        ``LeastSquaresMethod.verify``).  ``overwrite``: rows that already hold their status."""
+        if self.ev.jac_scheme not in ("2-point", "3-point") or not s_np.size:
+            return
+        xp = self.xp
+        unseen, _ = self.ev.unseen_gradient(X, Y, J, self._idx(self.rows[s_np]))
+        blind = xp.all(J == 0, axis=1) & (unseen > 0)  # (b, n)
+        hit = self._host(xp.any(blind, axis=1))
+        if not hit.any():
+            return
+        mask = np.zeros(self.rows.size, dtype=bool)
+        mask[s_np[hit]] = True
+        for i in self.mark(mask, Status.FD_ZERO_COLUMN, overwrite=overwrite):
+            k = int(np.nonzero(s_np == i)[0][0])
+            self.details[int(self.rows[i])] = {
+                "columns": np.nonzero(B.to_numpy(blind[k, ...]))[0].tolist()}
+
+    def _blind_change_tests(self, *tests: np.ndarray) -> None:
+        """:meth:`_blind_change_stops` at the running rows where any of the change ``tests``
+        (host masks over the active rows) holds, on the current Jacobians."""
+        cand = np.logical_or.reduce(tests) & (self.status[self.rows] == _RUNNING)
+        if cand.any() and self.ev.jac_scheme in ("2-point", "3-point"):
+            c_np = np.nonzero(cand)[0]
+            c = self._idx(c_np)
+            self._blind_change_stops(c_np, *(self.xp.take(a, c, axis=0)
+                                              for a in (self.X, self.V, self.J)))
 
     def _step_lm(self) -> None:
         """One trial per row, on the Jacobian :meth:`finish_rows` linearised last."""
@@ -1555,7 +1596,9 @@ class _BatchRun:
         # as without bounds: a full step within xtol ends the row before any trial (at the
         # rounding level of f no trial could pass the Armijo test: the search would fail)
         snorm = xp.linalg.vector_norm(s, axis=1)
-        self.mark(self._host(snorm <= self._xtol_bound(self.X)), Status.XTOL)
+        early = self._host(snorm <= self._xtol_bound(self.X))
+        self._blind_change_tests(early)
+        self.mark(early, Status.XTOL)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
             d, self.status[self.rows] != _RUNNING)
         retry = self._host(~(t > 0)) & (self.status[self.rows] == _RUNNING)
@@ -1579,6 +1622,7 @@ class _BatchRun:
             small_f[small_f] = self._host(self._gauss_newton_offer(small_f) <= bound)
         step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
         small_x = self._host(step <= self._xtol_bound(self.X))
+        self._blind_change_tests(full & small_x, ok & small_f)
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
         self.mark(full & small_x, Status.XTOL)
@@ -1657,7 +1701,9 @@ class _BatchRun:
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
-            self.mark(self._host(dnorm <= self._xtol_bound(self.X)), Status.XTOL)
+            early = self._host(dnorm <= self._xtol_bound(self.X))
+            self._blind_change_tests(early)
+            self.mark(early, Status.XTOL)
         if armijo:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, armijo)
@@ -1683,6 +1729,7 @@ class _BatchRun:
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill
         conv_f, conv_x = conv & small_f, conv & small_x
+        self._blind_change_tests(conv_f, conv_x, short & small_f if self.name == "gn" else conv_f)
         if self.name == "hig":
             conv_f, conv_x = self._gauss_newton_check(conv_f, conv_x)
         self.mark(conv_f & conv_x, Status.FTOL_XTOL)

@@ -44,12 +44,13 @@ class Status(enum.Enum):
                              "step reduces the objective further.")
     LINE_SEARCH = (2, False, "Desired error not necessarily achieved: the line search found no "
                              "point with sufficient decrease.")
-    FD_ZERO_COLUMN = (2, False, "The gradient test is met only through finite-difference "
-                                "Jacobian column(s) {columns} with entries exactly zero: fun did "
-                                "not change when those parameters moved by the difference step (a "
-                                "change below the rounding of fun, or parameters fun ignores), "
-                                "which can hide a gradient above gtol, so x may not be "
-                                "stationary; pass jac= or rescale the problem.")
+    FD_ZERO_COLUMN = (2, False, "A convergence test (gtol, ftol or xtol) is met only through "
+                                "finite-difference Jacobian column(s) {columns} with entries "
+                                "exactly zero: fun did not change when those parameters moved by "
+                                "the difference step (a change below the rounding of fun, or "
+                                "parameters fun ignores), which can hide a gradient above gtol "
+                                "and steps the run never took, so x may not be stationary; pass "
+                                "jac= or rescale the problem.")
     UNDERFLOW = (2, False, "The objective ½‖r‖² is below the normal floating-point range (or "
                            "rounds to zero), but the residuals are not zero (largest |r_i| = "
                            "{rmax:.3g}): there f has lost its significant bits, no test on f is "

@@ -9,6 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import newtonkit as nk
+from benchmarks import nls_problems as nls
 
 EPS = float(np.finfo(np.float64).eps)
 T = np.linspace(0.0, 4.0, 30)
@@ -571,3 +572,32 @@ def test_batched_difference_steps_beyond_a_tiny_parameter_are_warned():
                     jac=lambda X: 2 * X, hess=lambda X: np.broadcast_to(2 * np.eye(2),
                                                                        (2, 2, 2)),
                     batch=True)
+
+
+@pytest.mark.parametrize("name, method", [
+    ("jennrich_sampson", "lm"), ("jennrich_sampson", "gn"), ("osborne2", "trf"),
+    ("box3d", "hig"), ("jennrich_sampson", "lm-batch"), ("jennrich_sampson", "gn-batch"),
+    ("jennrich_sampson", "gn-batch-bounds")])
+def test_a_change_test_on_a_zero_difference_column_is_no_success(name, method):
+    """From 10·x0 these runs reach points where a parameter's effect is below the rounding of
+    r (Jennrich–Sampson: x₁ at −25, e^(i·x₁) ≈ 1e-11; Osborne 2 and box 3-D: decays likewise
+    gone): the 2-point Jacobian has an exactly zero column, no step moves that parameter, and
+    a change test held, success (Jennrich–Sampson FTOL at f = 130, f* = 62.2; box 3-D HIG XTOL
+    at f = 233, f* = 0; Osborne 2 trf FTOL at 0.89, f* = 0.020).  Such a stop proves nothing
+    about that parameter, as a gradient test would not: FD_ZERO_COLUMN, also for batched rows
+    (all of these ended with a success before)."""
+    p = getattr(nls, name)()
+    x0 = 10.0 * np.asarray(p.x0, float)
+    kind, _, rest = method.partition("-")
+    bounds = (-50.0, 50.0) if rest == "batch-bounds" else None
+    if rest:
+        res = nk.minimize(lambda X: np.stack([p.residual(x) for x in X]), x0[None],
+                          method=kind, jac="2-point", batch=True, bounds=bounds)
+        ok, term = bool(res.success[0]), res.termination_of(0)
+    elif kind == "trf":
+        res = nk.least_squares(p.residual, x0, method="trf")
+        ok, term = res.success, res.termination
+    else:
+        res = nk.minimize(p.residual, x0, method=kind, jac="2-point")
+        ok, term = res.success, res.termination
+    assert not ok and term == "FD_ZERO_COLUMN", term

@@ -186,6 +186,33 @@ class LeastSquaresMethod(Method):
                 return Status.FD_ZERO_COLUMN
         return Status.GTOL
 
+    def verify(self, state: State, status: Status) -> tuple[Status, State]:
+        """``FD_ZERO_COLUMN`` where a change test (ftol/xtol) holds but the difference
+        Jacobian at ``state.x`` has a column that is exactly zero while ``fun``'s rounding
+        could hide a change along it (a zero column of :func:`newtonkit.problems._fd.\
+unseen_gradient`'s test): no step moved that parameter, so the test proves nothing about it,
+        as :meth:`gradient_status` holds for gtol (Jennrich–Sampson from 10·x0 ended FTOL,
+        success, at f = 130 where e^(i·x₁) had underflowed: f* = 62)."""
+        if (status not in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL)
+                or not self.problem.jacobian_is_fd):
+            return status, state
+        lin, state = self.final_linearization(state)
+        if lin is None or lin.colnorms is None:
+            return status, state
+        unseen, _ = self.problem.unseen_gradient(lin.ev, lin.J)
+        blind = (lin.colnorms == 0) & (unseen > 0)
+        if not bool(self.xp.any(blind)):
+            return status, state
+        details = dict(state.details, columns=[int(j) for j in self.xp.nonzero(blind)[0]])
+        return Status.FD_ZERO_COLUMN, replace(state, details=details)
+
+    def final_linearization(self, state: State) -> tuple[Linearization | None, State]:
+        """The linearization at ``state.x`` (``None`` where the method holds none) and the
+        state: the methods that evaluate J at a new iterate before their next step (Gauss-
+        Newton, HIG) hold it; LM and trf evaluate it here, as their result does, and keep it
+        in the state they return."""
+        return state.data.get("lin"), state
+
     def gauss_newton_check(self, J: Any, r: Any, f: float, x: Any, status: Status,
                            above: float | None = None) -> Status | None:
         """An ftol/xtol ``status`` reached on steps that are short for a reason of their own

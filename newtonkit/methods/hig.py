@@ -197,6 +197,7 @@ class HIG(LeastSquaresMethod):
         (:meth:`gauss_newton_check`; under bounds on the free variables), else
         ``TRUNCATED``.  (On NIST's Misra1b HIG ended ``FTOL`` at 9e4 times the minimum, a
         residual–column cosine of 0.6, σ_min/σ_max = 1e-8.)"""
+        status, state = super().verify(state, status)  # (FD_ZERO_COLUMN)
         if status not in (Status.FTOL, Status.XTOL, Status.FTOL_XTOL):
             return status, state
         xp, lin = self.xp, state.data["lin"]

@@ -42,6 +42,7 @@ Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -310,6 +311,22 @@ class LevenbergMarquardt(LeastSquaresMethod):
         """The status the trial's own tests set (module docstring)."""
         return state.stop
 
+    def final_linearization(self, state: State) -> tuple[Linearization | None, State]:
+        """LM's data holds no Jacobian at a point its last trial accepted (the ftol/xtol
+        test's): it is evaluated here, and like SciPy's least_squares not counted in njev (the
+        iteration did not use it); ``None`` where a difference Jacobian would exceed maxfev."""
+        d = state.data
+        if d.lin is not None or not math.isfinite(state.f):
+            return d.lin, state
+        njev = self.problem.njev
+        try:
+            lin = self.linearize(d.ev)
+        except BudgetExhausted:
+            return None, state
+        finally:
+            self.problem.njev = njev
+        return lin, dataclasses.replace(state, data=d.but(lin=lin))
+
     def finish(self, state: State) -> dict:
         d = state.data
         damping, radius, ratio = zip(*entries(d.trials), strict=True) if d.trials else ((),) * 3
@@ -317,16 +334,7 @@ class LevenbergMarquardt(LeastSquaresMethod):
                "damping_update": d.update}
         if d.update == "trust-region":
             out["trust_radius"] = list(radius)
-        lin = d.lin
-        if lin is None and math.isfinite(state.f):
-            # The gradient at a point accepted by the ftol/xtol test: like SciPy's
-            # least_squares, this Jacobian is not counted in njev (the iteration did not use it).
-            njev = self.problem.njev
-            try:
-                lin = self.linearize(d.ev)
-            except BudgetExhausted:  # a difference Jacobian would exceed maxfev: no jac
-                lin = None
-            self.problem.njev = njev
+        lin, _ = self.final_linearization(state)
         out["jac"] = None if lin is None else lin.g
         out["jacobian"] = None if lin is None else lin.J  # (J̃ at x: least_squares reuses it)
         return out

@@ -50,6 +50,7 @@ is rank-deficient (biggs_exp6 from its symmetric start; rank-one problems) and o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -336,14 +337,21 @@ class TrustRegionReflective(LeastSquaresMethod):
         c += 0.5 * B.vdot(xp, s0 * C, s0)
         return a, b, c
 
+    def final_linearization(self, state: State) -> tuple[Any, State]:
+        """J at the last accepted point, evaluated and counted as SciPy's trf does for its
+        result (``None`` where that would exceed maxfev); kept for :meth:`finish`."""
+        d = state.data
+        if d["lin"] is not None or not math.isfinite(state.f):
+            return d["lin"], state
+        try:
+            lin = self.linearize(d["ev"], densify=True)
+        except BudgetExhausted:
+            return None, state
+        return lin, dataclasses.replace(state, data=dict(d, lin=lin))
+
     def finish(self, state: State) -> dict:
         d = state.data
-        lin = d["lin"]
-        if lin is None and math.isfinite(state.f):
-            try:  # J at the last accepted point: SciPy's trf evaluates and counts it too
-                lin = self.linearize(d["ev"], densify=True)
-            except BudgetExhausted:
-                lin = None
+        lin, _ = self.final_linearization(state)
         # "jacobian": J̃ at x (least_squares reuses it rather than evaluating J once more)
         return {"jac": None if lin is None else lin.g, "y": d["ev"].y,
                 "jacobian": None if lin is None else lin.J,
