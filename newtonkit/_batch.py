@@ -1341,16 +1341,17 @@ class _BatchRun:
             self._fd_zero_columns(met, s_np, unseen > gtol[:, None] * cn * rn[:, None] + seen)
         self.mark(met, Status.GTOL)
 
-    def _fd_zero_columns(self, met: np.ndarray, s_np: np.ndarray, blind: Any) -> None:
+    def _fd_zero_columns(self, met: np.ndarray, s_np: np.ndarray, blind: Any,
+                         overwrite: bool = False) -> None:
         """FD_ZERO_COLUMN for the rows in ``met`` where ``blind`` (rows ``s_np`` of the active
         ones, one entry per parameter) marks a difference Jacobian column (or gradient entry)
-        that cannot show the gradient: fun did not change along that parameter, so a gradient
-        test met there proves nothing."""
+        that cannot show the gradient: fun did not change along that parameter, so a test met
+        there proves nothing.  ``overwrite``: rows that already hold their status."""
         if self.ev.jac_scheme in ("2-point", "3-point") and met.any():
             zero = self._host(self.xp.any(blind, axis=1))
             zmask = np.zeros_like(met)
             zmask[s_np[zero]] = True
-            for i in self.mark(met & zmask, Status.FD_ZERO_COLUMN):
+            for i in self.mark(met & zmask, Status.FD_ZERO_COLUMN, overwrite=overwrite):
                 k = int(np.nonzero(s_np == i)[0][0])
                 cols = np.nonzero(B.to_numpy(blind[k, ...]))[0].tolist()
                 self.details[int(self.rows[i])] = {"columns": cols}
@@ -1364,18 +1365,11 @@ class _BatchRun:
         ``LeastSquaresMethod.verify``).  ``overwrite``: rows that already hold their status."""
         if self.ev.jac_scheme not in ("2-point", "3-point") or not s_np.size:
             return
-        xp = self.xp
         unseen, _ = self.ev.unseen_gradient(X, Y, J, self._idx(self.rows[s_np]))
-        blind = xp.all(J == 0, axis=1) & (unseen > 0)  # (b, n)
-        hit = self._host(xp.any(blind, axis=1))
-        if not hit.any():
-            return
-        mask = np.zeros(self.rows.size, dtype=bool)
-        mask[s_np[hit]] = True
-        for i in self.mark(mask, Status.FD_ZERO_COLUMN, overwrite=overwrite):
-            k = int(np.nonzero(s_np == i)[0][0])
-            self.details[int(self.rows[i])] = {
-                "columns": np.nonzero(B.to_numpy(blind[k, ...]))[0].tolist()}
+        met = np.zeros(self.rows.size, dtype=bool)
+        met[s_np] = True
+        blind = self.xp.all(J == 0, axis=1) & (unseen > 0)  # (b, n): exactly zero columns
+        self._fd_zero_columns(met, s_np, blind, overwrite)
 
     def _blind_change_tests(self, *tests: np.ndarray) -> None:
         """:meth:`_blind_change_stops` at the running rows where any of the change ``tests``
@@ -1729,7 +1723,7 @@ class _BatchRun:
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill
         conv_f, conv_x = conv & small_f, conv & small_x
-        self._blind_change_tests(conv_f, conv_x, short & small_f if self.name == "gn" else conv_f)
+        self._blind_change_tests(conv_f, conv_x, *([short & small_f] if self.name == "gn" else []))
         if self.name == "hig":
             conv_f, conv_x = self._gauss_newton_check(conv_f, conv_x)
         self.mark(conv_f & conv_x, Status.FTOL_XTOL)
