@@ -601,3 +601,19 @@ def test_a_change_test_on_a_zero_difference_column_is_no_success(name, method):
         res = nk.minimize(p.residual, x0, method=kind, jac="2-point")
         ok, term = res.success, res.termination
     assert not ok and term == "FD_ZERO_COLUMN", term
+
+
+@pytest.mark.parametrize("backend", ["torch", "array_api_strict"])
+def test_a_change_test_on_a_zero_difference_column_on_other_backends(backend):
+    """The zero-column check at ftol stops on torch and array-api-strict arrays (lm, gn):
+    Jennrich–Sampson from (3, 4), 2-point Jacobians, as with NumPy."""
+    xp = pytest.importorskip(backend)
+    i = xp.asarray(np.arange(1.0, 11.0), dtype=xp.float64)
+
+    def r(x):
+        return 2.0 + 2.0 * i - (xp.exp(i * x[0]) + xp.exp(i * x[1]))
+
+    for method in ("lm", "gn"):
+        res = nk.minimize(r, xp.asarray([3.0, 4.0], dtype=xp.float64), method=method,
+                          jac="2-point")
+        assert not res.success and res.termination == "FD_ZERO_COLUMN", res.termination
