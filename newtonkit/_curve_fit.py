@@ -129,6 +129,10 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
     ------
     RuntimeError
         When the fit does not converge (``least_squares`` reports no success), as SciPy.
+        Unlike SciPy, also for a model that ignores a parameter when the Jacobian is a
+        difference: its column reads exactly 0 and the stop proves nothing about it
+        (``FD_ZERO_COLUMN``; SciPy returns an ``inf`` covariance).  Pass ``jac``, or drop
+        the parameter.
     ValueError
         Bad input: the data, ``sigma``, ``nan_policy``, a model output of the wrong shape.
     """
