@@ -255,3 +255,27 @@ def test_lm_solves_nist_mgh09_from_start_1():
                                     jac=jac, maxfev=1000)
     assert info["success"][0]
     np.testing.assert_allclose(P[0], cert, rtol=1e-3)
+
+
+def test_a_parameter_the_model_ignores():
+    """With difference Jacobians the ignored parameter's column reads exactly 0, and whatever
+    test stops the fit proves nothing about it: RuntimeError (FD_ZERO_COLUMN; SciPy returns
+    an inf covariance).  With the Jacobian given the fit returns, its covariance inf with
+    an OptimizeWarning, as SciPy's."""
+    t = np.linspace(0.0, 3.0, 30)
+    y = 2.0 * np.exp(-1.3 * t) + 0.01 * np.random.default_rng(0).standard_normal(30)
+
+    def f(t, a, b, c):
+        return a * np.exp(-b * t) + 0.0 * c
+
+    def jac(t, a, b, c):
+        e = np.exp(-b * t)
+        return np.stack([e, -a * t * e, np.zeros_like(t)], axis=1)
+
+    for method in ("lm", "trf"):
+        with pytest.raises(RuntimeError, match="FD_ZERO_COLUMN|column"):
+            nk.curve_fit(f, t, y, p0=[1.0, 1.0, 1.0], method=method)
+        with pytest.warns(so.OptimizeWarning):
+            popt, pcov = nk.curve_fit(f, t, y, p0=[1.0, 1.0, 1.0], method=method, jac=jac)
+        # (b's standard error with this noise is 5.4e-3, SciPy's covariance: 0.05 is 9σ)
+        assert abs(popt[1] - 1.3) < 0.05 and np.all(np.isinf(pcov))
