@@ -239,11 +239,11 @@ class _Evaluator:
         # each difference of the gradient evaluates it anew (and fun there for a 2-point one)
         return first + per[self.hess_scheme] * (first + (self.jac_scheme == "2-point"))
 
-    def steps_beyond_x(self, X: Any) -> np.ndarray:
-        """Per entry of ``X`` (b, n), whether a default difference step exceeds a nonzero
-        |x| (the single paths' ``steps_beyond_x``): there a difference Jacobian, gradient or
-        Hessian column is a secant over more than the parameter itself.  None without
-        differences, or with ``diff_step`` (steps relative to |x|)."""
+    def steps_beyond_x(self, X: Any) -> Any:
+        """Per entry of ``X`` (b, n), on its device, whether a default difference step
+        exceeds a nonzero |x| (the single paths' ``steps_beyond_x``): there a difference
+        Jacobian, gradient or Hessian column is a secant over more than the parameter itself.
+        ``None`` without differences, or with ``diff_step`` (steps relative to |x|)."""
         xp, h = self.xp, None
         fd = self.jac_scheme if self.jac_scheme in ("2-point", "3-point") else None
         if fd is not None and self.diff_step is None:
@@ -252,9 +252,9 @@ class _Evaluator:
             hh = difference_steps(xp, X, self.hess_scheme, self._gradient_accuracy())
             h = hh if h is None else xp.maximum(h, hh)
         if h is None:
-            return np.zeros(tuple(X.shape), dtype=bool)
+            return None
         size = xp.abs(X)
-        return np.asarray(B.to_numpy((size > 0) & (size < h)), dtype=bool)
+        return (size > 0) & (size < h)
 
     def _scheme(self, d: Any, name: str) -> str:
         if d is None:
@@ -848,7 +848,8 @@ class _BatchRun:
             raise ValueError(f"the objective is not finite at X0[{bad}]; start every problem "
                              f"where fun is finite")
         beyond = ev.steps_beyond_x(X)
-        if beyond.any():
+        if beyond is not None and bool(xp.any(beyond)):  # (the mask to the host only then)
+            beyond = np.asarray(B.to_numpy(beyond), dtype=bool)
             i, j = (int(k[0]) for k in np.nonzero(beyond))
             warnings.warn(f"the difference steps exceed |X0[i, j]| at {int(beyond.sum())} "
                           f"entries, the first X0[{i}, {j}] (SciPy's default step "
@@ -1501,8 +1502,9 @@ class _BatchRun:
         gs = xp.where(xp.all(xp.isfinite(g), axis=1), gs, xp.full_like(gs, math.inf))
         gs_np = self._host(gs <= self.tol("gtol"))
         self._zero_test(sel)
-        s_np = np.nonzero(sel)[0]
-        self._flat_loss_test(s_np, xp.take(rn, self._idx(s_np), axis=0))
+        if self.ev.loss is not None:
+            s_np = np.nonzero(sel)[0]
+            self._flat_loss_test(s_np, xp.take(rn, self._idx(s_np), axis=0))
         self.mark(sel & ~np.isfinite(B.to_numpy(gs)), Status.NONFINITE)
         self._gradient_test(sel & gs_np, np.arange(self.rows.size), cn, rn, self.X, self.V,
                             self.J)
