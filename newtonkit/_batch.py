@@ -1421,7 +1421,7 @@ class _BatchRun:
                                       self.nonfinite_run + 1)
         self.since = xp.where(~finite, xp.zeros_like(self.since),
                               xp.where(self.since < 0, self.since, self.since + 1))
-        code = _trust.more_termination(xp, upd, self.delta, self.xnorm, self.gscaled,
+        code = _trust.more_termination(xp, upd, par, self.delta, self.xnorm, self.gscaled,
                                        self.eps, self.tol("ftol"), self.tol("xtol"),
                                        self.nonfinite_run, self.since, offer, gn_length)
         self._mark_codes(code)

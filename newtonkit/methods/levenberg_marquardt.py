@@ -34,7 +34,8 @@ relative to ``f``) and :math:`\rho \le 2`; ``xtol``: :math:`\Delta \le \mathrm{x
 has been accepted and after a λ > 0 trial that did not shrink it, the Gauss-Newton step's
 :math:`\|D\hat p(0)\|` too: :func:`._trust.radius_unproven`) or
 :math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)` (Nielsen).  A stop reached by
-shrinking the step away from non-finite values is ``NONFINITE``, not convergence.
+shrinking the step away from non-finite values (an ftol/xtol stop on a λ > 0 trial within
+``RECENT_NONFINITE`` trials of a non-finite one) is ``NONFINITE``, not convergence.
 
 Each trial is one :meth:`LevenbergMarquardt.step`; what it carries from trial to trial is an
 :class:`LMData` (``State.data``), which a trial never changes: it makes the next one.
@@ -247,8 +248,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
         xtol = self.tol["xtol"]
         if _trust.radius_unproven(not d.gn_step, par, u.ratio) and u.delta <= xtol * xnorm:
             gn_length = sub.gn_length()
-        code = _trust.more_termination(_trust.SCALAR, u, u.delta, xnorm, d.gnorm, self.eps,
-                                       ftol, xtol, new.nonfinite_run,
+        code = _trust.more_termination(_trust.SCALAR, u, par, u.delta, xnorm, d.gnorm,
+                                       self.eps, ftol, xtol, new.nonfinite_run,
                                        new.since_nonfinite, offer, gn_length)
         status = _trust.CODES[int(code)]
         if not u.accepted:
