@@ -1317,12 +1317,15 @@ class _BatchRun:
         """:func:`newtonkit._backend.scatter_rows` over the active rows ``sel``."""
         return B.scatter_rows(self.xp, sel, array_api_compat.device(self.X))
 
-    def _xtol_bound(self, X: Any) -> Any:
+    def _xtol_bound(self, X: Any, J: Any = None) -> Any:
         """The xtol test's bound on a step from each row of ``X`` (the active rows):
         ``xtol·(xtol·‖x₀‖ + ‖x‖)``, per row the single path's
-        :meth:`~newtonkit.methods._base.Method.xtol_bound`."""
-        xtol = self.tol("xtol")
-        return xtol * (xtol * self.xscale + self.xp.linalg.vector_norm(X, axis=1))
+        :meth:`~newtonkit.methods._base.Method.xtol_bound`; with the Jacobians ``J`` at ``X``,
+        ‖x‖ over the entries whose column of J is nonzero (its ``seen``)."""
+        xp, xtol = self.xp, self.tol("xtol")
+        if J is not None:
+            X = xp.where(xp.any(J != 0, axis=1), X, xp.zeros_like(X))
+        return xtol * (xtol * self.xscale + xp.linalg.vector_norm(X, axis=1))
 
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
@@ -1592,7 +1595,7 @@ class _BatchRun:
         # as without bounds: a full step within xtol ends the row before any trial (at the
         # rounding level of f no trial could pass the Armijo test: the search would fail)
         snorm = xp.linalg.vector_norm(s, axis=1)
-        early = self._host(snorm <= self._xtol_bound(self.X))
+        early = self._host(snorm <= self._xtol_bound(self.X, self.J))
         self._blind_change_tests(early)
         self.mark(early, Status.XTOL)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
@@ -1617,7 +1620,7 @@ class _BatchRun:
             bound = xp.take(self.tol("ftol") * xp.abs(self.f), k, axis=0)
             small_f[small_f] = self._host(self._gauss_newton_offer(small_f) <= bound)
         step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
-        small_x = self._host(step <= self._xtol_bound(self.X))
+        small_x = self._host(step <= self._xtol_bound(self.X, self.J))
         self._blind_change_tests(full & small_x, ok & small_f)
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
@@ -1697,7 +1700,7 @@ class _BatchRun:
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
-            early = self._host(dnorm <= self._xtol_bound(self.X))
+            early = self._host(dnorm <= self._xtol_bound(self.X, self.J))
             self._blind_change_tests(early)
             self.mark(early, Status.XTOL)
         if armijo:
@@ -1712,7 +1715,7 @@ class _BatchRun:
         full = self._host(t == 1.0) & ok
         short = ok & ~full
         bound_f = self.tol("ftol") * xp.abs(f_prev)
-        bound_x = self._xtol_bound(self.X)
+        bound_x = self._xtol_bound(self.X, self.J)
         # ftol is MINPACK's test, actual and predicted reductions: for GN the model's for the
         # full step, −½gᵀd (as the single path); for HIG the Gauss-Newton step's bound
         small_f = self._host(xp.abs(f_prev - self.f) <= bound_f)
@@ -1756,7 +1759,7 @@ class _BatchRun:
                                              xp.take(self.threshold, c, axis=0))
         f = xp.take(self.f, c, axis=0)
         ok = ((predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))
-              | (step <= xp.take(self._xtol_bound(self.X), c, axis=0)))
+              | (step <= xp.take(self._xtol_bound(self.X, self.J), c, axis=0)))
         bad = np.zeros_like(cand)
         bad[c_np[~self._host(ok)]] = True
         self.mark(bad, Status.TRUNCATED)

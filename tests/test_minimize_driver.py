@@ -465,6 +465,9 @@ def _two_exp(P):
     return r, J
 
 
+_two_exp.nonfinite = 0
+
+
 def test_gauss_newton_steps_after_a_non_finite_trial_converge():
     """From these starts an early trial of LM overflows (½‖r‖² = inf: exp(176·t), or
     residuals of 1e200); with the radius cut, each run reaches the minimum by Gauss-Newton
@@ -491,6 +494,39 @@ def test_gauss_newton_steps_after_a_non_finite_trial_converge():
         assert res.fun <= ref.fun * (1 + 1e-8)
         assert batch.success[k] and batch.status[k] == res.status
         assert batch.nfev[k] == res.nfev
+
+
+
+@pytest.mark.parametrize("method,opts", [("gn", {}), ("hig", {"line_search": True}),
+                                         ("lm", {"update": "nielsen"})])
+def test_a_parameter_with_a_zero_column_does_not_fill_the_xtol_norm(method, opts):
+    """x₃ = 1e9 makes exp(−x₃t) underflow at every t > 0 and its column t·exp(−x₃t) is 0
+    at every t: no step of these methods moves x₃ (its row of J⁺, of V Σ^κ Uᵀ and of
+    (JᵀJ + μD²)⁻¹Jᵀ is 0).  In ‖x‖ = 1e9 it made every step "relatively" small: GN ended
+    XTOL, success, at x0 (one evaluation, f = 1.10, gradient 11), HIG and Nielsen's LM a few
+    steps later with gradients of 0.025 and 1.9.  Now ‖x‖ counts only the entries whose
+    column is nonzero, and every run reaches the fit with x₃ out of the data (x₂·exp(−x₃t)
+    is x₂ at t = 0 only): the gradient test, or ftol with a gradient within its bound."""
+    X0 = np.array([[0.8, 0.2, 0.8, 1e9]])
+    fun, jac = (lambda x: _two_exp(x[None])[0][0]), (lambda x: _two_exp(x[None])[1][0])
+    assert np.all(_two_exp(X0)[1][0][:, 3] == 0)  # (the case under test: a zero column)
+    single = nk.minimize(fun, X0[0], method=method, jac=jac, options=opts)
+    results = [single]
+    if method != "lm":
+        results.append(nk.minimize(lambda X: _two_exp(X)[0], X0, method=method,
+                                   jac=lambda X: _two_exp(X)[1], options=opts, batch=True))
+    # the minimum over x₀..x₂ with x₃ held (tight tolerances).  At an ftol stop the
+    # Gauss-Newton model offers at most ftol·f more; f − f* ≤ 10·ftol·f allows the model's
+    # error a factor 10 (measured: 7e-11 relative)
+    ref = nk.minimize(lambda q: fun(np.append(q, 1e9)), X0[0, :3], method="lm",
+                      jac=lambda q: jac(np.append(q, 1e9))[:, :3],
+                      options={"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15})
+    for res in results:
+        x = np.asarray(res.x).reshape(-1, 4)[0]
+        assert bool(np.all(res.success)), res.message
+        assert x[3] == 1e9
+        f = float(np.asarray(res.fun).reshape(-1)[0])
+        assert ref.fun <= f <= ref.fun * (1 + 10 * 1.49e-8), (f, ref.fun)
 
 
 # -- user derivatives: shapes and backends are checked ------------------------------------

@@ -206,6 +206,12 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
         details = dict(state.details, columns=[int(j) for j in self.xp.nonzero(blind)[0]])
         return Status.FD_ZERO_COLUMN, replace(state, details=details)
 
+    @staticmethod
+    def seen(lin: Linearization | None) -> Any:
+        """The entries of x whose column of J̃ is nonzero (``None`` where the column norms
+        are unknown: an operator J̃): :meth:`~._base.Method.xtol_bound`'s ``seen``."""
+        return None if lin is None or lin.colnorms is None else lin.colnorms > 0
+
     def final_linearization(self, state: State) -> tuple[Linearization | None, State]:
         """The linearization at ``state.x`` (``None`` where the method holds none) and the
         state: the methods that evaluate J at a new iterate before their next step (Gauss-
@@ -235,7 +241,8 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
                                                          device=B.device(J))
             offer, length = (float(a[0]) for a in gauss_newton_terms(xp, J[None, ...],
                                                                      r[None, ...], cut))
-        if offer <= tol["ftol"] * abs(f) or length <= self.xtol_bound(x):
+        seen = None if isinstance(J, LinearOperator) else xp.any(J != 0, axis=0)
+        if offer <= tol["ftol"] * abs(f) or length <= self.xtol_bound(x, seen):
             return status
         return None
 
@@ -272,7 +279,7 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
                 return Status.NO_PROGRESS
         elif state.accepted:
             bound_f = tol["ftol"] * abs(i["f_prev"])
-            bound_x = self.xtol_bound(state.x)
+            bound_x = self.xtol_bound(state.x, self.seen(lin))
             # MINPACK's ftol test: the model's predicted reduction too (Gauss-Newton's for
             # the full step; a small actual change where the model promised much is no
             # convergence)

@@ -16,8 +16,9 @@ With ``damping`` given, ``"gauss-newton"`` is Levenberg-Marquardt
 
 Termination: ``gtol``, the scaled gradient (:meth:`LeastSquaresMethod.gradient_measure`) ≤
 gtol; after a full step, :math:`|f_k - f_{k+1}| \le \mathrm{ftol}\,|f_k|` and/or
-:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)`
-(:meth:`~newtonkit.methods._base.Method.xtol_bound`); after a shortened step, ftol as
+:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)`, ‖x‖ over the entries
+whose column of J̃ is nonzero (:meth:`~newtonkit.methods._base.Method.xtol_bound`); after a
+shortened step, ftol as
 MINPACK's test, the actual and the predicted reduction :math:`m(0) - m(p) = -\tfrac12 g^Tp`
 both at most :math:`\mathrm{ftol}\,|f_k|` (:meth:`LeastSquaresMethod.terminate`).
 """
@@ -99,7 +100,7 @@ class GaussNewton(LeastSquaresMethod):
             return stop(state, Status.NONFINITE)
         # the full step predicts convergence within xtol (only a converged solve's: an
         # iterative solve that stalled may return a short step, even 0, far from a minimum)
-        if info.converged and self.norm(d) <= self.xtol_bound(state.x):
+        if info.converged and self.norm(d) <= self.xtol_bound(state.x, self.seen(lin)):
             return stop(state, Status.XTOL)
         slope = float(xp.vecdot(state.g, d))
         if not slope < 0:
