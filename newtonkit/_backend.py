@@ -160,6 +160,8 @@ def to_numpy(x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
     if name == "cupy":
         return x.get()
+    if name == "array_api_strict":  # (its other devices stand in for an accelerator in tests)
+        return np.asarray(x.to_device(xp.Device("CPU_DEVICE")))
     return np.asarray(x)
 
 

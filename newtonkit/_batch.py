@@ -441,7 +441,7 @@ class _Evaluator:
             H, one_sided = steps_in_box(xp, X, H, scheme, box)
         cols = []
         for j in range(n):
-            e = xp.astype(xp.arange(n) == j, X.dtype)[None, :]
+            e = xp.astype(xp.arange(n, device=array_api_compat.device(X)) == j, X.dtype)[None, :]
             hi = X + H * e
             if scheme == "2-point":
                 hj = hi[:, j] - X[:, j]  # the step actually taken (exact in floating point)
@@ -1046,8 +1046,8 @@ class _BatchRun:
         xp, ev, Bn = self.xp, self.ev, self.ev.Bn
         if Bn == 0:
             n = self.X.shape[1]
-            empty = xp.zeros((0, n), dtype=self.X.dtype)
-            return BatchResult(x=empty, fun=xp.zeros((0,), dtype=self.X.dtype), jac=empty,
+            empty = xp.zeros((0, n), dtype=self.X.dtype, device=array_api_compat.device(self.X))
+            return BatchResult(x=empty, fun=empty[:, 0], jac=empty,
                                status=np.zeros(0, np.int64), success=np.zeros(0, bool),
                                nit=self.nit, nfev=ev.nfev, njev=ev.njev, nhev=ev.nhev,
                                message="0 problems", method=self.name,
@@ -1094,27 +1094,31 @@ class _BatchRun:
     def _init_lm(self) -> None:
         xp = self.xp
         b, n = self.X.shape
-        z = xp.zeros((b,), dtype=self.X.dtype)
+        dev = array_api_compat.device(self.X)
+        z = xp.zeros((b,), dtype=self.X.dtype, device=dev)
         k = min(self.V.shape[1], n)
         self.method_state = ["D", "delta", "par", "first", "gn_step", "newJ", "xnorm",
-                             "gscaled", "nonfinite_run", "since", "sub"]
+                             "seen", "gscaled", "nonfinite_run", "since", "sub"]
         self.D = xp.ones_like(self.X)
+        # the entries whose column of J̃ is nonzero (the xtol tests' ‖Dx‖: _step_lm)
+        self.seen = xp.ones(self.X.shape, dtype=xp.bool, device=dev)
         self.delta, self.par, self.xnorm = z, z, z
-        self.first = xp.ones((b,), dtype=xp.bool)
-        self.gn_step = xp.zeros((b,), dtype=xp.bool)  # a Gauss-Newton step (λ = 0) accepted
-        self.newJ = xp.ones((b,), dtype=xp.bool)
+        self.first = xp.ones((b,), dtype=xp.bool, device=dev)
+        self.gn_step = xp.zeros((b,), dtype=xp.bool, device=dev)  # a Gauss-Newton step accepted
+        self.newJ = xp.ones((b,), dtype=xp.bool, device=dev)
         # the normal equations' precision: float64 for float32 problems (_linearize_lm)
         self.wide = xp.float64 if self.X.dtype == xp.float32 else self.X.dtype
-        no = xp.zeros((b,), dtype=xp.bool)
-        zk = xp.zeros((b, k), dtype=self.X.dtype)
+        no = xp.zeros((b,), dtype=xp.bool, device=dev)
+        zk = xp.zeros((b, k), dtype=self.X.dtype, device=dev)
         self.sub = _Subproblem(
-            chol=no, M=xp.zeros((b, n, n), dtype=self.wide), ga=xp.zeros((b, n), dtype=self.wide),
+            chol=no, M=xp.zeros((b, n, n), dtype=self.wide, device=dev),
+            ga=xp.zeros((b, n), dtype=self.wide, device=dev),
             v0=xp.zeros_like(self.X), n0=z, jp0=z, spec=no, s2=zk, sq=zk, c0=zk,
-            Vt=xp.zeros((b, k, n), dtype=self.X.dtype), full=no)
+            Vt=xp.zeros((b, k, n), dtype=self.X.dtype, device=dev), full=no)
         self.G = xp.zeros_like(self.X)
         self.gscaled = z
-        self.nonfinite_run = xp.zeros((b,), dtype=xp.int64)
-        self.since = xp.full((b,), -1, dtype=xp.int64)
+        self.nonfinite_run = xp.zeros((b,), dtype=xp.int64, device=dev)
+        self.since = xp.full((b,), -1, dtype=xp.int64, device=dev)
 
     def _linearize_lm(self) -> None:
         """A new Jacobian at every row that moved (``newJ``), in one call: at the running rows
@@ -1201,6 +1205,7 @@ class _BatchRun:
         self.G = put(G, self.G)
         self.gscaled = put(gscaled, self.gscaled)
         self.D = put(D, self.D)
+        self.seen = put(cn > 0, self.seen)
         self.sub = _Subproblem(*(old if new is None else put(new, old)
                                  for new, old in zip(sub, self.sub, strict=True)))
         for rows, terms in groups:  # (the rows off the Cholesky route)
@@ -1276,7 +1281,7 @@ class _BatchRun:
         sq = _vecmat(xp, xp.take(sub.ga, idx, axis=0), Q)
         dt = self.X.dtype  # (M is float64 for float32 problems: the terms are rounded once)
         terms = tuple(xp.astype(a, dt) for a in (w, sq, sq / w, xp.matrix_transpose(Q))) + (
-            xp.ones((w.shape[0],), dtype=xp.bool),)
+            xp.ones((w.shape[0],), dtype=xp.bool, device=array_api_compat.device(w)),)
         return self._with_terms(sub, need, terms)
 
     def _with_terms(self, sub: _Subproblem, rows: np.ndarray, terms: tuple) -> _Subproblem:
@@ -1424,7 +1429,12 @@ class _BatchRun:
                                       self.nonfinite_run + 1)
         self.since = xp.where(~finite, xp.zeros_like(self.since),
                               xp.where(self.since < 0, self.since, self.since + 1))
-        code = _trust.more_termination(xp, upd, par, self.delta, self.xnorm, self.gscaled,
+        # the xtol tests' ‖Dx‖ over the entries whose column is nonzero (the single path's
+        # _seen_xnorm: MINPACK's xnorm where every column is)
+        masked = xp.where(self.seen, self.D * self.X, xp.zeros_like(self.X))
+        xsize = xp.where(xp.all(self.seen, axis=1), self.xnorm,
+                         xp.linalg.vector_norm(masked, axis=1))
+        code = _trust.more_termination(xp, upd, par, self.delta, xsize, self.gscaled,
                                        self.eps, self.tol("ftol"), self.tol("xtol"),
                                        self.nonfinite_run, self.since, offer, gn_length)
         self._mark_codes(code)
@@ -1650,12 +1660,11 @@ class _BatchRun:
         ``f(P(X + t d)) ≤ f + c₁ gᵀ(P(X + t d) − X)``, ``gᵀ(P(X + t d) − X) < 0``; t = 0 where
         none is found in ``max_backtracks`` halvings (or the budget ends)."""
         xp, o, ev = self.xp, self.o, self.ev
-        b = self.X.shape[0]
-        t = xp.ones((b,), dtype=self.X.dtype)
+        t = xp.ones_like(self.f)
         found = self._dev(skip.copy())
         t_ok = xp.zeros_like(t)
         X1, V1, f1 = self.X, self.V, self.f
-        nonfinite = xp.zeros((b,), dtype=xp.bool)
+        nonfinite = xp.zeros_like(found)
         cost = ev.linearization_cost(self.X.shape[1], self.rows)
         for _ in range(o["max_backtracks"]):
             searching = ~self._host(found)
@@ -1676,16 +1685,16 @@ class _BatchRun:
             fin = xp.isfinite(ft) & xp.all(xp.isfinite(xp.reshape(Vt, (Vt.shape[0], -1))),
                                            axis=1)
             good = fin & (lin < 0) & (ft <= xp.take(self.f, s, axis=0) + o["c1"] * lin)
-            sel = np.zeros(b, bool)
+            sel = np.zeros(self.X.shape[0], bool)
             sel[s_np] = True
             put = self._scatter(sel)
-            good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
+            good_full = put(good, xp.zeros_like(found)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
             f1 = xp.where(good_full, put(ft, f1), f1)
             t_ok = xp.where(good_full, t, t_ok)
             found = found | good_full
-            nonfinite = nonfinite | (self._dev(sel) & ~put(fin, xp.ones((b,), dtype=xp.bool)))
+            nonfinite = nonfinite | (self._dev(sel) & ~put(fin, xp.ones_like(found)))
             t = xp.where(self._dev(sel) & ~found, 0.5 * t, t)
         return t_ok, X1, V1, f1, nonfinite
 
@@ -1800,13 +1809,11 @@ class _BatchRun:
         """Per-row backtracking from t = 1 (the rule of :func:`methods._linesearch.backtrack`):
         the first t with a finite value (and the Armijo condition when ``armijo``)."""
         xp, o, ev = self.xp, self.o, self.ev
-        b = self.X.shape[0]
-        t = xp.ones((b,), dtype=self.X.dtype)
-        found = xp.asarray(self.status[self.rows] != _RUNNING,
-                           device=array_api_compat.device(self.X))
+        t = xp.ones_like(self.f)
+        found = self._dev(self.status[self.rows] != _RUNNING)
         t_ok = xp.zeros_like(t)
         X1, V1, f1 = self.X, self.V, self.f
-        nonfinite = xp.zeros((b,), dtype=xp.bool)
+        nonfinite = xp.zeros_like(found)
         cost = ev.linearization_cost(self.X.shape[1], self.rows)
         for _ in range(o["max_backtracks"]):
             searching = ~self._host(found)
@@ -1825,16 +1832,16 @@ class _BatchRun:
             fin = xp.isfinite(ft) & xp.all(xp.isfinite(xp.reshape(Vt, (Vt.shape[0], -1))),
                                            axis=1)
             good = fin & (ft <= f0s + o["c1"] * ts * sl) if armijo else fin
-            sel = np.zeros(b, bool)
+            sel = np.zeros(self.X.shape[0], bool)
             sel[s_np] = True
             put = self._scatter(sel)
-            good_full = put(good, xp.zeros((b,), dtype=xp.bool)) & self._dev(sel)
+            good_full = put(good, xp.zeros_like(found)) & self._dev(sel)
             X1 = _merge(xp, good_full, put(Xt, X1), X1)
             V1 = _merge(xp, good_full, put(Vt, V1), V1)
             f1 = xp.where(good_full, put(ft, f1), f1)
             t_ok = xp.where(good_full, t, t_ok)
             found = found | good_full
-            nonfinite = nonfinite | (self._dev(sel) & ~put(fin, xp.ones((b,), dtype=xp.bool)))
+            nonfinite = nonfinite | (self._dev(sel) & ~put(fin, xp.ones_like(found)))
             # the next trial: the safeguarded quadratic minimiser, or half on a non-finite value
             denom = 2.0 * (ft - f0s - sl * ts)
             quad = xp.where(denom > 0, -sl * ts * ts / xp.where(denom > 0, denom, 1.0),
@@ -2087,7 +2094,7 @@ def multistart(fun: Callable, starts: Any, method: str = "lm", **kwargs: Any) ->
     if not np.isfinite(pool).any():
         pool = np.where(np.isfinite(fun_np), fun_np, np.inf)
     k = int(np.argmin(pool))
-    out = OptimizeResult(x=res["x"][k], fun=float(fun_np[k]), jac=res["jac"][k],
+    out = OptimizeResult(x=res["x"][k, ...], fun=float(fun_np[k]), jac=res["jac"][k, ...],
                          status=int(res["status"][k]), success=bool(res["success"][k]),
                          message=res.message_of(k), termination=res.termination_of(k),
                          nit=int(res["nit"][k]), nfev=int(res["nfev"][k]),

@@ -1102,3 +1102,66 @@ def test_a_float32_fun_at_float64_x_takes_float32_steps(method):
     # about 1e-3 of it (the ftol/xtol stops at the float32 rounding of r)
     assert res["success"].all() and np.abs(res["x"] - 1.0).max() < 1e-3
     assert one.success and np.abs(one.x - 1.0).max() < 1e-3
+
+
+# -- the device of X0 ----------------------------------------------------------------------------
+
+
+def _two_exp_on(xp, device):
+    """Batched residuals and Jacobians of a·exp(−b t) + c·exp(−d t) on ``device``."""
+    t = xp.asarray(np.linspace(0.0, 6.0, 40), device=device)
+    y = xp.exp(-2.5 * t) + 0.6 * xp.exp(-0.3 * t)
+
+    def F(X):
+        return X[:, 0:1] * xp.exp(-X[:, 1:2] * t) + X[:, 2:3] * xp.exp(-X[:, 3:4] * t) - y
+
+    def J(X):
+        e1, e2 = xp.exp(-X[:, 1:2] * t), xp.exp(-X[:, 3:4] * t)
+        return xp.stack([e1, -X[:, 0:1] * t * e1, e2, -X[:, 2:3] * t * e2], axis=2)
+
+    return F, J
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("lm", {}), ("lm", {"jac": "2-point"}), ("gn", {}), ("gn", {"bounds": (-100.0, 1e4)}),
+    ("hig", {"options": {"line_search": True}}), ("newton", {}), ("newton", {"hess": None}),
+])
+def test_every_batched_array_stays_on_the_device_of_x0(method, kw):
+    """array-api-strict's second device stands in for a GPU: it refuses to combine its arrays
+    with the default device's, and to convert them to NumPy implicitly.  Every batched method
+    ran on device1 into an error (state arrays such as LM's ``first`` and the line search's
+    ``t`` made on the default device); now each runs there, to the same iterates as on the
+    default device (the same operations, so bit for bit), and returns its arrays there.  The
+    starts hold a rank-deficient one (b = d: the SVD route) and one whose steps overflow."""
+    xps = pytest.importorskip("array_api_strict")
+    starts = np.array([[0.8, 2.0, 0.5, 0.4], [1.0, 2.5, 1.0, 2.5], [1e3, -50.0, 1.0, 0.3],
+                       [1.2, 3.0, 0.3, 0.2]])
+    out = {}
+    for name in ("CPU_DEVICE", "device1"):
+        dev = xps.Device(name)
+        F, J = _two_exp_on(xps, dev)
+        # (Newton not from the far start: 400 iterations of difference Hessians)
+        X0 = xps.asarray(starts[[0, 1, 3]] if method == "newton" else starts, device=dev)
+        if method == "newton":
+            def f(X, F=F):
+                return 0.5 * xps.sum(F(X) ** 2, axis=1)
+
+            def g(X, F=F, J=J):
+                return xps.sum(F(X)[:, :, None] * J(X), axis=1)
+
+            def h(X, J=J, dev=dev):
+                JX = J(X)
+                return xps.matrix_transpose(JX) @ JX + 1e-3 * xps.eye(4, device=dev)
+
+            with np.errstate(over="ignore", invalid="ignore"):  # (fun at the far start)
+                res = nk.minimize(f, X0, method="newton", batch=True,
+                                  **{"jac": g, "hess": h, **kw})
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = nk.minimize(F, X0, method=method, batch=True, **{"jac": J, **kw})
+        assert res.x.device == dev and res.fun.device == dev
+        out[name] = res
+    a, b = out["CPU_DEVICE"], out["device1"]
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(B.to_numpy(a.x), B.to_numpy(b.x))
+    np.testing.assert_array_equal(a.nfev, b.nfev)
