@@ -181,7 +181,7 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
     def residual(p: Any) -> Any:
         y = f(xdata, *[p[i] for i in range(n)])
         if not hasattr(y, "shape"):
-            y = xp.asarray(y, dtype=ydata.dtype)
+            y = xp.asarray(y, dtype=ydata.dtype, device=B.device(ydata))
         try:
             d = y - ydata
         except (ValueError, RuntimeError):  # shapes that do not broadcast
@@ -196,7 +196,8 @@ def curve_fit(f: Callable, xdata: Any, ydata: Any, p0: Any = None, sigma: Any = 
 
         def jac(p: Any) -> Any:  # the whitened Jacobian of the residual
             J = model_jac(xdata, *[p[i] for i in range(n)])
-            J = xp.asarray(J, dtype=ydata.dtype) if not hasattr(J, "shape") else J
+            J = (xp.asarray(J, dtype=ydata.dtype, device=B.device(ydata))
+                 if not hasattr(J, "shape") else J)
             if tuple(J.shape) != (m, n):
                 raise ValueError(f"jac(xdata, *p) returned shape {tuple(J.shape)}, expected "
                                  f"{(m, n)}")
@@ -324,7 +325,8 @@ def _curve_fit_batch(f: Callable, xdata: Any, ydata: Any, p0: Any, sigma: Any,
 
     def residual(X: Any, Yr: Any, *Wr: Any) -> Any:
         y = f(xdata, *columns(X))
-        d = (xp.asarray(y, dtype=Yr.dtype) if not hasattr(y, "shape") else y) - Yr
+        d = (xp.asarray(y, dtype=Yr.dtype, device=B.device(Yr)) if not hasattr(y, "shape")
+             else y) - Yr
         if tuple(d.shape) != tuple(Yr.shape):
             raise ValueError(f"with batch=True f(xdata, *p) with p columns (b, 1) must return "
                              f"(b, m) = {tuple(Yr.shape)}, got {tuple(getattr(y, 'shape', ()))}")

@@ -69,7 +69,7 @@ class _Residual:
     def __call__(self, u: Any) -> Any:
         y = self.fun(self._x(u), *self.args, **self.kwargs)
         if not hasattr(y, "shape"):
-            y = self.xp.asarray(y, dtype=u.dtype)
+            y = self.xp.asarray(y, dtype=u.dtype, device=B.device(u))
         if len(y.shape) > 1:
             raise ValueError(f"fun must return a 1-D array of residuals (or a scalar), got shape "
                              f"{tuple(y.shape)}")
@@ -79,7 +79,7 @@ class _Residual:
         """``jac`` (a callable) at ``x``, times ``diag(scale)``."""
         J = self.jac(self._x(u), *self.args, **self.kwargs)
         if not isinstance(J, LinearOperator) and not hasattr(J, "shape"):
-            J = self.xp.asarray(J, dtype=u.dtype)
+            J = self.xp.asarray(J, dtype=u.dtype, device=B.device(u))
         if self.scale is None:
             return J
         if isinstance(J, LinearOperator):

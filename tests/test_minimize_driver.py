@@ -10,6 +10,7 @@ import scipy.optimize as so
 from scipy.optimize import rosen, rosen_der, rosen_hess
 
 import newtonkit as nk
+from newtonkit import _backend
 from newtonkit._status import Status
 from newtonkit.methods import METHODS
 
@@ -820,3 +821,60 @@ def test_huge_or_tiny_jacobian_is_no_zero_gradient(method, scale):
     # f(x0) on XTOL/FTOL_XTOL; their one right status follows from the rules for divergence
     # and for the xtol test at a step that did not lower f (issue 13, §2a), being reworked.
         np.testing.assert_allclose(res.x, -c / scale, rtol=1e-12)
+
+
+# -- the device of x0 ----------------------------------------------------------------------------
+
+
+def _on_device1_cases(xps, dev):
+    t = xps.asarray(np.linspace(0.0, 6.0, 40), device=dev)
+    y = xps.exp(-2.5 * t) + 0.6 * xps.exp(-0.3 * t)
+
+    def model(tt, a, b, c, d):
+        return a * xps.exp(-b * tt) + c * xps.exp(-d * tt)
+
+    def res(p):
+        return model(t, p[0], p[1], p[2], p[3]) - y
+
+    p0 = xps.asarray([0.8, 2.0, 0.5, 0.4], device=dev)
+    x0 = xps.asarray([1.5, 0.5], device=dev)
+
+    def quad(x):  # a Python float, as `loss.item()` gives
+        return float((x[0] - 1.0) ** 2 + 10.0 * (x[1] - 2.0) ** 2)
+
+    def listed(x):  # a list of Python floats
+        return [float(x[0]) - 1.0, 2.0 * float(x[1]) - 1.0, float(x[0] * x[1])]
+
+    return {
+        "newton, float fun, 2-point": lambda: nk.minimize(quad, x0, method="newton"),
+        "newton, float fun, 3-point": lambda: nk.minimize(quad, x0, method="newton",
+                                                          jac="3-point"),
+        "lm, list fun": lambda: nk.minimize(listed, x0, method="lm"),
+        "least_squares, list fun": lambda: nk.least_squares(listed, x0),
+        "lm": lambda: nk.minimize(res, p0, method="lm"),
+        "gn": lambda: nk.minimize(res, p0, method="gn"),
+        "hig": lambda: nk.minimize(res, p0, method="hig", options={"line_search": True}),
+        "trf, bounds, loss": lambda: nk.least_squares(res, p0, bounds=(0.0, 5.0), loss="huber"),
+        "curve_fit": lambda: nk.curve_fit(model, t, y, p0=p0),
+    }
+
+
+@pytest.mark.parametrize("case", ["newton, float fun, 2-point", "newton, float fun, 3-point",
+                                  "lm, list fun", "least_squares, list fun", "lm", "gn", "hig",
+                                  "trf, bounds, loss", "curve_fit"])
+def test_single_problems_stay_on_the_device_of_x0(case):
+    """array-api-strict's second device stands in for a GPU (it refuses mixed devices).  A
+    ``fun`` returning a Python float (Newton's difference gradients) or a list (difference
+    Jacobians) had its values made on the default device, and the first difference failed;
+    now they go to x's device.  Each case runs to the same x as on the default device."""
+    xps = pytest.importorskip("array_api_strict")
+    out = {}
+    for name in ("CPU_DEVICE", "device1"):
+        dev = xps.Device(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", nk.FiniteDifferenceWarning)  # (differences wanted)
+            res = _on_device1_cases(xps, dev)[case]()
+        x = res[0] if isinstance(res, tuple) else res.x
+        assert x.device == dev
+        out[name] = _backend.to_numpy(x)
+    np.testing.assert_array_equal(out["CPU_DEVICE"], out["device1"])

@@ -161,10 +161,8 @@ class ScalarProblem(Counters):
                     # for the Hessian's differences of it)
                     self.grad_accuracy = output_accuracy(float(xp.finfo(self.dtype).eps), g)
             else:
-                g = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"),
-                                                      dtype=self.dtype),
-                                x, xp.asarray(f, dtype=self.dtype), scheme=self.jac,
-                                bounds=self.bounds, accuracy=self.accuracy)
+                g = fd_jacobian(self._value_array, x, self._value_array(x, f),
+                                scheme=self.jac, bounds=self.bounds, accuracy=self.accuracy)
         g = flat(xp, g, self.dtype, "the gradient", self.n)
         if self.richardson:
             g = self.richardson_gradient(x, f, g)
@@ -177,6 +175,12 @@ class ScalarProblem(Counters):
         found resting on G's own error h²·f‴/6 goes on with it, from ``x`` on, where it is
         ``g`` (``f = f(x)``; cached)."""
         self.richardson, self._cache = True, (x, f, g)
+
+    def _value_array(self, x: Any, f: float | None = None) -> Any:
+        """f(x) (``f`` where given) as a 0-d array of x's dtype on x's device: the values
+        the difference gradients subtract."""
+        f = scalar(self._raw(x), "fun") if f is None else f
+        return self.xp.asarray(f, dtype=self.dtype, device=B.device(x))
 
     def grad(self, x: Any) -> Any:
         """:math:`\\nabla f(x)`."""
@@ -210,8 +214,7 @@ class ScalarProblem(Counters):
         xp = self.xp
 
         def central(accuracy: float) -> Any:
-            G = fd_jacobian(lambda z: xp.asarray(scalar(self._raw(z), "fun"), dtype=self.dtype),
-                            x, xp.asarray(f, dtype=self.dtype), scheme="3-point",
+            G = fd_jacobian(self._value_array, x, self._value_array(x, f), scheme="3-point",
                             accuracy=accuracy, bounds=self.bounds)
             return flat(xp, G, self.dtype, "the gradient", self.n)
 

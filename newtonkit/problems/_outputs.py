@@ -167,7 +167,7 @@ class OutputProblem(Counters):
         if self.y_shape is None:
             self._check_first_output(y)
         if not hasattr(y, "shape"):
-            y = self.xp.asarray(y, dtype=self.dtype)
+            y = self.xp.asarray(y, dtype=self.dtype, device=B.device(x))
         if self.y_shape is None:
             same_backend(self.xp, y, "the output of fun")
             self.accuracy = output_accuracy(float(self.xp.finfo(self.dtype).eps), y)
