@@ -427,7 +427,8 @@ def batch_covariance(xp: Any, J: Any, n: int) -> tuple[Any, np.ndarray]:
     J = xp.where(finite[:, None, None], J, xp.zeros_like(J))  # keeps LAPACK calm
     _, s, Vt = xp.linalg.svd(J, full_matrices=False)
     if s.shape[1] < n:
-        return xp.full((Bn, n, n), float("inf"), dtype=J.dtype), np.zeros(Bn, dtype=bool)
+        return (xp.full((Bn, n, n), float("inf"), dtype=J.dtype, device=B.device(J)),
+                np.zeros(Bn, dtype=bool))
     eps = float(xp.finfo(J.dtype).eps)
     rank_ok = s[:, n - 1] > eps * max(m, n) * s[:, 0]
     safe = xp.where(rank_ok[:, None], s, xp.ones_like(s))

@@ -14,6 +14,7 @@ import pytest
 import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.optimize import OptimizeWarning
 
 import newtonkit as nk
 from benchmarks import nls_problems as nls
@@ -1165,3 +1166,18 @@ def test_every_batched_array_stays_on_the_device_of_x0(method, kw):
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_array_equal(B.to_numpy(a.x), B.to_numpy(b.x))
     np.testing.assert_array_equal(a.nfev, b.nfev)
+
+
+def test_batched_curve_fit_with_fewer_data_than_parameters_stays_on_the_device():
+    """m = 2 points, n = 3 parameters: every covariance is inf (SciPy's, for a rank below n).
+    That array was made on the default device, and on array-api-strict's device1 (a GPU's
+    stand-in) the result's ``where`` failed; now pcov is inf on x's device."""
+    xps = pytest.importorskip("array_api_strict")
+    dev = xps.Device("device1")
+    t = xps.asarray([0.0, 1.0], device=dev)
+    Y = xps.asarray([[1.0, 2.0], [2.0, 3.0]], device=dev)
+    with pytest.warns(OptimizeWarning, match="could not be estimated"):
+        p, pcov = nk.curve_fit(lambda tt, a, b, c: a + b * tt + c * tt ** 2, t, Y,
+                               p0=xps.ones((2, 3), device=dev), batch=True, method="gn")
+    assert p.device == dev and pcov.device == dev
+    assert np.all(np.isinf(B.to_numpy(pcov)))
