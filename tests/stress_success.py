@@ -17,7 +17,9 @@ Suites (the methods each runs):
 - ``newton``: Newton on ½‖r‖² (gradient callable, 3-point, batched);
 - ``robust``: every built-in robust loss, ``f_scale`` 0.1, 1 or 10: lm, trf, gn;
 - ``float32``: the problems in float32 (residuals and Jacobians computed in float64 and
-  rounded): lm (also 2-point), gn, hig, trf in a wide box, Newton, batched lm.
+  rounded): lm (also 2-point), gn, hig, trf in a wide box, Newton, batched lm;
+- ``multistart``: sums of two and three exponentials from random starts (bench_batch.py's
+  multistart problem), batched lm, gn, hig and hig with a line search.
 
 The oracle, from the returned point with tolerances 1e-15: SciPy's ``least_squares`` (``lm``;
 ``trf`` with the same bounds or loss), or BFGS for Newton.  A run is flagged where it lowers
@@ -290,8 +292,52 @@ class Stress:
                 self.check_rows(p, "f32 lm-batch", S, res, rel=rel)
 
 
+    def multistart(self):
+        """Batched lm, gn and hig from 25 random starts per ``--starts`` on sums of two and
+        three exponentials (bench_batch.py's multistart problem and its three-term kin):
+        decay rates that run away leave exactly zero columns, and huge cancelling amplitudes
+        plateaus, where the change tests are easily fooled."""
+        t = np.linspace(0.0, 6.0, 60)
+        noise = 0.01 * np.random.default_rng(1).standard_normal(t.size)
+        for terms in (((1.0, 2.5), (0.6, 0.3)), ((1.0, 4.0), (0.8, 1.0), (0.4, 0.2))):
+            p = _exponential_sum(t, sum(a * np.exp(-b * t) for a, b in terms) + noise,
+                                 len(terms))
+            S = np.empty((25 * self.starts, p.n))
+            S[:, 0::2] = self.rng.uniform(-2.0, 2.0, (S.shape[0], p.n // 2))
+            S[:, 1::2] = 10.0 ** self.rng.uniform(-2.0, 1.0, (S.shape[0], p.n // 2))
+            for label, kw in (("lm", dict(method="lm")), ("gn", dict(method="gn")),
+                              ("hig", dict(method="hig")),
+                              ("hig-ls", dict(method="hig", options={"line_search": True}))):
+                res = nk.minimize(p.batch_residual, S, jac=p.batch_jacobian, batch=True, **kw)
+                self.check_rows(p, f"{label}-multi", list(S), res)
+
+
+class _exponential_sum:  # noqa: N801  (an NLSProblem's duck: name, n, residual, jacobian)
+    """r(x) = Σ_k x_{2k} exp(−x_{2k+1} t) − y, with batched forms for ``batch=True``."""
+
+    def __init__(self, t, y, k):
+        self.t, self.y, self.n = t, y, 2 * k
+        self.name = f"exp_sum_{k}"
+
+    def batch_residual(self, X):
+        return np.einsum("bk,bkm->bm", X[:, 0::2], np.exp(-X[:, 1::2, None] * self.t)) - self.y
+
+    def batch_jacobian(self, X):
+        E = np.exp(-X[:, 1::2, None] * self.t)  # (B, k, m)
+        J = np.empty((X.shape[0], self.t.size, self.n))
+        J[:, :, 0::2] = E.transpose(0, 2, 1)
+        J[:, :, 1::2] = (-X[:, 0::2, None] * self.t * E).transpose(0, 2, 1)
+        return J
+
+    def residual(self, x):
+        return self.batch_residual(np.asarray(x, dtype=np.float64)[None])[0]
+
+    def jacobian(self, x):
+        return self.batch_jacobian(np.asarray(x, dtype=np.float64)[None])[0]
+
+
 def main(argv=None):
-    suites = ("plain", "scaled", "bounds", "newton", "robust", "float32")
+    suites = ("plain", "scaled", "bounds", "newton", "robust", "float32", "multistart")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suite", nargs="*", help=f"any of {', '.join(suites)} (default: all)")
     ap.add_argument("--seed", type=int, default=0)
