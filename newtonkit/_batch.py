@@ -1739,7 +1739,7 @@ class _BatchRun:
         conv_f, conv_x = conv & small_f, conv & small_x
         self._blind_change_tests(conv_f, conv_x, *([short & small_f] if self.name == "gn" else []))
         if self.name == "hig":
-            conv_f, conv_x = self._gauss_newton_check(conv_f, conv_x)
+            conv_f, conv_x = self._gauss_newton_check(conv_f, conv_x, bound_x)
         self.mark(conv_f & conv_x, Status.FTOL_XTOL)
         self.mark(conv_f, Status.FTOL)
         self.mark(conv_x, Status.XTOL)
@@ -1749,14 +1749,14 @@ class _BatchRun:
         self.mark(short & stuck, Status.NO_PROGRESS)
         self.track_best(acc)
 
-    def _gauss_newton_check(self, small_f: np.ndarray,
-                            small_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gauss_newton_check(self, small_f: np.ndarray, small_x: np.ndarray,
+                            bound_x: Any) -> tuple[np.ndarray, np.ndarray]:
         """HIG's change tests ``small_f``/``small_x`` hold on the directions it kept; at the
         running rows where one holds, the single path's ``gauss_newton_check``: the
         Gauss-Newton step d = −J⁺r̃ on the directions this step dropped (singular values
         above ε·max(m, n)·σ_max and at most the step's threshold) must offer ½‖Jd‖² ≤ ftol·f
-        or be at most :meth:`_xtol_bound` long.  Rows where neither holds end ``TRUNCATED``;
-        returns the tests that stand."""
+        or be at most ``bound_x`` long (:meth:`_xtol_bound` at the active rows).  Rows where
+        neither holds end ``TRUNCATED``; returns the tests that stand."""
         cand = (small_f | small_x) & (self.status[self.rows] == _RUNNING)
         if not cand.any():
             return small_f, small_x
@@ -1768,7 +1768,7 @@ class _BatchRun:
                                              xp.take(self.threshold, c, axis=0))
         f = xp.take(self.f, c, axis=0)
         ok = ((predicted <= xp.take(self.tol("ftol"), c, axis=0) * xp.abs(f))
-              | (step <= xp.take(self._xtol_bound(self.X, self.J), c, axis=0)))
+              | (step <= xp.take(bound_x, c, axis=0)))
         bad = np.zeros_like(cand)
         bad[c_np[~self._host(ok)]] = True
         self.mark(bad, Status.TRUNCATED)
