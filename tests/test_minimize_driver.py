@@ -845,10 +845,20 @@ def _on_device1_cases(xps, dev):
     def listed(x):  # a list of Python floats
         return [float(x[0]) - 1.0, 2.0 * float(x[1]) - 1.0, float(x[0] * x[1])]
 
+    def quad_grad(x):  # the gradient of quad as a list
+        return [2.0 * float(x[0] - 1.0), 20.0 * float(x[1] - 2.0)]
+
+    def quad_hessp(x, p):  # its Hessian-vector products as a list
+        return [2.0 * float(p[0]), 20.0 * float(p[1])]
+
     return {
         "newton, float fun, 2-point": lambda: nk.minimize(quad, x0, method="newton"),
         "newton, float fun, 3-point": lambda: nk.minimize(quad, x0, method="newton",
                                                           jac="3-point"),
+        "newton, list jac": lambda: nk.minimize(quad, x0, method="newton", jac=quad_grad,
+                                                hess="2-point"),
+        "newton, list jac and hessp": lambda: nk.minimize(quad, x0, method="newton",
+                                                          jac=quad_grad, hessp=quad_hessp),
         "lm, list fun": lambda: nk.minimize(listed, x0, method="lm"),
         "least_squares, list fun": lambda: nk.least_squares(listed, x0),
         "lm": lambda: nk.minimize(res, p0, method="lm"),
@@ -860,13 +870,15 @@ def _on_device1_cases(xps, dev):
 
 
 @pytest.mark.parametrize("case", ["newton, float fun, 2-point", "newton, float fun, 3-point",
+                                  "newton, list jac", "newton, list jac and hessp",
                                   "lm, list fun", "least_squares, list fun", "lm", "gn", "hig",
                                   "trf, bounds, loss", "curve_fit"])
 def test_single_problems_stay_on_the_device_of_x0(case):
     """array-api-strict's second device stands in for a GPU (it refuses mixed devices).  A
     ``fun`` returning a Python float (Newton's difference gradients) or a list (difference
-    Jacobians) had its values made on the default device, and the first difference failed;
-    now they go to x's device.  Each case runs to the same x as on the default device."""
+    Jacobians), or a ``jac`` or ``hessp`` returning a list, had its values made on the
+    default device, and the first difference failed; now they go to x's device.  Each case
+    runs to the same x as on the default device."""
     xps = pytest.importorskip("array_api_strict")
     out = {}
     for name in ("CPU_DEVICE", "device1"):

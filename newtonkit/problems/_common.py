@@ -24,12 +24,15 @@ class FiniteDifferenceWarning(UserWarning):
     """Derivatives are approximated by finite differences (none given, no autodiff provider)."""
 
 
-def flat(xp: Any, a: Any, dtype: Any, what: str, size: int | None = None) -> Any:
-    """``a`` as a 1-D array of ``dtype`` on the backend ``xp`` (checked length ``size``)."""
+def flat(xp: Any, a: Any, dtype: Any, what: str, size: int | None = None,
+         device: Any = None) -> Any:
+    """``a`` as a 1-D array of ``dtype`` on the backend ``xp`` (checked length ``size``); a
+    sequence (not an array) is made on ``device``, that of x (a GPU's list of floats must not
+    land on the host)."""
     if getattr(a, "ndim", None) == 1 and a.dtype == dtype and (size is None or a.shape[0] == size):
         return a  # the usual case: already flat, of the dtype (so of the backend) and length
     if not hasattr(a, "shape"):
-        a = xp.asarray(a, dtype=dtype)
+        a = xp.asarray(a, dtype=dtype, device=device)
     elif a.dtype != dtype:  # another dtype, or another backend (whose dtypes never compare equal)
         same_backend(xp, a, what)
         B.check_not_complex(xp, a, what)

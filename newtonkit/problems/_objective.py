@@ -163,7 +163,7 @@ class ScalarProblem(Counters):
             else:
                 g = fd_jacobian(self._value_array, x, self._value_array(x, f),
                                 scheme=self.jac, bounds=self.bounds, accuracy=self.accuracy)
-        g = flat(xp, g, self.dtype, "the gradient", self.n)
+        g = flat(xp, g, self.dtype, "the gradient", self.n, device=B.device(x))
         if self.richardson:
             g = self.richardson_gradient(x, f, g)
         self._cache = (x, f, g)
@@ -296,7 +296,7 @@ class ScalarProblem(Counters):
                     out = self.hessp(xs, xp.reshape(v, self.shape), *self.args)
                 else:
                     out = self._provider.hvp(x, v)
-                return flat(xp, out, self.dtype, "hessp(x, p)", n)
+                return flat(xp, out, self.dtype, "hessp(x, p)", n, device=B.device(x))
 
             return HessianOperator(hvp, n, like=x)
         self.nhev += 1
