@@ -1332,6 +1332,17 @@ class _BatchRun:
             X = xp.where(xp.any(J != 0, axis=1), X, xp.zeros_like(X))
         return xtol * (xtol * self.xscale + xp.linalg.vector_norm(X, axis=1))
 
+    def _small_step(self, S: Any, X: Any, J: Any, predicted: Any, f: Any) -> np.ndarray:
+        """The xtol test on the steps ``S`` from ``X`` at the active rows (host mask), per row
+        the single path's :meth:`~newtonkit.methods._lsq.LeastSquaresMethod.small_step`:
+        ‖s‖ ≤ :meth:`_xtol_bound` and, where the model's value of the step ``predicted``
+        exceeds ftol·|f| and ε·f₀, |sᵢ| ≤ xtol·(xtol·‖x₀‖ + |xᵢ|) at every entry."""
+        xp, xtol = self.xp, self.tol("xtol")
+        short = xp.linalg.vector_norm(S, axis=1) <= self._xtol_bound(X, J)
+        little = predicted <= xp.maximum(self.tol("ftol") * xp.abs(f), self.eps * self.f0)
+        floor = xtol[:, None] * (xtol[:, None] * self.xscale[:, None] + xp.abs(X))
+        return self._host(short & (little | xp.all(xp.abs(S) <= floor, axis=1)))
+
     def _dev(self, mask_np: np.ndarray) -> Any:
         return self.xp.asarray(mask_np, device=array_api_compat.device(self.X))
 
@@ -1604,8 +1615,9 @@ class _BatchRun:
         self.mark(self._host(bad), Status.NONFINITE)
         # as without bounds: a full step within xtol ends the row before any trial (at the
         # rounding level of f no trial could pass the Armijo test: the search would fail)
-        snorm = xp.linalg.vector_norm(s, axis=1)
-        early = self._host(snorm <= self._xtol_bound(self.X, self.J))
+        # (the model's value of the projected step is at most the full step's, −½gᵀd)
+        predicted = -0.5 * _rows_dot(xp, self.G, d)
+        early = self._small_step(s, self.X, self.J, predicted, self.f)
         self._blind_change_tests(early)
         self.mark(early, Status.XTOL)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
@@ -1629,8 +1641,7 @@ class _BatchRun:
             k = self._idx(np.nonzero(small_f)[0])
             bound = xp.take(self.tol("ftol") * xp.abs(self.f), k, axis=0)
             small_f[small_f] = self._host(self._gauss_newton_offer(small_f) <= bound)
-        step = xp.linalg.vector_norm(self.X - X_prev, axis=1)
-        small_x = self._host(step <= self._xtol_bound(self.X, self.J))
+        small_x = self._small_step(self.X - X_prev, self.X, self.J, predicted, f_prev)
         self._blind_change_tests(full & small_x, ok & small_f)
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
@@ -1704,18 +1715,17 @@ class _BatchRun:
         xp, o = self.xp, self.o
         d, gn_bounds = self._direction_gn()
         slope = _rows_dot(xp, self.G, d)
-        dnorm = xp.linalg.vector_norm(d, axis=1)
         armijo = o["line_search"]
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
-            early = self._host(dnorm <= self._xtol_bound(self.X, self.J))
+            early = self._small_step(d, self.X, self.J, -0.5 * slope, self.f)
             self._blind_change_tests(early)
             self.mark(early, Status.XTOL)
         if armijo:
             self.mark(self._host(~(slope < 0)), Status.NO_PROGRESS)
         t, X1, V1, f1, nonfinite = self._backtrack(d, slope, armijo)
-        f_prev = self.f
+        f_prev, X_prev = self.f, self.X
         ok, acc = self._accept(t, nonfinite, X1, V1, f1)
         self._relinearize_lsq(ok)
         self._lsq_gradient_test(ok)
@@ -1728,11 +1738,10 @@ class _BatchRun:
         # ftol is MINPACK's test, actual and predicted reductions: for GN the model's for the
         # full step, −½gᵀd (as the single path); for HIG the Gauss-Newton step's bound
         small_f = self._host(xp.abs(f_prev - self.f) <= bound_f)
-        small_x = self._host(t * dnorm <= bound_x)
-        if gn_bounds is None:
-            small_f &= self._host(-0.5 * slope <= bound_f)
-        else:  # HIG: the Gauss-Newton step's tests too, as the single path
-            small_f &= self._host(gn_bounds[1] <= bound_f)
+        predicted = -0.5 * slope if gn_bounds is None else gn_bounds[1]
+        small_x = self._small_step(self.X - X_prev, self.X, self.J, predicted, f_prev)
+        small_f &= self._host(predicted <= bound_f)
+        if gn_bounds is not None:  # HIG: the Gauss-Newton step's length too, as the single path
             small_x &= self._host(gn_bounds[0] <= bound_x)
         uphill = self._host(self.f > f_prev)
         conv = full & ~uphill

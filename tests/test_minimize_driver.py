@@ -532,6 +532,40 @@ def test_a_parameter_with_a_zero_column_does_not_fill_the_xtol_norm(method, opts
         assert ref.fun <= f <= ref.fun * (1 + 10 * 1.49e-8), (f, ref.fun)
 
 
+def _hidden(X):
+    """A linear fit whose two large parameters cancel (x₂ = −x₃ = −1e9 fit exactly) beside an
+    offset x₁ that two data ask to be 1 and 1.2: x₁* = 1.1, f* = 0.01.  Rows of X."""
+    X = np.atleast_2d(X)
+    x1, x2, x3 = X[:, 0], X[:, 1], X[:, 2]
+    R = np.stack([x1 - 1.0, x2 + x3, x2 - x3 + 2e9, x1 - 1.2], axis=1)
+    J = np.broadcast_to(np.array([[1.0, 0, 0], [0, 1, 1], [0, 1, -1], [1, 0, 0]]),
+                        (X.shape[0], 4, 3)).copy()
+    return R, J
+
+
+@pytest.mark.parametrize("method,opts", [("gn", {}), ("hig", {"line_search": True}),
+                                         ("lm", {"update": "nielsen"})])
+def test_large_entries_do_not_hide_a_small_one_from_the_xtol_test(method, opts):
+    """From x₁ = 0.5 the Gauss-Newton step is (0.6, 0, 0): 4e-10 of ‖x‖ = 1.4e9, so the
+    xtol test by the norm held at x0, and GN ended XTOL, success, there (f = 0.37 against
+    f* = 0.01; HIG and Nielsen's LM a step or two later at x₁ = 1.079 and 1.0994), as
+    Bard's fit did at a cancelling asymptote.  The step moves x₁ by more than itself and
+    its model offers 97 % of f: now every entry must be small beside its own size too.
+    Where the runs stop, x₁ is within the loosest of the stopping tests' bounds on this
+    problem (f − f* = (x₁ − 1.1)²): ftol's predicted reduction e² ≤ ftol·f gives
+    e ≤ √(1e-8·0.01) = 1e-5 (gtol and the entrywise xtol give less)."""
+    x0 = np.array([0.5, -1e9, 1e9])
+    results = [nk.minimize(lambda x: _hidden(x)[0][0], x0, method=method,
+                           jac=lambda x: _hidden(x)[1][0], options=opts)]
+    if opts.get("update") != "nielsen":  # (the batched LM is the trust region's)
+        results.append(nk.minimize(lambda X: _hidden(X)[0], x0[None], method=method,
+                                   jac=lambda X: _hidden(X)[1], options=opts, batch=True))
+    for res in results:
+        x = np.asarray(res.x).reshape(-1, 3)[0]
+        assert bool(np.all(res.success)), res.message
+        assert abs(x[0] - 1.1) <= 1e-5, x
+
+
 # -- user derivatives: shapes and backends are checked ------------------------------------
 
 

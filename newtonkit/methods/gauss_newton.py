@@ -82,7 +82,7 @@ class GaussNewton(LeastSquaresMethod):
 
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
-        state = State(x0, ev.f, data={"ev": ev})
+        state = State(x0, ev.f, data={"ev": ev, "f0": ev.f})
         if math.isfinite(ev.f):
             lin = self.linearize(ev)
             state.g, state.data["lin"] = lin.g, lin
@@ -100,9 +100,10 @@ class GaussNewton(LeastSquaresMethod):
             return stop(state, Status.NONFINITE)
         # the full step predicts convergence within xtol (only a converged solve's: an
         # iterative solve that stalled may return a short step, even 0, far from a minimum)
-        if info.converged and self.norm(d) <= self.xtol_bound(state.x, self.seen(lin)):
-            return stop(state, Status.XTOL)
         slope = float(xp.vecdot(state.g, d))
+        if info.converged and self.small_step(d, state.x, self.seen(lin), -0.5 * slope,
+                                              state.f, state.data["f0"]):
+            return stop(state, Status.XTOL)
         if not slope < 0:
             return stop(state, Status.NO_PROGRESS)
         keep: dict = {}
@@ -125,7 +126,7 @@ class GaussNewton(LeastSquaresMethod):
         # minimises m on a subspace that holds it (J̃ᵀJ̃d + g ⊥ d), so ‖J̃d‖² = −gᵀd
         info = {"step_length": res.t, "step_norm": res.t * self.norm(d), "f_prev": state.f,
                 "predicted": -0.5 * slope, "nonfinite": res.nonfinite}
-        data = dict(state.data, ev=ev, lin=lin)
+        data = dict(state.data, ev=ev, lin=lin, x_prev=state.x)
         return State(ev.x, ev.f, lin.g, accepted=True, info=info, data=data)
 
     def finish(self, state: State) -> dict:

@@ -131,7 +131,7 @@ class HIG(LeastSquaresMethod):
 
     def init(self, x0: Any) -> State:
         ev = self.problem.evaluate(x0)
-        state = State(x0, ev.f, data={"ev": ev, "ranks": (), "singular_values": (),
+        state = State(x0, ev.f, data={"ev": ev, "f0": ev.f, "ranks": (), "singular_values": (),
                                       "thresholds": (), "step_lengths": ()})  # histories
         if self.finite(ev.gy):
             lin = self.linearize(ev, gauss_newton=False)
@@ -180,7 +180,8 @@ class HIG(LeastSquaresMethod):
         if res.t is None:
             return stop(state, Status.NONFINITE if res.nonfinite else Status.LINE_SEARCH)
         hist, ev = state.data, res.point
-        new = dict(hist, ev=ev, lin=keep["lin"], ranks=appended(hist["ranks"], info.rank),
+        new = dict(hist, ev=ev, lin=keep["lin"], x_prev=state.x,
+                   ranks=appended(hist["ranks"], info.rank),
                    singular_values=appended(hist["singular_values"], info.singular_values),
                    thresholds=appended(hist["thresholds"], info.threshold),
                    step_lengths=appended(hist["step_lengths"], res.t))

@@ -90,6 +90,7 @@ class LMData(NamedTuple):
     ``nu`` ν.  Non-finite trials: ``nonfinite_run`` how many in a row, ``since_nonfinite``
     trials since the last one (−1: none yet).  ``trials`` the history (:func:`appended`) of
     ``(damping, radius, ratio)`` after every trial: λ or μ, Δ (``None`` for Nielsen), ρ.
+    ``f0`` the objective at x₀ (Nielsen's xtol test, ``small_step``).
     """
 
     ev: Any
@@ -108,6 +109,7 @@ class LMData(NamedTuple):
     nonfinite_run: int = 0
     since_nonfinite: int = -1
     trials: tuple = ()
+    f0: float = math.inf
 
     def but(self, **changes: Any) -> LMData:
         """A copy with ``changes``."""
@@ -174,12 +176,12 @@ class LevenbergMarquardt(LeastSquaresMethod):
                                                                                     "svd")):
             upd = "nielsen"
         if not math.isfinite(ev.f):  # the driver reports it
-            return State(x0, ev.f, data=LMData(ev, upd))
+            return State(x0, ev.f, data=LMData(ev, upd, f0=ev.f))
         # the driver checks the gradient at x0 before the first step
         lin = self.linearize(ev, densify=upd == "trust-region")
         if upd == "auto":  # trust region for a dense Jacobian
             upd = "trust-region" if lin.dense else "nielsen"
-        return State(x0, ev.f, lin.g, data=LMData(ev, upd, lin))
+        return State(x0, ev.f, lin.g, data=LMData(ev, upd, lin, f0=ev.f))
 
     # -- one trial ---------------------------------------------------------------------------
     def step(self, state: State) -> State:
@@ -303,8 +305,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
             new = d.after_trial(math.isfinite(f1), mu=mu, nu=nu, trials=trials)
         small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
         # (a step from an iterative solve that did not converge may be short for that alone)
-        small_x = solve.converged and (self.norm(step)
-                                       <= self.xtol_bound(state.x, self.seen(lin)))
+        small_x = solve.converged and self.small_step(step, state.x, self.seen(lin), pred, f,
+                                                      d.f0)
         status = small_change(small_f, small_x)
         if status is None and not (math.isfinite(mu) and mu <= 1e300):
             status = Status.NO_PROGRESS
