@@ -17,8 +17,9 @@ With ``damping`` given, ``"gauss-newton"`` is Levenberg-Marquardt
 Termination: ``gtol``, the scaled gradient (:meth:`LeastSquaresMethod.gradient_measure`) ≤
 gtol; after a full step, :math:`|f_k - f_{k+1}| \le \mathrm{ftol}\,|f_k|` and/or
 :math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)`, ‖x‖ over the entries
-whose column of J̃ is nonzero (:meth:`~newtonkit.methods._base.Method.xtol_bound`); after a
-shortened step, ftol as
+whose column of J̃ is nonzero (:meth:`~newtonkit.methods._base.Method.xtol_bound`), and
+in every entry beside its own size where the model values the step above ftol·f and ε·f₀
+(:meth:`LeastSquaresMethod.small_step`); after a shortened step, ftol as
 MINPACK's test, the actual and the predicted reduction :math:`m(0) - m(p) = -\tfrac12 g^Tp`
 both at most :math:`\mathrm{ftol}\,|f_k|` (:meth:`LeastSquaresMethod.terminate`).
 """

@@ -17,7 +17,8 @@ of :math:`J^Tg_y`.
 
 Termination: ``gtol`` on :math:`\max_j |(J^Tg_y)_j|/(\|J_j\|\,\|g_y\|)`; after an
 accepted full step, ``ftol`` on :math:`|f_k - f_{k+1}| \le \mathrm{ftol}\cdot f_k` and
-``xtol`` on :math:`\|x_{k+1}-x_k\| \le \mathrm{xtol}(\mathrm{xtol}\|x_0\| + \|x_{k+1}\|)`, each
+``xtol`` on :math:`\|x_{k+1}-x_k\| \le \mathrm{xtol}(\mathrm{xtol}\|x_0\| + \|x_{k+1}\|)`
+(entrywise too where the model offers more: :meth:`~._lsq.LeastSquaresMethod.small_step`), each
 together with the same test on the Gauss-Newton step at :math:`x_k` (its model reduction
 for ftol, its length for xtol), bounded from the HIG direction by
 :func:`gauss_newton_bounds`: the HIG step scales with the residuals where a Gauss-Newton step

@@ -34,7 +34,8 @@ relative to ``f``) and :math:`\rho \le 2`; ``xtol``: :math:`\Delta \le \mathrm{x
 :meth:`LevenbergMarquardt._seen_xnorm`; where the radius is not the model's verdict, until a
 Gauss-Newton step (λ = 0) has been accepted and after a λ > 0 trial that did not shrink it,
 the Gauss-Newton step's :math:`\|D\hat p(0)\|` too: :func:`._trust.radius_unproven`) or
-:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)` (Nielsen).  A stop reached by
+:math:`\|p\| \le \mathrm{xtol}(\mathrm{xtol}\,\|x_0\| + \|x\|)` (Nielsen; entrywise too where
+the model offers more: :meth:`~._lsq.LeastSquaresMethod.small_step`).  A stop reached by
 shrinking the step away from non-finite values (an ftol/xtol stop on a λ > 0 trial within
 ``RECENT_NONFINITE`` trials of a non-finite one) is ``NONFINITE``, not convergence.
 
