@@ -553,13 +553,18 @@ def test_large_entries_do_not_hide_a_small_one_from_the_xtol_test(method, opts):
     its model offers 97 % of f: now every entry must be small beside its own size too.
     Where the runs stop, x₁ is within the loosest of the stopping tests' bounds on this
     problem (f − f* = (x₁ − 1.1)²): ftol's predicted reduction e² ≤ ftol·f gives
-    e ≤ √(1e-8·0.01) = 1e-5 (gtol and the entrywise xtol give less)."""
+    e ≤ √(1e-8·0.01) = 1e-5 (gtol and the entrywise xtol give less).  GN runs batched under
+    bounds too (the projected Gauss-Newton method, which also ended XTOL at x0)."""
     x0 = np.array([0.5, -1e9, 1e9])
     results = [nk.minimize(lambda x: _hidden(x)[0][0], x0, method=method,
                            jac=lambda x: _hidden(x)[1][0], options=opts)]
     if opts.get("update") != "nielsen":  # (the batched LM is the trust region's)
         results.append(nk.minimize(lambda X: _hidden(X)[0], x0[None], method=method,
                                    jac=lambda X: _hidden(X)[1], options=opts, batch=True))
+    if method == "gn":  # the batched projected Gauss-Newton method (bounds)
+        box = (np.array([0.0, -2e9, -2e9]), np.array([5.0, 2e9, 2e9]))
+        results.append(nk.minimize(lambda X: _hidden(X)[0], x0[None], method="gn",
+                                   jac=lambda X: _hidden(X)[1], batch=True, bounds=box))
     for res in results:
         x = np.asarray(res.x).reshape(-1, 3)[0]
         assert bool(np.all(res.success)), res.message
