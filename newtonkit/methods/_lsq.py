@@ -282,7 +282,8 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
         the rounding of f, at a point where the model offers no more than ftol).  Otherwise a
         change of f within its last bits (ε·|f_k|) is ``NO_PROGRESS``.
         ``state.info`` carries ``f_prev``, ``step_norm``, ``step_length`` and, optionally,
-        ``predicted``, ``gn_step`` and ``gn_predicted``."""
+        ``predicted``, ``gn_step`` and ``gn_predicted``; ``state.data`` the iterate before
+        the step, ``x_prev``, and the objective at x₀, ``f0`` (:meth:`small_step`)."""
         if state.stop is not None:
             return state.stop
         tol = self.tol
