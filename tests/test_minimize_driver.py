@@ -571,6 +571,38 @@ def test_large_entries_do_not_hide_a_small_one_from_the_xtol_test(method, opts):
         assert abs(x[0] - 1.1) <= 1e-5, x
 
 
+def _box3d(X):
+    """MGH's Box 3-D (m = 10), rows of X: a zero-residual fit whose minima include the line
+    x₁ = x₂, x₃ = 0."""
+    X = np.atleast_2d(X)
+    t = 0.1 * np.arange(1, 11)
+    x1, x2, x3 = (X[:, k:k + 1] for k in range(3))
+    e1, e2, c = np.exp(-t * x1), np.exp(-t * x2), np.exp(-t) - np.exp(-10 * t)
+    R = e1 - e2 - x3 * c
+    J = np.stack([-t * e1, t * e2, -np.broadcast_to(c, R.shape)], axis=2)
+    return R, J
+
+
+def test_an_entry_running_to_zero_still_ends_on_the_xtol_test():
+    """From 10·x0 HIG (line search) runs to the line of minima x₁ = x₂ with x₃ → 0; x₃
+    changes by about its own size at every step, so the entrywise xtol test cannot hold.
+    The model there offers all of f (a zero-residual fit), never ftol·f, but below ε·f₀ the
+    norm decides: the run ends XTOL, success (without that floor it ended LINE_SEARCH at the
+    minimum).  Bound: the stop needs the model's offer, ≈ f on this fit, at most ε·f₀."""
+    x0 = np.array([0.0, 100.0, 200.0])
+    f0 = 0.5 * float(np.sum(_box3d(x0)[0] ** 2))
+    opts = {"line_search": True}
+    single = nk.minimize(lambda x: _box3d(x)[0][0], x0, method="hig",
+                         jac=lambda x: _box3d(x)[1][0], options=opts)
+    batch = nk.minimize(lambda X: _box3d(X)[0], x0[None], method="hig",
+                        jac=lambda X: _box3d(X)[1], options=opts, batch=True)
+    for res in (single, batch):
+        assert bool(np.all(res.success)), res.message
+        x = np.asarray(res.x).reshape(-1, 3)[0]
+        assert abs(x[2]) < abs(x[0]) * 1e-8  # (the case under test: x₃ ran to 0)
+        assert float(np.asarray(res.fun).reshape(-1)[0]) <= 2.3e-16 * f0
+
+
 # -- user derivatives: shapes and backends are checked ------------------------------------
 
 
