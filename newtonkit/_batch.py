@@ -1332,13 +1332,14 @@ class _BatchRun:
             X = xp.where(xp.any(J != 0, axis=1), X, xp.zeros_like(X))
         return xtol * (xtol * self.xscale + xp.linalg.vector_norm(X, axis=1))
 
-    def _small_step(self, S: Any, X: Any, J: Any, predicted: Any, f: Any) -> np.ndarray:
+    def _small_step(self, S: Any, X: Any, bound: Any, predicted: Any, f: Any) -> np.ndarray:
         """The xtol test on the steps ``S`` from ``X`` at the active rows (host mask), per row
         the single path's :meth:`~newtonkit.methods._lsq.LeastSquaresMethod.small_step`:
-        ‖s‖ ≤ :meth:`_xtol_bound` and, where the model's value of the step ``predicted``
-        exceeds ftol·|f| and ε·f₀, |sᵢ| ≤ xtol·(xtol·‖x₀‖ + |xᵢ|) at every entry."""
+        ‖s‖ ≤ ``bound`` (:meth:`_xtol_bound` at X) and, where the model's value of the step
+        ``predicted`` exceeds ftol·|f| and ε·f₀, |sᵢ| ≤ xtol·(xtol·‖x₀‖ + |xᵢ|) at every
+        entry."""
         xp, xtol = self.xp, self.tol("xtol")
-        short = xp.linalg.vector_norm(S, axis=1) <= self._xtol_bound(X, J)
+        short = xp.linalg.vector_norm(S, axis=1) <= bound
         little = predicted <= xp.maximum(self.tol("ftol") * xp.abs(f), self.eps * self.f0)
         floor = xtol[:, None] * (xtol[:, None] * self.xscale[:, None] + xp.abs(X))
         return self._host(short & (little | xp.all(xp.abs(S) <= floor, axis=1)))
@@ -1617,7 +1618,8 @@ class _BatchRun:
         # rounding level of f no trial could pass the Armijo test: the search would fail)
         # (the model's value of the projected step is at most the full step's, −½gᵀd)
         predicted = -0.5 * _rows_dot(xp, self.G, d)
-        early = self._small_step(s, self.X, self.J, predicted, self.f)
+        early = self._small_step(s, self.X, self._xtol_bound(self.X, self.J), predicted,
+                                 self.f)
         self._blind_change_tests(early)
         self.mark(early, Status.XTOL)
         t, X1, V1, f1, nonfinite = self._backtrack_projected(
@@ -1641,7 +1643,8 @@ class _BatchRun:
             k = self._idx(np.nonzero(small_f)[0])
             bound = xp.take(self.tol("ftol") * xp.abs(self.f), k, axis=0)
             small_f[small_f] = self._host(self._gauss_newton_offer(small_f) <= bound)
-        small_x = self._small_step(self.X - X_prev, self.X, self.J, predicted, f_prev)
+        small_x = self._small_step(self.X - X_prev, self.X, self._xtol_bound(self.X, self.J),
+                                   predicted, f_prev)
         self._blind_change_tests(full & small_x, ok & small_f)
         self.mark(full & small_f & small_x, Status.FTOL_XTOL)
         self.mark(full & small_f, Status.FTOL)
@@ -1719,7 +1722,8 @@ class _BatchRun:
         bad = ~xp.all(xp.isfinite(d), axis=1)
         self.mark(self._host(bad), Status.NONFINITE)
         if self.name == "gn":
-            early = self._small_step(d, self.X, self.J, -0.5 * slope, self.f)
+            early = self._small_step(d, self.X, self._xtol_bound(self.X, self.J),
+                                     -0.5 * slope, self.f)
             self._blind_change_tests(early)
             self.mark(early, Status.XTOL)
         if armijo:
@@ -1739,7 +1743,7 @@ class _BatchRun:
         # full step, −½gᵀd (as the single path); for HIG the Gauss-Newton step's bound
         small_f = self._host(xp.abs(f_prev - self.f) <= bound_f)
         predicted = -0.5 * slope if gn_bounds is None else gn_bounds[1]
-        small_x = self._small_step(self.X - X_prev, self.X, self.J, predicted, f_prev)
+        small_x = self._small_step(self.X - X_prev, self.X, bound_x, predicted, f_prev)
         small_f &= self._host(predicted <= bound_f)
         if gn_bounds is not None:  # HIG: the Gauss-Newton step's length too, as the single path
             small_x &= self._host(gn_bounds[0] <= bound_x)

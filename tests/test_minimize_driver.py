@@ -922,6 +922,19 @@ def _on_device1_cases(xps, dev):
     def quad_hessp(x, p):  # its Hessian-vector products as a list
         return [2.0 * float(p[0]), 20.0 * float(p[1])]
 
+    class ListLoss:  # a user's loss ½Σ(y − 1)², its derivatives as lists
+        def value(self, y):
+            return 0.5 * float(xps.sum((y - 1.0) ** 2))
+
+        def grad(self, y):
+            return [float(v) - 1.0 for v in y]
+
+        def hessian_diag(self, y):
+            return [1.0] * y.shape[0]
+
+    def outputs(z):  # a forward model for ListLoss
+        return xps.stack([z[0], 2.0 * z[1], z[0] * z[1]])
+
     return {
         "newton, float fun, 2-point": lambda: nk.minimize(quad, x0, method="newton"),
         "newton, float fun, 3-point": lambda: nk.minimize(quad, x0, method="newton",
@@ -931,6 +944,8 @@ def _on_device1_cases(xps, dev):
         "newton, list jac and hessp": lambda: nk.minimize(quad, x0, method="newton",
                                                           jac=quad_grad, hessp=quad_hessp),
         "lm, list fun": lambda: nk.minimize(listed, x0, method="lm"),
+        "lm, loss with list derivatives": lambda: nk.minimize(
+            nk.Composite(outputs, ListLoss()), x0, method="lm"),
         "least_squares, list fun": lambda: nk.least_squares(listed, x0),
         "lm": lambda: nk.minimize(res, p0, method="lm"),
         "gn": lambda: nk.minimize(res, p0, method="gn"),
@@ -942,14 +957,14 @@ def _on_device1_cases(xps, dev):
 
 @pytest.mark.parametrize("case", ["newton, float fun, 2-point", "newton, float fun, 3-point",
                                   "newton, list jac", "newton, list jac and hessp",
-                                  "lm, list fun", "least_squares, list fun", "lm", "gn", "hig",
+                                  "lm, list fun", "lm, loss with list derivatives", "least_squares, list fun", "lm", "gn", "hig",
                                   "trf, bounds, loss", "curve_fit"])
 def test_single_problems_stay_on_the_device_of_x0(case):
     """array-api-strict's second device stands in for a GPU (it refuses mixed devices).  A
     ``fun`` returning a Python float (Newton's difference gradients) or a list (difference
-    Jacobians), or a ``jac`` or ``hessp`` returning a list, had its values made on the
-    default device, and the first difference failed; now they go to x's device.  Each case
-    runs to the same x as on the default device."""
+    Jacobians), or a ``jac``, ``hessp`` or loss derivative returning a list, had its values
+    made on the default device, and the first difference failed; now they go to x's device.
+    Each case runs to the same x as on the default device."""
     xps = pytest.importorskip("array_api_strict")
     out = {}
     for name in ("CPU_DEVICE", "device1"):

@@ -208,14 +208,17 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
 
     @staticmethod
     def seen(lin: Linearization | None) -> Any:
-        """The entries of x whose column of J̃ is nonzero (``None`` where the column norms
-        are unknown: an operator J̃): :meth:`~._base.Method.xtol_bound`'s ``seen``."""
-        return None if lin is None or lin.colnorms is None else lin.colnorms > 0
+        """The entries of x whose column of J̃ is nonzero: :meth:`~._base.Method.xtol_bound`'s
+        ``seen``; ``None`` where every entry counts (every column norm positive, the usual
+        case, ``plain_norms``) or the norms are unknown (an operator J̃)."""
+        if lin is None or lin.colnorms is None or lin.plain_norms:
+            return None
+        return lin.colnorms > 0
 
-    def small_step(self, step: Any, x: Any, seen: Any, predicted: float, f: float,
+    def small_step(self, step: Any, x: Any, bound: float, predicted: float, f: float,
                    f0: float) -> bool:
-        r"""The xtol test on ``step`` from ``x``: :math:`\|\mathrm{step}\| \le`
-        :meth:`~._base.Method.xtol_bound`, and where the model values the step's reduction
+        r"""The xtol test on ``step`` from ``x``: :math:`\|\mathrm{step}\| \le` ``bound``
+        (:meth:`~._base.Method.xtol_bound` at x), and where the model values the step's reduction
         (``predicted``) above both ftol·|f| and ε·f₀ (the rounding of the cost at x₀), every
         entry small beside its own size too, :math:`|\mathrm{step}_i| \le
         \mathrm{xtol}\,(\mathrm{xtol}\,\|x_0\| + |x_i|)`.
@@ -226,7 +229,7 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
         0.057 (gradient 0.51).  An entry running to 0 changes by its own size at every step;
         where the step is worth no more than ftol·|f| the norm decides, and so below ε·f₀,
         for a zero-residual fit's model offers all of f at every step."""
-        if not self.norm(step) <= self.xtol_bound(x, seen):
+        if not self.norm(step) <= bound:
             return False
         eps = float(self.xp.finfo(self.problem.dtype).eps)
         if predicted <= max(self.tol["ftol"] * abs(f), eps * f0):
@@ -311,7 +314,7 @@ unseen_gradient`'s test): no step moved that parameter, so the test proves nothi
             # the model's value of the step: Gauss-Newton's for its own, HIG's bound on the
             # Gauss-Newton step's
             predicted = i.get("predicted", i.get("gn_predicted", math.inf))
-            small_x = self.small_step(state.x - state.data["x_prev"], state.x, self.seen(lin),
+            small_x = self.small_step(state.x - state.data["x_prev"], state.x, bound_x,
                                       predicted, i["f_prev"], state.data["f0"])
             if "gn_step" in i:  # HIG: the Gauss-Newton step's tests too (hig.gauss_newton_bounds)
                 small_f = small_f and i["gn_predicted"] <= bound_f

@@ -102,8 +102,9 @@ class GaussNewton(LeastSquaresMethod):
         # the full step predicts convergence within xtol (only a converged solve's: an
         # iterative solve that stalled may return a short step, even 0, far from a minimum)
         slope = float(xp.vecdot(state.g, d))
-        if info.converged and self.small_step(d, state.x, self.seen(lin), -0.5 * slope,
-                                              state.f, state.data["f0"]):
+        bound = self.xtol_bound(state.x, self.seen(lin))
+        if info.converged and self.small_step(d, state.x, bound, -0.5 * slope, state.f,
+                                              state.data["f0"]):
             return stop(state, Status.XTOL)
         if not slope < 0:
             return stop(state, Status.NO_PROGRESS)

@@ -306,8 +306,8 @@ class LevenbergMarquardt(LeastSquaresMethod):
             new = d.after_trial(math.isfinite(f1), mu=mu, nu=nu, trials=trials)
         small_f = abs(ared) <= tol["ftol"] * f and pred <= tol["ftol"] * f
         # (a step from an iterative solve that did not converge may be short for that alone)
-        small_x = solve.converged and self.small_step(step, state.x, self.seen(lin), pred, f,
-                                                      d.f0)
+        small_x = solve.converged and self.small_step(
+            step, state.x, self.xtol_bound(state.x, self.seen(lin)), pred, f, d.f0)
         status = small_change(small_f, small_x)
         if status is None and not (math.isfinite(mu) and mu <= 1e300):
             status = Status.NO_PROGRESS

@@ -207,7 +207,8 @@ class OutputProblem(Counters):
         else:
             ys = xp.reshape(y, self.y_shape)
             f = scalar(self.loss.value(ys), "loss.value")
-            gy = flat(xp, self.loss.grad(ys), self.dtype, "loss.grad(y)", self.m)
+            gy = flat(xp, self.loss.grad(ys), self.dtype, "loss.grad(y)", self.m,
+                      device=B.device(y))
         return Evaluation(x, y, f, gy)
 
     def jacobian(self, x: Any) -> Any:
@@ -258,7 +259,8 @@ class OutputProblem(Counters):
             return ev.gy, J
         ys = xp.reshape(ev.y, self.y_shape)
         if callable(getattr(loss, "hessian_diag", None)):
-            w = flat(xp, loss.hessian_diag(ys), self.dtype, "loss.hessian_diag(y)", self.m)
+            w = flat(xp, loss.hessian_diag(ys), self.dtype, "loss.hessian_diag(y)", self.m,
+                     device=B.device(ys))
             pos = w > 0
             sw = xp.sqrt(xp.where(pos, w, xp.zeros_like(w)))
             safe = xp.where(pos, sw, xp.ones_like(sw))
@@ -269,7 +271,8 @@ class OutputProblem(Counters):
             H = xp.reshape(loss.hessian(ys), (self.m, self.m))
         elif callable(getattr(loss, "hvp", None)):
             H = HessianOperator(lambda v: flat(xp, loss.hvp(ys, xp.reshape(v, self.y_shape)),
-                                               self.dtype, "loss.hvp", self.m),
+                                               self.dtype, "loss.hvp", self.m,
+                                               device=B.device(ys)),
                                 self.m, like=ev.y).to_dense()
         else:
             raise ValueError(f"Gauss-Newton with the loss {type(loss).__name__} needs its Hessian "
