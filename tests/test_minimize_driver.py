@@ -957,7 +957,8 @@ def _on_device1_cases(xps, dev):
 
 @pytest.mark.parametrize("case", ["newton, float fun, 2-point", "newton, float fun, 3-point",
                                   "newton, list jac", "newton, list jac and hessp",
-                                  "lm, list fun", "lm, loss with list derivatives", "least_squares, list fun", "lm", "gn", "hig",
+                                  "lm, list fun", "lm, loss with list derivatives",
+                                  "least_squares, list fun", "lm", "gn", "hig",
                                   "trf, bounds, loss", "curve_fit"])
 def test_single_problems_stay_on_the_device_of_x0(case):
     """array-api-strict's second device stands in for a GPU (it refuses mixed devices).  A
